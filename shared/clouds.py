@@ -1,0 +1,47 @@
+"""Defender for Endpoint clouds: API hosts, token scopes and the hosts a base-URL override may name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COMMERCIAL_SCOPE = "https://api.securitycenter.microsoft.com/.default"
+GCC_SCOPE = "https://api-gcc.securitycenter.microsoft.us/.default"
+GOV_SCOPE = "https://api-gov.securitycenter.microsoft.us/.default"
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """One Defender for Endpoint cloud."""
+
+    name: str
+    base_url: str
+    scope: str
+
+
+CLOUDS: dict[str, Cloud] = {
+    cloud.name: cloud
+    for cloud in (
+        Cloud("commercial", "https://api.securitycenter.microsoft.com", COMMERCIAL_SCOPE),
+        Cloud("us", "https://us.api.security.microsoft.com", COMMERCIAL_SCOPE),
+        Cloud("eu", "https://eu.api.security.microsoft.com", COMMERCIAL_SCOPE),
+        Cloud("uk", "https://uk.api.security.microsoft.com", COMMERCIAL_SCOPE),
+        Cloud("au", "https://au.api.security.microsoft.com", COMMERCIAL_SCOPE),
+        Cloud("swa", "https://swa.api.security.microsoft.com", COMMERCIAL_SCOPE),
+        Cloud("ina", "https://ina.api.security.microsoft.com", COMMERCIAL_SCOPE),
+        Cloud("gcc", "https://api-gcc.securitycenter.microsoft.us", GCC_SCOPE),
+        Cloud("gcc-high", "https://api-gov.securitycenter.microsoft.us", GOV_SCOPE),
+        Cloud("dod", "https://api-gov.securitycenter.microsoft.us", GOV_SCOPE),
+    )
+}
+
+# An https base-URL override must be one of these hosts or a sub-domain of them
+# (the documented Defender API domains); anything else is refused so that a
+# mistyped or malicious setting cannot make the gateway send its token elsewhere.
+ALLOWED_HOST_SUFFIXES: tuple[str, ...] = (
+    "securitycenter.microsoft.com",
+    "security.microsoft.com",
+    "securitycenter.windows.com",
+    "securitycenter.microsoft.us",
+)
+
+LOOPBACK_HOSTS: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"})
