@@ -31,6 +31,9 @@ class SettingSpec:
 
 
 CATALOGUE: tuple[SettingSpec, ...] = (
+    SettingSpec("GATEWAY_AUTH", "function-key",
+                "`function-key`: callers present a function key. `entra`: App Service authentication (Entra ID) "
+                "gates every call and the functions require its client-principal header instead of a key.", True),
     SettingSpec("MDE_CLOUD", "commercial",
                 "Defender cloud: " + ", ".join(CLOUDS) + ". Chooses API host and token scope.", True),
     SettingSpec("MDE_BASE_URL", None,
