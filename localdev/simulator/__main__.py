@@ -1,0 +1,37 @@
+"""Run the Defender simulator and the fake managed-identity endpoint: `python -m localdev.simulator`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import threading
+
+from localdev.identity_endpoint import IdentityEndpoint
+from localdev.servers import serve_in_thread
+from localdev.simulator.app import COMMERCIAL_AUDIENCE, Simulator
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=7073, help="simulator port")
+    parser.add_argument("--identity-port", type=int, default=7072, help="managed-identity endpoint port")
+    parser.add_argument("--identity-secret", default="local-identity-header",
+                        help="value the identity endpoint expects in X-IDENTITY-HEADER")
+    parser.add_argument("--audience", action="append", default=None,
+                        help="accepted token audience (repeatable); default the commercial cloud's")
+    args = parser.parse_args(argv)
+    simulator = serve_in_thread(Simulator(tuple(args.audience or [COMMERCIAL_AUDIENCE])), args.port,
+                                name="simulator")
+    identity = serve_in_thread(IdentityEndpoint(args.identity_secret), args.identity_port, name="identity")
+    print(f"MDE simulator on {simulator.url}, identity endpoint on {identity.url}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    simulator.stop()
+    identity.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""The simulator's WSGI app: Defender's two endpoints under /api and an admin API under /_sim/.
+
+Contract (from the documentation): OData envelope; error body {"error": {"code", "message", "target"}};
+SHA-1 only (400 InvalidHashValue); create finds the event by (reportId, eventTime, machineId) or 404s,
+and merges into an open alert with the same title on the same device; bearer tokens checked for
+audience (403) and app roles (403); sliding-window limits per tenant + app answered with 429 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from werkzeug.wrappers import Request, Response
+
+from localdev.simulator.data import (
+    file_evidence,
+    make_alert,
+    new_alert_id,
+    normalise_time,
+    now_iso,
+    seed_alerts,
+    seed_events,
+)
+from localdev.simulator.throttle import SlidingWindows
+from localdev.tokens import read_token
+
+COMMERCIAL_AUDIENCE = "https://api.securitycenter.microsoft.com"
+FILE_ALERTS_PATH = re.compile(r"^/api/files/(?P<id>[^/]+)/alerts/?$", re.IGNORECASE)
+CREATE_PATH = re.compile(r"^/api/alerts/CreateAlertByReference/?$", re.IGNORECASE)
+REQUIRED_ROLES = {"file_alerts": ("Alert.Read.All", "Alert.ReadWrite.All"), "create_alert": ("Alert.ReadWrite.All",)}
+CREATE_FIELDS = ("eventTime", "reportId", "machineId", "severity", "title", "description", "recommendedAction",
+                 "category")
+SEVERITIES = ("Low", "Medium", "High")
+CATEGORIES = ("General", "CommandAndControl", "Collection", "CredentialAccess", "DefenseEvasion", "Discovery",
+              "Exfiltration", "Exploit", "Execution", "InitialAccess", "LateralMovement", "Malware", "Persistence",
+              "PrivilegeEscalation", "Ransomware", "SuspiciousActivity")
+ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
+
+
+@dataclass
+class Fault:
+    """An injected misbehaviour: `kind` is status | latency | malformed | drop; applies to `count` calls."""
+
+    kind: str
+    api: str = "*"
+    count: int = 1
+    status: int = 503
+    retry_after: int | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class SimState:
+    alerts: list[dict[str, Any]] = field(default_factory=seed_alerts)
+    events: list[dict[str, Any]] = field(default_factory=seed_events)
+    faults: list[Fault] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": {"code": code, "message": message, "target": str(uuid.uuid4())}}
+    return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers or {})
+
+
+def _ok(document: Any, status: int = 200) -> Response:
+    return Response(json.dumps(document), status=status, content_type=ODATA_JSON)
+
+
+class Simulator:
+    """WSGI app simulating api.securitycenter.microsoft.com for the gateway's two APIs."""
+
+    def __init__(self, audiences: tuple[str, ...] = (COMMERCIAL_AUDIENCE,),
+                 base_url_for_context: str = "https://api.securitycenter.microsoft.com") -> None:
+        self.audiences = audiences
+        self.context_base = base_url_for_context
+        self.state = SimState()
+        self.windows = SlidingWindows()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        if request.path.startswith("/_sim/"):
+            return self._admin(request)(environ, start_response)
+        started = time.time()
+        request.get_data()  # read (and cache) the body before any fault can close the connection
+        api = self._api_of(request)
+        response = self._serve(request, api, environ)
+        if response is None:  # dropped connection
+            self._log(request, api, 0, started)
+            return []
+        self._log(request, api, response.status_code, started)
+        return response(environ, start_response)
+
+    # -- Defender's API -------------------------------------------------------------------------
+    @staticmethod
+    def _api_of(request: Request) -> str | None:
+        if request.method == "GET" and FILE_ALERTS_PATH.match(request.path):
+            return "file_alerts"
+        if request.method == "POST" and CREATE_PATH.match(request.path):
+            return "create_alert"
+        return None
+
+    def _serve(self, request: Request, api: str | None, environ: dict[str, Any]) -> Response | None:
+        if api is None:
+            return _error(404, "NotFound", f"No HTTP resource was found that matches the request URI "
+                                           f"'{request.path}' and method {request.method}.")
+        caller_or_error = self._authorize(request, api)
+        if isinstance(caller_or_error, Response):
+            return caller_or_error
+        fault = self._take_fault(api)
+        if fault is not None:
+            if fault.kind == "latency":
+                time.sleep(fault.delay)
+            else:
+                return self._faulted(fault, environ)
+        admitted, retry_after, window = self.windows.admit(caller_or_error, api)
+        if not admitted and window is not None:
+            limit, seconds = window
+            return _error(429, "TooManyRequests",
+                          f"API calls quota exceeded! Maximum calls allowed is {limit} per {seconds:g} second(s). "
+                          f"Please try again after {retry_after} second(s).", {"Retry-After": str(retry_after)})
+        if api == "file_alerts":
+            return self._file_alerts(FILE_ALERTS_PATH.match(request.path)["id"])  # type: ignore[index]
+        return self._create_alert(request)
+
+    def _authorize(self, request: Request, api: str) -> str | Response:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return _error(401, "Unauthorized", "Authorization header is missing or is not a Bearer token.")
+        try:
+            claims = read_token(header[len("Bearer "):])
+        except jwt.ExpiredSignatureError:
+            return _error(401, "Unauthorized", "The access token has expired.")
+        except jwt.InvalidTokenError:
+            return _error(401, "Unauthorized", "The access token is invalid.")
+        if claims.audience.rstrip("/") not in {a.rstrip("/") for a in self.audiences}:
+            return _error(403, "Forbidden", f"Invalid audience '{claims.audience}'. Expected one of: "
+                                            + ", ".join(self.audiences))
+        if not set(REQUIRED_ROLES[api]) & set(claims.roles):
+            return _error(403, "Forbidden", "Missing application roles. API required roles: "
+                          + " or ".join(REQUIRED_ROLES[api]) + ". Application roles: "
+                          + (", ".join(claims.roles) or "none"))
+        return f"{claims.tenant_id}|{claims.app_id}"
+
+    def _take_fault(self, api: str) -> Fault | None:
+        with self.state.lock:
+            for fault in self.state.faults:
+                if fault.api in ("*", api) and fault.count > 0:
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self.state.faults.remove(fault)
+                    return fault
+        return None
+
+    @staticmethod
+    def _faulted(fault: Fault, environ: dict[str, Any]) -> Response | None:
+        if fault.kind == "drop":
+            sock = environ.get("werkzeug.socket")
+            if isinstance(sock, socket.socket):
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            return None
+        if fault.kind == "malformed":
+            return Response("<html><body>502 Bad Gateway</body></html>", status=200, mimetype="text/html")
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        codes = {429: "TooManyRequests", 500: "InternalServerError", 400: "BadRequest", 401: "Unauthorized",
+                 403: "Forbidden", 404: "NotFound"}
+        return _error(fault.status, codes.get(fault.status, "ServiceUnavailable"),
+                      f"Injected fault: {fault.status}.", headers)
+
+    def _file_alerts(self, file_id: str) -> Response:
+        if not re.fullmatch(r"[0-9a-fA-F]{40}", file_id):
+            return _error(400, "InvalidHashValue",
+                          f"Hash value {file_id} is not valid: only SHA-1 file hashes are supported.")
+        sha1 = file_id.lower()
+        with self.state.lock:
+            related = [alert for alert in self.state.alerts
+                       if any((e.get("sha1") or "").lower() == sha1 for e in alert.get("evidence") or [])]
+            return _ok({"@odata.context": f"{self.context_base}/api/$metadata#Alerts", "value": related})
+
+    def _create_alert(self, request: Request) -> Response:
+        try:
+            body = json.loads(request.get_data())
+        except ValueError:
+            return _error(400, "InvalidRequestBody", "Request body is not valid JSON.")
+        if not isinstance(body, dict):
+            return _error(400, "InvalidRequestBody", "Request body must be a JSON object.")
+        for name in CREATE_FIELDS:
+            if body.get(name) in (None, ""):
+                return _error(400, "BadRequest", f"{name} argument is missing")
+        if body["severity"] not in SEVERITIES:
+            return _error(400, "InvalidRequestBody", f"Severity '{body['severity']}' is not valid.")
+        if body["category"] not in CATEGORIES:
+            return _error(400, "InvalidRequestBody", f"Category '{body['category']}' is not valid.")
+        event_time = normalise_time(str(body["eventTime"]))
+        if event_time is None:
+            return _error(400, "InvalidRequestBody", "eventTime is not a valid UTC time.")
+        with self.state.lock:
+            event = next((e for e in self.state.events
+                          if e["reportId"] == str(body["reportId"]) and normalise_time(e["eventTime"]) == event_time
+                          and e["machineId"].lower() == str(body["machineId"]).lower()), None)
+            if event is None:
+                return _error(404, "ResourceNotFound", "Event with the given reportId, eventTime and machineId "
+                                                       "was not found.")
+            return _ok(self._upsert_alert(body, event))
+
+    def _upsert_alert(self, body: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+        machine_id = event["machineId"].lower()
+        stamp = now_iso()
+        for alert in self.state.alerts:
+            if alert["machineId"] == machine_id and alert["title"] == body["title"] and alert["status"] != "Resolved":
+                alert["lastEventTime"] = max(alert.get("lastEventTime") or "", event["eventTime"])
+                alert["lastUpdateTime"] = stamp
+                return dict(alert, **{"@odata.context": f"{self.context_base}/api/$metadata#Alerts/$entity"})
+        alert = make_alert(
+            id=new_alert_id(), severity=body["severity"], category=body["category"], title=body["title"],
+            description=body["description"], status="New", investigationState="Queued",
+            investigationId=int(time.time()) % 100000,
+            detectionSource="CustomDetection", detectorId=None, incidentId=None, machineId=machine_id,
+            computerDnsName=event.get("computerDnsName"), firstEventTime=event["eventTime"],
+            lastEventTime=event["eventTime"], mitreTechniques=[], relatedUser=None,
+            evidence=[file_evidence(event["sha1"], event.get("fileName", "unknown"))] if event.get("sha1") else [],
+        )
+        self.state.alerts.append(alert)
+        return dict(alert, **{"@odata.context": f"{self.context_base}/api/$metadata#Alerts/$entity"})
+
+    def _log(self, request: Request, api: str | None, status: int, started: float) -> None:
+        body = request.get_data(as_text=True) if request.method == "POST" else None
+        with self.state.lock:
+            self.state.calls.append({"method": request.method, "path": request.path, "api": api, "status": status,
+                                     "time": started, "duration": time.time() - started, "body": body,
+                                     "client_request_id": request.headers.get("client-request-id")})
+
+    # -- admin API --------------------------------------------------------------------------------
+    def _admin(self, request: Request) -> Response:
+        state = self.state
+        route = (request.method, request.path.rstrip("/"))
+        payload = request.get_json(force=True, silent=True) if request.method in ("POST", "PUT") else None
+        with state.lock:
+            if route == ("GET", "/_sim/calls"):
+                return _ok({"calls": list(state.calls)})
+            if route == ("DELETE", "/_sim/calls"):
+                state.calls.clear()
+                return _ok({"cleared": True})
+            if route == ("POST", "/_sim/reset"):
+                fresh = SimState()
+                state.alerts, state.events, state.faults, state.calls = (fresh.alerts, fresh.events, [], [])
+                self.windows.reset()
+                return _ok({"reset": True})
+            if route == ("POST", "/_sim/faults") and isinstance(payload, dict):
+                fault = Fault(**{k: payload[k] for k in ("kind", "api", "count", "status", "retry_after", "delay")
+                                 if k in payload})
+                if fault.kind not in ("status", "latency", "malformed", "drop"):
+                    return _error(400, "BadRequest", "kind must be status, latency, malformed or drop")
+                state.faults.append(fault)
+                return _ok({"faults": len(state.faults)})
+            if route == ("DELETE", "/_sim/faults"):
+                state.faults.clear()
+                return _ok({"faults": 0})
+            if route == ("GET", "/_sim/alerts"):
+                return _ok({"value": list(state.alerts)})
+            if route == ("POST", "/_sim/alerts") and isinstance(payload, dict):
+                alert = make_alert(**payload)
+                if "sha1" in payload:
+                    alert.pop("sha1")
+                    alert["evidence"] = [file_evidence(str(payload["sha1"]).lower(), "sample.exe")]
+                state.alerts.append(alert)
+                return _ok(alert, 201)
+            if route == ("POST", "/_sim/events") and isinstance(payload, dict):
+                missing = [k for k in ("reportId", "eventTime", "machineId") if not payload.get(k)]
+                if missing:
+                    return _error(400, "BadRequest", f"missing {', '.join(missing)}")
+                state.events.append(dict(payload, reportId=str(payload["reportId"])))
+                return _ok(payload, 201)
+            if route == ("POST", "/_sim/limits") and isinstance(payload, dict):
+                self.windows.set_limits({api: [(int(c), float(s)) for c, s in windows]
+                                         for api, windows in payload.items()})
+                return _ok({"limits": payload})
+        return _error(404, "NotFound", f"no admin route {request.method} {request.path}")

@@ -1,0 +1,170 @@
+"""The whole local stack without an Azure tenant: Azurite, the identity endpoint, the simulator, the host.
+
+`make run` runs `python -m localdev.stack`; the tests use the same pieces on free ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localdev.azurite import Azurite, start_azurite
+from localdev.functions_host import DEFAULT_LOCAL_KEY
+from localdev.identity_endpoint import IDENTITY_PATH, IdentityEndpoint
+from localdev.ports import free_port, wait_for_port
+from localdev.servers import RunningServer, serve_in_thread
+from localdev.simulator.app import Simulator
+from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
+
+ROOT = Path(__file__).resolve().parent.parent
+IDENTITY_SECRET = "local-identity-header"  # the fake endpoint's X-IDENTITY-HEADER value; not a real secret
+
+
+def host_environment(*, simulator_url: str, identity_url: str, storage_connection: str,
+                     function_key: str = DEFAULT_LOCAL_KEY, **overrides: str) -> dict[str, str]:
+    """Environment for the local Functions host: settings as Azure would give them, pointed at loopback."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("MDE_", "RATE_LIMIT_", "AzureWebJobsStorage", "IDENTITY_", "AZURE_", "GATEWAY_"))}
+    env.update({
+        "MDE_CLOUD": "commercial",
+        "MDE_BASE_URL": simulator_url,
+        "IDENTITY_ENDPOINT": identity_url + IDENTITY_PATH,
+        "IDENTITY_HEADER": IDENTITY_SECRET,
+        "AzureWebJobsStorage": storage_connection,
+        "LOCAL_FUNCTION_KEY": function_key,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(ROOT),
+    })
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class HostProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_host(env: dict[str, str], *, port: int = 0, log_path: Path | None = None,
+               timeout: float = 60) -> HostProcess:
+    """Start `python -m localdev.functions_host` and wait until it listens (or fail with its output)."""
+    port = port or free_port()
+    log_path = log_path or Path(tempfile.gettempdir()) / f"mde-gateway-host-{port}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "localdev.functions_host", "--port", str(port)], cwd=ROOT,
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    host = HostProcess(process, port, log_path)
+    waiter = threading.Thread(target=process.wait, daemon=True)
+    waiter.start()
+    try:
+        wait_for_port(port, timeout=timeout)
+    except TimeoutError:
+        host.stop()
+        raise RuntimeError(f"the local Functions host did not start:\n{host.log()}") from None
+    return host
+
+
+@dataclass
+class LocalStack:
+    azurite: Azurite
+    simulator: RunningServer
+    identity: RunningServer
+    host: HostProcess
+    function_key: str
+    extra: list[RunningServer] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.host.stop()
+        self.simulator.stop()
+        self.identity.stop()
+        self.azurite.stop()
+
+
+def start_stack(*, host_port: int = 7071, identity_port: int = 7072, simulator_port: int = 7073,
+                azurite_ports: tuple[int, int, int] = (10000, 10001, 10002),
+                function_key: str = DEFAULT_LOCAL_KEY) -> LocalStack:
+    azurite = start_azurite(blob_port=azurite_ports[0], queue_port=azurite_ports[1], table_port=azurite_ports[2])
+    simulator = serve_in_thread(Simulator(), simulator_port, name="simulator")
+    identity = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), identity_port, name="identity")
+    env = host_environment(simulator_url=simulator.url, identity_url=identity.url,
+                           storage_connection=azurite.connection_string, function_key=function_key)
+    try:
+        host = start_host(env, port=host_port, log_path=ROOT / ".local-host.log")
+    except Exception:
+        simulator.stop()
+        identity.stop()
+        azurite.stop()
+        raise
+    return LocalStack(azurite, simulator, identity, host, function_key)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "7071")))
+    args = parser.parse_args()
+    stack = start_stack(host_port=args.port)
+    base = stack.host.url
+    key = stack.function_key
+    body = json.dumps({"machineId": SEED_EVENT["machineId"], "severity": "Low", "title": "example",
+                       "description": "example alert", "recommendedAction": "nothing",
+                       "eventTime": SEED_EVENT["eventTime"], "reportId": SEED_EVENT["reportId"],
+                       "category": "Exploit"})
+    print(f"""
+mde-alert-gateway is running locally (no Azure tenant needed).
+
+  Gateway (local Functions host)  {base}/api   function key: {key}
+  Defender simulator              {stack.simulator.url}   admin: {stack.simulator.url}/_sim/calls
+  Managed-identity endpoint       {stack.identity.url}{IDENTITY_PATH}
+  Azurite (Table storage)         http://127.0.0.1:{stack.azurite.table_port}
+  Host log                        {stack.host.log_path}
+
+Try:
+  curl -s -H 'x-functions-key: {key}' {base}/api/files/{SEED_FILE_SHA1}/alerts
+
+  curl -s -H 'x-functions-key: {key}' -H 'Content-Type: application/json' \\
+       -d '{body}' \\
+       {base}/api/alerts/CreateAlertByReference
+
+Ctrl-C stops everything.
+""", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1):
+            if stack.host.process.poll() is not None:
+                print(f"The local host stopped:\n{stack.host.log()}", file=sys.stderr)
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        print("Stopped.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""Correlation ids: one per request, in the response header, in every log line, and sent to Defender."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+
+CORRELATION_HEADER = "X-Correlation-ID"
+_SAFE = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+
+
+def correlation_id_for(headers: Mapping[str, str]) -> str:
+    """Keep a caller's well-formed id (so a playbook can trace its own run), otherwise make one."""
+    offered = (headers.get(CORRELATION_HEADER) or headers.get(CORRELATION_HEADER.lower()) or "").strip()
+    return offered if _SAFE.fullmatch(offered) else str(uuid.uuid4())

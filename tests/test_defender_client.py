@@ -1,0 +1,201 @@
+"""The Defender client against the simulator over HTTP, with the real ManagedIdentityCredential
+talking to the fake identity endpoint: token scope, token reuse, retries and failure mapping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from azure.identity import ManagedIdentityCredential
+
+from localdev.identity_endpoint import IDENTITY_PATH
+from localdev.servers import RunningServer
+from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
+from localdev.stack import IDENTITY_SECRET
+from shared.credentials import build_credential, principal_of
+from shared.defender_client import DefenderClient
+from shared.problems import ProblemError
+from shared.settings import load_defender_settings
+from shared.upstream import UpstreamThrottledError
+from tests.conftest import IdentityAdmin, SimulatorAdmin
+
+ClientFactory = Callable[..., DefenderClient]
+CREATE_BODY = {"machineId": SEED_EVENT["machineId"], "severity": "Low", "title": "client test",
+               "description": "d", "recommendedAction": "r", "eventTime": SEED_EVENT["eventTime"],
+               "reportId": SEED_EVENT["reportId"], "category": "Exploit"}
+
+
+@pytest.fixture
+def make_client(monkeypatch: pytest.MonkeyPatch, simulator_server: RunningServer, identity_server: RunningServer,
+                sim: SimulatorAdmin, identity: IdentityAdmin) -> ClientFactory:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", identity_server.url + IDENTITY_PATH)
+    monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_SECRET)
+
+    def make(**settings: str) -> DefenderClient:
+        env = {"MDE_BASE_URL": simulator_server.url, "MDE_READ_TIMEOUT_SECONDS": "2",
+               "MDE_TOTAL_TIMEOUT_SECONDS": "15", "MDE_MAX_RETRY_AFTER_SECONDS": "2", **settings}
+        defender_settings = load_defender_settings(env)
+        return DefenderClient(defender_settings, build_credential(defender_settings))
+
+    return make
+
+
+def test_real_managed_identity_credential_fetches_once_and_reuses(make_client: ClientFactory,
+                                                                  identity: IdentityAdmin) -> None:
+    client = make_client()
+    assert isinstance(client._credential, ManagedIdentityCredential)
+    for _ in range(5):
+        token = client.token()
+        client.get_file_alerts(SEED_FILE_SHA1, token, correlation_id="reuse-test-1")
+    issued = identity.issued()
+    assert issued == [{"resource": "https://api.securitycenter.microsoft.com", "client_id": issued[0]["client_id"]}]
+    assert principal_of(token.value).startswith("a839b112-1253-6432-9bf6-94542403f21c|")
+
+
+@pytest.mark.parametrize(("cloud", "resource"), [
+    ("commercial", "https://api.securitycenter.microsoft.com"),
+    ("gcc", "https://api-gcc.securitycenter.microsoft.us"),
+    ("gcc-high", "https://api-gov.securitycenter.microsoft.us"),
+])
+def test_token_is_requested_for_the_clouds_resource(make_client: ClientFactory, identity: IdentityAdmin,
+                                                    cloud: str, resource: str) -> None:
+    make_client(MDE_CLOUD=cloud).token()
+    assert [t["resource"] for t in identity.issued()] == [resource]
+
+
+def test_user_assigned_identity_sends_its_client_id(make_client: ClientFactory, identity: IdentityAdmin) -> None:
+    client_id = "11111111-2222-3333-4444-555555555555"
+    token = make_client(AZURE_CLIENT_ID=client_id).token()
+    assert identity.issued()[0]["client_id"] == client_id
+    assert principal_of(token.value).endswith("|" + client_id)
+
+
+def test_identity_endpoint_failure_is_a_clear_502(make_client: ClientFactory, identity: IdentityAdmin) -> None:
+    identity.configure(fail=True)
+    with pytest.raises(ProblemError) as caught:
+        make_client().token()
+    assert caught.value.status == 502
+    assert "could not get a token" in caught.value.detail
+
+
+def test_wrong_cloud_audience_is_explained(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    client = make_client(MDE_CLOUD="gcc")
+    with pytest.raises(ProblemError) as caught:
+        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="aud-test-1")
+    assert caught.value.status == 502
+    assert "MDE_CLOUD" in caught.value.detail and "Invalid audience" in caught.value.detail
+
+
+def test_get_retries_5xx_then_succeeds(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", status=503, count=2)
+    client = make_client()
+    answer = client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="retry-test-1")
+    assert answer.status == 200
+    assert [c["status"] for c in sim.calls("file_alerts")] == [503, 503, 200]
+
+
+def test_get_gives_up_after_max_retries_with_502(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", status=500, count=1)
+    sim.fault("status", status=502, count=10)
+    client = make_client(MDE_MAX_RETRIES="2")
+    with pytest.raises(ProblemError) as caught:
+        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="retry-test-2")
+    # 500 is not retried (it may be a real bug upstream); only 429/502/503/504 are.
+    assert caught.value.status == 502
+    assert [c["status"] for c in sim.calls("file_alerts")] == [500]
+
+
+def test_get_retries_exhausted(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", status=502, count=10)
+    client = make_client(MDE_MAX_RETRIES="2")
+    with pytest.raises(ProblemError) as caught:
+        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="retry-test-3")
+    assert caught.value.status == 502
+    assert len(sim.calls("file_alerts")) == 3
+
+
+def test_post_is_not_retried_on_5xx_without_retry_after(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", status=503, count=1)
+    client = make_client()
+    with pytest.raises(ProblemError) as caught:
+        client.create_alert(CREATE_BODY, client.token(), correlation_id="post-test-1")
+    assert caught.value.status == 502
+    assert len(sim.calls("create_alert")) == 1
+
+
+def test_post_is_retried_on_503_with_retry_after(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", status=503, retry_after=1, count=1)
+    client = make_client()
+    started = time.monotonic()
+    answer = client.create_alert(CREATE_BODY, client.token(), correlation_id="post-test-2")
+    assert answer.status == 200 and answer.document["title"] == "client test"
+    assert time.monotonic() - started >= 1.0  # Retry-After was honoured
+    assert [c["status"] for c in sim.calls("create_alert")] == [503, 200]
+
+
+def test_post_is_not_retried_after_a_dropped_connection(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("drop", api="create_alert", count=1)
+    client = make_client()
+    with pytest.raises(ProblemError) as caught:
+        client.create_alert(CREATE_BODY, client.token(), correlation_id="post-test-3")
+    assert caught.value.status == 502
+    assert len(sim.calls("create_alert")) == 1
+
+
+def test_get_is_retried_after_a_dropped_connection(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("drop", api="file_alerts", count=1)
+    client = make_client()
+    assert client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="drop-1").status == 200
+    assert len(sim.calls("file_alerts")) == 2
+
+
+def test_post_is_not_retried_after_a_read_timeout(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("latency", api="create_alert", delay=3, count=1)
+    client = make_client(MDE_READ_TIMEOUT_SECONDS="1")
+    with pytest.raises(ProblemError) as caught:
+        client.create_alert(CREATE_BODY, client.token(), correlation_id="post-test-4")
+    assert caught.value.status == 504
+    assert "may exist already" in caught.value.detail
+    time.sleep(2.5)  # the simulator logs the call when its delayed answer is done
+    assert len(sim.calls("create_alert")) == 1
+
+
+def test_long_retry_after_is_returned_not_waited(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", status=429, retry_after=30, count=1)
+    client = make_client(MDE_MAX_RETRY_AFTER_SECONDS="2")
+    started = time.monotonic()
+    with pytest.raises(UpstreamThrottledError) as caught:
+        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="throttle-1")
+    assert time.monotonic() - started < 5
+    assert caught.value.retry_after == 30 and caught.value.headers["Retry-After"] == "30"
+
+
+def test_retries_stop_within_the_total_timeout(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("latency", api="file_alerts", delay=2.5, count=10)
+    client = make_client(MDE_READ_TIMEOUT_SECONDS="1", MDE_CONNECT_TIMEOUT_SECONDS="1", MDE_TOTAL_TIMEOUT_SECONDS="4",
+                         MDE_MAX_RETRIES="5")
+    started = time.monotonic()
+    with pytest.raises(ProblemError) as caught:
+        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="deadline-1")
+    assert caught.value.status == 504
+    assert time.monotonic() - started <= 4.5
+
+
+def test_retry_gate_can_refuse_a_retry(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", status=503, count=1)
+    client = make_client()
+
+    def refuse() -> None:
+        raise ProblemError(429, "Rate limit reached", "no slot", "rate-limited")
+
+    with pytest.raises(ProblemError) as caught:
+        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="gate-1", retry_gate=refuse)
+    assert caught.value.status == 429
+    assert len(sim.calls("file_alerts")) == 1
+
+
+def test_correlation_id_is_sent_to_defender(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    client = make_client()
+    client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="corr-abc-123")
+    assert sim.calls("file_alerts")[0]["client_request_id"] == "corr-abc-123"
