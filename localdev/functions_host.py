@@ -62,10 +62,11 @@ def discover_routes(app: func.FunctionApp) -> list[Route]:
         trigger = function.get_trigger()
         if trigger is None or getattr(trigger, "type", None) != "httpTrigger":
             continue
-        template = getattr(trigger, "route", None) or function.get_function_name()
+        name = function.get_function_name() or "function"
+        template = str(getattr(trigger, "route", None) or name)
         methods = frozenset(str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or []))
         level = getattr(trigger, "auth_level", func.AuthLevel.FUNCTION)
-        routes.append(Route(function.get_function_name(), _route_regex(template),
+        routes.append(Route(name, _route_regex(template),
                             methods or frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}),
                             str(getattr(level, "value", level)).lower(), function.get_user_function()))
     return routes

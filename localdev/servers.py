@@ -40,7 +40,6 @@ def serve_in_thread(app: Any, port: int = 0, *, name: str = "wsgi") -> RunningSe
     """Serve `app` on 127.0.0.1:port (0 = a free port), threaded, until `.stop()`."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
-    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     return RunningServer(server, thread)

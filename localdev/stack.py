@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,14 +80,15 @@ def start_host(env: dict[str, str], *, port: int = 0, log_path: Path | None = No
     process = subprocess.Popen([sys.executable, "-m", "localdev.functions_host", "--port", str(port)], cwd=ROOT,
                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     host = HostProcess(process, port, log_path)
-    waiter = threading.Thread(target=process.wait, daemon=True)
-    waiter.start()
-    try:
-        wait_for_port(port, timeout=timeout)
-    except TimeoutError:
-        host.stop()
-        raise RuntimeError(f"the local Functions host did not start:\n{host.log()}") from None
-    return host
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            wait_for_port(port, timeout=0.2)
+            return host
+        except TimeoutError:
+            continue
+    host.stop()
+    raise RuntimeError(f"the local Functions host did not start:\n{host.log()}")
 
 
 @dataclass

@@ -21,7 +21,7 @@ from localdev.stack import IDENTITY_SECRET, HostProcess, host_environment, start
 
 FUNCTION_KEY = "test-function-key"
 # Test limits high enough that only the rate-limit tests meet them.
-GENEROUS_LIMITS = {"file_alerts": [[100000, 60]], "create_alert": [[100000, 60]]}
+GENEROUS_LIMITS: dict[str, list[list[float]]] = {"file_alerts": [[100000, 60]], "create_alert": [[100000, 60]]}
 
 
 class SimulatorAdmin:
@@ -132,8 +132,8 @@ def host_factory(azurite: Azurite, simulator_server: RunningServer,
 
     def start(**settings: str) -> Gateway:
         settings.setdefault("RATE_LIMIT_TABLE", "t" + uuid.uuid4().hex[:20])
-        settings.setdefault("RATE_LIMIT_FILE_ALERTS", "100000/60")
-        settings.setdefault("RATE_LIMIT_CREATE_ALERT", "100000/60")
+        settings.setdefault("RATE_LIMIT_FILE_ALERTS", "5000/1")
+        settings.setdefault("RATE_LIMIT_CREATE_ALERT", "5000/1")
         env = host_environment(simulator_url=simulator_server.url, identity_url=identity_server.url,
                                storage_connection=azurite.connection_string, function_key=FUNCTION_KEY, **settings)
         host = start_host(env)

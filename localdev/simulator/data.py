@@ -48,11 +48,12 @@ def new_alert_id() -> str:
 
 
 def _template() -> dict[str, Any]:
-    return dict(json.loads(SAMPLE_ALERT.read_text()))
+    template: dict[str, Any] = json.loads(SAMPLE_ALERT.read_text())
+    return template
 
 
 def file_evidence(sha1: str, file_name: str, path: str = "c:\\temp") -> dict[str, Any]:
-    evidence = copy.deepcopy(_template()["evidence"][0])
+    evidence: dict[str, Any] = copy.deepcopy(_template()["evidence"][0])
     evidence.update({
         "entityType": "File", "evidenceCreationTime": now_iso(), "sha1": sha1,
         "sha256": hashlib.sha256(sha1.encode()).hexdigest(), "fileName": file_name, "filePath": path,

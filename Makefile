@@ -1,0 +1,53 @@
+# mde-alert-gateway — the two commands: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .checkov-venv
+CHECKOV_VERSION := 3.3.30
+TYPED := function_app.py file_alerts_fn create_alert_fn shared localdev tests bench
+
+.PHONY: run test lint typecheck pytest bench setup clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# checkov pins an older pycep-parser than the tests use, so it lives in its own venv.
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
+
+## make run: the whole stack locally (Azurite, identity endpoint, Defender simulator, Functions host)
+run: $(VENV)/.installed node_modules/.installed
+	$(PY) -m localdev.stack
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+
+typecheck: $(VENV)/.installed
+	$(PY) -m mypy $(TYPED)
+
+pytest: setup
+	$(PY) -m pytest
+
+## make test: lint, type-check, then every test (the fixtures start Azurite, the simulator and hosts on free ports)
+test: lint typecheck pytest
+
+## make bench: the gateway's added latency and cold import time, then the rate limiter under contention
+bench: $(VENV)/.installed node_modules/.installed
+	$(PY) -m bench.gateway_bench
+	$(PY) -m bench.ratelimit_bench
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
