@@ -1,0 +1,108 @@
+"""The gateway's added latency (p50/p99) against calling the simulator directly, in the same run,
+and the cold import time of function_app vs bare azure.functions.
+
+Run: `make bench` or `.venv/bin/python -m bench.gateway_bench [--calls N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from time import perf_counter
+
+import requests
+
+from localdev.azurite import start_azurite
+from localdev.identity_endpoint import IdentityEndpoint
+from localdev.servers import serve_in_thread
+from localdev.simulator.app import Simulator
+from localdev.simulator.data import SEED_FILE_SHA1
+from localdev.stack import IDENTITY_SECRET, host_environment, start_host
+from localdev.tokens import issue_token
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "bench-key"
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def timed_calls(session: requests.Session, url: str, headers: dict[str, str], calls: int) -> list[float]:
+    durations = []
+    for _ in range(calls):
+        started = perf_counter()
+        response = session.get(url, headers=headers, timeout=30)
+        durations.append((perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"unexpected {response.status_code}: {response.text}")
+    return durations
+
+
+def import_time(statement: str, runs: int = 5) -> float:
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    env = {**os.environ, "MDE_BASE_URL": "http://127.0.0.1:1", "PYTHONPATH": str(ROOT)}
+    samples = [float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                                    check=True).stdout) * 1000 for _ in range(runs)]
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=500)
+    args = parser.parse_args()
+
+    azurite = start_azurite()
+    simulator = serve_in_thread(Simulator(), name="simulator")
+    identity = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), name="identity")
+    requests.post(f"{simulator.url}/_sim/limits", json={"file_alerts": [[100000, 60]]}, timeout=5)
+    env = host_environment(simulator_url=simulator.url, identity_url=identity.url,
+                           storage_connection=azurite.connection_string, function_key=KEY,
+                           RATE_LIMIT_FILE_ALERTS="5000/1", LOG_LEVEL="WARNING")
+    host = start_host(env)
+    try:
+        session = requests.Session()
+        direct_url = f"{simulator.url}/api/files/{SEED_FILE_SHA1}/alerts"
+        gateway_url = f"{host.url}/api/files/{SEED_FILE_SHA1}/alerts"
+        direct_headers = {"Authorization": "Bearer " + issue_token("https://api.securitycenter.microsoft.com")[0]}
+        gateway_headers = {"x-functions-key": KEY}
+        timed_calls(session, gateway_url, gateway_headers, 20)  # warm-up: token, pools, table creation
+        timed_calls(session, direct_url, direct_headers, 20)
+        # Interleave rounds so both paths see the same machine load.
+        direct: list[float] = []
+        through: list[float] = []
+        for _ in range(10):
+            direct += timed_calls(session, direct_url, direct_headers, args.calls // 10)
+            through += timed_calls(session, gateway_url, gateway_headers, args.calls // 10)
+    finally:
+        host.stop()
+        simulator.stop()
+        identity.stop()
+        azurite.stop()
+
+    print(f"GET /api/files/{{sha1}}/alerts, {len(direct)} sequential calls each, same run (ms)")
+    print(f"{'path':<34}{'p50':>8}{'p99':>8}{'mean':>8}")
+    for name, samples in (("simulator directly", direct), ("through the gateway", through)):
+        print(f"{name:<34}{percentile(samples, 0.5):>8.2f}{percentile(samples, 0.99):>8.2f}"
+              f"{statistics.fmean(samples):>8.2f}")
+    print(f"{'added by the gateway':<34}{percentile(through, 0.5) - percentile(direct, 0.5):>8.2f}"
+          f"{percentile(through, 0.99) - percentile(direct, 0.99):>8.2f}"
+          f"{statistics.fmean(through) - statistics.fmean(direct):>8.2f}")
+    print("  (the gateway's share includes the local host, token cache, validation and two Table round trips"
+          " to Azurite for the shared rate limit)")
+    print()
+    print("Cold import, median of 5 fresh interpreters (ms)")
+    bare = import_time("import azure.functions")
+    app = import_time("import function_app")
+    print(f"{'import azure.functions':<34}{bare:>8.1f}")
+    print(f"{'import function_app':<34}{app:>8.1f}")
+    print(f"{'added by the app':<34}{app - bare:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
