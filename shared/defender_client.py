@@ -14,7 +14,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
 
 from shared.problems import ProblemError
-from shared.retry import DefenderRetry, RetryGate, retry_scope
+from shared.retry import DefenderRetry, RetryGate, ThrottleHook, retry_scope
 from shared.settings import DefenderSettings
 from shared.upstream import UpstreamAnswer, interpret
 
@@ -76,22 +76,25 @@ class DefenderClient:
                 "user-assigned identity).", "identity-unavailable") from None
 
     def get_file_alerts(self, sha1: str, token: AccessToken, *, correlation_id: str,
-                        retry_gate: RetryGate | None = None) -> UpstreamAnswer:
-        return self._call("GET", f"/api/files/{sha1}/alerts", token, None, correlation_id, retry_gate,
+                        retry_gate: RetryGate | None = None,
+                        on_throttle: ThrottleHook | None = None) -> UpstreamAnswer:
+        return self._call("GET", f"/api/files/{sha1}/alerts", token, None, correlation_id, retry_gate, on_throttle,
                           operation="file_alerts")
 
     def create_alert(self, body: dict[str, str], token: AccessToken, *, correlation_id: str,
-                     retry_gate: RetryGate | None = None) -> UpstreamAnswer:
+                     retry_gate: RetryGate | None = None,
+                     on_throttle: ThrottleHook | None = None) -> UpstreamAnswer:
         return self._call("POST", "/api/alerts/CreateAlertByReference", token, body, correlation_id, retry_gate,
-                          operation="create_alert")
+                          on_throttle, operation="create_alert")
 
     def _call(self, method: str, path: str, token: AccessToken, body: dict[str, Any] | None,
-              correlation_id: str, retry_gate: RetryGate | None, *, operation: str) -> UpstreamAnswer:
+              correlation_id: str, retry_gate: RetryGate | None, on_throttle: ThrottleHook | None, *,
+              operation: str) -> UpstreamAnswer:
         settings = self.settings
         started = time.monotonic()
         headers = {"Authorization": f"Bearer {token.value}", "client-request-id": correlation_id}
         try:
-            with retry_scope(deadline=started + settings.total_timeout, gate=retry_gate):
+            with retry_scope(deadline=started + settings.total_timeout, gate=retry_gate, on_throttle=on_throttle):
                 response = self._session.request(
                     method, settings.base_url + path, json=body, headers=headers,
                     timeout=(settings.connect_timeout, settings.read_timeout), allow_redirects=False)

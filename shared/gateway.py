@@ -15,7 +15,7 @@ from shared.credentials import principal_of
 from shared.defender_client import AccessToken, DefenderClient
 from shared.problems import ProblemError
 from shared.ratelimit import CREATE_ALERT, FILE_ALERTS, Decision, RateLimiters, policy_header, rate_limit_headers
-from shared.retry import RetryGate
+from shared.retry import RetryGate, ThrottleHook
 from shared.upstream import UpstreamAnswer, UpstreamThrottledError
 
 logger = logging.getLogger("mde_alert_gateway")
@@ -52,15 +52,15 @@ class Gateway:
         return {"RateLimit-Policy": policy_header(self._limiters.for_api(api).policy)}
 
     def file_alerts(self, sha1: str, correlation_id: str) -> GatewayResponse:
-        return self._call(FILE_ALERTS, correlation_id, lambda token, gate: self._client.get_file_alerts(
-            sha1, token, correlation_id=correlation_id, retry_gate=gate))
+        return self._call(FILE_ALERTS, correlation_id, lambda token, gate, hook: self._client.get_file_alerts(
+            sha1, token, correlation_id=correlation_id, retry_gate=gate, on_throttle=hook))
 
     def create_alert(self, body: dict[str, str], correlation_id: str) -> GatewayResponse:
-        return self._call(CREATE_ALERT, correlation_id, lambda token, gate: self._client.create_alert(
-            body, token, correlation_id=correlation_id, retry_gate=gate))
+        return self._call(CREATE_ALERT, correlation_id, lambda token, gate, hook: self._client.create_alert(
+            body, token, correlation_id=correlation_id, retry_gate=gate, on_throttle=hook))
 
     def _call(self, api: str, correlation_id: str,
-              send: Callable[[AccessToken, RetryGate], UpstreamAnswer]) -> GatewayResponse:
+              send: Callable[[AccessToken, RetryGate, ThrottleHook], UpstreamAnswer]) -> GatewayResponse:
         token = self._client.token()
         principal = principal_of(token.value)
         limiter = self._limiters.for_api(api)
@@ -78,10 +78,14 @@ class Gateway:
             if not retry_decision.admitted:
                 raise _refusal(retry_decision, headers)
 
+        def on_throttle(retry_after: float) -> None:
+            # Defender said 429: every instance holds this API until its Retry-After has passed.
+            limiter.block(principal, time.time() + retry_after)
+
         try:
-            answer = send(token, before_retry)
+            answer = send(token, before_retry, on_throttle)
         except UpstreamThrottledError as throttled:
-            limiter.block(principal, time.time() + throttled.retry_after)
+            on_throttle(throttled.retry_after)
             throttled.headers.update(headers)
             raise
         except ProblemError as problem:

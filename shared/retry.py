@@ -20,23 +20,27 @@ from urllib3.util.retry import Retry
 
 #: Called right before a retry goes out; raises to stop retrying (e.g. the rate limit is spent).
 RetryGate = Callable[[], None]
+#: Called with Defender's Retry-After (seconds) whenever it answers 429, retried or not.
+ThrottleHook = Callable[[float], None]
 
 _gate: ContextVar[RetryGate | None] = ContextVar("defender_retry_gate", default=None)
+_on_throttle: ContextVar[ThrottleHook | None] = ContextVar("defender_on_throttle", default=None)
 _deadline: ContextVar[float | None] = ContextVar("defender_retry_deadline", default=None)
 
 GET_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
 @contextmanager
-def retry_scope(*, deadline: float, gate: RetryGate | None) -> Iterator[None]:
+def retry_scope(*, deadline: float, gate: RetryGate | None,
+                on_throttle: ThrottleHook | None = None) -> Iterator[None]:
     """Within this block, retries stop so that the last attempt can end by `deadline` (monotonic)."""
-    deadline_token = _deadline.set(deadline)
-    gate_token = _gate.set(gate)
+    tokens = (_deadline.set(deadline), _gate.set(gate), _on_throttle.set(on_throttle))
     try:
         yield
     finally:
-        _gate.reset(gate_token)
-        _deadline.reset(deadline_token)
+        _on_throttle.reset(tokens[2])
+        _gate.reset(tokens[1])
+        _deadline.reset(tokens[0])
 
 
 class DefenderRetry(Retry):
@@ -69,6 +73,10 @@ class DefenderRetry(Retry):
     def increment(self, method: str | None = None, url: str | None = None,
                   response: BaseHTTPResponse | None = None, error: Exception | None = None,
                   _pool: ConnectionPool | None = None, _stacktrace: TracebackType | None = None) -> DefenderRetry:
+        if response is not None and response.status == 429:
+            on_throttle = _on_throttle.get()
+            if on_throttle is not None:
+                on_throttle(self.get_retry_after(response) or 60.0)
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         wait = retry.get_backoff_time()
         if response is not None:

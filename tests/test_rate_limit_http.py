@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from localdev.azurite import start_azurite
 from localdev.ports import free_port
@@ -58,3 +60,20 @@ def test_storage_down_fails_closed_then_recovers(host_factory: HostFactory, sim:
     finally:
         azurite.stop()
         gateway.host.stop()
+
+
+def test_a_429_that_was_retried_still_blocks_other_instances(host_factory: HostFactory, sim: SimulatorAdmin,
+                                                             identity: IdentityAdmin) -> None:
+    table = "t" + uuid.uuid4().hex[:20]
+    first, second = host_factory(RATE_LIMIT_TABLE=table), host_factory(RATE_LIMIT_TABLE=table)
+    sim.fault("status", status=429, retry_after=3, api="file_alerts", count=1)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(first.get_alerts, SEED_FILE_SHA1)  # waits out the 3 s, then retries
+        time.sleep(1)
+        held = second.get_alerts(SEED_FILE_SHA1)
+        assert_problem(held, 429)
+        assert 1 <= int(held.headers["Retry-After"]) <= 3
+        assert waiting.result().status_code == 200
+    assert [c["status"] for c in sim.calls("file_alerts")] == [429, 200]
+    first.host.stop()
+    second.host.stop()
