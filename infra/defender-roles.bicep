@@ -1,0 +1,53 @@
+// Grants a managed identity the Microsoft Defender for Endpoint app roles that the gateway needs,
+// as app role assignments on the WindowsDefenderATP service principal (appId
+// fc780465-2017-40d4-a0c5-307022471b92), through the Microsoft Graph Bicep extension
+// (bicepconfig.json pins its version).
+//
+//   GET  /api/files/{sha1}/alerts            needs Alert.Read.All (or Alert.ReadWrite.All)
+//   POST /api/alerts/CreateAlertByReference  needs Alert.ReadWrite.All
+//
+// Least privilege: Alert.ReadWrite.All alone covers both calls and Alert.Read.All adds nothing;
+// both are granted by default because that is what the deployment specifies (and a read-only
+// variant of the gateway would keep only Alert.Read.All). Pass appRoleValues to narrow it.
+//
+// The deployer needs, in Microsoft Graph, AppRoleAssignment.ReadWrite.All and
+// Application.Read.All (delegated, as consented for the Azure CLI / PowerShell), or an Entra role
+// that includes them such as Privileged Role Administrator. Azure subscription roles (Owner,
+// Contributor) are not enough. scripts/grant-defender-roles.sh does the same with plain az CLI.
+//
+// Used by main.bicep when grantDefenderAppRoles is true, or on its own:
+//   az deployment group create -g <resource group> -f infra/defender-roles.bicep \
+//     -p principalId=<IDENTITY_PRINCIPAL_ID output of main.bicep>
+
+extension microsoftGraphV1
+
+@minLength(36)
+@maxLength(36)
+@description('Object (principal) id of the managed identity that calls Defender for Endpoint: the IDENTITY_PRINCIPAL_ID output of main.bicep.')
+param principalId string
+
+@description('Values of the WindowsDefenderATP app roles to grant. The gateway needs Alert.ReadWrite.All for POST alerts/CreateAlertByReference; Alert.Read.All is enough for GET files/{sha1}/alerts alone.')
+param appRoleValues array = [
+  'Alert.Read.All'
+  'Alert.ReadWrite.All'
+]
+
+// WindowsDefenderATP: the first-party application behind the Defender for Endpoint API.
+var defenderAppId = 'fc780465-2017-40d4-a0c5-307022471b92'
+
+resource defenderServicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
+  appId: defenderAppId
+}
+
+// The role ids are looked up by value on the tenant's service principal, never hard-coded.
+resource defenderAppRoleAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for roleValue in appRoleValues: {
+  principalId: principalId
+  resourceId: defenderServicePrincipal.id
+  appRoleId: filter(defenderServicePrincipal.appRoles, role => role.value == roleValue)[0].id
+}]
+
+@description('Object id of the WindowsDefenderATP service principal in this tenant.')
+output defenderServicePrincipalId string = defenderServicePrincipal.id
+
+@description('Values of the app roles granted to the identity.')
+output grantedAppRoles array = appRoleValues

@@ -1,0 +1,569 @@
+// mde-alert-gateway: the Azure resources for one deployment of the gateway.
+//
+// A Python 3.11 function app on the Flex Consumption (FC1) plan, its storage account (deployment
+// packages, host state and the rate-limit table; no account keys), Log Analytics + Application
+// Insights (Entra-only ingestion), the RBAC role assignments of the app's managed identity, and
+// optionally App Service authentication (Entra ID) in front of the functions.
+//
+// Written for `azd up` (see azure.yaml) and for `az deployment group create` (see docs/deploy.md).
+// Plain resources only (no registry modules) so that checkov can scan everything; every parameter
+// and output has a @description; role assignments have deterministic guid() names; no secrets.
+//
+// The Defender for Endpoint app roles (Alert.Read.All, Alert.ReadWrite.All) are granted by
+// defender-roles.bicep (Microsoft Graph Bicep extension), called from here only when
+// grantDefenderAppRoles is true, because the deployer then needs Entra permissions that an Azure
+// subscription role does not give; scripts/grant-defender-roles.sh is the plain az CLI alternative.
+
+targetScope = 'resourceGroup'
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment (azd sets it from AZURE_ENV_NAME). Part of the seed of the unique resource names and of the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of every resource. Must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations). Defaults to the region of the resource group.')
+param location string = resourceGroup().location
+
+@description('Extra tags for every resource. azd-env-name is always added, azd-service-name=api on the function app.')
+param tags object = {}
+
+@allowed([
+  'SystemAssigned'
+  'UserAssigned'
+])
+@description('Managed identity of the function app: SystemAssigned (default; lives and dies with the app) or UserAssigned (created here; survives re-creation of the app, so its Defender app roles can be granted once).')
+param identityType string = 'SystemAssigned'
+
+@description('Name of the user-assigned identity created when identityType is UserAssigned. Empty: id-mdegw-<unique token>.')
+param userAssignedIdentityName string = ''
+
+@allowed([
+  'commercial'
+  'us'
+  'eu'
+  'uk'
+  'au'
+  'swa'
+  'ina'
+  'gcc'
+  'gcc-high'
+  'dod'
+])
+@description('Defender for Endpoint cloud (MDE_CLOUD): chooses the API host and the token scope. Must match shared/clouds.py.')
+param mdeCloud string = 'commercial'
+
+@allowed([
+  'function-key'
+  'entra'
+])
+@description('How callers authenticate (GATEWAY_AUTH). function-key: callers present a function key. entra: App Service authentication (Entra ID) validates a bearer token on every call (unauthenticated calls get 401) and the functions accept the client principal it forwards; needs entraClientId.')
+param gatewayAuth string = 'function-key'
+
+@description('Entra ID only (gatewayAuth=entra): application (client) id of the app registration that represents the gateway API. Callers request tokens for it (for example api://<client id>). No client secret is needed: the platform only validates tokens.')
+param entraClientId string = ''
+
+@description('Entra ID only: accepted token audiences. Empty: api://<entraClientId> and <entraClientId>.')
+param entraAllowedAudiences array = []
+
+@description('Entra ID only: application (client) ids allowed to call, for example the client id of a Logic App\'s managed identity (the appid/azp claim). Empty: any application that can get a token for the audience.')
+param entraAllowedApplications array = []
+
+@description('Entra ID only: object (principal) ids allowed to call, for example the principal id of a Logic App\'s managed identity (the oid claim). Empty: any principal that can get a token for the audience.')
+param entraAllowedPrincipalIds array = []
+
+@description('Entra ID only: OpenID issuer of the tenant. Empty: <login endpoint of this cloud><tenant id>/v2.0.')
+param entraOpenIdIssuer string = ''
+
+@description('Windows of GET files/{sha1}/alerts as calls/seconds, comma-separated (RATE_LIMIT_FILE_ALERTS). Defender allows 100 calls a minute and 1,500 an hour.')
+param rateLimitFileAlerts string = '100/60,1500/3600'
+
+@description('Windows of POST alerts/CreateAlertByReference as calls/seconds, comma-separated (RATE_LIMIT_CREATE_ALERT). Defender allows 15 calls a minute.')
+param rateLimitCreateAlert string = '15/60'
+
+@minLength(3)
+@maxLength(63)
+@description('Name of the Azure Table that holds the shared rate-limit state (RATE_LIMIT_TABLE); created here in the app\'s own storage account.')
+param rateLimitTableName string = 'mdegatewayratelimits'
+
+@minValue(1)
+@maxValue(1000)
+@description('Flex Consumption: the most instances the app may scale out to. Defender\'s limits are per application and tenant and the gateway shares its rate-limit state across instances, so more instances do not buy more Defender calls.')
+param maximumInstanceCount int = 40
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Flex Consumption: memory of each instance in MB.')
+param instanceMemoryMB int = 2048
+
+@minValue(30)
+@maxValue(730)
+@allowed([
+  'Standard_ZRS'
+  'Standard_LRS'
+  'Standard_GZRS'
+  'Standard_GRS'
+])
+@description('Replication of the storage account. Standard_ZRS survives the loss of a zone and belongs with zoneRedundant; use Standard_LRS in a region without availability zones.')
+param storageSkuName string = 'Standard_ZRS'
+
+@description('Spread the Flex Consumption instances over availability zones. Needs a region that supports it, and then keeps at least two always-ready instances (billed) per function group.')
+param zoneRedundant bool = false
+
+@description('Days that Log Analytics keeps the logs and Application Insights telemetry.')
+param logRetentionInDays int = 90
+
+@description('Also grant the app\'s identity the Defender for Endpoint app roles Alert.Read.All and Alert.ReadWrite.All through the Microsoft Graph Bicep extension (defender-roles.bicep). The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All in Microsoft Graph (or the Privileged Role Administrator role). False: grant them afterwards with scripts/grant-defender-roles.sh or defender-roles.bicep.')
+param grantDefenderAppRoles bool = false
+
+// ---------------------------------------------------------------------------------------------
+// Names and shared values
+// ---------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
+var baseTags = union(tags, {
+  'azd-env-name': environmentName
+})
+var functionAppName = 'func-mdegw-${resourceToken}'
+var planName = 'plan-mdegw-${resourceToken}'
+var storageAccountName = 'stmdegw${resourceToken}'
+var logAnalyticsName = 'log-mdegw-${resourceToken}'
+var appInsightsName = 'appi-mdegw-${resourceToken}'
+var identityName = empty(userAssignedIdentityName) ? 'id-mdegw-${resourceToken}' : userAssignedIdentityName
+// Blob container that Flex Consumption deploys the app package to.
+var deploymentContainerName = 'app-package-${resourceToken}'
+var useUserAssigned = (identityType == 'UserAssigned')
+var useEntra = (gatewayAuth == 'entra')
+
+// Built-in role definitions (ids are the same in every tenant and cloud).
+var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+// ---------------------------------------------------------------------------------------------
+// Identity
+// ---------------------------------------------------------------------------------------------
+
+resource userAssignedIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (useUserAssigned) {
+  name: identityName
+  location: location
+  tags: baseTags
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage: host state, Flex deployment packages, the rate-limit table. Entra (RBAC) access only.
+// ---------------------------------------------------------------------------------------------
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: Without VNet integration (not part of this template) Flex Consumption reaches its host storage over the public endpoint. The account accepts Entra ID only (allowSharedKeyAccess false) from identities holding an RBAC data role on it, over TLS 1.2, with no anonymous blob access.
+  // checkov:skip=CKV_AZURE_59: Same as CKV_AZURE_35: Flex Consumption without VNet integration needs the public endpoint; access is Entra-only and RBAC-scoped (no account keys, no SAS, no anonymous reads).
+  // checkov:skip=CKV_AZURE_206: The data is ephemeral (rate-limit windows of at most an hour, and the app package that every deployment re-uploads); a Flex app and its storage share one region, so a regional outage means redeploying elsewhere, not failing over storage. The default ZRS survives a zone failure.
+  // checkov:skip=CKV_AZURE_43: The name is 'stmdegw' + uniqueString(...) = 20 lowercase letters and digits, computed at deployment so checkov cannot read it; tests/infra/test_bicep_structure.py checks the pattern and length.
+  name: storageAccountName
+  location: location
+  tags: baseTags
+  kind: 'StorageV2'
+  sku: {
+    name: storageSkuName
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: {
+          enabled: true
+          keyType: 'Account'
+        }
+        file: {
+          enabled: true
+          keyType: 'Account'
+        }
+        queue: {
+          enabled: true
+          keyType: 'Account'
+        }
+        table: {
+          enabled: true
+          keyType: 'Account'
+        }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource rateLimitTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: rateLimitTableName
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring: Log Analytics + workspace-based Application Insights, Entra-authenticated only.
+// ---------------------------------------------------------------------------------------------
+
+resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: logAnalyticsName
+  location: location
+  tags: baseTags
+  properties: {
+    retentionInDays: logRetentionInDays
+    sku: {
+      name: 'PerGB2018'
+    }
+    features: {
+      disableLocalAuth: true
+    }
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: appInsightsName
+  location: location
+  tags: baseTags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logAnalytics.id
+    DisableLocalAuth: true
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flex Consumption plan and the function app
+// ---------------------------------------------------------------------------------------------
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: Opt-in through the zoneRedundant parameter: on Flex Consumption it keeps at least two always-ready instances billed around the clock and only some regions offer it. The gateway keeps no state on its instances (its rate-limit state is in the storage account, ZRS by default) and its callers retry 5xx.
+  name: planName
+  location: location
+  tags: baseTags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+// App settings. Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
+// WEBSITE_RUN_FROM_PACKAGE and WEBSITE_CONTENT*: the runtime comes from functionAppConfig and the
+// package from its deployment container. tests/infra checks every name here against
+// shared/settings.py CATALOGUE (or the list of settings that the Functions host itself reads).
+var baseAppSettings = [
+  // Read by the Functions host (identity-based AzureWebJobsStorage) ...
+  {
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: 'https://${storage.name}.blob.${environment().suffixes.storage}'
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: 'https://${storage.name}.queue.${environment().suffixes.storage}'
+  }
+  // ... and by the gateway (its rate-limit table).
+  {
+    name: 'AzureWebJobsStorage__tableServiceUri'
+    value: 'https://${storage.name}.table.${environment().suffixes.storage}'
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  // Telemetry with Entra auth (the component has local auth disabled).
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: appInsights.properties.ConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: useUserAssigned ? 'ClientId=${userAssignedIdentity.properties.clientId};Authorization=AAD' : 'Authorization=AAD'
+  }
+  // The gateway.
+  {
+    name: 'MDE_CLOUD'
+    value: mdeCloud
+  }
+  {
+    name: 'MDE_CREDENTIAL'
+    value: 'managed-identity'
+  }
+  {
+    name: 'GATEWAY_AUTH'
+    value: gatewayAuth
+  }
+  {
+    name: 'RATE_LIMIT_FILE_ALERTS'
+    value: rateLimitFileAlerts
+  }
+  {
+    name: 'RATE_LIMIT_CREATE_ALERT'
+    value: rateLimitCreateAlert
+  }
+  {
+    name: 'RATE_LIMIT_TABLE'
+    value: rateLimitTableName
+  }
+]
+
+// Only with a user-assigned identity: which identity the host and the gateway use.
+var userAssignedAppSettings = useUserAssigned ? [
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: userAssignedIdentity.properties.clientId
+  }
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: userAssignedIdentity.properties.clientId
+  }
+] : []
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222: The gateway is an HTTPS API for Logic Apps and automation that run outside any VNet. Every call needs a function key or, with gatewayAuth=entra, an Entra ID token that App Service authentication validates; private endpoints need a VNet, which is not part of this template.
+  // checkov:skip=CKV_AZURE_17: Callers authenticate with a function key or an Entra ID bearer token (gatewayAuth). Mutual TLS would need every caller to hold a client certificate, which Logic Apps with managed identities avoid, and App Service only forwards the certificate: nothing here would validate it.
+  // checkov:skip=CKV_AZURE_212: siteConfig.numberOfWorkers does not apply to Flex Consumption: the platform adds instances on demand (functionAppConfig.scaleAndConcurrency) and replaces failed ones itself.
+  // checkov:skip=CKV_AZURE_213: App Service health check (siteConfig.healthCheckPath) belongs to Dedicated and Premium plans; Flex Consumption instances are run and replaced by the Functions scale controller.
+  name: functionAppName
+  location: location
+  tags: union(baseTags, {
+    'azd-service-name': 'api'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: identityType
+    userAssignedIdentities: useUserAssigned ? {
+      '${userAssignedIdentity.id}': {}
+    } : null
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientAffinityEnabled: false
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: concat(baseAppSettings, userAssignedAppSettings)
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: useUserAssigned ? {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: userAssignedIdentity.id
+          } : {
+            type: 'SystemAssignedIdentity'
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+  dependsOn: [
+    deploymentContainer
+  ]
+}
+
+// No basic (user name + password) publishing: deployments authenticate with Entra ID.
+resource ftpPublishingPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishingPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// Optional: App Service authentication (Entra ID) in front of every function (entra-auth.bicep).
+// Token validation only (no client secret, no login flow): unauthenticated requests get 401 and
+// only the listed applications / principals get through.
+module entraAuth 'entra-auth.bicep' = if (useEntra) {
+  name: 'entra-auth-${resourceToken}'
+  params: {
+    functionAppName: functionApp.name
+    clientId: entraClientId
+    openIdIssuer: empty(entraOpenIdIssuer) ? '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0' : entraOpenIdIssuer
+    allowedAudiences: empty(entraAllowedAudiences) ? [
+      'api://${entraClientId}'
+      entraClientId
+    ] : entraAllowedAudiences
+    allowedApplications: entraAllowedApplications
+    allowedPrincipalIds: entraAllowedPrincipalIds
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Role assignments of the app's identity (guid() names: stable across re-deployments)
+// ---------------------------------------------------------------------------------------------
+
+var identityPrincipalId = useUserAssigned ? userAssignedIdentity.properties.principalId : functionApp.identity.principalId
+// Known at the start of the deployment, unlike the principal id: seeds the assignment names.
+var identityKey = useUserAssigned ? userAssignedIdentity.id : functionApp.id
+
+// Host state, deployment packages (Flex reads the package with the identity) and blob leases.
+resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityKey, storageBlobDataOwnerRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Host queues (AzureWebJobsStorage__queueServiceUri).
+resource queueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityKey, storageQueueDataContributorRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The gateway's rate-limit table.
+resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityKey, storageTableDataContributorRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Entra-authenticated telemetry (the component has local auth disabled).
+resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identityKey, monitoringMetricsPublisherRoleId)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Optional: the Defender for Endpoint app roles, through Microsoft Graph.
+module defenderAppRoles 'defender-roles.bicep' = if (grantDefenderAppRoles) {
+  name: 'defender-app-roles-${resourceToken}'
+  params: {
+    principalId: identityPrincipalId
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs (azd stores them in .azure/<env>/.env)
+// ---------------------------------------------------------------------------------------------
+
+@description('Azure region of the deployment.')
+output AZURE_LOCATION string = location
+
+@description('Entra tenant id of the deployment.')
+output AZURE_TENANT_ID string = tenant().tenantId
+
+@description('Resource group of the deployment.')
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+
+@description('Name of the function app.')
+output FUNCTION_APP_NAME string = functionApp.name
+
+@description('Default host name of the function app.')
+output FUNCTION_APP_HOSTNAME string = functionApp.properties.defaultHostName
+
+@description('Base URL of the gateway\'s HTTP API.')
+output FUNCTION_APP_URL string = 'https://${functionApp.properties.defaultHostName}/api'
+
+@description('Kind of managed identity the app uses: SystemAssigned or UserAssigned.')
+output IDENTITY_TYPE string = identityType
+
+@description('Object (principal) id of the app\'s managed identity: the principal that needs the Defender app roles.')
+output IDENTITY_PRINCIPAL_ID string = identityPrincipalId
+
+@description('Client id of the user-assigned identity; empty with a system-assigned identity.')
+output IDENTITY_CLIENT_ID string = useUserAssigned ? userAssignedIdentity.properties.clientId : ''
+
+@description('Name of the storage account (host state, deployment packages, rate-limit table).')
+output STORAGE_ACCOUNT_NAME string = storage.name
+
+@description('Name of the Azure Table holding the rate-limit state.')
+output RATE_LIMIT_TABLE string = rateLimitTable.name
+
+@description('Name of the Application Insights component.')
+output APPLICATIONINSIGHTS_NAME string = appInsights.name
+
+@description('Name of the Log Analytics workspace.')
+output LOG_ANALYTICS_WORKSPACE_NAME string = logAnalytics.name
+
+@description('How callers authenticate: function-key or entra.')
+output GATEWAY_AUTH string = gatewayAuth
+
+@description('True when this deployment also granted the Defender for Endpoint app roles.')
+output DEFENDER_APP_ROLES_GRANTED bool = grantDefenderAppRoles

@@ -1,0 +1,313 @@
+"""What the templates deploy: identity, roles, hardening, Flex Consumption, Entra ID, Defender roles."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shared.clouds import CLOUDS
+from shared.settings import CATALOGUE_BY_NAME
+from tests.infra import bicep_model as bm
+
+# Built-in Azure role definitions (the same ids in every tenant and cloud).
+BUILT_IN_ROLES = {
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+}
+DEFENDER_APP_ID = "fc780465-2017-40d4-a0c5-307022471b92"
+
+
+def _param(name: str) -> dict[str, Any]:
+    return dict(bm.main()["parameters"][name])
+
+
+def _var(name: str) -> Any:
+    return bm.main()["variables"][name]["value"]
+
+
+def _site() -> dict[str, Any]:
+    return bm.the_resource(bm.main(), "Microsoft.Web/sites")[1]
+
+
+def test_main_targets_a_resource_group() -> None:
+    assert bm.main()["globals"]["scope"]["value"] == "resourceGroup"
+
+
+# --- identity -------------------------------------------------------------------------------------
+
+
+def test_identity_is_system_assigned_by_default_and_user_assigned_on_request() -> None:
+    identity_type = _param("identityType")
+    assert identity_type["default"] == "SystemAssigned"
+    assert set(bm.decorators(identity_type)["allowed"]) == {"SystemAssigned", "UserAssigned"}
+    assert bm.operator(_var("useUserAssigned"), "equals") == {"operand_1": "identityType", "operand_2": "UserAssigned"}
+
+    identity = bm.unquote_keys(_site()["identity"])
+    assert identity["type"] == "identityType"
+    user_assigned = bm.operator(identity["userAssignedIdentities"], "conditional")
+    assert user_assigned is not None and user_assigned["condition"] == "useUserAssigned"
+    assert user_assigned["true_value"] == {"${userAssignedIdentity.id}": {}}
+    assert user_assigned["false_value"] is None
+
+    uami = bm.resources_of_type(bm.main(), "Microsoft.ManagedIdentity/userAssignedIdentities")
+    assert list(uami) == ["userAssignedIdentity"]
+    assert bm.condition(uami["userAssignedIdentity"]) == "useUserAssigned"
+
+
+def test_identity_principal_and_key_follow_the_identity_type() -> None:
+    principal = bm.operator(_var("identityPrincipalId"), "conditional")
+    assert principal is not None and principal["condition"] == "useUserAssigned"
+    assert bm.property_access(principal["false_value"]) == (
+        "functionApp",
+        {"operator": {"type": "property_accessor", "operands": {"operand_1": "identity", "operand_2": "principalId"}}},
+    )
+    key = bm.operator(_var("identityKey"), "conditional")
+    assert key is not None
+    assert bm.property_access(key["true_value"]) == ("userAssignedIdentity", "id")
+    assert bm.property_access(key["false_value"]) == ("functionApp", "id")
+
+
+# --- role assignments ----------------------------------------------------------------------------
+
+
+def test_role_assignments_are_exactly_the_four_data_and_telemetry_roles() -> None:
+    assignments = bm.resources_of_type(bm.main(), "Microsoft.Authorization/roleAssignments")
+    granted: set[tuple[str, str]] = set()
+    for name, resource in assignments.items():
+        assert bm.condition(resource) is None, f"{name} is conditional"
+        spec = bm.body(resource)
+        role_var = bm.function_call(spec["properties"]["roleDefinitionId"], "subscription_resource_id")
+        assert role_var is not None, f"{name}: roleDefinitionId is not subscriptionResourceId(...)"
+        assert role_var["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+        role_id = _var(role_var["resource_name_1"])
+        role = next((r for r, rid in BUILT_IN_ROLES.items() if rid == role_id), None)
+        assert role is not None, f"{name}: unexpected role definition {role_id}"
+
+        # guid(<scope>.id, <identity key>, <role id>): stable across re-deployments, unique per role.
+        name_args = bm.function_call(spec["name"], "guid")
+        assert name_args == {
+            "base_string": {"operator": {"type": "property_accessor",
+                                         "operands": {"operand_1": spec["scope"], "operand_2": "id"}}},
+            "extra_string_1": "identityKey",
+            "extra_string_2": role_var["resource_name_1"],
+        }, f"{name}: name is not guid(scope.id, identityKey, roleId)"
+        assert spec["properties"]["principalId"] == "identityPrincipalId"
+        assert spec["properties"]["principalType"] == "ServicePrincipal"
+        granted.add((spec["scope"], role))
+
+    assert granted == {
+        ("storage", "Storage Blob Data Owner"),
+        ("storage", "Storage Queue Data Contributor"),
+        ("storage", "Storage Table Data Contributor"),
+        ("appInsights", "Monitoring Metrics Publisher"),
+    }
+    assert len(assignments) == 4
+
+
+# --- storage ---------------------------------------------------------------------------------------
+
+
+def test_storage_account_is_hardened() -> None:
+    name, storage = bm.the_resource(bm.main(), "Microsoft.Storage/storageAccounts")
+    assert name == "storage"
+    props = storage["properties"]
+    assert props["allowSharedKeyAccess"] is False
+    assert props["allowBlobPublicAccess"] is False
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    assert props["supportsHttpsTrafficOnly"] is True
+    assert props["defaultToOAuthAuthentication"] is True
+    assert props["allowCrossTenantReplication"] is False
+    assert storage["kind"] == "StorageV2"
+
+
+def test_storage_account_name_is_valid_for_azure() -> None:
+    """'st...' + uniqueString(): 3-24 lowercase letters and digits (checkov cannot see it)."""
+    _, storage = bm.the_resource(bm.main(), "Microsoft.Storage/storageAccounts")
+    template = bm.resolve(storage["name"], bm.main())
+    match = re.fullmatch(r"([a-z0-9]+)\$\{resourceToken\}", template)
+    assert match, template
+    token = bm.function_call(_var("resourceToken"), "to_lower")
+    assert token is not None and bm.function_call(token["string_to_change"], "unique_string") is not None
+    assert 3 <= len(match.group(1)) + 13 <= 24  # uniqueString() is 13 characters
+
+
+def test_deployment_container_and_rate_limit_table_exist() -> None:
+    containers = bm.resources_of_type(bm.main(), "Microsoft.Storage/storageAccounts/blobServices/containers")
+    assert len(containers) == 1
+    container = bm.body(next(iter(containers.values())))
+    assert container["properties"]["publicAccess"] == "None"
+    assert container["name"] == "deploymentContainerName"
+
+    tables = bm.resources_of_type(bm.main(), "Microsoft.Storage/storageAccounts/tableServices/tables")
+    assert [bm.body(t)["name"] for t in tables.values()] == ["rateLimitTableName"]
+    table_param = _param("rateLimitTableName")
+    assert table_param["default"] == "mdegatewayratelimits"
+    assert table_param["default"] == CATALOGUE_BY_NAME["RATE_LIMIT_TABLE"].default
+
+
+# --- monitoring ------------------------------------------------------------------------------------
+
+
+def test_telemetry_is_entra_only() -> None:
+    _, insights = bm.the_resource(bm.main(), "Microsoft.Insights/components")
+    assert insights["properties"]["DisableLocalAuth"] is True
+    assert bm.property_access(insights["properties"]["WorkspaceResourceId"]) == ("logAnalytics", "id")
+    _, workspace = bm.the_resource(bm.main(), "Microsoft.OperationalInsights/workspaces")
+    assert workspace["properties"]["features"]["disableLocalAuth"] is True
+
+
+# --- Flex Consumption plan and the function app -----------------------------------------------------
+
+
+def test_plan_is_flex_consumption_on_linux() -> None:
+    _, plan = bm.the_resource(bm.main(), "Microsoft.Web/serverfarms")
+    assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
+    assert plan["properties"]["reserved"] is True
+
+
+def test_function_app_is_python_311_on_flex_with_identity_authenticated_deployment_storage() -> None:
+    site = _site()
+    assert site["kind"] == "functionapp,linux"
+    assert bm.property_access(site["properties"]["serverFarmId"]) == ("plan", "id")
+    config = site["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    storage = config["deployment"]["storage"]
+    assert storage["type"] == "blobContainer"
+    assert storage["value"] == "${storage.properties.primaryEndpoints.blob}${deploymentContainerName}"
+    auth = bm.operator(storage["authentication"], "conditional")
+    assert auth is not None and auth["condition"] == "useUserAssigned"
+    assert auth["false_value"] == {"type": "SystemAssignedIdentity"}
+    assert auth["true_value"]["type"] == "UserAssignedIdentity"
+    assert bm.property_access(auth["true_value"]["userAssignedIdentityResourceId"]) == ("userAssignedIdentity", "id")
+
+    scale = config["scaleAndConcurrency"]
+    assert scale == {"maximumInstanceCount": "maximumInstanceCount", "instanceMemoryMB": "instanceMemoryMB"}
+    assert 1 <= _param("maximumInstanceCount")["default"] <= 1000
+    assert set(bm.decorators(_param("instanceMemoryMB"))["allowed"]) == {512, 2048, 4096}
+    assert _param("instanceMemoryMB")["default"] == 2048
+
+
+def test_function_app_transport_and_publishing_are_locked_down() -> None:
+    site = _site()
+    props = site["properties"]
+    assert props["httpsOnly"] is True
+    site_config = props["siteConfig"]
+    assert site_config["minTlsVersion"] == "1.2"
+    assert site_config["scmMinTlsVersion"] == "1.2"
+    assert site_config["ftpsState"] == "Disabled"
+
+    policies = bm.resources_of_type(bm.main(), "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    by_name = {bm.body(p)["name"]: bm.body(p) for p in policies.values()}
+    assert set(by_name) == {"ftp", "scm"}
+    for policy in by_name.values():
+        assert policy["parent"] == "functionApp"
+        assert policy["properties"] == {"allow": False}
+        assert bm.condition(next(p for p in policies.values() if bm.body(p) is policy)) is None
+
+
+def test_mde_cloud_parameter_offers_exactly_the_clouds_the_code_knows() -> None:
+    cloud = _param("mdeCloud")
+    assert set(bm.decorators(cloud)["allowed"]) == set(CLOUDS)
+    assert cloud["default"] == CATALOGUE_BY_NAME["MDE_CLOUD"].default
+
+
+def test_tags_mark_the_environment_and_the_azd_service() -> None:
+    base_tags = bm.unquote_keys(_var("baseTags"))
+    assert {"azd-env-name": "environmentName"} in list(bm.walk(base_tags))
+    assert {"azd-service-name": "api"} in list(bm.walk(bm.unquote_keys(_site()["tags"])))
+
+
+def test_outputs_tell_what_was_deployed() -> None:
+    outputs = set(bm.main()["outputs"])
+    assert {
+        "FUNCTION_APP_NAME", "FUNCTION_APP_HOSTNAME", "FUNCTION_APP_URL", "IDENTITY_PRINCIPAL_ID",
+        "IDENTITY_CLIENT_ID", "STORAGE_ACCOUNT_NAME", "APPLICATIONINSIGHTS_NAME", "RATE_LIMIT_TABLE",
+        "GATEWAY_AUTH",
+    } <= outputs
+    assert not [name for name in outputs if re.search(r"KEY|SECRET|PASSWORD|CONNECTION", name)]
+
+
+# --- Entra ID (App Service authentication) ----------------------------------------------------------
+
+
+def test_entra_auth_is_deployed_only_with_gateway_auth_entra() -> None:
+    gateway_auth = _param("gatewayAuth")
+    assert set(bm.decorators(gateway_auth)["allowed"]) == {"function-key", "entra"}
+    assert gateway_auth["default"] == CATALOGUE_BY_NAME["GATEWAY_AUTH"].default == "function-key"
+    assert bm.operator(_var("useEntra"), "equals") == {"operand_1": "gatewayAuth", "operand_2": "entra"}
+
+    module = bm.main()["modules"]["entraAuth"]
+    assert module["detail"]["path"] == "entra-auth.bicep"
+    assert bm.condition(module) == "useEntra"
+    params = bm.body(module)["params"]
+    assert params["clientId"] == "entraClientId"
+    assert params["allowedApplications"] == "entraAllowedApplications"
+    assert params["allowedPrincipalIds"] == "entraAllowedPrincipalIds"
+    # No other auth config in main: the module is the only way Entra ID gets switched on.
+    assert not bm.resources_of_type(bm.main(), "Microsoft.Web/sites/config")
+
+
+def test_entra_auth_validates_tokens_returns_401_and_needs_no_secret() -> None:
+    path = bm.INFRA / "entra-auth.bicep"
+    tree = bm.parse(path)
+    _, auth = bm.the_resource(tree, "Microsoft.Web/sites/config")
+    assert auth["name"] == "authsettingsV2"
+    assert auth["parent"] == "functionApp"
+    props = auth["properties"]
+    assert props["platform"] == {"enabled": True}
+    assert props["globalValidation"] == {"requireAuthentication": True, "unauthenticatedClientAction": "Return401"}
+    assert props["httpSettings"] == {"requireHttps": True}
+    assert props["login"]["tokenStore"] == {"enabled": False}
+    aad = props["identityProviders"]["azureActiveDirectory"]
+    assert aad["enabled"] is True
+    assert aad["registration"] == {"clientId": "clientId", "openIdIssuer": "openIdIssuer"}
+    validation = aad["validation"]
+    assert validation["allowedAudiences"] == "allowedAudiences"
+    assert validation["defaultAuthorizationPolicy"] == {
+        "allowedApplications": "allowedApplications",
+        "allowedPrincipals": {"identities": "allowedPrincipalIds"},
+    }
+    assert "clientSecret" not in bm.code_lines(path)
+    client_id = bm.decorators(tree["parameters"]["clientId"])
+    assert client_id["min_length"] == client_id["max_length"] == 36  # an empty client id fails the deployment
+
+
+# --- Defender for Endpoint app roles (Microsoft Graph) ---------------------------------------------
+
+
+def test_defender_roles_are_optional_in_main() -> None:
+    module = bm.main()["modules"]["defenderAppRoles"]
+    assert module["detail"]["path"] == "defender-roles.bicep"
+    assert bm.condition(module) == "grantDefenderAppRoles"
+    assert _param("grantDefenderAppRoles")["default"] is False
+    assert bm.body(module)["params"] == {"principalId": "identityPrincipalId"}
+
+
+def test_defender_roles_grants_alert_roles_on_windows_defender_atp_by_value() -> None:
+    tree = bm.parse(bm.INFRA / "defender-roles.bicep")
+    assert set(tree.get("extensions", {})) == {"microsoftGraphV1"}
+    assert tree["parameters"]["appRoleValues"]["default"] == ["Alert.Read.All", "Alert.ReadWrite.All"]
+
+    sp_name, sp = bm.the_resource(tree, "Microsoft.Graph/servicePrincipals")
+    assert tree["resources"][sp_name]["existing"] is True
+    assert bm.resolve(sp["appId"], tree) == DEFENDER_APP_ID
+
+    assignments = bm.resources_of_type(tree, "Microsoft.Graph/appRoleAssignedTo")
+    assert len(assignments) == 1
+    element = next(iter(assignments.values()))
+    assert element["config"]["loop_type"]["detail"] == {"item_name": "roleValue", "array_name": "appRoleValues"}
+    spec = bm.body(element)
+    assert spec["principalId"] == "principalId"
+    assert bm.property_access(spec["resourceId"]) == (sp_name, "id")
+    # appRoleId = filter(<sp>.appRoles, role => role.value == roleValue)[0].id: looked up, not hard-coded.
+    lookups = [n for n in bm.walk(spec["appRoleId"]) if bm.function_call(n, "filter") is not None]
+    assert len(lookups) == 1
+    lookup = bm.function_call(lookups[0], "filter")
+    assert lookup is not None
+    assert bm.property_access(lookup["input_array"]) == (sp_name, "appRoles")
+    assert {"operand_1": "value", "operand_2": "roleValue"} in [
+        bm.operator(n, "equals") for n in bm.walk(lookup["expression"])
+    ]
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", str(spec)), "a hard-coded role id"
