@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from shared.credentials import principal_of
 from shared.defender_client import AccessToken, DefenderClient
 from shared.problems import ProblemError
-from shared.ratelimit import CREATE_ALERT, FILE_ALERTS, Decision, RateLimiters, policy_header, rate_limit_headers
+from shared.ratelimit import (
+    CREATE_ALERT,
+    FILE_ALERTS,
+    Decision,
+    RateLimiters,
+    RateLimitStorageError,
+    policy_header,
+    rate_limit_headers,
+)
 from shared.retry import RetryGate, ThrottleHook
 from shared.upstream import UpstreamAnswer, UpstreamThrottledError
 
@@ -80,7 +88,13 @@ class Gateway:
 
         def on_throttle(retry_after: float) -> None:
             # Defender said 429: every instance holds this API until its Retry-After has passed.
-            limiter.block(principal, time.time() + retry_after)
+            try:
+                limiter.block(principal, time.time() + retry_after)
+            except RateLimitStorageError as error:
+                # This instance holds calls anyway (the block is kept in process before the write);
+                # the caller still gets Defender's 429 rather than a 503.
+                logger.warning("%s: could not share Defender's 429 block: %s [correlation %s]", api, error,
+                               correlation_id)
 
         try:
             answer = send(token, before_retry, on_throttle)

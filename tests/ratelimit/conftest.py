@@ -1,0 +1,66 @@
+"""Fixtures of the rate-limit tests: a fresh table per test in the session's Azurite, a settable clock."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from azure.data.tables import TableClient
+
+from localdev.azurite import Azurite
+from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RatePolicy, parse_windows
+
+
+class FakeClock:
+    """A clock the test moves by hand (epoch seconds)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def policy(text: str, api: str = "file_alerts") -> RatePolicy:
+    return RatePolicy(api, parse_windows(text, setting_name="TEST"))
+
+
+@pytest.fixture
+def table_name() -> str:
+    return "rl" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def new_client(azurite: Azurite, table_name: str) -> Iterator[Callable[[], TableClient]]:
+    """Each call gives a separate client (its own connections) on the test's table, like another instance."""
+    clients: list[TableClient] = []
+
+    def make() -> TableClient:
+        client = TableClient.from_connection_string(azurite.connection_string, table_name, **CLIENT_OPTIONS)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def new_limiter(new_client: Callable[[], TableClient], clock: FakeClock) -> Callable[..., RateLimiter]:
+    """A limiter on its own client; `windows` like "3/60", margin 0 unless given."""
+
+    def make(windows: str, *, margin: float = 0.0, retries: int = 10, client: TableClient | None = None,
+             api: str = "file_alerts") -> RateLimiter:
+        return RateLimiter(client or new_client(), policy(windows, api), margin_seconds=margin,
+                           max_conflict_retries=retries, clock=clock)
+
+    return make

@@ -1,0 +1,207 @@
+"""The limiter against a real table (Azurite): exact counts, blocks, memory and ETag conflicts."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from azure.data.tables import TableClient
+
+from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, Reason
+
+from .conftest import FakeClock
+
+NewLimiter = Callable[..., RateLimiter]
+
+
+def remaining(decision: Decision) -> list[int]:
+    return [w.remaining for w in decision.windows]
+
+
+def test_exact_boundary_with_margin(new_limiter: NewLimiter, clock: FakeClock) -> None:
+    limiter = new_limiter("3/10", margin=2.0)
+    start = clock.now
+    first = limiter.acquire("tenant-a")
+    assert first.admitted and first.retry_after == 0 and remaining(first) == [2]
+    assert first.decided_at == start
+    assert first.storage_round_trips == 3  # read (no table yet), create table, create entity
+    clock.advance(0.5)
+    assert limiter.acquire("tenant-a").storage_round_trips == 2  # read + If-Match update
+    assert remaining(limiter.acquire("tenant-a")) == [0]
+
+    refused = limiter.acquire("tenant-a")  # the 4th: the window is full until start + 10 + 2 s
+    assert (refused.admitted, refused.reason, refused.retry_after) == (False, Reason.RATE_LIMITED, 12)
+    assert refused.windows[0].reset_seconds == 12
+
+    clock.now = start + 11.999
+    assert not limiter.acquire("tenant-a").admitted
+    another_instance = new_limiter("3/10", margin=2.0)  # no memory: decides from the table alone
+    late = another_instance.acquire("tenant-a")
+    assert (late.admitted, late.retry_after, late.storage_round_trips) == (False, 1, 1)
+
+    clock.now = start + 12.0  # the oldest call leaves window + margin exactly now
+    again = limiter.acquire("tenant-a")
+    assert again.admitted and remaining(again) == [0]
+    assert not another_instance.acquire("tenant-a").admitted
+    # Other principals have their own budget.
+    assert new_limiter("3/10", margin=2.0).acquire("tenant-b").admitted
+
+
+def test_hour_window_binds_before_minute_window(new_limiter: NewLimiter, clock: FakeClock) -> None:
+    limiter = new_limiter("2/1,3/10")  # scaled down: 2 per "minute" (1 s), 3 per "hour" (10 s)
+    start = clock.now
+    assert [limiter.acquire("p").admitted for _ in range(3)] == [True, True, False]
+    clock.advance(1.0)
+    assert limiter.acquire("p").admitted  # minute window has room again; hour now holds 3
+    refused = limiter.acquire("p")
+    assert (refused.admitted, refused.reason, refused.retry_after) == (False, Reason.RATE_LIMITED, 9)
+    assert remaining(refused) == [1, 0]  # the minute window would allow it; the hour window does not
+    clock.now = start + 9.999
+    assert not limiter.acquire("p").admitted
+    clock.now = start + 10.0  # both calls made at start leave the hour window together
+    assert [limiter.acquire("p").admitted for _ in range(3)] == [True, True, False]
+
+
+def test_retry_after_rounds_up_to_when_the_first_slot_frees(new_limiter: NewLimiter, clock: FakeClock) -> None:
+    limiter = new_limiter("2/5,4/30", margin=0.5)
+    start = clock.now
+    limiter.acquire("p")
+    clock.advance(0.3)
+    limiter.acquire("p")
+    clock.advance(0.9)
+    refused = limiter.acquire("p")
+    assert refused.retry_after == 5  # start + 5.5 s - (start + 1.2 s) = 4.3 s
+    clock.now = start + 5.5
+    assert limiter.acquire("p").admitted
+    clock.now = start + 5.8
+    assert limiter.acquire("p").admitted  # the 4th call in 30.5 s
+    refused = limiter.acquire("p")
+    assert refused.retry_after == 25  # 30 s window full until start + 30.5 s: 24.7 s away
+    assert [(w.name, w.remaining, w.reset_seconds) for w in refused.windows] == [("5s", 0, 6), ("30s", 0, 25)]
+
+
+def test_upstream_block_is_shared_and_kept_in_memory(new_limiter: NewLimiter, clock: FakeClock) -> None:
+    a = new_limiter("5/600")
+    b = new_limiter("5/600")  # another instance: its own client and memory
+    assert a.acquire("p").admitted
+    a.block("p", clock.now + 30)
+
+    first = b.acquire("p")
+    assert (first.admitted, first.reason, first.retry_after, first.storage_round_trips) == \
+        (False, Reason.BLOCKED, 30, 1)
+    clock.advance(10)
+    during = [b.acquire("p"), a.acquire("p")]
+    assert all(not d.admitted and d.retry_after == 20 and d.storage_round_trips == 0 for d in during)
+
+    # The later end wins, whoever writes last.
+    b.block("p", clock.now + 60)
+    a.block("p", clock.now + 5)
+    third = new_limiter("5/600").acquire("p")
+    assert (third.reason, third.retry_after) == (Reason.BLOCKED, 60)
+
+    clock.advance(60)
+    assert a.acquire("p").admitted and b.acquire("p").admitted
+    # The block kept the log: 3 of 5 used, so 2 more then refused.
+    assert [a.acquire("p").admitted for _ in range(3)] == [True, True, False]
+
+
+def test_block_before_any_call_creates_the_entity(new_limiter: NewLimiter, clock: FakeClock) -> None:
+    new_limiter("5/60").block("fresh", clock.now + 3)
+    refused = new_limiter("5/60").acquire("fresh")
+    assert (refused.reason, refused.retry_after) == (Reason.BLOCKED, 3)
+
+
+def test_full_window_refusals_come_from_memory(new_limiter: NewLimiter, clock: FakeClock) -> None:
+    limiter = new_limiter("2/60")
+    limiter.acquire("p")
+    limiter.acquire("p")
+    refusals = [limiter.acquire("p") for _ in range(5)]
+    assert all(not d.admitted and d.storage_round_trips == 0 and d.retry_after == 60 for d in refusals)
+    clock.advance(60)
+    assert limiter.acquire("p").storage_round_trips == 2
+
+
+class InterleavingClient(TableClient):
+    """A real client that runs queued actions right after a read returns: lost races, on demand."""
+
+    after_read: list[Callable[[], object]]
+
+    def get_entity(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().get_entity(*args, **kwargs)
+        finally:
+            while self.after_read:
+                self.after_read.pop(0)()
+
+
+@pytest.fixture
+def interleaving_client(azurite: Any, table_name: str) -> InterleavingClient:
+    client = InterleavingClient.from_connection_string(azurite.connection_string, table_name, **CLIENT_OPTIONS)
+    assert isinstance(client, InterleavingClient)
+    client.after_read = []
+    return client
+
+
+def test_lost_races_are_retried_and_counts_stay_exact(new_limiter: NewLimiter,
+                                                      interleaving_client: InterleavingClient) -> None:
+    a = new_limiter("4/60", client=interleaving_client)
+    b = new_limiter("4/60")
+    other: list[Decision] = []
+
+    # First call: b creates the table and the entity between a's read and a's create (409 twice).
+    interleaving_client.after_read.append(lambda: other.append(b.acquire("p")))
+    first = a.acquire("p")
+    assert first.admitted and first.conflicts == 1
+    assert first.storage_round_trips == 5  # read, create table (exists), create (exists), read, update
+    # Later call: b updates between a's read and a's If-Match update (412).
+    interleaving_client.after_read.append(lambda: other.append(b.acquire("p")))
+    second = a.acquire("p")
+    assert second.admitted and second.conflicts == 1 and second.storage_round_trips == 4
+    assert all(d.admitted for d in other)
+    assert remaining(second) == [0]  # 2 from a + 2 from b: nothing lost, nothing doubled
+    assert not new_limiter("4/60").acquire("p").admitted
+
+
+def test_out_of_conflict_retries_refuses(new_limiter: NewLimiter, interleaving_client: InterleavingClient) -> None:
+    a = new_limiter("3/60", client=interleaving_client, retries=0)
+    b = new_limiter("3/60")
+    assert b.acquire("p").admitted
+    interleaving_client.after_read.append(lambda: b.acquire("p"))
+    refused = a.acquire("p")
+    assert (refused.admitted, refused.reason, refused.retry_after, refused.conflicts) == \
+        (False, Reason.CONTENTION, 1, 1)
+    # Only b's two calls are logged: one slot left.
+    assert [new_limiter("3/60").acquire("p").admitted for _ in range(2)] == [True, False]
+
+
+def test_threads_on_separate_clients_admit_exactly_the_limit(new_limiter: NewLimiter) -> None:
+    limiters = [new_limiter("25/60", retries=50) for _ in range(8)]
+    decisions: list[Decision] = []
+    lock = threading.Lock()
+
+    def work(limiter: RateLimiter) -> None:
+        while True:
+            decision = limiter.acquire("shared")
+            with lock:
+                decisions.append(decision)
+            if decision.reason is Reason.RATE_LIMITED:
+                return
+
+    threads = [threading.Thread(target=work, args=(limiter,)) for limiter in limiters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(d.admitted for d in decisions) == 25
+    assert sum(d.conflicts for d in decisions) > 0
+
+
+def test_threads_sharing_one_limiter_admit_exactly_the_limit(new_limiter: NewLimiter) -> None:
+    limiter = new_limiter("30/60")
+    with ThreadPoolExecutor(8) as pool:
+        decisions = list(pool.map(lambda _: limiter.acquire("shared"), range(60)))
+    assert sum(d.admitted for d in decisions) == 30
+    assert all(d.reason is Reason.RATE_LIMITED for d in decisions if not d.admitted)
