@@ -5,7 +5,7 @@
 // Insights (Entra-only ingestion), the RBAC role assignments of the app's managed identity, and
 // optionally App Service authentication (Entra ID) in front of the functions.
 //
-// Written for `azd up` (see azure.yaml) and for `az deployment group create` (see docs/deploy.md).
+// Written for `azd up` (see azure.yaml) and for `az deployment group create` (see README.md (Deploy)).
 // Plain resources only (no registry modules) so that checkov can scan everything; every parameter
 // and output has a @description; role assignments have deterministic guid() names; no secrets.
 //

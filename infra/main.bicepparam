@@ -9,7 +9,7 @@
 //   azd env set MDEGW_ENTRA_ALLOWED_APPLICATIONS <client id>,<client id>
 //   azd env set MDEGW_ENTRA_ALLOWED_PRINCIPAL_IDS <object id>,<object id>
 //   azd env set MDEGW_STORAGE_SKU Standard_LRS        # in a region without availability zones
-//   azd env set MDEGW_GRANT_DEFENDER_APP_ROLES true   # needs Graph permissions, see docs/deploy.md
+//   azd env set MDEGW_GRANT_DEFENDER_APP_ROLES true   # needs Graph permissions, see README.md (Deploy)
 //
 // The MDEGW_ prefix keeps these deployment choices apart from the app's own settings (MDE_CLOUD,
 // GATEWAY_AUTH, ...) that a developer may have in the shell for local runs. Parameters not listed
