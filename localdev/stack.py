@@ -155,14 +155,13 @@ Try:
 Ctrl-C stops everything.
 """, flush=True)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: a background shell may have ignored SIGINT
+        signal.signal(signum, lambda *_: stop.set())
     try:
         while not stop.wait(1):
             if stack.host.process.poll() is not None:
                 print(f"The local host stopped:\n{stack.host.log()}", file=sys.stderr)
                 break
-    except KeyboardInterrupt:
-        pass
     finally:
         stack.stop()
         print("Stopped.")

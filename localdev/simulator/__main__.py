@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import threading
 
@@ -26,9 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     identity = serve_in_thread(IdentityEndpoint(args.identity_secret), args.identity_port, name="identity")
     print(f"MDE simulator on {simulator.url}, identity endpoint on {identity.url}", flush=True)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
     simulator.stop()
     identity.stop()
 
