@@ -22,9 +22,9 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
+from bench.window_stats import ideal_admissions, max_in_any_interval
 from localdev.azurite import start_azurite
 from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RatePolicy, Reason, parse_windows
-from shared.ratelimit.sliding_log import LogState, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOWS = "20/2,60/10"
@@ -73,26 +73,6 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     return {"calls": calls, "errors": errors}
 
 
-def max_in_any_interval(times: list[float], length: float) -> int:
-    times = sorted(times)
-    most, first = 0, 0
-    for last, t in enumerate(times):
-        while times[first] <= t - length:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
-
-def ideal_admissions(start: float, duration: float) -> int:
-    """What an exact limiter admits under unbroken demand (a call offered every millisecond)."""
-    policy, state, count = _policy(), LogState(), 0
-    for now in range(round(start * 1000), round((start + duration) * 1000)):
-        verdict = evaluate(policy, round(MARGIN * 1000), state, now)
-        if verdict.admitted:
-            state, count = verdict.state, count + 1
-    return count
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -118,7 +98,7 @@ def run_config(connection_string: str, processes: int, threads: int, duration: f
 
     admitted = [c for c in calls if c[2]]
     refused = [c for c in calls if not c[2]]
-    ideal = ideal_admissions(start, duration)
+    ideal = ideal_admissions(_policy(), MARGIN, start, duration)
     windows = [(w.limit, w.seconds) for w in _policy().windows]
     return {
         "workers": processes * threads,

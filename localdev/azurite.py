@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from localdev.ports import free_port, wait_for_port
+from localdev.processes import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / "node_modules" / ".bin" / "azurite"
@@ -35,13 +35,7 @@ class Azurite:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_azurite(*, blob_port: int = 0, queue_port: int = 0, table_port: int = 0,

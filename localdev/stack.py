@@ -20,7 +20,7 @@ from pathlib import Path
 from localdev.azurite import Azurite, start_azurite
 from localdev.functions_host import DEFAULT_LOCAL_KEY
 from localdev.identity_endpoint import IDENTITY_PATH, IdentityEndpoint
-from localdev.ports import free_port, wait_for_port
+from localdev.processes import free_port, stop_process, wait_for_port
 from localdev.servers import RunningServer, serve_in_thread
 from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
@@ -62,13 +62,7 @@ class HostProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_host(env: dict[str, str], *, port: int = 0, log_path: Path | None = None,

@@ -7,7 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from localdev.azurite import start_azurite
-from localdev.ports import free_port
+from localdev.processes import free_port
 from localdev.simulator.data import SEED_FILE_SHA1
 from tests.conftest import HostFactory, IdentityAdmin, SimulatorAdmin
 from tests.test_validation_http import VALID, assert_problem

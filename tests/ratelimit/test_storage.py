@@ -11,7 +11,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from localdev.azurite import DEV_ACCOUNT, DEV_KEY, Azurite, start_azurite
-from localdev.ports import free_port
+from localdev.processes import free_port
 from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RateLimitStorageError
 
 from .conftest import FakeClock, policy

@@ -1,8 +1,9 @@
-"""Free loopback ports and waiting for a server to listen."""
+"""Child processes and loopback ports: free ports, waiting for a listener, stopping cleanly."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 
@@ -24,3 +25,14 @@ def wait_for_port(port: int, *, timeout: float = 30.0, host: str = "127.0.0.1") 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s") from None
             time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
+    """Terminate, then kill if it has not exited within `grace` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
