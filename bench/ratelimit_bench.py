@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,9 +20,9 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
-from bench.window_stats import ideal_admissions, max_in_any_interval
+from bench.contention import hammer, ideal_admissions, max_in_any_interval
 from localdev.azurite import start_azurite
-from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RatePolicy, Reason, parse_windows
+from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, RatePolicy, Reason, parse_windows
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOWS = "20/2,60/10"
@@ -42,34 +40,13 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     client = TableClient.from_connection_string(args["connection_string"], args["table"], **CLIENT_OPTIONS)
     limiter = RateLimiter(client, _policy(), margin_seconds=MARGIN, max_conflict_retries=10)
     calls: list[list[Any]] = []  # [decided_at, returned_at, admitted, round_trips, conflicts, contention, latency]
-    errors = 0
-    lock = threading.Lock()
-    end = args["start"] + args["duration"]
 
-    def work() -> None:
-        nonlocal errors
-        rng = random.Random()
-        while time.time() < end:
-            began = time.perf_counter()
-            try:
-                d = limiter.acquire("bench-tenant")
-            except Exception:
-                with lock:
-                    errors += 1
-                continue
-            latency = time.perf_counter() - began
-            row = [d.decided_at, time.time(), d.admitted, d.storage_round_trips, d.conflicts,
-                   d.reason is Reason.CONTENTION, latency]
-            with lock:
-                calls.append(row)
-            time.sleep(rng.uniform(0, 0.01))
+    def record(d: Decision, latency: float, returned: float) -> None:
+        calls.append([d.decided_at, returned, d.admitted, d.storage_round_trips, d.conflicts,
+                      d.reason is Reason.CONTENTION, latency])
 
-    time.sleep(max(0.0, args["start"] - time.time()))
-    threads = [threading.Thread(target=work) for _ in range(args["threads"])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = hammer(limiter, "bench-tenant", threads=args["threads"], start=args["start"],
+                    duration=args["duration"], record=record)
     return {"calls": calls, "errors": errors}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.window_stats import ideal_admissions, max_in_any_interval
+from bench.contention import ideal_admissions, max_in_any_interval
 from localdev.azurite import Azurite
 
 from .conftest import policy
