@@ -86,10 +86,18 @@ class Gateway:
             if not retry_decision.admitted:
                 raise _refusal(retry_decision, headers)
 
+        shared_block_until = 0.0
+
         def on_throttle(retry_after: float) -> None:
             # Defender said 429: every instance holds this API until its Retry-After has passed.
+            # The same 429 is reported by the retry policy and again when it reaches the caller.
+            nonlocal shared_block_until
+            until = time.time() + retry_after
+            if until <= shared_block_until + 1:
+                return
+            shared_block_until = until
             try:
-                limiter.block(principal, time.time() + retry_after)
+                limiter.block(principal, until)
             except RateLimitStorageError as error:
                 # This instance holds calls anyway (the block is kept in process before the write);
                 # the caller still gets Defender's 429 rather than a 503.
