@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from shared.problems import FieldError, ProblemError, validation_problem
@@ -72,20 +73,13 @@ def _event_time(value: Any) -> str | None:
     match = _EVENT_TIME.fullmatch(value.strip())
     if not match:
         return None
-    year, month, day = (int(part) for part in match["date"].split("-"))
-    hour, minute, second = int(match["h"]), int(match["m"]), int(match["s"])
-    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month) and hour < 24 and minute < 60
-            and second < 60):
+    try:
+        datetime.strptime(f"{match['date']}T{match['h']}:{match['m']}:{match['s']}", "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
         return None
     fraction = f".{match['frac']}" if match["frac"] else ""
     # Keep every digit Defender needs to find the event; only normalise the zone to Z.
     return f"{match['date']}T{match['h']}:{match['m']}:{match['s']}{fraction}Z"
-
-
-def _days_in_month(year: int, month: int) -> int:
-    if month == 2:
-        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
-    return 30 if month in (4, 6, 9, 11) else 31
 
 
 def _canonical(value: Any, allowed: tuple[str, ...]) -> str | None:
