@@ -38,7 +38,8 @@ def _policy() -> RatePolicy:
 def worker(args: dict[str, Any]) -> dict[str, Any]:
     """One instance: `threads` threads sharing one limiter; returns every decision, compactly."""
     client = TableClient.from_connection_string(args["connection_string"], args["table"], **CLIENT_OPTIONS)
-    limiter = RateLimiter(client, _policy(), margin_seconds=MARGIN, max_conflict_retries=10)
+    limiter = RateLimiter(client, _policy(), margin_seconds=MARGIN, max_conflict_retries=10,
+                          new_state_share=1.0)  # the whole limit from the start, as ideal_admissions counts
     calls: list[list[Any]] = []  # [decided_at, returned_at, admitted, round_trips, conflicts, contention, latency]
 
     def record(d: Decision, latency: float, returned: float) -> None:

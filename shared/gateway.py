@@ -97,7 +97,7 @@ class Gateway:
                 return
             shared_block_until = until
             try:
-                limiter.block(principal, until)
+                limiter.block(principal, retry_after)
             except RateLimitStorageError as error:
                 # This instance holds calls anyway (the block is kept in process before the write);
                 # the caller still gets Defender's 429 rather than a 503.

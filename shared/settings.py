@@ -62,6 +62,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Table (created on first use) holding the shared rate-limit state.", True),
     SettingSpec("RATE_LIMIT_MAX_CONFLICT_RETRIES", "10",
                 "Optimistic-concurrency (ETag 412) retries before a call is refused."),
+    SettingSpec("RATE_LIMIT_NEW_STATE_SHARE", "0.5",
+                "Share (above 0, at most 1) of each window that a rate-limit state created from nothing (first "
+                "use, or after the table or entity was lost) admits until that window has passed once."),
     SettingSpec("AzureWebJobsStorage", None,
                 "Connection string of the storage account (local: Azurite). In Azure use the identity-based "
                 "`AzureWebJobsStorage__*` settings instead; no account keys."),

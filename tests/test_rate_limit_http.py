@@ -15,7 +15,8 @@ from tests.test_validation_http import VALID, assert_problem
 
 def test_limit_is_exact_and_refusals_cost_no_upstream_call(host_factory: HostFactory, sim: SimulatorAdmin,
                                                            identity: IdentityAdmin) -> None:
-    gateway = host_factory(RATE_LIMIT_CREATE_ALERT="3/60")
+    # The whole limit from the first call (a new state's share is tested with the limiter).
+    gateway = host_factory(RATE_LIMIT_CREATE_ALERT="3/60", RATE_LIMIT_NEW_STATE_SHARE="1")
     remaining = []
     for _ in range(3):
         response = gateway.create(VALID)
@@ -33,7 +34,7 @@ def test_limit_is_exact_and_refusals_cost_no_upstream_call(host_factory: HostFac
 
 
 def test_retries_take_slots_too(host_factory: HostFactory, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
-    gateway = host_factory(RATE_LIMIT_FILE_ALERTS="2/60")
+    gateway = host_factory(RATE_LIMIT_FILE_ALERTS="2/60", RATE_LIMIT_NEW_STATE_SHARE="1")
     sim.fault("status", status=503, count=5)
     response = gateway.get_alerts(SEED_FILE_SHA1)
     assert_problem(response, 429)

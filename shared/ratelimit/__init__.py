@@ -6,7 +6,7 @@ Typical use (once per process, then per call)::
     decision = limiters.file_alerts.acquire(principal)      # may raise RateLimitStorageError -> 503
     headers = rate_limit_headers(decision)                   # add to the response either way
     if not decision.admitted: ...                            # 429 with Retry-After
-    # on a 429 from Defender: limiters.file_alerts.block(principal, time.time() + retry_after)
+    # on a 429 from Defender: limiters.file_alerts.block(principal, retry_after)
 """
 
 from shared.ratelimit.decision import Decision, Reason, WindowState

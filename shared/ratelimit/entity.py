@@ -2,7 +2,8 @@
 
 PartitionKey = the principal made key-safe, RowKey = the API name. Properties:
 `Format` (Int32, this layout's version), `Admissions` (Binary: big-endian int64 ms, ascending;
-absent when empty) and `BlockedUntil` (Int64 ms; absent when 0).
+absent when empty), `BlockedUntil` (Int64 ms; absent when 0) and `Since` (Int64 ms: since when
+the log is complete; absent when 0, as in entities written before it existed).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def to_entity(key: str, api: str, state: LogState) -> dict[str, Any]:
         entity["Admissions"] = struct.pack(f">{len(state.admissions_ms)}q", *state.admissions_ms)
     if state.blocked_until_ms:
         entity["BlockedUntil"] = EntityProperty(state.blocked_until_ms, EdmType.INT64)
+    if state.since_ms:
+        entity["Since"] = EntityProperty(state.since_ms, EdmType.INT64)
     return entity
 
 
@@ -64,9 +67,13 @@ def from_entity(entity: Mapping[str, Any]) -> LogState:
     if not isinstance(packed, bytes) or len(packed) % _INT64.size:
         raise EntityFormatError("the Admissions property is not a packed list of int64")
     admissions = tuple(sorted(value for (value,) in _INT64.iter_unpack(packed)))
-    blocked = entity.get("BlockedUntil", 0)
-    if isinstance(blocked, EntityProperty):
-        blocked = blocked.value
-    if not isinstance(blocked, int):
-        raise EntityFormatError("the BlockedUntil property is not an integer")
-    return LogState(admissions, blocked)
+    return LogState(admissions, _int64(entity, "BlockedUntil"), _int64(entity, "Since"))
+
+
+def _int64(entity: Mapping[str, Any], name: str) -> int:
+    value = entity.get(name, 0)
+    if isinstance(value, EntityProperty):
+        value = value.value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise EntityFormatError(f"the {name} property is not an integer")
+    return value

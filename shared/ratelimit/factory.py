@@ -42,6 +42,7 @@ def rate_limiters_from_env(env: Mapping[str, str] | None = None, *, clock: Calla
 
     def build(api: str) -> RateLimiter:
         return RateLimiter(client, settings.policies[api], margin_seconds=settings.margin_seconds,
-                           max_conflict_retries=settings.max_conflict_retries, clock=clock)
+                           max_conflict_retries=settings.max_conflict_retries, clock=clock,
+                           new_state_share=settings.new_state_share)
 
     return RateLimiters(file_alerts=build(FILE_ALERTS), create_alert=build(CREATE_ALERT))

@@ -8,12 +8,21 @@ Refusals are also remembered in the process: a full window only fills further an
 only grows longer (whoever writes), so a state that refuses now still refuses until the time
 it names. Until then the same principal is refused from memory without a table request.
 
+What the process remembers also guards against lost state: a stored log lacking admissions this
+instance saw (the entity or table was deleted, or restored from an older copy) gets them back
+before anything is decided, and the merged log is written back. A log re-created from nothing
+admits only a share of each window until that window has passed once (see sliding_log).
+
+Times come from a clock checked against the storage service's `Date` (see clock), so an
+instance whose clock runs ahead of the others does not over-admit.
+
 Within a process, one thread per principal goes to the table at a time (the others wait, up to
 a bound, and usually find the answer in memory), so races are mostly between instances.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -22,11 +31,14 @@ from collections.abc import Callable
 
 from azure.data.tables import TableClient
 
+from shared.ratelimit.clock import ClockSync
 from shared.ratelimit.decision import Decision, Reason
 from shared.ratelimit.entity import partition_key
-from shared.ratelimit.policy import RatePolicy
-from shared.ratelimit.sliding_log import LogState, Verdict, evaluate, window_states
-from shared.ratelimit.storage import RateLimitStorageError, StateTable, Tally
+from shared.ratelimit.policy import DEFAULT_NEW_STATE_SHARE, RatePolicy
+from shared.ratelimit.sliding_log import LogState, Verdict, evaluate, merge, missing_from, trim, window_states
+from shared.ratelimit.storage import RateLimitStorageError, Snapshot, StateTable, Tally
+
+logger = logging.getLogger("mde_alert_gateway.ratelimit")
 
 #: Backoff after an ETag conflict: uniform in [0, min(cap, base * 2**attempt)] seconds.
 _BACKOFF_BASE = 0.005
@@ -46,18 +58,24 @@ class RateLimiter:
     """Admits calls to one upstream API within its policy, shared through `table_client`.
 
     Thread-safe; create one per API per process and keep it (it holds the in-process memory).
+    `clock` gives epoch seconds; with `sync_clock` (the default) it is corrected towards the
+    storage service's clock, which only a hand-driven test clock should turn off. `new_state_share`
+    is the share of each window a log re-created from nothing admits until that window has passed.
     """
 
     def __init__(self, table_client: TableClient, policy: RatePolicy, *, margin_seconds: float,
-                 max_conflict_retries: int, clock: Callable[[], float] = time.time,
-                 memory_size: int = 1024) -> None:
+                 max_conflict_retries: int, clock: Callable[[], float] = time.time, sync_clock: bool = True,
+                 new_state_share: float = DEFAULT_NEW_STATE_SHARE, memory_size: int = 1024) -> None:
         if margin_seconds < 0 or max_conflict_retries < 0 or memory_size < 1:
             raise ValueError("margin_seconds and max_conflict_retries must be >= 0, memory_size >= 1")
+        if not 0 < new_state_share <= 1:
+            raise ValueError("new_state_share must be in (0, 1]")
         self.policy = policy
-        self._table = StateTable(table_client)
+        self.clock = ClockSync(clock, enabled=sync_clock)
+        self._table = StateTable(table_client, self.clock)
         self._margin_ms = to_ms(margin_seconds)
         self._max_conflict_retries = max_conflict_retries
-        self._clock = clock
+        self._new_state_share = new_state_share
         self._memory: OrderedDict[str, LogState] = OrderedDict()
         self._memory_size = memory_size
         self._lock = threading.Lock()
@@ -92,25 +110,32 @@ class RateLimiter:
             if queued:
                 stripe.release()
 
-    def block(self, principal: str, until: float) -> None:
-        """Refuse every call for `principal` until `until` (epoch seconds), on every instance.
+    def block(self, principal: str, seconds: float) -> None:
+        """Refuse every call for `principal` for the next `seconds`, on every instance.
 
         For Defender's 429 + Retry-After. Recorded in this process first, then in the table
         (keeping the later end if one is already there). Raises RateLimitStorageError if the
         table cannot be updated; this process still honours the block.
         """
         key = partition_key(principal)
-        until_ms = to_ms(until)
-        self._remember(key, (self._recall(key) or LogState()).with_block(until_ms))
+        now_ms = to_ms(self.clock.now())
+        until_ms = now_ms + to_ms(seconds)
+        try:
+            self._store_block(key, until_ms)
+        finally:
+            self._remember(key, (self._recall(key) or LogState(since_ms=now_ms)).with_block(until_ms))
+
+    def _store_block(self, key: str, until_ms: int) -> None:
         tally = Tally()
         for attempt in range(self._max_conflict_retries + 1):
             if attempt:
                 self._backoff(attempt)
             snapshot = self._table.read(key, self.api, tally)
-            if snapshot.state.blocked_until_ms >= until_ms:
-                self._remember(key, snapshot.state)
+            state, restored = self._known(key, snapshot, to_ms(self.clock.now()))
+            if state.blocked_until_ms >= until_ms and not restored:
+                self._remember(key, state)
                 return
-            blocked = snapshot.state.with_block(until_ms)
+            blocked = state.with_block(until_ms)
             if self._table.write(key, self.api, blocked, snapshot.etag, tally):
                 self._remember(key, blocked)
                 return
@@ -118,23 +143,48 @@ class RateLimiter:
         raise RateLimitStorageError(
             f"rate-limit table {self._table.table_name}: block not recorded after {tally.conflicts} conflicts")
 
+    def _evaluate(self, state: LogState, now_ms: int) -> Verdict:
+        return evaluate(self.policy, self._margin_ms, state, now_ms, new_state_share=self._new_state_share)
+
     def _refused_from_memory(self, key: str, tally: Tally) -> Decision | None:
         remembered = self._recall(key)
         if remembered is None:
             return None
-        now = self._clock()
-        verdict = evaluate(self.policy, self._margin_ms, remembered, to_ms(now))
+        now = self.clock.now()
+        verdict = self._evaluate(remembered, to_ms(now))
         return None if verdict.admitted else self._decision(verdict, now, tally)
+
+    def _known(self, key: str, snapshot: Snapshot, now_ms: int) -> tuple[LogState, int]:
+        """The stored state with what this process remembers merged in, and how much that restored.
+
+        A missing entity starts a young log (`since_ms` = now): nobody may know the calls before it.
+        """
+        stored = snapshot.state if snapshot.etag is not None else LogState(since_ms=now_ms)
+        remembered = self._recall(key)
+        if remembered is None:
+            return stored, 0
+        stored = trim(self.policy, self._margin_ms, stored, now_ms)
+        merged = trim(self.policy, self._margin_ms, merge(stored, remembered), now_ms)
+        restored = missing_from(stored, merged) + (merged.blocked_until_ms > max(stored.blocked_until_ms, now_ms))
+        if restored:
+            logger.warning(
+                "Rate-limit state of %s for %s was %s: restored %d admission(s) and block(s) this instance "
+                "remembers, so the lost calls still count.", self.api, key,
+                "missing" if snapshot.etag is None else "older than this instance remembers", restored)
+        return merged, restored
 
     def _acquire_from_table(self, key: str, tally: Tally) -> Decision:
         for attempt in range(self._max_conflict_retries + 1):
             if attempt:
                 self._backoff(attempt)
             snapshot = self._table.read(key, self.api, tally)
-            now = self._clock()
-            verdict = evaluate(self.policy, self._margin_ms, snapshot.state, to_ms(now))
+            now = self.clock.now()
+            state, restored = self._known(key, snapshot, to_ms(now))
+            verdict = self._evaluate(state, to_ms(now))
             if not verdict.admitted:
-                self._remember(key, snapshot.state)
+                if restored:  # put back what was lost even though this call is refused; a lost race is fine
+                    self._table.write(key, self.api, state, snapshot.etag, tally)
+                self._remember(key, state)
                 return self._decision(verdict, now, tally)
             if self._table.write(key, self.api, verdict.state, snapshot.etag, tally):
                 self._remember(key, verdict.state)
@@ -142,9 +192,9 @@ class RateLimiter:
             tally.conflicts += 1
 
         refused = Verdict(admitted=False, reason=Reason.CONTENTION, retry_after=_CONTENTION_RETRY_AFTER,
-                          windows=window_states(self.policy, self._margin_ms, snapshot.state.admissions_ms,
-                                                to_ms(now)),
-                          state=snapshot.state)
+                          windows=window_states(self.policy, self._margin_ms, state, to_ms(now),
+                                                new_state_share=self._new_state_share),
+                          state=state)
         return self._decision(refused, now, tally)
 
     def _decision(self, verdict: Verdict, now: float, tally: Tally) -> Decision:

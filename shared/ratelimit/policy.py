@@ -21,6 +21,9 @@ POLICY_SETTINGS: Mapping[str, str] = {
 MAX_LIMIT = 5000
 MAX_WINDOW_SECONDS = 86_400
 MAX_MARGIN_SECONDS = 60.0
+#: A state created from nothing (first use, or the entity was lost) admits this share of each window
+#: until the window has passed once: calls made before it that nobody remembers may still count upstream.
+DEFAULT_NEW_STATE_SHARE = 0.5
 MAX_CONFLICT_RETRIES = 100
 
 _API_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -94,6 +97,7 @@ class RateLimitSettings:
     margin_seconds: float
     table_name: str
     max_conflict_retries: int
+    new_state_share: float = DEFAULT_NEW_STATE_SHARE
 
 
 def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
@@ -124,5 +128,14 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
             f"RATE_LIMIT_MAX_CONFLICT_RETRIES must be a whole number from 0 to {MAX_CONFLICT_RETRIES}, "
             f"got {raw_retries!r}.")
 
+    raw_share = setting(env, "RATE_LIMIT_NEW_STATE_SHARE") or ""
+    try:
+        share = float(raw_share)
+    except ValueError:
+        share = float("nan")
+    if not 0 < share <= 1:  # also refuses NaN
+        raise ConfigurationError(
+            f"RATE_LIMIT_NEW_STATE_SHARE must be a number greater than 0 and at most 1, got {raw_share!r}.")
+
     return RateLimitSettings(policies=policies, margin_seconds=margin, table_name=table,
-                             max_conflict_retries=int(raw_retries))
+                             max_conflict_retries=int(raw_retries), new_state_share=share)

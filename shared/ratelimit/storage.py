@@ -16,6 +16,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.ratelimit.clock import ClockSync
 from shared.ratelimit.entity import EntityFormatError, from_entity, to_entity
 from shared.ratelimit.sliding_log import LogState
 from shared.settings import ConfigurationError, setting
@@ -105,10 +106,14 @@ class Snapshot:
 
 
 class StateTable:
-    """Reads and conditionally writes (principal, API) states in one table; creates it on first use."""
+    """Reads and conditionally writes (principal, API) states in one table; creates it on first use.
 
-    def __init__(self, client: TableClient) -> None:
+    Every answer's `Date` goes to `clock` (the storage service is the instances' shared clock).
+    """
+
+    def __init__(self, client: TableClient, clock: ClockSync) -> None:
         self._client = client
+        self._clock = clock
 
     @property
     def table_name(self) -> str:
@@ -117,7 +122,7 @@ class StateTable:
     def read(self, key: str, api: str, tally: Tally) -> Snapshot:
         tally.round_trips += 1
         try:
-            entity = self._client.get_entity(key, api)
+            entity = self._client.get_entity(key, api, raw_response_hook=self._clock.response_hook())
         except HttpResponseError as exc:
             if exc.status_code != 404:
                 raise self._failure("read", exc) from exc
@@ -138,10 +143,11 @@ class StateTable:
         tally.round_trips += 1
         try:
             if etag is None:
-                self._client.create_entity(entity)
+                self._client.create_entity(entity, raw_response_hook=self._clock.response_hook())
             else:
                 self._client.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
-                                           match_condition=MatchConditions.IfNotModified)
+                                           match_condition=MatchConditions.IfNotModified,
+                                           raw_response_hook=self._clock.response_hook())
         except HttpResponseError as exc:
             if exc.status_code in (409, 412):
                 return False
@@ -157,7 +163,7 @@ class StateTable:
     def _create_table(self, tally: Tally) -> None:
         tally.round_trips += 1
         try:
-            self._client.create_table()
+            self._client.create_table(raw_response_hook=self._clock.response_hook())
         except HttpResponseError as exc:
             if exc.status_code == 409 and _error_code(exc) == "TableAlreadyExists":
                 return  # another instance won the race

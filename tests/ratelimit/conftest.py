@@ -56,11 +56,16 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def new_limiter(new_client: Callable[[], TableClient], clock: FakeClock) -> Callable[..., RateLimiter]:
-    """A limiter on its own client; `windows` like "3/60", margin 0 unless given."""
+    """A limiter on its own client; `windows` like "3/60", margin 0 unless given.
+
+    The clock is the test's hand-driven one, so it is not synchronised with the storage service's;
+    and a new state admits its whole limit unless `share` says otherwise (exact counting is tested
+    from fresh states; the share has tests of its own).
+    """
 
     def make(windows: str, *, margin: float = 0.0, retries: int = 10, client: TableClient | None = None,
-             api: str = "file_alerts") -> RateLimiter:
+             api: str = "file_alerts", share: float = 1.0) -> RateLimiter:
         return RateLimiter(client or new_client(), policy(windows, api), margin_seconds=margin,
-                           max_conflict_retries=retries, clock=clock)
+                           max_conflict_retries=retries, clock=clock, sync_clock=False, new_state_share=share)
 
     return make

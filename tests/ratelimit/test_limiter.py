@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, UpdateMode
 
 from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, Reason
 
@@ -87,7 +88,7 @@ def test_upstream_block_is_shared_and_kept_in_memory(new_limiter: NewLimiter, cl
     a = new_limiter("5/600")
     b = new_limiter("5/600")  # another instance: its own client and memory
     assert a.acquire("p").admitted
-    a.block("p", clock.now + 30)
+    a.block("p", 30)
 
     first = b.acquire("p")
     assert (first.admitted, first.reason, first.retry_after, first.storage_round_trips) == \
@@ -97,8 +98,8 @@ def test_upstream_block_is_shared_and_kept_in_memory(new_limiter: NewLimiter, cl
     assert all(not d.admitted and d.retry_after == 20 and d.storage_round_trips == 0 for d in during)
 
     # The later end wins, whoever writes last.
-    b.block("p", clock.now + 60)
-    a.block("p", clock.now + 5)
+    b.block("p", 60)
+    a.block("p", 5)
     third = new_limiter("5/600").acquire("p")
     assert (third.reason, third.retry_after) == (Reason.BLOCKED, 60)
 
@@ -109,7 +110,7 @@ def test_upstream_block_is_shared_and_kept_in_memory(new_limiter: NewLimiter, cl
 
 
 def test_block_before_any_call_creates_the_entity(new_limiter: NewLimiter, clock: FakeClock) -> None:
-    new_limiter("5/60").block("fresh", clock.now + 3)
+    new_limiter("5/60").block("fresh", 3)
     refused = new_limiter("5/60").acquire("fresh")
     assert (refused.reason, refused.retry_after) == (Reason.BLOCKED, 3)
 
@@ -205,3 +206,68 @@ def test_threads_sharing_one_limiter_admit_exactly_the_limit(new_limiter: NewLim
         decisions = list(pool.map(lambda _: limiter.acquire("shared"), range(60)))
     assert sum(d.admitted for d in decisions) == 30
     assert all(d.reason is Reason.RATE_LIMITED for d in decisions if not d.admitted)
+
+
+def _delete_entity(client: TableClient) -> None:
+    for entity in client.list_entities():
+        client.delete_entity(entity["PartitionKey"], entity["RowKey"])
+
+
+def test_a_lost_entity_gets_back_what_this_instance_remembers(
+        new_limiter: NewLimiter, new_client: Callable[[], TableClient], clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    limiter = new_limiter("4/60")
+    assert [limiter.acquire("p").admitted for _ in range(3)] == [True, True, True]
+    admin = new_client()
+    _delete_entity(admin)  # the entity (or the whole table, or Azurite's memory) is gone
+    clock.advance(1)
+    with caplog.at_level(logging.WARNING, "mde_alert_gateway.ratelimit"):
+        decisions = [limiter.acquire("p") for _ in range(3)]
+    assert [d.admitted for d in decisions] == [True, False, False]  # 3 remembered + 1 = the limit
+    assert "was missing: restored 3 admission(s)" in caplog.text
+    # The restored log is back in the table: an instance with no memory counts all four.
+    assert not new_limiter("4/60").acquire("p").admitted
+
+
+def test_an_entity_restored_from_an_older_copy_is_merged(new_limiter: NewLimiter,
+                                                         new_client: Callable[[], TableClient],
+                                                         clock: FakeClock) -> None:
+    limiter = new_limiter("5/60")
+    limiter.acquire("p")
+    admin = new_client()
+    old = dict(next(iter(admin.list_entities())))
+    for _ in range(3):
+        limiter.acquire("p")
+    admin.upsert_entity(old, mode=UpdateMode.REPLACE)  # a backup from after the first call
+    assert [limiter.acquire("p").admitted for _ in range(2)] == [True, False]
+
+
+def test_a_refused_call_still_writes_back_what_it_restored(new_limiter: NewLimiter,
+                                                           new_client: Callable[[], TableClient],
+                                                           clock: FakeClock) -> None:
+    limiter = new_limiter("4/60", share=0.5)
+    start = clock.now
+    assert [limiter.acquire("p").admitted for _ in range(2)] == [True, True]  # a new state: 2 of 4
+    clock.now = start + 61
+    assert [limiter.acquire("p").admitted for _ in range(2)] == [True, True]  # grown up: room for 4
+    _delete_entity(new_client())
+    clock.advance(1)
+    # This instance's memory has room (2 of 4), but the table's state was lost: it starts anew, so only
+    # a share counts as free, and the 2 remembered calls fill it. The merge is written back regardless ...
+    refused = limiter.acquire("p")
+    assert (refused.admitted, refused.reason, refused.storage_round_trips) == (False, Reason.RATE_LIMITED, 2)
+    # ... so an instance that remembers nothing still counts them.
+    assert not new_limiter("4/60", share=0.5).acquire("p").admitted
+
+
+def test_without_memory_a_new_state_admits_only_its_share_for_one_window(new_limiter: NewLimiter,
+                                                                          clock: FakeClock) -> None:
+    limiter = new_limiter("6/10", margin=1.0, share=0.5)
+    start = clock.now
+    assert [limiter.acquire("p").admitted for _ in range(4)] == [True, True, True, False]
+    clock.now = start + 10.999
+    assert not limiter.acquire("p").admitted
+    clock.now = start + 11.0  # the window + margin has passed since the state began: the whole limit
+    assert [limiter.acquire("p").admitted for _ in range(7)] == [True] * 6 + [False]
+    # An instance that meets the same state later sees it as grown up too.
+    assert not new_limiter("6/10", margin=1.0, share=0.5).acquire("p").admitted

@@ -22,6 +22,7 @@ def test_defaults_are_defenders_documented_limits() -> None:
     assert settings.margin_seconds == 2.0
     assert settings.table_name == "mdegatewayratelimits"
     assert settings.max_conflict_retries == 10
+    assert settings.new_state_share == 0.5
 
 
 def test_values_are_read_and_windows_sorted_shortest_first() -> None:
@@ -31,10 +32,12 @@ def test_values_are_read_and_windows_sorted_shortest_first() -> None:
         "RATE_LIMIT_MARGIN_SECONDS": "0.5",
         "RATE_LIMIT_TABLE": "Limits2",
         "RATE_LIMIT_MAX_CONFLICT_RETRIES": "0",
+        "RATE_LIMIT_NEW_STATE_SHARE": "1",
     })
     assert settings.policies[FILE_ALERTS].windows == (Window(100, 60), Window(1500, 3600))
     assert settings.policies[CREATE_ALERT].windows == (Window(5, 10),)
     assert (settings.margin_seconds, settings.table_name, settings.max_conflict_retries) == (0.5, "Limits2", 0)
+    assert settings.new_state_share == 1.0
 
 
 def test_empty_values_fall_back_to_defaults() -> None:
@@ -61,6 +64,10 @@ def test_empty_values_fall_back_to_defaults() -> None:
     ("RATE_LIMIT_MAX_CONFLICT_RETRIES", "-1", "RATE_LIMIT_MAX_CONFLICT_RETRIES must be a whole number"),
     ("RATE_LIMIT_MAX_CONFLICT_RETRIES", "1e3", "RATE_LIMIT_MAX_CONFLICT_RETRIES must be a whole number"),
     ("RATE_LIMIT_MAX_CONFLICT_RETRIES", "101", "from 0 to 100"),
+    ("RATE_LIMIT_NEW_STATE_SHARE", "0", "greater than 0 and at most 1"),
+    ("RATE_LIMIT_NEW_STATE_SHARE", "1.5", "greater than 0 and at most 1"),
+    ("RATE_LIMIT_NEW_STATE_SHARE", "half", "greater than 0 and at most 1"),
+    ("RATE_LIMIT_NEW_STATE_SHARE", "nan", "greater than 0 and at most 1"),
 ])
 def test_bad_values_name_the_setting(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message) as caught:

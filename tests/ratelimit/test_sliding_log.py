@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.ratelimit.decision import Reason
-from shared.ratelimit.sliding_log import LogState, evaluate
+from shared.ratelimit.sliding_log import LogState, evaluate, merge, missing_from
 
 from .conftest import policy
 
@@ -91,3 +91,48 @@ def test_never_more_than_limit_in_any_window_plus_margin_under_dense_offers() ->
         for i in range(limit, len(admitted)):
             assert admitted[i] - admitted[i - limit] >= span
     assert len(admitted) >= 7 * (60_000 // 10_500)
+
+
+def test_merge_restores_what_the_store_lost_without_counting_twice() -> None:
+    stored = LogState((T0 + 3000,), blocked_until_ms=0, since_ms=T0 + 2500)  # re-created after a loss
+    remembered = LogState((T0, T0 + 1000, T0 + 1000, T0 + 3000), blocked_until_ms=T0 + 9000, since_ms=0)
+    merged = merge(stored, remembered)
+    # Two instances admitted at T0 + 1000: both stay. T0 + 3000 is in both: once.
+    assert merged.admissions_ms == (T0, T0 + 1000, T0 + 1000, T0 + 3000)
+    assert merged.blocked_until_ms == T0 + 9000
+    assert merged.since_ms == T0 + 2500  # memory cannot vouch for what others did meanwhile
+    assert missing_from(stored, merged) == 3
+    assert merge(merged, remembered) == merged and missing_from(merged, merged) == 0
+
+
+def test_new_state_admits_its_share_until_the_window_has_passed_once() -> None:
+    p = policy("4/10")
+    state = LogState(since_ms=T0)
+    admitted = []
+    for now in (T0, T0 + 1, T0 + 2):
+        verdict = evaluate(p, 1000, state, now, new_state_share=0.5)
+        admitted.append(verdict.admitted)
+        state = verdict.state
+    assert admitted == [True, True, False]
+    refused = evaluate(p, 1000, state, T0 + 2, new_state_share=0.5)
+    assert refused.windows[0].remaining == 0
+    # Room comes back when the window + margin has passed since the state began (T0 + 11 s) ...
+    assert refused.retry_after == 11
+    assert not evaluate(p, 1000, state, T0 + 10_999, new_state_share=0.5).admitted
+    grown = evaluate(p, 1000, state, T0 + 11_000, new_state_share=0.5)
+    assert grown.admitted and grown.windows[0].remaining == 2  # T0 has left; T0 + 1 ms and this call count
+    # ... and an old state (since 0) or a share of 1 admits the whole limit at once.
+    assert run("4/10", [T0, T0 + 1, T0 + 2, T0 + 3, T0 + 4]) == [True, True, True, True, False]
+    full = LogState((T0, T0 + 1, T0 + 2), since_ms=T0)
+    assert evaluate(p, 0, full, T0 + 3, new_state_share=1.0).admitted
+    assert not evaluate(p, 0, full, T0 + 3, new_state_share=0.5).admitted
+
+
+def test_new_state_share_frees_with_the_oldest_call_before_the_window_ends() -> None:
+    p = policy("4/10")
+    state = LogState((T0, T0 + 6000), since_ms=T0)
+    refused = evaluate(p, 0, state, T0 + 7000, new_state_share=0.5)
+    assert not refused.admitted and refused.retry_after == 3  # both in window until T0 + 10 s
+    assert evaluate(p, 0, state, T0 + 10_000, new_state_share=0.5).admitted
+    # A share never rounds down to nothing.
+    assert evaluate(policy("1/10"), 0, LogState(since_ms=T0), T0, new_state_share=0.1).admitted
