@@ -44,4 +44,8 @@ ALLOWED_HOST_SUFFIXES: tuple[str, ...] = (
     "securitycenter.microsoft.us",
 )
 
-LOOPBACK_HOSTS: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"})
+# A loopback base URL (the local simulator) may name its host only as `localhost`, `[::1]` or a canonical
+# dotted IPv4 address in this network: spellings such as `127.1`, `0x7f.0.0.1` or `2130706433` are refused,
+# because resolvers and URL parsers disagree on them.
+LOOPBACK_HOSTS: frozenset[str] = frozenset({"localhost", "::1"})
+LOOPBACK_IPV4_NETWORK = "127.0.0.0/8"

@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ClientAuthenticationError
+from azure.core.exceptions import AzureError
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
 
+from shared.outbound import prepared_target
 from shared.problems import ProblemError
 from shared.retry import DefenderRetry, RetryGate, ThrottleHook, retry_scope
-from shared.settings import DefenderSettings
+from shared.settings import ConfigurationError, DefenderSettings
 from shared.upstream import UpstreamAnswer, interpret
 
 logger = logging.getLogger("mde_alert_gateway.defender")
@@ -66,8 +67,9 @@ class DefenderClient:
         scope = self.settings.cloud.scope
         try:
             return AccessToken(self._credential.get_token(scope).token)
-        except ClientAuthenticationError as error:
-            # azure-identity's messages name the failing credential and never contain a token.
+        except AzureError as error:
+            # Refused (ClientAuthenticationError) or unreachable (ServiceRequestError ...): azure-identity's
+            # messages name the failing credential and never contain a token.
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ProblemError(
                 502, "Cannot authenticate to Defender",
@@ -93,11 +95,11 @@ class DefenderClient:
         settings = self.settings
         started = time.monotonic()
         headers = {"Authorization": f"Bearer {token.value}", "client-request-id": correlation_id}
+        prepared = self._prepare(requests.Request(method, settings.base_url + path, json=body, headers=headers))
         try:
             with retry_scope(deadline=started + settings.total_timeout, gate=retry_gate, on_throttle=on_throttle):
-                response = self._session.request(
-                    method, settings.base_url + path, json=body, headers=headers,
-                    timeout=(settings.connect_timeout, settings.read_timeout), allow_redirects=False)
+                response = self._session.send(prepared, timeout=(settings.connect_timeout, settings.read_timeout),
+                                              allow_redirects=False)
         except requests.RequestException as error:
             elapsed = time.monotonic() - started
             logger.warning("Defender %s %s failed after %.2f s: %s [correlation %s]", method, path, elapsed,
@@ -107,6 +109,27 @@ class DefenderClient:
         logger.info("Defender %s %s -> %d in %.3f s [correlation %s]", method, path, response.status_code, elapsed,
                     correlation_id)
         return interpret(operation, response.status_code, response.headers, response.content, settings)
+
+    def _prepare(self, request: requests.Request) -> requests.PreparedRequest:
+        """The request as it will go out, refused unless it connects to the target the allowlist judged.
+
+        Second line of defence behind the start-up check: whatever reaches here, the token goes nowhere else.
+        """
+        try:
+            prepared = self._session.prepare_request(request)
+            actual = prepared_target(prepared)
+        except ValueError as error:  # requests' InvalidURL and MissingSchema are ValueErrors too
+            self._refuse(f"nowhere (the URL {error})")
+        if actual != self.settings.target:
+            self._refuse(str(actual))
+        return prepared
+
+    def _refuse(self, actual: str) -> NoReturn:
+        # Only the base URL and the targets are named: never the headers, which carry the token.
+        message = (f"The call to Defender would connect to {actual}, not to the configured {self.settings.target} "
+                   f"(base URL {self.settings.base_url!r}); it was not sent. Check MDE_BASE_URL.")
+        logger.error("%s", message)
+        raise ConfigurationError(message)
 
 
 def _describe(error: Exception) -> str:

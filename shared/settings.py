@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.clouds import ALLOWED_HOST_SUFFIXES, CLOUDS, LOOPBACK_HOSTS, Cloud
+from shared.clouds import ALLOWED_HOST_SUFFIXES, CLOUDS, LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, Cloud
+from shared.outbound import DEFAULT_PORTS, Target, connection_target
 
 
 class ConfigurationError(ValueError):
@@ -94,6 +96,8 @@ class DefenderSettings:
 
     cloud: Cloud
     base_url: str
+    #: Where calls to `base_url` connect, as the allowlist judged it; checked again before every request.
+    target: Target
     credential_kind: str
     managed_identity_client_id: str | None
     connect_timeout: float
@@ -114,32 +118,85 @@ def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float
     return value
 
 
+#: Printable ASCII without space (0x21-0x7E): no whitespace, control or non-ASCII character in a base URL.
+_URL_CHARACTERS = re.compile(r"[!-~]+", re.ASCII)
+#: A host name as DNS spells it: letters, digits and hyphens in non-empty labels (an IDN in its xn-- form).
+_DNS_NAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*", re.ASCII)
+
+
 def validate_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> str:
-    """Accept https on a documented Defender domain or http(s) on loopback; refuse anything else (no SSRF)."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower().rstrip(".")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigurationError(f"{setting_name} must be a plain base URL without credentials, query or "
-                                 f"fragment, got {url!r}.")
-    if _is_loopback(host):
-        if parts.scheme not in ("http", "https"):
-            raise ConfigurationError(f"{setting_name} must use http or https, got {url!r}.")
-    elif parts.scheme != "https":
-        raise ConfigurationError(f"{setting_name} must use https unless it points at loopback, got {url!r}.")
-    elif not any(host == suffix or host.endswith("." + suffix) for suffix in ALLOWED_HOST_SUFFIXES):
-        raise ConfigurationError(
-            f"{setting_name} host {host!r} is not a Defender for Endpoint API host; allowed are "
-            + ", ".join(f"*.{s}" for s in ALLOWED_HOST_SUFFIXES) + " and loopback.")
+    """`url` without its trailing slash, once `judge_base_url` has accepted it."""
+    judge_base_url(url, setting_name=setting_name)
     return url.rstrip("/")
 
 
+def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
+    """Accept https on a documented Defender domain or http(s) on loopback and return where it connects.
+
+    The gateway sends its bearer token to this URL, so anything URL parsers may read differently is
+    refused rather than interpreted (a backslash, `%`, `@`, whitespace, an IDN, a trailing dot, a
+    non-canonical IP address ...), and the target judged here must be the one requests connects to.
+    """
+    def refused(problem: str) -> ConfigurationError:
+        return ConfigurationError(f"{setting_name} {problem}, got {url!r}.")
+
+    if not _URL_CHARACTERS.fullmatch(url):
+        raise refused("must be printable ASCII without spaces (an international host name in its xn-- form)")
+    if any(character in url for character in "@?#"):
+        # Not repeated in the message: credentials or a query may hold a secret.
+        raise ConfigurationError(f"{setting_name} must be a plain base URL without credentials, query or fragment.")
+    if any(character in url for character in "\\%"):
+        raise refused("must be a plain base URL without backslashes or percent-encoding")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise refused(f"is not a valid URL ({error})") from None
+    if parts.scheme not in DEFAULT_PORTS:
+        raise refused("must use http or https")
+    if parts.path not in ("", "/"):
+        raise refused("must be the API's root URL without a path")
+    host = parts.hostname or ""
+    if not host:
+        raise refused("has no host")
+    if host.endswith("."):
+        raise refused(f"host {host!r} must not end with a dot")
+    judged = Target(parts.scheme, host, DEFAULT_PORTS[parts.scheme] if port is None else port)
+    problem = None if _is_loopback(host) else _defender_target_problem(judged)
+    if problem:
+        raise refused(problem)
+    try:
+        actual = connection_target(url)
+    except ValueError as error:
+        raise refused(str(error)) from None
+    if actual != judged:
+        raise refused(f"would connect to {actual}, not to {judged} as it reads")
+    return judged
+
+
+def _defender_target_problem(judged: Target) -> str | None:
+    """Why `judged` is not https on port 443 of a documented Defender API host, or None if it is."""
+    if judged.scheme != "https":
+        return "must use https unless it points at loopback"
+    host = judged.host
+    if not (_DNS_NAME.fullmatch(host)
+            and any(host == suffix or host.endswith("." + suffix) for suffix in ALLOWED_HOST_SUFFIXES)):
+        return (f"host {host!r} is not a Defender for Endpoint API host; allowed are "
+                + ", ".join(f"*.{s}" for s in ALLOWED_HOST_SUFFIXES) + " and loopback")
+    if judged.port != DEFAULT_PORTS["https"]:
+        return f"must use the default https port 443 on a Defender host, not {judged.port}"
+    return None
+
+
 def _is_loopback(host: str) -> bool:
+    """`localhost`, `::1`, or a canonical dotted IPv4 address in 127.0.0.0/8."""
     if host in LOOPBACK_HOSTS:
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.IPv4Address(host)
     except ValueError:
         return False
+    return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)
 
 
 def load_defender_settings(env: Mapping[str, str] | None = None) -> DefenderSettings:
@@ -149,8 +206,8 @@ def load_defender_settings(env: Mapping[str, str] | None = None) -> DefenderSett
     cloud = CLOUDS.get(cloud_name)
     if cloud is None:
         raise ConfigurationError(f"MDE_CLOUD must be one of {', '.join(CLOUDS)}, got {cloud_name!r}.")
-    override = setting(env, "MDE_BASE_URL")
-    base_url = validate_base_url(override) if override else cloud.base_url
+    base_url = setting(env, "MDE_BASE_URL") or cloud.base_url
+    target = judge_base_url(base_url)
     credential_kind = (setting(env, "MDE_CREDENTIAL") or "").lower()
     if credential_kind not in ("managed-identity", "default"):
         raise ConfigurationError(f"MDE_CREDENTIAL must be managed-identity or default, got {credential_kind!r}.")
@@ -162,7 +219,8 @@ def load_defender_settings(env: Mapping[str, str] | None = None) -> DefenderSett
                                  "MDE_TOTAL_TIMEOUT_SECONDS.")
     return DefenderSettings(
         cloud=cloud,
-        base_url=base_url,
+        base_url=base_url.rstrip("/"),
+        target=target,
         credential_kind=credential_kind,
         managed_identity_client_id=setting(env, "AZURE_CLIENT_ID"),
         connect_timeout=connect,

@@ -3,20 +3,25 @@ talking to the fake identity endpoint: token scope, token reuse, retries and fai
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from azure.identity import ManagedIdentityCredential
 
 from localdev.identity_endpoint import IDENTITY_PATH
+from localdev.processes import free_port
 from localdev.servers import RunningServer
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
 from localdev.stack import IDENTITY_SECRET
 from shared.credentials import build_credential, principal_of
 from shared.defender_client import DefenderClient
+from shared.outbound import Target, connection_target
 from shared.problems import ProblemError
-from shared.settings import load_defender_settings
+from shared.settings import ConfigurationError, load_defender_settings
 from shared.upstream import UpstreamThrottledError
 from tests.conftest import IdentityAdmin, SimulatorAdmin
 
@@ -77,6 +82,19 @@ def test_identity_endpoint_failure_is_a_clear_502(make_client: ClientFactory, id
         make_client().token()
     assert caught.value.status == 502
     assert "could not get a token" in caught.value.detail
+
+
+def test_unreachable_identity_endpoint_is_a_clear_502(make_client: ClientFactory,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{free_port()}{IDENTITY_PATH}")
+    client = make_client()
+    started = time.monotonic()
+    with pytest.raises(ProblemError) as caught:
+        client.token()
+    elapsed = time.monotonic() - started
+    assert (caught.value.status, caught.value.kind) == (502, "identity-unavailable")
+    assert "could not get a token" in caught.value.detail and "\n" not in caught.value.detail
+    assert elapsed < 15, f"the identity failure took {elapsed:.1f} s"
 
 
 def test_wrong_cloud_audience_is_explained(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
@@ -199,3 +217,47 @@ def test_correlation_id_is_sent_to_defender(make_client: ClientFactory, sim: Sim
     client = make_client()
     client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="corr-abc-123")
     assert sim.calls("file_alerts")[0]["client_request_id"] == "corr-abc-123"
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A real loopback socket that must never see the gateway's token."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        server.settimeout(0.5)
+        yield server
+
+
+@pytest.mark.parametrize("shape", [
+    "http://127.0.0.1:{port}",
+    # What a backslash in MDE_BASE_URL did: the allowlist saw one host, requests connects to another.
+    "http://127.0.0.1:{port}\\.securitycenter.microsoft.com",
+])
+def test_a_request_that_would_leave_the_judged_host_is_not_sent(make_client: ClientFactory, listener: socket.socket,
+                                                                caplog: pytest.LogCaptureFixture,
+                                                                shape: str) -> None:
+    port = listener.getsockname()[1]
+    judged = make_client(MDE_MAX_RETRIES="0")
+    # As if validation had been bypassed: the URL disagrees with the target the allowlist judged.
+    bypassed = dataclasses.replace(judged.settings, base_url=shape.format(port=port))
+    assert connection_target(bypassed.base_url) == Target("http", "127.0.0.1", port) != bypassed.target
+    client = DefenderClient(bypassed, judged._credential)
+    token = client.token()
+    with caplog.at_level(logging.ERROR, logger="mde_alert_gateway.defender"), \
+            pytest.raises(ConfigurationError) as caught:
+        client.create_alert(CREATE_BODY, token, correlation_id="target-check-1")
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}" in message and judged.settings.base_url.removeprefix("http://") in message
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"127.0.0.1:{port}" in logged
+    assert token.value not in logged + message and "Bearer" not in logged + message
+
+
+def test_a_base_url_requests_cannot_prepare_is_a_configuration_error(make_client: ClientFactory) -> None:
+    judged = make_client()
+    client = DefenderClient(dataclasses.replace(judged.settings, base_url="http://"), judged._credential)
+    with pytest.raises(ConfigurationError, match="would connect to nowhere"):
+        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="target-check-2")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.clouds import CLOUDS
+from shared.outbound import Target, connection_target
 from shared.settings import CATALOGUE, ConfigurationError, load_defender_settings, validate_base_url
 
 
@@ -54,6 +56,11 @@ def test_base_url_override_keeps_the_cloud_scope() -> None:
     "http://localhost:8080",
     "http://127.5.5.5:80",
     "http://[::1]:7073",
+    "https://api.securitycenter.microsoft.com:443/",
+    "HTTPS://API.SecurityCenter.Microsoft.com",
+    "https://localhost:8443",
+    "https://127.0.0.1",
+    "http://[::1]",
 ])
 def test_allowed_base_urls(url: str) -> None:
     assert validate_base_url(url) == url.rstrip("/")
@@ -73,6 +80,103 @@ def test_allowed_base_urls(url: str) -> None:
 def test_refused_base_urls(url: str, reason: str) -> None:
     with pytest.raises(ConfigurationError, match=reason):
         load_defender_settings({"MDE_BASE_URL": url})
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    # requests would connect to evil.com: it reads the backslash as the end of the host.
+    ("https://evil.com\\.securitycenter.microsoft.com", "without backslashes or percent-encoding"),
+    ("https://evil.com%2f.securitycenter.microsoft.com", "without backslashes or percent-encoding"),
+    ("https://evil.com%2F.securitycenter.microsoft.com", "without backslashes or percent-encoding"),
+    ("http://[::1%25eth0]:7073", "without backslashes or percent-encoding"),
+    ("https://evil.com@api.securitycenter.microsoft.com", "without credentials"),
+    ("https://api.securitycenter.microsoft.com@evil.com", "without credentials"),
+    ("https://api.securitycenter.microsoft.com#", "without credentials, query or fragment"),
+    ("https://api.securitycenter.microsoft.com#x", "without credentials, query or fragment"),
+    ("https://api.securitycenter.microsoft.com?", "without credentials, query or fragment"),
+    ("https://evil.com\t.securitycenter.microsoft.com", "printable ASCII"),
+    ("https://evil.com\n.securitycenter.microsoft.com", "printable ASCII"),
+    ("https://evil.com .securitycenter.microsoft.com", "printable ASCII"),
+    ("https://api.securitycenter.microsoft.com\x00", "printable ASCII"),
+    ("https://evil.com\uff0f.securitycenter.microsoft.com", "printable ASCII"),  # full-width solidus
+    ("https://\uff41pi.securitycenter.microsoft.com", "printable ASCII"),  # full-width a
+    ("https://b\u00fccher.securitycenter.microsoft.com", "printable ASCII"),  # IDN, not in xn-- form
+    ("https://api.securitycenter.microsoft.com.", "must not end with a dot"),
+    ("http://localhost.:8080", "must not end with a dot"),
+    ("https://.securitycenter.microsoft.com", "not a Defender for Endpoint API host"),
+    ("https://evil.com;.securitycenter.microsoft.com", "not a Defender for Endpoint API host"),
+    ("https://securitycenter.microsoft.com.evil.com", "not a Defender for Endpoint API host"),
+    ("https://", "has no host"),
+    ("https://:443", "has no host"),
+    ("http://127.1", "must use https unless it points at loopback"),
+    ("http://0x7f.0.0.1", "must use https unless it points at loopback"),
+    ("http://2130706433", "must use https unless it points at loopback"),
+    ("http://127.000.0.1", "must use https unless it points at loopback"),
+    ("http://[0:0::1]:7073", "must use https unless it points at loopback"),
+    ("http://[::ffff:127.0.0.1]:7073", "must use https unless it points at loopback"),
+    ("https://20.190.151.68", "not a Defender for Endpoint API host"),
+    ("https://[2603:1030::1]", "not a Defender for Endpoint API host"),
+    ("https://api.securitycenter.microsoft.com:8443", "port 443"),
+    ("https://api.securitycenter.microsoft.com:99999", "not a valid URL"),
+    ("https://api.securitycenter.microsoft.com:443:443", "not a valid URL"),
+    ("http://[localhost]:7073", "not a valid URL"),
+    ("http://127.0.0.1:0", "would connect to"),
+    ("https://api.securitycenter.microsoft.com/api", "without a path"),
+    ("https://api.securitycenter.microsoft.com//", "without a path"),
+])
+def test_ambiguous_base_urls_are_refused(url: str, reason: str) -> None:
+    """Refused: anything two URL parsers may read differently, so the allowlist judges the host that is called."""
+    with pytest.raises(ConfigurationError, match=reason):
+        load_defender_settings({"MDE_BASE_URL": url})
+
+
+def test_credentials_in_the_base_url_are_not_repeated() -> None:
+    with pytest.raises(ConfigurationError, match="without credentials") as caught:
+        load_defender_settings({"MDE_BASE_URL": "https://user:s3cret@api.securitycenter.microsoft.com"})
+    assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("env", "target"), [
+    ({}, Target("https", "api.securitycenter.microsoft.com", 443)),
+    ({"MDE_CLOUD": "gcc-high"}, Target("https", "api-gov.securitycenter.microsoft.us", 443)),
+    ({"MDE_BASE_URL": "https://EU.api.security.microsoft.com:443/"},
+     Target("https", "eu.api.security.microsoft.com", 443)),
+    ({"MDE_BASE_URL": "http://localhost:7073"}, Target("http", "localhost", 7073)),
+    ({"MDE_BASE_URL": "https://127.0.0.1"}, Target("https", "127.0.0.1", 443)),
+    ({"MDE_BASE_URL": "http://[::1]"}, Target("http", "::1", 80)),
+])
+def test_settings_carry_the_judged_target(env: dict[str, str], target: Target) -> None:
+    assert load_defender_settings(env).target == target
+
+
+@pytest.mark.parametrize("cloud", list(CLOUDS))
+def test_every_cloud_default_connects_where_it_was_judged(cloud: str) -> None:
+    settings = load_defender_settings({"MDE_CLOUD": cloud})
+    assert settings.target == connection_target(settings.base_url)
+    assert settings.target.scheme == "https" and settings.target.port == 443
+
+
+@pytest.mark.parametrize(("url", "target"), [
+    ("https://evil.com\\.securitycenter.microsoft.com", Target("https", "evil.com", 443)),
+    # requests upper-cases the escape; urlparse keeps the case of what follows a `%` (an IPv6 zone id).
+    ("https://evil.com%2f.securitycenter.microsoft.com",
+     Target("https", "evil.com%2F.securitycenter.microsoft.com", 443)),
+    ("HTTP://[::1]:7073/api", Target("http", "::1", 7073)),
+    ("http://LOCALHOST:0/", Target("http", "localhost", 80)),
+])
+def test_connection_target_is_where_requests_connects(url: str, target: Target) -> None:
+    assert connection_target(url) == target
+
+
+@pytest.mark.parametrize("url", ["https:///api", "api.securitycenter.microsoft.com", "ftp://127.0.0.1/",
+                                 "https://evil.com\t.securitycenter.microsoft.com", "https://a.b:99999"])
+def test_connection_target_refuses_what_requests_cannot_prepare(url: str) -> None:
+    with pytest.raises(ValueError, match=r"cannot be prepared|no http"):
+        connection_target(url)
+
+
+def test_target_reads_as_a_url_origin() -> None:
+    assert str(Target("http", "::1", 7073)) == "http://[::1]:7073"
+    assert str(Target("https", "api.securitycenter.microsoft.com", 443)) == "https://api.securitycenter.microsoft.com:443"
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
