@@ -6,7 +6,7 @@ import difflib
 import json
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from shared.problems import FieldError, ProblemError, validation_problem
 
@@ -23,18 +23,27 @@ CREATE_FIELDS = (
     "eventTime", "reportId", "machineId", "severity", "title", "description", "recommendedAction", "category",
 )
 
-_HEX = re.compile(r"[0-9a-fA-F]+")
+# Every pattern here means ASCII: re.ASCII keeps \d from matching other scripts' digits (e.g. Arabic-Indic
+# or full-width ones) and IGNORECASE from folding non-ASCII letters (e.g. the Kelvin sign) onto ASCII.
+_HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
 _HASH_NAMES = {32: "an MD5", 40: "a SHA-1", 64: "a SHA-256", 128: "a SHA-512"}
 # Advanced hunting gives UTC times with up to 7 fractional digits, e.g. 2018-08-03T16:45:21.7115183Z.
 _EVENT_TIME = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})T(?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<frac>\d{1,7}))?(?P<zone>Z|[+-]00:00)",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
+_JSON_WHITESPACE = " \t\r\n"
+# Advanced hunting's ReportId is a long; the API takes it as a string of its digits.
+MAX_REPORT_ID = 2**63 - 1
+_REPORT_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
+# C0 and C1 control characters except tab, LF and CR (DEL included), and surrogates: in a str from JSON a
+# surrogate is always unpaired, because the decoder joins every valid pair into one character.
+_FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def validate_sha1(raw: str) -> str:
     """Return the SHA-1 in lower case, or raise a 400 saying what the value is instead."""
-    value = raw.strip()
+    value = _ascii_stripped(raw) or ""
     if len(value) == 40 and _HEX.fullmatch(value):
         return value.lower()
     if _HEX.fullmatch(value) and len(value) in _HASH_NAMES:
@@ -45,8 +54,36 @@ def validate_sha1(raw: str) -> str:
     raise validation_problem([FieldError("route.sha1", message)])
 
 
+class _UnreadableBodyError(ValueError):
+    """The JSON text is refused while it is parsed; `field` names where."""
+
+    def __init__(self, message: str, field: str = "body") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise _UnreadableBodyError(f"is not valid JSON: {name} is not a JSON number")
+
+
+def _integer(digits: str) -> int:
+    try:
+        return int(digits)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        raise _UnreadableBodyError(f"has an integer of {len(digits)} digits; no field takes one that long") from None
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _UnreadableBodyError("appears more than once in the JSON object", field=f"body.{key}")
+        document[key] = value
+    return document
+
+
 def parse_json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """Check size, content type and JSON syntax; return the object."""
+    """Check size, content type and JSON syntax; return the object. Any body gets a 4xx, never a 500."""
     if len(body) > MAX_BODY_BYTES:
         raise ProblemError(413, "Request body too large",
                       f"The body is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted.", "payload-too-large")
@@ -57,7 +94,14 @@ def parse_json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
                       f"Content-Type must be application/json, got {media_type or 'none'!r}.",
                       "unsupported-media-type", headers={"Accept-Post": "application/json"})
     try:
-        document = json.loads(body.decode("utf-8"))
+        document = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant, parse_int=_integer,
+                              object_pairs_hook=_object_without_duplicates)
+    except _UnreadableBodyError as error:
+        raise validation_problem([FieldError(error.field, str(error))],
+                                 detail="The request body is not JSON this API accepts.") from None
+    except RecursionError:
+        raise validation_problem([FieldError("body", "is not accepted: its arrays or objects are nested too deeply")],
+                                 detail="The request body is not JSON this API accepts.") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise validation_problem([FieldError("body", f"is not valid UTF-8 JSON: {error}")],
                                  detail="The request body is not valid JSON.") from None
@@ -67,10 +111,19 @@ def parse_json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
     return document
 
 
+def _ascii_stripped(value: Any) -> str | None:
+    """An ASCII string without surrounding JSON whitespace (space, tab, CR, LF); None for anything else.
+
+    str.strip() alone would also remove Unicode spaces (no-break, em, ideographic ...) and the control
+    characters 0x1C-0x1F, and str.lower() maps e.g. the Kelvin sign onto 'k': only ASCII may be
+    canonicalised into what Defender receives.
+    """
+    return value.strip(_JSON_WHITESPACE) if isinstance(value, str) and value.isascii() else None
+
+
 def _event_time(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    match = _EVENT_TIME.fullmatch(value.strip())
+    text = _ascii_stripped(value)
+    match = _EVENT_TIME.fullmatch(text) if text is not None else None
     if not match:
         return None
     try:
@@ -82,15 +135,29 @@ def _event_time(value: Any) -> str | None:
     return f"{match['date']}T{match['h']}:{match['m']}:{match['s']}{fraction}Z"
 
 
+def _report_id(value: Any) -> str | None:
+    """Advanced hunting's ReportId, a long: 0..2**63-1 as an integer or a string of ASCII digits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value) if 0 <= value <= MAX_REPORT_ID else None
+    text = _ascii_stripped(value)
+    if text is None or not _REPORT_ID.fullmatch(text) or int(text) > MAX_REPORT_ID:
+        return None
+    return text
+
+
 def _canonical(value: Any, allowed: tuple[str, ...]) -> str | None:
-    if not isinstance(value, str):
+    text = _ascii_stripped(value)
+    if text is None:
         return None
     by_lower = {option.lower(): option for option in allowed}
-    return by_lower.get(value.strip().lower())
+    return by_lower.get(text.lower())
 
 
 def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip() and len(value) <= MAX_TEXT_LENGTH:
+    if (isinstance(value, str) and value.strip() and len(value) <= MAX_TEXT_LENGTH
+            and not _FORBIDDEN_IN_TEXT.search(value)):
         return value
     return None
 
@@ -116,13 +183,9 @@ def validate_create_alert(document: dict[str, Any]) -> dict[str, str]:
     check("eventTime", _event_time(document.get("eventTime")),
           "must be an ISO-8601 UTC time as advanced hunting gives it, e.g. 2018-08-03T16:45:21.7115183Z "
           "(up to 7 fractional digits, zone Z)")
-    report_id = document.get("reportId")
-    if isinstance(report_id, bool):
-        report_id = None
-    elif isinstance(report_id, int) and report_id >= 0:
-        report_id = str(report_id)
-    check("reportId", report_id.strip() if isinstance(report_id, str) and report_id.strip() else None,
-          "must be the event's ReportId from advanced hunting: a non-empty string or a non-negative integer")
+    check("reportId", _report_id(document.get("reportId")),
+          "must be the event's ReportId from advanced hunting: a non-empty string of ASCII digits or a "
+          f"non-negative integer, at most {MAX_REPORT_ID}")
     machine_id = document.get("machineId")
     check("machineId",
           machine_id.lower() if isinstance(machine_id, str) and len(machine_id) == 40 and _HEX.fullmatch(machine_id)
@@ -131,7 +194,9 @@ def validate_create_alert(document: dict[str, Any]) -> dict[str, str]:
     check("severity", _canonical(document.get("severity"), SEVERITIES), "must be one of " + ", ".join(SEVERITIES))
     check("category", _canonical(document.get("category"), CATEGORIES), "must be one of " + ", ".join(CATEGORIES))
     for name in ("title", "description", "recommendedAction"):
-        check(name, _text(document.get(name)), f"must be a non-empty string of at most {MAX_TEXT_LENGTH} characters")
+        check(name, _text(document.get(name)),
+              f"must be a non-empty string of at most {MAX_TEXT_LENGTH} characters, without control characters "
+              "(tab, CR and LF are fine) or unpaired surrogates")
 
     if errors:
         raise validation_problem(errors)
