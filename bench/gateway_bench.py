@@ -11,6 +11,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from time import perf_counter
 
@@ -64,26 +65,30 @@ def main() -> None:
     env = host_environment(simulator_url=simulator.url, identity_url=identity.url,
                            storage_connection=azurite.connection_string, function_key=KEY,
                            RATE_LIMIT_FILE_ALERTS="5000/1", LOG_LEVEL="WARNING")
-    host = start_host(env)
-    try:
-        session = requests.Session()
-        direct_url = f"{simulator.url}/api/files/{SEED_FILE_SHA1}/alerts"
-        gateway_url = f"{host.url}/api/files/{SEED_FILE_SHA1}/alerts"
-        direct_headers = {"Authorization": "Bearer " + issue_token("https://api.securitycenter.microsoft.com")[0]}
-        gateway_headers = {"x-functions-key": KEY}
-        timed_calls(session, gateway_url, gateway_headers, 20)  # warm-up: token, pools, table creation
-        timed_calls(session, direct_url, direct_headers, 20)
-        # Interleave rounds so both paths see the same machine load.
-        direct: list[float] = []
-        through: list[float] = []
-        for _ in range(10):
-            direct += timed_calls(session, direct_url, direct_headers, args.calls // 10)
-            through += timed_calls(session, gateway_url, gateway_headers, args.calls // 10)
-    finally:
-        host.stop()
-        simulator.stop()
-        identity.stop()
-        azurite.stop()
+    # The host's log lives only as long as the run (shown if the host fails to start).
+    with tempfile.TemporaryDirectory(prefix="mde-gateway-bench-") as log_dir:
+        try:
+            host = start_host(env, log_path=Path(log_dir) / "host.log")
+            try:
+                session = requests.Session()
+                direct_url = f"{simulator.url}/api/files/{SEED_FILE_SHA1}/alerts"
+                gateway_url = f"{host.url}/api/files/{SEED_FILE_SHA1}/alerts"
+                direct_headers = {"Authorization": "Bearer " + issue_token("https://api.securitycenter.microsoft.com")[0]}
+                gateway_headers = {"x-functions-key": KEY}
+                timed_calls(session, gateway_url, gateway_headers, 20)  # warm-up: token, pools, table creation
+                timed_calls(session, direct_url, direct_headers, 20)
+                # Interleave rounds so both paths see the same machine load.
+                direct: list[float] = []
+                through: list[float] = []
+                for _ in range(10):
+                    direct += timed_calls(session, direct_url, direct_headers, args.calls // 10)
+                    through += timed_calls(session, gateway_url, gateway_headers, args.calls // 10)
+            finally:
+                host.stop()
+        finally:
+            simulator.stop()
+            identity.stop()
+            azurite.stop()
 
     print(f"GET /api/files/{{sha1}}/alerts, {len(direct)} sequential calls each, same run (ms)")
     print(f"{'path':<34}{'p50':>8}{'p99':>8}{'mean':>8}")

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
-from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
-from localdev.servers import QuietHandler
+from localdev.servers import quiet_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE_PREFIX = "api"
@@ -165,7 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     for route in host.routes:
         print(f"  {route.name}: {'/'.join(sorted(route.methods))} {route.pattern.pattern} ({route.auth_level})",
               flush=True)
-    run_simple("127.0.0.1", args.port, host, threaded=True, request_handler=QuietHandler)
+    server = quiet_server(host, args.port)
+    print(f"Listening on http://127.0.0.1:{server.server_port}/{ROUTE_PREFIX}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,14 +64,16 @@ class HostProcess:
         stop_process(self.process)
 
 
-def start_host(env: dict[str, str], *, port: int = 0, log_path: Path | None = None,
-               timeout: float = 60) -> HostProcess:
-    """Start `python -m localdev.functions_host` and wait until it listens (or fail with its output)."""
+def start_host(env: dict[str, str], *, log_path: Path, port: int = 0, timeout: float = 60) -> HostProcess:
+    """Start `python -m localdev.functions_host` and wait until it listens (or fail with its output).
+
+    The host's stdout and stderr go to `log_path` (overwritten), which the caller owns: tests put it
+    under their temporary directory, benchmarks under a TemporaryDirectory, `make run` in the checkout.
+    """
     port = port or free_port()
-    log_path = log_path or Path(tempfile.gettempdir()) / f"mde-gateway-host-{port}.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "localdev.functions_host", "--port", str(port)], cwd=ROOT,
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen([sys.executable, "-m", "localdev.functions_host", "--port", str(port)],
+                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     host = HostProcess(process, port, log_path)
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:

@@ -125,10 +125,14 @@ HostFactory = Callable[..., Gateway]
 
 
 @pytest.fixture(scope="session")
-def host_factory(azurite: Azurite, simulator_server: RunningServer,
-                 identity_server: RunningServer) -> Iterator[HostFactory]:
-    """Start local Functions hosts with extra settings; all are stopped at the end of the session."""
+def host_factory(azurite: Azurite, simulator_server: RunningServer, identity_server: RunningServer,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFactory]:
+    """Start local Functions hosts with extra settings; all are stopped at the end of the session.
+
+    Their logs (`gateway.host.log()`) live in the session's pytest temporary directory.
+    """
     started: list[HostProcess] = []
+    log_dir = tmp_path_factory.mktemp("host-logs")
 
     def start(**settings: str) -> Gateway:
         settings.setdefault("RATE_LIMIT_TABLE", "t" + uuid.uuid4().hex[:20])
@@ -136,7 +140,7 @@ def host_factory(azurite: Azurite, simulator_server: RunningServer,
         settings.setdefault("RATE_LIMIT_CREATE_ALERT", "5000/1")
         env = host_environment(simulator_url=simulator_server.url, identity_url=identity_server.url,
                                storage_connection=azurite.connection_string, function_key=FUNCTION_KEY, **settings)
-        host = start_host(env)
+        host = start_host(env, log_path=log_dir / f"host-{len(started) + 1}.log")
         started.append(host)
         return Gateway(host)
 
