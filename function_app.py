@@ -1,21 +1,22 @@
-"""mde-alert-gateway: the Functions app. Registers one blueprint per function; the work is in shared/."""
+"""mde-alert-gateway: the Functions app.
 
-import os
+Reads its settings once, starts the gateway, and registers one blueprint per function.
+"""
 
 import azure.functions as func
 
 from create_alert_fn import bp as create_alert_bp
 from file_alerts_fn import bp as file_alerts_bp
-from shared.runtime import check_configuration
-from shared.settings import setting
+from shared import runtime
+from shared.settings import AuthMode, load_settings
 
-# Refuse to start on a bad setting (a base URL off the allowlist, an unknown cloud, ...).
-check_configuration()
+# Any bad setting (a base URL off the allowlist, an unknown cloud, unusable storage ...) stops start-up here.
+settings = load_settings()
+runtime.start(settings)
 
 # With Entra ID (App Service authentication) in front, the platform authenticates every caller;
 # otherwise each call needs a function key.
-_AUTH_LEVEL = func.AuthLevel.ANONYMOUS if setting(os.environ, "GATEWAY_AUTH") == "entra" else func.AuthLevel.FUNCTION
-
-app = func.FunctionApp(http_auth_level=_AUTH_LEVEL)
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if settings.auth is AuthMode.ENTRA
+                       else func.AuthLevel.FUNCTION)
 app.register_functions(file_alerts_bp)
 app.register_functions(create_alert_bp)

@@ -20,9 +20,9 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
-from bench.contention import hammer, ideal_admissions, max_in_any_interval
 from localdev.azurite import start_azurite
-from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, RatePolicy, Reason, parse_windows
+from localdev.contention import hammer, ideal_admissions, max_in_any_interval
+from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, RatePolicy, Reason, TableStore, parse_windows
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOWS = "20/2,60/10"
@@ -32,13 +32,13 @@ CONFIGS = ((1, 1), (2, 4), (4, 8))
 
 
 def _policy() -> RatePolicy:
-    return RatePolicy("file_alerts", parse_windows(WINDOWS, setting_name="bench"))
+    return RatePolicy("file_alerts", parse_windows(WINDOWS))
 
 
 def worker(args: dict[str, Any]) -> dict[str, Any]:
     """One instance: `threads` threads sharing one limiter; returns every decision, compactly."""
     client = TableClient.from_connection_string(args["connection_string"], args["table"], **CLIENT_OPTIONS)
-    limiter = RateLimiter(client, _policy(), margin_seconds=MARGIN, max_conflict_retries=10,
+    limiter = RateLimiter(TableStore(client), _policy(), margin_seconds=MARGIN, max_conflict_retries=10,
                           new_state_share=1.0)  # the whole limit from the start, as ideal_admissions counts
     calls: list[list[Any]] = []  # [decided_at, returned_at, admitted, round_trips, conflicts, contention, latency]
 

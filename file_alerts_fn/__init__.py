@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from shared.gateway import FILE_ALERTS, GatewayResponse
-from shared.handler import handle
-from shared.runtime import gateway
+from shared.defender import Api
+from shared.defender_client import DefenderRequest
+from shared.runtime import edge
 from shared.validation import validate_sha1
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
@@ -13,8 +13,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 @bp.function_name("GetFileRelatedAlerts")
 @bp.route(route="files/{sha1}/alerts", methods=["GET"])
 def get_file_related_alerts(req: func.HttpRequest) -> func.HttpResponse:
-    def run(correlation_id: str) -> GatewayResponse:
-        sha1 = validate_sha1(req.route_params.get("sha1", ""))
-        return gateway().file_alerts(sha1, correlation_id)
+    def parse() -> DefenderRequest:
+        return DefenderRequest.file_alerts(validate_sha1(req.route_params.get("sha1", "")))
 
-    return handle(req, FILE_ALERTS, run)
+    return edge().respond(req, Api.FILE_ALERTS, parse)

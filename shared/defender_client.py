@@ -1,23 +1,27 @@
-"""Calls to the Defender for Endpoint API: token, session, retries, and what each failure means."""
+"""The Defender for Endpoint client: a token from the managed identity, and one request per call.
+
+`send` makes exactly one HTTP request (no transport-level retries) and returns a typed outcome
+(shared.outcomes); retries, waiting and the caller's answer are decided above it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from shared.defender import API_FACTS, CREATE_ALERT_PATH, Api, file_alerts_path
 from shared.outbound import prepared_target
-from shared.problems import ProblemError
-from shared.retry import DefenderRetry, RetryGate, ThrottleHook, retry_scope
+from shared.outcomes import Outcome, Reach, Unavailable, classify
 from shared.settings import ConfigurationError, DefenderSettings
-from shared.upstream import UpstreamAnswer, interpret
 
 logger = logging.getLogger("mde_alert_gateway.defender")
 
@@ -31,6 +35,36 @@ class AccessToken:
     value: str
 
 
+class IdentityError(Exception):
+    """The managed identity gave no token for `scope` (refused, or unreachable); `reason` is its first line."""
+
+    def __init__(self, scope: str, reason: str) -> None:
+        super().__init__(f"no token for {scope}: {reason}")
+        self.scope = scope
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DefenderRequest:
+    """One call to a Defender API: which one, its path and its JSON body."""
+
+    api: Api
+    path: str
+    body: Mapping[str, str] | None = None
+
+    @property
+    def method(self) -> str:
+        return API_FACTS[self.api].method
+
+    @classmethod
+    def file_alerts(cls, sha1: str) -> DefenderRequest:
+        return cls(Api.FILE_ALERTS, file_alerts_path(sha1))
+
+    @classmethod
+    def create_alert(cls, body: Mapping[str, str]) -> DefenderRequest:
+        return cls(Api.CREATE_ALERT, CREATE_ALERT_PATH, body)
+
+
 class DefenderClient:
     """One per worker process: one credential (token cache) and one pooled HTTP session."""
 
@@ -38,77 +72,51 @@ class DefenderClient:
                  session: requests.Session | None = None) -> None:
         self.settings = settings
         self._credential = credential
-        self._session = session or self._new_session(settings)
+        self._session = session or self._new_session()
 
     @staticmethod
-    def _new_session(settings: DefenderSettings) -> requests.Session:
-        retry = DefenderRetry(
-            total=settings.max_retries,
-            connect=settings.max_retries,
-            read=settings.max_retries,
-            status=settings.max_retries,
-            other=0,
-            redirect=0,
-            backoff_factor=0.5,
-            backoff_max=8,
-            max_retry_after=settings.max_retry_after,
-            attempt_seconds=settings.connect_timeout + settings.read_timeout,
-        )
+    def _new_session() -> requests.Session:
         session = requests.Session()
         session.trust_env = False  # no proxy or netrc from the environment may redirect the token
         session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=32)
+        adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=32)  # one request per send
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
 
     def token(self) -> AccessToken:
-        """A token for the configured cloud's scope (cached by azure-identity until near expiry)."""
+        """A token for the configured cloud's scope (cached by azure-identity until near expiry).
+
+        Raises IdentityError when the identity refuses or cannot be reached.
+        """
         scope = self.settings.cloud.scope
         try:
             return AccessToken(self._credential.get_token(scope).token)
         except AzureError as error:
-            # Refused (ClientAuthenticationError) or unreachable (ServiceRequestError ...): azure-identity's
-            # messages name the failing credential and never contain a token.
-            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ProblemError(
-                502, "Cannot authenticate to Defender",
-                f"The gateway could not get a token for {scope} from its identity: {first_line}. "
-                "Check that the function app has a managed identity (or AZURE_CLIENT_ID names its "
-                "user-assigned identity).", "identity-unavailable") from None
+            # azure-identity's messages name the failing credential and never contain a token.
+            raise IdentityError(scope, str(error).splitlines()[0] if str(error) else type(error).__name__) from None
 
-    def get_file_alerts(self, sha1: str, token: AccessToken, *, correlation_id: str,
-                        retry_gate: RetryGate | None = None,
-                        on_throttle: ThrottleHook | None = None) -> UpstreamAnswer:
-        return self._call("GET", f"/api/files/{sha1}/alerts", token, None, correlation_id, retry_gate, on_throttle,
-                          operation="file_alerts")
-
-    def create_alert(self, body: dict[str, str], token: AccessToken, *, correlation_id: str,
-                     retry_gate: RetryGate | None = None,
-                     on_throttle: ThrottleHook | None = None) -> UpstreamAnswer:
-        return self._call("POST", "/api/alerts/CreateAlertByReference", token, body, correlation_id, retry_gate,
-                          on_throttle, operation="create_alert")
-
-    def _call(self, method: str, path: str, token: AccessToken, body: dict[str, Any] | None,
-              correlation_id: str, retry_gate: RetryGate | None, on_throttle: ThrottleHook | None, *,
-              operation: str) -> UpstreamAnswer:
+    def send(self, request: DefenderRequest, token: AccessToken, *, correlation_id: str,
+             time_left: float | None = None) -> Outcome:
+        """Make the one HTTP request for `request`, within `time_left` seconds if given, and classify it."""
         settings = self.settings
-        started = time.monotonic()
+        connect, read = settings.connect_timeout, settings.read_timeout
+        if time_left is not None:
+            connect, read = min(connect, time_left), min(read, time_left)
         headers = {"Authorization": f"Bearer {token.value}", "client-request-id": correlation_id}
-        prepared = self._prepare(requests.Request(method, settings.base_url + path, json=body, headers=headers))
+        prepared = self._prepare(requests.Request(request.method, settings.base_url + request.path,
+                                                  json=request.body, headers=headers))
+        started = time.monotonic()
         try:
-            with retry_scope(deadline=started + settings.total_timeout, gate=retry_gate, on_throttle=on_throttle):
-                response = self._session.send(prepared, timeout=(settings.connect_timeout, settings.read_timeout),
-                                              allow_redirects=False)
+            response = self._session.send(prepared, timeout=(connect, read), allow_redirects=False)
         except requests.RequestException as error:
-            elapsed = time.monotonic() - started
-            logger.warning("Defender %s %s failed after %.2f s: %s [correlation %s]", method, path, elapsed,
-                           _describe(error), correlation_id)
-            raise _transport_problem(method, error, elapsed) from None
-        elapsed = time.monotonic() - started
-        logger.info("Defender %s %s -> %d in %.3f s [correlation %s]", method, path, response.status_code, elapsed,
-                    correlation_id)
-        return interpret(operation, response.status_code, response.headers, response.content, settings)
+            outcome = _transport_outcome(error)
+            logger.warning("Defender %s %s failed after %.2f s: %s [correlation %s]", request.method, request.path,
+                           time.monotonic() - started, outcome.cause, correlation_id)
+            return outcome
+        logger.info("Defender %s %s -> %d in %.3f s [correlation %s]", request.method, request.path,
+                    response.status_code, time.monotonic() - started, correlation_id)
+        return classify(request.api, response.status_code, response.headers, response.content)
 
     def _prepare(self, request: requests.Request) -> requests.PreparedRequest:
         """The request as it will go out, refused unless it connects to the target the allowlist judged.
@@ -132,9 +140,15 @@ class DefenderClient:
         raise ConfigurationError(message)
 
 
-def _describe(error: Exception) -> str:
-    reason = _root_cause(error)
-    return type(reason).__name__
+def _transport_outcome(error: requests.RequestException) -> Unavailable:
+    """A request that got no answer: did it surely not leave (no connection), or may it have reached Defender?"""
+    cause = _root_cause(error)
+    name = type(cause).__name__
+    if isinstance(error, requests.ConnectTimeout):
+        return Unavailable(Reach.NOT_SENT, timed_out=True, cause=name)
+    if isinstance(cause, NewConnectionError):  # refused, unresolvable, unreachable: no connection was made
+        return Unavailable(Reach.NOT_SENT, cause=name)
+    return Unavailable(Reach.MAYBE, timed_out=isinstance(error, requests.Timeout), cause=name)
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -146,17 +160,3 @@ def _root_cause(error: BaseException) -> BaseException:
         if inner is None:
             return seen
         seen = inner
-
-
-def _transport_problem(method: str, error: requests.RequestException, elapsed: float) -> ProblemError:
-    cause = _root_cause(error)
-    if isinstance(error, requests.Timeout) or isinstance(cause, ReadTimeoutError | ConnectTimeoutError):
-        detail = (f"Defender for Endpoint did not answer within the gateway's timeouts ({elapsed:.1f} s including "
-                  "retries). Retry later.")
-        if method == "POST" and isinstance(cause, ReadTimeoutError):
-            detail += (" The request reached Defender, so the alert may exist already; a retry is safe because "
-                       "Defender merges an alert with the same title into the open one on the same device.")
-        return ProblemError(504, "Defender did not answer in time", detail, "upstream-timeout")
-    return ProblemError(502, "Defender is unreachable",
-                        f"The gateway could not complete the call to Defender for Endpoint "
-                        f"({type(cause).__name__}). Retry later.", "upstream-unreachable")

@@ -1,7 +1,14 @@
-"""The gateway's one job per call: name the caller identity, take a shared rate-limit slot, call Defender.
+"""The one call path to Defender: take a shared rate-limit slot, send once, classify; retry on top.
 
-Order matters: input is validated before this runs (no quota for bad input), the token comes
-before the slot (an identity failure spends nothing), and a Defender 429 blocks every instance.
+    Gateway.call(request)            the HTTP path: attempts, retried as RetryPolicy allows, within the total time
+      Gateway.attempt(request)       one slot + one request: Refused (nothing sent) or Sent(outcome)
+        RateLimiter.acquire          shared budget in the state store (RateLimitStorageError: refuse)
+        DefenderClient.send          one HTTP request -> typed outcome
+        RateLimiter.block            a Defender 429 holds the API on every instance: exactly once per 429
+
+Order matters: input is validated before this runs (no quota for bad input), the token comes before
+the slot (an identity failure spends nothing), and every request that may reach Defender has a slot.
+A caller that must not sleep (a queue worker) uses `attempt` alone and reschedules.
 """
 
 from __future__ import annotations
@@ -9,108 +16,156 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from shared.credentials import principal_of
-from shared.defender_client import AccessToken, DefenderClient
-from shared.problems import ProblemError
-from shared.ratelimit import (
-    CREATE_ALERT,
-    FILE_ALERTS,
-    Decision,
-    RateLimiters,
-    RateLimitStorageError,
-    policy_header,
-    rate_limit_headers,
-)
-from shared.retry import RetryGate, ThrottleHook
-from shared.upstream import UpstreamAnswer, UpstreamThrottledError
+from shared.defender import API_FACTS, DEFAULT_THROTTLE_SECONDS
+from shared.defender_client import AccessToken, DefenderClient, DefenderRequest
+from shared.outcomes import Outcome, Reach, Throttled, Unavailable
+from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError
 
 logger = logging.getLogger("mde_alert_gateway")
 
-__all__ = ["CREATE_ALERT", "FILE_ALERTS", "Gateway", "GatewayResponse"]
+#: What a GET is retried on besides throttling and transport failures (urllib3's old status_forcelist).
+GET_RETRY_STATUSES = frozenset({502, 503, 504})
+#: Statuses whose Retry-After makes even a POST safe to repeat: Defender refused it without acting on it.
+POST_RETRY_AFTER_STATUSES = frozenset({503})
 
 
 @dataclass(frozen=True)
-class GatewayResponse:
-    """A successful answer for the caller: Defender's body unchanged, plus rate-limit headers."""
+class Identity:
+    """The gateway's token and the principal whose Defender quota it spends (tenant | application)."""
 
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    token: AccessToken
+    principal: str
 
 
-def _refusal(decision: Decision, headers: dict[str, str]) -> ProblemError:
-    return ProblemError(
-        429, "Rate limit reached",
-        f"The gateway holds this call so that Defender never throttles the shared identity; retry after "
-        f"{decision.retry_after} s. Nothing was sent to Defender.", "rate-limited",
-        headers=headers)
+@dataclass(frozen=True)
+class Refused:
+    """The shared budget had no room (or Defender's block holds): nothing was sent."""
+
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request went to Defender with a slot (`decision`) and came to `outcome`."""
+
+    outcome: Outcome
+    decision: Decision
+
+
+Attempt = Refused | Sent
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """Where a call ended: its last attempt, and what Defender said last (even if a retry was then refused)."""
+
+    last: Attempt
+    #: Requests that went to Defender.
+    sent: int
+    #: Defender's last answer, None if nothing was sent.
+    outcome: Outcome | None
+
+    @property
+    def decision(self) -> Decision:
+        """The last rate-limit decision: the state the caller's RateLimit headers describe."""
+        return self.last.decision
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What the HTTP path retries, how long it waits, and when it gives up.
+
+    GET: throttling, 502/503/504 and transport failures. POST: only when it surely did not reach
+    Defender, or Defender said 429/503 with a Retry-After, so a create is never duplicated.
+    A Retry-After above `max_retry_after` is handed back to the caller instead of waited out.
+    """
+
+    max_retries: int
+    max_retry_after: float
+    total_timeout: float
+    #: The longest one attempt can take (connect + read timeout): no retry starts that cannot finish in time.
+    attempt_seconds: float
+    backoff_factor: float = 0.5
+    backoff_max: float = 8.0
+
+    def wait_before_retry(self, method: str, outcome: Outcome, retries_done: int) -> float | None:
+        """Seconds to wait before retrying after `outcome`, or None: do not retry."""
+        if retries_done >= self.max_retries or not self._retryable(method, outcome):
+            return None
+        retry_after = outcome.retry_after if isinstance(outcome, Throttled | Unavailable) else None
+        if retry_after is not None:
+            return retry_after if retry_after <= self.max_retry_after else None
+        if isinstance(outcome, Throttled):
+            return None  # no Retry-After: the shared block holds the API for DEFAULT_THROTTLE_SECONDS anyway
+        # Exponential backoff as urllib3 does it: the first retry at once, then factor * 2**n, capped.
+        return 0.0 if retries_done == 0 else min(self.backoff_max, self.backoff_factor * 2 ** retries_done)
+
+    @staticmethod
+    def _retryable(method: str, outcome: Outcome) -> bool:
+        if method == "GET":
+            return isinstance(outcome, Throttled) or (
+                isinstance(outcome, Unavailable) and (outcome.status is None or outcome.status in GET_RETRY_STATUSES))
+        if isinstance(outcome, Unavailable) and outcome.reach is Reach.NOT_SENT:
+            return True
+        if isinstance(outcome, Throttled):
+            return outcome.retry_after is not None
+        return (isinstance(outcome, Unavailable) and outcome.status in POST_RETRY_AFTER_STATUSES
+                and outcome.retry_after is not None)
 
 
 class Gateway:
-    """Binds the Defender client to the shared rate limiters of both APIs."""
+    """Binds the Defender client to the shared rate limiters of its APIs, with one retry policy for HTTP."""
 
-    def __init__(self, client: DefenderClient, limiters: RateLimiters) -> None:
-        self._client = client
+    def __init__(self, client: DefenderClient, limiters: RateLimiters, retry: RetryPolicy, *,
+                 sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
         self._limiters = limiters
+        self.retry = retry
+        self._sleep = sleep
+        self._monotonic = monotonic
 
-    def policy_headers(self, api: str) -> dict[str, str]:
-        """`RateLimit-Policy` alone, for answers given before the limiter is consulted."""
-        return {"RateLimit-Policy": policy_header(self._limiters.for_api(api).policy)}
+    def identity(self) -> Identity:
+        """The token to call with and whose quota it uses (IdentityError if the identity gives none)."""
+        token = self.client.token()
+        return Identity(token, principal_of(token.value))
 
-    def file_alerts(self, sha1: str, correlation_id: str) -> GatewayResponse:
-        return self._call(FILE_ALERTS, correlation_id, lambda token, gate, hook: self._client.get_file_alerts(
-            sha1, token, correlation_id=correlation_id, retry_gate=gate, on_throttle=hook))
-
-    def create_alert(self, body: dict[str, str], correlation_id: str) -> GatewayResponse:
-        return self._call(CREATE_ALERT, correlation_id, lambda token, gate, hook: self._client.create_alert(
-            body, token, correlation_id=correlation_id, retry_gate=gate, on_throttle=hook))
-
-    def _call(self, api: str, correlation_id: str,
-              send: Callable[[AccessToken, RetryGate, ThrottleHook], UpstreamAnswer]) -> GatewayResponse:
-        token = self._client.token()
-        principal = principal_of(token.value)
-        limiter = self._limiters.for_api(api)
-        decision = limiter.acquire(principal)
-        headers = rate_limit_headers(decision)
+    def attempt(self, request: DefenderRequest, identity: Identity, correlation_id: str, *,
+                time_left: float | None = None) -> Attempt:
+        """Take a slot and, if admitted, send once. Raises RateLimitStorageError if the budget cannot be read."""
+        limiter = self._limiters.for_api(request.api)
+        decision = limiter.acquire(identity.principal)
         if not decision.admitted:
-            logger.info("%s refused by the shared rate limit, retry after %d s [correlation %s]", api,
-                        decision.retry_after, correlation_id)
-            raise _refusal(decision, headers)
-
-        def before_retry() -> None:
-            # Every attempt that may reach Defender takes a slot, retries included.
-            retry_decision = limiter.acquire(principal)
-            headers.update(rate_limit_headers(retry_decision))
-            if not retry_decision.admitted:
-                raise _refusal(retry_decision, headers)
-
-        shared_block_until = 0.0
-
-        def on_throttle(retry_after: float) -> None:
+            logger.info("%s refused by the shared rate limit (%s), retry after %d s [correlation %s]", request.api,
+                        decision.reason, decision.retry_after, correlation_id)
+            return Refused(decision)
+        outcome = self.client.send(request, identity.token, correlation_id=correlation_id, time_left=time_left)
+        if isinstance(outcome, Throttled):
             # Defender said 429: every instance holds this API until its Retry-After has passed.
-            # The same 429 is reported by the retry policy and again when it reaches the caller.
-            nonlocal shared_block_until
-            until = time.time() + retry_after
-            if until <= shared_block_until + 1:
-                return
-            shared_block_until = until
+            wait = outcome.retry_after if outcome.retry_after is not None else DEFAULT_THROTTLE_SECONDS
             try:
-                limiter.block(principal, retry_after)
+                limiter.block(identity.principal, wait)
             except RateLimitStorageError as error:
-                # This instance holds calls anyway (the block is kept in process before the write);
-                # the caller still gets Defender's 429 rather than a 503.
-                logger.warning("%s: could not share Defender's 429 block: %s [correlation %s]", api, error,
+                # This instance holds calls anyway (the block is kept in process before the write).
+                logger.warning("%s: could not share Defender's 429 block: %s [correlation %s]", request.api, error,
                                correlation_id)
+        return Sent(outcome, decision)
 
-        try:
-            answer = send(token, before_retry, on_throttle)
-        except UpstreamThrottledError as throttled:
-            on_throttle(throttled.retry_after)
-            throttled.headers.update(headers)
-            raise
-        except ProblemError as problem:
-            problem.headers.update(headers)
-            raise
-        return GatewayResponse(answer.status, answer.body, headers)
+    def call(self, request: DefenderRequest, correlation_id: str) -> CallResult:
+        """The HTTP path: identity, then attempts retried as the policy allows, all within its total time."""
+        identity = self.identity()
+        deadline = self._monotonic() + self.retry.total_timeout
+        method = API_FACTS[request.api].method
+        sent = 0
+        outcome: Outcome | None = None
+        while True:
+            attempt = self.attempt(request, identity, correlation_id, time_left=deadline - self._monotonic())
+            if isinstance(attempt, Refused):
+                return CallResult(attempt, sent, outcome)
+            sent, outcome = sent + 1, attempt.outcome
+            wait = self.retry.wait_before_retry(method, outcome, sent - 1)
+            if wait is None or self._monotonic() + wait + self.retry.attempt_seconds > deadline:
+                return CallResult(attempt, sent, outcome)
+            self._sleep(wait)

@@ -1,13 +1,17 @@
-"""RFC 9457 problem details: the one shape every error of the gateway takes."""
+"""RFC 9457 problem details: the one shape every error answer of the gateway takes. Immutable."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:mde-alert-gateway:problem:"
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -21,20 +25,22 @@ class FieldError:
         return {"field": self.field, "message": self.message}
 
 
-@dataclass
-class ProblemError(Exception):
-    """An error answer. Raise it anywhere below the entry points; they turn it into a response."""
+@dataclass(frozen=True)
+class Problem:
+    """An error answer: status, `type` suffix (`kind`), title, detail, and what else the caller needs.
+
+    `retry_after` (seconds) is set whenever the caller is told to wait; `headers` are extra response
+    headers that belong to this problem (WWW-Authenticate, Accept-Post).
+    """
 
     status: int
+    kind: str
     title: str
     detail: str
-    kind: str
-    errors: list[FieldError] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-    extensions: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.title}: {self.detail}"
+    errors: tuple[FieldError, ...] = ()
+    extensions: Mapping[str, Any] = field(default_factory=lambda: _NOTHING)
+    retry_after: int | None = None
+    headers: Mapping[str, str] = field(default_factory=lambda: _NOTHING)
 
     def body(self, correlation_id: str | None = None) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -52,15 +58,3 @@ class ProblemError(Exception):
 
     def render(self, correlation_id: str | None = None) -> bytes:
         return json.dumps(self.body(correlation_id)).encode()
-
-
-def validation_problem(errors: list[FieldError], *, detail: str | None = None) -> ProblemError:
-    """400 naming every bad field."""
-    names = ", ".join(error.field for error in errors)
-    return ProblemError(
-        status=400,
-        title="Invalid request",
-        detail=detail or f"The request has invalid fields: {names}. Nothing was sent to Defender.",
-        kind="validation-error",
-        errors=errors,
-    )

@@ -1,36 +1,46 @@
-"""Per-process singletons: settings checked once, one credential, one session, one set of limiters."""
+"""What one worker process builds once, at start-up, from the settings: the edge and everything behind it.
+
+function_app.py calls `start(load_settings())` when the Functions host loads it; the entry points
+then use `edge()`. Nothing is built lazily, so a bad setting (storage included) stops start-up.
+"""
 
 from __future__ import annotations
 
-import os
-import threading
-
 from shared.credentials import build_credential
 from shared.defender_client import DefenderClient
-from shared.gateway import Gateway
-from shared.ratelimit import load_rate_limit_settings, rate_limiters_from_env
-from shared.settings import ConfigurationError, load_defender_settings, setting
+from shared.edge import HttpEdge
+from shared.gateway import Gateway, RetryPolicy
+from shared.ratelimit import TableStore, build_rate_limiters
+from shared.settings import Settings
+from shared.storage import table_client
 
-_lock = threading.Lock()
-_gateway: Gateway | None = None
-
-
-def check_configuration() -> None:
-    """Fail at start-up, with a clear message, on any bad setting (e.g. a base URL off the allowlist)."""
-    load_defender_settings()
-    load_rate_limit_settings(os.environ)
-    auth = setting(os.environ, "GATEWAY_AUTH")
-    if auth not in ("function-key", "entra"):
-        raise ConfigurationError(f"GATEWAY_AUTH must be function-key or entra, got {auth!r}.")
+_edge: HttpEdge | None = None
 
 
-def gateway() -> Gateway:
-    """The worker process's gateway, built on first use."""
-    global _gateway
-    if _gateway is None:
-        with _lock:
-            if _gateway is None:
-                settings = load_defender_settings()
-                client = DefenderClient(settings, build_credential(settings))
-                _gateway = Gateway(client, rate_limiters_from_env(os.environ))
-    return _gateway
+def build(settings: Settings) -> HttpEdge:
+    """One credential (token cache), one HTTP session, one table client and one limiter per API."""
+    defender = settings.defender
+    client = DefenderClient(defender, build_credential(defender))
+    limits = settings.rate_limits
+    limiters = build_rate_limiters(
+        TableStore(table_client(settings.storage, limits.table_name)), limits.policies.values(),
+        margin_seconds=limits.margin_seconds, max_conflict_retries=limits.max_conflict_retries,
+        new_state_share=limits.new_state_share)
+    retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
+                        total_timeout=defender.total_timeout,
+                        attempt_seconds=defender.connect_timeout + defender.read_timeout)
+    return HttpEdge(Gateway(client, limiters, retry), settings)
+
+
+def start(settings: Settings) -> HttpEdge:
+    """Build this process's edge from `settings` and keep it for the entry points."""
+    global _edge
+    _edge = build(settings)
+    return _edge
+
+
+def edge() -> HttpEdge:
+    """The edge built at start-up."""
+    if _edge is None:
+        raise RuntimeError("shared.runtime.start() has not run: function_app.py starts the gateway")
+    return _edge

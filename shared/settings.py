@@ -1,7 +1,9 @@
-"""Every setting the gateway reads, in one catalogue, and their validation at start-up.
+"""Every setting the gateway reads, in one catalogue, and the one Settings object built from them at start-up.
 
-The catalogue is the single list the infrastructure tests check the Bicep
-templates against (both ways), and the source of the README's configuration table.
+The catalogue is the single list the infrastructure tests check the Bicep templates against (both
+ways), and the source of the README's configuration table. `load_settings` reads and checks all of
+it once; a bad value stops start-up with a ConfigurationError naming the setting. Libraries below
+take the values, never the environment.
 """
 
 from __future__ import annotations
@@ -11,10 +13,20 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from shared.clouds import ALLOWED_HOST_SUFFIXES, CLOUDS, LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, Cloud
+from shared.defender import API_FACTS, Api
 from shared.outbound import DEFAULT_PORTS, Target, connection_target
+from shared.ratelimit import (
+    MAX_CONFLICT_RETRIES,
+    MAX_MARGIN_SECONDS,
+    TABLE_NAME,
+    RatePolicy,
+    parse_windows,
+)
 
 
 class ConfigurationError(ValueError):
@@ -54,9 +66,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "errors; POST: only when it surely did not reach Defender, or 429/503 with Retry-After)."),
     SettingSpec("MDE_MAX_RETRY_AFTER_SECONDS", "10",
                 "A Retry-After longer than this is not waited out: the caller gets 429 with it at once."),
-    SettingSpec("RATE_LIMIT_FILE_ALERTS", "100/60,1500/3600",
+    SettingSpec("RATE_LIMIT_FILE_ALERTS", API_FACTS[Api.FILE_ALERTS].limits,
                 "Windows for GET files/{sha1}/alerts as `calls/seconds`, comma-separated.", True),
-    SettingSpec("RATE_LIMIT_CREATE_ALERT", "15/60",
+    SettingSpec("RATE_LIMIT_CREATE_ALERT", API_FACTS[Api.CREATE_ALERT].limits,
                 "Windows for POST alerts/CreateAlertByReference as `calls/seconds`, comma-separated.", True),
     SettingSpec("RATE_LIMIT_MARGIN_SECONDS", "2",
                 "Safety margin added to every window (clock skew between instances, calls in flight)."),
@@ -199,9 +211,8 @@ def _is_loopback(host: str) -> bool:
     return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)
 
 
-def load_defender_settings(env: Mapping[str, str] | None = None) -> DefenderSettings:
+def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
     """Read and check the Defender settings; raises ConfigurationError with a clear message."""
-    env = os.environ if env is None else env
     cloud_name = (setting(env, "MDE_CLOUD") or "").lower()
     cloud = CLOUDS.get(cloud_name)
     if cloud is None:
@@ -229,3 +240,137 @@ def load_defender_settings(env: Mapping[str, str] | None = None) -> DefenderSett
         max_retries=int(_number(env, "MDE_MAX_RETRIES", minimum=0, maximum=10)),
         max_retry_after=_number(env, "MDE_MAX_RETRY_AFTER_SECONDS", minimum=0, maximum=120),
     )
+
+
+class AuthMode(StrEnum):
+    """Who lets callers in: the Functions host's keys, or App Service authentication (Entra ID)."""
+
+    FUNCTION_KEY = "function-key"
+    ENTRA = "entra"
+
+
+#: Which setting holds the windows of which Defender API.
+POLICY_SETTINGS: Mapping[Api, str] = MappingProxyType({
+    Api.FILE_ALERTS: "RATE_LIMIT_FILE_ALERTS",
+    Api.CREATE_ALERT: "RATE_LIMIT_CREATE_ALERT",
+})
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """The shared rate limit: a policy per API, and how the limiters keep it."""
+
+    policies: Mapping[Api, RatePolicy]
+    margin_seconds: float
+    table_name: str
+    max_conflict_retries: int
+    new_state_share: float
+
+
+def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
+    """Read and check the RATE_LIMIT_* settings; raises ConfigurationError naming the bad one."""
+    policies: dict[Api, RatePolicy] = {}
+    for api, name in POLICY_SETTINGS.items():
+        try:
+            policies[api] = RatePolicy(api, parse_windows(setting(env, name) or ""))
+        except ValueError as error:
+            raise ConfigurationError(f"{name} {error}.") from None
+
+    raw_margin = setting(env, "RATE_LIMIT_MARGIN_SECONDS") or ""
+    try:
+        margin = float(raw_margin)
+    except ValueError:
+        raise ConfigurationError(
+            f"RATE_LIMIT_MARGIN_SECONDS must be a number of seconds, got {raw_margin!r}.") from None
+    if not 0 <= margin <= MAX_MARGIN_SECONDS:  # also refuses NaN
+        raise ConfigurationError(
+            f"RATE_LIMIT_MARGIN_SECONDS must be between 0 and {MAX_MARGIN_SECONDS:g}, got {raw_margin!r}.")
+
+    table = setting(env, "RATE_LIMIT_TABLE") or ""
+    if not TABLE_NAME.fullmatch(table):
+        raise ConfigurationError(
+            f"RATE_LIMIT_TABLE must be a table name (a letter, then 2-62 letters or digits), got {table!r}.")
+
+    raw_retries = setting(env, "RATE_LIMIT_MAX_CONFLICT_RETRIES") or ""
+    if not re.fullmatch(r"[0-9]{1,3}", raw_retries, re.ASCII) or int(raw_retries) > MAX_CONFLICT_RETRIES:
+        raise ConfigurationError(
+            f"RATE_LIMIT_MAX_CONFLICT_RETRIES must be a whole number from 0 to {MAX_CONFLICT_RETRIES}, "
+            f"got {raw_retries!r}.")
+
+    raw_share = setting(env, "RATE_LIMIT_NEW_STATE_SHARE") or ""
+    try:
+        share = float(raw_share)
+    except ValueError:
+        share = float("nan")
+    if not 0 < share <= 1:  # also refuses NaN
+        raise ConfigurationError(
+            f"RATE_LIMIT_NEW_STATE_SHARE must be a number greater than 0 and at most 1, got {raw_share!r}.")
+
+    return RateLimitSettings(policies=MappingProxyType(policies), margin_seconds=margin, table_name=table,
+                             max_conflict_retries=int(raw_retries), new_state_share=share)
+
+
+_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """The storage account of the rate-limit table: a connection string (local), or an endpoint and identity."""
+
+    #: `AzureWebJobsStorage` (Azurite locally); wins when set.
+    connection_string: str | None
+    #: The Table endpoint for identity-based access (None with a connection string).
+    table_endpoint: str | None
+    #: Client id of a user-assigned identity for storage (None: system-assigned).
+    client_id: str | None
+
+
+def load_storage_settings(env: Mapping[str, str]) -> StorageSettings:
+    """`AzureWebJobsStorage` if set, otherwise the identity-based `AzureWebJobsStorage__*` settings."""
+    connection_string = setting(env, "AzureWebJobsStorage")
+    if connection_string:
+        return StorageSettings(connection_string, None, None)
+    uri = setting(env, "AzureWebJobsStorage__tableServiceUri")
+    account = setting(env, "AzureWebJobsStorage__accountName")
+    if uri:
+        parts = urlsplit(uri)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.username or parts.password:
+            raise ConfigurationError(
+                f"AzureWebJobsStorage__tableServiceUri must be a plain https URL, got {uri!r}.")
+        endpoint = uri.rstrip("/")
+    elif account:
+        if not _ACCOUNT_NAME.fullmatch(account):
+            raise ConfigurationError(
+                f"AzureWebJobsStorage__accountName must be 3-24 lowercase letters or digits, got {account!r}.")
+        endpoint = f"https://{account}.table.core.windows.net"
+    else:
+        raise ConfigurationError(
+            "No storage for the rate limits: set AzureWebJobsStorage (a connection string, local use) or "
+            "AzureWebJobsStorage__tableServiceUri (or __accountName) with AzureWebJobsStorage__credential="
+            "managedidentity (Azure).")
+    credential_kind = (setting(env, "AzureWebJobsStorage__credential") or "").lower()
+    if credential_kind != "managedidentity":
+        raise ConfigurationError(
+            "AzureWebJobsStorage__credential must be `managedidentity` for identity-based storage, "
+            f"got {credential_kind!r}.")
+    return StorageSettings(None, endpoint, setting(env, "AzureWebJobsStorage__clientId"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway reads from its app settings, checked once at start-up."""
+
+    auth: AuthMode
+    defender: DefenderSettings
+    rate_limits: RateLimitSettings
+    storage: StorageSettings
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting (the process environment by default); ConfigurationError names the bad one."""
+    env = os.environ if env is None else env
+    auth = setting(env, "GATEWAY_AUTH") or ""
+    if auth not in {mode.value for mode in AuthMode}:
+        raise ConfigurationError(f"GATEWAY_AUTH must be function-key or entra, got {auth!r}.")
+    return Settings(AuthMode(auth), load_defender_settings(env), load_rate_limit_settings(env),
+                    load_storage_settings(env))

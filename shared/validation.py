@@ -1,4 +1,7 @@
-"""Input checks for the two functions; nothing invalid ever reaches Defender."""
+"""Input checks for the two functions; nothing invalid ever reaches Defender.
+
+Failures are InputErrors naming each bad field; the HTTP edge turns them into 400/413/415 answers.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,15 @@ import difflib
 import json
 import re
 from datetime import datetime
+from enum import Enum
 from typing import Any, NoReturn
 
-from shared.problems import FieldError, ProblemError, validation_problem
+from shared.defender import CATEGORIES, CREATE_FIELDS, SEVERITIES
+from shared.problems import FieldError
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_LENGTH = 4096
 
-SEVERITIES = ("Low", "Medium", "High")
-CATEGORIES = (
-    "General", "CommandAndControl", "Collection", "CredentialAccess", "DefenseEvasion", "Discovery",
-    "Exfiltration", "Exploit", "Execution", "InitialAccess", "LateralMovement", "Malware", "Persistence",
-    "PrivilegeEscalation", "Ransomware", "SuspiciousActivity",
-)
-CREATE_FIELDS = (
-    "eventTime", "reportId", "machineId", "severity", "title", "description", "recommendedAction", "category",
-)
 
 # Every pattern here means ASCII: re.ASCII keeps \d from matching other scripts' digits (e.g. Arabic-Indic
 # or full-width ones) and IGNORECASE from folding non-ASCII letters (e.g. the Kelvin sign) onto ASCII.
@@ -51,7 +47,7 @@ def validate_sha1(raw: str) -> str:
                    "only SHA-1 (40 hexadecimal characters).")
     else:
         message = "must be a SHA-1 hash: exactly 40 hexadecimal characters."
-    raise validation_problem([FieldError("route.sha1", message)])
+    raise InvalidInputError([FieldError("route.sha1", message)])
 
 
 class _UnreadableBodyError(ValueError):
@@ -82,32 +78,63 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
+class BodyFault(Enum):
+    """What is wrong with a body as a whole, when it is not (only) its fields."""
+
+    #: Not UTF-8 JSON at all.
+    NOT_JSON = "not-json"
+    #: JSON, but not as this API accepts it (duplicate keys, NaN, huge integers, nesting too deep).
+    UNACCEPTABLE_JSON = "unacceptable-json"
+    #: JSON, but not an object.
+    NOT_AN_OBJECT = "not-an-object"
+
+
+class InputError(Exception):
+    """Input refused before anything is sent to Defender; the HTTP edge chooses the answer."""
+
+
+class InvalidInputError(InputError):
+    """Fields (or the body as a whole, `fault`) are invalid; `errors` names each."""
+
+    def __init__(self, errors: list[FieldError], fault: BodyFault | None = None) -> None:
+        super().__init__(", ".join(error.field for error in errors))
+        self.errors = tuple(errors)
+        self.fault = fault
+
+
+class BodyTooLargeError(InputError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes, at most {limit}")
+        self.size = size
+        self.limit = limit
+
+
+class UnsupportedMediaTypeError(InputError):
+    def __init__(self, media_type: str) -> None:
+        super().__init__(media_type or "none")
+        self.media_type = media_type
+
+
 def parse_json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """Check size, content type and JSON syntax; return the object. Any body gets a 4xx, never a 500."""
+    """Check size, content type and JSON syntax; return the object. Any body is an InputError or an object."""
     if len(body) > MAX_BODY_BYTES:
-        raise ProblemError(413, "Request body too large",
-                      f"The body is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted.", "payload-too-large")
+        raise BodyTooLargeError(len(body), MAX_BODY_BYTES)
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not (media_type.startswith("application/") and
                                                   media_type.endswith("+json")):
-        raise ProblemError(415, "Unsupported media type",
-                      f"Content-Type must be application/json, got {media_type or 'none'!r}.",
-                      "unsupported-media-type", headers={"Accept-Post": "application/json"})
+        raise UnsupportedMediaTypeError(media_type)
     try:
         document = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant, parse_int=_integer,
                               object_pairs_hook=_object_without_duplicates)
     except _UnreadableBodyError as error:
-        raise validation_problem([FieldError(error.field, str(error))],
-                                 detail="The request body is not JSON this API accepts.") from None
+        raise InvalidInputError([FieldError(error.field, str(error))], BodyFault.UNACCEPTABLE_JSON) from None
     except RecursionError:
-        raise validation_problem([FieldError("body", "is not accepted: its arrays or objects are nested too deeply")],
-                                 detail="The request body is not JSON this API accepts.") from None
+        raise InvalidInputError([FieldError("body", "is not accepted: its arrays or objects are nested too deeply")],
+                           BodyFault.UNACCEPTABLE_JSON) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise validation_problem([FieldError("body", f"is not valid UTF-8 JSON: {error}")],
-                                 detail="The request body is not valid JSON.") from None
+        raise InvalidInputError([FieldError("body", f"is not valid UTF-8 JSON: {error}")], BodyFault.NOT_JSON) from None
     if not isinstance(document, dict):
-        raise validation_problem([FieldError("body", "must be a JSON object")],
-                                 detail="The request body must be a JSON object.")
+        raise InvalidInputError([FieldError("body", "must be a JSON object")], BodyFault.NOT_AN_OBJECT)
     return document
 
 
@@ -199,5 +226,5 @@ def validate_create_alert(document: dict[str, Any]) -> dict[str, str]:
               "(tab, CR and LF are fine) or unpaired surrogates")
 
     if errors:
-        raise validation_problem(errors)
+        raise InvalidInputError(errors)
     return {name: clean[name] for name in CREATE_FIELDS}

@@ -1,5 +1,6 @@
-"""The Defender client against the simulator over HTTP, with the real ManagedIdentityCredential
-talking to the fake identity endpoint: token scope, token reuse, retries and failure mapping."""
+"""The Defender client and the call path against the simulator over HTTP, with the real
+ManagedIdentityCredential talking to the fake identity endpoint: token scope, token reuse,
+one request per send, retries and what each failure comes to for the caller."""
 
 from __future__ import annotations
 
@@ -18,17 +19,24 @@ from localdev.servers import RunningServer
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
 from localdev.stack import IDENTITY_SECRET
 from shared.credentials import build_credential, principal_of
-from shared.defender_client import DefenderClient
+from shared.defender import Api
+from shared.defender_client import DefenderClient, DefenderRequest, IdentityError
+from shared.edge import identity_problem, outcome_problem, refusal_problem
+from shared.gateway import CallResult, Gateway, Refused, RetryPolicy
 from shared.outbound import Target, connection_target
-from shared.problems import ProblemError
+from shared.outcomes import Success, Throttled, Unauthorized
+from shared.problems import Problem
+from shared.ratelimit import MemoryStore, RatePolicy, build_rate_limiters, parse_windows
 from shared.settings import ConfigurationError, load_defender_settings
-from shared.upstream import UpstreamThrottledError
-from tests.conftest import IdentityAdmin, SimulatorAdmin
+from tests.support import IdentityAdmin, SimulatorAdmin
 
 ClientFactory = Callable[..., DefenderClient]
+GatewayFactory = Callable[..., Gateway]
 CREATE_BODY = {"machineId": SEED_EVENT["machineId"], "severity": "Low", "title": "client test",
                "description": "d", "recommendedAction": "r", "eventTime": SEED_EVENT["eventTime"],
                "reportId": SEED_EVENT["reportId"], "category": "Exploit"}
+FILE_ALERTS = DefenderRequest.file_alerts(SEED_FILE_SHA1)
+CREATE = DefenderRequest.create_alert(CREATE_BODY)
 
 
 @pytest.fixture
@@ -46,13 +54,46 @@ def make_client(monkeypatch: pytest.MonkeyPatch, simulator_server: RunningServer
     return make
 
 
+@pytest.fixture
+def make_gateway(make_client: ClientFactory) -> GatewayFactory:
+    """The HTTP call path over the real client, with an in-memory budget (`limit` calls a minute)."""
+
+    def make(limit: int = 1000, **settings: str) -> Gateway:
+        client = make_client(**settings)
+        policies = [RatePolicy(api, parse_windows(f"{limit}/60")) for api in Api]
+        limiters = build_rate_limiters(MemoryStore(), policies, margin_seconds=0, max_conflict_retries=3,
+                                       new_state_share=1.0)
+        defender = client.settings
+        retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
+                            total_timeout=defender.total_timeout,
+                            attempt_seconds=defender.connect_timeout + defender.read_timeout)
+        return Gateway(client, limiters, retry)
+
+    return make
+
+
+def answer(gateway: Gateway, result: CallResult) -> Problem | Success:
+    """What the caller is told: Defender's success, or the problem the edge maps the result to."""
+    api, defender = Api(result.decision.api), gateway.client.settings
+    if isinstance(result.last, Refused):
+        return refusal_problem(result, api, defender)
+    outcome = result.last.outcome
+    return outcome if isinstance(outcome, Success) else outcome_problem(api, outcome, defender)
+
+
+def problem_of(gateway: Gateway, request: DefenderRequest, correlation_id: str) -> Problem:
+    outcome = answer(gateway, gateway.call(request, correlation_id))
+    assert isinstance(outcome, Problem), outcome
+    return outcome
+
+
 def test_real_managed_identity_credential_fetches_once_and_reuses(make_client: ClientFactory,
                                                                   identity: IdentityAdmin) -> None:
     client = make_client()
     assert isinstance(client._credential, ManagedIdentityCredential)
     for _ in range(5):
         token = client.token()
-        client.get_file_alerts(SEED_FILE_SHA1, token, correlation_id="reuse-test-1")
+        assert isinstance(client.send(FILE_ALERTS, token, correlation_id="reuse-test-1"), Success)
     issued = identity.issued()
     assert issued == [{"resource": "https://api.securitycenter.microsoft.com", "client_id": issued[0]["client_id"]}]
     assert principal_of(token.value).startswith("a839b112-1253-6432-9bf6-94542403f21c|")
@@ -78,10 +119,11 @@ def test_user_assigned_identity_sends_its_client_id(make_client: ClientFactory, 
 
 def test_identity_endpoint_failure_is_a_clear_502(make_client: ClientFactory, identity: IdentityAdmin) -> None:
     identity.configure(fail=True)
-    with pytest.raises(ProblemError) as caught:
+    with pytest.raises(IdentityError) as caught:
         make_client().token()
-    assert caught.value.status == 502
-    assert "could not get a token" in caught.value.detail
+    problem = identity_problem(caught.value)
+    assert problem.status == 502
+    assert "could not get a token" in problem.detail
 
 
 def test_unreachable_identity_endpoint_is_a_clear_502(make_client: ClientFactory,
@@ -89,133 +131,124 @@ def test_unreachable_identity_endpoint_is_a_clear_502(make_client: ClientFactory
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{free_port()}{IDENTITY_PATH}")
     client = make_client()
     started = time.monotonic()
-    with pytest.raises(ProblemError) as caught:
+    with pytest.raises(IdentityError) as caught:
         client.token()
     elapsed = time.monotonic() - started
-    assert (caught.value.status, caught.value.kind) == (502, "identity-unavailable")
-    assert "could not get a token" in caught.value.detail and "\n" not in caught.value.detail
+    problem = identity_problem(caught.value)
+    assert (problem.status, problem.kind) == (502, "identity-unavailable")
+    assert "could not get a token" in problem.detail and "\n" not in problem.detail
     assert elapsed < 15, f"the identity failure took {elapsed:.1f} s"
 
 
 def test_wrong_cloud_audience_is_explained(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
     client = make_client(MDE_CLOUD="gcc")
-    with pytest.raises(ProblemError) as caught:
-        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="aud-test-1")
-    assert caught.value.status == 502
-    assert "MDE_CLOUD" in caught.value.detail and "Invalid audience" in caught.value.detail
+    outcome = client.send(FILE_ALERTS, client.token(), correlation_id="aud-test-1")
+    assert isinstance(outcome, Unauthorized)
+    problem = outcome_problem(Api.FILE_ALERTS, outcome, client.settings)
+    assert problem.status == 502
+    assert "MDE_CLOUD" in problem.detail and "Invalid audience" in problem.detail
 
 
-def test_get_retries_5xx_then_succeeds(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
-    sim.fault("status", status=503, count=2)
+def test_send_makes_exactly_one_request(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", status=503, count=5)
     client = make_client()
-    answer = client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="retry-test-1")
-    assert answer.status == 200
+    client.send(FILE_ALERTS, client.token(), correlation_id="one-request-1")
+    assert [c["status"] for c in sim.calls("file_alerts")] == [503]
+
+
+def test_get_retries_5xx_then_succeeds(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", status=503, count=2)
+    result = make_gateway().call(FILE_ALERTS, "retry-test-1")
+    assert isinstance(result.outcome, Success) and result.sent == 3
     assert [c["status"] for c in sim.calls("file_alerts")] == [503, 503, 200]
 
 
-def test_get_gives_up_after_max_retries_with_502(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_get_gives_up_after_max_retries_with_502(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("status", status=500, count=1)
     sim.fault("status", status=502, count=10)
-    client = make_client(MDE_MAX_RETRIES="2")
-    with pytest.raises(ProblemError) as caught:
-        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="retry-test-2")
+    gateway = make_gateway(MDE_MAX_RETRIES="2")
     # 500 is not retried (it may be a real bug upstream); only 429/502/503/504 are.
-    assert caught.value.status == 502
+    assert problem_of(gateway, FILE_ALERTS, "retry-test-2").status == 502
     assert [c["status"] for c in sim.calls("file_alerts")] == [500]
 
 
-def test_get_retries_exhausted(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_get_retries_exhausted(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("status", status=502, count=10)
-    client = make_client(MDE_MAX_RETRIES="2")
-    with pytest.raises(ProblemError) as caught:
-        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="retry-test-3")
-    assert caught.value.status == 502
+    gateway = make_gateway(MDE_MAX_RETRIES="2")
+    assert problem_of(gateway, FILE_ALERTS, "retry-test-3").status == 502
     assert len(sim.calls("file_alerts")) == 3
 
 
-def test_post_is_not_retried_on_5xx_without_retry_after(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_post_is_not_retried_on_5xx_without_retry_after(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("status", status=503, count=1)
-    client = make_client()
-    with pytest.raises(ProblemError) as caught:
-        client.create_alert(CREATE_BODY, client.token(), correlation_id="post-test-1")
-    assert caught.value.status == 502
+    assert problem_of(make_gateway(), CREATE, "post-test-1").status == 502
     assert len(sim.calls("create_alert")) == 1
 
 
-def test_post_is_retried_on_503_with_retry_after(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_post_is_retried_on_503_with_retry_after(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("status", status=503, retry_after=1, count=1)
-    client = make_client()
     started = time.monotonic()
-    answer = client.create_alert(CREATE_BODY, client.token(), correlation_id="post-test-2")
-    assert answer.status == 200 and answer.document["title"] == "client test"
+    result = make_gateway().call(CREATE, "post-test-2")
+    assert isinstance(result.outcome, Success) and b'"title": "client test"' in result.outcome.body
     assert time.monotonic() - started >= 1.0  # Retry-After was honoured
     assert [c["status"] for c in sim.calls("create_alert")] == [503, 200]
 
 
-def test_post_is_not_retried_after_a_dropped_connection(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_post_is_not_retried_after_a_dropped_connection(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("drop", api="create_alert", count=1)
-    client = make_client()
-    with pytest.raises(ProblemError) as caught:
-        client.create_alert(CREATE_BODY, client.token(), correlation_id="post-test-3")
-    assert caught.value.status == 502
+    assert problem_of(make_gateway(), CREATE, "post-test-3").status == 502
     assert len(sim.calls("create_alert")) == 1
 
 
-def test_get_is_retried_after_a_dropped_connection(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_get_is_retried_after_a_dropped_connection(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("drop", api="file_alerts", count=1)
-    client = make_client()
-    assert client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="drop-1").status == 200
+    assert isinstance(make_gateway().call(FILE_ALERTS, "drop-1").outcome, Success)
     assert len(sim.calls("file_alerts")) == 2
 
 
-def test_post_is_not_retried_after_a_read_timeout(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_post_is_not_retried_after_a_read_timeout(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("latency", api="create_alert", delay=3, count=1)
-    client = make_client(MDE_READ_TIMEOUT_SECONDS="1")
-    with pytest.raises(ProblemError) as caught:
-        client.create_alert(CREATE_BODY, client.token(), correlation_id="post-test-4")
-    assert caught.value.status == 504
-    assert "may exist already" in caught.value.detail
-    time.sleep(2.5)  # the simulator logs the call when its delayed answer is done
-    assert len(sim.calls("create_alert")) == 1
+    problem = problem_of(make_gateway(MDE_READ_TIMEOUT_SECONDS="1"), CREATE, "post-test-4")
+    assert problem.status == 504
+    assert "may exist already" in problem.detail
+    assert len(sim.wait_for_calls(1, "create_alert")) == 1
+    time.sleep(0.5)  # and no second one follows
 
 
-def test_long_retry_after_is_returned_not_waited(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_long_retry_after_is_returned_not_waited(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("status", status=429, retry_after=30, count=1)
-    client = make_client(MDE_MAX_RETRY_AFTER_SECONDS="2")
+    gateway = make_gateway(MDE_MAX_RETRY_AFTER_SECONDS="2")
     started = time.monotonic()
-    with pytest.raises(UpstreamThrottledError) as caught:
-        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="throttle-1")
+    result = gateway.call(FILE_ALERTS, "throttle-1")
     assert time.monotonic() - started < 5
-    assert caught.value.retry_after == 30 and caught.value.headers["Retry-After"] == "30"
+    assert isinstance(result.outcome, Throttled) and result.outcome.retry_after == 30
+    problem = answer(gateway, result)
+    assert isinstance(problem, Problem) and problem.retry_after == 30
 
 
-def test_retries_stop_within_the_total_timeout(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_retries_stop_within_the_total_timeout(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("latency", api="file_alerts", delay=2.5, count=10)
-    client = make_client(MDE_READ_TIMEOUT_SECONDS="1", MDE_CONNECT_TIMEOUT_SECONDS="1", MDE_TOTAL_TIMEOUT_SECONDS="4",
-                         MDE_MAX_RETRIES="5")
+    gateway = make_gateway(MDE_READ_TIMEOUT_SECONDS="1", MDE_CONNECT_TIMEOUT_SECONDS="1",
+                           MDE_TOTAL_TIMEOUT_SECONDS="4", MDE_MAX_RETRIES="5")
     started = time.monotonic()
-    with pytest.raises(ProblemError) as caught:
-        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="deadline-1")
-    assert caught.value.status == 504
+    assert problem_of(gateway, FILE_ALERTS, "deadline-1").status == 504
     assert time.monotonic() - started <= 4.5
+    # Two attempts fit (1 s each, then a 1 s backoff would end past 4 s); their late answers are logged.
+    assert len(sim.wait_for_calls(2, "file_alerts")) == 2
 
 
-def test_retry_gate_can_refuse_a_retry(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+def test_a_retry_needs_a_slot_of_the_shared_budget(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
     sim.fault("status", status=503, count=1)
-    client = make_client()
-
-    def refuse() -> None:
-        raise ProblemError(429, "Rate limit reached", "no slot", "rate-limited")
-
-    with pytest.raises(ProblemError) as caught:
-        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="gate-1", retry_gate=refuse)
-    assert caught.value.status == 429
+    gateway = make_gateway(limit=1)
+    result = gateway.call(FILE_ALERTS, "gate-1")
+    assert isinstance(result.last, Refused) and result.sent == 1
+    assert problem_of(gateway, FILE_ALERTS, "gate-2").status == 429
     assert len(sim.calls("file_alerts")) == 1
 
 
 def test_correlation_id_is_sent_to_defender(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
     client = make_client()
-    client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="corr-abc-123")
+    client.send(FILE_ALERTS, client.token(), correlation_id="corr-abc-123")
     assert sim.calls("file_alerts")[0]["client_request_id"] == "corr-abc-123"
 
 
@@ -238,7 +271,7 @@ def test_a_request_that_would_leave_the_judged_host_is_not_sent(make_client: Cli
                                                                 caplog: pytest.LogCaptureFixture,
                                                                 shape: str) -> None:
     port = listener.getsockname()[1]
-    judged = make_client(MDE_MAX_RETRIES="0")
+    judged = make_client()
     # As if validation had been bypassed: the URL disagrees with the target the allowlist judged.
     bypassed = dataclasses.replace(judged.settings, base_url=shape.format(port=port))
     assert connection_target(bypassed.base_url) == Target("http", "127.0.0.1", port) != bypassed.target
@@ -246,7 +279,7 @@ def test_a_request_that_would_leave_the_judged_host_is_not_sent(make_client: Cli
     token = client.token()
     with caplog.at_level(logging.ERROR, logger="mde_alert_gateway.defender"), \
             pytest.raises(ConfigurationError) as caught:
-        client.create_alert(CREATE_BODY, token, correlation_id="target-check-1")
+        client.send(DefenderRequest.create_alert(CREATE_BODY), token, correlation_id="target-check-1")
     message = str(caught.value)
     assert f"127.0.0.1:{port}" in message and judged.settings.base_url.removeprefix("http://") in message
     with pytest.raises(TimeoutError):
@@ -260,4 +293,4 @@ def test_a_base_url_requests_cannot_prepare_is_a_configuration_error(make_client
     judged = make_client()
     client = DefenderClient(dataclasses.replace(judged.settings, base_url="http://"), judged._credential)
     with pytest.raises(ConfigurationError, match="would connect to nowhere"):
-        client.get_file_alerts(SEED_FILE_SHA1, client.token(), correlation_id="target-check-2")
+        client.send(DefenderRequest.file_alerts(SEED_FILE_SHA1), client.token(), correlation_id="target-check-2")

@@ -39,8 +39,8 @@ from hypothesis import strategies as st
 
 from localdev.servers import RunningServer
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
-from tests.conftest import FUNCTION_KEY, Gateway, HostFactory, SimulatorAdmin
-from tests.test_validation_http import VALID
+from tests.conftest import HostFactory
+from tests.support import FUNCTION_KEY, VALID, GatewayClient, SimulatorAdmin
 
 #: Per hypothesis test (there are two): together about 40 s on two shared cores when nothing fails.
 MAX_EXAMPLES = 1500
@@ -122,7 +122,7 @@ def send(port: int, probe: Probe) -> Answer:
 
 @dataclass
 class Target:
-    gateway: Gateway
+    gateway: GatewayClient
     sim: SimulatorAdmin
     #: The host's own 4xx answers seen (status, body shape), reported at the end of the module.
     host_answers: Counter[tuple[int, str]] = field(default_factory=Counter, repr=False)

@@ -11,8 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
-from tests.conftest import Gateway, SimulatorAdmin
-from tests.test_validation_http import VALID, assert_problem
+from tests.support import VALID, GatewayClient, SimulatorAdmin, assert_problem
 
 MAX_REPORT_ID = 2**63 - 1
 ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x0660 + digit) for digit in range(10)))
@@ -47,14 +46,15 @@ DEPTH = 10_000  # `{"a":` is 5 bytes: the deepest object nesting that stays unde
     (with_raw("reportId", "Infinity").decode(), "Infinity"),
     (with_raw("reportId", "-Infinity").decode(), "-Infinity"),
 ])
-def test_unparseable_bodies_are_400_not_500(gateway: Gateway, sim: SimulatorAdmin, body: str, fragment: str) -> None:
+def test_unparseable_bodies_are_400_not_500(gateway: GatewayClient, sim: SimulatorAdmin, body: str,
+                                            fragment: str) -> None:
     assert len(body.encode()) <= 64 * 1024
     problem = assert_problem(gateway.create(body.encode()), 400, "body")
     assert fragment in problem["errors"][0]["message"]
     assert sim.calls() == []
 
 
-def test_a_duplicate_key_is_named(gateway: Gateway, sim: SimulatorAdmin) -> None:
+def test_a_duplicate_key_is_named(gateway: GatewayClient, sim: SimulatorAdmin) -> None:
     text = json.dumps(VALID)[:-1] + ', "severity": "High"}'
     problem = assert_problem(gateway.create(text.encode()), 400, "body.severity")
     assert "appears more than once" in problem["errors"][0]["message"]
@@ -73,7 +73,7 @@ def test_a_duplicate_key_is_named(gateway: Gateway, sim: SimulatorAdmin) -> None
     ("severity", "\u2003High"),
     ("category", "Exploit\u3000"),
 ])
-def test_non_ascii_look_alikes_are_refused(gateway: Gateway, sim: SimulatorAdmin, name: str, value: str) -> None:
+def test_non_ascii_look_alikes_are_refused(gateway: GatewayClient, sim: SimulatorAdmin, name: str, value: str) -> None:
     assert_problem(gateway.create({**VALID, name: value}), 400, f"body.{name}")
     assert sim.calls() == []
 
@@ -83,7 +83,7 @@ def test_non_ascii_look_alikes_are_refused(gateway: Gateway, sim: SimulatorAdmin
     SEED_FILE_SHA1.translate(FULL_WIDTH),
     SEED_FILE_SHA1 + "\u3000",
 ])
-def test_non_ascii_sha1_in_the_route_is_refused(gateway: Gateway, sim: SimulatorAdmin, sha1: str) -> None:
+def test_non_ascii_sha1_in_the_route_is_refused(gateway: GatewayClient, sim: SimulatorAdmin, sha1: str) -> None:
     assert_problem(gateway.get_alerts(quote(sha1)), 400, "route.sha1")
     assert sim.calls() == []
 
@@ -93,7 +93,7 @@ def test_non_ascii_sha1_in_the_route_is_refused(gateway: Gateway, sim: Simulator
     "corr-12345678".translate(FULL_WIDTH).encode(),
     b"corr-12345678\xa0",  # a no-break space (latin-1), which str.strip() would remove
 ])
-def test_non_ascii_correlation_id_is_replaced(gateway: Gateway, sim: SimulatorAdmin, offered: bytes) -> None:
+def test_non_ascii_correlation_id_is_replaced(gateway: GatewayClient, sim: SimulatorAdmin, offered: bytes) -> None:
     response = gateway.get_alerts(SEED_FILE_SHA1, headers={"X-Correlation-ID": offered})
     assert response.status_code == 200, response.text
     answered = response.headers["X-Correlation-ID"]
@@ -118,7 +118,7 @@ def test_non_ascii_correlation_id_is_replaced(gateway: Gateway, sim: SimulatorAd
     "-1",
     "12.0",
 ], ids=lambda raw: raw[:24])
-def test_report_id_must_be_a_64_bit_non_negative_integer(gateway: Gateway, sim: SimulatorAdmin, raw: str) -> None:
+def test_report_id_must_be_a_64_bit_non_negative_integer(gateway: GatewayClient, sim: SimulatorAdmin, raw: str) -> None:
     problem = assert_problem(gateway.create(with_raw("reportId", raw)), 400, "body.reportId")
     message = problem["errors"][0]["message"]
     assert "non-empty" in message and "non-negative integer" in message and str(MAX_REPORT_ID) in message
@@ -131,7 +131,7 @@ def test_report_id_must_be_a_64_bit_non_negative_integer(gateway: Gateway, sim: 
     (str(MAX_REPORT_ID), str(MAX_REPORT_ID)),
     (" 20776\t", "20776"),
 ])
-def test_report_id_edge_values_are_sent_as_digit_strings(gateway: Gateway, sim: SimulatorAdmin, value: Any,
+def test_report_id_edge_values_are_sent_as_digit_strings(gateway: GatewayClient, sim: SimulatorAdmin, value: Any,
                                                          sent: str) -> None:
     response = gateway.create({**VALID, "reportId": value})
     assert response.status_code in (200, 404), response.text  # 404: the simulator has no such event
@@ -151,7 +151,7 @@ def test_report_id_edge_values_are_sent_as_digit_strings(gateway: Gateway, sim: 
     ("description", '"lone \\udfff low"'),
     ("recommendedAction", '"reversed \\udc00\\ud800 pair"'),
 ], ids=lambda value: value[:20])
-def test_text_with_control_characters_or_lone_surrogates_is_refused(gateway: Gateway, sim: SimulatorAdmin,
+def test_text_with_control_characters_or_lone_surrogates_is_refused(gateway: GatewayClient, sim: SimulatorAdmin,
                                                                     name: str, raw: str) -> None:
     problem = assert_problem(gateway.create(with_raw(name, raw)), 400, f"body.{name}")
     message = problem["errors"][0]["message"]
@@ -159,7 +159,7 @@ def test_text_with_control_characters_or_lone_surrogates_is_refused(gateway: Gat
     assert sim.calls() == []
 
 
-def test_text_keeps_tabs_line_breaks_and_non_ascii(gateway: Gateway, sim: SimulatorAdmin) -> None:
+def test_text_keeps_tabs_line_breaks_and_non_ascii(gateway: GatewayClient, sim: SimulatorAdmin) -> None:
     text = {"title": "Ärger\tmit 🔥", "description": "line 1\r\nline 2\n", "recommendedAction": "isolate «host»"}
     response = gateway.create({**VALID, **text})
     assert response.status_code == 200, response.text

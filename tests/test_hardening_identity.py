@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from localdev.processes import free_port
 from localdev.simulator.data import SEED_FILE_SHA1
-from tests.conftest import HostFactory, SimulatorAdmin
-from tests.test_validation_http import VALID, assert_problem
+from tests.conftest import HostFactory
+from tests.support import VALID, SimulatorAdmin, assert_problem
 
 
 def test_unreachable_identity_endpoint_is_a_502_problem(host_factory: HostFactory, sim: SimulatorAdmin) -> None:

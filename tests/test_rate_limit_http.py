@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from localdev.azurite import start_azurite
 from localdev.processes import free_port
 from localdev.simulator.data import SEED_FILE_SHA1
-from tests.conftest import HostFactory, IdentityAdmin, SimulatorAdmin
-from tests.test_validation_http import VALID, assert_problem
+from tests.conftest import HostFactory
+from tests.support import VALID, IdentityAdmin, SimulatorAdmin, assert_problem
 
 
 def test_limit_is_exact_and_refusals_cost_no_upstream_call(host_factory: HostFactory, sim: SimulatorAdmin,

@@ -7,30 +7,9 @@ import json
 from typing import Any
 
 import pytest
-import requests
 
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
-from tests.conftest import Gateway, SimulatorAdmin
-
-VALID = {"machineId": SEED_EVENT["machineId"], "severity": "Low", "title": "validation test",
-         "description": "example alert", "recommendedAction": "nothing", "eventTime": SEED_EVENT["eventTime"],
-         "reportId": SEED_EVENT["reportId"], "category": "Exploit"}
-
-
-def assert_problem(response: requests.Response, status: int, *fields: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    problem: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "detail"} <= problem.keys()
-    assert problem["status"] == status
-    assert response.headers["X-Correlation-ID"] == problem["correlationId"]
-    if fields:
-        assert sorted(e["field"] for e in problem["errors"]) == sorted(fields)
-    return problem
-
-
-def assert_no_upstream_call(sim: SimulatorAdmin) -> None:
-    assert sim.calls() == []
+from tests.support import VALID, GatewayClient, SimulatorAdmin, assert_no_upstream_call, assert_problem
 
 
 @pytest.mark.parametrize(("value", "says"), [
@@ -40,7 +19,7 @@ def assert_no_upstream_call(sim: SimulatorAdmin) -> None:
     ("6532ec91d513acc05f43ee0aa3002599729fd3", "40 hexadecimal"),
     ("not-a-hash", "40 hexadecimal"),
 ])
-def test_non_sha1_is_refused_naming_the_hash_type(gateway: Gateway, sim: SimulatorAdmin, value: str,
+def test_non_sha1_is_refused_naming_the_hash_type(gateway: GatewayClient, sim: SimulatorAdmin, value: str,
                                                   says: str) -> None:
     problem = assert_problem(gateway.get_alerts(value), 400, "route.sha1")
     assert says in problem["errors"][0]["message"]
@@ -49,7 +28,7 @@ def test_non_sha1_is_refused_naming_the_hash_type(gateway: Gateway, sim: Simulat
     assert_no_upstream_call(sim)
 
 
-def test_upper_case_sha1_is_normalised(gateway: Gateway, sim: SimulatorAdmin) -> None:
+def test_upper_case_sha1_is_normalised(gateway: GatewayClient, sim: SimulatorAdmin) -> None:
     response = gateway.get_alerts(SEED_FILE_SHA1.upper())
     assert response.status_code == 200
     assert sim.calls("file_alerts")[0]["path"] == f"/api/files/{SEED_FILE_SHA1}/alerts"
@@ -60,7 +39,7 @@ def without(name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", list(VALID))
-def test_each_missing_field_is_named(gateway: Gateway, sim: SimulatorAdmin, name: str) -> None:
+def test_each_missing_field_is_named(gateway: GatewayClient, sim: SimulatorAdmin, name: str) -> None:
     problem = assert_problem(gateway.create(without(name)), 400, f"body.{name}")
     assert problem["errors"][0]["message"] == "is required"
     assert_no_upstream_call(sim)
@@ -85,13 +64,14 @@ def test_each_missing_field_is_named(gateway: Gateway, sim: SimulatorAdmin, name
     ("recommendedAction", ["nothing"], "non-empty string"),
     ("title", "x" * 4097, "at most 4096"),
 ])
-def test_bad_values_are_named(gateway: Gateway, sim: SimulatorAdmin, name: str, value: Any, fragment: str) -> None:
+def test_bad_values_are_named(gateway: GatewayClient, sim: SimulatorAdmin, name: str, value: Any,
+                              fragment: str) -> None:
     problem = assert_problem(gateway.create({**VALID, name: value}), 400, f"body.{name}")
     assert fragment in problem["errors"][0]["message"]
     assert_no_upstream_call(sim)
 
 
-def test_unknown_field_is_refused_with_a_hint(gateway: Gateway, sim: SimulatorAdmin) -> None:
+def test_unknown_field_is_refused_with_a_hint(gateway: GatewayClient, sim: SimulatorAdmin) -> None:
     body = without("recommendedAction") | {"recommendedActions": "nothing"}
     problem = assert_problem(gateway.create(body), 400, "body.recommendedActions", "body.recommendedAction")
     hint = next(e for e in problem["errors"] if e["field"] == "body.recommendedActions")["message"]
@@ -99,31 +79,31 @@ def test_unknown_field_is_refused_with_a_hint(gateway: Gateway, sim: SimulatorAd
     assert_no_upstream_call(sim)
 
 
-def test_all_errors_are_reported_at_once(gateway: Gateway, sim: SimulatorAdmin) -> None:
+def test_all_errors_are_reported_at_once(gateway: GatewayClient, sim: SimulatorAdmin) -> None:
     body = {**VALID, "severity": "urgent", "category": "bad", "machineId": "x"}
     assert_problem(gateway.create(body), 400, "body.severity", "body.category", "body.machineId")
     assert_no_upstream_call(sim)
 
 
-def test_body_over_64_kib_is_413(gateway: Gateway, sim: SimulatorAdmin) -> None:
+def test_body_over_64_kib_is_413(gateway: GatewayClient, sim: SimulatorAdmin) -> None:
     body = json.dumps({**VALID, "description": "x" * (64 * 1024)})
     assert_problem(gateway.create(body), 413)
     assert_no_upstream_call(sim)
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
-def test_non_json_content_type_is_415(gateway: Gateway, sim: SimulatorAdmin, content_type: str) -> None:
+def test_non_json_content_type_is_415(gateway: GatewayClient, sim: SimulatorAdmin, content_type: str) -> None:
     assert_problem(gateway.create(json.dumps(VALID), content_type=content_type), 415)
     assert_no_upstream_call(sim)
 
 
 @pytest.mark.parametrize("body", ['{"machineId": ', "[1, 2]", '"text"', "\xff\xfe"])
-def test_malformed_json_is_400(gateway: Gateway, sim: SimulatorAdmin, body: str) -> None:
+def test_malformed_json_is_400(gateway: GatewayClient, sim: SimulatorAdmin, body: str) -> None:
     assert_problem(gateway.create(body.encode("latin-1")), 400, "body")
     assert_no_upstream_call(sim)
 
 
-def test_values_are_sent_canonical_and_precise(gateway: Gateway, sim: SimulatorAdmin) -> None:
+def test_values_are_sent_canonical_and_precise(gateway: GatewayClient, sim: SimulatorAdmin) -> None:
     body = {**VALID, "severity": "low", "category": "exploit", "reportId": 20776,
             "machineId": SEED_EVENT["machineId"].upper(), "eventTime": "2018-08-03t16:45:21.7115183z"}
     response = gateway.create(body, content_type="application/json; charset=utf-8")

@@ -31,17 +31,12 @@ from localdev.simulator.data import (
 )
 from localdev.simulator.throttle import SlidingWindows
 from localdev.tokens import read_token
+from shared.defender import API_FACTS, CATEGORIES, CREATE_FIELDS, SEVERITIES
 
 COMMERCIAL_AUDIENCE = "https://api.securitycenter.microsoft.com"
 FILE_ALERTS_PATH = re.compile(r"^/api/files/(?P<id>[^/]+)/alerts/?$", re.IGNORECASE)
 CREATE_PATH = re.compile(r"^/api/alerts/CreateAlertByReference/?$", re.IGNORECASE)
-REQUIRED_ROLES = {"file_alerts": ("Alert.Read.All", "Alert.ReadWrite.All"), "create_alert": ("Alert.ReadWrite.All",)}
-CREATE_FIELDS = ("eventTime", "reportId", "machineId", "severity", "title", "description", "recommendedAction",
-                 "category")
-SEVERITIES = ("Low", "Medium", "High")
-CATEGORIES = ("General", "CommandAndControl", "Collection", "CredentialAccess", "DefenseEvasion", "Discovery",
-              "Exfiltration", "Exploit", "Execution", "InitialAccess", "LateralMovement", "Malware", "Persistence",
-              "PrivilegeEscalation", "Ransomware", "SuspiciousActivity")
+REQUIRED_ROLES = {api.value: facts.roles for api, facts in API_FACTS.items()}
 ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
 
 

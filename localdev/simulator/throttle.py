@@ -8,10 +8,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from shared.defender import API_FACTS
+from shared.ratelimit import parse_windows
+
 # API -> [(calls, window seconds)], as documented.
 DEFAULT_LIMITS: dict[str, list[tuple[int, float]]] = {
-    "file_alerts": [(100, 60.0), (1500, 3600.0)],
-    "create_alert": [(15, 60.0)],
+    api.value: [(window.limit, float(window.seconds)) for window in parse_windows(facts.limits)]
+    for api, facts in API_FACTS.items()
 }
 
 

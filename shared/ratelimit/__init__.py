@@ -1,48 +1,53 @@
-"""Rate limiting of the calls to Defender for Endpoint, shared by every instance through a table.
+"""Rate limiting shared by every instance: an exact sliding log per (principal, API) in a state store.
 
-Typical use (once per process, then per call)::
+A small library: it reads no settings and knows nothing of HTTP. Typical use::
 
-    limiters = rate_limiters_from_env()
-    decision = limiters.file_alerts.acquire(principal)      # may raise RateLimitStorageError -> 503
-    headers = rate_limit_headers(decision)                   # add to the response either way
-    if not decision.admitted: ...                            # 429 with Retry-After
-    # on a 429 from Defender: limiters.file_alerts.block(principal, retry_after)
+    store = TableStore(TableClient.from_connection_string(conn, "ratelimits", **CLIENT_OPTIONS))
+    limiters = build_rate_limiters(store, [RatePolicy("file_alerts", parse_windows("100/60,1500/3600"))],
+                                   margin_seconds=2, max_conflict_retries=10)
+    decision = limiters.for_api("file_alerts").acquire(principal)   # RateLimitStorageError: refuse the call
+    if not decision.admitted: ...                                      # wait decision.retry_after seconds
+    # on a 429 from upstream: limiters.for_api("file_alerts").block(principal, retry_after)
+
+`MemoryStore` keeps the same contract in process memory (tests, single-process use).
 """
 
 from shared.ratelimit.decision import Decision, Reason, WindowState
 from shared.ratelimit.entity import partition_key
-from shared.ratelimit.factory import RateLimiters, rate_limiters_from_env
-from shared.ratelimit.headers import policy_header, rate_limit_headers
+from shared.ratelimit.factory import RateLimiters, build_rate_limiters
 from shared.ratelimit.limiter import RateLimiter
+from shared.ratelimit.memory_store import MemoryStore
 from shared.ratelimit.policy import (
-    CREATE_ALERT,
-    FILE_ALERTS,
-    RateLimitSettings,
+    DEFAULT_NEW_STATE_SHARE,
+    MAX_CONFLICT_RETRIES,
+    MAX_MARGIN_SECONDS,
     RatePolicy,
     Window,
-    load_rate_limit_settings,
     parse_windows,
 )
-from shared.ratelimit.storage import CLIENT_OPTIONS, RateLimitStorageError, table_client_from_env
+from shared.ratelimit.store import RateLimitStorageError, Snapshot, StateStore, Tally
+from shared.ratelimit.table_store import CLIENT_OPTIONS, TABLE_NAME, TableStore
 
 __all__ = [
     "CLIENT_OPTIONS",
-    "CREATE_ALERT",
-    "FILE_ALERTS",
+    "DEFAULT_NEW_STATE_SHARE",
+    "MAX_CONFLICT_RETRIES",
+    "MAX_MARGIN_SECONDS",
+    "TABLE_NAME",
     "Decision",
-    "RateLimitSettings",
+    "MemoryStore",
     "RateLimitStorageError",
     "RateLimiter",
     "RateLimiters",
     "RatePolicy",
     "Reason",
+    "Snapshot",
+    "StateStore",
+    "TableStore",
+    "Tally",
     "Window",
     "WindowState",
-    "load_rate_limit_settings",
+    "build_rate_limiters",
     "parse_windows",
     "partition_key",
-    "policy_header",
-    "rate_limit_headers",
-    "rate_limiters_from_env",
-    "table_client_from_env",
 ]

@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 logger = logging.getLogger("mde_alert_gateway.ratelimit")
 
@@ -32,8 +31,6 @@ SAMPLE_LIFETIME = 600.0
 MAX_SAMPLES = 64
 #: Corrections at least this large are logged as a warning (once, and again when they change much).
 REPORT_THRESHOLD = 0.5
-
-ResponseHook = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
@@ -48,9 +45,9 @@ class OffsetBounds:
 class ClockSync:
     """A clock (epoch seconds) corrected towards the storage service's. Thread-safe.
 
-    `now()` is the corrected time. `response_hook()` gives a callback for one storage request
-    (pass it as the azure-core `raw_response_hook`): it notes when the request left and reads
-    the `Date` of the answer. With `enabled=False` (a hand-driven test clock) nothing is corrected.
+    `now()` is the corrected time. Each storage answer's `Date`, with the local times its request
+    was sent and answered, goes to `observe`. With `enabled=False` (a hand-driven test clock)
+    nothing is corrected.
     """
 
     def __init__(self, clock: Callable[[], float], *, enabled: bool = True) -> None:
@@ -76,15 +73,9 @@ class ClockSync:
                 return None
             return max(s.low for s in self._samples), min(s.high for s in self._samples)
 
-    def response_hook(self) -> ResponseHook:
-        sent = self._clock()
-
-        def hook(pipeline_response: Any) -> None:
-            received = self._clock()
-            date = getattr(pipeline_response.http_response, "headers", {}).get("Date")
-            self.observe(date, sent=sent, received=received)
-
-        return hook
+    def local(self) -> float:
+        """The uncorrected clock, for timing requests to the storage service."""
+        return self._clock()
 
     def observe(self, date_header: str | None, *, sent: float, received: float) -> None:
         """Take one answer's `Date` (RFC 7231) into account; answers without a usable one are ignored."""

@@ -28,17 +28,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-
-from azure.data.tables import TableClient
+from typing import TypeVar
 
 from shared.ratelimit.clock import ClockSync
 from shared.ratelimit.decision import Decision, Reason
 from shared.ratelimit.entity import partition_key
 from shared.ratelimit.policy import DEFAULT_NEW_STATE_SHARE, RatePolicy
 from shared.ratelimit.sliding_log import LogState, Verdict, evaluate, merge, missing_from, trim, window_states
-from shared.ratelimit.storage import RateLimitStorageError, Snapshot, StateTable, Tally
+from shared.ratelimit.store import RateLimitStorageError, Snapshot, StateStore, Tally
 
 logger = logging.getLogger("mde_alert_gateway.ratelimit")
+_T = TypeVar("_T")
 
 #: Backoff after an ETag conflict: uniform in [0, min(cap, base * 2**attempt)] seconds.
 _BACKOFF_BASE = 0.005
@@ -55,15 +55,16 @@ def to_ms(seconds: float) -> int:
 
 
 class RateLimiter:
-    """Admits calls to one upstream API within its policy, shared through `table_client`.
+    """Admits calls to one upstream API within its policy, shared through `store`.
 
     Thread-safe; create one per API per process and keep it (it holds the in-process memory).
     `clock` gives epoch seconds; with `sync_clock` (the default) it is corrected towards the
-    storage service's clock, which only a hand-driven test clock should turn off. `new_state_share`
-    is the share of each window a log re-created from nothing admits until that window has passed.
+    store's clock (the `Date` of its answers), which only a hand-driven test clock should turn off.
+    `new_state_share` is the share of each window a log re-created from nothing admits until that
+    window has passed.
     """
 
-    def __init__(self, table_client: TableClient, policy: RatePolicy, *, margin_seconds: float,
+    def __init__(self, store: StateStore, policy: RatePolicy, *, margin_seconds: float,
                  max_conflict_retries: int, clock: Callable[[], float] = time.time, sync_clock: bool = True,
                  new_state_share: float = DEFAULT_NEW_STATE_SHARE, memory_size: int = 1024) -> None:
         if margin_seconds < 0 or max_conflict_retries < 0 or memory_size < 1:
@@ -72,7 +73,7 @@ class RateLimiter:
             raise ValueError("new_state_share must be in (0, 1]")
         self.policy = policy
         self.clock = ClockSync(clock, enabled=sync_clock)
-        self._table = StateTable(table_client, self.clock)
+        self._store = store
         self._margin_ms = to_ms(margin_seconds)
         self._max_conflict_retries = max_conflict_retries
         self._new_state_share = new_state_share
@@ -130,18 +131,34 @@ class RateLimiter:
         for attempt in range(self._max_conflict_retries + 1):
             if attempt:
                 self._backoff(attempt)
-            snapshot = self._table.read(key, self.api, tally)
+            snapshot = self._read(key, tally)
             state, restored = self._known(key, snapshot, to_ms(self.clock.now()))
             if state.blocked_until_ms >= until_ms and not restored:
                 self._remember(key, state)
                 return
             blocked = state.with_block(until_ms)
-            if self._table.write(key, self.api, blocked, snapshot.etag, tally):
+            if self._write(key, blocked, snapshot.etag, tally):
                 self._remember(key, blocked)
                 return
             tally.conflicts += 1
         raise RateLimitStorageError(
-            f"rate-limit table {self._table.table_name}: block not recorded after {tally.conflicts} conflicts")
+            f"rate-limit store {self._store.name}: block not recorded after {tally.conflicts} conflicts")
+
+    def _read(self, key: str, tally: Tally) -> Snapshot:
+        return self._timed(tally, lambda: self._store.read(key, self.api, tally))
+
+    def _write(self, key: str, state: LogState, etag: str | None, tally: Tally) -> bool:
+        return self._timed(tally, lambda: self._store.write(key, self.api, state, etag, tally))
+
+    def _timed(self, tally: Tally, request: Callable[[], _T]) -> _T:
+        """Run one store request and check the clock against the `Date` of its answers."""
+        first, sent = len(tally.service_dates), self.clock.local()
+        try:
+            return request()
+        finally:
+            received = self.clock.local()
+            for date in tally.service_dates[first:]:
+                self.clock.observe(date, sent=sent, received=received)
 
     def _evaluate(self, state: LogState, now_ms: int) -> Verdict:
         return evaluate(self.policy, self._margin_ms, state, now_ms, new_state_share=self._new_state_share)
@@ -177,16 +194,16 @@ class RateLimiter:
         for attempt in range(self._max_conflict_retries + 1):
             if attempt:
                 self._backoff(attempt)
-            snapshot = self._table.read(key, self.api, tally)
+            snapshot = self._read(key, tally)
             now = self.clock.now()
             state, restored = self._known(key, snapshot, to_ms(now))
             verdict = self._evaluate(state, to_ms(now))
             if not verdict.admitted:
                 if restored:  # put back what was lost even though this call is refused; a lost race is fine
-                    self._table.write(key, self.api, state, snapshot.etag, tally)
+                    self._write(key, state, snapshot.etag, tally)
                 self._remember(key, state)
                 return self._decision(verdict, now, tally)
-            if self._table.write(key, self.api, verdict.state, snapshot.etag, tally):
+            if self._write(key, verdict.state, snapshot.etag, tally):
                 self._remember(key, verdict.state)
                 return self._decision(verdict, now, tally)
             tally.conflicts += 1

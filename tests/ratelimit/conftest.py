@@ -9,24 +9,8 @@ import pytest
 from azure.data.tables import TableClient
 
 from localdev.azurite import Azurite
-from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RatePolicy, parse_windows
-
-
-class FakeClock:
-    """A clock the test moves by hand (epoch seconds)."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def policy(text: str, api: str = "file_alerts") -> RatePolicy:
-    return RatePolicy(api, parse_windows(text, setting_name="TEST"))
+from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, TableStore
+from tests.support import FakeClock, policy
 
 
 @pytest.fixture
@@ -65,7 +49,7 @@ def new_limiter(new_client: Callable[[], TableClient], clock: FakeClock) -> Call
 
     def make(windows: str, *, margin: float = 0.0, retries: int = 10, client: TableClient | None = None,
              api: str = "file_alerts", share: float = 1.0) -> RateLimiter:
-        return RateLimiter(client or new_client(), policy(windows, api), margin_seconds=margin,
+        return RateLimiter(TableStore(client or new_client()), policy(windows, api), margin_seconds=margin,
                            max_conflict_retries=retries, clock=clock, sync_clock=False, new_state_share=share)
 
     return make

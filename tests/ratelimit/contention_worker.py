@@ -11,13 +11,13 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
-from bench.contention import hammer
-from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, RatePolicy, Reason, parse_windows
+from localdev.contention import hammer
+from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, RatePolicy, Reason, TableStore, parse_windows
 
 
 def run(args: dict[str, Any]) -> dict[str, Any]:
     client = TableClient.from_connection_string(args["connection_string"], args["table"], **CLIENT_OPTIONS)
-    limiter = RateLimiter(client, RatePolicy("file_alerts", parse_windows(args["windows"], setting_name="TEST")),
+    limiter = RateLimiter(TableStore(client), RatePolicy("file_alerts", parse_windows(args["windows"])),
                           margin_seconds=args["margin"], max_conflict_retries=args["retries"],
                           new_state_share=1.0)  # the whole limit from the start, as ideal_admissions counts
     report: dict[str, Any] = {"admitted": [], "refused": 0, "contention": 0, "conflicts": 0, "errors": 0}

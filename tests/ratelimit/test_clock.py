@@ -10,10 +10,9 @@ from email.utils import formatdate
 import pytest
 
 from localdev.azurite import Azurite
-from shared.ratelimit import CLIENT_OPTIONS, RateLimiter
+from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, TableStore
 from shared.ratelimit.clock import ClockSync
-
-from .conftest import policy
+from tests.support import policy
 
 
 def date(seconds: float) -> str:
@@ -78,7 +77,7 @@ def test_limiter_decides_on_the_storage_services_time(azurite: Azurite, table_na
     from azure.data.tables import TableClient
 
     client = TableClient.from_connection_string(azurite.connection_string, table_name, **CLIENT_OPTIONS)
-    limiter = RateLimiter(client, policy("10/60"), margin_seconds=1, max_conflict_retries=3,
+    limiter = RateLimiter(TableStore(client), policy("10/60"), margin_seconds=1, max_conflict_retries=3,
                           clock=lambda: time.time() + 30)
     decision = limiter.acquire("p")
     assert decision.admitted

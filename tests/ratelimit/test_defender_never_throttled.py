@@ -22,10 +22,8 @@ from localdev.azurite import Azurite, start_azurite
 from localdev.simulator.app import COMMERCIAL_AUDIENCE
 from localdev.simulator.data import SEED_FILE_SHA1
 from localdev.tokens import issue_token
-from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RateLimitStorageError
-from tests.conftest import SimulatorAdmin
-
-from .conftest import policy
+from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RateLimitStorageError, TableStore
+from tests.support import SimulatorAdmin, policy
 
 PRINCIPAL = "tenant|app"
 
@@ -33,7 +31,7 @@ PRINCIPAL = "tenant|app"
 def limiter_on(connection_string: str, table: str, windows: str, margin: float, *,
                clock: Callable[[], float] = time.time, share: float = 0.5) -> RateLimiter:
     client = TableClient.from_connection_string(connection_string, table, **CLIENT_OPTIONS)
-    return RateLimiter(client, policy(windows), margin_seconds=margin, max_conflict_retries=20, clock=clock,
+    return RateLimiter(TableStore(client), policy(windows), margin_seconds=margin, max_conflict_retries=20, clock=clock,
                        new_state_share=share)
 
 

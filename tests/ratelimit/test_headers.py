@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from shared.ratelimit import (
-    Decision,
-    RatePolicy,
-    Reason,
-    WindowState,
-    parse_windows,
-    policy_header,
-    rate_limit_headers,
-)
+from shared.ratelimit import Decision, RatePolicy, Reason, WindowState, parse_windows
+from shared.ratelimit_headers import policy_header, rate_limit_headers
 
 MINUTE = WindowState("60s", 100, 60, remaining=42, reset_seconds=17)
 HOUR = WindowState("3600s", 1500, 3600, remaining=1200, reset_seconds=3000)
@@ -52,5 +45,5 @@ def test_no_retry_after_when_admitted() -> None:
 
 
 def test_policy_header_without_a_decision() -> None:
-    policy = RatePolicy("file_alerts", parse_windows("1500/3600,100/60", setting_name="X"))
+    policy = RatePolicy("file_alerts", parse_windows("1500/3600,100/60"))
     assert policy_header(policy) == '"60s";q=100;w=60, "3600s";q=1500;w=3600'

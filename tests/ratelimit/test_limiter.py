@@ -12,8 +12,7 @@ import pytest
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, Reason
-
-from .conftest import FakeClock
+from tests.support import FakeClock
 
 NewLimiter = Callable[..., RateLimiter]
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.contention import ideal_admissions, max_in_any_interval
 from localdev.azurite import Azurite
-
-from .conftest import policy
+from localdev.contention import ideal_admissions, max_in_any_interval
+from tests.support import policy
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOWS = "20/2,50/8"  # scaled-down "minute" and "hour" windows: both bind within the run

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared.ratelimit import (
-    CREATE_ALERT,
-    FILE_ALERTS,
-    RatePolicy,
-    Window,
-    load_rate_limit_settings,
-    parse_windows,
-)
-from shared.settings import ConfigurationError
+from shared.defender import Api
+from shared.ratelimit import RatePolicy, Window, parse_windows
+from shared.settings import ConfigurationError, load_rate_limit_settings
+
+FILE_ALERTS, CREATE_ALERT = Api.FILE_ALERTS, Api.CREATE_ALERT
 
 
 def test_defaults_are_defenders_documented_limits() -> None:
@@ -83,4 +79,4 @@ def test_policy_rejects_unsafe_api_names_and_empty_windows() -> None:
 
 
 def test_window_names_are_their_seconds() -> None:
-    assert [w.name for w in parse_windows("100/60,1500/3600", setting_name="X")] == ["60s", "3600s"]
+    assert [w.name for w in parse_windows("100/60,1500/3600")] == ["60s", "3600s"]

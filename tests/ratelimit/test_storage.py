@@ -12,9 +12,8 @@ from azure.data.tables import TableClient
 
 from localdev.azurite import DEV_ACCOUNT, DEV_KEY, Azurite, start_azurite
 from localdev.processes import free_port
-from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RateLimitStorageError
-
-from .conftest import FakeClock, policy
+from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RateLimitStorageError, TableStore
+from tests.support import FakeClock, policy
 
 
 def connection_string(port: int, key: str = DEV_KEY) -> str:
@@ -24,8 +23,8 @@ def connection_string(port: int, key: str = DEV_KEY) -> str:
 
 def limiter_on(conn: str, table: str = "ratelimits") -> RateLimiter:
     client = TableClient.from_connection_string(conn, table, **CLIENT_OPTIONS)
-    return RateLimiter(client, policy("100/60"), margin_seconds=0, max_conflict_retries=3, clock=FakeClock(),
-                       sync_clock=False)
+    return RateLimiter(TableStore(client), policy("100/60"), margin_seconds=0, max_conflict_retries=3,
+                       clock=FakeClock(), sync_clock=False)
 
 
 def test_nothing_listening_fails_fast() -> None:

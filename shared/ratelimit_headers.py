@@ -5,13 +5,13 @@
 
 RateLimit reports the most constrained window (fewest calls left; on a tie the later reset).
 `t` is when its oldest counted call leaves the window (window + margin), i.e. when `r` next grows.
-A refused call reports r=0 and at least its Retry-After, which is sent too.
+A refused call reports r=0 and at least its Retry-After, which is sent too; so does an admitted
+call after which the caller must still wait (Defender answered 429).
 """
 
 from __future__ import annotations
 
-from shared.ratelimit.decision import Decision, WindowState
-from shared.ratelimit.policy import RatePolicy
+from shared.ratelimit import Decision, RatePolicy, WindowState
 
 
 def policy_header(policy: RatePolicy) -> str:
@@ -23,15 +23,19 @@ def _policy_item(name: str, limit: int, seconds: int) -> str:
     return f'"{name}";q={limit};w={seconds}'
 
 
-def rate_limit_headers(decision: Decision) -> dict[str, str]:
-    """`RateLimit-Policy`, `RateLimit` and, when refused, `Retry-After` for the call `decision` was made for."""
+def rate_limit_headers(decision: Decision, *, wait: int | None = None) -> dict[str, str]:
+    """`RateLimit-Policy`, `RateLimit` and, when the caller must wait, `Retry-After`, after `decision`.
+
+    `wait` (seconds) is a wait the decision does not know of: Defender's 429 after an admitted call.
+    """
     policy = ", ".join(_policy_item(w.name, w.limit, w.window_seconds) for w in decision.windows)
     tightest = min(decision.windows, key=_constraint)
     remaining, reset = tightest.remaining, tightest.reset_seconds
     headers = {"RateLimit-Policy": policy}
-    if not decision.admitted:
-        remaining, reset = 0, max(reset, decision.retry_after)
-        headers["Retry-After"] = str(decision.retry_after)
+    retry_after = max(decision.retry_after if not decision.admitted else 0, wait or 0)
+    if retry_after:
+        remaining, reset = 0, max(reset, retry_after)
+        headers["Retry-After"] = str(retry_after)
     headers["RateLimit"] = f'"{tightest.name}";r={remaining};t={reset}'
     return headers
 

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
+
 import pytest
+from azure.data.tables import TableClient
 from azure.identity import ManagedIdentityCredential
 
 from localdev.azurite import Azurite
-from shared.ratelimit import (
-    CREATE_ALERT,
-    FILE_ALERTS,
-    Window,
-    rate_limiters_from_env,
-    table_client_from_env,
-)
-from shared.settings import ConfigurationError
+from shared.defender import Api
+from shared.ratelimit import RateLimiters, TableStore, Window, build_rate_limiters
+from shared.settings import ConfigurationError, load_rate_limit_settings, load_storage_settings
+from shared.storage import table_client
+
+FILE_ALERTS, CREATE_ALERT = Api.FILE_ALERTS, Api.CREATE_ALERT
+
+
+def table_client_from_env(env: Mapping[str, str], table_name: str) -> TableClient:
+    return table_client(load_storage_settings(env), table_name)
+
+
+def rate_limiters_from_env(env: Mapping[str, str]) -> RateLimiters:
+    limits = load_rate_limit_settings(env)
+    return build_rate_limiters(TableStore(table_client_from_env(env, limits.table_name)), limits.policies.values(),
+                               margin_seconds=limits.margin_seconds, max_conflict_retries=limits.max_conflict_retries,
+                               new_state_share=limits.new_state_share)
 
 
 def test_connection_string_for_local_use(azurite: Azurite) -> None:
@@ -56,21 +69,22 @@ def test_storage_settings_errors(env: dict[str, str], message: str) -> None:
         table_client_from_env(env, "limits")
 
 
-def test_limiters_from_settings_share_one_client(azurite: Azurite, table_name: str) -> None:
+def test_limiters_from_settings_share_one_client(azurite: Azurite) -> None:
+    table_name = "rl" + uuid.uuid4().hex
     limiters = rate_limiters_from_env({
         "AzureWebJobsStorage": azurite.connection_string,
         "RATE_LIMIT_TABLE": table_name,
         "RATE_LIMIT_CREATE_ALERT": "1/60",
     })
-    assert limiters.file_alerts.policy.windows == (Window(100, 60), Window(1500, 3600))
-    assert limiters.for_api(CREATE_ALERT) is limiters.create_alert
-    assert limiters.for_api(FILE_ALERTS) is limiters.file_alerts
-    assert [limiters.create_alert.acquire("p").admitted for _ in range(2)] == [True, False]
-    assert limiters.file_alerts.acquire("p").admitted  # each API has its own budget
-    first = limiters.file_alerts.acquire("p")
+    assert limiters.for_api(FILE_ALERTS).policy.windows == (Window(100, 60), Window(1500, 3600))
+    assert limiters.for_api(CREATE_ALERT).api == "create_alert"
+    assert [limiters.for_api(CREATE_ALERT).acquire("p").admitted for _ in range(2)] == [True, False]
+    assert limiters.for_api(FILE_ALERTS).acquire("p").admitted  # each API has its own budget
+    first = limiters.for_api(FILE_ALERTS).acquire("p")
     assert first.windows[0].reset_seconds == 62  # default margin 2 s on a 60 s window
 
 
 def test_bad_rate_limit_settings_fail_before_any_client_is_built() -> None:
     with pytest.raises(ConfigurationError, match="RATE_LIMIT_FILE_ALERTS"):
         rate_limiters_from_env({"RATE_LIMIT_FILE_ALERTS": "lots"})
+
