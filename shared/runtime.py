@@ -10,22 +10,27 @@ from shared.credentials import build_credential
 from shared.defender_client import DefenderClient
 from shared.edge import HttpEdge
 from shared.gateway import Gateway, RetryPolicy
-from shared.ratelimit import TableStore, build_rate_limiters
+from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
 from shared.settings import Settings
 from shared.storage import table_client
 
 _edge: HttpEdge | None = None
 
 
+def rate_limiters(settings: Settings) -> RateLimiters:
+    """One table client and one limiter per API, as the settings say."""
+    limits = settings.rate_limits
+    return build_rate_limiters(
+        TableStore(table_client(settings.storage, limits.table_name)), limits.policies.values(),
+        margin_seconds=limits.margin_seconds, max_conflict_retries=limits.max_conflict_retries,
+        new_state_share=limits.new_state_share)
+
+
 def build(settings: Settings) -> HttpEdge:
     """One credential (token cache), one HTTP session, one table client and one limiter per API."""
     defender = settings.defender
     client = DefenderClient(defender, build_credential(defender))
-    limits = settings.rate_limits
-    limiters = build_rate_limiters(
-        TableStore(table_client(settings.storage, limits.table_name)), limits.policies.values(),
-        margin_seconds=limits.margin_seconds, max_conflict_retries=limits.max_conflict_retries,
-        new_state_share=limits.new_state_share)
+    limiters = rate_limiters(settings)
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
                         attempt_seconds=defender.connect_timeout + defender.read_timeout)

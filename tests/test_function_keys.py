@@ -50,3 +50,13 @@ def test_bad_base_url_refuses_to_start(host_factory: HostFactory) -> None:
         assert "not a Defender for Endpoint API host" in str(error)
     else:
         raise AssertionError("the host started with a base URL off the allowlist")
+
+
+def test_unusable_storage_refuses_to_start(host_factory: HostFactory) -> None:
+    """A bad storage setting stops start-up too, instead of a 500 on the first call."""
+    try:
+        host_factory(AzureWebJobsStorage="AccountName=x;no key, no endpoint")
+    except RuntimeError as error:
+        assert "AzureWebJobsStorage is not a usable connection string" in str(error)
+    else:
+        raise AssertionError("the host started with an unusable storage connection string")

@@ -11,8 +11,9 @@ from azure.identity import ManagedIdentityCredential
 
 from localdev.azurite import Azurite
 from shared.defender import Api
-from shared.ratelimit import RateLimiters, TableStore, Window, build_rate_limiters
-from shared.settings import ConfigurationError, load_rate_limit_settings, load_storage_settings
+from shared.ratelimit import RateLimiters, Window
+from shared.runtime import rate_limiters
+from shared.settings import ConfigurationError, load_settings, load_storage_settings
 from shared.storage import table_client
 
 FILE_ALERTS, CREATE_ALERT = Api.FILE_ALERTS, Api.CREATE_ALERT
@@ -23,10 +24,7 @@ def table_client_from_env(env: Mapping[str, str], table_name: str) -> TableClien
 
 
 def rate_limiters_from_env(env: Mapping[str, str]) -> RateLimiters:
-    limits = load_rate_limit_settings(env)
-    return build_rate_limiters(TableStore(table_client_from_env(env, limits.table_name)), limits.policies.values(),
-                               margin_seconds=limits.margin_seconds, max_conflict_retries=limits.max_conflict_retries,
-                               new_state_share=limits.new_state_share)
+    return rate_limiters(load_settings(env))
 
 
 def test_connection_string_for_local_use(azurite: Azurite) -> None:
