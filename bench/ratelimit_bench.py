@@ -161,6 +161,8 @@ def main() -> None:
     figures["max_over_limit"] = max(0, *(max(logged, returned) - limit
                                          for r in rows for logged, returned, limit in r["max"]))
     record(figures)
+    if figures["max_over_limit"]:
+        sys.exit(f"FAILED: a window held {figures['max_over_limit']} admission(s) over its limit")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The rate limiter shared by every instance: one sliding log per (principal, API) in a table.
 
-Each call reads the entity, decides with the sliding log and, if admitted, writes the new log
-back only if nobody changed it since (ETag If-Match, or create-if-absent for the first call).
-A lost race re-reads and decides again, a bounded number of times, then refuses.
+Each call decides with the sliding log on the state this process last read or wrote and, if
+admitted, writes the new log back only if nobody changed it since (ETag If-Match, or
+create-if-absent for the first call): one store round trip when nothing else wrote meanwhile.
+A lost race (or no state known yet) reads, decides again, a bounded number of times, then refuses.
 
 Refusals are also remembered in the process: a full window only fills further and a 429 block
 only grows longer (whoever writes), so a state that refuses now still refuses until the time
@@ -77,7 +78,8 @@ class RateLimiter:
         self._margin_ms = to_ms(margin_seconds)
         self._max_conflict_retries = max_conflict_retries
         self._new_state_share = new_state_share
-        self._memory: OrderedDict[str, LogState] = OrderedDict()
+        #: Per key, the state last read or written, with its ETag (None: not known to be what the store holds).
+        self._memory: OrderedDict[str, Snapshot] = OrderedDict()
         self._memory_size = memory_size
         self._lock = threading.Lock()
         self._stripes = tuple(threading.Lock() for _ in range(_STRIPES))
@@ -123,8 +125,10 @@ class RateLimiter:
         until_ms = now_ms + to_ms(seconds)
         try:
             self._store_block(key, until_ms)
-        finally:
-            self._remember(key, (self._recall(key) or LogState(since_ms=now_ms)).with_block(until_ms))
+        finally:  # honoured here even if the store could not record it
+            known = self._recall(key)
+            if known is None or known.blocked_until_ms < until_ms:
+                self._remember(key, (known or LogState(since_ms=now_ms)).with_block(until_ms), None)
 
     def _store_block(self, key: str, until_ms: int) -> None:
         tally = Tally()
@@ -134,11 +138,12 @@ class RateLimiter:
             snapshot = self._read(key, tally)
             state, restored = self._known(key, snapshot, to_ms(self.clock.now()))
             if state.blocked_until_ms >= until_ms and not restored:
-                self._remember(key, state)
+                self._remember(key, state, snapshot.etag)
                 return
             blocked = state.with_block(until_ms)
-            if self._write(key, blocked, snapshot.etag, tally):
-                self._remember(key, blocked)
+            etag = self._write(key, blocked, snapshot.etag, tally)
+            if etag is not None:
+                self._remember(key, blocked, etag)
                 return
             tally.conflicts += 1
         raise RateLimitStorageError(
@@ -147,7 +152,7 @@ class RateLimiter:
     def _read(self, key: str, tally: Tally) -> Snapshot:
         return self._timed(tally, lambda: self._store.read(key, self.api, tally))
 
-    def _write(self, key: str, state: LogState, etag: str | None, tally: Tally) -> bool:
+    def _write(self, key: str, state: LogState, etag: str | None, tally: Tally) -> str | None:
         return self._timed(tally, lambda: self._store.write(key, self.api, state, etag, tally))
 
     def _timed(self, tally: Tally, request: Callable[[], _T]) -> _T:
@@ -191,22 +196,36 @@ class RateLimiter:
         return merged, restored
 
     def _acquire_from_table(self, key: str, tally: Tally) -> Decision:
+        # What this process last read or wrote, with its ETag: decide on it and write without reading first.
+        known = self._recall_snapshot(key)
+        snapshot = known if known is not None and known.etag is not None else None
+        lost_a_race = False
         for attempt in range(self._max_conflict_retries + 1):
-            if attempt:
+            if lost_a_race:
                 self._backoff(attempt)
-            snapshot = self._read(key, tally)
-            now = self.clock.now()
-            state, restored = self._known(key, snapshot, to_ms(now))
+            if snapshot is None:
+                snapshot = self._read(key, tally)
+                now = self.clock.now()
+                state, restored = self._known(key, snapshot, to_ms(now))
+                read_now = True
+            else:
+                now = self.clock.now()
+                state, restored, read_now = snapshot.state, 0, False
             verdict = self._evaluate(state, to_ms(now))
             if not verdict.admitted:
+                etag = snapshot.etag
                 if restored:  # put back what was lost even though this call is refused; a lost race is fine
-                    self._write(key, state, snapshot.etag, tally)
-                self._remember(key, state)
+                    etag = self._write(key, state, snapshot.etag, tally)
+                self._remember(key, state, etag)
                 return self._decision(verdict, now, tally)
-            if self._write(key, verdict.state, snapshot.etag, tally):
-                self._remember(key, verdict.state)
+            etag = self._write(key, verdict.state, snapshot.etag, tally)
+            if etag is not None:
+                self._remember(key, verdict.state, etag)
                 return self._decision(verdict, now, tally)
             tally.conflicts += 1
+            # Another writer got there first (or the state went away): read and decide again. Back off only
+            # after losing on fresh data; a remembered ETag that went stale is no contention.
+            lost_a_race, snapshot = read_now, None
 
         refused = Verdict(admitted=False, reason=Reason.CONTENTION, retry_after=_CONTENTION_RETRY_AFTER,
                           windows=window_states(self.policy, self._margin_ms, state, to_ms(now),
@@ -219,17 +238,22 @@ class RateLimiter:
                         retry_after=verdict.retry_after, windows=verdict.windows, decided_at=now,
                         storage_round_trips=tally.round_trips, conflicts=tally.conflicts)
 
-    def _recall(self, key: str) -> LogState | None:
+    def _recall_snapshot(self, key: str) -> Snapshot | None:
         with self._lock:
             return self._memory.get(key)
 
-    def _remember(self, key: str, state: LogState) -> None:
-        """Keep the newest known state; a block learnt here is kept even if the table lacks it."""
+    def _recall(self, key: str) -> LogState | None:
+        known = self._recall_snapshot(key)
+        return None if known is None else known.state
+
+    def _remember(self, key: str, state: LogState, etag: str | None) -> None:
+        """Keep the newest known state (and the ETag the store gave it); a block learnt here is kept even if
+        the store lacks it (the next write carries it there)."""
         with self._lock:
             known = self._memory.pop(key, None)
-            if known is not None and known.blocked_until_ms > state.blocked_until_ms:
-                state = state.with_block(known.blocked_until_ms)
-            self._memory[key] = state
+            if known is not None and known.state.blocked_until_ms > state.blocked_until_ms:
+                state = state.with_block(known.state.blocked_until_ms)
+            self._memory[key] = Snapshot(state, etag)
             while len(self._memory) > self._memory_size:
                 self._memory.popitem(last=False)
 

@@ -30,15 +30,16 @@ class MemoryStore:
             stored = self._states.get((key, api))
         return Snapshot(LogState(), None) if stored is None else Snapshot(*stored)
 
-    def write(self, key: str, api: str, state: LogState, etag: str | None, tally: Tally) -> bool:
+    def write(self, key: str, api: str, state: LogState, etag: str | None, tally: Tally) -> str | None:
         tally.round_trips += 1
         with self._lock:
             self._check()
             stored = self._states.get((key, api))
             if (stored is None) != (etag is None) or (stored is not None and stored[1] != etag):
-                return False
-            self._states[(key, api)] = (state, str(next(self._etags)))
-            return True
+                return None
+            new_etag = str(next(self._etags))
+            self._states[(key, api)] = (state, new_etag)
+            return new_etag
 
     def forget(self) -> None:
         """Lose every state, as a deleted table or a restarted in-memory Azurite would."""

@@ -51,6 +51,9 @@ class StateStore(Protocol):
         """The current state (an empty one with etag None when there is none)."""
         ...
 
-    def write(self, key: str, api: str, state: LogState, etag: str | None, tally: Tally) -> bool:
-        """Create (etag None) or replace if unchanged since `etag`; False when another writer got there first."""
+    def write(self, key: str, api: str, state: LogState, etag: str | None, tally: Tally) -> str | None:
+        """Create (etag None) or replace if unchanged since `etag`.
+
+        Returns the new ETag, or None when another writer got there first (or the state went away).
+        """
         ...

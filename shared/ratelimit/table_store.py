@@ -78,8 +78,8 @@ class TableStore:
             raise RateLimitStorageError(f"rate-limit entity {key}/{api} in table {self.name}: {exc}") from exc
         return Snapshot(state, entity.metadata["etag"])
 
-    def write(self, key: str, api: str, state: LogState, etag: str | None, tally: Tally) -> bool:
-        """Create (etag None) or replace-if-unchanged; False when another writer got there first.
+    def write(self, key: str, api: str, state: LogState, etag: str | None, tally: Tally) -> str | None:
+        """Create (etag None) or replace-if-unchanged; the new ETag, or None when another writer got there first.
 
         A 404 (the entity or the whole table went away meanwhile) is a lost race too: start over.
         """
@@ -87,22 +87,22 @@ class TableStore:
         tally.round_trips += 1
         try:
             if etag is None:
-                self._client.create_entity(entity, raw_response_hook=_date_hook(tally))
+                written = self._client.create_entity(entity, raw_response_hook=_date_hook(tally))
             else:
-                self._client.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
-                                           match_condition=MatchConditions.IfNotModified,
-                                           raw_response_hook=_date_hook(tally))
+                written = self._client.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                                     match_condition=MatchConditions.IfNotModified,
+                                                     raw_response_hook=_date_hook(tally))
         except HttpResponseError as exc:
             if exc.status_code in (409, 412):
-                return False
+                return None
             if exc.status_code == 404:
                 if _error_code(exc) == "TableNotFound":
                     self._create_table(tally)
-                return False
+                return None
             raise self._failure("write", exc) from exc
         except AzureError as exc:
             raise self._failure("write", exc) from exc
-        return True
+        return str(written["etag"])
 
     def _create_table(self, tally: Tally) -> None:
         tally.round_trips += 1
