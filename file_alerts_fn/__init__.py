@@ -2,8 +2,6 @@
 
 import azure.functions as func
 
-from shared.defender import Api
-from shared.defender_client import DefenderRequest
 from shared.runtime import edge
 from shared.validation import validate_sha1
 
@@ -13,7 +11,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 @bp.function_name("GetFileRelatedAlerts")
 @bp.route(route="files/{sha1}/alerts", methods=["GET"])
 def get_file_related_alerts(req: func.HttpRequest) -> func.HttpResponse:
-    def parse() -> DefenderRequest:
-        return DefenderRequest.file_alerts(validate_sha1(req.route_params.get("sha1", "")))
+    def parse() -> str:
+        return validate_sha1(req.route_params.get("sha1", ""))
 
-    return edge().respond(req, Api.FILE_ALERTS, parse)
+    return edge().lookup_file_alerts(req, parse)

@@ -90,6 +90,16 @@ param rateLimitCreateAlert string = '15/60'
 @description('Name of the Azure Table that holds the shared rate-limit state (RATE_LIMIT_TABLE); created here in the app\'s own storage account.')
 param rateLimitTableName string = 'mdegatewayratelimits'
 
+@minLength(3)
+@maxLength(63)
+@description('Name of the Azure Table that holds the shared file-alerts answers (ANSWER_CACHE_TABLE); created here in the app\'s own storage account.')
+param answerCacheTableName string = 'mdegatewayanswers'
+
+@minValue(0)
+@maxValue(3600)
+@description('Seconds a successful file-alerts answer is shared by every instance, so a repeated SHA-1 spends no Defender quota (FILE_ALERTS_CACHE_SECONDS); 0 turns the cache off.')
+param fileAlertsCacheSeconds int = 60
+
 @minValue(1)
 @maxValue(1000)
 @description('Flex Consumption: the most instances the app may scale out to. Defender\'s limits are per application and tenant and the gateway shares its rate-limit state across instances, so more instances do not buy more Defender calls.')
@@ -245,6 +255,11 @@ resource rateLimitTable 'Microsoft.Storage/storageAccounts/tableServices/tables@
   name: rateLimitTableName
 }
 
+resource answerCacheTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: answerCacheTableName
+}
+
 // ---------------------------------------------------------------------------------------------
 // Monitoring: Log Analytics + workspace-based Application Insights, Entra-authenticated only.
 // ---------------------------------------------------------------------------------------------
@@ -352,6 +367,14 @@ var baseAppSettings = [
   {
     name: 'RATE_LIMIT_TABLE'
     value: rateLimitTableName
+  }
+  {
+    name: 'ANSWER_CACHE_TABLE'
+    value: answerCacheTableName
+  }
+  {
+    name: 'FILE_ALERTS_CACHE_SECONDS'
+    value: string(fileAlertsCacheSeconds)
   }
 ]
 
@@ -555,6 +578,9 @@ output STORAGE_ACCOUNT_NAME string = storage.name
 
 @description('Name of the Azure Table holding the rate-limit state.')
 output RATE_LIMIT_TABLE string = rateLimitTable.name
+
+@description('Name of the Azure Table holding the shared file-alerts answers.')
+output ANSWER_CACHE_TABLE string = answerCacheTable.name
 
 @description('Name of the Application Insights component.')
 output APPLICATIONINSIGHTS_NAME string = appInsights.name

@@ -22,6 +22,7 @@ from shared.correlation import CORRELATION_HEADER, correlation_id_for
 from shared.defender import API_FACTS, DEFAULT_THROTTLE_SECONDS, DEFENDER_APP_ID, Api
 from shared.defender_client import DefenderRequest, IdentityError
 from shared.gateway import CallResult, Gateway, Refused, Sent
+from shared.lookups import Fetched, FileAlertsLookups
 from shared.outcomes import (
     AuthCause,
     DefenderError,
@@ -177,21 +178,44 @@ def refusal_problem(result: CallResult, api: Api, defender: DefenderSettings) ->
 
 
 class HttpEdge:
-    """Turns a parsed request into an HTTP answer through the gateway."""
+    """Turns a parsed request into an HTTP answer through the gateway (file-alerts lookups through `lookups`)."""
 
-    def __init__(self, gateway: Gateway, settings: Settings) -> None:
+    def __init__(self, gateway: Gateway, settings: Settings, lookups: FileAlertsLookups | None = None) -> None:
         self.gateway = gateway
         self.settings = settings
+        self.lookups = lookups or FileAlertsLookups(gateway, None)
         self._policy_headers = {api: policy_header(policy) for api, policy in settings.rate_limits.policies.items()}
 
     def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
         """Check the caller, parse, call Defender through the gateway, and answer."""
+        return self._handle(req, api, lambda correlation_id: self._answer(
+            api, self.gateway.call(parse(), correlation_id), correlation_id))
+
+    def lookup_file_alerts(self, req: func.HttpRequest, parse_sha1: Callable[[], str]) -> func.HttpResponse:
+        """Like `respond`, but a repeated SHA-1 may be answered from the shared cache (unless the caller asks for
+        a fresh answer with `Cache-Control: no-cache`), or share one upstream call with a concurrent lookup."""
+
+        def work(correlation_id: str) -> func.HttpResponse:
+            lookup = self.lookups.lookup(parse_sha1(), correlation_id, refresh=wants_fresh_answer(req))
+            if isinstance(lookup, Fetched):
+                return self._answer(Api.FILE_ALERTS, lookup.result, correlation_id)
+            logger.info("%s -> 200 from the answer cache, age %d s [correlation %s]", Api.FILE_ALERTS,
+                        lookup.answer.age, correlation_id)
+            headers = {"RateLimit-Policy": self._policy_headers[Api.FILE_ALERTS], **_common(correlation_id),
+                       **self._cache_headers(Api.FILE_ALERTS, lookup.answer.age)}
+            return func.HttpResponse(lookup.answer.body, status_code=200, headers=headers,
+                                     mimetype="application/json")
+
+        return self._handle(req, Api.FILE_ALERTS, work)
+
+    def _handle(self, req: func.HttpRequest, api: Api,
+                work: Callable[[str], func.HttpResponse]) -> func.HttpResponse:
+        """Correlation id, caller check, `work`, and the one answer for every failure it raises."""
         correlation_id = correlation_id_for(req.headers)
         headers = {"RateLimit-Policy": self._policy_headers[api]}
         try:
             self._require_entra_principal(req)
-            request = parse()
-            result = self.gateway.call(request, correlation_id)
+            return work(correlation_id)
         except InputError as error:
             return self._problem(api, input_problem(error), headers, correlation_id)
         except IdentityError as error:
@@ -218,13 +242,12 @@ class HttpEdge:
             return self._problem(api, Problem(500, "internal-error", "Internal error",
                                               "The gateway failed unexpectedly; the correlation id finds the details "
                                               "in its logs."), headers, correlation_id)
-        return self._answer(api, result, correlation_id)
 
     def _answer(self, api: Api, result: CallResult, correlation_id: str) -> func.HttpResponse:
         last = result.last
         if isinstance(last, Sent) and isinstance(last.outcome, Success):
             logger.info("%s -> 200 [correlation %s]", api, correlation_id)
-            headers = {**rate_limit_headers(last.decision), **_common(correlation_id)}
+            headers = {**rate_limit_headers(last.decision), **_common(correlation_id), **self._cache_headers(api, 0)}
             return func.HttpResponse(last.outcome.body, status_code=200, headers=headers,
                                      mimetype="application/json")
         problem = (refusal_problem(result, api, self.settings.defender) if isinstance(last, Refused)
@@ -240,6 +263,13 @@ class HttpEdge:
                                  headers={**headers, **wait, **problem.headers, **_common(correlation_id)},
                                  mimetype=PROBLEM_CONTENT_TYPE)
 
+    def _cache_headers(self, api: Api, age: int) -> dict[str, str]:
+        """A successful lookup may be reused for the cache's TTL (by this gateway, and by the caller)."""
+        cache = self.lookups.cache
+        if api is not Api.FILE_ALERTS or cache is None:
+            return {}
+        return {"Cache-Control": f"private, max-age={cache.ttl_seconds}", "Age": str(age)}
+
     def _require_entra_principal(self, req: func.HttpRequest) -> None:
         if self.settings.auth is AuthMode.ENTRA and not req.headers.get(CLIENT_PRINCIPAL_HEADER):
             raise _UnauthenticatedError
@@ -247,6 +277,12 @@ class HttpEdge:
 
 class _UnauthenticatedError(Exception):
     """With Entra ID in front, a request arrived without the client principal the platform adds."""
+
+
+def wants_fresh_answer(req: func.HttpRequest) -> bool:
+    """`Cache-Control: no-cache` (or `no-store`, `max-age=0`) from the caller: skip the answer cache."""
+    directives = {part.strip().lower() for part in (req.headers.get("Cache-Control") or "").split(",")}
+    return bool(directives & {"no-cache", "no-store", "max-age=0"})
 
 
 def _common(correlation_id: str) -> dict[str, str]:

@@ -153,9 +153,9 @@ class Gateway:
                                correlation_id)
         return Sent(outcome, decision)
 
-    def call(self, request: DefenderRequest, correlation_id: str) -> CallResult:
+    def call(self, request: DefenderRequest, correlation_id: str, *, identity: Identity | None = None) -> CallResult:
         """The HTTP path: identity, then attempts retried as the policy allows, all within its total time."""
-        identity = self.identity()
+        identity = identity or self.identity()
         deadline = self._monotonic() + self.retry.total_timeout
         method = API_FACTS[request.api].method
         sent = 0

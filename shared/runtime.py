@@ -6,10 +6,12 @@ then use `edge()`. Nothing is built lazily, so a bad setting (storage included) 
 
 from __future__ import annotations
 
+from shared.answer_cache import AnswerCache
 from shared.credentials import build_credential
 from shared.defender_client import DefenderClient
 from shared.edge import HttpEdge
 from shared.gateway import Gateway, RetryPolicy
+from shared.lookups import FileAlertsLookups
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
 from shared.settings import Settings
 from shared.storage import table_client
@@ -34,7 +36,16 @@ def build(settings: Settings) -> HttpEdge:
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
                         attempt_seconds=defender.connect_timeout + defender.read_timeout)
-    return HttpEdge(Gateway(client, limiters, retry), settings)
+    gateway = Gateway(client, limiters, retry)
+    return HttpEdge(gateway, settings, FileAlertsLookups(gateway, answer_cache(settings)))
+
+
+def answer_cache(settings: Settings) -> AnswerCache | None:
+    """The shared answers of repeated lookups (None when FILE_ALERTS_CACHE_SECONDS is 0)."""
+    cache = settings.answer_cache
+    if not cache.ttl_seconds:
+        return None
+    return AnswerCache(table_client(settings.storage, cache.table_name), cache.ttl_seconds)
 
 
 def start(settings: Settings) -> HttpEdge:

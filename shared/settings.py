@@ -79,6 +79,11 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("RATE_LIMIT_NEW_STATE_SHARE", "0.5",
                 "Share (above 0, at most 1) of each window that a rate-limit state created from nothing (first "
                 "use, or after the table or entity was lost) admits until that window has passed once."),
+    SettingSpec("FILE_ALERTS_CACHE_SECONDS", "60",
+                "How long (0-3600 s) a successful file-alerts answer is shared: a repeated SHA-1 is answered from "
+                "Table Storage without spending Defender quota. 0 turns the cache off.", True),
+    SettingSpec("ANSWER_CACHE_TABLE", "mdegatewayanswers",
+                "Table (created on first use) holding the shared file-alerts answers.", True),
     SettingSpec("AzureWebJobsStorage", None,
                 "Connection string of the storage account (local: Azurite). In Azure use the identity-based "
                 "`AzureWebJobsStorage__*` settings instead; no account keys."),
@@ -356,6 +361,32 @@ def load_storage_settings(env: Mapping[str, str]) -> StorageSettings:
     return StorageSettings(None, endpoint, setting(env, "AzureWebJobsStorage__clientId"))
 
 
+MAX_CACHE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class AnswerCacheSettings:
+    """The shared answers for repeated file-alerts lookups."""
+
+    #: 0: no cache.
+    ttl_seconds: int
+    table_name: str
+
+
+def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
+    raw = setting(env, "FILE_ALERTS_CACHE_SECONDS") or ""
+    if not re.fullmatch(r"[0-9]{1,4}", raw, re.ASCII) or int(raw) > MAX_CACHE_SECONDS:
+        raise ConfigurationError(
+            f"FILE_ALERTS_CACHE_SECONDS must be a whole number of seconds from 0 to {MAX_CACHE_SECONDS}, got {raw!r}.")
+    table = setting(env, "ANSWER_CACHE_TABLE") or ""
+    if not TABLE_NAME.fullmatch(table):
+        raise ConfigurationError(
+            f"ANSWER_CACHE_TABLE must be a table name (a letter, then 2-62 letters or digits), got {table!r}.")
+    if table.lower() == (setting(env, "RATE_LIMIT_TABLE") or "").lower():
+        raise ConfigurationError("ANSWER_CACHE_TABLE must differ from RATE_LIMIT_TABLE.")
+    return AnswerCacheSettings(int(raw), table)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway reads from its app settings, checked once at start-up."""
@@ -364,6 +395,7 @@ class Settings:
     defender: DefenderSettings
     rate_limits: RateLimitSettings
     storage: StorageSettings
+    answer_cache: AnswerCacheSettings
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -373,4 +405,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if auth not in {mode.value for mode in AuthMode}:
         raise ConfigurationError(f"GATEWAY_AUTH must be function-key or entra, got {auth!r}.")
     return Settings(AuthMode(auth), load_defender_settings(env), load_rate_limit_settings(env),
-                    load_storage_settings(env))
+                    load_storage_settings(env), load_answer_cache_settings(env))

@@ -141,10 +141,12 @@ def test_deployment_container_and_rate_limit_table_exist() -> None:
     assert container["name"] == "deploymentContainerName"
 
     tables = bm.resources_of_type(bm.main(), "Microsoft.Storage/storageAccounts/tableServices/tables")
-    assert [bm.body(t)["name"] for t in tables.values()] == ["rateLimitTableName"]
+    assert sorted(bm.body(t)["name"] for t in tables.values()) == ["answerCacheTableName", "rateLimitTableName"]
     table_param = _param("rateLimitTableName")
     assert table_param["default"] == "mdegatewayratelimits"
     assert table_param["default"] == CATALOGUE_BY_NAME["RATE_LIMIT_TABLE"].default
+    assert _param("answerCacheTableName")["default"] == CATALOGUE_BY_NAME["ANSWER_CACHE_TABLE"].default
+    assert str(_param("fileAlertsCacheSeconds")["default"]) == CATALOGUE_BY_NAME["FILE_ALERTS_CACHE_SECONDS"].default
 
 
 # --- monitoring ------------------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Shared answers for repeated file-alerts lookups, in Table Storage: every instance reads what any instance stored.
+
+One entity per (principal, SHA-1): PartitionKey = the principal made key-safe, RowKey = `file_alerts~<sha1>`.
+Properties: `Format` (1), `StoredAt` (Int64 ms), `Encoding` (`zlib`), `Chunks` (Int32) and `Body0`..`BodyN`
+(binary). Defender's answer is compressed (alert JSON shrinks about tenfold) and split into chunks below Table
+Storage's 64 KiB per property; an answer that would not fit well under the 1 MiB entity limit is not kept.
+
+The cache never fails a lookup: a storage error is a miss (on read) or a skipped store (on write), logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
+
+from shared.ratelimit import partition_key
+
+logger = logging.getLogger("mde_alert_gateway.cache")
+
+FORMAT = 1
+#: Bytes per binary property: below Table Storage's 64 KiB per property.
+CHUNK_BYTES = 60 * 1024
+#: At most this many chunks (900 KiB), leaving room under the 1 MiB entity limit for keys and metadata.
+MAX_CHUNKS = 15
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A stored answer and how old it is."""
+
+    body: bytes
+    #: Whole seconds since it was stored (the `Age` header).
+    age: int
+
+
+class AnswerCache:
+    """Answers kept for `ttl_seconds`, shared by every instance through `client`'s table."""
+
+    def __init__(self, client: TableClient, ttl_seconds: int, *, clock: Callable[[], float] = time.time) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive (a TTL of 0 means: no cache at all)")
+        self.ttl_seconds = ttl_seconds
+        self._client = client
+        self._clock = clock
+
+    def get(self, principal: str, sha1: str) -> CachedAnswer | None:
+        """The answer stored for `sha1` within the TTL, or None."""
+        try:
+            entity = self._client.get_entity(partition_key(principal), _row(sha1))
+        except HttpResponseError as error:
+            if error.status_code != 404:
+                logger.warning("answer cache: read failed (HTTP %s); asking Defender", error.status_code)
+            return None
+        except AzureError as error:
+            logger.warning("answer cache: read failed (%s); asking Defender", type(error).__name__)
+            return None
+        try:
+            age_ms = round(self._clock() * 1000) - _int(entity.get("StoredAt"))
+            if entity.get("Format") != FORMAT or not 0 <= age_ms < self.ttl_seconds * 1000:
+                return None  # expired (or from a clock far ahead): ask again
+            chunks = [entity[f"Body{index}"] for index in range(_int(entity.get("Chunks")))]
+            body = zlib.decompress(b"".join(chunks))
+        except (KeyError, TypeError, zlib.error):
+            logger.warning("answer cache: entry for %s is unreadable; asking Defender", sha1)
+            return None
+        return CachedAnswer(body, age_ms // 1000)
+
+    def put(self, principal: str, sha1: str, body: bytes) -> bool:
+        """Keep `body` for `sha1`; False when it is too large to keep or the store failed (logged)."""
+        packed = zlib.compress(body, 6)
+        chunks = [packed[start:start + CHUNK_BYTES] for start in range(0, len(packed), CHUNK_BYTES)] or [b""]
+        if len(chunks) > MAX_CHUNKS:
+            logger.info("answer cache: %d bytes for %s (%d compressed) is too large to keep", len(body), sha1,
+                        len(packed))
+            return False
+        entity: dict[str, Any] = {
+            "PartitionKey": partition_key(principal), "RowKey": _row(sha1), "Format": FORMAT,
+            "StoredAt": EntityProperty(round(self._clock() * 1000), EdmType.INT64), "Encoding": "zlib",
+            "Chunks": len(chunks), **{f"Body{index}": chunk for index, chunk in enumerate(chunks)},
+        }
+        for attempt in range(2):
+            try:
+                self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+                return True
+            except HttpResponseError as error:
+                if attempt == 0 and error.status_code == 404 and self._create_table():
+                    continue
+                logger.warning("answer cache: store failed (HTTP %s)", error.status_code)
+            except AzureError as error:
+                logger.warning("answer cache: store failed (%s)", type(error).__name__)
+            return False
+        return False
+
+    def _create_table(self) -> bool:
+        try:
+            self._client.create_table()
+        except HttpResponseError as error:
+            return error.status_code == 409  # another instance created it meanwhile
+        except AzureError:
+            return False
+        return True
+
+
+def _row(sha1: str) -> str:
+    return f"file_alerts~{sha1}"
+
+
+def _int(value: Any) -> int:
+    value = value.value if isinstance(value, EntityProperty) else value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError("not an integer")
+    return value
