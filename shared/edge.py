@@ -99,10 +99,7 @@ def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings) -> P
     audience = (f"The token audience must match the API host: MDE_CLOUD={defender.cloud.name} asks for "
                 f"{defender.cloud.scope} and calls {defender.base_url}; check MDE_CLOUD / MDE_BASE_URL.")
     if isinstance(outcome, Throttled):
-        wait = _wait(outcome.retry_after) or DEFAULT_THROTTLE_SECONDS
-        return Problem(429, "upstream-throttled", "Defender is throttling",
-                       f"Defender for Endpoint answered 429; retry after {wait} s. Every gateway instance holds calls "
-                       f"to this API until then.{_said(outcome.error)}", retry_after=wait)
+        return _throttled_problem(outcome, _wait(outcome.retry_after) or DEFAULT_THROTTLE_SECONDS)
     if isinstance(outcome, Rejected) and outcome.status == 400:
         return Problem(400, "upstream-bad-request", "Defender rejected the request",
                        f"Defender for Endpoint answered 400.{_said(outcome.error)}",
@@ -137,6 +134,12 @@ def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings) -> P
     raise TypeError("a success is not a problem")
 
 
+def _throttled_problem(outcome: Throttled, wait: int) -> Problem:
+    return Problem(429, "upstream-throttled", "Defender is throttling",
+                   f"Defender for Endpoint answered 429; retry after {wait} s. Every gateway instance holds calls to "
+                   f"this API until then.{_said(outcome.error)}", retry_after=wait)
+
+
 def _unavailable_problem(api: Api, outcome: Unavailable) -> Problem:
     if outcome.timed_out:
         detail = "Defender for Endpoint did not answer within the gateway's timeouts. Retry later."
@@ -163,15 +166,14 @@ def refusal_problem(result: CallResult, api: Api, defender: DefenderSettings) ->
     refused = result.decision
     if isinstance(result.outcome, Throttled):
         # Defender's own 429 is why the retry was held: say so, and wait for the later of the two.
-        problem = outcome_problem(api, result.outcome, defender)
-        return Problem(problem.status, problem.kind, problem.title, problem.detail, problem.errors,
-                       problem.extensions, max(problem.retry_after or 0, refused.retry_after), problem.headers)
+        defenders = _wait(result.outcome.retry_after) or DEFAULT_THROTTLE_SECONDS
+        return _throttled_problem(result.outcome, max(defenders, refused.retry_after))
     if result.outcome is None:
         sent = "Nothing was sent to Defender."
     else:
         said = outcome_problem(api, result.outcome, defender).detail
-        sent = (f"{result.sent} request(s) went to Defender before that, the last with this answer: {said} A retry "
-                "would have exceeded the shared budget.")
+        sent = (f"Defender was tried {result.sent} time(s) before that, the last time with this result: {said} "
+                "A retry would have exceeded the shared budget.")
     return Problem(429, "rate-limited", "Rate limit reached",
                    f"The gateway holds this call so that Defender never throttles the shared identity; retry after "
                    f"{refused.retry_after} s. {sent}", retry_after=refused.retry_after)

@@ -160,11 +160,20 @@ class Gateway:
         method = API_FACTS[request.api].method
         sent = 0
         outcome: Outcome | None = None
+        last: Sent | None = None
         while True:
-            attempt = self.attempt(request, identity, correlation_id, time_left=deadline - self._monotonic())
+            try:
+                attempt = self.attempt(request, identity, correlation_id, time_left=deadline - self._monotonic())
+            except RateLimitStorageError as error:
+                if last is None:
+                    raise
+                # The budget cannot be read for a retry: no retry, and the caller hears what Defender said.
+                logger.warning("%s: no retry, the rate-limit storage failed: %s [correlation %s]", request.api,
+                               error, correlation_id)
+                return CallResult(last, sent, outcome)
             if isinstance(attempt, Refused):
                 return CallResult(attempt, sent, outcome)
-            sent, outcome = sent + 1, attempt.outcome
+            last, sent, outcome = attempt, sent + 1, attempt.outcome
             wait = self.retry.wait_before_retry(method, outcome, sent - 1)
             if wait is None or self._monotonic() + wait + self.retry.attempt_seconds > deadline:
                 return CallResult(attempt, sent, outcome)

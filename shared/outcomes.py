@@ -102,8 +102,12 @@ class Malformed:
 Outcome = Success | Throttled | Rejected | Unauthorized | Unavailable | Malformed
 
 
+#: The longest wait a Retry-After may ask for: Defender's longest window. A longer one (or infinity) is read as this.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Retry-After in seconds (delta form; at least 1), or None when absent or unreadable."""
+    """Retry-After in seconds (delta form; 1 to MAX_RETRY_AFTER_SECONDS), or None when absent or unreadable."""
     raw = headers.get("Retry-After")
     if raw is None:
         return None
@@ -111,7 +115,9 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         seconds = float(raw)
     except ValueError:
         return None
-    return max(1.0, seconds) if seconds == seconds else None  # NaN is not a wait
+    if seconds != seconds:  # NaN is not a wait
+        return None
+    return min(MAX_RETRY_AFTER_SECONDS, max(1.0, seconds))
 
 
 def _error_of(document: Any) -> DefenderError | None:
@@ -134,7 +140,7 @@ def classify(api: Api, status: int, headers: Mapping[str, str], content: bytes) 
     """The outcome of one Defender answer."""
     try:
         document: Any = json.loads(content) if content else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to read: not the documented shape
         document = None
     error = _error_of(document)
     if status == 200:
