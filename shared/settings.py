@@ -291,10 +291,7 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
         raise ConfigurationError(
             f"RATE_LIMIT_MARGIN_SECONDS must be between 0 and {MAX_MARGIN_SECONDS:g}, got {raw_margin!r}.")
 
-    table = setting(env, "RATE_LIMIT_TABLE") or ""
-    if not TABLE_NAME.fullmatch(table):
-        raise ConfigurationError(
-            f"RATE_LIMIT_TABLE must be a table name (a letter, then 2-62 letters or digits), got {table!r}.")
+    table = _table_name(env, "RATE_LIMIT_TABLE")
 
     raw_retries = setting(env, "RATE_LIMIT_MAX_CONFLICT_RETRIES") or ""
     if not re.fullmatch(r"[0-9]{1,3}", raw_retries, re.ASCII) or int(raw_retries) > MAX_CONFLICT_RETRIES:
@@ -313,6 +310,13 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
 
     return RateLimitSettings(policies=MappingProxyType(policies), margin_seconds=margin, table_name=table,
                              max_conflict_retries=int(raw_retries), new_state_share=share)
+
+
+def _table_name(env: Mapping[str, str], name: str) -> str:
+    table = setting(env, name) or ""
+    if not TABLE_NAME.fullmatch(table):
+        raise ConfigurationError(f"{name} must be a table name (a letter, then 2-62 letters or digits), got {table!r}.")
+    return table
 
 
 _ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}", re.ASCII)
@@ -378,10 +382,7 @@ def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
     if not re.fullmatch(r"[0-9]{1,4}", raw, re.ASCII) or int(raw) > MAX_CACHE_SECONDS:
         raise ConfigurationError(
             f"FILE_ALERTS_CACHE_SECONDS must be a whole number of seconds from 0 to {MAX_CACHE_SECONDS}, got {raw!r}.")
-    table = setting(env, "ANSWER_CACHE_TABLE") or ""
-    if not TABLE_NAME.fullmatch(table):
-        raise ConfigurationError(
-            f"ANSWER_CACHE_TABLE must be a table name (a letter, then 2-62 letters or digits), got {table!r}.")
+    table = _table_name(env, "ANSWER_CACHE_TABLE")
     if table.lower() == (setting(env, "RATE_LIMIT_TABLE") or "").lower():
         raise ConfigurationError("ANSWER_CACHE_TABLE must differ from RATE_LIMIT_TABLE.")
     return AnswerCacheSettings(int(raw), table)

@@ -31,7 +31,7 @@ from shared.defender import Api
 from shared.defender_client import DefenderClient, DefenderRequest
 from shared.edge import HttpEdge
 from shared.gateway import Gateway, RetryPolicy
-from shared.ratelimit import RatePolicy, parse_windows
+from shared.ratelimit import Decision, RatePolicy, Reason, parse_windows
 from shared.ratelimit.factory import RateLimiters, build_rate_limiters
 from shared.ratelimit.limiter import RateLimiter
 from shared.ratelimit.memory_store import MemoryStore
@@ -576,3 +576,28 @@ def response_problem(response: func.HttpResponse, status: int, *fields: str) -> 
     if fields:
         assert sorted(e["field"] for e in problem["errors"]) == sorted(fields), problem
     return problem
+
+
+def acquire_until_refused(limiters: list[RateLimiter], principal: str = "shared") -> list[Decision]:
+    """One thread per limiter (an instance each) calls acquire at the same moment until its window refuses;
+    every decision, in the order they were made."""
+    decisions: list[Decision] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(limiters))
+
+    def work(limiter: RateLimiter) -> None:
+        start.wait(timeout=10)
+        while True:
+            decision = limiter.acquire(principal)
+            with lock:
+                decisions.append(decision)
+            if decision.reason is Reason.RATE_LIMITED:
+                return
+
+    threads = [threading.Thread(target=work, args=(limiter,)) for limiter in limiters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a thread never met a refusal"
+    return decisions

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, Reason
-from tests.support import FakeClock
+from tests.support import FakeClock, acquire_until_refused
 
 NewLimiter = Callable[..., RateLimiter]
 
@@ -181,26 +180,9 @@ def test_out_of_conflict_retries_refuses(new_limiter: NewLimiter, interleaving_c
 
 
 def test_threads_on_separate_clients_admit_exactly_the_limit(new_limiter: NewLimiter) -> None:
-    limiters = [new_limiter("25/60", retries=50) for _ in range(8)]
-    decisions: list[Decision] = []
-    lock = threading.Lock()
-
-    def work(limiter: RateLimiter) -> None:
-        while True:
-            decision = limiter.acquire("shared")
-            with lock:
-                decisions.append(decision)
-            if decision.reason is Reason.RATE_LIMITED:
-                return
-
-    threads = [threading.Thread(target=work, args=(limiter,)) for limiter in limiters]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    decisions = acquire_until_refused([new_limiter("25/60", retries=50) for _ in range(8)])
     assert sum(d.admitted for d in decisions) == 25
     assert sum(d.conflicts for d in decisions) > 0
-
 
 def test_threads_sharing_one_limiter_admit_exactly_the_limit(new_limiter: NewLimiter) -> None:
     limiter = new_limiter("30/60")

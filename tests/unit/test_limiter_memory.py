@@ -4,7 +4,6 @@ lost state, storage failures and threads, in milliseconds instead of Azurite rou
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +12,7 @@ import pytest
 from shared.ratelimit import Decision, MemoryStore, RateLimiter, RateLimitStorageError, Reason, Snapshot, Tally
 from shared.ratelimit.entity import partition_key
 from shared.ratelimit.sliding_log import LogState
-from tests.support import FakeClock, RecordingStore, policy
+from tests.support import FakeClock, RecordingStore, acquire_until_refused, policy
 
 
 @pytest.fixture
@@ -286,26 +285,7 @@ class SlowStore(MemoryStore):
 
 def test_threads_on_separate_limiters_admit_exactly_the_limit(clock: FakeClock) -> None:
     store = SlowStore()
-    limiters = [limiter_on(store, clock, "25/60", retries=50) for _ in range(8)]
-    decisions: list[Decision] = []
-    lock = threading.Lock()
-    start = threading.Barrier(len(limiters))
-
-    def work(limiter: RateLimiter) -> None:
-        start.wait(timeout=10)
-        while True:
-            decision = limiter.acquire("shared")
-            with lock:
-                decisions.append(decision)
-            if decision.reason is Reason.RATE_LIMITED:
-                return
-
-    threads = [threading.Thread(target=work, args=(limiter,)) for limiter in limiters]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
+    decisions = acquire_until_refused([limiter_on(store, clock, "25/60", retries=50) for _ in range(8)])
     assert sum(d.admitted for d in decisions) == 25
     assert sum(d.conflicts for d in decisions) > 0  # the threads did race; the ETags kept the count exact
     assert all(d.reason in (Reason.ADMITTED, Reason.RATE_LIMITED) for d in decisions)
