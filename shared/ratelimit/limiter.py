@@ -92,7 +92,7 @@ class RateLimiter:
     def acquire(self, principal: str) -> Decision:
         """Admit or refuse one call for `principal` (the app + tenant whose Defender quota it uses).
 
-        Raises RateLimitStorageError when the table fails; the call must then be refused (503).
+        Raises RateLimitStorageError when the store fails; the call must then be refused, never admitted blindly.
         """
         key = partition_key(principal)
         tally = Tally()
