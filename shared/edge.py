@@ -4,9 +4,9 @@
       correlation id  ->  Entra principal check  ->  parse(): DefenderRequest (InputError: 400/413/415)
       ->  Gateway.call  ->  CallResult  ->  200 with Defender's body, or the problem its outcome maps to
 
-Every answer carries X-Correlation-ID, Cache-Control: no-store and RateLimit-Policy; every answer
-given after the limiter was consulted also carries RateLimit, and Retry-After whenever the caller
-is told to wait.
+Every answer carries X-Correlation-ID, Cache-Control (no-store, or `private, max-age` with Age on a
+file-alerts answer that the answer cache may share) and RateLimit-Policy; every answer given after
+the limiter was consulted also carries RateLimit, and Retry-After whenever the caller is told to wait.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.credentials import principal_of
-from shared.defender import API_FACTS, DEFAULT_THROTTLE_SECONDS
+from shared.defender import DEFAULT_THROTTLE_SECONDS
 from shared.defender_client import AccessToken, DefenderClient, DefenderRequest
 from shared.outcomes import Outcome, Reach, Throttled, Unavailable
 from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError
@@ -157,7 +157,6 @@ class Gateway:
         """The HTTP path: identity, then attempts retried as the policy allows, all within its total time."""
         identity = identity or self.identity()
         deadline = self._monotonic() + self.retry.total_timeout
-        method = API_FACTS[request.api].method
         sent = 0
         outcome: Outcome | None = None
         last: Sent | None = None
@@ -174,7 +173,7 @@ class Gateway:
             if isinstance(attempt, Refused):
                 return CallResult(attempt, sent, outcome)
             last, sent, outcome = attempt, sent + 1, attempt.outcome
-            wait = self.retry.wait_before_retry(method, outcome, sent - 1)
+            wait = self.retry.wait_before_retry(request.method, outcome, sent - 1)
             if wait is None or self._monotonic() + wait + self.retry.attempt_seconds > deadline:
                 return CallResult(attempt, sent, outcome)
             self._sleep(wait)
