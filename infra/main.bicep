@@ -85,6 +85,9 @@ param rateLimitFileAlerts string = '100/60,1500/3600'
 @description('Windows of POST alerts/CreateAlertByReference as calls/seconds, comma-separated (RATE_LIMIT_CREATE_ALERT). Defender allows 15 calls a minute.')
 param rateLimitCreateAlert string = '15/60'
 
+@description('Windows of GET files/{id} (file information: resolves a SHA-256 to its SHA-1) as calls/seconds, comma-separated (RATE_LIMIT_FILE_INFO). Defender allows 100 calls a minute and 1,500 an hour.')
+param rateLimitFileInfo string = '100/60,1500/3600'
+
 @minLength(3)
 @maxLength(63)
 @description('Name of the Azure Table that holds the shared rate-limit state (RATE_LIMIT_TABLE); created here in the app\'s own storage account.')
@@ -363,6 +366,10 @@ var baseAppSettings = [
   {
     name: 'RATE_LIMIT_CREATE_ALERT'
     value: rateLimitCreateAlert
+  }
+  {
+    name: 'RATE_LIMIT_FILE_INFO'
+    value: rateLimitFileInfo
   }
   {
     name: 'RATE_LIMIT_TABLE'

@@ -14,6 +14,8 @@ class Api(StrEnum):
 
     FILE_ALERTS = "file_alerts"
     CREATE_ALERT = "create_alert"
+    #: Get file information: resolves a SHA-256 to the file's SHA-1 (file-alerts lookups take SHA-1 only).
+    FILE_INFO = "file_info"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class ApiFacts:
 API_FACTS: dict[Api, ApiFacts] = {
     Api.FILE_ALERTS: ApiFacts("GET", ("Alert.Read.All", "Alert.ReadWrite.All"), "100/60,1500/3600"),
     Api.CREATE_ALERT: ApiFacts("POST", ("Alert.ReadWrite.All",), "15/60"),
+    Api.FILE_INFO: ApiFacts("GET", ("File.Read.All",), "100/60,1500/3600"),
 }
 
 CREATE_ALERT_PATH = "/api/alerts/CreateAlertByReference"
@@ -37,6 +40,11 @@ CREATE_ALERT_PATH = "/api/alerts/CreateAlertByReference"
 
 def file_alerts_path(sha1: str) -> str:
     return f"/api/files/{sha1}/alerts"
+
+
+def file_info_path(file_hash: str) -> str:
+    """Get file information: `file_hash` is a SHA-1 or a SHA-256; 404 when Defender does not know the file."""
+    return f"/api/files/{file_hash}"
 
 
 #: The WindowsDefenderATP service principal, whose app roles the gateway's identity needs.

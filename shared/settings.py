@@ -70,6 +70,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Windows for GET files/{sha1}/alerts as `calls/seconds`, comma-separated.", True),
     SettingSpec("RATE_LIMIT_CREATE_ALERT", API_FACTS[Api.CREATE_ALERT].limits,
                 "Windows for POST alerts/CreateAlertByReference as `calls/seconds`, comma-separated.", True),
+    SettingSpec("RATE_LIMIT_FILE_INFO", API_FACTS[Api.FILE_INFO].limits,
+                "Windows for GET files/{id} (file information, which resolves a SHA-256 to its SHA-1) as "
+                "`calls/seconds`, comma-separated.", True),
     SettingSpec("RATE_LIMIT_MARGIN_SECONDS", "2",
                 "Safety margin added to every window (clock skew between instances, calls in flight)."),
     SettingSpec("RATE_LIMIT_TABLE", "mdegatewayratelimits",
@@ -258,6 +261,7 @@ class AuthMode(StrEnum):
 POLICY_SETTINGS: Mapping[Api, str] = MappingProxyType({
     Api.FILE_ALERTS: "RATE_LIMIT_FILE_ALERTS",
     Api.CREATE_ALERT: "RATE_LIMIT_CREATE_ALERT",
+    Api.FILE_INFO: "RATE_LIMIT_FILE_INFO",
 })
 
 

@@ -76,6 +76,7 @@ def host_factory(azurite: Azurite, simulator_server: RunningServer, identity_ser
         settings.setdefault("RATE_LIMIT_TABLE", "t" + uuid.uuid4().hex[:20])
         settings.setdefault("RATE_LIMIT_FILE_ALERTS", "5000/1")
         settings.setdefault("RATE_LIMIT_CREATE_ALERT", "5000/1")
+        settings.setdefault("RATE_LIMIT_FILE_INFO", "5000/1")
         # Every lookup reaches the simulator unless a test turns the shared answer cache on.
         settings.setdefault("FILE_ALERTS_CACHE_SECONDS", "0")
         env = host_environment(simulator_url=simulator_server.url, identity_url=identity_server.url,
