@@ -7,6 +7,9 @@ import azure.functions as func
 
 from create_alert_fn import bp as create_alert_bp
 from file_alerts_fn import bp as file_alerts_bp
+from health_fn import bp as health_bp
+from operations_fn import bp as operations_bp
+from request_queue_fn import bp as request_queue_bp
 from shared import runtime
 from shared.settings import AuthMode, load_settings
 
@@ -18,5 +21,5 @@ runtime.start(settings)
 # otherwise each call needs a function key.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if settings.auth is AuthMode.ENTRA
                        else func.AuthLevel.FUNCTION)
-app.register_functions(file_alerts_bp)
-app.register_functions(create_alert_bp)
+for blueprint in (file_alerts_bp, create_alert_bp, operations_bp, health_bp, request_queue_bp):
+    app.register_functions(blueprint)

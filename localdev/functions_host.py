@@ -1,8 +1,9 @@
-"""Serve the project's FunctionApp over HTTP like the Functions host does (Core Tools can't be installed here).
+"""Serve the project's FunctionApp like the Functions host does (Core Tools can't be installed here).
 
 Routes come from `function_app.app` itself (no second route table); requests become real
 `func.HttpRequest` objects; function keys are enforced like Azure (`x-functions-key` header or
-`code` query). Run: `python -m localdev.functions_host --port 7071`.
+`code` query). Queue triggers run against Azurite with host.json's queue semantics (localdev.queue_host).
+Run: `python -m localdev.functions_host --port 7071`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import azure.functions as func
 from werkzeug.wrappers import Request, Response
 
+from localdev.queue_host import QueueFunction, QueueOptions, resolve, start_listeners
 from localdev.servers import quiet_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,9 +58,21 @@ def _route_regex(template: str) -> re.Pattern[str]:
 
 def discover_routes(app: func.FunctionApp) -> list[Route]:
     """The HTTP functions of `app`. `get_functions()` may run only once per app object, so call this once."""
+    return discover(app)[0]
+
+
+def discover(app: func.FunctionApp) -> tuple[list[Route], list[QueueFunction]]:
+    """The HTTP and the queue functions of `app` (call once per app object, like `discover_routes`)."""
     routes = []
+    queue_functions = []
     for function in app.get_functions():
         trigger = function.get_trigger()
+        if trigger is not None and getattr(trigger, "type", None) == "queueTrigger":
+            queue_functions.append(QueueFunction(function.get_function_name() or "function",
+                                                 str(getattr(trigger, "queue_name", "")),
+                                                 str(getattr(trigger, "connection", None) or "AzureWebJobsStorage"),
+                                                 function.get_user_function()))
+            continue
         if trigger is None or getattr(trigger, "type", None) != "httpTrigger":
             continue
         name = function.get_function_name() or "function"
@@ -68,7 +82,7 @@ def discover_routes(app: func.FunctionApp) -> list[Route]:
         routes.append(Route(name, _route_regex(template),
                             methods or frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}),
                             str(getattr(level, "value", level)).lower(), function.get_user_function()))
-    return routes
+    return routes, queue_functions
 
 
 class FunctionsHost:
@@ -137,12 +151,13 @@ def load_local_settings(path: Path) -> None:
         os.environ.setdefault(name, str(value))
 
 
-def build_host() -> FunctionsHost:
+def build_host() -> tuple[FunctionsHost, list[QueueFunction]]:
     sys.path.insert(0, str(ROOT))
     function_app = importlib.import_module("function_app")
     key = os.environ.get("LOCAL_FUNCTION_KEY") or DEFAULT_LOCAL_KEY
     master = os.environ.get("LOCAL_MASTER_KEY") or key + "-master"
-    return FunctionsHost(discover_routes(function_app.app), key, master)
+    routes, queue_functions = discover(function_app.app)
+    return FunctionsHost(routes, key, master), queue_functions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,13 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     from shared.settings import ConfigurationError  # after sys.path is set
 
     try:
-        host = build_host()
+        host, queue_functions = build_host()
     except ConfigurationError as error:
         print(f"Configuration error, not starting: {error}", file=sys.stderr)
         return 2
     for route in host.routes:
         print(f"  {route.name}: {'/'.join(sorted(route.methods))} {route.pattern.pattern} ({route.auth_level})",
               flush=True)
+    options = QueueOptions.from_host_json(json.loads((ROOT / "host.json").read_text()))
+    listeners = start_listeners(queue_functions, options)
+    for listener in listeners:
+        print(f"  {listener.function.name}: queue {resolve(listener.function.queue, os.environ)} "
+              f"(batch {options.batch_size}, then {options.new_batch_threshold} more; poison after "
+              f"{options.max_dequeue_count})", flush=True)
     server = quiet_server(host, args.port)
     print(f"Listening on http://127.0.0.1:{server.server_port}/{ROUTE_PREFIX}", flush=True)
     try:
@@ -171,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        for listener in listeners:
+            listener.stop()
         server.server_close()
     return 0
 

@@ -1,7 +1,7 @@
 """Shared answers for repeated file-alerts lookups, in Table Storage: every instance reads what any instance stored.
 
 One entity per (principal, SHA-1): PartitionKey = the principal made key-safe, RowKey = `file_alerts~<sha1>`.
-Properties: `Format` (1), `StoredAt` (Int64 ms), `Encoding` (`zlib`), `Chunks` (Int32) and `Body0`..`BodyN`
+Properties: `Format` (2), `StoredAt` (Int64 ms), `Encoding` (`zlib`), `BodyChunks` (Int32) and `Body0`..`BodyN`
 (binary). Defender's answer is compressed (alert JSON shrinks about tenfold) and split into chunks below Table
 Storage's 64 KiB per property; an answer that would not fit well under the 1 MiB entity limit is not kept.
 
@@ -21,14 +21,11 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
 from shared.ratelimit import partition_key
+from shared.table_chunks import integer, pack, unpack
 
 logger = logging.getLogger("mde_alert_gateway.cache")
 
-FORMAT = 1
-#: Bytes per binary property: below Table Storage's 64 KiB per property.
-CHUNK_BYTES = 60 * 1024
-#: At most this many chunks (900 KiB), leaving room under the 1 MiB entity limit for keys and metadata.
-MAX_CHUNKS = 15
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -62,11 +59,10 @@ class AnswerCache:
             logger.warning("answer cache: read failed (%s); asking Defender", type(error).__name__)
             return None
         try:
-            age_ms = round(self._clock() * 1000) - _int(entity.get("StoredAt"))
+            age_ms = round(self._clock() * 1000) - integer(entity.get("StoredAt"))
             if entity.get("Format") != FORMAT or not 0 <= age_ms < self.ttl_seconds * 1000:
                 return None  # expired (or from a clock far ahead): ask again
-            chunks = [entity[f"Body{index}"] for index in range(_int(entity.get("Chunks")))]
-            body = zlib.decompress(b"".join(chunks))
+            body = unpack(entity, "Body")
         except (KeyError, TypeError, zlib.error):
             logger.warning("answer cache: entry for %s is unreadable; asking Defender", sha1)
             return None
@@ -74,16 +70,13 @@ class AnswerCache:
 
     def put(self, principal: str, sha1: str, body: bytes) -> bool:
         """Keep `body` for `sha1`; False when it is too large to keep or the store failed (logged)."""
-        packed = zlib.compress(body, 6)
-        chunks = [packed[start:start + CHUNK_BYTES] for start in range(0, len(packed), CHUNK_BYTES)] or [b""]
-        if len(chunks) > MAX_CHUNKS:
-            logger.info("answer cache: %d bytes for %s (%d compressed) is too large to keep", len(body), sha1,
-                        len(packed))
+        chunks = pack(body, "Body")
+        if chunks is None:
+            logger.info("answer cache: %d bytes for %s is too large to keep", len(body), sha1)
             return False
         entity: dict[str, Any] = {
             "PartitionKey": partition_key(principal), "RowKey": _row(sha1), "Format": FORMAT,
-            "StoredAt": EntityProperty(round(self._clock() * 1000), EdmType.INT64), "Encoding": "zlib",
-            "Chunks": len(chunks), **{f"Body{index}": chunk for index, chunk in enumerate(chunks)},
+            "StoredAt": EntityProperty(round(self._clock() * 1000), EdmType.INT64), "Encoding": "zlib", **chunks,
         }
         for attempt in range(2):
             try:
@@ -110,10 +103,3 @@ class AnswerCache:
 
 def _row(sha1: str) -> str:
     return f"file_alerts~{sha1}"
-
-
-def _int(value: Any) -> int:
-    value = value.value if isinstance(value, EntityProperty) else value
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError("not an integer")
-    return value

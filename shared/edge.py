@@ -3,6 +3,10 @@
     respond(req, api, parse)
       correlation id  ->  Entra principal check  ->  parse(): DefenderRequest (InputError: 400/413/415)
       ->  Gateway.call  ->  CallResult  ->  200 with Defender's body, or the problem its outcome maps to
+      (`Prefer: respond-async` or an `Idempotency-Key`: an operation, see shared.async_calls; 202 + Location)
+
+`Answers` is the one mapping from outcomes and problems to answers (status, headers, body): the HTTP
+functions use it through HttpEdge, and the queue worker stores what it gives as an operation's answer.
 
 Every answer carries X-Correlation-ID, Cache-Control (no-store, or `private, max-age` with Age on a
 file-alerts answer that the answer cache may share) and RateLimit-Policy; every answer given after
@@ -11,18 +15,31 @@ the limiter was consulted also carries RateLimit, and Retry-After whenever the c
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from shared.answer import Answer
+from shared.async_calls import AsyncCalls, KeyReused, Submitted
 from shared.correlation import CORRELATION_HEADER, correlation_id_for
 from shared.defender import API_FACTS, DEFAULT_THROTTLE_SECONDS, DEFENDER_APP_ID, Api
 from shared.defender_client import DefenderRequest, IdentityError
 from shared.gateway import CallResult, Gateway, Refused, Sent
 from shared.lookups import Fetched, FileAlertsLookups
+from shared.operations import (
+    OPERATION_ID_PATTERN,
+    Operation,
+    OperationsStorageError,
+    keyed_operation_id,
+    new_operation_id,
+)
 from shared.outcomes import (
     AuthCause,
     DefenderError,
@@ -35,7 +52,9 @@ from shared.outcomes import (
     Unauthorized,
     Unavailable,
 )
-from shared.problems import PROBLEM_CONTENT_TYPE, Problem
+from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
+from shared.queue_messages import OPERATION_NAMES
+from shared.queues import QueueStorageError
 from shared.ratelimit import RateLimitStorageError
 from shared.ratelimit_headers import policy_header, rate_limit_headers
 from shared.settings import AuthMode, ConfigurationError, DefenderSettings, Settings
@@ -49,6 +68,7 @@ CLIENT_PRINCIPAL_HEADER = "X-MS-CLIENT-PRINCIPAL-ID"
 STORAGE_RETRY_AFTER = 5
 
 Parse = Callable[[], DefenderRequest]
+OPERATION_ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
 
 _BODY_FAULTS = {
     None: "The request has invalid fields: {fields}. Nothing was sent to Defender.",
@@ -179,98 +199,272 @@ def refusal_problem(result: CallResult, api: Api, defender: DefenderSettings) ->
                    f"{refused.retry_after} s. {sent}", retry_after=refused.retry_after)
 
 
-class HttpEdge:
-    """Turns a parsed request into an HTTP answer through the gateway (file-alerts lookups through `lookups`)."""
+def interrupted_problem() -> Problem:
+    """504: a worker stopped (crashed, or lost its lease) while the create was on its way; it is not sent again."""
+    return Problem(504, "upstream-outcome-unknown", "Outcome unknown",
+                   "The gateway was interrupted while this request was on its way to Defender for Endpoint, so it "
+                   "does not know whether Defender acted on it, and it does not send a create twice. Defender "
+                   "merges an alert with the same title into the open one on the same device, so sending the "
+                   "request again (with a new Idempotency-Key or message id) is safe.")
 
-    def __init__(self, gateway: Gateway, settings: Settings, lookups: FileAlertsLookups | None = None) -> None:
+
+def storage_problem() -> Problem:
+    return Problem(503, "rate-limit-storage-unavailable", "Rate-limit storage unavailable",
+                   "The gateway cannot reach the table that holds the shared Defender rate limit, so it does not call "
+                   "Defender (it never admits blindly). Retry shortly.", retry_after=STORAGE_RETRY_AFTER)
+
+
+def key_reused_problem() -> Problem:
+    return Problem(422, "idempotency-key-reuse", "Idempotency key already used",
+                   "This Idempotency-Key (or message id) was used for a different request; a key names one request. "
+                   "Use a new key for a new request.")
+
+
+def queue_problem() -> Problem:
+    return Problem(503, "queue-unavailable", "Request queue unavailable",
+                   "The gateway could not store the request for asynchronous processing, so it did not accept it "
+                   "(nothing was sent to Defender). Retry shortly.", retry_after=STORAGE_RETRY_AFTER)
+
+
+def operations_problem() -> Problem:
+    return Problem(503, "operations-storage-unavailable", "Operations storage unavailable",
+                   "The gateway cannot reach the table of asynchronous operations. Retry shortly.",
+                   retry_after=STORAGE_RETRY_AFTER)
+
+
+class Answers:
+    """Outcomes, refusals and problems as answers: statuses, problem+json bodies and headers, decided once."""
+
+    def __init__(self, settings: Settings, cache_ttl: int | None = None) -> None:
+        self.settings = settings
+        self.cache_ttl = cache_ttl
+        self.policy_headers = {api: policy_header(policy) for api, policy in settings.rate_limits.policies.items()}
+
+    def result(self, api: Api, result: CallResult, correlation_id: str) -> Answer:
+        """200 with Defender's body, or the problem the last attempt maps to."""
+        last = result.last
+        if isinstance(last, Sent) and isinstance(last.outcome, Success):
+            logger.info("%s -> 200 [correlation %s]", api, correlation_id)
+            headers = {"RateLimit-Policy": self.policy_headers[api], **rate_limit_headers(last.decision),
+                       **_common(correlation_id), **self._cache_headers(api, 0)}
+            return _json(200, headers, last.outcome.body)
+        problem = (refusal_problem(result, api, self.settings.defender) if isinstance(last, Refused)
+                   else outcome_problem(api, last.outcome, self.settings.defender))
+        return self.problem(api, problem, correlation_id, rate_limit_headers(result.decision, wait=problem.retry_after))
+
+    def cached(self, api: Api, body: bytes, age: int, correlation_id: str) -> Answer:
+        """A shared answer: no slot was taken, so RateLimit-Policy but no RateLimit."""
+        logger.info("%s -> 200 from the answer cache, age %d s [correlation %s]", api, age, correlation_id)
+        headers = {"RateLimit-Policy": self.policy_headers[api], **_common(correlation_id),
+                   **self._cache_headers(api, age)}
+        return _json(200, headers, body)
+
+    def problem(self, api: Api, problem: Problem, correlation_id: str,
+                headers: Mapping[str, str] | None = None) -> Answer:
+        logger.info("%s -> %d %s [correlation %s]", api, problem.status, problem.kind, correlation_id)
+        wait = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else {}
+        return Answer(problem.status, MappingProxyType({
+            "RateLimit-Policy": self.policy_headers[api], **(headers or {}), **wait, **problem.headers,
+            **_common(correlation_id), "Content-Type": PROBLEM_CONTENT_TYPE}), problem.render(correlation_id))
+
+    def accepted(self, operation: Operation, location: str, retry_after: int, correlation_id: str) -> Answer:
+        """202 Accepted: the operation is stored; poll `location`, waiting `retry_after` seconds."""
+        body = json.dumps({"id": operation.id, "status": operation.state.value,
+                           "operation": OPERATION_NAMES[operation.api],
+                           "createdAt": _timestamp(operation.created_at), "attempts": operation.attempts}).encode()
+        return _json(202, {"Location": location, "Retry-After": str(retry_after), **_common(correlation_id)}, body)
+
+    def _cache_headers(self, api: Api, age: int) -> dict[str, str]:
+        """A successful lookup may be reused for the cache's TTL (by this gateway, and by the caller)."""
+        if api is not Api.FILE_ALERTS or not self.cache_ttl:
+            return {}
+        return {"Cache-Control": f"private, max-age={self.cache_ttl}", "Age": str(age)}
+
+
+def _json(status: int, headers: Mapping[str, str], body: bytes) -> Answer:
+    return Answer(status, MappingProxyType({**headers, "Content-Type": "application/json"}), body)
+
+
+def _timestamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def http_response(answer: Answer) -> func.HttpResponse:
+    headers = {name: value for name, value in answer.headers.items() if name != "Content-Type"}
+    return func.HttpResponse(answer.body, status_code=answer.status, headers=headers, mimetype=answer.content_type)
+
+
+#: How long a caller polling a pending operation should wait between looks.
+POLL_SECONDS = 5
+#: The Idempotency-Key header (IETF httpapi draft): a structured-field string, or a bare token.
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r'"?([\x20-\x7e]{1,255}?)"?', re.ASCII)
+
+
+class HttpEdge:
+    """Turns a parsed request into an HTTP answer through the gateway (file-alerts lookups through `lookups`,
+    asynchronous and idempotent calls through `async_calls`)."""
+
+    def __init__(self, gateway: Gateway, settings: Settings, lookups: FileAlertsLookups | None = None,
+                 async_calls: AsyncCalls | None = None) -> None:
         self.gateway = gateway
         self.settings = settings
         self.lookups = lookups or FileAlertsLookups(gateway, None)
-        self._policy_headers = {api: policy_header(policy) for api, policy in settings.rate_limits.policies.items()}
+        self.async_calls = async_calls
+        self.answers = Answers(settings, self.lookups.cache.ttl_seconds if self.lookups.cache else None)
 
     def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
-        """Check the caller, parse, call Defender through the gateway, and answer."""
-        return self._handle(req, api, lambda correlation_id: self._answer(
-            api, self.gateway.call(parse(), correlation_id), correlation_id))
+        """Check the caller, parse, call Defender through the gateway (or accept an operation), and answer."""
+        return self._handle(req, api, lambda correlation_id: self._call(req, api, parse(), correlation_id))
 
     def lookup_file_alerts(self, req: func.HttpRequest, parse_sha1: Callable[[], str]) -> func.HttpResponse:
         """Like `respond`, but a repeated SHA-1 may be answered from the shared cache (unless the caller asks for
         a fresh answer with `Cache-Control: no-cache`), or share one upstream call with a concurrent lookup."""
 
-        def work(correlation_id: str) -> func.HttpResponse:
-            lookup = self.lookups.lookup(parse_sha1(), correlation_id, refresh=wants_fresh_answer(req))
+        def work(correlation_id: str) -> Answer:
+            sha1 = parse_sha1()
+            if self._operation_wanted(req):
+                return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1), correlation_id)
+            lookup = self.lookups.lookup(sha1, correlation_id, refresh=wants_fresh_answer(req))
             if isinstance(lookup, Fetched):
-                return self._answer(Api.FILE_ALERTS, lookup.result, correlation_id)
-            logger.info("%s -> 200 from the answer cache, age %d s [correlation %s]", Api.FILE_ALERTS,
-                        lookup.answer.age, correlation_id)
-            headers = {"RateLimit-Policy": self._policy_headers[Api.FILE_ALERTS], **_common(correlation_id),
-                       **self._cache_headers(Api.FILE_ALERTS, lookup.answer.age)}
-            return func.HttpResponse(lookup.answer.body, status_code=200, headers=headers,
-                                     mimetype="application/json")
+                return self._synchronous_answer(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1),
+                                                lookup.result, correlation_id)
+            return self.answers.cached(Api.FILE_ALERTS, lookup.answer.body, lookup.answer.age, correlation_id)
 
         return self._handle(req, Api.FILE_ALERTS, work)
 
-    def _handle(self, req: func.HttpRequest, api: Api,
-                work: Callable[[str], func.HttpResponse]) -> func.HttpResponse:
-        """Correlation id, caller check, `work`, and the one answer for every failure it raises."""
+    def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:
+        """GET /api/operations/{id}: 202 while pending, then the answer the synchronous call gave."""
         correlation_id = correlation_id_for(req.headers)
-        headers = {"RateLimit-Policy": self._policy_headers[api]}
         try:
             self._require_entra_principal(req)
-            return work(correlation_id)
-        except InputError as error:
-            return self._problem(api, input_problem(error), headers, correlation_id)
-        except IdentityError as error:
-            return self._problem(api, identity_problem(error), headers, correlation_id)
-        except RateLimitStorageError as error:
-            logger.error("%s: rate-limit storage unavailable: %s [correlation %s]", api, error, correlation_id)
-            return self._problem(api, Problem(
-                503, "rate-limit-storage-unavailable", "Rate-limit storage unavailable",
-                "The gateway cannot reach the table that holds the shared Defender rate limit, so it does not call "
-                "Defender (it never admits blindly). Retry shortly.", retry_after=STORAGE_RETRY_AFTER),
-                headers, correlation_id)
-        except ConfigurationError as error:
-            logger.error("%s: configuration error: %s [correlation %s]", api, error, correlation_id)
-            return self._problem(api, Problem(500, "configuration-error", "Gateway misconfigured", str(error)),
-                                 headers, correlation_id)
-        except _UnauthenticatedError:
-            return self._problem(api, Problem(
+            if self.async_calls is None or not OPERATION_ID.fullmatch(operation_id):
+                raise InvalidInputError([FieldError("route.id", "is not an operation id")])
+            operation = self.async_calls.status(operation_id, self._caller(req))
+        except Exception as error:
+            return http_response(self._failure(None, error, correlation_id))
+        if operation is None:
+            return http_response(Answer(404, MappingProxyType({
+                **_common(correlation_id), "Content-Type": PROBLEM_CONTENT_TYPE}), Problem(
+                404, "operation-not-found", "Operation not found",
+                "No operation has this id, or it is older than the retention (OPERATIONS_RETENTION_HOURS)."
+            ).render(correlation_id)))
+        if operation.answer is not None:
+            return http_response(operation.answer)
+        return http_response(self.answers.accepted(operation, self._location(req, operation.id), POLL_SECONDS,
+                                                   correlation_id))
+
+    def _call(self, req: func.HttpRequest, api: Api, request: DefenderRequest, correlation_id: str) -> Answer:
+        """Synchronous, or an operation when the caller asks for one (Prefer: respond-async, Idempotency-Key)."""
+        key = self._idempotency_key(req)
+        if self.async_calls is None or not (wants_async(req) or key):
+            return self._synchronous_answer(req, api, request, self.gateway.call(request, correlation_id),
+                                            correlation_id)
+        operation_id = keyed_operation_id(self._caller(req), key) if key else new_operation_id()
+        caller = self._caller(req)
+        if wants_async(req):
+            return self._submitted(req, self.async_calls.submit(operation_id, request, caller, correlation_id),
+                                   correlation_id)
+        # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer for repeats.
+        ran = self.async_calls.run_here(operation_id, request, caller, correlation_id,
+                                        lambda: self._synchronous_answer(req, api, request,
+                                                                         self.gateway.call(request, correlation_id),
+                                                                         correlation_id, may_queue=False))
+        return self._submitted(req, ran, correlation_id)
+
+    def _synchronous_answer(self, req: func.HttpRequest, api: Api, request: DefenderRequest, result: CallResult,
+                            correlation_id: str, *, may_queue: bool = True) -> Answer:
+        """The answer of a synchronous call; with GATEWAY_ASYNC_ON_THROTTLE, a refusal before anything was sent
+        becomes an operation (202) instead of a 429."""
+        if (may_queue and self.async_calls is not None and self.settings.asynchronous.async_on_throttle
+                and isinstance(result.last, Refused) and result.sent == 0):
+            submitted = self.async_calls.submit(new_operation_id(), request, self._caller(req), correlation_id)
+            return self._submitted(req, submitted, correlation_id, retry_after=result.decision.retry_after)
+        return self.answers.result(api, result, correlation_id)
+
+    def _submitted(self, req: func.HttpRequest, submitted: Submitted, correlation_id: str, *,
+                   retry_after: int = POLL_SECONDS) -> Answer:
+        operation = submitted.operation
+        if isinstance(submitted, KeyReused):
+            return self.answers.problem(operation.api, key_reused_problem(), correlation_id)
+        if operation.answer is not None:
+            return operation.answer
+        accepted = self.answers.accepted(operation, self._location(req, operation.id), retry_after, correlation_id)
+        if wants_async(req):
+            return Answer(accepted.status, MappingProxyType({**accepted.headers,
+                                                             "Preference-Applied": "respond-async"}), accepted.body)
+        return accepted
+
+    def _handle(self, req: func.HttpRequest, api: Api, work: Callable[[str], Answer]) -> func.HttpResponse:
+        """Correlation id, caller check, `work`, and the one answer for every failure it raises."""
+        correlation_id = correlation_id_for(req.headers)
+        try:
+            self._require_entra_principal(req)
+            return http_response(work(correlation_id))
+        except Exception as error:
+            return http_response(self._failure(api, error, correlation_id))
+
+    def _failure(self, api: Api | None, error: Exception, correlation_id: str) -> Answer:
+        api_name = api or "operations"
+
+        def answer(problem: Problem) -> Answer:
+            if api is not None:
+                return self.answers.problem(api, problem, correlation_id)
+            logger.info("%s -> %d %s [correlation %s]", api_name, problem.status, problem.kind, correlation_id)
+            wait = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else {}
+            return Answer(problem.status, MappingProxyType({**wait, **problem.headers, **_common(correlation_id),
+                                                            "Content-Type": PROBLEM_CONTENT_TYPE}),
+                          problem.render(correlation_id))
+
+        if isinstance(error, InputError):
+            return answer(input_problem(error))
+        if isinstance(error, IdentityError):
+            return answer(identity_problem(error))
+        if isinstance(error, RateLimitStorageError):
+            logger.error("%s: rate-limit storage unavailable: %s [correlation %s]", api_name, error, correlation_id)
+            return answer(storage_problem())
+        if isinstance(error, QueueStorageError):
+            logger.error("%s: request queue unavailable: %s [correlation %s]", api_name, error, correlation_id)
+            return answer(queue_problem())
+        if isinstance(error, OperationsStorageError):
+            logger.error("%s: operations table unavailable: %s [correlation %s]", api_name, error, correlation_id)
+            return answer(operations_problem())
+        if isinstance(error, ConfigurationError):
+            logger.error("%s: configuration error: %s [correlation %s]", api_name, error, correlation_id)
+            return answer(Problem(500, "configuration-error", "Gateway misconfigured", str(error)))
+        if isinstance(error, _UnauthenticatedError):
+            return answer(Problem(
                 401, "unauthenticated", "Authentication required",
                 "This gateway accepts only callers signed in through Entra ID (App Service authentication); no "
-                "client principal came with the request.", headers=MappingProxyType({"WWW-Authenticate": "Bearer"})),
-                headers, correlation_id)
-        except Exception:
-            logger.exception("%s: unexpected failure [correlation %s]", api, correlation_id)
-            return self._problem(api, Problem(500, "internal-error", "Internal error",
-                                              "The gateway failed unexpectedly; the correlation id finds the details "
-                                              "in its logs."), headers, correlation_id)
+                "client principal came with the request.", headers=MappingProxyType({"WWW-Authenticate": "Bearer"})))
+        logger.error("%s: unexpected failure [correlation %s]", api_name, correlation_id, exc_info=error)
+        return answer(Problem(500, "internal-error", "Internal error",
+                              "The gateway failed unexpectedly; the correlation id finds the details in its logs."))
 
-    def _answer(self, api: Api, result: CallResult, correlation_id: str) -> func.HttpResponse:
-        last = result.last
-        if isinstance(last, Sent) and isinstance(last.outcome, Success):
-            logger.info("%s -> 200 [correlation %s]", api, correlation_id)
-            headers = {**rate_limit_headers(last.decision), **_common(correlation_id), **self._cache_headers(api, 0)}
-            return func.HttpResponse(last.outcome.body, status_code=200, headers=headers,
-                                     mimetype="application/json")
-        problem = (refusal_problem(result, api, self.settings.defender) if isinstance(last, Refused)
-                   else outcome_problem(api, last.outcome, self.settings.defender))
-        headers = rate_limit_headers(result.decision, wait=problem.retry_after)
-        return self._problem(api, problem, headers, correlation_id)
+    def _operation_wanted(self, req: func.HttpRequest) -> bool:
+        return self.async_calls is not None and (wants_async(req) or self._idempotency_key(req) is not None)
 
     @staticmethod
-    def _problem(api: Api, problem: Problem, headers: Mapping[str, str], correlation_id: str) -> func.HttpResponse:
-        logger.info("%s -> %d %s [correlation %s]", api, problem.status, problem.kind, correlation_id)
-        wait = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else {}
-        return func.HttpResponse(problem.render(correlation_id), status_code=problem.status,
-                                 headers={**headers, **wait, **problem.headers, **_common(correlation_id)},
-                                 mimetype=PROBLEM_CONTENT_TYPE)
+    def _idempotency_key(req: func.HttpRequest) -> str | None:
+        raw = req.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if raw is None:
+            return None
+        match = _IDEMPOTENCY_KEY.fullmatch(raw.strip(" \t"))
+        if not match or not match[1].strip():
+            raise InvalidInputError([FieldError("header.Idempotency-Key",
+                                                "must be 1-255 printable ASCII characters (optionally quoted)")])
+        return match[1]
 
-    def _cache_headers(self, api: Api, age: int) -> dict[str, str]:
-        """A successful lookup may be reused for the cache's TTL (by this gateway, and by the caller)."""
-        cache = self.lookups.cache
-        if api is not Api.FILE_ALERTS or cache is None:
-            return {}
-        return {"Cache-Control": f"private, max-age={cache.ttl_seconds}", "Age": str(age)}
+    def _caller(self, req: func.HttpRequest) -> str:
+        """Whose operations these are: the Entra principal ("" with function keys, which name no caller)."""
+        if self.settings.auth is AuthMode.ENTRA:
+            return req.headers.get(CLIENT_PRINCIPAL_HEADER) or ""
+        return ""
+
+    @staticmethod
+    def _location(req: func.HttpRequest, operation_id: str) -> str:
+        parts = urlsplit(req.url)
+        return f"{parts.scheme}://{parts.netloc}/api/operations/{operation_id}"
 
     def _require_entra_principal(self, req: func.HttpRequest) -> None:
         if self.settings.auth is AuthMode.ENTRA and not req.headers.get(CLIENT_PRINCIPAL_HEADER):
@@ -281,6 +475,12 @@ class _UnauthenticatedError(Exception):
     """With Entra ID in front, a request arrived without the client principal the platform adds."""
 
 
+def wants_async(req: func.HttpRequest) -> bool:
+    """`Prefer: respond-async` (RFC 7240), among any other preferences."""
+    preferences = (req.headers.get("Prefer") or "").split(",")
+    return any(part.split(";", 1)[0].strip().lower() == "respond-async" for part in preferences)
+
+
 def wants_fresh_answer(req: func.HttpRequest) -> bool:
     """`Cache-Control: no-cache` (or `no-store`, `max-age=0`) from the caller: skip the answer cache."""
     directives = {part.strip().lower() for part in (req.headers.get("Cache-Control") or "").split(",")}
@@ -289,4 +489,3 @@ def wants_fresh_answer(req: func.HttpRequest) -> bool:
 
 def _common(correlation_id: str) -> dict[str, str]:
     return {CORRELATION_HEADER: correlation_id, "Cache-Control": "no-store"}
-

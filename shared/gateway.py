@@ -8,7 +8,7 @@
 
 Order matters: input is validated before this runs (no quota for bad input), the token comes before
 the slot (an identity failure spends nothing), and every request that may reach Defender has a slot.
-A caller that must not sleep (a queue worker) uses `attempt` alone and reschedules.
+A caller that must not sleep long (the queue worker) uses `admit` and `send` itself and reschedules.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.credentials import principal_of
-from shared.defender import DEFAULT_THROTTLE_SECONDS
+from shared.defender import DEFAULT_THROTTLE_SECONDS, Api
 from shared.defender_client import AccessToken, DefenderClient, DefenderRequest
 from shared.outcomes import Outcome, Reach, Throttled, Unavailable
 from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError
@@ -93,7 +93,7 @@ class RetryPolicy:
 
     def wait_before_retry(self, method: str, outcome: Outcome, retries_done: int) -> float | None:
         """Seconds to wait before retrying after `outcome`, or None: do not retry."""
-        if retries_done >= self.max_retries or not self._retryable(method, outcome):
+        if retries_done >= self.max_retries or not self.retryable(method, outcome):
             return None
         retry_after = outcome.retry_after if isinstance(outcome, Throttled | Unavailable) else None
         if retry_after is not None:
@@ -104,7 +104,8 @@ class RetryPolicy:
         return 0.0 if retries_done == 0 else min(self.backoff_max, self.backoff_factor * 2 ** retries_done)
 
     @staticmethod
-    def _retryable(method: str, outcome: Outcome) -> bool:
+    def retryable(method: str, outcome: Outcome) -> bool:
+        """Whether repeating a request after `outcome` is safe and may help (a POST only if it cannot duplicate)."""
         if method == "GET":
             return isinstance(outcome, Throttled) or (
                 isinstance(outcome, Unavailable) and (outcome.status is None or outcome.status in GET_RETRY_STATUSES))
@@ -127,31 +128,50 @@ class Gateway:
         self._sleep = sleep
         self._monotonic = monotonic
 
+    @property
+    def apis(self) -> tuple[Api, ...]:
+        """The APIs this gateway has a budget for."""
+        return tuple(Api(name) for name in self._limiters.by_api)
+
     def identity(self) -> Identity:
         """The token to call with and whose quota it uses (IdentityError if the identity gives none)."""
         token = self.client.token()
         return Identity(token, principal_of(token.value))
 
-    def attempt(self, request: DefenderRequest, identity: Identity, correlation_id: str, *,
-                time_left: float | None = None) -> Attempt:
-        """Take a slot and, if admitted, send once. Raises RateLimitStorageError if the budget cannot be read."""
-        limiter = self._limiters.for_api(request.api)
-        decision = limiter.acquire(identity.principal)
+    def admit(self, api: Api, identity: Identity, correlation_id: str) -> Decision:
+        """Take a slot of `api`'s shared budget (or be refused). Raises RateLimitStorageError if it cannot be read."""
+        decision = self._limiters.for_api(api).acquire(identity.principal)
         if not decision.admitted:
-            logger.info("%s refused by the shared rate limit (%s), retry after %d s [correlation %s]", request.api,
+            logger.info("%s refused by the shared rate limit (%s), retry after %d s [correlation %s]", api,
                         decision.reason, decision.retry_after, correlation_id)
-            return Refused(decision)
+        return decision
+
+    def peek(self, api: Api, identity: Identity) -> Decision:
+        """What a call to `api` would be told now, without taking a slot (for reports)."""
+        return self._limiters.for_api(api).peek(identity.principal)
+
+    def send(self, request: DefenderRequest, identity: Identity, decision: Decision, correlation_id: str, *,
+             time_left: float | None = None) -> Sent:
+        """Send once with the slot `decision` admitted; a Defender 429 becomes a shared block, exactly once."""
         outcome = self.client.send(request, identity.token, correlation_id=correlation_id, time_left=time_left)
         if isinstance(outcome, Throttled):
             # Defender said 429: every instance holds this API until its Retry-After has passed.
             wait = outcome.retry_after if outcome.retry_after is not None else DEFAULT_THROTTLE_SECONDS
             try:
-                limiter.block(identity.principal, wait)
+                self._limiters.for_api(request.api).block(identity.principal, wait)
             except RateLimitStorageError as error:
                 # This instance holds calls anyway (the block is kept in process before the write).
                 logger.warning("%s: could not share Defender's 429 block: %s [correlation %s]", request.api, error,
                                correlation_id)
         return Sent(outcome, decision)
+
+    def attempt(self, request: DefenderRequest, identity: Identity, correlation_id: str, *,
+                time_left: float | None = None) -> Attempt:
+        """Take a slot and, if admitted, send once. Raises RateLimitStorageError if the budget cannot be read."""
+        decision = self.admit(request.api, identity, correlation_id)
+        if not decision.admitted:
+            return Refused(decision)
+        return self.send(request, identity, decision, correlation_id, time_left=time_left)
 
     def call(self, request: DefenderRequest, correlation_id: str, *, identity: Identity | None = None) -> CallResult:
         """The HTTP path: identity, then attempts retried as the policy allows, all within its total time."""

@@ -1,22 +1,41 @@
-"""What one worker process builds once, at start-up, from the settings: the edge and everything behind it.
+"""What one worker process builds once, at start-up, from the settings: the edge, the queue worker, and what
+both stand on.
 
 function_app.py calls `start(load_settings())` when the Functions host loads it; the entry points
-then use `edge()`. Nothing is built lazily, so a bad setting (storage included) stops start-up.
+then use `edge()`, `worker()` or `current()`. Nothing is built lazily, so a bad setting (storage
+included) stops start-up.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from shared.answer_cache import AnswerCache
+from shared.async_calls import AsyncCalls
 from shared.credentials import build_credential
 from shared.defender_client import DefenderClient
 from shared.edge import HttpEdge
 from shared.gateway import Gateway, RetryPolicy
 from shared.lookups import FileAlertsLookups
+from shared.operations import OperationStore
+from shared.queues import Queues, queue_service
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
 from shared.settings import Settings
 from shared.storage import table_client
+from shared.worker import RequestWorker
 
-_edge: HttpEdge | None = None
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    gateway: Gateway
+    operations: OperationStore
+    queues: Queues
+    edge: HttpEdge
+    worker: RequestWorker
+
+
+_runtime: Runtime | None = None
 
 
 def rate_limiters(settings: Settings) -> RateLimiters:
@@ -28,16 +47,23 @@ def rate_limiters(settings: Settings) -> RateLimiters:
         new_state_share=limits.new_state_share)
 
 
-def build(settings: Settings) -> HttpEdge:
-    """One credential (token cache), one HTTP session, one table client and one limiter per API."""
+def build(settings: Settings) -> Runtime:
+    """One credential (token cache), one HTTP session, one client per table and queue service, one limiter per API."""
     defender = settings.defender
     client = DefenderClient(defender, build_credential(defender))
-    limiters = rate_limiters(settings)
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
                         attempt_seconds=defender.connect_timeout + defender.read_timeout)
-    gateway = Gateway(client, limiters, retry)
-    return HttpEdge(gateway, settings, FileAlertsLookups(gateway, answer_cache(settings)))
+    gateway = Gateway(client, rate_limiters(settings), retry)
+    cache = answer_cache(settings)
+    asynchronous = settings.asynchronous
+    operations = OperationStore(table_client(settings.storage, asynchronous.operations_table),
+                                asynchronous.retention_seconds)
+    queues = Queues(queue_service(settings.storage), asynchronous)
+    async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30)
+    edge = HttpEdge(gateway, settings, FileAlertsLookups(gateway, cache), async_calls)
+    worker = RequestWorker(gateway, operations, queues, edge.answers, asynchronous, cache=cache)
+    return Runtime(settings, gateway, operations, queues, edge, worker)
 
 
 def answer_cache(settings: Settings) -> AnswerCache | None:
@@ -48,15 +74,23 @@ def answer_cache(settings: Settings) -> AnswerCache | None:
     return AnswerCache(table_client(settings.storage, cache.table_name), cache.ttl_seconds)
 
 
-def start(settings: Settings) -> HttpEdge:
-    """Build this process's edge from `settings` and keep it for the entry points."""
-    global _edge
-    _edge = build(settings)
-    return _edge
+def start(settings: Settings) -> Runtime:
+    """Build this process's runtime from `settings` and keep it for the entry points."""
+    global _runtime
+    _runtime = build(settings)
+    return _runtime
+
+
+def current() -> Runtime:
+    """The runtime built at start-up."""
+    if _runtime is None:
+        raise RuntimeError("shared.runtime.start() has not run: function_app.py starts the gateway")
+    return _runtime
 
 
 def edge() -> HttpEdge:
-    """The edge built at start-up."""
-    if _edge is None:
-        raise RuntimeError("shared.runtime.start() has not run: function_app.py starts the gateway")
-    return _edge
+    return current().edge
+
+
+def worker() -> RequestWorker:
+    return current().worker

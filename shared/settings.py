@@ -87,11 +87,29 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Table Storage without spending Defender quota. 0 turns the cache off.", True),
     SettingSpec("ANSWER_CACHE_TABLE", "mdegatewayanswers",
                 "Table (created on first use) holding the shared file-alerts answers.", True),
+    SettingSpec("REQUESTS_QUEUE", "mde-gateway-requests",
+                "Storage queue of asynchronous requests: queue input from automation, and the HTTP calls answered "
+                "202. Its poison queue is `<name>-poison`.", True),
+    SettingSpec("OPERATIONS_TABLE", "mdegatewayoperations",
+                "Table (created on first use) holding the status and final answer of every asynchronous operation.",
+                True),
+    SettingSpec("OPERATIONS_RETENTION_HOURS", "24",
+                "How long (1-720 h) an operation's record and answer stay readable at /api/operations/{id}, and an "
+                "idempotency key or message id is remembered."),
+    SettingSpec("GATEWAY_ASYNC_ON_THROTTLE", "false",
+                "`true`: a synchronous call that the shared budget cannot admit now is queued and answered 202 "
+                "(with Location) instead of 429."),
+    SettingSpec("QUEUE_MAX_RETRIES", "5",
+                "Retries (0-20, backing off up to 5 minutes) of a queued request after a transient failure (Defender "
+                "5xx or unreachable, identity or storage down) before it fails. Throttling is never counted."),
     SettingSpec("AzureWebJobsStorage", None,
                 "Connection string of the storage account (local: Azurite). In Azure use the identity-based "
                 "`AzureWebJobsStorage__*` settings instead; no account keys."),
     SettingSpec("AzureWebJobsStorage__tableServiceUri", None,
                 "Identity-based storage: Table endpoint of the host's storage account.", True),
+    SettingSpec("AzureWebJobsStorage__queueServiceUri", None,
+                "Identity-based storage: Queue endpoint of the host's storage account (the queue trigger and the "
+                "gateway's own queue writes).", True),
     SettingSpec("AzureWebJobsStorage__accountName", None,
                 "Identity-based storage: account name (used when no tableServiceUri is set; public cloud only)."),
     SettingSpec("AzureWebJobsStorage__credential", None,
@@ -334,6 +352,8 @@ class StorageSettings:
     connection_string: str | None
     #: The Table endpoint for identity-based access (None with a connection string).
     table_endpoint: str | None
+    #: The Queue endpoint for identity-based access (None with a connection string).
+    queue_endpoint: str | None
     #: Client id of a user-assigned identity for storage (None: system-assigned).
     client_id: str | None
 
@@ -342,21 +362,14 @@ def load_storage_settings(env: Mapping[str, str]) -> StorageSettings:
     """`AzureWebJobsStorage` if set, otherwise the identity-based `AzureWebJobsStorage__*` settings."""
     connection_string = setting(env, "AzureWebJobsStorage")
     if connection_string:
-        return StorageSettings(connection_string, None, None)
-    uri = setting(env, "AzureWebJobsStorage__tableServiceUri")
+        return StorageSettings(connection_string, None, None, None)
     account = setting(env, "AzureWebJobsStorage__accountName")
-    if uri:
-        parts = urlsplit(uri)
-        if parts.scheme != "https" or not parts.hostname or parts.query or parts.username or parts.password:
-            raise ConfigurationError(
-                f"AzureWebJobsStorage__tableServiceUri must be a plain https URL, got {uri!r}.")
-        endpoint = uri.rstrip("/")
-    elif account:
-        if not _ACCOUNT_NAME.fullmatch(account):
-            raise ConfigurationError(
-                f"AzureWebJobsStorage__accountName must be 3-24 lowercase letters or digits, got {account!r}.")
-        endpoint = f"https://{account}.table.core.windows.net"
-    else:
+    if account and not _ACCOUNT_NAME.fullmatch(account):
+        raise ConfigurationError(
+            f"AzureWebJobsStorage__accountName must be 3-24 lowercase letters or digits, got {account!r}.")
+    endpoint = _service_uri(env, "AzureWebJobsStorage__tableServiceUri", account, "table")
+    queue_endpoint = _service_uri(env, "AzureWebJobsStorage__queueServiceUri", account, "queue")
+    if endpoint is None:
         raise ConfigurationError(
             "No storage for the rate limits: set AzureWebJobsStorage (a connection string, local use) or "
             "AzureWebJobsStorage__tableServiceUri (or __accountName) with AzureWebJobsStorage__credential="
@@ -366,7 +379,22 @@ def load_storage_settings(env: Mapping[str, str]) -> StorageSettings:
         raise ConfigurationError(
             "AzureWebJobsStorage__credential must be `managedidentity` for identity-based storage, "
             f"got {credential_kind!r}.")
-    return StorageSettings(None, endpoint, setting(env, "AzureWebJobsStorage__clientId"))
+    if queue_endpoint is None:
+        raise ConfigurationError(
+            "No queue endpoint for identity-based storage: set AzureWebJobsStorage__queueServiceUri (or "
+            "__accountName).")
+    return StorageSettings(None, endpoint, queue_endpoint, setting(env, "AzureWebJobsStorage__clientId"))
+
+
+def _service_uri(env: Mapping[str, str], name: str, account: str | None, service: str) -> str | None:
+    """An identity-based endpoint: the `name` setting (a plain https URL), else the account's public one."""
+    uri = setting(env, name)
+    if uri:
+        parts = urlsplit(uri)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.username or parts.password:
+            raise ConfigurationError(f"{name} must be a plain https URL, got {uri!r}.")
+        return uri.rstrip("/")
+    return f"https://{account}.{service}.core.windows.net" if account else None
 
 
 MAX_CACHE_SECONDS = 3600
@@ -392,6 +420,52 @@ def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
     return AnswerCacheSettings(int(raw), table)
 
 
+#: Azure Storage queue names: 3-63 lowercase letters, digits and single hyphens, starting and ending alphanumeric.
+QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", re.ASCII)
+#: Room for the `-poison` suffix within the 63 characters of a queue name.
+MAX_REQUESTS_QUEUE_LENGTH = 63 - len("-poison")
+MAX_QUEUE_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class AsyncSettings:
+    """Asynchronous calls: the request queue, the operation records, and when a call becomes one."""
+
+    requests_queue: str
+    operations_table: str
+    retention_seconds: int
+    async_on_throttle: bool
+    max_retries: int
+
+    @property
+    def poison_queue(self) -> str:
+        """Where the Functions host (and the gateway) put requests that failed: `<queue>-poison`."""
+        return self.requests_queue + "-poison"
+
+
+def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
+    queue = setting(env, "REQUESTS_QUEUE") or ""
+    if not QUEUE_NAME.fullmatch(queue) or len(queue) > MAX_REQUESTS_QUEUE_LENGTH:
+        raise ConfigurationError(
+            f"REQUESTS_QUEUE must be a queue name (3-{MAX_REQUESTS_QUEUE_LENGTH} lowercase letters, digits and single "
+            f"hyphens, room left for -poison), got {queue!r}.")
+    table = _table_name(env, "OPERATIONS_TABLE")
+    if table.lower() in {(setting(env, name) or "").lower() for name in ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE")}:
+        raise ConfigurationError("OPERATIONS_TABLE must differ from RATE_LIMIT_TABLE and ANSWER_CACHE_TABLE.")
+    raw_hours = setting(env, "OPERATIONS_RETENTION_HOURS") or ""
+    if not re.fullmatch(r"[0-9]{1,3}", raw_hours, re.ASCII) or not 1 <= int(raw_hours) <= 720:
+        raise ConfigurationError(
+            f"OPERATIONS_RETENTION_HOURS must be a whole number of hours from 1 to 720, got {raw_hours!r}.")
+    raw_switch = (setting(env, "GATEWAY_ASYNC_ON_THROTTLE") or "").lower()
+    if raw_switch not in ("true", "false"):
+        raise ConfigurationError(f"GATEWAY_ASYNC_ON_THROTTLE must be true or false, got {raw_switch!r}.")
+    raw_retries = setting(env, "QUEUE_MAX_RETRIES") or ""
+    if not re.fullmatch(r"[0-9]{1,2}", raw_retries, re.ASCII) or int(raw_retries) > MAX_QUEUE_RETRIES:
+        raise ConfigurationError(
+            f"QUEUE_MAX_RETRIES must be a whole number from 0 to {MAX_QUEUE_RETRIES}, got {raw_retries!r}.")
+    return AsyncSettings(queue, table, int(raw_hours) * 3600, raw_switch == "true", int(raw_retries))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway reads from its app settings, checked once at start-up."""
@@ -401,6 +475,7 @@ class Settings:
     rate_limits: RateLimitSettings
     storage: StorageSettings
     answer_cache: AnswerCacheSettings
+    asynchronous: AsyncSettings
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -410,4 +485,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if auth not in {mode.value for mode in AuthMode}:
         raise ConfigurationError(f"GATEWAY_AUTH must be function-key or entra, got {auth!r}.")
     return Settings(AuthMode(auth), load_defender_settings(env), load_rate_limit_settings(env),
-                    load_storage_settings(env), load_answer_cache_settings(env))
+                    load_storage_settings(env), load_answer_cache_settings(env), load_async_settings(env))

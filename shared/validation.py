@@ -37,8 +37,8 @@ _REPORT_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
 _FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def validate_sha1(raw: str) -> str:
-    """Return the SHA-1 in lower case, or raise a 400 saying what the value is instead."""
+def validate_sha1(raw: str, *, field: str = "route.sha1") -> str:
+    """Return the SHA-1 in lower case, or raise a 400 naming `field` and saying what the value is instead."""
     value = _ascii_stripped(raw) or ""
     if len(value) == 40 and _HEX.fullmatch(value):
         return value.lower()
@@ -47,7 +47,7 @@ def validate_sha1(raw: str) -> str:
                    "only SHA-1 (40 hexadecimal characters).")
     else:
         message = "must be a SHA-1 hash: exactly 40 hexadecimal characters."
-    raise InvalidInputError([FieldError("route.sha1", message)])
+    raise InvalidInputError([FieldError(field, message)])
 
 
 class _UnreadableBodyError(ValueError):

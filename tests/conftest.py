@@ -54,9 +54,9 @@ def sim(simulator_server: RunningServer) -> SimulatorAdmin:
 @pytest.fixture
 def identity(identity_server: RunningServer) -> Iterator[IdentityAdmin]:
     admin = IdentityAdmin(identity_server.url)
-    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All"], fail=False, reset_stats=True)
+    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False, reset_stats=True)
     yield admin
-    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All"], fail=False)
+    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False)
 
 
 HostFactory = Callable[..., GatewayClient]
@@ -79,6 +79,10 @@ def host_factory(azurite: Azurite, simulator_server: RunningServer, identity_ser
         settings.setdefault("RATE_LIMIT_FILE_INFO", "5000/1")
         # Every lookup reaches the simulator unless a test turns the shared answer cache on.
         settings.setdefault("FILE_ALERTS_CACHE_SECONDS", "0")
+        # Each host its own queue and operations unless a test shares them; a killed host's messages come back soon.
+        settings.setdefault("REQUESTS_QUEUE", "q" + uuid.uuid4().hex[:20])
+        settings.setdefault("OPERATIONS_TABLE", "o" + uuid.uuid4().hex[:20])
+        settings.setdefault("LOCAL_QUEUE_LEASE_SECONDS", "10")
         env = host_environment(simulator_url=simulator_server.url, identity_url=identity_server.url,
                                storage_connection=azurite.connection_string, function_key=FUNCTION_KEY, **settings)
         host = start_host(env, log_path=log_dir / f"host-{len(started) + 1}.log")

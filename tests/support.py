@@ -5,6 +5,7 @@ bodies and assertions, a hand-driven clock. The one module tests import helpers 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import azure.functions as func
 import requests
 from azure.core.credentials import AccessToken as AzureAccessToken
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
@@ -79,6 +81,12 @@ class SimulatorAdmin:
     def add_event(self, **fields: Any) -> None:
         requests.post(f"{self.url}/_sim/events", json=fields, timeout=5).raise_for_status()
 
+    def add_file(self, **fields: Any) -> dict[str, Any]:
+        """POST /_sim/files: a file entity (sha1 required) that Get file information finds by SHA-1 or SHA-256."""
+        response = requests.post(f"{self.url}/_sim/files", json=fields, timeout=5)
+        response.raise_for_status()
+        return dict(response.json())
+
 
 class IdentityAdmin:
     def __init__(self, url: str) -> None:
@@ -108,6 +116,26 @@ class GatewayClient:
         data = body if isinstance(body, bytes | str) else json.dumps(body)
         return requests.post(f"{self.url}/api/alerts/CreateAlertByReference", data=data, headers=headers,
                              timeout=60, **kwargs)
+
+    def get(self, path_or_url: str, **kwargs: Any) -> requests.Response:
+        """GET an absolute URL of this host (a Location) or a path under it, with the function key."""
+        url = path_or_url if path_or_url.startswith("http") else f"{self.url}{path_or_url}"
+        headers = {"x-functions-key": self.key, **kwargs.pop("headers", {})}
+        return requests.get(url, headers=headers, timeout=60, **kwargs)
+
+    def wait_for_operation(self, location: str, *, timeout: float = 60, queued: bool = False) -> requests.Response:
+        """Poll an operation until it is no longer 202 (the answer), or fail after `timeout` seconds.
+
+        `queued`: the operation comes from a queue message, so it is 404 until the worker has taken it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.get(location)
+            if response.status_code != 202 and not (queued and response.status_code == 404):
+                return response
+            if time.monotonic() > deadline:
+                raise AssertionError(f"operation {location} still pending after {timeout} s: {response.text}")
+            time.sleep(0.2)
 
 
 VALID = {"machineId": SEED_EVENT["machineId"], "severity": "Low", "title": "validation test",
@@ -601,3 +629,53 @@ def acquire_until_refused(limiters: list[RateLimiter], principal: str = "shared"
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads), "a thread never met a refusal"
     return decisions
+
+
+class RequestQueue:
+    """The gateway's request queue (and its poison queue, and reply queues) in Azurite, as a producer sees them."""
+
+    def __init__(self, connection_string: str, name: str) -> None:
+        from azure.storage.queue import QueueServiceClient
+
+        self.service = QueueServiceClient.from_connection_string(connection_string)
+        self.name = name
+
+    def put(self, message: Mapping[str, Any] | str) -> None:
+        client = self.service.get_queue_client(self.name)
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        client.send_message(message if isinstance(message, str) else json.dumps(message))
+
+    def drain(self, queue: str, *, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        """Take `count` JSON messages off `queue` (failing after `timeout` seconds)."""
+        client = self.service.get_queue_client(queue)
+        taken: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(taken) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{queue}: {len(taken)} of {count} messages after {timeout} s: {taken}")
+            try:
+                messages = list(client.receive_messages(max_messages=32, visibility_timeout=30))
+            except ResourceNotFoundError:
+                messages = []
+            for message in messages:
+                taken.append(json.loads(message.content))
+                client.delete_message(message)
+            if not messages:
+                time.sleep(0.2)
+        return taken
+
+    def depth(self, queue: str) -> int:
+        try:
+            return self.service.get_queue_client(queue).get_queue_properties().approximate_message_count or 0
+        except ResourceNotFoundError:
+            return 0
+
+
+def create_message(message_id: str, body: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"version": 1, "id": message_id, "operation": "CreateAlertByReference", "body": dict(body or VALID),
+            **extra}
+
+
+def lookup_message(message_id: str, sha1: str, **extra: Any) -> dict[str, Any]:
+    return {"version": 1, "id": message_id, "operation": "GetFileRelatedAlerts", "fileHash": sha1, **extra}

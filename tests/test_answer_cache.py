@@ -11,8 +11,9 @@ from azure.data.tables import TableClient
 
 from localdev.azurite import Azurite
 from localdev.processes import free_port
-from shared.answer_cache import CHUNK_BYTES, AnswerCache
+from shared.answer_cache import AnswerCache
 from shared.ratelimit import CLIENT_OPTIONS
+from shared.table_chunks import CHUNK_BYTES
 from tests.support import FakeClock
 
 
@@ -42,7 +43,8 @@ def test_a_long_answer_is_split_across_properties(client: TableClient) -> None:
     body = os.urandom(3 * CHUNK_BYTES).hex().encode()  # hex compresses to about half: 3 chunks or more
     assert cache.put("p", "cd" * 20, body)
     entity = client.get_entity("p", "file_alerts~" + "cd" * 20)
-    assert entity["Chunks"] >= 3 and all(len(entity[f"Body{i}"]) <= CHUNK_BYTES for i in range(entity["Chunks"]))
+    chunks = entity["BodyChunks"]
+    assert chunks >= 3 and all(len(entity[f"Body{i}"]) <= CHUNK_BYTES for i in range(chunks))
     hit = cache.get("p", "cd" * 20)
     assert hit is not None and hit.body == body
 
@@ -57,7 +59,7 @@ def test_an_unreadable_entry_is_a_miss(client: TableClient) -> None:
     cache = AnswerCache(client, 60, clock=FakeClock())
     assert cache.put("p", "12" * 20, b"{}")
     client.upsert_entity({"PartitionKey": "p", "RowKey": "file_alerts~" + "12" * 20, "Format": 1,
-                          "StoredAt": "yesterday", "Chunks": 1, "Body0": b"not zlib"})
+                          "StoredAt": "yesterday", "BodyChunks": 1, "Body0": b"not zlib"})
     assert cache.get("p", "12" * 20) is None
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from shared.settings import CATALOGUE_BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SOURCES = [ROOT / "function_app.py", *(ROOT / "shared").rglob("*.py"), *(ROOT / "file_alerts_fn").rglob("*.py"),
-               *(ROOT / "create_alert_fn").rglob("*.py")]
+APP_SOURCES = [ROOT / "function_app.py", *(ROOT / "shared").rglob("*.py"),
+               *(path for folder in sorted(ROOT.glob("*_fn")) for path in folder.rglob("*.py"))]
 
 
 def settings_read_by_code() -> set[str]:

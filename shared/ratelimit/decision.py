@@ -47,3 +47,5 @@ class Decision:
     storage_round_trips: int = 0
     #: Diagnostics: ETag conflicts (409/412) met and retried.
     conflicts: int = 0
+    #: The exact wait in milliseconds (0 when admitted): for a caller that waits in place (a queue worker).
+    retry_after_ms: int = 0

@@ -113,6 +113,20 @@ class RateLimiter:
             if queued:
                 stripe.release()
 
+    def peek(self, principal: str) -> Decision:
+        """The decision a call for `principal` would get now, without taking a slot (one store read).
+
+        For reports (how much budget is left); the state read is remembered like any other read.
+        Raises RateLimitStorageError when the store fails.
+        """
+        key = partition_key(principal)
+        tally = Tally()
+        snapshot = self._read(key, tally)
+        now = self.clock.now()
+        state, _ = self._known(key, snapshot, to_ms(now))
+        self._remember(key, state, snapshot.etag if snapshot.state == state else None)
+        return self._decision(self._evaluate(state, to_ms(now)), now, tally)
+
     def block(self, principal: str, seconds: float) -> None:
         """Refuse every call for `principal` for the next `seconds`, on every instance.
 
@@ -230,13 +244,14 @@ class RateLimiter:
         refused = Verdict(admitted=False, reason=Reason.CONTENTION, retry_after=_CONTENTION_RETRY_AFTER,
                           windows=window_states(self.policy, self._margin_ms, state, to_ms(now),
                                                 new_state_share=self._new_state_share),
-                          state=state)
+                          state=state, retry_after_ms=_CONTENTION_RETRY_AFTER * 1000)
         return self._decision(refused, now, tally)
 
     def _decision(self, verdict: Verdict, now: float, tally: Tally) -> Decision:
         return Decision(api=self.api, admitted=verdict.admitted, reason=verdict.reason,
                         retry_after=verdict.retry_after, windows=verdict.windows, decided_at=now,
-                        storage_round_trips=tally.round_trips, conflicts=tally.conflicts)
+                        storage_round_trips=tally.round_trips, conflicts=tally.conflicts,
+                        retry_after_ms=verdict.retry_after_ms)
 
     def _recall_snapshot(self, key: str) -> Snapshot | None:
         with self._lock:

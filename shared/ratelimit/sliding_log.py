@@ -50,6 +50,8 @@ class Verdict:
     retry_after: int
     windows: tuple[WindowState, ...]
     state: LogState
+    #: The exact wait in milliseconds (0 when admitted); `retry_after` is it rounded up to whole seconds.
+    retry_after_ms: int = 0
 
 
 def ceil_seconds(ms: int) -> int:
@@ -120,6 +122,7 @@ def evaluate(policy: RatePolicy, margin_ms: int, state: LogState, now_ms: int, *
             retry_after=max(1, ceil_seconds(until - now_ms)),
             windows=window_states(policy, margin_ms, state, now_ms, new_state_share=new_state_share),
             state=state,
+            retry_after_ms=max(1, until - now_ms),
         )
     new_state = LogState(_append(policy, margin_ms, state.admissions_ms, now_ms), 0, state.since_ms)  # block over
     return Verdict(

@@ -9,7 +9,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import azure.functions as func
@@ -489,7 +489,7 @@ def entry_points(monkeypatch: pytest.MonkeyPatch) -> Callable[[EdgeRig], dict[st
     functions = {str(function.get_function_name()): function.get_user_function() for function in app.get_functions()}
 
     def bind(rig: EdgeRig) -> dict[str, Callable[..., Any]]:
-        monkeypatch.setattr(runtime, "_edge", rig.edge)
+        monkeypatch.setattr(runtime, "_runtime", SimpleNamespace(edge=rig.edge))
         return functions
 
     return bind

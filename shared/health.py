@@ -1,0 +1,61 @@
+"""GET /api/health: what an operator watching a storm drain needs, per API, read live.
+
+Per API: whether a call would be admitted now and the budget each window has left (a read of the
+shared rate-limit state, no slot taken), pending operations and the oldest one's age. Overall:
+the request queue's depth (and its poison queue's), and whether tables and queues answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.defender import Api
+from shared.defender_client import IdentityError
+from shared.gateway import Gateway
+from shared.operations import OperationsStorageError, OperationStore
+from shared.queues import Queues
+from shared.ratelimit import RateLimitStorageError
+
+
+def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, *,
+                  clock: Callable[[], float] = time.time) -> tuple[bool, dict[str, Any]]:
+    """(healthy, report): healthy when storage, queues and the identity all answer."""
+    now = clock()
+    pending: dict[Api, list[float]] = {api: [] for api in gateway.apis}
+    tables_ok = True
+    try:
+        for api, created_at in operations.pending():
+            pending.setdefault(api, []).append(created_at)
+    except OperationsStorageError:
+        tables_ok = False
+    depth, poison_depth = queues.depth(queues.requests_name), queues.depth(queues.poison_name)
+    queues_ok = depth is not None and poison_depth is not None
+    identity_ok = True
+    try:
+        identity = gateway.identity()
+    except IdentityError:
+        identity_ok, identity = False, None
+    apis: dict[str, Any] = {}
+    for api in gateway.apis:
+        entry: dict[str, Any] = {"pendingOperations": len(pending[api]),
+                                 "oldestPendingAgeSeconds": int(now - min(pending[api])) if pending[api] else None}
+        if identity is not None:
+            try:
+                decision = gateway.peek(api, identity)
+                entry.update({"admitsNow": decision.admitted, "retryAfter": decision.retry_after, "windows": [
+                    {"limit": w.limit, "windowSeconds": w.window_seconds, "remaining": w.remaining,
+                     "resetSeconds": w.reset_seconds} for w in decision.windows]})
+            except RateLimitStorageError:
+                tables_ok = False
+        apis[api.value] = entry
+    healthy = tables_ok and queues_ok and identity_ok
+    return healthy, {
+        "status": "healthy" if healthy else "degraded",
+        "checkedAt": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "storage": {"tables": tables_ok, "queues": queues_ok}, "identity": identity_ok,
+        "queue": {"name": queues.requests_name, "depth": depth, "poisonDepth": poison_depth},
+        "apis": apis,
+    }

@@ -1,0 +1,307 @@
+"""Operations: every asynchronous request (HTTP 202 or queue input), its status and its final answer.
+
+One entity per operation in the operations table: PartitionKey = the operation id, RowKey = "op".
+It holds the validated request (so any instance can run it), a fingerprint of that request (an
+idempotency key or message id used again with a different request is refused), who may read it,
+and, once done, the answer the synchronous call would have given (status, headers, body in chunks).
+
+Exactly-once sending rests on `claim`: before a request goes to Defender the record is updated
+with an ETag condition, so of two workers holding the same message only one sends; a claim that
+expired without an answer tells the next worker that the request may have reached Defender.
+Records expire after the retention: reads treat them as gone, `purge_expired` deletes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
+
+from shared.answer import Answer
+from shared.defender import Api
+from shared.defender_client import DefenderRequest
+from shared.table_chunks import integer, pack, unpack
+
+logger = logging.getLogger("mde_alert_gateway.operations")
+
+FORMAT = 1
+ROW_KEY = "op"
+#: Operation ids: the gateway's own are 32 hex digits; a queue message's id is its caller's (a GUID, say).
+OPERATION_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+class OperationsStorageError(RuntimeError):
+    """The operations table cannot be read or written; nothing about the operation changed."""
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+class Source(StrEnum):
+    """How the operation came in."""
+
+    HTTP = "http"
+    QUEUE = "queue"
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: str
+    request: DefenderRequest
+    fingerprint: str
+    #: Who may read it: the Entra principal that asked over HTTP ("" for function-key callers and queue input).
+    caller: str
+    source: Source
+    correlation_id: str
+    created_at: float
+    expires_at: float
+    state: State = State.PENDING
+    #: Requests sent to Defender for it.
+    attempts: int = 0
+    #: Transient failures met so far (throttling is never counted).
+    failures: int = 0
+    #: Until when a worker holds it (epoch seconds; 0: nobody). A send may be under way while it holds.
+    lease_until: float = 0.0
+    #: A worker claimed it to send and has not recorded the answer: the request may have reached Defender.
+    in_flight: bool = False
+    answer: Answer | None = None
+    reply_queue: str | None = None
+    replied: bool = False
+    etag: str = ""
+
+    @property
+    def api(self) -> Api:
+        return self.request.api
+
+    @property
+    def done(self) -> bool:
+        return self.state is State.DONE
+
+
+def fingerprint(request: DefenderRequest) -> str:
+    """The same request gives the same fingerprint (the body is canonical once validated)."""
+    canonical = json.dumps({"api": request.api.value, "path": request.path, "body": request.body}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_operation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def keyed_operation_id(caller: str, idempotency_key: str) -> str:
+    """The operation an Idempotency-Key names, per caller: a repeat finds it, another caller's key never does."""
+    return hashlib.sha256(f"http\0{caller}\0{idempotency_key}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Created:
+    operation: Operation
+
+
+@dataclass(frozen=True)
+class Existing:
+    """The id was taken: by the same request (`same`) or by a different one."""
+
+    operation: Operation
+    same: bool
+
+
+class OperationStore:
+    """Operation records in one table, shared by every instance. Failures raise OperationsStorageError."""
+
+    def __init__(self, client: TableClient, retention_seconds: int, *, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self.retention_seconds = retention_seconds
+        self._clock = clock
+
+    @property
+    def name(self) -> str:
+        return self._client.table_name
+
+    def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
+            reply_queue: str | None = None) -> Operation:
+        """A pending operation, not stored yet."""
+        now = self._clock()
+        return Operation(operation_id, request, fingerprint(request), caller, source, correlation_id, now,
+                         now + self.retention_seconds, reply_queue=reply_queue)
+
+    def create(self, operation: Operation) -> Created | Existing:
+        """Store a new operation, or find the one that already has its id (an expired one is replaced)."""
+        entity = _entity(operation)
+        for _ in range(3):
+            try:
+                metadata = self._call(lambda: self._create_entity(entity))
+                return Created(replace(operation, etag=str(metadata.get("etag", ""))))
+            except ResourceExistsError:
+                pass
+            found = self._get_entity(operation.id)
+            if found is None:
+                continue  # expired and deleted meanwhile: create again
+            existing = _operation(found)
+            if existing.expires_at > self._clock():
+                return Existing(existing, existing.fingerprint == operation.fingerprint)
+            # Expired: the id is free again, but only if nobody renewed it meanwhile.
+            if self.update(existing, **_fields_of(operation)) is not None:
+                fresh = self.get(operation.id)
+                if fresh is not None:
+                    return Created(fresh)
+        raise OperationsStorageError(f"operation {operation.id}: could not be created (it keeps changing)")
+
+    def get(self, operation_id: str) -> Operation | None:
+        """The operation, or None when there is none (or it expired)."""
+        found = self._get_entity(operation_id)
+        if found is None:
+            return None
+        operation = _operation(found)
+        return operation if operation.expires_at > self._clock() else None
+
+    def update(self, operation: Operation, **changes: Any) -> Operation | None:
+        """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it."""
+        updated = replace(operation, **changes)
+        try:
+            metadata = self._call(lambda: self._client.update_entity(
+                _entity(updated), mode=UpdateMode.REPLACE, etag=operation.etag,
+                match_condition=MatchConditions.IfNotModified))
+        except (ResourceNotFoundError, ResourceExistsError):
+            return None
+        except HttpResponseError as error:
+            if error.status_code == 412:
+                return None
+            raise OperationsStorageError(f"operation {operation.id}: update failed (HTTP {error.status_code})") \
+                from None
+        return replace(updated, etag=str(metadata.get("etag", "")))
+
+    def delete(self, operation: Operation) -> bool:
+        """Delete the record if unchanged since read (a request that could not be queued is not accepted)."""
+        try:
+            self._call(lambda: self._client.delete_entity(operation.id, ROW_KEY, etag=operation.etag,
+                                                          match_condition=MatchConditions.IfNotModified))
+        except HttpResponseError:
+            return False
+        return True
+
+    def pending(self) -> Iterator[tuple[Api, float]]:
+        """(API, created at) of every pending, unexpired operation (a table scan: for health reports)."""
+        now_ms = round(self._clock() * 1000)
+        query = f"State eq '{State.PENDING.value}' and ExpiresAt gt {now_ms}L"
+        try:
+            for entity in self._client.query_entities(query, select=["Api", "CreatedAt"]):
+                try:
+                    yield Api(entity["Api"]), integer(entity["CreatedAt"]) / 1000
+                except (KeyError, TypeError, ValueError):
+                    continue
+        except AzureError as error:
+            raise OperationsStorageError(f"operations table {self.name}: query failed ({type(error).__name__})") \
+                from None
+
+    def purge_expired(self, limit: int = 100) -> int:
+        """Delete up to `limit` expired records; how many went."""
+        now_ms = round(self._clock() * 1000)
+        deleted = 0
+        try:
+            for entity in self._client.query_entities(f"ExpiresAt lt {now_ms}L", select=["PartitionKey", "RowKey"],
+                                                      results_per_page=limit):
+                self._client.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                deleted += 1
+                if deleted >= limit:
+                    break
+        except AzureError as error:
+            logger.warning("operations: purge stopped (%s) after %d record(s)", type(error).__name__, deleted)
+        return deleted
+
+    def _create_entity(self, entity: dict[str, Any]) -> Mapping[str, Any]:
+        try:
+            return self._client.create_entity(entity)
+        except ResourceNotFoundError:  # the table itself (Azurite, or a deployment that did not create it)
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_table()
+            return self._client.create_entity(entity)
+
+    def _get_entity(self, operation_id: str) -> Mapping[str, Any] | None:
+        try:
+            entity: Mapping[str, Any] = self._call(lambda: self._client.get_entity(operation_id, ROW_KEY))
+        except ResourceNotFoundError:
+            return None
+        return entity
+
+    def _call(self, request: Callable[[], Any]) -> Any:
+        try:
+            return request()
+        except (ResourceExistsError, ResourceNotFoundError):
+            raise
+        except HttpResponseError as error:
+            if error.status_code == 412:
+                raise
+            raise OperationsStorageError(f"operations table {self.name}: HTTP {error.status_code}") from None
+        except AzureError as error:
+            raise OperationsStorageError(f"operations table {self.name}: {type(error).__name__}") from None
+
+
+def _ms(seconds: float) -> EntityProperty:
+    return EntityProperty(round(seconds * 1000), EdmType.INT64)
+
+
+def _fields_of(operation: Operation) -> dict[str, Any]:
+    """Everything but the id and ETag: to re-use an expired record's id for a new operation."""
+    return {name: getattr(operation, name) for name in (
+        "request", "fingerprint", "caller", "source", "correlation_id", "created_at", "expires_at", "state",
+        "attempts", "failures", "lease_until", "in_flight", "answer", "reply_queue", "replied")}
+
+
+def _entity(operation: Operation) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": operation.id, "RowKey": ROW_KEY, "Format": FORMAT,
+        "Api": operation.api.value, "Path": operation.request.path,
+        "Body": json.dumps(operation.request.body) if operation.request.body is not None else "",
+        "Fingerprint": operation.fingerprint, "Caller": operation.caller, "Source": operation.source.value,
+        "CorrelationId": operation.correlation_id, "CreatedAt": _ms(operation.created_at),
+        "ExpiresAt": _ms(operation.expires_at), "State": operation.state.value, "Attempts": operation.attempts,
+        "Failures": operation.failures, "LeaseUntil": _ms(operation.lease_until), "InFlight": operation.in_flight,
+        "ReplyQueue": operation.reply_queue or "", "Replied": operation.replied,
+    }
+    answer = operation.answer
+    if answer is not None:
+        packed = pack(answer.body, "Answer")
+        if packed is None:  # larger than an entity holds: keep the status and say why the body is missing
+            packed = pack(json.dumps({"error": "answer-too-large"}).encode(), "Answer")
+        assert packed is not None
+        entity.update({"AnswerStatus": answer.status, "AnswerHeaders": json.dumps(dict(answer.headers)), **packed})
+    return entity
+
+
+def _operation(entity: Mapping[str, Any]) -> Operation:
+    try:
+        body = entity.get("Body") or ""
+        request = DefenderRequest(Api(entity["Api"]), str(entity["Path"]), json.loads(body) if body else None)
+        answer = None
+        if entity.get("AnswerStatus") is not None:
+            answer = Answer(integer(entity["AnswerStatus"]),
+                                  MappingProxyType(json.loads(entity.get("AnswerHeaders") or "{}")),
+                                  unpack(entity, "Answer"))
+        return Operation(
+            id=str(entity["PartitionKey"]), request=request, fingerprint=str(entity["Fingerprint"]),
+            caller=str(entity.get("Caller") or ""), source=Source(entity["Source"]),
+            correlation_id=str(entity.get("CorrelationId") or ""), created_at=integer(entity["CreatedAt"]) / 1000,
+            expires_at=integer(entity["ExpiresAt"]) / 1000, state=State(entity["State"]),
+            attempts=integer(entity.get("Attempts", 0)), failures=integer(entity.get("Failures", 0)),
+            lease_until=integer(entity.get("LeaseUntil", 0)) / 1000, in_flight=bool(entity.get("InFlight")),
+            answer=answer, reply_queue=str(entity.get("ReplyQueue") or "") or None,
+            replied=bool(entity.get("Replied")), etag=str(entity.metadata.get("etag", ""))
+            if hasattr(entity, "metadata") else "")
+    except (KeyError, TypeError, ValueError) as error:
+        raise OperationsStorageError(f"operation record {entity.get('PartitionKey')!r} is unreadable: {error}") \
+            from None

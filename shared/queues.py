@@ -1,0 +1,96 @@
+"""The gateway's storage queues: the request queue, its poison queue, and callers' reply queues.
+
+Messages are written as plain JSON text (the host reads the request queue with `messageEncoding:
+none`, see host.json). A queue that does not exist yet is created on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from shared.settings import AsyncSettings, ConfigurationError, StorageSettings
+
+logger = logging.getLogger("mde_alert_gateway.queues")
+
+#: Fail fast like the table clients: the caller decides what a failure means.
+QUEUE_CLIENT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": 2.0, "read_timeout": 5.0, "retry_total": 2, "retry_connect": 2, "retry_read": 1,
+    "retry_status": 1, "retry_backoff_factor": 0.2, "retry_backoff_max": 2,
+}
+#: Azure's longest visibility delay for a message (7 days).
+MAX_DELAY_SECONDS = 7 * 24 * 3600
+
+
+class QueueStorageError(RuntimeError):
+    """A queue could not be written or read."""
+
+
+def queue_service(storage: StorageSettings) -> QueueServiceClient:
+    """The storage account's Queue service (no request is made)."""
+    if storage.connection_string:
+        try:
+            return QueueServiceClient.from_connection_string(storage.connection_string, **QUEUE_CLIENT_OPTIONS)
+        except ValueError as exc:
+            raise ConfigurationError(f"AzureWebJobsStorage is not a usable connection string: {exc}") from None
+    from azure.identity import ManagedIdentityCredential
+
+    assert storage.queue_endpoint is not None  # load_storage_settings sets one with the table endpoint
+    return QueueServiceClient(storage.queue_endpoint, credential=ManagedIdentityCredential(client_id=storage.client_id),
+                              **QUEUE_CLIENT_OPTIONS)
+
+
+class Queues:
+    """Puts messages on the gateway's queues and reads their depth."""
+
+    def __init__(self, service: QueueServiceClient, settings: AsyncSettings) -> None:
+        self._service = service
+        self.requests_name = settings.requests_queue
+        self.poison_name = settings.poison_queue
+
+    def put_request(self, text: str, *, delay_seconds: float = 0) -> None:
+        """Queue a request message, visible after `delay_seconds` (whole seconds, rounded up)."""
+        self.put(self.requests_name, text, delay_seconds=delay_seconds)
+
+    def put_poison(self, text: str) -> None:
+        self.put(self.poison_name, text)
+
+    def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        """Raises QueueStorageError when the message could not be stored."""
+        delay = min(MAX_DELAY_SECONDS, max(0, -int(-delay_seconds // 1)))
+        client = self._service.get_queue_client(queue)
+        for attempt in range(2):
+            try:
+                client.send_message(text, visibility_timeout=delay or None)
+                return
+            except ResourceNotFoundError:
+                if attempt == 0 and self._create(client):
+                    continue
+                raise QueueStorageError(f"queue {queue} does not exist and could not be created") from None
+            except HttpResponseError as error:
+                raise QueueStorageError(f"queue {queue}: HTTP {error.status_code}") from None
+            except AzureError as error:
+                raise QueueStorageError(f"queue {queue}: {type(error).__name__}") from None
+
+    def depth(self, queue: str) -> int | None:
+        """Approximate number of messages (None when the queue cannot be read)."""
+        try:
+            return self._service.get_queue_client(queue).get_queue_properties().approximate_message_count or 0
+        except ResourceNotFoundError:
+            return 0
+        except AzureError as error:
+            logger.warning("queue %s: depth unknown (%s)", queue, type(error).__name__)
+            return None
+
+    @staticmethod
+    def _create(client: QueueClient) -> bool:
+        try:
+            client.create_queue()
+        except ResourceExistsError:
+            pass
+        except AzureError:
+            return False
+        return True
