@@ -50,6 +50,7 @@ bench: $(VENV)/.installed node_modules/.installed
 	$(PY) -m bench.gateway_bench
 	$(PY) -m bench.ratelimit_bench
 	$(PY) -m bench.cache_bench
+	$(PY) -m bench.storm_bench
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

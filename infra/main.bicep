@@ -98,6 +98,11 @@ param rateLimitTableName string = 'mdegatewayratelimits'
 @description('Name of the Azure Table that holds the shared file-alerts answers (ANSWER_CACHE_TABLE); created here in the app\'s own storage account.')
 param answerCacheTableName string = 'mdegatewayanswers'
 
+@minLength(3)
+@maxLength(63)
+@description('Name of the Azure Table that maps each SHA-256 the gateway resolved to its file\'s SHA-1 (FILE_HASH_TABLE), so a repeated SHA-256 costs no file-information call; created here in the app\'s own storage account.')
+param fileHashTableName string = 'mdegatewayfilehashes'
+
 @minValue(0)
 @maxValue(3600)
 @description('Seconds a successful file-alerts answer is shared by every instance, so a repeated SHA-1 spends no Defender quota (FILE_ALERTS_CACHE_SECONDS); 0 turns the cache off.')
@@ -105,8 +110,18 @@ param fileAlertsCacheSeconds int = 60
 
 @minValue(1)
 @maxValue(1000)
-@description('Flex Consumption: the most instances the app may scale out to. Defender\'s limits are per application and tenant and the gateway shares its rate-limit state across instances, so more instances do not buy more Defender calls.')
-param maximumInstanceCount int = 40
+@description('Flex Consumption: the most instances the app may scale out to, the queue function (which scales on its own) included. Defender\'s limits are per application and tenant and the gateway shares its rate-limit state across instances, so more instances do not buy more Defender calls: they would only wait on a spent budget. host.json caps each instance\'s queue batch (16, then 8 more).')
+param maximumInstanceCount int = 10
+
+@minLength(3)
+@maxLength(56)
+@description('Name of the storage queue of asynchronous requests (REQUESTS_QUEUE): queue input from automation and the HTTP calls answered 202. Its poison queue <name>-poison is created beside it.')
+param requestsQueueName string = 'mde-gateway-requests'
+
+@minLength(3)
+@maxLength(63)
+@description('Name of the Azure Table that holds asynchronous operations, their status and answers (OPERATIONS_TABLE); created here.')
+param operationsTableName string = 'mdegatewayoperations'
 
 @allowed([
   512
@@ -263,6 +278,31 @@ resource answerCacheTable 'Microsoft.Storage/storageAccounts/tableServices/table
   name: answerCacheTableName
 }
 
+resource fileHashTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: fileHashTableName
+}
+
+resource operationsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: operationsTableName
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource requestsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: requestsQueueName
+}
+
+resource requestsPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${requestsQueueName}-poison'
+}
+
 // ---------------------------------------------------------------------------------------------
 // Monitoring: Log Analytics + workspace-based Application Insights, Entra-authenticated only.
 // ---------------------------------------------------------------------------------------------
@@ -372,12 +412,24 @@ var baseAppSettings = [
     value: rateLimitFileInfo
   }
   {
+    name: 'REQUESTS_QUEUE'
+    value: requestsQueueName
+  }
+  {
+    name: 'OPERATIONS_TABLE'
+    value: operationsTableName
+  }
+  {
     name: 'RATE_LIMIT_TABLE'
     value: rateLimitTableName
   }
   {
     name: 'ANSWER_CACHE_TABLE'
     value: answerCacheTableName
+  }
+  {
+    name: 'FILE_HASH_TABLE'
+    value: fileHashTableName
   }
   {
     name: 'FILE_ALERTS_CACHE_SECONDS'
@@ -588,6 +640,15 @@ output RATE_LIMIT_TABLE string = rateLimitTable.name
 
 @description('Name of the Azure Table holding the shared file-alerts answers.')
 output ANSWER_CACHE_TABLE string = answerCacheTable.name
+
+@description('Name of the Azure Table mapping resolved SHA-256 hashes to SHA-1.')
+output FILE_HASH_TABLE string = fileHashTable.name
+
+@description('Name of the storage queue of asynchronous requests (its poison queue is <name>-poison).')
+output REQUESTS_QUEUE string = requestsQueue.name
+
+@description('Name of the table of asynchronous operations.')
+output OPERATIONS_TABLE string = operationsTable.name
 
 @description('Name of the Application Insights component.')
 output APPLICATIONINSIGHTS_NAME string = appInsights.name

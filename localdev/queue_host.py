@@ -15,7 +15,6 @@ The semantics come from host.json `extensions.queues`, as in Azure:
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
 import re
@@ -100,8 +99,12 @@ class QueueListener:
 
     def start(self) -> None:
         for client in (self._client, self._poison):
-            with contextlib.suppress(ResourceExistsError):
+            try:
                 client.create_queue()
+            except ResourceExistsError:
+                pass
+            except AzureError as error:  # storage down at start: the poller keeps trying, as the host does
+                logger.warning("queue %s: not created yet (%s)", client.queue_name, type(error).__name__)
         for thread in self._threads:
             thread.start()
 

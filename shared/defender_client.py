@@ -18,7 +18,7 @@ from azure.core.exceptions import AzureError
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from shared.defender import API_FACTS, CREATE_ALERT_PATH, Api, file_alerts_path
+from shared.defender import API_FACTS, CREATE_ALERT_PATH, Api, file_alerts_path, file_info_path
 from shared.outbound import prepared_target
 from shared.outcomes import Outcome, Reach, Unavailable, classify
 from shared.settings import ConfigurationError, DefenderSettings
@@ -63,6 +63,11 @@ class DefenderRequest:
     @classmethod
     def create_alert(cls, body: Mapping[str, str]) -> DefenderRequest:
         return cls(Api.CREATE_ALERT, CREATE_ALERT_PATH, body)
+
+    @classmethod
+    def file_info(cls, sha256: str) -> DefenderRequest:
+        """Get file information for a SHA-256: the file entity names its SHA-1 (404 for a file Defender lacks)."""
+        return cls(Api.FILE_INFO, file_info_path(sha256))
 
 
 class DefenderClient:

@@ -32,7 +32,7 @@ from shared.correlation import CORRELATION_HEADER, correlation_id_for
 from shared.defender import API_FACTS, DEFAULT_THROTTLE_SECONDS, DEFENDER_APP_ID, Api
 from shared.defender_client import DefenderRequest, IdentityError
 from shared.gateway import CallResult, Gateway, Refused, Sent
-from shared.lookups import Fetched, FileAlertsLookups
+from shared.lookups import Fetched, FileAlertsLookups, UnknownFile, Unresolved
 from shared.operations import (
     OPERATION_ID_PATTERN,
     Operation,
@@ -58,7 +58,15 @@ from shared.queues import QueueStorageError
 from shared.ratelimit import RateLimitStorageError
 from shared.ratelimit_headers import policy_header, rate_limit_headers
 from shared.settings import AuthMode, ConfigurationError, DefenderSettings, Settings
-from shared.validation import BodyFault, BodyTooLargeError, InputError, InvalidInputError, UnsupportedMediaTypeError
+from shared.validation import (
+    BodyFault,
+    BodyTooLargeError,
+    FileHash,
+    HashKind,
+    InputError,
+    InvalidInputError,
+    UnsupportedMediaTypeError,
+)
 
 logger = logging.getLogger("mde_alert_gateway")
 
@@ -259,6 +267,15 @@ class Answers:
                    **self._cache_headers(api, age)}
         return _json(200, headers, body)
 
+    def unknown_file(self, result: CallResult, correlation_id: str) -> Answer:
+        """200 with no alerts, as Defender answers for an unknown SHA-1: its file information did not know the
+        SHA-256 (404), so the alerts API was not asked. The headers describe the file-information budget."""
+        logger.info("%s -> 200, unknown file [correlation %s]", Api.FILE_INFO, correlation_id)
+        context = f"{self.settings.defender.cloud.base_url}/api/$metadata#Alerts"
+        headers = {"RateLimit-Policy": self.policy_headers[Api.FILE_INFO], **rate_limit_headers(result.decision),
+                   **_common(correlation_id)}
+        return _json(200, headers, json.dumps({"@odata.context": context, "value": []}).encode())
+
     def problem(self, api: Api, problem: Problem, correlation_id: str,
                 headers: Mapping[str, str] | None = None) -> Answer:
         logger.info("%s -> %d %s [correlation %s]", api, problem.status, problem.kind, correlation_id)
@@ -317,14 +334,30 @@ class HttpEdge:
         """Check the caller, parse, call Defender through the gateway (or accept an operation), and answer."""
         return self._handle(req, api, lambda correlation_id: self._call(req, api, parse(), correlation_id))
 
-    def lookup_file_alerts(self, req: func.HttpRequest, parse_sha1: Callable[[], str]) -> func.HttpResponse:
+    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash]) -> func.HttpResponse:
         """Like `respond`, but a repeated SHA-1 may be answered from the shared cache (unless the caller asks for
-        a fresh answer with `Cache-Control: no-cache`), or share one upstream call with a concurrent lookup."""
+        a fresh answer with `Cache-Control: no-cache`), or share one upstream call with a concurrent lookup.
+
+        A SHA-256 is resolved to its file's SHA-1 first (the shared map, else Defender's file information
+        within its own budget, whose failures are answered like any call's); a file Defender does not know is
+        200 with no alerts. An operation (`Prefer: respond-async`) keeps the SHA-256: the worker resolves it."""
 
         def work(correlation_id: str) -> Answer:
-            sha1 = parse_sha1()
-            if self._operation_wanted(req):
-                return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1), correlation_id)
+            kind, value = parse_hash()
+            operation = self._operation_wanted(req)
+            if operation and (kind is HashKind.SHA1 or wants_async(req)):
+                return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(value), correlation_id)
+            sha1 = value
+            if kind is HashKind.SHA256:
+                resolution = self.lookups.resolver.resolve(value, correlation_id)
+                if isinstance(resolution, UnknownFile):
+                    return self.answers.unknown_file(resolution.result, correlation_id)
+                if isinstance(resolution, Unresolved):
+                    return self._synchronous_answer(req, Api.FILE_INFO, DefenderRequest.file_alerts(value),
+                                                    resolution.result, correlation_id, may_queue=not operation)
+                sha1 = resolution.sha1
+                if operation:  # an Idempotency-Key, run here: the operation is the lookup of the file's SHA-1
+                    return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1), correlation_id)
             lookup = self.lookups.lookup(sha1, correlation_id, refresh=wants_fresh_answer(req))
             if isinstance(lookup, Fetched):
                 return self._synchronous_answer(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1),

@@ -6,6 +6,7 @@ Nothing here chooses an HTTP status for the gateway's caller or writes text for 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -128,11 +129,25 @@ def _error_of(document: Any) -> DefenderError | None:
     return DefenderError(**values) if values else None
 
 
+_SHA1 = re.compile(r"[0-9a-fA-F]{40}", re.ASCII)
+
+
+def file_entity_sha1(document: Any) -> str | None:
+    """The SHA-1 (lower case) of Defender's file entity (Get file information), or None when it names none.
+
+    The gateway puts it in the path of the file-alerts call, so only 40 hexadecimal characters count.
+    """
+    sha1 = document.get("sha1") if isinstance(document, dict) else None
+    return sha1.lower() if isinstance(sha1, str) and _SHA1.fullmatch(sha1) else None
+
+
 def _documented_success(api: Api, document: Any) -> bool:
     if not isinstance(document, dict):
         return False
     if api is Api.FILE_ALERTS:
         return isinstance(document.get("value"), list)
+    if api is Api.FILE_INFO:
+        return file_entity_sha1(document) is not None
     return isinstance(document.get("id"), str)
 
 

@@ -2,12 +2,14 @@
 
     {"version": 1, "id": "<caller-chosen id>", "operation": "CreateAlertByReference",
      "body": {<the 8 fields of CreateAlertByReference>}, "replyQueue": "<optional queue name>"}
-    {"version": 1, "id": "<caller-chosen id>", "operation": "GetFileRelatedAlerts", "fileHash": "<sha1>"}
+    {"version": 1, "id": "<caller-chosen id>", "operation": "GetFileRelatedAlerts",
+     "fileHash": "<sha1 or sha256>"}
 
-`id` is the operation id and the idempotency key: a message with an id already used by the same
-request joins that operation, one with a different request is refused. An Event Grid event (Event
-Grid or CloudEvents schema) whose `data` is such a message is accepted as that message; without an
-`id` in `data`, the event's own id is used (Event Grid redelivers an event with the same id).
+A SHA-256 `fileHash` is kept as given (the operation's request is the lookup by SHA-256); the worker resolves
+it to the file's SHA-1 before the alerts call. `id` is the operation id and the idempotency key: a message
+with an id already used by the same request joins that operation, one with a different request is refused.
+An Event Grid event (Event Grid or CloudEvents schema) whose `data` is such a message is accepted as that
+message; without an `id` in `data`, the event's own id is used (Event Grid redelivers an event with the same id).
 A message may also be base64 of the JSON (a producer that encodes as the Functions default does).
 """
 
@@ -26,7 +28,7 @@ from shared.defender_client import DefenderRequest
 from shared.operations import OPERATION_ID_PATTERN
 from shared.problems import FieldError
 from shared.settings import QUEUE_NAME
-from shared.validation import InvalidInputError, validate_create_alert, validate_sha1
+from shared.validation import InvalidInputError, validate_create_alert, validate_file_hash
 
 VERSION = 1
 #: Queue messages are at most 64 KiB.
@@ -112,9 +114,7 @@ def _request(api: Api, document: dict[str, Any]) -> DefenderRequest:
         return DefenderRequest.create_alert(validate_create_alert(body))
     if "body" in document:
         raise InvalidInputError([FieldError("body", "is not a field of GetFileRelatedAlerts messages")])
-    file_hash = document.get("fileHash")
-    return DefenderRequest.file_alerts(validate_sha1(file_hash if isinstance(file_hash, str) else "",
-                                                     field="fileHash"))
+    return DefenderRequest.file_alerts(validate_file_hash(document.get("fileHash"), field="fileHash").value)
 
 
 def _document(text: str) -> dict[str, Any]:

@@ -16,12 +16,13 @@ from shared.credentials import build_credential
 from shared.defender_client import DefenderClient
 from shared.edge import HttpEdge
 from shared.gateway import Gateway, RetryPolicy
-from shared.lookups import FileAlertsLookups
+from shared.hash_map import FileHashMap
+from shared.lookups import FileAlertsLookups, FileHashResolver
 from shared.operations import OperationStore
 from shared.queues import Queues, queue_service
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
 from shared.settings import Settings
-from shared.storage import table_client
+from shared.storage import DURABLE_CLIENT_OPTIONS, table_client
 from shared.worker import RequestWorker
 
 
@@ -57,12 +58,14 @@ def build(settings: Settings) -> Runtime:
     gateway = Gateway(client, rate_limiters(settings), retry)
     cache = answer_cache(settings)
     asynchronous = settings.asynchronous
-    operations = OperationStore(table_client(settings.storage, asynchronous.operations_table),
+    operations = OperationStore(table_client(settings.storage, asynchronous.operations_table, DURABLE_CLIENT_OPTIONS),
                                 asynchronous.retention_seconds)
     queues = Queues(queue_service(settings.storage), asynchronous)
     async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30)
-    edge = HttpEdge(gateway, settings, FileAlertsLookups(gateway, cache), async_calls)
-    worker = RequestWorker(gateway, operations, queues, edge.answers, asynchronous, cache=cache)
+    resolver = FileHashResolver(gateway, FileHashMap(table_client(settings.storage,
+                                                                  settings.answer_cache.file_hash_table)))
+    edge = HttpEdge(gateway, settings, FileAlertsLookups(gateway, cache, resolver), async_calls)
+    worker = RequestWorker(gateway, operations, queues, edge.answers, asynchronous, cache=cache, resolver=resolver)
     return Runtime(settings, gateway, operations, queues, edge, worker)
 
 

@@ -87,6 +87,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Table Storage without spending Defender quota. 0 turns the cache off.", True),
     SettingSpec("ANSWER_CACHE_TABLE", "mdegatewayanswers",
                 "Table (created on first use) holding the shared file-alerts answers.", True),
+    SettingSpec("FILE_HASH_TABLE", "mdegatewayfilehashes",
+                "Table (created on first use) holding each SHA-256 that was resolved to its file's SHA-1, so a "
+                "repeated SHA-256 costs no file-information call.", True),
     SettingSpec("REQUESTS_QUEUE", "mde-gateway-requests",
                 "Storage queue of asynchronous requests: queue input from automation, and the HTTP calls answered "
                 "202. Its poison queue is `<name>-poison`.", True),
@@ -402,11 +405,13 @@ MAX_CACHE_SECONDS = 3600
 
 @dataclass(frozen=True)
 class AnswerCacheSettings:
-    """The shared answers for repeated file-alerts lookups."""
+    """The shared answers for repeated file-alerts lookups, and the SHA-256 -> SHA-1 map of looked-up files."""
 
     #: 0: no cache.
     ttl_seconds: int
     table_name: str
+    #: FILE_HASH_TABLE: every SHA-256 resolved to its SHA-1 (kept for good: a file's hashes never change).
+    file_hash_table: str
 
 
 def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
@@ -417,7 +422,12 @@ def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
     table = _table_name(env, "ANSWER_CACHE_TABLE")
     if table.lower() == (setting(env, "RATE_LIMIT_TABLE") or "").lower():
         raise ConfigurationError("ANSWER_CACHE_TABLE must differ from RATE_LIMIT_TABLE.")
-    return AnswerCacheSettings(int(raw), table)
+    hashes = _table_name(env, "FILE_HASH_TABLE")
+    others = ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE", "OPERATIONS_TABLE")
+    if hashes.lower() in {(setting(env, name) or "").lower() for name in others}:
+        raise ConfigurationError("FILE_HASH_TABLE must differ from RATE_LIMIT_TABLE, ANSWER_CACHE_TABLE and "
+                                 "OPERATIONS_TABLE.")
+    return AnswerCacheSettings(int(raw), table, hashes)
 
 
 #: Azure Storage queue names: 3-63 lowercase letters, digits and single hyphens, starting and ending alphanumeric.

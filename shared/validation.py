@@ -1,4 +1,4 @@
-"""Input checks for the two functions; nothing invalid ever reaches Defender.
+"""Input checks for the functions; nothing invalid ever reaches Defender.
 
 Failures are InputErrors naming each bad field; the HTTP edge turns them into 400/413/415 answers.
 """
@@ -9,8 +9,8 @@ import difflib
 import json
 import re
 from datetime import datetime
-from enum import Enum
-from typing import Any, NoReturn
+from enum import Enum, StrEnum
+from typing import Any, NamedTuple, NoReturn
 
 from shared.defender import CATEGORIES, CREATE_FIELDS, SEVERITIES
 from shared.problems import FieldError
@@ -47,6 +47,37 @@ def validate_sha1(raw: str, *, field: str = "route.sha1") -> str:
                    "only SHA-1 (40 hexadecimal characters).")
     else:
         message = "must be a SHA-1 hash: exactly 40 hexadecimal characters."
+    raise InvalidInputError([FieldError(field, message)])
+
+
+class HashKind(StrEnum):
+    """The file hashes a file-alerts lookup takes: a SHA-1 as Defender's alerts API does, or a SHA-256 that the
+    gateway resolves to the file's SHA-1 first (Defender's file information API)."""
+
+    SHA1 = "sha1"
+    SHA256 = "sha256"
+
+
+class FileHash(NamedTuple):
+    """A valid file hash: its kind and its value in lower case."""
+
+    kind: HashKind
+    value: str
+
+
+_FILE_HASH_KINDS = {40: HashKind.SHA1, 64: HashKind.SHA256}
+
+
+def validate_file_hash(raw: Any, *, field: str = "route.fileHash") -> FileHash:
+    """A SHA-1 or SHA-256 in lower case, or a 400 naming `field` and saying what the value is instead."""
+    value = _ascii_stripped(raw) or ""
+    if len(value) in _FILE_HASH_KINDS and _HEX.fullmatch(value):
+        return FileHash(_FILE_HASH_KINDS[len(value)], value.lower())
+    if _HEX.fullmatch(value) and len(value) in _HASH_NAMES:
+        message = (f"'{value}' looks like {_HASH_NAMES[len(value)]} hash; the gateway looks files up by SHA-1 "
+                   "(40 hexadecimal characters) or SHA-256 (64) only.")
+    else:
+        message = "must be a SHA-1 or SHA-256 hash: exactly 40 or 64 hexadecimal characters."
     raise InvalidInputError([FieldError(field, message)])
 
 

@@ -7,6 +7,8 @@
       -> held by another worker: look again when its lease ends
       -> claimed earlier and never answered: a GET is sent again; a POST is not (it may have reached
          Defender), it ends as 504 upstream-outcome-unknown
+      -> a lookup by SHA-256: the file's SHA-1 first (the shared map, else one file-information call within its
+         own budget, paced, retried and answered like any call; an unknown file is 200 with no alerts)
       -> a slot of the shared budget: waits in place up to MAX_HOLD_SECONDS, else a copy of the message
          is queued for when the budget frees (never counted as a failure: throttling never poisons)
       -> claim (ETag), send once, record the answer; a Defender 429 is scheduled again like a refusal;
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 from shared.answer import Answer
 from shared.answer_cache import AnswerCache
-from shared.defender import Api
+from shared.defender import API_FACTS, Api
 from shared.defender_client import DefenderRequest, IdentityError
 from shared.edge import (
     Answers,
@@ -40,7 +42,7 @@ from shared.edge import (
     storage_problem,
 )
 from shared.gateway import CallResult, Gateway, Identity, RetryPolicy
-from shared.lookups import complete_answer
+from shared.lookups import FileHashResolver, Resolved, UnknownFile, complete_answer
 from shared.operations import Created, Operation, OperationStore, Source, State
 from shared.outcomes import Outcome, Success, Throttled, Unavailable
 from shared.problems import Problem
@@ -71,6 +73,7 @@ class RequestWorker:
 
     def __init__(self, gateway: Gateway, operations: OperationStore, queues: Queues, answers: Answers,
                  settings: AsyncSettings, *, cache: AnswerCache | None = None,
+                 resolver: FileHashResolver | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
         self.gateway = gateway
         self.operations = operations
@@ -78,6 +81,7 @@ class RequestWorker:
         self.answers = answers
         self.settings = settings
         self.cache = cache
+        self.resolver = resolver or FileHashResolver(gateway, None)
         self._clock = clock
         self._sleep = sleep
         self._random = random.Random()  # noqa: S311 - jitter only
@@ -125,31 +129,74 @@ class RequestWorker:
             identity = self.gateway.identity()
         except IdentityError as error:
             return self._failed(operation, identity_problem(error))
-        if request.api is Api.FILE_ALERTS and self.cache is not None:
-            hit = self.cache.get(identity.principal, request.path.split("/")[3])
-            if hit is not None:
-                self._complete(operation, self.answers.cached(request.api, hit.body, hit.age,
-                                                              operation.correlation_id))
-                return None
         try:
+            if request.api is Api.FILE_ALERTS and len(file_hash := request.path.split("/")[3]) == 64:
+                resolved = self._resolve(operation, file_hash, identity)  # a SHA-256: the file's SHA-1 first
+                if not isinstance(resolved, str):
+                    return resolved
+                request = DefenderRequest.file_alerts(resolved)
+            if request.api is Api.FILE_ALERTS and self.cache is not None:
+                hit = self.cache.get(identity.principal, request.path.split("/")[3])
+                if hit is not None:
+                    self._complete(operation, self.answers.cached(request.api, hit.body, hit.age,
+                                                                  operation.correlation_id))
+                    return None
             return self._send(operation, request, identity)
         except RateLimitStorageError as error:
             logger.warning("%s: operation %s: rate-limit storage failed: %s", request.api, operation.id, error)
             return self._failed(operation, storage_problem())
 
-    def _send(self, operation: Operation, request: DefenderRequest, identity: Identity) -> _Later | None:
+    def _resolve(self, operation: Operation, sha256: str, identity: Identity) -> str | _Later | None:
+        """The SHA-1 of the file `sha256` names (the shared map, else one file-information call); `_Later` when the
+        message must come back (budget refused, Defender's 429, a transient failure), None when the operation got
+        its final answer (an unknown file: no alerts; or the failure's problem). Raises RateLimitStorageError."""
+        sha1 = self.resolver.known(sha256)
+        if sha1 is not None:
+            return sha1
         hold_until = self._clock() + MAX_HOLD_SECONDS
-        while True:
-            decision = self.gateway.admit(request.api, identity, operation.correlation_id)
-            if decision.admitted:
-                break
+        while not (decision := self.gateway.admit(Api.FILE_INFO, identity, operation.correlation_id)).admitted:
             wait = decision.retry_after_ms / 1000
             if self._clock() + wait > hold_until:
                 return _Later(max(0.0, wait - EARLY_SECONDS))
             self._sleep(wait)
+        sent = self.gateway.send(DefenderRequest.file_info(sha256), identity, decision, operation.correlation_id,
+                                 time_left=self._lease_seconds - 30)
+        resolution = self.resolver.learn(sha256, CallResult(sent, 1, sent.outcome))
+        if isinstance(resolution, Resolved):
+            return resolution.sha1
+        if isinstance(resolution, UnknownFile):
+            self._complete(operation, self.answers.unknown_file(resolution.result, operation.correlation_id))
+            return None
+        outcome = resolution.result.outcome
+        if isinstance(outcome, Throttled):  # like a refusal: never counted as a failure
+            return _Later(outcome.retry_after or 60)
+        if outcome is not None and RetryPolicy.retryable(API_FACTS[Api.FILE_INFO].method, outcome) \
+                and operation.failures < self.settings.max_retries:
+            updated = self.operations.update(operation, failures=operation.failures + 1)
+            return self._backoff(operation.failures + 1, _retry_after(outcome)) if updated is not None else _Later(1)
+        self._complete(operation, self.answers.result(Api.FILE_INFO, resolution.result, operation.correlation_id))
+        return None
+
+    def _send(self, operation: Operation, request: DefenderRequest, identity: Identity) -> _Later | None:
+        # Claim first (ETag), so that nothing stands between the slot and the request: the margin of the
+        # windows then covers only the request's own way to Defender.
         claimed = self.operations.update(operation, lease_until=self._clock() + self._lease_seconds, in_flight=True)
-        if claimed is None:  # another worker changed it since it was read: look again (the slot goes unused)
+        if claimed is None:  # another worker changed it since it was read: look again
             return _Later(1)
+        hold_until = self._clock() + MAX_HOLD_SECONDS
+        while True:
+            try:
+                decision = self.gateway.admit(request.api, identity, operation.correlation_id)
+            except RateLimitStorageError:
+                self._release(claimed)
+                raise
+            if decision.admitted:
+                break
+            wait = decision.retry_after_ms / 1000
+            if self._clock() + wait > hold_until:
+                released = self._release(claimed)
+                return _Later(max(0.0, wait - EARLY_SECONDS)) if released else None
+            self._sleep(wait)
         sent = self.gateway.send(request, identity, decision, operation.correlation_id,
                                  time_left=self._lease_seconds - 30)
         outcome = sent.outcome

@@ -65,7 +65,7 @@ def test_event_not_found_is_the_operations_answer_too(async_gateway: GatewayClie
 def test_invalid_input_is_answered_at_once_and_nothing_is_queued(async_gateway: GatewayClient,
                                                                  sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
     assert_problem(async_gateway.create({**VALID, "severity": "Severe"}, headers=ASYNC), 400, "body.severity")
-    assert_problem(async_gateway.get_alerts("abc", headers=ASYNC), 400, "route.sha1")
+    assert_problem(async_gateway.get_alerts("abc", headers=ASYNC), 400, "route.fileHash")
     response = async_gateway.create(b"{", headers=ASYNC)
     assert response.status_code == 400
     assert sim.calls() == []

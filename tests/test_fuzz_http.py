@@ -199,6 +199,10 @@ def check_defender_call(call: dict[str, Any]) -> None:
         match = re.fullmatch(r"/api/files/([^/]*)/alerts", call["path"])
         assert match and SHA1.fullmatch(match[1]), f"file alerts for {call['path']!r} reached Defender"
         return
+    if call["api"] == "file_info":  # a SHA-256 lookup resolves the file's SHA-1 first
+        match = re.fullmatch(r"/api/files/([^/]*)", call["path"])
+        assert match and re.fullmatch(r"[0-9a-f]{64}", match[1]), f"file info for {call['path']!r} reached Defender"
+        return
     assert call["api"] == "create_alert", f"the gateway called {call['method']} {call['path']!r}"
     body = json.loads(call["body"])
     assert isinstance(body, dict) and sorted(body) == sorted(CREATE_FIELDS), f"sent {_short(call['body'])}"

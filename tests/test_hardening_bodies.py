@@ -84,7 +84,7 @@ def test_non_ascii_look_alikes_are_refused(gateway: GatewayClient, sim: Simulato
     SEED_FILE_SHA1 + "\u3000",
 ])
 def test_non_ascii_sha1_in_the_route_is_refused(gateway: GatewayClient, sim: SimulatorAdmin, sha1: str) -> None:
-    assert_problem(gateway.get_alerts(quote(sha1)), 400, "route.sha1")
+    assert_problem(gateway.get_alerts(quote(sha1)), 400, "route.fileHash")
     assert sim.calls() == []
 
 

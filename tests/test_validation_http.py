@@ -14,17 +14,18 @@ from tests.support import VALID, GatewayClient, SimulatorAdmin, assert_no_upstre
 
 @pytest.mark.parametrize(("value", "says"), [
     ("d41d8cd98f00b204e9800998ecf8427e", "MD5"),
-    ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "SHA-256"),
-    ("6532ec91d513acc05f43ee0aa3002599729fd3eZ", "40 hexadecimal"),
-    ("6532ec91d513acc05f43ee0aa3002599729fd3", "40 hexadecimal"),
-    ("not-a-hash", "40 hexadecimal"),
+    ("ab" * 64, "SHA-512"),
+    ("6532ec91d513acc05f43ee0aa3002599729fd3eZ", "40 or 64 hexadecimal"),
+    ("6532ec91d513acc05f43ee0aa3002599729fd3", "40 or 64 hexadecimal"),
+    ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85", "40 or 64 hexadecimal"),
+    ("not-a-hash", "40 or 64 hexadecimal"),
 ])
-def test_non_sha1_is_refused_naming_the_hash_type(gateway: GatewayClient, sim: SimulatorAdmin, value: str,
-                                                  says: str) -> None:
-    problem = assert_problem(gateway.get_alerts(value), 400, "route.sha1")
+def test_neither_sha1_nor_sha256_is_refused_naming_the_hash_type(gateway: GatewayClient, sim: SimulatorAdmin,
+                                                                  value: str, says: str) -> None:
+    problem = assert_problem(gateway.get_alerts(value), 400, "route.fileHash")
     assert says in problem["errors"][0]["message"]
-    if says in ("MD5", "SHA-256"):
-        assert "only SHA-1" in problem["errors"][0]["message"]
+    if says in ("MD5", "SHA-512"):
+        assert "SHA-1" in problem["errors"][0]["message"] and "SHA-256" in problem["errors"][0]["message"]
     assert_no_upstream_call(sim)
 
 

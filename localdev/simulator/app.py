@@ -1,9 +1,11 @@
-"""The simulator's WSGI app: Defender's two endpoints under /api and an admin API under /_sim/.
+"""The simulator's WSGI app: Defender's endpoints under /api and an admin API under /_sim/.
 
 Contract (from the documentation): OData envelope; error body {"error": {"code", "message", "target"}};
-SHA-1 only (400 InvalidHashValue); create finds the event by (reportId, eventTime, machineId) or 404s,
-and merges into an open alert with the same title on the same device; bearer tokens checked for
-audience (403) and app roles (403); sliding-window limits per tenant + app answered with 429 + Retry-After.
+file alerts take SHA-1 only (400 InvalidHashValue); file information takes a SHA-1 or a SHA-256 and 404s
+(ResourceNotFound) for a file Defender does not know; create finds the event by (reportId, eventTime,
+machineId) or 404s, and merges into an open alert with the same title on the same device; bearer tokens
+checked for audience (403) and app roles (403); sliding-window limits per tenant + app + API answered with
+429 + Retry-After. Paths, methods, roles and limits come from shared.defender.
 """
 
 from __future__ import annotations
@@ -21,21 +23,53 @@ import jwt
 from werkzeug.wrappers import Request, Response
 
 from localdev.simulator.data import (
+    file_entity,
     file_evidence,
+    file_from_evidence,
     make_alert,
     new_alert_id,
     normalise_time,
     now_iso,
     seed_alerts,
     seed_events,
+    seed_files,
+    sha256_of,
 )
 from localdev.simulator.throttle import SlidingWindows
 from localdev.tokens import read_token
-from shared.defender import API_FACTS, CATEGORIES, CREATE_FIELDS, SEVERITIES
+from shared.defender import (
+    API_FACTS,
+    CATEGORIES,
+    CREATE_ALERT_PATH,
+    CREATE_FIELDS,
+    SEVERITIES,
+    Api,
+    file_alerts_path,
+    file_info_path,
+)
 
 COMMERCIAL_AUDIENCE = "https://api.securitycenter.microsoft.com"
-FILE_ALERTS_PATH = re.compile(r"^/api/files/(?P<id>[^/]+)/alerts/?$", re.IGNORECASE)
-CREATE_PATH = re.compile(r"^/api/alerts/CreateAlertByReference/?$", re.IGNORECASE)
+_ID = "{id}"
+
+
+def _route(path: str) -> re.Pattern[str]:
+    """A documented path, with `{id}` standing for its one parameter, as a case-insensitive pattern (trailing / ok)."""
+    head, marker, tail = path.partition(_ID)
+    parameter = r"(?P<id>[^/]+)" if marker else ""
+    return re.compile(f"^{re.escape(head)}{parameter}{re.escape(tail)}/?$", re.IGNORECASE)
+
+
+FILE_ALERTS_PATH = _route(file_alerts_path(_ID))
+CREATE_PATH = _route(CREATE_ALERT_PATH)
+FILE_INFO_PATH = _route(file_info_path(_ID))
+#: Each API's method and path, as Defender routes them.
+ROUTES: dict[Api, tuple[str, re.Pattern[str]]] = {
+    Api.FILE_ALERTS: (API_FACTS[Api.FILE_ALERTS].method, FILE_ALERTS_PATH),
+    Api.CREATE_ALERT: (API_FACTS[Api.CREATE_ALERT].method, CREATE_PATH),
+    Api.FILE_INFO: (API_FACTS[Api.FILE_INFO].method, FILE_INFO_PATH),
+}
+SHA1_HEX = re.compile(r"[0-9a-fA-F]{40}")
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 REQUIRED_ROLES = {api.value: facts.roles for api, facts in API_FACTS.items()}
 ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
 
@@ -56,6 +90,8 @@ class Fault:
 class SimState:
     alerts: list[dict[str, Any]] = field(default_factory=seed_alerts)
     events: list[dict[str, Any]] = field(default_factory=seed_events)
+    #: Files known besides those in alerts' evidence (seeded, or added through POST /_sim/files).
+    files: list[dict[str, Any]] = field(default_factory=seed_files)
     faults: list[Fault] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -71,7 +107,7 @@ def _ok(document: Any, status: int = 200) -> Response:
 
 
 class Simulator:
-    """WSGI app simulating api.securitycenter.microsoft.com for the gateway's two APIs."""
+    """WSGI app simulating api.securitycenter.microsoft.com for the gateway's APIs."""
 
     def __init__(self, audiences: tuple[str, ...] = (COMMERCIAL_AUDIENCE,),
                  base_url_for_context: str = "https://api.securitycenter.microsoft.com") -> None:
@@ -97,10 +133,9 @@ class Simulator:
     # -- Defender's API -------------------------------------------------------------------------
     @staticmethod
     def _api_of(request: Request) -> str | None:
-        if request.method == "GET" and FILE_ALERTS_PATH.match(request.path):
-            return "file_alerts"
-        if request.method == "POST" and CREATE_PATH.match(request.path):
-            return "create_alert"
+        for api, (method, pattern) in ROUTES.items():
+            if request.method == method and pattern.match(request.path):
+                return api.value
         return None
 
     def _serve(self, request: Request, api: str | None, environ: dict[str, Any]) -> Response | None:
@@ -122,9 +157,11 @@ class Simulator:
             return _error(429, "TooManyRequests",
                           f"API calls quota exceeded! Maximum calls allowed is {limit} per {seconds:g} second(s). "
                           f"Please try again after {retry_after} second(s).", {"Retry-After": str(retry_after)})
-        if api == "file_alerts":
-            return self._file_alerts(FILE_ALERTS_PATH.match(request.path)["id"])  # type: ignore[index]
-        return self._create_alert(request)
+        if api == Api.CREATE_ALERT:
+            return self._create_alert(request)
+        route = ROUTES[Api(api)][1].match(request.path)
+        file_id = route["id"] if route else ""
+        return self._file_alerts(file_id) if api == Api.FILE_ALERTS else self._file_info(file_id)
 
     def _authorize(self, request: Request, api: str) -> str | Response:
         header = request.headers.get("Authorization", "")
@@ -181,6 +218,27 @@ class Simulator:
                        if any((e.get("sha1") or "").lower() == sha1 for e in alert.get("evidence") or [])]
             return _ok({"@odata.context": f"{self.context_base}/api/$metadata#Alerts", "value": related})
 
+    def _file_info(self, file_id: str) -> Response:
+        if not (SHA1_HEX.fullmatch(file_id) or SHA256_HEX.fullmatch(file_id)):
+            return _error(400, "InvalidHashValue",
+                          f"Hash value {file_id} is not valid: only SHA-1 and SHA-256 file hashes are supported.")
+        found = self._find_file(file_id.lower())
+        if found is None:
+            return _error(404, "ResourceNotFound", f"File {file_id} was not found.")
+        return _ok({"@odata.context": f"{self.context_base}/api/$metadata#Files/$entity", **found})
+
+    def _find_file(self, file_hash: str) -> dict[str, Any] | None:
+        """The file whose SHA-1 (40 hex digits) or SHA-256 (64) is `file_hash` (lower case): a known file, else
+        one seen in an alert's evidence."""
+        key = "sha1" if len(file_hash) == 40 else "sha256"
+        with self.state.lock:
+            for known in self.state.files:
+                if (known.get(key) or "").lower() == file_hash:
+                    return dict(known)
+            sightings = [(alert, evidence) for alert in self.state.alerts for evidence in alert.get("evidence") or []
+                         if (evidence.get(key) or "").lower() == file_hash and evidence.get("sha1")]
+            return file_from_evidence(sightings) if sightings else None
+
     def _create_alert(self, request: Request) -> Response:
         try:
             body = json.loads(request.get_data())
@@ -222,7 +280,8 @@ class Simulator:
             detectionSource="CustomDetection", detectorId=None, incidentId=None, machineId=machine_id,
             computerDnsName=event.get("computerDnsName"), firstEventTime=event["eventTime"],
             lastEventTime=event["eventTime"], mitreTechniques=[], relatedUser=None,
-            evidence=[file_evidence(event["sha1"], event.get("fileName", "unknown"))] if event.get("sha1") else [],
+            evidence=[file_evidence(event["sha1"], event.get("fileName", "unknown"), sha256=event.get("sha256"))]
+            if event.get("sha1") else [],
         )
         self.state.alerts.append(alert)
         return dict(alert, **{"@odata.context": f"{self.context_base}/api/$metadata#Alerts/$entity"})
@@ -248,6 +307,7 @@ class Simulator:
             if route == ("POST", "/_sim/reset"):
                 fresh = SimState()
                 state.alerts, state.events, state.faults, state.calls = (fresh.alerts, fresh.events, [], [])
+                state.files = fresh.files
                 self.windows.reset()
                 return _ok({"reset": True})
             if route == ("POST", "/_sim/faults") and isinstance(payload, dict):
@@ -266,7 +326,9 @@ class Simulator:
                 alert = make_alert(**payload)
                 if "sha1" in payload:
                     alert.pop("sha1")
-                    alert["evidence"] = [file_evidence(str(payload["sha1"]).lower(), "sample.exe")]
+                    sha1 = str(payload["sha1"]).lower()
+                    sha256 = str(alert.pop("sha256", None) or sha256_of(sha1)).lower()
+                    alert["evidence"] = [file_evidence(sha1, "sample.exe", sha256=sha256)]
                 state.alerts.append(alert)
                 return _ok(alert, 201)
             if route == ("POST", "/_sim/events") and isinstance(payload, dict):
@@ -275,8 +337,29 @@ class Simulator:
                     return _error(400, "BadRequest", f"missing {', '.join(missing)}")
                 state.events.append(dict(payload, reportId=str(payload["reportId"])))
                 return _ok(payload, 201)
+            if route == ("GET", "/_sim/files"):
+                return _ok({"value": list(state.files)})
+            if route == ("POST", "/_sim/files") and isinstance(payload, dict):
+                return self._add_file(payload)
             if route == ("POST", "/_sim/limits") and isinstance(payload, dict):
                 self.windows.set_limits({api: [(int(c), float(s)) for c, s in windows]
                                          for api, windows in payload.items()})
                 return _ok({"limits": payload})
         return _error(404, "NotFound", f"no admin route {request.method} {request.path}")
+
+    def _add_file(self, payload: dict[str, Any]) -> Response:
+        """POST /_sim/files: a file entity (documented properties only, an `@odata.context` is ignored; sha1
+        required, sha256 optional) that Get file information finds by either hash. Replaces a file with its SHA-1."""
+        sha1, sha256 = payload.get("sha1"), payload.get("sha256")
+        if not isinstance(sha1, str) or not SHA1_HEX.fullmatch(sha1):
+            return _error(400, "BadRequest", "sha1 must be 40 hex digits")
+        if sha256 is not None and (not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256)):
+            return _error(400, "BadRequest", "sha256 must be 64 hex digits or null")
+        try:
+            entity = file_entity(sha1, sha256, **{k: v for k, v in payload.items()
+                                                  if k not in ("sha1", "sha256", "@odata.context")})
+        except ValueError as error:
+            return _error(400, "BadRequest", str(error))
+        with self.state.lock:
+            self.state.files = [f for f in self.state.files if f["sha1"] != entity["sha1"]] + [entity]
+        return _ok(entity, 201)

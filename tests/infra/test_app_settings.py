@@ -12,10 +12,9 @@ from tests.infra import bicep_model as bm
 # catalogue: the Functions host, its Python worker and the platform read them.
 HOST_SETTINGS = {
     # Identity-based host storage (AzureWebJobsStorage__*): the host's blob endpoint (locks,
-    # function keys; Flex Consumption deployment) and queue endpoint. The table endpoint and
+    # function keys; Flex Consumption deployment). The table and queue endpoints and
     # __credential / __clientId are in the catalogue because the gateway reads them too.
     "AzureWebJobsStorage__blobServiceUri": "Functions host",
-    "AzureWebJobsStorage__queueServiceUri": "Functions host",
     # Telemetry to Application Insights, authenticated with the app's identity (local auth is off).
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Functions host and Python worker",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Functions host and Python worker",
@@ -80,7 +79,8 @@ def test_settings_bound_to_parameters_default_like_the_catalogue() -> None:
     params = bm.main()["parameters"]
     bound = {name: value for name, value, _ in _settings() if isinstance(value, str) and value in params}
     assert set(bound) == {"MDE_CLOUD", "GATEWAY_AUTH", "RATE_LIMIT_FILE_ALERTS", "RATE_LIMIT_CREATE_ALERT",
-                          "RATE_LIMIT_FILE_INFO", "RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE"}
+                          "RATE_LIMIT_FILE_INFO", "RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE", "FILE_HASH_TABLE",
+                          "REQUESTS_QUEUE", "OPERATIONS_TABLE"}
     for setting, param in bound.items():
         assert params[param]["default"] == CATALOGUE_BY_NAME[setting].default, setting
 

@@ -141,7 +141,8 @@ def test_deployment_container_and_rate_limit_table_exist() -> None:
     assert container["name"] == "deploymentContainerName"
 
     tables = bm.resources_of_type(bm.main(), "Microsoft.Storage/storageAccounts/tableServices/tables")
-    assert sorted(bm.body(t)["name"] for t in tables.values()) == ["answerCacheTableName", "rateLimitTableName"]
+    assert sorted(bm.body(t)["name"] for t in tables.values()) == [
+        "answerCacheTableName", "fileHashTableName", "operationsTableName", "rateLimitTableName"]
     table_param = _param("rateLimitTableName")
     assert table_param["default"] == "mdegatewayratelimits"
     assert table_param["default"] == CATALOGUE_BY_NAME["RATE_LIMIT_TABLE"].default

@@ -24,8 +24,9 @@ from shared.defender_client import DefenderClient
 from shared.edge import input_problem, outcome_problem
 from shared.outcomes import Rejected
 from shared.problems import FieldError, Problem
-from shared.validation import BodyTooLargeError, InvalidInputError, UnsupportedMediaTypeError
+from shared.validation import BodyTooLargeError, InvalidInputError, UnsupportedMediaTypeError, validate_file_hash
 from tests.support import (
+    GATEWAY_URL,
     PRINCIPAL,
     VALID,
     EdgeRig,
@@ -38,7 +39,6 @@ from tests.support import (
     create_alert_request,
     dropped_connection,
     error_reply,
-    get_alerts_request,
     make_edge,
     read_timeout,
     respond,
@@ -52,6 +52,12 @@ SCOPE = "https://api.securitycenter.microsoft.com/.default"
 ONE_A_MINUTE = '"60s";q=1;w=60'
 ROLES = {api: " or ".join(API_FACTS[api].roles) for api in Api}
 TOO_LARGE = json.dumps({**VALID, "description": "x" * 64 * 1024}).encode()
+
+
+def file_alerts_request(file_hash: str) -> func.HttpRequest:
+    """The func.HttpRequest the Functions host hands GetFileRelatedAlerts: its route parameter is `fileHash`."""
+    return func.HttpRequest("GET", f"{GATEWAY_URL}/api/files/{file_hash}/alerts", headers={},
+                            route_params={"fileHash": file_hash}, body=b"")
 
 
 def answer(rig: EdgeRig, api: Api, **kwargs: Any) -> func.HttpResponse:
@@ -152,11 +158,12 @@ def test_an_unsafe_correlation_id_is_replaced(offered: str) -> None:
 
 # --- input errors: nothing sent, no quota spent ------------------------------------------------------------------
 
-def test_a_bad_sha1_is_400_naming_it() -> None:
+def test_a_bad_file_hash_is_400_naming_it() -> None:
     rig = make_edge()
-    response = rig.get_alerts("d41d8cd98f00b204e9800998ecf8427e")
-    document = problem(response, Api.FILE_ALERTS, 400, "validation-error", "route.sha1")
-    assert document["detail"] == "The request has invalid fields: route.sha1. Nothing was sent to Defender."
+    response = rig.edge.lookup_file_alerts(file_alerts_request("d41d8cd98f00b204e9800998ecf8427e"),
+                                           lambda: validate_file_hash("d41d8cd98f00b204e9800998ecf8427e"))
+    document = problem(response, Api.FILE_ALERTS, 400, "validation-error", "route.fileHash")
+    assert document["detail"] == "The request has invalid fields: route.fileHash. Nothing was sent to Defender."
     assert "MD5" in document["errors"][0]["message"]
     assert "RateLimit" not in response.headers and "Retry-After" not in response.headers  # limiter not consulted
     nothing_spent(rig)
@@ -499,12 +506,15 @@ def test_the_entry_points_parse_as_the_helper_does(
         entry_points: Callable[[EdgeRig], dict[str, Callable[..., Any]]]) -> None:
     rig = make_edge([alerts_reply(), alert_reply()])
     functions = entry_points(rig)
-    ok = functions["GetFileRelatedAlerts"](get_alerts_request(SHA1.upper()))
+    ok = functions["GetFileRelatedAlerts"](file_alerts_request(SHA1.upper()))
     assert ok.status_code == 200 and rig.transport.calls[0].url.endswith(f"/files/{SHA1}/alerts")
     created = functions["CreateAlertByReference"](create_alert_request({**VALID, "severity": "high"}))
     assert created.status_code == 200 and rig.transport.calls[1].json()["severity"] == "High"
+    # The route parameter is `fileHash` (a SHA-1 or a SHA-256): a bad one is named so.
+    refused = response_problem(functions["GetFileRelatedAlerts"](file_alerts_request("abc")), 400, "route.fileHash")
+    assert refused["errors"][0]["message"] == ("must be a SHA-1 or SHA-256 hash: exactly 40 or 64 hexadecimal "
+                                               "characters.")
     for name, request, api in [
-        ("GetFileRelatedAlerts", get_alerts_request("abc"), Api.FILE_ALERTS),
         ("CreateAlertByReference", create_alert_request({**VALID, "title": ""}), Api.CREATE_ALERT),
         ("CreateAlertByReference", create_alert_request(VALID, content_type="text/plain"), Api.CREATE_ALERT),
     ]:

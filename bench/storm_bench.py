@@ -1,0 +1,93 @@
+"""The storm of issue 9: how long a burst of asynchronous requests takes to drain, against the ideal.
+
+    .venv/bin/python -m bench.storm_bench [--creates 200] [--lookups 500]
+
+Two local hosts share one queue, one operations table and one rate-limit table in Azurite; the
+simulator enforces the same scaled-down windows as the gateway (creates 15/2 s, lookups 100/2 s,
+margin 0.25 s). Half of the requests arrive over HTTP (Prefer: respond-async), half as queue
+messages. The ideal is the exact sliding log's own schedule for the same windows (a caller always
+waiting); budget use = ideal drain time / measured drain time, per API, at the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import uuid
+from pathlib import Path
+
+import requests
+
+from bench.results import record
+from localdev.azurite import start_azurite
+from localdev.identity_endpoint import IdentityEndpoint
+from localdev.servers import serve_in_thread
+from localdev.simulator.app import Simulator
+from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
+from localdev.stack import IDENTITY_SECRET, host_environment, start_host
+from localdev.storm import drain_seconds, ideal_drain_seconds, run_storm
+
+KEY = "bench-key"
+WINDOWS = {"create_alert": "15/2", "file_alerts": "100/2"}
+MARGIN = 0.25
+BODY = {"machineId": SEED_EVENT["machineId"], "severity": "Low", "title": "storm", "description": "storm",
+        "recommendedAction": "none", "eventTime": SEED_EVENT["eventTime"], "reportId": SEED_EVENT["reportId"],
+        "category": "Exploit"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--creates", type=int, default=200)
+    parser.add_argument("--lookups", type=int, default=500)
+    args = parser.parse_args()
+    azurite = start_azurite()
+    simulator = serve_in_thread(Simulator(), name="simulator")
+    identity = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), name="identity")
+    limits = {api: [[float(n) for n in text.split("/")]] for api, text in WINDOWS.items()}
+    requests.post(f"{simulator.url}/_sim/limits", json=limits, timeout=5).raise_for_status()
+    suffix = uuid.uuid4().hex[:12]
+    settings = {"REQUESTS_QUEUE": "storm-" + suffix, "OPERATIONS_TABLE": "ops" + suffix,
+                "RATE_LIMIT_TABLE": "rl" + suffix, "RATE_LIMIT_CREATE_ALERT": WINDOWS["create_alert"],
+                "RATE_LIMIT_FILE_ALERTS": WINDOWS["file_alerts"], "RATE_LIMIT_MARGIN_SECONDS": str(MARGIN),
+                "RATE_LIMIT_NEW_STATE_SHARE": "1", "FILE_ALERTS_CACHE_SECONDS": "0"}
+    try:
+        with tempfile.TemporaryDirectory() as log_dir:
+            env = host_environment(simulator_url=simulator.url, identity_url=identity.url,
+                                   storage_connection=azurite.connection_string, function_key=KEY, **settings)
+            hosts = [start_host(env, log_path=Path(log_dir) / f"host-{index}.log") for index in range(2)]
+            try:
+                sha1s = [SEED_FILE_SHA1] + [uuid.uuid4().hex.ljust(40, "0") for _ in range(9)]
+                result = run_storm([host.url for host in hosts], KEY, azurite.connection_string,
+                                   settings["REQUESTS_QUEUE"], creates=args.creates, lookups=args.lookups,
+                                   create_body=BODY, sha1s=sha1s)
+            finally:
+                for host in hosts:
+                    host.stop()
+        calls = requests.get(f"{simulator.url}/_sim/calls", timeout=10).json()["calls"]
+    finally:
+        simulator.stop()
+        identity.stop()
+        azurite.stop()
+    figures: dict[str, float | int] = {"storm_seconds": round(result.seconds, 1),
+                                       "storm_operations": len(result.answers),
+                                       "storm_upstream_429": sum(1 for call in calls if call["status"] == 429)}
+    print(f"Storm: {args.creates} creates + {args.lookups} lookups, 2 hosts, margin {MARGIN} s; "
+          f"all answered in {result.seconds:.1f} s")
+    print(f"{'API':<14}{'windows':>9}{'calls':>7}{'drain s':>9}{'ideal s':>9}{'budget use':>12}")
+    for api, windows in WINDOWS.items():
+        times = [call["time"] for call in calls if call["api"] == api]
+        actual = drain_seconds(times)
+        ideal = ideal_drain_seconds(len(times), windows, MARGIN)
+        use = ideal / actual if actual else 0.0
+        print(f"{api:<14}{windows:>9}{len(times):>7}{actual:>9.1f}{ideal:>9.1f}{use:>11.0%}")
+        figures.update({f"storm_{api}_drain_seconds": round(actual, 2), f"storm_{api}_ideal_seconds": round(ideal, 2),
+                        f"storm_{api}_budget_use": round(use, 3)})
+    creates = [call.get("body") for call in calls if call["api"] == "create_alert"]
+    duplicates = len(creates) - len(set(creates))
+    figures["storm_duplicate_creates"] = duplicates
+    print(f"upstream 429: {figures['storm_upstream_429']}, duplicate creates: {duplicates}")
+    record(figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""The Sentinel playbook templates (playbooks/*/azuredeploy.json) and infra/playbooks.bicep, read statically.
+
+Checks the Azure-Sentinel template shape (metadata, PlaybookName, identity, incident trigger, the
+azuresentinel connection with a managed identity), how the playbooks call the gateway (managed
+identity for the gateway's audience; the create playbook's asynchronous mode and body), and that the
+ARM and workflow expressions are well formed and refer only to what is declared.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.defender import CATEGORIES, CREATE_ALERT_PATH, CREATE_FIELDS
+from tests.infra import bicep_model as bm
+from tests.playbooks import actions as pa
+
+ENRICH = "Enrich-Incident-DefenderFileAlerts"
+CREATE = "Create-DefenderAlert-FromIncident"
+PLAYBOOKS = {ENRICH, CREATE}
+
+METADATA_KEYS = {"title", "description", "prerequisites", "postDeployment", "lastUpdateTime", "entities", "tags",
+                 "support", "author"}
+GATEWAY_AUTHENTICATION = {"type": "ManagedServiceIdentity", "audience": "[parameters('GatewayAudience')]"}
+SENTINEL_CONNECTION = "@parameters('$connections')['azuresentinel']['connectionId']"
+PLAYBOOKS_BICEP = bm.INFRA / "playbooks.bicep"
+
+
+def _template(name: str) -> pa.Template:
+    return pa.load(pa.PLAYBOOKS / name / "azuredeploy.json")
+
+
+def _templates() -> list[tuple[str, pa.Template]]:
+    return [(path.parent.name, pa.load(path)) for path in pa.template_paths()]
+
+
+each_template = pytest.mark.parametrize(("name", "template"), _templates(), ids=[name for name, _ in _templates()])
+
+
+def _sentinel_calls(template: pa.Template, path: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, action) for name, action in pa.all_actions(template).items()
+            if action.get("type") == "ApiConnection" and action["inputs"].get("path") == path]
+
+
+# --- files and the Azure-Sentinel shape ---------------------------------------------------------------------------
+
+
+def test_the_expected_playbooks_exist() -> None:
+    assert {path.parent.name for path in pa.template_paths()} == PLAYBOOKS
+
+
+@pytest.mark.parametrize("path", pa.template_paths(), ids=lambda p: p.parent.name)
+def test_every_template_parses_as_json(path: Path) -> None:
+    template = pa.load(path)
+    assert template["$schema"].startswith("https://schema.management.azure.com/schemas/")
+    assert template["$schema"].endswith("/deploymentTemplate.json#")
+    assert template["contentVersion"] == "1.0.0.0"
+
+
+@each_template
+def test_sentinel_metadata_block(name: str, template: pa.Template) -> None:
+    metadata = template["metadata"]
+    assert set(metadata) >= METADATA_KEYS, f"missing {METADATA_KEYS - set(metadata)}"
+    assert metadata["title"].strip() and len(metadata["description"]) >= 100
+    datetime.strptime(metadata["lastUpdateTime"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert isinstance(metadata["entities"], list) and isinstance(metadata["tags"], list) and metadata["tags"]
+    assert metadata["support"]["tier"] in ("community", "microsoft", "partner")
+    assert metadata["author"]["name"].strip()
+    # The identity wiring, with commands: Sentinel Responder on the workspace, through the gateway's Entra auth.
+    post = "\n".join(metadata["postDeployment"])
+    for needed in ("Microsoft Sentinel Responder", "az role assignment create", "entraAllowedPrincipalIds",
+                   "identity.principalId", "gatewayAuth=entra"):
+        assert needed in post, f"postDeployment does not mention {needed!r}"
+
+
+def test_metadata_entities_name_what_the_playbooks_read() -> None:
+    assert _template(ENRICH)["metadata"]["entities"] == ["FileHash"]
+
+
+@each_template
+def test_playbook_name_parameter_and_hidden_tags(name: str, template: pa.Template) -> None:
+    parameter = template["parameters"]["PlaybookName"]
+    assert parameter["type"].lower() == "string"
+    assert parameter["defaultValue"] == name
+    workflow = pa.workflow(template)
+    assert workflow["name"] == "[parameters('PlaybookName')]"
+    tags = workflow["tags"]
+    assert tags["hidden-SentinelTemplateName"] == name
+    assert re.fullmatch(r"\d+\.\d+", tags["hidden-SentinelTemplateVersion"])
+
+
+@each_template
+def test_parameters_gateway_url_and_audience_are_required_and_described(name: str, template: pa.Template) -> None:
+    parameters = template["parameters"]
+    assert {"PlaybookName", "GatewayUrl", "GatewayAudience"} <= set(parameters)
+    for required in ("GatewayUrl", "GatewayAudience"):
+        assert "defaultValue" not in parameters[required], f"{required} must be given at deployment"
+    for parameter, spec in parameters.items():
+        assert spec.get("metadata", {}).get("description", "").strip(), f"{parameter} has no description"
+        assert not spec["type"].lower().startswith("secure"), f"{parameter}: no secret goes into a playbook"
+
+
+@each_template
+def test_system_assigned_identity(name: str, template: pa.Template) -> None:
+    assert pa.workflow(template)["identity"] == {"type": "SystemAssigned"}
+
+
+@each_template
+def test_outputs_the_identity_principal_id(name: str, template: pa.Template) -> None:
+    principal = template["outputs"]["principalId"]
+    assert principal["type"].lower() == "string"
+    assert principal["value"] == ("[reference(resourceId('Microsoft.Logic/workflows', parameters('PlaybookName')), "
+                                  "'2017-07-01', 'full').identity.principalId]")
+
+
+@each_template
+def test_sentinel_incident_trigger(name: str, template: pa.Template) -> None:
+    triggers = pa.definition(template)["triggers"]
+    assert list(triggers) == ["Microsoft_Sentinel_incident"]
+    trigger = triggers["Microsoft_Sentinel_incident"]
+    assert trigger["type"] == "ApiConnectionWebhook"
+    assert trigger["inputs"]["path"] == "/incident-creation"
+    assert trigger["inputs"]["body"] == {"callback_url": "@{listCallbackUrl()}"}
+    assert trigger["inputs"]["host"]["connection"]["name"] == SENTINEL_CONNECTION
+
+
+@each_template
+def test_azuresentinel_connection_uses_the_managed_identity(name: str, template: pa.Template) -> None:
+    connections = pa.resources_of_type(template, "Microsoft.Web/connections")
+    assert len(connections) == 1
+    connection = connections[0]
+    assert connection["properties"]["parameterValueType"] == "Alternative"
+    assert connection["properties"]["api"]["id"].endswith("'/managedApis/azuresentinel')]")
+    workflow = pa.workflow(template)
+    assert f"[resourceId('Microsoft.Web/connections', {connection['name'][1:-1]})]" in workflow["dependsOn"]
+    value = workflow["properties"]["parameters"]["$connections"]["value"]
+    assert list(value) == ["azuresentinel"]
+    assert value["azuresentinel"]["connectionName"] == connection["name"]
+    assert value["azuresentinel"]["connectionProperties"] == {"authentication": {"type": "ManagedServiceIdentity"}}
+    assert pa.definition(template)["parameters"]["$connections"] == {"defaultValue": {}, "type": "Object"}
+
+
+@each_template
+def test_one_comment_on_the_incident(name: str, template: pa.Template) -> None:
+    comments = _sentinel_calls(template, "/Incidents/Comment")
+    assert [action_name for action_name, _ in comments] == ["Add_comment_to_incident_(V3)"]
+    inputs = comments[0][1]["inputs"]
+    assert inputs["method"] == "post"
+    assert inputs["host"]["connection"]["name"] == SENTINEL_CONNECTION
+    assert inputs["body"]["incidentArmId"] == "@triggerBody()?['object']?['id']"
+    assert "variables('Comment')" in inputs["body"]["message"]
+    # At the top level, after everything else: it runs once per incident.
+    assert "Add_comment_to_incident_(V3)" in pa.definition(template)["actions"]
+
+
+# --- calls to the gateway -------------------------------------------------------------------------------------------
+
+
+@each_template
+def test_every_http_action_calls_the_gateway_with_the_managed_identity(name: str, template: pa.Template) -> None:
+    http = pa.http_actions(template)
+    assert http, "no HTTP action"
+    for action in http:
+        assert action.playbook == name
+        assert action.calls_gateway, f"{action.name} calls {action.uri}, not the gateway"
+        assert action.uri.startswith(pa.GATEWAY_URL_EXPRESSION)
+        assert action.authentication == GATEWAY_AUTHENTICATION, action.name
+        retry = action.raw["inputs"].get("retryPolicy", {})
+        assert retry.get("type") in ("exponential", "fixed") and int(retry["count"]) >= 3, action.name
+        # The asynchronous pattern (202 + Location, polled) stays on.
+        assert "DisableAsyncPattern" not in str(action.raw.get("operationOptions", "")), action.name
+    # The workflow parameter that starts every URI is given the template's (normalised) GatewayUrl.
+    workflow = pa.workflow(template)
+    assert pa.definition(template)["parameters"]["GatewayUrl"]["type"] == "String"
+    assert workflow["properties"]["parameters"]["GatewayUrl"] == {"value": "[variables('GatewayBaseUrl')]"}
+
+
+def test_enrich_looks_up_alerts_of_sha1_and_sha256_file_hashes() -> None:
+    template = _template(ENRICH)
+    http = pa.http_actions(template)
+    assert [(a.method, a.path) for a in http] == [("GET", "/api/files/{...}/alerts")]
+    lookup = http[0]
+    assert lookup.body is None
+    assert "encodeUriComponent(items('For_each_hash'))" in lookup.uri
+    # The hashes: the incident's FileHash entities, filtered on the algorithm, each looked up once.
+    entities = _sentinel_calls(template, "/entities/filehash")
+    assert len(entities) == 1
+    assert entities[0][1]["inputs"]["body"] == "@triggerBody()?['object']?['properties']?['relatedEntities']"
+    actions = pa.all_actions(template)
+    assert "createArray('SHA1', 'SHA256')" in actions["Filter_array_-_SHA1_and_SHA256"]["inputs"]["where"]
+    assert "['Filehashes']" in actions["Filter_array_-_SHA1_and_SHA256"]["inputs"]["from"]
+    assert lookup.name in dict(pa.walk_actions(actions["For_each_hash"]["actions"]))
+    # The table's columns; the device falls back to machineId.
+    row = actions["Select_alert_rows"]["inputs"]["select"]
+    assert set(row) == {"File hash", "Alert id", "Title", "Severity", "Status", "Device"}
+    assert row["Device"] == "@{coalesce(item()?['computerDnsName'], item()?['machineId'])}"
+    assert actions["Select_alert_rows"]["inputs"]["from"].startswith(f"@coalesce(body('{lookup.name}')?['value']")
+
+
+def test_create_uses_the_asynchronous_mode_with_an_idempotency_key() -> None:
+    http = pa.http_actions(_template(CREATE))
+    assert [(a.method, a.path) for a in http] == [("POST", CREATE_ALERT_PATH)]
+    create = http[0]
+    headers = {key.lower(): value for key, value in create.headers.items()}
+    assert headers["content-type"] == "application/json"
+    assert headers["prefer"] == "respond-async"
+    key = headers["idempotency-key"]
+    assert "systemAlertId" in key and "utcNow" not in key and "guid()" not in key, "the key must be stable"
+    # The HTTP action waits for the gateway's final answer (polling Location) at most this long.
+    assert re.fullmatch(r"PT\d+[HM]", create.raw["limit"]["timeout"])
+
+
+def test_create_body_has_exactly_the_documented_fields() -> None:
+    create = pa.http_actions(_template(CREATE))[0]
+    assert create.body is not None
+    assert sorted(create.body) == sorted(CREATE_FIELDS)
+    assert len(create.body) == len(CREATE_FIELDS)
+    body = create.body
+    assert body["category"] == "@{parameters('AlertCategory')}"
+    assert body["recommendedAction"] == "@{parameters('RecommendedAction')}"
+    for field in ("machineId", "eventTime", "reportId"):
+        assert body[field] == f"@{{outputs('Compose_event_reference')?['{field}']}}"
+    # Sentinel's severities are Informational, Low, Medium, High: anything but the last three becomes Low.
+    assert "createArray('Low', 'Medium', 'High')" in body["severity"] and body["severity"].endswith("'Low')}")
+
+
+def test_create_reads_the_event_reference_from_the_alerts_custom_details() -> None:
+    actions = pa.all_actions(_template(CREATE))
+    where = actions["Filter_array_-_alerts_with_event_reference"]["inputs"]["where"]
+    for detail in ("ReportId", "Timestamp", "DeviceId"):
+        assert f"['{detail}']" in where
+    assert "['additionalData']?['Custom Details']" in where
+    reference = actions["Compose_event_reference"]["inputs"]
+    assert set(reference) == {"reportId", "eventTime", "machineId"}
+    assert "['ReportId']" in reference["reportId"]
+    assert "['Timestamp']" in reference["eventTime"]
+    assert "['DeviceId']" in reference["machineId"]
+    assert "['additionalData']?['Custom Details']" in actions["Compose_custom_details"]["inputs"]
+
+
+def test_create_category_parameter_offers_defenders_categories() -> None:
+    parameter = _template(CREATE)["parameters"]["AlertCategory"]
+    assert parameter["defaultValue"] == "SuspiciousActivity"
+    assert parameter["allowedValues"] == list(CATEGORIES)
+    assert "RecommendedAction" in _template(CREATE)["parameters"]
+
+
+def test_create_comments_every_outcome_including_failures() -> None:
+    actions = pa.all_actions(_template(CREATE))
+    condition = actions["Condition_-_alert_created"]
+    assert set(condition["runAfter"]["Create_Defender_alert"]) == {"Succeeded", "Failed", "TimedOut"}
+
+
+# --- expressions ----------------------------------------------------------------------------------------------------
+
+
+@each_template
+def test_arm_expressions_are_balanced(name: str, template: pa.Template) -> None:
+    expressions = list(pa.arm_expressions(template))
+    assert expressions
+    problems = [f"{where}: {problem}: {text}" for where, text in expressions
+                if (problem := pa.balance_problem(text))]
+    assert not problems, "\n".join(problems)
+
+
+@each_template
+def test_workflow_expressions_are_balanced(name: str, template: pa.Template) -> None:
+    expressions = list(pa.workflow_expressions(template))
+    assert expressions
+    problems = [f"{where}: {problem}: {text}" for where, text in expressions
+                if (problem := pa.balance_problem(text))]
+    assert not problems, "\n".join(problems)
+
+
+@each_template
+def test_every_parameter_and_variable_used_is_declared(name: str, template: pa.Template) -> None:
+    arm = [text for _, text in pa.arm_expressions(template)]
+    arm_parameters = {p for text in arm for p in pa.called_with(text, "parameters")}
+    arm_variables = {v for text in arm for v in pa.called_with(text, "variables")}
+    assert arm_parameters <= set(template["parameters"]), arm_parameters - set(template["parameters"])
+    assert arm_variables <= set(template.get("variables", {})), arm_variables - set(template.get("variables", {}))
+    assert set(template["parameters"]) <= arm_parameters, "a template parameter is never used"
+
+    definition = pa.definition(template)
+    workflow = [text for _, text in pa.workflow_expressions(template)]
+    workflow_parameters = {p for text in workflow for p in pa.called_with(text, "parameters")}
+    assert workflow_parameters <= set(definition["parameters"]), workflow_parameters - set(definition["parameters"])
+    # Each workflow parameter is given a value by the template.
+    given = set(pa.workflow(template)["properties"]["parameters"])
+    assert set(definition["parameters"]) == given
+
+    initialized = {variable["name"] for action in pa.all_actions(template).values()
+                   if action["type"] == "InitializeVariable" for variable in action["inputs"]["variables"]}
+    used = {v for text in workflow for v in pa.called_with(text, "variables")}
+    set_or_appended = {action["inputs"]["name"] for action in pa.all_actions(template).values()
+                       if action["type"] in ("SetVariable", "AppendToArrayVariable", "AppendToStringVariable")}
+    assert used | set_or_appended <= initialized, (used | set_or_appended) - initialized
+
+
+@each_template
+def test_workflow_expressions_refer_to_actions_that_exist(name: str, template: pa.Template) -> None:
+    actions = pa.all_actions(template)
+    loops = {action_name for action_name, action in actions.items() if action["type"] == "Foreach"}
+    for _, text in pa.workflow_expressions(template):
+        for function in ("body", "outputs", "actions"):
+            for target in pa.called_with(text, function):
+                assert target in actions, f"{function}('{target}') names no action"
+        for target in pa.called_with(text, "items"):
+            assert target in loops, f"items('{target}') names no Foreach"
+    for action_name, action in actions.items():
+        for before in action.get("runAfter", {}):
+            assert before in actions, f"{action_name} runs after {before}, which does not exist"
+
+
+def test_interpolations_and_paths_of_the_helper() -> None:
+    assert pa.interpolations("a@{f('}')}b@{g({x})}c@@{literal}") == ["f('}')", "g({x})"]
+    assert pa.gateway_path("@{parameters('GatewayUrl')}/api/files/@{encodeUriComponent(items('x'))}/alerts") == (
+        "/api/files/{...}/alerts")
+    assert pa.gateway_path("https://example.com/api/files/x/alerts") is None
+    assert pa.balance_problem("concat('a(', parameters('x'))") is None
+    assert pa.balance_problem("concat('it''s', parameters('x')") == "unclosed '('"
+    assert pa.called_with("parameters('A') and parameters( 'it''s' )", "parameters") == ["A", "it's"]
+    with pytest.raises(ValueError, match="unclosed"):
+        pa.interpolations("@{concat('a'")
+
+
+# --- infra/playbooks.bicep ------------------------------------------------------------------------------------------
+
+
+def test_playbooks_bicep_deploys_each_template_as_a_module() -> None:
+    tree = bm.parse(PLAYBOOKS_BICEP)
+    assert not tree.get("resources")
+    modules = tree["modules"]
+    paths = {module["detail"]["path"] for module in modules.values()}
+    assert paths == {f"../playbooks/{name}/azuredeploy.json" for name in PLAYBOOKS}
+    for module_name, module in modules.items():
+        target = pa.load((bm.INFRA / module["detail"]["path"]).resolve())
+        passed = set(bm.body(module)["params"])
+        declared = set(target["parameters"])
+        required = {p for p, spec in target["parameters"].items() if "defaultValue" not in spec}
+        assert passed <= declared, f"module {module_name} passes undeclared params {passed - declared}"
+        assert required <= passed, f"module {module_name} misses required params {required - passed}"
+        assert "PlaybookName" in passed
+
+
+def test_playbooks_bicep_outputs_the_principal_ids_the_templates_output() -> None:
+    tree = bm.parse(PLAYBOOKS_BICEP)
+    modules = tree["modules"]
+    principal_outputs = {name: output for name, output in tree["outputs"].items() if name.endswith("PrincipalId")}
+    assert len(principal_outputs) == len(modules)
+    for output in principal_outputs.values():
+        module_name, rest = bm.property_access(output["value"]) or (None, None)
+        assert module_name in modules
+        assert bm.property_access(rest) == ("outputs", "principalId")
+        target = pa.load((bm.INFRA / modules[module_name]["detail"]["path"]).resolve())
+        assert "principalId" in target["outputs"]
+
+
+def test_playbooks_bicep_category_choices_match_defender() -> None:
+    parameter = bm.parse(PLAYBOOKS_BICEP)["parameters"]["alertCategory"]
+    assert bm.decorators(parameter)["allowed"] == list(CATEGORIES)
+    assert parameter["default"] == "SuspiciousActivity"

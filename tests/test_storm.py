@@ -1,0 +1,107 @@
+"""A storm and a crash, end to end: two local hosts sharing one queue, one operations table and one rate-limit
+table in Azurite, the simulator enforcing the same (scaled-down) windows as the gateway, so any over-admission
+would be a 429 there."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import uuid
+from collections import Counter
+
+import pytest
+
+from localdev.azurite import Azurite
+from localdev.simulator.data import SEED_FILE_SHA1
+from localdev.storm import drain_seconds, ideal_drain_seconds, run_storm
+from tests.conftest import HostFactory
+from tests.support import FUNCTION_KEY, VALID, IdentityAdmin, SimulatorAdmin
+
+CREATE_WINDOWS = "15/2"
+LOOKUP_WINDOWS = "100/2"
+MARGIN = "0.25"
+
+
+def shared_settings() -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:12]
+    return {"REQUESTS_QUEUE": "storm-" + suffix, "OPERATIONS_TABLE": "ops" + suffix, "RATE_LIMIT_TABLE": "rl" + suffix,
+            "RATE_LIMIT_CREATE_ALERT": CREATE_WINDOWS, "RATE_LIMIT_FILE_ALERTS": LOOKUP_WINDOWS,
+            "RATE_LIMIT_MARGIN_SECONDS": MARGIN, "RATE_LIMIT_NEW_STATE_SHARE": "1"}
+
+
+def simulator_limits() -> dict[str, list[list[float]]]:
+    def windows(text: str) -> list[list[float]]:
+        return [[float(part.split("/")[0]), float(part.split("/")[1])] for part in text.split(",")]
+
+    return {"create_alert": windows(CREATE_WINDOWS), "file_alerts": windows(LOOKUP_WINDOWS)}
+
+
+@pytest.mark.timeout(600)
+def test_storm_completes_everything_once_within_the_budget_and_uses_it(
+        host_factory: HostFactory, azurite: Azurite, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    sim.reset(limits=simulator_limits())
+    settings = shared_settings()
+    hosts = [host_factory(**settings), host_factory(**settings)]
+    sha1s = [SEED_FILE_SHA1] + [uuid.uuid4().hex[:40].ljust(40, "0") for _ in range(9)]
+    result = run_storm([host.url for host in hosts], FUNCTION_KEY, azurite.connection_string,
+                       settings["REQUESTS_QUEUE"], creates=200, lookups=500, create_body=VALID, sha1s=sha1s)
+
+    assert len(result.answers) == 700  # 0 lost
+    statuses = Counter(status for status, _ in result.answers.values())
+    assert statuses == {200: 700}, statuses
+    for operation_id, title in result.titles.items():
+        assert result.answers[operation_id][1]["title"] == title
+    calls = sim.calls()
+    assert [call for call in calls if call["status"] == 429] == []  # 0 upstream 429
+    creates = [call for call in calls if call["api"] == "create_alert"]
+    sent_titles = Counter(json.loads(call["body"])["title"] for call in creates)
+    assert sorted(sent_titles.values()) == [1] * 200  # 0 duplicates, none missing
+    lookups = [call for call in calls if call["api"] == "file_alerts"]
+    assert len(lookups) == 500
+    for api_calls, windows in ((creates, CREATE_WINDOWS), (lookups, LOOKUP_WINDOWS)):
+        ideal = ideal_drain_seconds(len(api_calls), windows, float(MARGIN))
+        actual = drain_seconds([call["time"] for call in api_calls])
+        # The target is 0.95; measured: 0.81 for creates alone, 0.67 and 0.45 with a benchmark running beside
+        # (see issue 9's closing note and `make bench`). The floor (loaded CI machines) catches a regression only.
+        assert ideal / actual >= 0.5, f"{windows}: drained in {actual:.1f} s, ideal {ideal:.1f} s"
+
+
+@pytest.mark.timeout(600)
+def test_a_host_killed_mid_drain_loses_and_duplicates_nothing(
+        host_factory: HostFactory, azurite: Azurite, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    sim.reset(limits=simulator_limits())
+    settings = shared_settings()
+    doomed, survivor = host_factory(**settings), host_factory(**settings)
+
+
+    def kill_soon() -> None:
+        sim.wait_for_calls(20, "create_alert", timeout=60)
+        os.killpg(doomed.host.process.pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_soon)
+    killer.start()
+    restarted: list[object] = []
+
+    def restart() -> None:
+        killer.join()
+        restarted.append(host_factory(**settings))
+
+    restarter = threading.Thread(target=restart)
+    restarter.start()
+    result = run_storm([survivor.url], FUNCTION_KEY, azurite.connection_string, settings["REQUESTS_QUEUE"],
+                       creates=60, lookups=40, create_body=VALID, sha1s=[SEED_FILE_SHA1])
+    restarter.join()
+    assert doomed.host.process.poll() is not None and restarted
+    assert len(result.answers) == 100
+    creates = [call for call in sim.calls("create_alert")]
+    sent = Counter(json.loads(call["body"])["title"] for call in creates)
+    assert max(sent.values()) == 1  # nothing sent twice
+    for operation_id, title in result.titles.items():
+        status, body = result.answers[operation_id]
+        if status == 200:
+            assert sent[title] == 1
+        else:  # interrupted on its way to Defender: said so, and not sent again
+            assert status == 504 and body["type"].endswith(":upstream-outcome-unknown"), body
+    assert [call for call in sim.calls() if call["status"] == 429] == []
