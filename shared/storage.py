@@ -13,7 +13,6 @@ from azure.data.tables import TableClient
 from shared.ratelimit import CLIENT_OPTIONS
 from shared.settings import ConfigurationError, StorageSettings
 
-
 #: For records that must be written (operations): more patience than the rate limiter's fail-fast options.
 DURABLE_CLIENT_OPTIONS: Mapping[str, Any] = {
     "connection_timeout": 2.0, "read_timeout": 5.0, "retry_total": 3, "retry_connect": 3, "retry_read": 2,
