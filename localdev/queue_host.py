@@ -98,21 +98,24 @@ class QueueListener:
                          threading.Thread(target=self._renew, name=f"renew-{function.name}", daemon=True)]
 
     def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def _create_queues(self) -> None:
         for client in (self._client, self._poison):
             try:
                 client.create_queue()
             except ResourceExistsError:
                 pass
-            except AzureError as error:  # storage down at start: the poller keeps trying, as the host does
+            except AzureError as error:  # storage down: the poller keeps trying, as the host does
                 logger.warning("queue %s: not created yet (%s)", client.queue_name, type(error).__name__)
-        for thread in self._threads:
-            thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _poll(self) -> None:
+        self._create_queues()  # here, not in start(): storage that is down must not keep the host from serving
         delay = 0.1
         while not self._stopping.is_set():
             with self._lock:

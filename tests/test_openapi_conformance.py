@@ -15,7 +15,7 @@ schema-violating requests, because they take no input to violate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -47,10 +47,13 @@ OPERATION_IDS = [operation["operationId"] for item in openapi.document(AuthMode.
 
 
 @pytest.fixture(scope="module")
-def conformance_gateway(host_factory: HostFactory) -> GatewayClient:
+def conformance_gateway(host_factory: HostFactory) -> Iterator[GatewayClient]:
     # The shared answer cache on, so that its Cache-Control and Age headers are checked too.
-    return host_factory(FILE_ALERTS_CACHE_SECONDS="60", MDE_MAX_RETRY_AFTER_SECONDS="2",
-                        MDE_READ_TIMEOUT_SECONDS="5", MDE_TOTAL_TIMEOUT_SECONDS="20")
+    gateway = host_factory(FILE_ALERTS_CACHE_SECONDS="60", MDE_MAX_RETRY_AFTER_SECONDS="2",
+                           MDE_READ_TIMEOUT_SECONDS="5", MDE_TOTAL_TIMEOUT_SECONDS="20")
+    yield gateway
+    # Its queue worker would go on sending the operations the run queued to the shared simulator.
+    gateway.host.stop()
 
 
 @pytest.fixture

@@ -47,7 +47,8 @@ def test_storage_down_fails_closed_then_recovers(host_factory: HostFactory, sim:
     ports = (free_port(), free_port(), free_port())
     dead = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
             f"AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-            f"TableEndpoint=http://127.0.0.1:{ports[2]}/devstoreaccount1;")
+            f"TableEndpoint=http://127.0.0.1:{ports[2]}/devstoreaccount1;"
+            f"QueueEndpoint=http://127.0.0.1:{ports[1]}/devstoreaccount1;")
     gateway = host_factory(AzureWebJobsStorage=dead)
     started = time.monotonic()
     response = gateway.get_alerts(SEED_FILE_SHA1)

@@ -39,7 +39,8 @@ def test_development_storage_shortcut() -> None:
 
 
 @pytest.mark.parametrize(("env", "url"), [
-    ({"AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.usgovcloudapi.net/"},
+    ({"AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.usgovcloudapi.net/",
+      "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.usgovcloudapi.net/"},
      "https://acct.table.core.usgovcloudapi.net"),
     ({"AzureWebJobsStorage__accountName": "acct"}, "https://acct.table.core.windows.net"),
 ])
