@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError
-from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
+from azure.data.tables import EdmType, EntityProperty, TableClient
 
 from shared.ratelimit import partition_key
+from shared.storage import upsert_best_effort
 from shared.table_chunks import integer, pack, unpack
 
 logger = logging.getLogger("mde_alert_gateway.cache")
@@ -78,27 +79,7 @@ class AnswerCache:
             "PartitionKey": partition_key(principal), "RowKey": _row(sha1), "Format": FORMAT,
             "StoredAt": EntityProperty(round(self._clock() * 1000), EdmType.INT64), "Encoding": "zlib", **chunks,
         }
-        for attempt in range(2):
-            try:
-                self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
-                return True
-            except HttpResponseError as error:
-                if attempt == 0 and error.status_code == 404 and self._create_table():
-                    continue
-                logger.warning("answer cache: store failed (HTTP %s)", error.status_code)
-            except AzureError as error:
-                logger.warning("answer cache: store failed (%s)", type(error).__name__)
-            return False
-        return False
-
-    def _create_table(self) -> bool:
-        try:
-            self._client.create_table()
-        except HttpResponseError as error:
-            return error.status_code == 409  # another instance created it meanwhile
-        except AzureError:
-            return False
-        return True
+        return upsert_best_effort(self._client, entity, logger, "answer cache")
 
 
 def _row(sha1: str) -> str:

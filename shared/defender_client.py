@@ -56,6 +56,13 @@ class DefenderRequest:
     def method(self) -> str:
         return API_FACTS[self.api].method
 
+    @property
+    def file_hash(self) -> str:
+        """The file's hash in the path of a file-alerts or file-info request (`/api/files/{hash}...`)."""
+        if self.api not in (Api.FILE_ALERTS, Api.FILE_INFO):
+            raise ValueError(f"a {self.api} request names no file")
+        return self.path.split("/")[3]
+
     @classmethod
     def file_alerts(cls, sha1: str) -> DefenderRequest:
         return cls(Api.FILE_ALERTS, file_alerts_path(sha1))

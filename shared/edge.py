@@ -276,13 +276,16 @@ class Answers:
                    **_common(correlation_id)}
         return _json(200, headers, json.dumps({"@odata.context": context, "value": []}).encode())
 
-    def problem(self, api: Api, problem: Problem, correlation_id: str,
+    def problem(self, api: Api | None, problem: Problem, correlation_id: str,
                 headers: Mapping[str, str] | None = None) -> Answer:
-        logger.info("%s -> %d %s [correlation %s]", api, problem.status, problem.kind, correlation_id)
+        """A problem+json answer; `api` None for one about no Defender API (an operation's status, say)."""
+        logger.info("%s -> %d %s [correlation %s]", api or "operations", problem.status, problem.kind,
+                    correlation_id)
         wait = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else {}
+        policy = {"RateLimit-Policy": self.policy_headers[api]} if api is not None else {}
         return Answer(problem.status, MappingProxyType({
-            "RateLimit-Policy": self.policy_headers[api], **(headers or {}), **wait, **problem.headers,
-            **_common(correlation_id), "Content-Type": PROBLEM_CONTENT_TYPE}), problem.render(correlation_id))
+            **policy, **(headers or {}), **wait, **problem.headers, **_common(correlation_id),
+            "Content-Type": PROBLEM_CONTENT_TYPE}), problem.render(correlation_id))
 
     def accepted(self, operation: Operation, location: str, retry_after: int, correlation_id: str) -> Answer:
         """202 Accepted: the operation is stored; poll `location`, waiting `retry_after` seconds."""
@@ -377,11 +380,10 @@ class HttpEdge:
         except Exception as error:
             return http_response(self._failure(None, error, correlation_id))
         if operation is None:
-            return http_response(Answer(404, MappingProxyType({
-                **_common(correlation_id), "Content-Type": PROBLEM_CONTENT_TYPE}), Problem(
+            return http_response(self.answers.problem(None, Problem(
                 404, "operation-not-found", "Operation not found",
-                "No operation has this id, or it is older than the retention (OPERATIONS_RETENTION_HOURS)."
-            ).render(correlation_id)))
+                "No operation has this id, or it is older than the retention (OPERATIONS_RETENTION_HOURS)."),
+                correlation_id))
         if operation.answer is not None:
             return http_response(operation.answer)
         return http_response(self.answers.accepted(operation, self._location(req, operation.id), POLL_SECONDS,
@@ -393,8 +395,8 @@ class HttpEdge:
         if self.async_calls is None or not (wants_async(req) or key):
             return self._synchronous_answer(req, api, request, self.gateway.call(request, correlation_id),
                                             correlation_id)
-        operation_id = keyed_operation_id(self._caller(req), key) if key else new_operation_id()
         caller = self._caller(req)
+        operation_id = keyed_operation_id(caller, key) if key else new_operation_id()
         if wants_async(req):
             return self._submitted(req, self.async_calls.submit(operation_id, request, caller, correlation_id),
                                    correlation_id)
@@ -441,13 +443,7 @@ class HttpEdge:
         api_name = api or "operations"
 
         def answer(problem: Problem) -> Answer:
-            if api is not None:
-                return self.answers.problem(api, problem, correlation_id)
-            logger.info("%s -> %d %s [correlation %s]", api_name, problem.status, problem.kind, correlation_id)
-            wait = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else {}
-            return Answer(problem.status, MappingProxyType({**wait, **problem.headers, **_common(correlation_id),
-                                                            "Content-Type": PROBLEM_CONTENT_TYPE}),
-                          problem.render(correlation_id))
+            return self.answers.problem(api, problem, correlation_id)
 
         if isinstance(error, InputError):
             return answer(input_problem(error))

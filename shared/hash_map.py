@@ -13,7 +13,9 @@ import logging
 import re
 
 from azure.core.exceptions import AzureError, HttpResponseError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient
+
+from shared.storage import upsert_best_effort
 
 logger = logging.getLogger("mde_alert_gateway.hash_map")
 
@@ -52,24 +54,5 @@ class FileHashMap:
         if not (_SHA256.fullmatch(sha256) and _SHA1.fullmatch(sha1)):
             return False
         entity = {"PartitionKey": PARTITION, "RowKey": sha256, "Sha1": sha1}
-        for attempt in range(2):
-            try:
-                self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
-                return True
-            except HttpResponseError as error:
-                if attempt == 0 and error.status_code == 404 and self._create_table():
-                    continue
-                logger.warning("file hash map: store failed (HTTP %s)", error.status_code)
-            except AzureError as error:
-                logger.warning("file hash map: store failed (%s)", type(error).__name__)
-            return False
-        return False
+        return upsert_best_effort(self._client, entity, logger, "file hash map")
 
-    def _create_table(self) -> bool:
-        try:
-            self._client.create_table()
-        except HttpResponseError as error:
-            return error.status_code == 409  # another instance created it meanwhile
-        except AzureError:
-            return False
-        return True

@@ -63,7 +63,7 @@ def encode(message: RequestMessage) -> str:
     if message.request.api is Api.CREATE_ALERT:
         document["body"] = dict(message.request.body or {})
     else:
-        document["fileHash"] = message.request.path.split("/")[3]
+        document["fileHash"] = message.request.file_hash
     if message.reply_queue:
         document["replyQueue"] = message.reply_queue
     return json.dumps(document)

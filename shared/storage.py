@@ -5,10 +5,12 @@ Azurite's connection string locally, a managed identity in Azure.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from azure.data.tables import TableClient
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.data.tables import TableClient, UpdateMode
 
 from shared.ratelimit import CLIENT_OPTIONS
 from shared.settings import ConfigurationError, StorageSettings
@@ -37,3 +39,33 @@ def table_client(storage: StorageSettings, table_name: str,
     assert storage.table_endpoint is not None  # load_storage_settings sets one or the other
     return TableClient(storage.table_endpoint, table_name,
                        credential=ManagedIdentityCredential(client_id=storage.client_id), **options)
+
+
+def create_table(client: TableClient) -> bool:
+    """Create `client`'s table; True when it exists now (another instance may have created it meanwhile)."""
+    try:
+        client.create_table()
+    except HttpResponseError as error:
+        return error.status_code == 409
+    except AzureError:
+        return False
+    return True
+
+
+def upsert_best_effort(client: TableClient, entity: Mapping[str, Any], log: logging.Logger, what: str) -> bool:
+    """Write `entity` (replacing it), creating a missing table once; False when the store failed (logged as `what`).
+
+    For tables whose entries only save work (answers, hash mappings): a failed write never fails the caller.
+    """
+    for attempt in range(2):
+        try:
+            client.upsert_entity(dict(entity), mode=UpdateMode.REPLACE)
+            return True
+        except HttpResponseError as error:
+            if attempt == 0 and error.status_code == 404 and create_table(client):
+                continue
+            log.warning("%s: store failed (HTTP %s)", what, error.status_code)
+        except AzureError as error:
+            log.warning("%s: store failed (%s)", what, type(error).__name__)
+        return False
+    return False

@@ -130,13 +130,13 @@ class RequestWorker:
         except IdentityError as error:
             return self._failed(operation, identity_problem(error))
         try:
-            if request.api is Api.FILE_ALERTS and len(file_hash := request.path.split("/")[3]) == 64:
+            if request.api is Api.FILE_ALERTS and len(file_hash := request.file_hash) == 64:
                 resolved = self._resolve(operation, file_hash, identity)  # a SHA-256: the file's SHA-1 first
                 if not isinstance(resolved, str):
                     return resolved
                 request = DefenderRequest.file_alerts(resolved)
             if request.api is Api.FILE_ALERTS and self.cache is not None:
-                hit = self.cache.get(identity.principal, request.path.split("/")[3])
+                hit = self.cache.get(identity.principal, request.file_hash)
                 if hit is not None:
                     self._complete(operation, self.answers.cached(request.api, hit.body, hit.age,
                                                                   operation.correlation_id))
@@ -211,7 +211,7 @@ class RequestWorker:
             return self._backoff(claimed.failures + 1, _retry_after(outcome)) if released else None
         if isinstance(outcome, Success) and request.api is Api.FILE_ALERTS and self.cache is not None \
                 and complete_answer(outcome.body):
-            self.cache.put(identity.principal, request.path.split("/")[3], outcome.body)
+            self.cache.put(identity.principal, request.file_hash, outcome.body)
         self._complete(claimed, answer, attempts=attempts)
         return None
 
@@ -262,9 +262,7 @@ class RequestWorker:
         logger.warning("invalid request message (%s): %s", error.reason,
                        ", ".join(f"{e.field} {e.message}" for e in error.errors))
         if error.message_id is not None:
-            answer = Answer(problem.status, {"Content-Type": "application/problem+json",
-                                             "X-Correlation-ID": error.message_id, "Cache-Control": "no-store"},
-                            problem.render(error.message_id))
+            answer = self.answers.problem(None, problem, error.message_id)
             placeholder = self.operations.new(error.message_id, DefenderRequest(Api.CREATE_ALERT, "", None),
                                               caller="", source=Source.QUEUE, correlation_id=error.message_id)
             stored = self.operations.create(placeholder)
