@@ -5,10 +5,14 @@
 //
 //   GET  /api/files/{sha1}/alerts            needs Alert.Read.All (or Alert.ReadWrite.All)
 //   POST /api/alerts/CreateAlertByReference  needs Alert.ReadWrite.All
+//   GET  /api/files/{id}                     needs File.Read.All (file information: the gateway
+//                                            resolves a SHA-256 to its SHA-1 with it)
 //
-// Least privilege: Alert.ReadWrite.All alone covers both calls and Alert.Read.All adds nothing;
-// both are granted by default because that is what the deployment specifies (and a read-only
-// variant of the gateway would keep only Alert.Read.All). Pass appRoleValues to narrow it.
+// Least privilege: Alert.ReadWrite.All alone covers both alert calls and Alert.Read.All adds
+// nothing; both are granted by default because that is what the deployment specifies (and a
+// read-only variant of the gateway would keep only Alert.Read.All). File.Read.All is a separate
+// role that no alert role includes: without it SHA-256 lookups fail with 403 (SHA-1 lookups still
+// work). The roles are those of shared/defender.py API_FACTS. Pass appRoleValues to narrow it.
 //
 // The deployer needs, in Microsoft Graph, AppRoleAssignment.ReadWrite.All and
 // Application.Read.All (delegated, as consented for the Azure CLI / PowerShell), or an Entra role
@@ -26,10 +30,11 @@ extension microsoftGraphV1
 @description('Object (principal) id of the managed identity that calls Defender for Endpoint: the IDENTITY_PRINCIPAL_ID output of main.bicep.')
 param principalId string
 
-@description('Values of the WindowsDefenderATP app roles to grant. The gateway needs Alert.ReadWrite.All for POST alerts/CreateAlertByReference; Alert.Read.All is enough for GET files/{sha1}/alerts alone.')
+@description('Values of the WindowsDefenderATP app roles to grant. The gateway needs Alert.ReadWrite.All for POST alerts/CreateAlertByReference (Alert.Read.All is enough for GET files/{sha1}/alerts alone) and File.Read.All for GET files/{id}, which resolves a SHA-256 to its SHA-1.')
 param appRoleValues array = [
   'Alert.Read.All'
   'Alert.ReadWrite.All'
+  'File.Read.All'
 ]
 
 // WindowsDefenderATP: the first-party application behind the Defender for Endpoint API.

@@ -3,13 +3,14 @@
 // A Python 3.11 function app on the Flex Consumption (FC1) plan, its storage account (deployment
 // packages, host state and the rate-limit table; no account keys), Log Analytics + Application
 // Insights (Entra-only ingestion), the RBAC role assignments of the app's managed identity, and
-// optionally App Service authentication (Entra ID) in front of the functions.
+// optionally App Service authentication (Entra ID) in front of the functions and the two Microsoft
+// Sentinel playbooks that call the gateway through it (playbooks.bicep).
 //
 // Written for `azd up` (see azure.yaml) and for `az deployment group create` (see README.md (Deploy)).
 // Plain resources only (no registry modules) so that checkov can scan everything; every parameter
 // and output has a @description; role assignments have deterministic guid() names; no secrets.
 //
-// The Defender for Endpoint app roles (Alert.Read.All, Alert.ReadWrite.All) are granted by
+// The Defender for Endpoint app roles (Alert.Read.All, Alert.ReadWrite.All, File.Read.All) are granted by
 // defender-roles.bicep (Microsoft Graph Bicep extension), called from here only when
 // grantDefenderAppRoles is true, because the deployer then needs Entra permissions that an Azure
 // subscription role does not give; scripts/grant-defender-roles.sh is the plain az CLI alternative.
@@ -78,6 +79,9 @@ param entraAllowedPrincipalIds array = []
 
 @description('Entra ID only: OpenID issuer of the tenant. Empty: <login endpoint of this cloud><tenant id>/v2.0.')
 param entraOpenIdIssuer string = ''
+
+@description('Entra ID only (ignored with gatewayAuth=function-key): also deploy the two Microsoft Sentinel playbooks (playbooks.bicep: Logic Apps that call the gateway with their system-assigned managed identity, for the first accepted audience) into this resource group, and, when entraAllowedPrincipalIds lists principals, add the playbooks\' principal ids to it (an empty list already lets any principal with a token for the gateway through, and stays so); with entraAllowedApplications set, add the playbooks\' client ids to it yourself. Not done here: each playbook identity needs the Microsoft Sentinel Responder role on the Sentinel workspace to comment on incidents (see playbooks/README.md); the outputs PLAYBOOK_*_PRINCIPAL_ID name the identities.')
+param deployPlaybooks bool = false
 
 @description('Windows of GET files/{sha1}/alerts as calls/seconds, comma-separated (RATE_LIMIT_FILE_ALERTS). Defender allows 100 calls a minute and 1,500 an hour.')
 param rateLimitFileAlerts string = '100/60,1500/3600'
@@ -148,7 +152,7 @@ param zoneRedundant bool = false
 @description('Days that Log Analytics keeps the logs and Application Insights telemetry.')
 param logRetentionInDays int = 90
 
-@description('Also grant the app\'s identity the Defender for Endpoint app roles Alert.Read.All and Alert.ReadWrite.All through the Microsoft Graph Bicep extension (defender-roles.bicep). The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All in Microsoft Graph (or the Privileged Role Administrator role). False: grant them afterwards with scripts/grant-defender-roles.sh or defender-roles.bicep.')
+@description('Also grant the app\'s identity the Defender for Endpoint app roles Alert.Read.All, Alert.ReadWrite.All and File.Read.All (file information: SHA-256 to SHA-1) through the Microsoft Graph Bicep extension (defender-roles.bicep). The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All in Microsoft Graph (or the Privileged Role Administrator role). False: grant them afterwards with scripts/grant-defender-roles.sh or defender-roles.bicep.')
 param grantDefenderAppRoles bool = false
 
 // ---------------------------------------------------------------------------------------------
@@ -169,6 +173,18 @@ var identityName = empty(userAssignedIdentityName) ? 'id-mdegw-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var useUserAssigned = (identityType == 'UserAssigned')
 var useEntra = (gatewayAuth == 'entra')
+// Token audiences the gateway accepts; a caller (the playbooks) requests its token for the first.
+// Computed from parameters, not read from entra-auth.bicep's output tokenAudience: the playbooks
+// module must not depend on entraAuth, which depends on it (the playbooks' principal ids).
+var entraAudiences = empty(entraAllowedAudiences) ? [
+  'api://${entraClientId}'
+  entraClientId
+] : entraAllowedAudiences
+// The playbooks call the gateway with Entra tokens: without Entra authentication they are not deployed.
+var usePlaybooks = deployPlaybooks && useEntra
+// A list of allowed principals gets the playbooks' identities added; an empty list (any principal
+// with a token for the gateway's audience) stays empty, so deploying the playbooks locks out no one.
+var addPlaybookPrincipals = usePlaybooks && !empty(entraAllowedPrincipalIds)
 
 // Built-in role definitions (ids are the same in every tenant and cloud).
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -525,19 +541,31 @@ resource scmPublishingPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPoli
 
 // Optional: App Service authentication (Entra ID) in front of every function (entra-auth.bicep).
 // Token validation only (no client secret, no login flow): unauthenticated requests get 401 and
-// only the listed applications / principals get through.
+// only the listed applications / principals get through, the playbooks' identities included.
 module entraAuth 'entra-auth.bicep' = if (useEntra) {
   name: 'entra-auth-${resourceToken}'
   params: {
     functionAppName: functionApp.name
     clientId: entraClientId
     openIdIssuer: empty(entraOpenIdIssuer) ? '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0' : entraOpenIdIssuer
-    allowedAudiences: empty(entraAllowedAudiences) ? [
-      'api://${entraClientId}'
-      entraClientId
-    ] : entraAllowedAudiences
+    allowedAudiences: entraAudiences
     allowedApplications: entraAllowedApplications
-    allowedPrincipalIds: entraAllowedPrincipalIds
+    allowedPrincipalIds: concat(entraAllowedPrincipalIds, addPlaybookPrincipals ? [
+      playbooks!.outputs.enrichPlaybookPrincipalId
+      playbooks!.outputs.createPlaybookPrincipalId
+    ] : [])
+  }
+}
+
+// Optional: the two Microsoft Sentinel playbooks (playbooks.bicep), Logic Apps that call the gateway
+// with their managed identities. They need only the app's host name, so entraAuth (which needs
+// their principal ids) runs after them without a cycle. Microsoft Sentinel Responder on the
+// workspace is left to the operator (playbooks/README.md): the workspace is usually elsewhere.
+module playbooks 'playbooks.bicep' = if (usePlaybooks) {
+  name: 'playbooks-${resourceToken}'
+  params: {
+    gatewayUrl: 'https://${functionApp.properties.defaultHostName}'
+    gatewayAudience: entraAudiences[0]
   }
 }
 
@@ -661,3 +689,9 @@ output GATEWAY_AUTH string = gatewayAuth
 
 @description('True when this deployment also granted the Defender for Endpoint app roles.')
 output DEFENDER_APP_ROLES_GRANTED bool = grantDefenderAppRoles
+
+@description('Object (principal) id of the enrich playbook\'s managed identity (allowed through the gateway\'s Entra authentication; needs Microsoft Sentinel Responder on the workspace). Empty when the playbooks were not deployed (deployPlaybooks false or gatewayAuth not entra).')
+output PLAYBOOK_ENRICH_PRINCIPAL_ID string = usePlaybooks ? playbooks!.outputs.enrichPlaybookPrincipalId : ''
+
+@description('Object (principal) id of the create playbook\'s managed identity (allowed through the gateway\'s Entra authentication; needs Microsoft Sentinel Responder on the workspace). Empty when the playbooks were not deployed (deployPlaybooks false or gatewayAuth not entra).')
+output PLAYBOOK_CREATE_PRINCIPAL_ID string = usePlaybooks ? playbooks!.outputs.createPlaybookPrincipalId : ''

@@ -10,6 +10,7 @@
 //   azd env set MDEGW_ENTRA_ALLOWED_PRINCIPAL_IDS <object id>,<object id>
 //   azd env set MDEGW_STORAGE_SKU Standard_LRS        # in a region without availability zones
 //   azd env set MDEGW_GRANT_DEFENDER_APP_ROLES true   # needs Graph permissions, see README.md (Deploy)
+//   azd env set MDEGW_DEPLOY_PLAYBOOKS true           # with entra: the Sentinel playbooks (playbooks/README.md)
 //
 // The MDEGW_ prefix keeps these deployment choices apart from the app's own settings (MDE_CLOUD,
 // GATEWAY_AUTH, ...) that a developer may have in the shell for local runs. Parameters not listed
@@ -35,3 +36,5 @@ param entraAllowedPrincipalIds = empty(readEnvironmentVariable('MDEGW_ENTRA_ALLO
 param storageSkuName = readEnvironmentVariable('MDEGW_STORAGE_SKU', 'Standard_ZRS')
 
 param grantDefenderAppRoles = toLower(readEnvironmentVariable('MDEGW_GRANT_DEFENDER_APP_ROLES', 'false')) == 'true'
+
+param deployPlaybooks = toLower(readEnvironmentVariable('MDEGW_DEPLOY_PLAYBOOKS', 'false')) == 'true'

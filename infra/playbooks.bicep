@@ -3,8 +3,9 @@
 //
 // Each playbook is a Logic App with a system-assigned identity that calls the gateway with a token
 // for the gateway's Entra app (the gateway runs with gatewayAuth=entra). After deployment:
-//   * the gateway must let the identities through: their principal ids (outputs below) belong in
-//     main.bicep's entraAllowedPrincipalIds;
+//   * the gateway must let the identities through: main.bicep does that itself when it deploys
+//     this module (deployPlaybooks=true); deployed on its own, their principal ids (outputs below)
+//     belong in main.bicep's entraAllowedPrincipalIds;
 //   * each identity needs Microsoft Sentinel Responder on the Sentinel workspace to comment on incidents
 //     (see playbooks/README.md: the workspace usually lives in another resource group).
 // Nothing secret goes through here: the playbooks hold no key.

@@ -5,9 +5,12 @@
 #
 #   GET  /api/files/{sha1}/alerts            needs Alert.Read.All (or Alert.ReadWrite.All)
 #   POST /api/alerts/CreateAlertByReference  needs Alert.ReadWrite.All
+#   GET  /api/files/{id}                     needs File.Read.All (file information: resolves a
+#                                            SHA-256 to its SHA-1; no alert role includes it)
 #
-# Both roles are granted by default. Least privilege: Alert.ReadWrite.All alone covers both calls;
-# pass --roles Alert.Read.All for a deployment that only ever reads.
+# All three roles are granted by default (the roles of shared/defender.py API_FACTS). Least
+# privilege: Alert.ReadWrite.All alone covers both alert calls; pass
+# --roles Alert.Read.All,File.Read.All for a deployment that only ever reads.
 #
 # Idempotent: role ids are looked up by value on the tenant's WindowsDefenderATP service principal
 # (appId fc780465-2017-40d4-a0c5-307022471b92), and a role the identity already holds is left alone.
@@ -22,12 +25,13 @@
 #   scripts/grant-defender-roles.sh --function-app <name> --resource-group <group>
 #   scripts/grant-defender-roles.sh            # inside an azd project: IDENTITY_PRINCIPAL_ID output
 # Options:
-#   --roles Alert.Read.All,Alert.ReadWrite.All   app role values to grant (comma-separated)
+#   --roles Alert.Read.All,Alert.ReadWrite.All,File.Read.All
+#                                                app role values to grant (comma-separated)
 #   --dry-run                                    show what would be granted, change nothing
 set -euo pipefail
 
 readonly DEFENDER_APP_ID="fc780465-2017-40d4-a0c5-307022471b92"
-roles="Alert.Read.All,Alert.ReadWrite.All"
+roles="Alert.Read.All,Alert.ReadWrite.All,File.Read.All"
 principal_id=""
 function_app=""
 resource_group=""
@@ -84,8 +88,9 @@ defender_sp="$(graph_get "$graph/v1.0/servicePrincipals(appId='$DEFENDER_APP_ID'
   || die "no WindowsDefenderATP service principal in this tenant (is Defender for Endpoint onboarded?)"
 [[ -n "$defender_sp" ]] || die "no WindowsDefenderATP service principal in this tenant"
 
-granted=0
-kept=0
+# Every role id first, so that a misspelt or missing role stops the script before any grant.
+role_names=()
+role_ids=()
 IFS=',' read -r -a role_values <<<"$roles"
 for role in "${role_values[@]}"; do
   role="${role//[[:space:]]/}"
@@ -94,7 +99,16 @@ for role in "${role_values[@]}"; do
   role_id="$(graph_get "$graph/v1.0/servicePrincipals/$defender_sp" \
     "appRoles[?value=='$role' && contains(allowedMemberTypes, 'Application')].id | [0]")"
   [[ -n "$role_id" && "$role_id" != "None" ]] || die "WindowsDefenderATP has no application role '$role'"
+  role_names+=("$role")
+  role_ids+=("$role_id")
+done
+[[ ${#role_names[@]} -gt 0 ]] || die "no app role to grant (--roles is empty)"
 
+granted=0
+kept=0
+for i in "${!role_names[@]}"; do
+  role="${role_names[$i]}"
+  role_id="${role_ids[$i]}"
   held="$(graph_get "$graph/v1.0/servicePrincipals/$principal_id/appRoleAssignments" \
     "length(value[?resourceId=='$defender_sp' && appRoleId=='$role_id'])")"
   if [[ "$held" != "0" ]]; then

@@ -40,7 +40,7 @@ from shared.ratelimit.memory_store import MemoryStore
 from shared.ratelimit.sliding_log import LogState
 from shared.ratelimit.store import Snapshot, Tally
 from shared.settings import POLICY_SETTINGS, Settings, load_settings
-from shared.validation import parse_json_object, validate_create_alert, validate_sha1
+from shared.validation import parse_json_object, validate_create_alert, validate_file_hash
 
 FUNCTION_KEY = "test-function-key"
 # Test limits high enough that only the rate-limit tests meet them.
@@ -514,9 +514,9 @@ class EdgeRig:
     def limiter(self, api: Api) -> RateLimiter:
         return self.limiters.for_api(api)
 
-    def get_alerts(self, sha1: str, *, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
-        """GET /api/files/{sha1}/alerts through the edge, parsed as the entry point parses it."""
-        return respond(self.edge, get_alerts_request(sha1, headers=headers), Api.FILE_ALERTS)
+    def get_alerts(self, file_hash: str, *, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
+        """GET /api/files/{fileHash}/alerts through the edge, parsed as the entry point parses it."""
+        return respond(self.edge, get_alerts_request(file_hash, headers=headers), Api.FILE_ALERTS)
 
     def create(self, body: Any, *, content_type: str | None = "application/json",
                headers: Mapping[str, str] | None = None) -> func.HttpResponse:
@@ -564,10 +564,10 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
 GATEWAY_URL = "https://mdegw.example.net"
 
 
-def get_alerts_request(sha1: str, *, headers: Mapping[str, str] | None = None) -> func.HttpRequest:
-    """The func.HttpRequest the Functions host hands the file-alerts function."""
-    return func.HttpRequest("GET", f"{GATEWAY_URL}/api/files/{sha1}/alerts", headers=dict(headers or {}),
-                            route_params={"sha1": sha1}, body=b"")
+def get_alerts_request(file_hash: str, *, headers: Mapping[str, str] | None = None) -> func.HttpRequest:
+    """The func.HttpRequest the Functions host hands the file-alerts function (route files/{fileHash}/alerts)."""
+    return func.HttpRequest("GET", f"{GATEWAY_URL}/api/files/{file_hash}/alerts", headers=dict(headers or {}),
+                            route_params={"fileHash": file_hash}, body=b"")
 
 
 def create_alert_request(body: Any, *, content_type: str | None = "application/json",
@@ -580,16 +580,17 @@ def create_alert_request(body: Any, *, content_type: str | None = "application/j
 
 
 def respond(edge: HttpEdge, req: func.HttpRequest, api: Api) -> func.HttpResponse:
-    """`edge.respond` with the parse step the entry points use (file_alerts_fn / create_alert_fn): validate_sha1,
-    or parse_json_object + validate_create_alert. tests/unit/test_edge.py checks the real entry points agree."""
-    def parse_file_alerts() -> DefenderRequest:
-        return DefenderRequest.file_alerts(validate_sha1(req.route_params.get("sha1", "")))
+    """What the entry points answer (file_alerts_fn / create_alert_fn), with their parse steps:
+    `edge.lookup_file_alerts` with validate_file_hash of the route parameter `fileHash`, or `edge.respond` with
+    parse_json_object + validate_create_alert. tests/unit/test_edge.py checks the real entry points agree."""
+    if api is Api.FILE_ALERTS:
+        return edge.lookup_file_alerts(req, lambda: validate_file_hash(req.route_params.get("fileHash", "")))
 
     def parse_create_alert() -> DefenderRequest:
         return DefenderRequest.create_alert(validate_create_alert(
             parse_json_object(req.get_body(), req.headers.get("Content-Type"))))
 
-    return edge.respond(req, api, parse_file_alerts if api is Api.FILE_ALERTS else parse_create_alert)
+    return edge.respond(req, api, parse_create_alert)
 
 
 def response_problem(response: func.HttpResponse, status: int, *fields: str) -> dict[str, Any]:

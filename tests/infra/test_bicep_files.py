@@ -50,7 +50,7 @@ def test_no_secure_params_and_no_secret_plumbing(path: Path) -> None:
 def test_modules_point_at_files_that_exist() -> None:
     modules = bm.main().get("modules", {})
     paths = {module["detail"]["path"] for module in modules.values()}
-    assert paths == {"entra-auth.bicep", "defender-roles.bicep"}
+    assert paths == {"entra-auth.bicep", "defender-roles.bicep", "playbooks.bicep"}
     for path in paths:
         assert (bm.INFRA / path).is_file()
 

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from shared.clouds import CLOUDS
+from shared.defender import API_FACTS
 from shared.settings import CATALOGUE_BY_NAME
 from tests.infra import bicep_model as bm
 
@@ -17,6 +18,10 @@ BUILT_IN_ROLES = {
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
 DEFENDER_APP_ID = "fc780465-2017-40d4-a0c5-307022471b92"
+# The Defender app roles the deployment grants: the alert roles, and File.Read.All for the file information API
+# (GET /api/files/{id}) that resolves a SHA-256 to its SHA-1.
+DEFENDER_APP_ROLES = ["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"]
+PLAYBOOKS_BICEP = bm.INFRA / "playbooks.bicep"
 
 
 def _param(name: str) -> dict[str, Any]:
@@ -247,7 +252,10 @@ def test_entra_auth_is_deployed_only_with_gateway_auth_entra() -> None:
     params = bm.body(module)["params"]
     assert params["clientId"] == "entraClientId"
     assert params["allowedApplications"] == "entraAllowedApplications"
-    assert params["allowedPrincipalIds"] == "entraAllowedPrincipalIds"
+    assert params["allowedAudiences"] == "entraAudiences"
+    # The user's principals first, then the playbooks' (test_playbook_identities_are_allowed_through_entra_auth).
+    principals = bm.function_call(params["allowedPrincipalIds"], "concat")
+    assert principals is not None and principals["arg_1"] == "entraAllowedPrincipalIds"
     # No other auth config in main: the module is the only way Entra ID gets switched on.
     assert not bm.resources_of_type(bm.main(), "Microsoft.Web/sites/config")
 
@@ -291,7 +299,7 @@ def test_defender_roles_are_optional_in_main() -> None:
 def test_defender_roles_grants_alert_roles_on_windows_defender_atp_by_value() -> None:
     tree = bm.parse(bm.INFRA / "defender-roles.bicep")
     assert set(tree.get("extensions", {})) == {"microsoftGraphV1"}
-    assert tree["parameters"]["appRoleValues"]["default"] == ["Alert.Read.All", "Alert.ReadWrite.All"]
+    assert tree["parameters"]["appRoleValues"]["default"] == DEFENDER_APP_ROLES
 
     sp_name, sp = bm.the_resource(tree, "Microsoft.Graph/servicePrincipals")
     assert tree["resources"][sp_name]["existing"] is True
@@ -314,3 +322,125 @@ def test_defender_roles_grants_alert_roles_on_windows_defender_atp_by_value() ->
         bm.operator(n, "equals") for n in bm.walk(lookup["expression"])
     ]
     assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", str(spec)), "a hard-coded role id"
+
+
+def test_defender_roles_default_covers_every_defender_api_the_gateway_calls() -> None:
+    """Each API in shared/defender.py needs one of its roles among the defaults (File.Read.All: SHA-256 lookups)."""
+    granted = set(bm.parse(bm.INFRA / "defender-roles.bicep")["parameters"]["appRoleValues"]["default"])
+    uncovered = {api.value: facts.roles for api, facts in API_FACTS.items() if not granted & set(facts.roles)}
+    assert not uncovered, f"no default app role allows {uncovered}"
+    assert granted == {role for facts in API_FACTS.values() for role in facts.roles}
+
+
+# --- Microsoft Sentinel playbooks (playbooks.bicep) -------------------------------------------------
+
+
+def _playbook_principal_outputs() -> set[str]:
+    """The outputs of playbooks.bicep that name a playbook identity."""
+    return {name for name in bm.parse(PLAYBOOKS_BICEP)["outputs"] if name.endswith("PrincipalId")}
+
+
+def _playbooks_output(node: Any) -> str | None:
+    """``x`` when ``node`` is ``playbooks.outputs.x`` (pycep drops the ``!`` of ``playbooks!.outputs.x``)."""
+    access = bm.property_access(node)
+    if access is None or access[0] != "playbooks":
+        return None
+    rest = bm.property_access(access[1])
+    return str(rest[1]) if rest is not None and rest[0] == "outputs" else None
+
+
+#: Variables true only when the playbooks module is deployed (each implies usePlaybooks; checked below).
+_PLAYBOOK_GUARDS = ("usePlaybooks", "addPlaybookPrincipals")
+
+
+def _unguarded_playbooks_references(node: Any, guarded: bool = False) -> list[Any]:
+    """References to the conditional module ``playbooks`` outside the true branch of a guard (``usePlaybooks ?``)."""
+    if isinstance(node, str):
+        mentions = node == "playbooks" or "${playbooks" in node
+        return [node] if mentions and not guarded else []
+    if _playbooks_output(node) is not None:
+        return [] if guarded else [node]
+    conditional = bm.operator(node, "conditional")
+    if conditional is not None:
+        return (_unguarded_playbooks_references(conditional["condition"], guarded)
+                + _unguarded_playbooks_references(conditional["true_value"],
+                                                  guarded or conditional["condition"] in _PLAYBOOK_GUARDS)
+                + _unguarded_playbooks_references(conditional["false_value"], guarded))
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    return [found for child in children for found in _unguarded_playbooks_references(child, guarded)]
+
+
+def test_playbooks_are_deployed_only_on_request_and_only_with_entra_auth() -> None:
+    deploy = _param("deployPlaybooks")
+    assert deploy["type"] == "bool" and deploy["default"] is False
+    description = bm.decorators(deploy)["description"]
+    assert "Microsoft Sentinel Responder" in description  # the role this template does not grant
+    assert "entraAllowedPrincipalIds" in description  # how the playbooks' identities get through
+    assert bm.operator(_var("usePlaybooks"), "and") == {"operand_1": "deployPlaybooks", "operand_2": "useEntra"}
+
+    module = bm.main()["modules"]["playbooks"]
+    assert module["detail"]["path"] == "playbooks.bicep"
+    assert bm.condition(module) == "usePlaybooks"
+    assert "deployPlaybooks" in bm.bicepparam_names(bm.PARAMS_FILE)
+
+
+def test_playbooks_call_the_gateway_over_https_for_the_audience_entra_auth_accepts() -> None:
+    params = bm.body(bm.main()["modules"]["playbooks"])["params"]
+    assert params["gatewayUrl"] == "https://${functionApp.properties.defaultHostName}"
+    # The first accepted audience: the user's first, else the App ID URI api://<client id>.
+    assert bm.operator(params["gatewayAudience"], "index_accessor") == {"operand_1": "entraAudiences",
+                                                                         "operand_2": 0}
+    audiences = bm.operator(_var("entraAudiences"), "conditional")
+    assert audiences is not None
+    assert audiences["condition"] == {"function": {"type": "empty",
+                                                   "parameters": {"item_to_test": "entraAllowedAudiences"}}}
+    assert audiences["true_value"] == ["api://${entraClientId}", "entraClientId"]
+    assert audiences["false_value"] == "entraAllowedAudiences"
+    assert bm.body(bm.main()["modules"]["entraAuth"])["params"]["allowedAudiences"] == "entraAudiences"
+    # No cycle: entraAuth waits for the playbooks' principal ids, so the playbooks must not wait for entraAuth.
+    assert "entraAuth" not in str(params)
+
+
+def test_playbook_identities_are_allowed_through_entra_auth() -> None:
+    params = bm.body(bm.main()["modules"]["entraAuth"])["params"]
+    principals = bm.function_call(params["allowedPrincipalIds"], "concat")
+    assert principals is not None and set(principals) == {"arg_1", "arg_2"}
+    assert principals["arg_1"] == "entraAllowedPrincipalIds"
+    added = bm.operator(principals["arg_2"], "conditional")
+    # Only into a list the user gave: an empty one (anyone with a token) must not become "only the playbooks".
+    assert added is not None and added["condition"] == "addPlaybookPrincipals" and added["false_value"] == []
+    condition = bm.operator(_var("addPlaybookPrincipals"), "and")
+    assert condition is not None and condition["operand_1"] == "usePlaybooks"
+    assert "entraAllowedPrincipalIds" in str(condition["operand_2"])
+    assert isinstance(added["true_value"], list)
+    passed = [_playbooks_output(node) for node in added["true_value"]]
+    assert sorted(map(str, passed)) == sorted(_playbook_principal_outputs())  # every playbook identity, once
+
+
+def test_playbook_principal_outputs_are_empty_without_playbooks() -> None:
+    outputs = {
+        name: output for name, output in bm.main()["outputs"].items()
+        if any(_playbooks_output(node) for node in bm.walk(output["value"]))
+    }
+    forwarded: set[str | None] = set()
+    for name, output in outputs.items():
+        assert name.startswith("PLAYBOOK_") and name.endswith("_PRINCIPAL_ID")
+        assert output["type"] == "string"
+        conditional = bm.operator(output["value"], "conditional")
+        assert conditional is not None and conditional["condition"] == "usePlaybooks"
+        assert conditional["false_value"] == ""
+        forwarded.add(_playbooks_output(conditional["true_value"]))
+    assert forwarded == _playbook_principal_outputs()
+
+
+def test_the_conditional_playbooks_module_is_referenced_only_when_deployed() -> None:
+    tree = bm.main()
+    elsewhere = [tree["outputs"], tree["variables"],
+                 {name: module for name, module in tree["modules"].items() if name != "playbooks"},
+                 tree["resources"]]
+    assert not _unguarded_playbooks_references(elsewhere)
+    assert _unguarded_playbooks_references(tree["outputs"]["PLAYBOOK_ENRICH_PRINCIPAL_ID"]["value"]) == []
+    # Self-check of the walker: an unguarded reference is found.
+    assert _unguarded_playbooks_references({"x": "${playbooks.outputs.enrichPlaybookPrincipalId}"})
+    reference = tree["outputs"]["PLAYBOOK_ENRICH_PRINCIPAL_ID"]["value"]["operator"]["operands"]["true_value"]
+    assert _unguarded_playbooks_references([reference]) == [reference]
