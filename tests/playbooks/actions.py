@@ -133,30 +133,45 @@ def interpolations(text: str) -> list[str]:
         i = j
 
 
-def balance_problem(expression: str) -> str | None:
-    """Why an expression's brackets do not balance (outside string literals), or None when they do."""
-    pairs = {")": "(", "]": "[", "}": "{"}
-    stack: list[str] = []
+class UnterminatedLiteralError(ValueError):
+    """A workflow expression's string literal is not closed."""
+
+
+def outside_literals(expression: str) -> Iterator[tuple[int, str]]:
+    """Each character of a workflow expression outside its string literals (`'...'`, `''` a quote inside one),
+    with its index; the quotes themselves are left out. Raises UnterminatedLiteralError at the end of an open one."""
     quoted = False
     i = 0
     while i < len(expression):
         char = expression[i]
         if quoted:
             if char == "'":
-                if i + 1 < len(expression) and expression[i + 1] == "'":
+                if expression[i + 1:i + 2] == "'":
                     i += 1
                 else:
                     quoted = False
         elif char == "'":
             quoted = True
-        elif char in "([{":
-            stack.append(char)
-        elif char in pairs:
-            if not stack or stack[-1] != pairs[char]:
-                return f"unexpected {char!r} at {i}"
-            stack.pop()
+        else:
+            yield i, char
         i += 1
     if quoted:
+        raise UnterminatedLiteralError(expression)
+
+
+def balance_problem(expression: str) -> str | None:
+    """Why an expression's brackets do not balance (outside string literals), or None when they do."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack: list[str] = []
+    try:
+        for i, char in outside_literals(expression):
+            if char in "([{":
+                stack.append(char)
+            elif char in pairs:
+                if not stack or stack[-1] != pairs[char]:
+                    return f"unexpected {char!r} at {i}"
+                stack.pop()
+    except UnterminatedLiteralError:
         return "unterminated string literal"
     if stack:
         return f"unclosed {''.join(stack)!r}"

@@ -89,51 +89,31 @@ def _closing(text: str, opening: int) -> int:
     """The index of the bracket closing the one at `opening` (string literals skipped), or -1."""
     pairs = {"(": ")", "[": "]", "{": "}"}
     stack: list[str] = []
-    quoted = False
-    i = opening
-    while i < len(text):
-        char = text[i]
-        if quoted:
-            if char == "'":
-                if i + 1 < len(text) and text[i + 1] == "'":
-                    i += 1
-                else:
-                    quoted = False
-        elif char == "'":
-            quoted = True
-        elif char in pairs:
-            stack.append(pairs[char])
-        elif stack and char == stack[-1]:
-            stack.pop()
-            if not stack:
-                return i
-        i += 1
+    try:
+        for i, char in pa.outside_literals(text[opening:]):
+            if char in pairs:
+                stack.append(pairs[char])
+            elif stack and char == stack[-1]:
+                stack.pop()
+                if not stack:
+                    return opening + i
+    except pa.UnterminatedLiteralError:
+        pass
     return -1
 
 
 def _split_arguments(text: str) -> list[str]:
     """The top-level, comma-separated arguments of a call's argument text."""
     arguments: list[str] = []
-    depth, quoted, start = 0, False, 0
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quoted:
-            if char == "'":
-                if i + 1 < len(text) and text[i + 1] == "'":
-                    i += 1
-                else:
-                    quoted = False
-        elif char == "'":
-            quoted = True
-        elif char in "([{":
+    depth, start = 0, 0
+    for i, char in pa.outside_literals(text):
+        if char in "([{":
             depth += 1
         elif char in ")]}":
             depth -= 1
         elif char == "," and depth == 0:
             arguments.append(text[start:i].strip())
             start = i + 1
-        i += 1
     rest = text[start:].strip()
     return [*arguments, rest] if rest or arguments else arguments
 
