@@ -3,10 +3,18 @@
     .venv/bin/python -m bench.storm_bench [--creates 200] [--lookups 500]
 
 Two local hosts share one queue, one operations table and one rate-limit table in Azurite; the
-simulator enforces the same scaled-down windows as the gateway (creates 15/2 s, lookups 100/2 s,
-margin 0.25 s). Half of the requests arrive over HTTP (Prefer: respond-async), half as queue
-messages. The ideal is the exact sliding log's own schedule for the same windows (a caller always
-waiting); budget use = ideal drain time / measured drain time, per API, at the simulator.
+simulator enforces the same scaled-down windows as the gateway (creates 15/2 s, 30 times Defender's
+pace; lookups 100/10 s, 6 times: at 30 times, 100 lookups per 2 s is more than two local hosts on this
+machine's two cores process, about 35 a second, and the figure would measure the machine, not the
+pacing), margin 0.25 s. Half of the requests arrive over HTTP (Prefer: respond-async), half as queue
+messages. Per API, at the simulator:
+
+- budget use = ideal drain / measured drain, first to last call, the ideal being the exact sliding
+  log's own schedule (a caller always waiting, the first burst sent in no time);
+- slot reuse = how promptly each freed slot was used again (see localdev.storm.slot_reuse): the pacing
+  alone, without the time the gateway takes to send the first burst.
+
+The target for both is 95 %.
 """
 
 from __future__ import annotations
@@ -25,11 +33,12 @@ from localdev.servers import serve_in_thread
 from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
 from localdev.stack import IDENTITY_SECRET, host_environment, start_host
-from localdev.storm import drain_seconds, ideal_drain_seconds, run_storm
+from localdev.storm import drain_seconds, ideal_drain_seconds, run_storm, slot_reuse
 
 KEY = "bench-key"
-WINDOWS = {"create_alert": "15/2", "file_alerts": "100/2"}
+WINDOWS = {"create_alert": "15/2", "file_alerts": "100/10"}
 MARGIN = 0.25
+TARGET = 0.95
 BODY = {"machineId": SEED_EVENT["machineId"], "severity": "Low", "title": "storm", "description": "storm",
         "recommendedAction": "none", "eventTime": SEED_EVENT["eventTime"], "reportId": SEED_EVENT["reportId"],
         "category": "Exploit"}
@@ -73,15 +82,17 @@ def main() -> None:
                                        "storm_upstream_429": sum(1 for call in calls if call["status"] == 429)}
     print(f"Storm: {args.creates} creates + {args.lookups} lookups, 2 hosts, margin {MARGIN} s; "
           f"all answered in {result.seconds:.1f} s")
-    print(f"{'API':<14}{'windows':>9}{'calls':>7}{'drain s':>9}{'ideal s':>9}{'budget use':>12}")
+    print(f"{'API':<14}{'windows':>9}{'calls':>7}{'drain s':>9}{'ideal s':>9}{'budget use':>12}{'slot reuse':>12}")
     for api, windows in WINDOWS.items():
         times = [call["time"] for call in calls if call["api"] == api]
         actual = drain_seconds(times)
         ideal = ideal_drain_seconds(len(times), windows, MARGIN)
         use = ideal / actual if actual else 0.0
-        print(f"{api:<14}{windows:>9}{len(times):>7}{actual:>9.1f}{ideal:>9.1f}{use:>11.0%}")
+        reuse = slot_reuse(times, windows, MARGIN)
+        print(f"{api:<14}{windows:>9}{len(times):>7}{actual:>9.1f}{ideal:>9.1f}{use:>11.0%}{reuse:>11.0%}")
         figures.update({f"storm_{api}_drain_seconds": round(actual, 2), f"storm_{api}_ideal_seconds": round(ideal, 2),
-                        f"storm_{api}_budget_use": round(use, 3)})
+                        f"storm_{api}_budget_use": round(use, 3), f"storm_{api}_slot_reuse": round(reuse, 3)})
+    print(f"target: {TARGET:.0%} (budget use and slot reuse)")
     creates = [call.get("body") for call in calls if call["api"] == "create_alert"]
     duplicates = len(creates) - len(set(creates))
     figures["storm_duplicate_creates"] = duplicates

@@ -118,8 +118,8 @@ param fileAlertsCacheSeconds int = 60
 param maximumInstanceCount int = 10
 
 @minLength(3)
-@maxLength(56)
-@description('Name of the storage queue of asynchronous requests (REQUESTS_QUEUE): queue input from automation and the HTTP calls answered 202. Its poison queue <name>-poison is created beside it.')
+@maxLength(43)
+@description('Name of the storage queue of asynchronous requests (REQUESTS_QUEUE): queue input from automation and the HTTP calls answered 202. Created beside it: the waiting queues <name>-create-alert, <name>-file-alerts and <name>-file-info (requests waiting for one Defender API\'s budget) and every queue\'s <queue>-poison. At most 43 characters, so that the longest of them fits a queue name.')
 param requestsQueueName string = 'mde-gateway-requests'
 
 @minLength(3)
@@ -318,6 +318,24 @@ resource requestsPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/qu
   parent: queueService
   name: '${requestsQueueName}-poison'
 }
+
+// Requests wait for a spent budget in their API's own queue (shared/settings.py waiting_suffix), each
+// read by its own function, so one API's storm never holds up the others.
+var waitingQueueSuffixes = [
+  'create-alert'
+  'file-alerts'
+  'file-info'
+]
+
+resource waitingQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for suffix in waitingQueueSuffixes: {
+  parent: queueService
+  name: '${requestsQueueName}-${suffix}'
+}]
+
+resource waitingPoisonQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for suffix in waitingQueueSuffixes: {
+  parent: queueService
+  name: '${requestsQueueName}-${suffix}-poison'
+}]
 
 // ---------------------------------------------------------------------------------------------
 // Monitoring: Log Analytics + workspace-based Application Insights, Entra-authenticated only.

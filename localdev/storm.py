@@ -54,6 +54,24 @@ def drain_seconds(call_times: Sequence[float]) -> float:
     return max(call_times) - min(call_times) if call_times else 0.0
 
 
+def slot_reuse(call_times: Sequence[float], windows: str, margin_seconds: float) -> float:
+    """How promptly freed slots were used again: 1.0 when every call went out the moment its slot freed.
+
+    With one window of `limit` calls per `span` (+ margin), call i can go out no sooner than call i - limit
+    plus the span. Summed over every call after the first `limit`, those waits are the time between the
+    mean of the first `limit` calls and the mean of the last `limit`; the exact sliding log needs
+    (calls - limit) / limit spans for it. Unlike the first-to-last drain, this measures the pacing alone:
+    how long the gateway takes to send the first burst (its own speed, not the budget) cancels out.
+    """
+    (window,) = parse_windows(windows)
+    times = sorted(call_times)
+    if len(times) <= window.limit:
+        return 1.0
+    first, last = times[:window.limit], times[-window.limit:]
+    ideal = (len(times) - window.limit) / window.limit * (window.seconds + margin_seconds)
+    return ideal / (sum(last) / len(last) - sum(first) / len(first))
+
+
 def run_storm(host_urls: Sequence[str], key: str, connection_string: str, queue: str, *, creates: int,
               lookups: int, create_body: dict[str, Any], sha1s: Sequence[str], timeout: float = 300) -> StormResult:
     """Send the storm (all at once, from a pool of threads) and wait for every operation's final answer."""

@@ -1,12 +1,17 @@
-"""Queue input: request messages (both operations) from automation and from the HTTP calls answered 202.
+"""Queue input: request messages (both operations) from automation and from the HTTP calls answered 202,
+and the waiting queues where requests wait for a spent budget, one per Defender API.
 
 The message format is in shared/queue_messages.py and the README; the worker paces them within the
-shared budget and records each one's answer as an operation.
+shared budget and records each one's answer as an operation. Each waiting queue is its own function,
+so the host runs (and scales) them apart: requests waiting on one API's budget never take the places
+of requests for another.
 """
 
 import azure.functions as func
 
+from shared.defender import Api
 from shared.runtime import worker
+from shared.settings import waiting_suffix
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -15,3 +20,24 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 @bp.queue_trigger(arg_name="message", queue_name="%REQUESTS_QUEUE%", connection="AzureWebJobsStorage")
 def process_request_message(message: func.QueueMessage) -> None:
     worker().handle(message.get_body().decode("utf-8", "replace"))
+
+
+@bp.function_name("WaitCreateAlert")
+@bp.queue_trigger(arg_name="message", queue_name="%REQUESTS_QUEUE%" + waiting_suffix(Api.CREATE_ALERT),
+                  connection="AzureWebJobsStorage")
+def wait_create_alert(message: func.QueueMessage) -> None:
+    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True)
+
+
+@bp.function_name("WaitFileAlerts")
+@bp.queue_trigger(arg_name="message", queue_name="%REQUESTS_QUEUE%" + waiting_suffix(Api.FILE_ALERTS),
+                  connection="AzureWebJobsStorage")
+def wait_file_alerts(message: func.QueueMessage) -> None:
+    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True)
+
+
+@bp.function_name("WaitFileInfo")
+@bp.queue_trigger(arg_name="message", queue_name="%REQUESTS_QUEUE%" + waiting_suffix(Api.FILE_INFO),
+                  connection="AzureWebJobsStorage")
+def wait_file_info(message: func.QueueMessage) -> None:
+    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True)

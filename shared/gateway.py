@@ -146,6 +146,10 @@ class Gateway:
                         decision.reason, decision.retry_after, correlation_id)
         return decision
 
+    def known_refusal(self, api: Api, identity: Identity) -> Decision | None:
+        """The refusal `api`'s budget gives now by what this process remembers (no storage request), else None."""
+        return self._limiters.for_api(api).known_refusal(identity.principal)
+
     def peek(self, api: Api, identity: Identity) -> Decision:
         """What a call to `api` would be told now, without taking a slot (for reports)."""
         return self._limiters.for_api(api).peek(identity.principal)

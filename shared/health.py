@@ -1,8 +1,9 @@
 """GET /api/health: what an operator watching a storm drain needs, per API, read live.
 
 Per API: whether a call would be admitted now and the budget each window has left (a read of the
-shared rate-limit state, no slot taken), pending operations and the oldest one's age. Overall:
-the request queue's depth (and its poison queue's), and whether tables and queues answer.
+shared rate-limit state, no slot taken), pending operations and the oldest one's age, and the depth
+of its waiting queue. Overall: the request queue's depth, every poison queue's, and whether tables
+and queues answer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shared.gateway import Gateway
 from shared.operations import OperationsStorageError, OperationStore
 from shared.queues import Queues
 from shared.ratelimit import RateLimitStorageError
+from shared.settings import POISON_SUFFIX
 
 
 def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, *,
@@ -31,8 +33,9 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
             pending.setdefault(api, []).append(created_at)
     except OperationsStorageError:
         tables_ok = False
-    depth, poison_depth = queues.depth(queues.requests_name), queues.depth(queues.poison_name)
-    queues_ok = depth is not None and poison_depth is not None
+    depths = {name: (queues.depth(name), queues.depth(name + POISON_SUFFIX))
+              for name in (queues.requests_name, *(queues.waiting_name(api) for api in gateway.apis))}
+    queues_ok = all(depth is not None for pair in depths.values() for depth in pair)
     identity_ok = True
     try:
         identity = gateway.identity()
@@ -41,7 +44,8 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
     apis: dict[str, Any] = {}
     for api in gateway.apis:
         entry: dict[str, Any] = {"pendingOperations": len(pending[api]),
-                                 "oldestPendingAgeSeconds": int(now - min(pending[api])) if pending[api] else None}
+                                 "oldestPendingAgeSeconds": int(now - min(pending[api])) if pending[api] else None,
+                                 "waitingQueue": _queue(queues.waiting_name(api), depths)}
         if identity is not None:
             try:
                 decision = gateway.peek(api, identity)
@@ -56,6 +60,11 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
         "status": "healthy" if healthy else "degraded",
         "checkedAt": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "storage": {"tables": tables_ok, "queues": queues_ok}, "identity": identity_ok,
-        "queue": {"name": queues.requests_name, "depth": depth, "poisonDepth": poison_depth},
+        "queue": _queue(queues.requests_name, depths),
         "apis": apis,
     }
+
+
+def _queue(name: str, depths: dict[str, tuple[int | None, int | None]]) -> dict[str, Any]:
+    depth, poison_depth = depths[name]
+    return {"name": name, "depth": depth, "poisonDepth": poison_depth}

@@ -319,7 +319,7 @@ def _problem() -> JsonObject:
         "detail": _field("Detail", "What happened in this case, and what to do about it."),
         "errors": _array("Errors", "Each invalid input field (validation errors only).", _bare(_object(
             "Field Error", "One invalid input field.", {
-                "field": _field("Field", "Where the field is, e.g. body.severity or route.sha1."),
+                "field": _field("Field", "Where the field is, e.g. body.severity or route.fileHash."),
                 "message": _field("Message", "What is wrong with it."),
             }, required=["field", "message"]))),
         "correlationId": _field("Correlation ID", f"The request's correlation id (also in {CORRELATION_HEADER}).",
@@ -340,6 +340,15 @@ def _health() -> JsonObject:
         "resetSeconds": _field("Reset Seconds", "Seconds until its oldest call leaves the window.", "int32",
                                minimum=0),
     }, required=["limit", "windowSeconds", "remaining", "resetSeconds"]))
+
+    def queue(title: str, description: str) -> JsonObject:
+        return _object(title, description, {
+            "name": _field("Name", "Name of the queue."),
+            "depth": _field("Depth", "Messages waiting (null: unreadable).", "int32", nullable=True, minimum=0),
+            "poisonDepth": _field("Poison Depth", "Messages in its poison queue (null: unreadable).", "int32",
+                                  nullable=True, minimum=0),
+        }, required=["name", "depth", "poisonDepth"])
+
     apis = {api.value: _object(f"{api.value.replace('_', ' ').title()} API",
                                f"The Defender API {api.value} (a rate-limit budget of its own).", {
         "admitsNow": _field("Admits Now", "Whether a call would be admitted now (absent when the identity gives no "
@@ -350,22 +359,19 @@ def _health() -> JsonObject:
                                     minimum=0),
         "oldestPendingAgeSeconds": _field("Oldest Pending Age Seconds", "Age of the oldest pending operation (null: "
                                           "none pending).", "int32", nullable=True, minimum=0),
-    }, required=["pendingOperations", "oldestPendingAgeSeconds"]) for api in Api}
+        "waitingQueue": queue("Waiting Queue", "Where requests wait for this API's budget to free."),
+    }, required=["pendingOperations", "oldestPendingAgeSeconds", "waitingQueue"]) for api in Api}
     return _bare(_object("Health", "What an operator needs to see: storage, queue, and each Defender API's budget.", {
         "status": _field("Status", "healthy when storage, queues and the identity answer; degraded otherwise.",
                          enum=["healthy", "degraded"]),
         "checkedAt": _field("Checked At", "When this was measured (UTC).", "date-time"),
         "storage": _object("Storage", "Whether the gateway's storage answers.", {
             "tables": _field("Tables", "The rate-limit, answer and operations tables answer.", "boolean"),
-            "queues": _field("Queues", "The request queue and its poison queue answer.", "boolean"),
+            "queues": _field("Queues", "Every queue of the gateway and its poison queue answer.", "boolean"),
         }, required=["tables", "queues"]),
         "identity": _field("Identity", "The managed identity gives a token for Defender.", "boolean"),
-        "queue": _object("Queue", "The request queue of asynchronous operations.", {
-            "name": _field("Name", "Name of the request queue."),
-            "depth": _field("Depth", "Messages waiting (null: unreadable).", "int32", nullable=True, minimum=0),
-            "poisonDepth": _field("Poison Depth", "Messages that failed for good (null: unreadable).", "int32",
-                                  nullable=True, minimum=0),
-        }, required=["name", "depth", "poisonDepth"]),
+        "queue": queue("Queue", "The request queue of asynchronous operations; its poison queue holds the "
+                       "requests that failed for good, with their reason."),
         "apis": _object("APIs", "Each Defender API behind the gateway, by the name its rate-limit state has.", apis),
     }, required=["status", "checkedAt", "storage", "queue", "apis"]))
 

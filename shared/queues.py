@@ -1,4 +1,5 @@
-"""The gateway's storage queues: the request queue, its poison queue, and callers' reply queues.
+"""The gateway's storage queues: the request queue, the waiting queues (one per API), the poison queue, and
+callers' reply queues.
 
 Messages are written as plain JSON text (the host reads the request queue with `messageEncoding:
 none`, see host.json). A queue that does not exist yet is created on first use.
@@ -12,6 +13,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
+from shared.defender import Api
 from shared.settings import AsyncSettings, ConfigurationError, StorageSettings
 
 logger = logging.getLogger("mde_alert_gateway.queues")
@@ -48,12 +50,20 @@ class Queues:
 
     def __init__(self, service: QueueServiceClient, settings: AsyncSettings) -> None:
         self._service = service
+        self._settings = settings
         self.requests_name = settings.requests_queue
         self.poison_name = settings.poison_queue
 
     def put_request(self, text: str, *, delay_seconds: float = 0) -> None:
         """Queue a request message, visible after `delay_seconds` (whole seconds, rounded up)."""
         self.put(self.requests_name, text, delay_seconds=delay_seconds)
+
+    def waiting_name(self, api: Api) -> str:
+        return self._settings.waiting_queue(api)
+
+    def put_waiting(self, api: Api, text: str, *, delay_seconds: float = 0) -> None:
+        """Queue a request message to wait for `api`'s budget, visible after `delay_seconds` (rounded up)."""
+        self.put(self.waiting_name(api), text, delay_seconds=delay_seconds)
 
     def put_poison(self, text: str) -> None:
         self.put(self.poison_name, text)

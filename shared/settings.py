@@ -92,7 +92,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "repeated SHA-256 costs no file-information call.", True),
     SettingSpec("REQUESTS_QUEUE", "mde-gateway-requests",
                 "Storage queue of asynchronous requests: queue input from automation, and the HTTP calls answered "
-                "202. Its poison queue is `<name>-poison`.", True),
+                "202. Requests the budget cannot take yet wait in `<name>-create-alert`, `<name>-file-alerts` and "
+                "`<name>-file-info` (one per Defender API); every queue's poison queue is `<queue>-poison`, and the "
+                "gateway puts failed requests, with their reason, in `<name>-poison`.", True),
     SettingSpec("OPERATIONS_TABLE", "mdegatewayoperations",
                 "Table (created on first use) holding the status and final answer of every asynchronous operation.",
                 True),
@@ -432,8 +434,17 @@ def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
 
 #: Azure Storage queue names: 3-63 lowercase letters, digits and single hyphens, starting and ending alphanumeric.
 QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", re.ASCII)
-#: Room for the `-poison` suffix within the 63 characters of a queue name.
-MAX_REQUESTS_QUEUE_LENGTH = 63 - len("-poison")
+#: The poison queue of any queue `q` (the Functions host's name for it): `q-poison`.
+POISON_SUFFIX = "-poison"
+
+
+def waiting_suffix(api: Api) -> str:
+    """The suffix of the queue where requests wait for `api`'s budget: `<REQUESTS_QUEUE>-create-alert` ..."""
+    return "-" + api.value.replace("_", "-")
+
+
+#: Room for the longest waiting-queue suffix and `-poison` within the 63 characters of a queue name.
+MAX_REQUESTS_QUEUE_LENGTH = 63 - max(len(waiting_suffix(api)) for api in Api) - len(POISON_SUFFIX)
 MAX_QUEUE_RETRIES = 20
 
 
@@ -449,8 +460,17 @@ class AsyncSettings:
 
     @property
     def poison_queue(self) -> str:
-        """Where the Functions host (and the gateway) put requests that failed: `<queue>-poison`."""
-        return self.requests_queue + "-poison"
+        """Where the gateway puts requests that failed, with the reason (`<queue>-poison`)."""
+        return self.requests_queue + POISON_SUFFIX
+
+    def waiting_queue(self, api: Api) -> str:
+        """Where requests wait for `api`'s budget (each API its own, so one spent budget holds up no other)."""
+        return self.requests_queue + waiting_suffix(api)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue the gateway reads: the request queue, then one waiting queue per API."""
+        return (self.requests_queue, *(self.waiting_queue(api) for api in Api))
 
 
 def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
@@ -458,7 +478,7 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
     if not QUEUE_NAME.fullmatch(queue) or len(queue) > MAX_REQUESTS_QUEUE_LENGTH:
         raise ConfigurationError(
             f"REQUESTS_QUEUE must be a queue name (3-{MAX_REQUESTS_QUEUE_LENGTH} lowercase letters, digits and single "
-            f"hyphens, room left for -poison), got {queue!r}.")
+            f"hyphens, room left for the waiting queues' suffixes and -poison), got {queue!r}.")
     table = _table_name(env, "OPERATIONS_TABLE")
     if table.lower() in {(setting(env, name) or "").lower() for name in ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE")}:
         raise ConfigurationError("OPERATIONS_TABLE must differ from RATE_LIMIT_TABLE and ANSWER_CACHE_TABLE.")

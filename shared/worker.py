@@ -9,8 +9,11 @@
          Defender), it ends as 504 upstream-outcome-unknown
       -> a lookup by SHA-256: the file's SHA-1 first (the shared map, else one file-information call within its
          own budget, paced, retried and answered like any call; an unknown file is 200 with no alerts)
-      -> a slot of the shared budget: waits in place up to MAX_HOLD_SECONDS, else a copy of the message
-         is queued for when the budget frees (never counted as a failure: throttling never poisons)
+      -> a slot of the shared budget. A message from the request queue is only tried: if the budget is spent, a
+         copy goes to the API's own waiting queue (`<queue>-create-alert` ...) for when it frees, so a spent
+         budget never holds up requests for the other APIs. A message from a waiting queue waits in place up to
+         MAX_HOLD_SECONDS (the slot is taken the moment it frees), else it is queued there again for later.
+         Neither counts as a failure: throttling never poisons
       -> claim (ETag), send once, record the answer; a Defender 429 is scheduled again like a refusal;
          transient failures back off and are retried QUEUE_MAX_RETRIES times, then the answer is final
       -> reply queue, and the poison queue for any answer that is not a success
@@ -49,7 +52,7 @@ from shared.problems import Problem
 from shared.queue_messages import InvalidMessageError, parse
 from shared.queues import Queues
 from shared.ratelimit import RateLimitStorageError
-from shared.settings import AsyncSettings
+from shared.settings import POISON_SUFFIX, AsyncSettings
 from shared.validation import InvalidInputError
 
 logger = logging.getLogger("mde_alert_gateway.worker")
@@ -65,6 +68,9 @@ BACKOFF_MAX = 300.0
 
 @dataclass(frozen=True)
 class _Later:
+    """Come back after `seconds`, in the queue where requests wait for `api`'s budget."""
+
+    api: Api
     seconds: float
 
 
@@ -86,11 +92,13 @@ class RequestWorker:
         self._sleep = sleep
         self._random = random.Random()  # noqa: S311 - jitter only
         self._lease_seconds = gateway.retry.attempt_seconds + 30
-        self._forbidden_replies = frozenset({settings.requests_queue, settings.poison_queue})
+        self._forbidden_replies = frozenset({*settings.queues, settings.poison_queue,
+                                             *(queue + POISON_SUFFIX for queue in settings.queues)})
 
-    def handle(self, text: str) -> None:
-        """Run the message to an answer or schedule it again. Raises only when the message must come back (storage
-        down): the host then retries it and counts the failure."""
+    def handle(self, text: str, *, waiting: bool = False) -> None:
+        """Run the message to an answer or schedule it again. `waiting`: the message comes from a waiting queue
+        (it may wait in place for its slot). Raises only when the message must come back (storage down): the host
+        then retries it and counts the failure."""
         try:
             message = parse(text, forbidden_reply_queues=self._forbidden_replies)
         except InvalidMessageError as error:
@@ -103,21 +111,22 @@ class RequestWorker:
             logger.warning("message %s names an operation of a different request: poisoned", message.id)
             self._poison(text, "id-reused", key_reused_problem().detail)
             return
-        self._run(stored.operation, text)
+        self._run(stored.operation, text, MAX_HOLD_SECONDS if waiting else 0.0)
 
-    def _run(self, operation: Operation, text: str) -> None:
+    def _run(self, operation: Operation, text: str, hold: float) -> None:
         if operation.done:
             self._deliver(operation, text)
             return
-        later = self._step(operation)
+        later = self._step(operation, hold)
         if later is not None:
-            self.queues.put_request(text, delay_seconds=later.seconds)
+            self.queues.put_waiting(later.api, text, delay_seconds=later.seconds)
 
-    def _step(self, operation: Operation) -> _Later | None:
-        """Take the operation one step; `_Later` when the message must come back."""
+    def _step(self, operation: Operation, hold: float) -> _Later | None:
+        """Take the operation one step, waiting in place for a slot up to `hold` seconds; `_Later` when the
+        message must come back."""
         now = self._clock()
         if operation.lease_until > now:
-            return _Later(operation.lease_until - now + 1)  # another worker holds it
+            return _Later(operation.api, operation.lease_until - now + 1)  # another worker holds it
         request = operation.request
         if operation.in_flight and request.method == "POST":
             logger.warning("%s: operation %s was interrupted on its way to Defender; not sent again", request.api,
@@ -131,7 +140,7 @@ class RequestWorker:
             return self._failed(operation, identity_problem(error))
         try:
             if request.api is Api.FILE_ALERTS and len(file_hash := request.file_hash) == 64:
-                resolved = self._resolve(operation, file_hash, identity)  # a SHA-256: the file's SHA-1 first
+                resolved = self._resolve(operation, file_hash, identity, hold)  # SHA-256: the file's SHA-1 first
                 if not isinstance(resolved, str):
                     return resolved
                 request = DefenderRequest.file_alerts(resolved)
@@ -141,23 +150,23 @@ class RequestWorker:
                     self._complete(operation, self.answers.cached(request.api, hit.body, hit.age,
                                                                   operation.correlation_id))
                     return None
-            return self._send(operation, request, identity)
+            return self._send(operation, request, identity, hold)
         except RateLimitStorageError as error:
             logger.warning("%s: operation %s: rate-limit storage failed: %s", request.api, operation.id, error)
             return self._failed(operation, storage_problem())
 
-    def _resolve(self, operation: Operation, sha256: str, identity: Identity) -> str | _Later | None:
+    def _resolve(self, operation: Operation, sha256: str, identity: Identity, hold: float) -> str | _Later | None:
         """The SHA-1 of the file `sha256` names (the shared map, else one file-information call); `_Later` when the
         message must come back (budget refused, Defender's 429, a transient failure), None when the operation got
         its final answer (an unknown file: no alerts; or the failure's problem). Raises RateLimitStorageError."""
         sha1 = self.resolver.known(sha256)
         if sha1 is not None:
             return sha1
-        hold_until = self._clock() + MAX_HOLD_SECONDS
+        hold_until = self._clock() + hold
         while not (decision := self.gateway.admit(Api.FILE_INFO, identity, operation.correlation_id)).admitted:
             wait = decision.retry_after_ms / 1000
             if self._clock() + wait > hold_until:
-                return _Later(max(0.0, wait - EARLY_SECONDS))
+                return _Later(Api.FILE_INFO, max(0.0, wait - EARLY_SECONDS))
             self._sleep(wait)
         sent = self.gateway.send(DefenderRequest.file_info(sha256), identity, decision, operation.correlation_id,
                                  time_left=self._lease_seconds - 30)
@@ -169,21 +178,26 @@ class RequestWorker:
             return None
         outcome = resolution.result.outcome
         if isinstance(outcome, Throttled):  # like a refusal: never counted as a failure
-            return _Later(outcome.retry_after or 60)
+            return _Later(Api.FILE_INFO, outcome.retry_after or 60)
         if outcome is not None and RetryPolicy.retryable(API_FACTS[Api.FILE_INFO].method, outcome) \
                 and operation.failures < self.settings.max_retries:
             updated = self.operations.update(operation, failures=operation.failures + 1)
-            return self._backoff(operation.failures + 1, _retry_after(outcome)) if updated is not None else _Later(1)
+            return self._backoff(Api.FILE_INFO, operation.failures + 1, _retry_after(outcome)) \
+                if updated is not None else _Later(Api.FILE_INFO, 1)
         self._complete(operation, self.answers.result(Api.FILE_INFO, resolution.result, operation.correlation_id))
         return None
 
-    def _send(self, operation: Operation, request: DefenderRequest, identity: Identity) -> _Later | None:
+    def _send(self, operation: Operation, request: DefenderRequest, identity: Identity, hold: float) -> _Later | None:
+        hold_until = self._clock() + hold
+        refusal = self.gateway.known_refusal(request.api, identity)
+        if refusal is not None and self._clock() + refusal.retry_after_ms / 1000 > hold_until:
+            # The budget is spent for longer than this message may wait here (nothing claimed, nothing written).
+            return _Later(request.api, max(0.0, refusal.retry_after_ms / 1000 - EARLY_SECONDS))
         # Claim first (ETag), so that nothing stands between the slot and the request: the margin of the
         # windows then covers only the request's own way to Defender.
         claimed = self.operations.update(operation, lease_until=self._clock() + self._lease_seconds, in_flight=True)
         if claimed is None:  # another worker changed it since it was read: look again
-            return _Later(1)
-        hold_until = self._clock() + MAX_HOLD_SECONDS
+            return _Later(request.api, 1)
         while True:
             try:
                 decision = self.gateway.admit(request.api, identity, operation.correlation_id)
@@ -195,7 +209,7 @@ class RequestWorker:
             wait = decision.retry_after_ms / 1000
             if self._clock() + wait > hold_until:
                 released = self._release(claimed)
-                return _Later(max(0.0, wait - EARLY_SECONDS)) if released else None
+                return _Later(request.api, max(0.0, wait - EARLY_SECONDS)) if released else None
             self._sleep(wait)
         sent = self.gateway.send(request, identity, decision, operation.correlation_id,
                                  time_left=self._lease_seconds - 30)
@@ -203,12 +217,12 @@ class RequestWorker:
         attempts = claimed.attempts + 1
         if isinstance(outcome, Throttled):
             released = self._release(claimed, attempts=attempts)
-            return _Later(outcome.retry_after or 60) if released else None
+            return _Later(request.api, outcome.retry_after or 60) if released else None
         answer = self.answers.result(request.api, CallResult(sent, 1, outcome), operation.correlation_id)
         if not isinstance(outcome, Success) and RetryPolicy.retryable(request.method, outcome) \
                 and claimed.failures < self.settings.max_retries:
             released = self._release(claimed, attempts=attempts, failures=claimed.failures + 1)
-            return self._backoff(claimed.failures + 1, _retry_after(outcome)) if released else None
+            return self._backoff(request.api, claimed.failures + 1, _retry_after(outcome)) if released else None
         if isinstance(outcome, Success) and request.api is Api.FILE_ALERTS and self.cache is not None \
                 and complete_answer(outcome.body):
             self.cache.put(identity.principal, request.file_hash, outcome.body)
@@ -221,11 +235,12 @@ class RequestWorker:
             self._complete(operation, self.answers.problem(operation.api, problem, operation.correlation_id))
             return None
         updated = self.operations.update(operation, failures=operation.failures + 1)
-        return self._backoff(operation.failures + 1, None) if updated is not None else _Later(1)
+        return self._backoff(operation.api, operation.failures + 1, None) if updated is not None \
+            else _Later(operation.api, 1)
 
-    def _backoff(self, failures: int, retry_after: float | None) -> _Later:
+    def _backoff(self, api: Api, failures: int, retry_after: float | None) -> _Later:
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
-        return _Later(max(retry_after or 0, delay * self._random.uniform(0.8, 1.2)))
+        return _Later(api, max(retry_after or 0, delay * self._random.uniform(0.8, 1.2)))
 
     def _release(self, operation: Operation, **changes: int) -> bool:
         """Give the claim back (nothing was decided); False when the record changed under us (someone else has it)."""

@@ -117,6 +117,7 @@ def test_health_reports_budget_queue_and_storage(async_gateway: GatewayClient, s
     create = report["apis"]["create_alert"]
     assert create["admitsNow"] is True and create["windows"][0]["limit"] == 5000
     assert create["pendingOperations"] == 0 and create["oldestPendingAgeSeconds"] is None
+    assert create["waitingQueue"]["name"].endswith("-create-alert") and create["waitingQueue"]["depth"] == 0
     assert async_gateway.get("/api/health", headers={"x-functions-key": "wrong"}).status_code == 401
 
 

@@ -115,8 +115,36 @@ def test_throttled_messages_wait_for_the_budget_and_are_never_poisoned(
     for message_id in ids:
         assert gateway.wait_for_operation(operation(gateway, message_id), timeout=60, queued=True).status_code == 200
     assert len(sim.calls("create_alert")) == 8
-    assert queue.depth(name + "-poison") == 0
+    for poison in (name + "-poison", name + "-create-alert-poison"):
+        assert queue.depth(poison) == 0
     assert [call for call in sim.calls() if call.get("status") == 429] == []
+
+
+def test_a_spent_budget_holds_up_no_other_api(
+        host_factory: HostFactory, azurite: Azurite, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    """Creates wait for their budget in their own queue, so lookups queued behind them are answered at once."""
+    name = "apart-" + uuid.uuid4().hex[:12]
+    gateway = host_factory(REQUESTS_QUEUE=name, RATE_LIMIT_CREATE_ALERT="1/60", RATE_LIMIT_NEW_STATE_SHARE="1")
+    queue = RequestQueue(azurite.connection_string, name)
+    creates, lookups = [str(uuid.uuid4()) for _ in range(40)], [str(uuid.uuid4()) for _ in range(6)]
+    for message_id in creates:
+        queue.put(create_message(message_id))
+    for message_id in lookups:
+        queue.put(lookup_message(message_id, SEED_FILE_SHA1))
+    try:
+        for message_id in lookups:  # more creates than the host runs at once stand before them
+            final = gateway.wait_for_operation(operation(gateway, message_id), timeout=30, queued=True)
+            assert final.status_code == 200 and final.json()["value"]
+        assert len(sim.calls("create_alert")) == 1  # one slot a minute: the others wait in their own queue
+        report = gateway.get("/api/health").json()
+    finally:  # the waiting creates would go on reaching the simulator during later tests
+        gateway.host.stop()
+    waiting = report["apis"]["create_alert"]["waitingQueue"]
+    assert waiting["name"] == name + "-create-alert" and waiting["depth"] >= 1 and waiting["poisonDepth"] == 0
+    assert report["apis"]["create_alert"]["pendingOperations"] == 39
+    assert report["apis"]["file_alerts"]["waitingQueue"] == {"name": name + "-file-alerts", "depth": 0,
+                                                             "poisonDepth": 0}
+    assert report["queue"]["poisonDepth"] == 0
 
 
 def test_defenders_429_reschedules_without_poisoning(
@@ -129,4 +157,5 @@ def test_defenders_429_reschedules_without_poisoning(
     queue.put(create_message(message_id))
     assert gateway.wait_for_operation(operation(gateway, message_id), timeout=60, queued=True).status_code == 200
     assert len(sim.calls("create_alert")) == 2
-    assert queue.depth(name + "-poison") == 0
+    for poison in (name + "-poison", name + "-create-alert-poison"):
+        assert queue.depth(poison) == 0

@@ -15,12 +15,12 @@ import pytest
 
 from localdev.azurite import Azurite
 from localdev.simulator.data import SEED_FILE_SHA1
-from localdev.storm import drain_seconds, ideal_drain_seconds, run_storm
+from localdev.storm import drain_seconds, ideal_drain_seconds, run_storm, slot_reuse
 from tests.conftest import HostFactory
 from tests.support import FUNCTION_KEY, VALID, IdentityAdmin, SimulatorAdmin
 
 CREATE_WINDOWS = "15/2"
-LOOKUP_WINDOWS = "100/2"
+LOOKUP_WINDOWS = "100/10"
 MARGIN = "0.25"
 
 
@@ -61,11 +61,13 @@ def test_storm_completes_everything_once_within_the_budget_and_uses_it(
     lookups = [call for call in calls if call["api"] == "file_alerts"]
     assert len(lookups) == 500
     for api_calls, windows in ((creates, CREATE_WINDOWS), (lookups, LOOKUP_WINDOWS)):
-        ideal = ideal_drain_seconds(len(api_calls), windows, float(MARGIN))
-        actual = drain_seconds([call["time"] for call in api_calls])
-        # The target is 0.95; measured alone 0.81 (creates) and 0.77 (lookups), 0.67 and 0.45 with a benchmark
-        # running beside (issue 9's note, `make bench`). The floor (loaded CI machines) catches a regression only.
-        assert ideal / actual >= 0.5, f"{windows}: drained in {actual:.1f} s, ideal {ideal:.1f} s"
+        times = [call["time"] for call in api_calls]
+        ideal, actual = ideal_drain_seconds(len(times), windows, float(MARGIN)), drain_seconds(times)
+        # The 95 % target is measured by `make bench` (bench/storm_bench.py, same storm): there, alone on the
+        # machine, slot reuse 0.99 / 0.99 and first-to-last drain 0.98 / 0.94. These floors, far below, only
+        # catch a regression (a queue that stalls, pacing lost) without failing on a loaded CI machine.
+        assert slot_reuse(times, windows, float(MARGIN)) >= 0.7, f"{windows}: slots left idle"
+        assert ideal / actual >= 0.6, f"{windows}: drained in {actual:.1f} s, ideal {ideal:.1f} s"
 
 
 @pytest.mark.timeout(600)

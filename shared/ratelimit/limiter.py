@@ -113,6 +113,11 @@ class RateLimiter:
             if queued:
                 stripe.release()
 
+    def known_refusal(self, principal: str) -> Decision | None:
+        """The refusal a call for `principal` would get now by what this process remembers (no store request);
+        None when it may be admitted. For a caller choosing between waiting here and coming back later."""
+        return self._refused_from_memory(partition_key(principal), Tally())
+
     def peek(self, principal: str) -> Decision:
         """The decision a call for `principal` would get now, without taking a slot (one store read).
 

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from shared.clouds import CLOUDS
-from shared.defender import API_FACTS
-from shared.settings import CATALOGUE_BY_NAME
+from shared.defender import API_FACTS, Api
+from shared.settings import CATALOGUE_BY_NAME, MAX_REQUESTS_QUEUE_LENGTH, POISON_SUFFIX, waiting_suffix
 from tests.infra import bicep_model as bm
 
 # Built-in Azure role definitions (the same ids in every tenant and cloud).
@@ -444,3 +444,26 @@ def test_the_conditional_playbooks_module_is_referenced_only_when_deployed() -> 
     assert _unguarded_playbooks_references({"x": "${playbooks.outputs.enrichPlaybookPrincipalId}"})
     reference = tree["outputs"]["PLAYBOOK_ENRICH_PRINCIPAL_ID"]["value"]["operator"]["operands"]["true_value"]
     assert _unguarded_playbooks_references([reference]) == [reference]
+
+
+def test_every_queue_the_gateway_reads_is_created_with_its_poison_queue() -> None:
+    """The request queue and one waiting queue per Defender API (as shared/settings.py names them), each with the
+    `-poison` queue the Functions host moves failed messages to; the name's length leaves room for all of them."""
+    queues = bm.resources_of_type(bm.main(), "Microsoft.Storage/storageAccounts/queueServices/queues")
+    names = set()
+    for resource in queues.values():
+        config = resource["config"]
+        loop = config.get("loop_type")
+        if loop is None:
+            names.add(config["name"])
+            continue
+        assert loop["detail"]["array_name"] == "waitingQueueSuffixes"
+        for suffix in _var("waitingQueueSuffixes"):
+            names.add(config["config"]["name"].replace("${suffix}", suffix))
+    expected = {"requestsQueueName", "${requestsQueueName}" + POISON_SUFFIX}
+    for api in Api:
+        expected |= {"${requestsQueueName}" + waiting_suffix(api), "${requestsQueueName}" + waiting_suffix(api)
+                     + POISON_SUFFIX}
+    assert names == expected
+    decorators = bm.decorators(_param("requestsQueueName"))
+    assert decorators["max_length"] == MAX_REQUESTS_QUEUE_LENGTH

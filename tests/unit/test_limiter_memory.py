@@ -297,3 +297,17 @@ def test_threads_sharing_one_limiter_admit_exactly_the_limit(clock: FakeClock) -
         decisions = list(pool.map(lambda _: limiter.acquire("shared"), range(60)))
     assert sum(d.admitted for d in decisions) == 30
     assert all(d.reason is Reason.RATE_LIMITED for d in decisions if not d.admitted)
+
+
+def test_known_refusal_answers_from_memory_and_takes_no_slot(store: RecordingStore, clock: FakeClock) -> None:
+    limiter = limiter_on(store, clock, "2/10", margin=0.5)
+    assert limiter.known_refusal("app") is None  # nothing known yet: a call may be admitted
+    assert limiter.acquire("app").admitted and limiter.acquire("app").admitted
+    refused = limiter.acquire("app")
+    before = (store.reads, len(store.writes))
+    known = limiter.known_refusal("app")
+    assert known is not None and not known.admitted and known.retry_after_ms == refused.retry_after_ms == 10_500
+    assert known.storage_round_trips == 0 and (store.reads, len(store.writes)) == before  # no store request
+    clock.advance(10.5)
+    assert limiter.known_refusal("app") is None  # the slot has freed: memory no longer refuses
+    assert limiter.acquire("app").admitted  # and asking took no slot before
