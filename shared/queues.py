@@ -54,9 +54,9 @@ class Queues:
         self.requests_name = settings.requests_queue
         self.poison_name = settings.poison_queue
 
-    def put_request(self, text: str, *, delay_seconds: float = 0) -> None:
-        """Queue a request message, visible after `delay_seconds` (whole seconds, rounded up)."""
-        self.put(self.requests_name, text, delay_seconds=delay_seconds)
+    def put_request(self, text: str) -> None:
+        """Queue a request message, visible at once."""
+        self.put(self.requests_name, text)
 
     def waiting_name(self, api: Api) -> str:
         return self._settings.waiting_queue(api)
