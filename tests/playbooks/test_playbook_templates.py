@@ -9,6 +9,7 @@ ARM and workflow expressions are well formed and refer only to what is declared.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -259,17 +260,10 @@ def test_create_comments_every_outcome_including_failures() -> None:
 
 
 @each_template
-def test_arm_expressions_are_balanced(name: str, template: pa.Template) -> None:
-    expressions = list(pa.arm_expressions(template))
-    assert expressions
-    problems = [f"{where}: {problem}: {text}" for where, text in expressions
-                if (problem := pa.balance_problem(text))]
-    assert not problems, "\n".join(problems)
-
-
-@each_template
-def test_workflow_expressions_are_balanced(name: str, template: pa.Template) -> None:
-    expressions = list(pa.workflow_expressions(template))
+@pytest.mark.parametrize("expressions_of", [pa.arm_expressions, pa.workflow_expressions], ids=["arm", "workflow"])
+def test_expressions_are_balanced(name: str, template: pa.Template,
+                                  expressions_of: Callable[[pa.Template], Iterator[tuple[str, str]]]) -> None:
+    expressions = list(expressions_of(template))
     assert expressions
     problems = [f"{where}: {problem}: {text}" for where, text in expressions
                 if (problem := pa.balance_problem(text))]
