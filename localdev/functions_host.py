@@ -1,8 +1,27 @@
 """Serve the project's FunctionApp like the Functions host does (Core Tools can't be installed here).
 
 Routes come from `function_app.app` itself (no second route table); requests become real
-`func.HttpRequest` objects; function keys are enforced like Azure (`x-functions-key` header or
-`code` query). Queue triggers run against Azurite with host.json's queue semantics (localdev.queue_host).
+`func.HttpRequest` objects and answers go through the Python library's own HTTP converter, so what
+a client sees is what Azure sends. Where the real host (azure-functions-host), the Python worker
+or the queue extension behave in a way a test could tell apart, this host does the same:
+
+- a method the route does not list is 404, like an unknown route (the host has no 405);
+- a header or query parameter sent twice reaches the function once, its values joined with ","
+  (ASP.NET Core's `StringValues.ToString()`, empty values skipped); header names in lower case, names
+  with an underscore kept; a query parameter with an empty value is dropped;
+- the body reaches the function only when the request has `Content-Length` above 0 (a chunked body
+  does not: the host does not stream to out-of-process workers);
+- `code` stays in the query the function sees; an `x-functions-key` header, when present at all,
+  wins over it; the first value of either is the key;
+- JSON answers carry no `charset` (the library adds one to `text/*` only);
+- host.json's `functionTimeout` ends an invocation that runs longer: 500 with an empty body, a queue
+  message retried (the real host then also restarts the Python worker, failing whatever else ran on
+  it; this host lets the thread run on unobserved instead);
+- a `%NAME%` binding expression that names no app setting puts that function alone in error, named
+  in the log; the host serves the others (localdev.queue_host);
+- the master key is random unless LOCAL_MASTER_KEY names one.
+
+Queue triggers run against Azurite with host.json's queue semantics (localdev.queue_host).
 Run: `python -m localdev.functions_host --port 7071`.
 """
 
@@ -15,22 +34,37 @@ import json
 import logging
 import os
 import re
+import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+from azure.functions.http import HttpResponseConverter
 from werkzeug.wrappers import Request, Response
 
-from localdev.queue_host import QueueFunction, QueueOptions, resolve, start_listeners
-from localdev.servers import quiet_server
+from localdev.queue_host import (
+    FunctionTimeoutError,
+    QueueFunction,
+    QueueOptions,
+    host_timespan,
+    invoke_with_timeout,
+    start_listeners,
+)
+from localdev.servers import QuietHandler, quiet_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE_PREFIX = "api"
 #: The documented local default key; override with LOCAL_FUNCTION_KEY. Never used in Azure.
 DEFAULT_LOCAL_KEY = "local-dev-function-key"
+#: How the host hands a repeated request header to the worker: `StringValues.ToString()` joins with ",".
+HEADER_JOIN = ","
+#: The Functions host's default functionTimeout on Flex Consumption when host.json names none (30 min).
+DEFAULT_FUNCTION_TIMEOUT = 30 * 60.0
+#: Where the request handler leaves the headers as they came (WSGI's environ merges and drops some).
+RAW_HEADERS_KEY = "localdev.raw_headers"
 
 logger = logging.getLogger("localdev.functions_host")
 
@@ -88,58 +122,69 @@ def discover(app: func.FunctionApp) -> tuple[list[Route], list[QueueFunction]]:
 class FunctionsHost:
     """WSGI app dispatching to the discovered functions."""
 
-    def __init__(self, routes: list[Route], function_key: str, master_key: str) -> None:
+    def __init__(self, routes: list[Route], function_key: str, master_key: str, *,
+                 function_timeout: float = DEFAULT_FUNCTION_TIMEOUT) -> None:
         self.routes = routes
         self.function_key = function_key
         self.master_key = master_key
+        self.function_timeout = function_timeout
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        return self._dispatch(request)(environ, start_response)
+        return self._dispatch(request, environ.get(RAW_HEADERS_KEY))(environ, start_response)
 
-    def _key_ok(self, request: Request, level: str) -> bool:
+    def _key_ok(self, request: Request, raw_headers: list[tuple[str, str]], level: str) -> bool:
         if level == "anonymous":
             return True
-        offered = request.headers.get("x-functions-key") or request.args.get("code") or ""
+        sent = [value for name, value in raw_headers if name.lower() == "x-functions-key"]
+        offered = sent[0] if sent else request.args.get("code", "")
         keys = [self.master_key] if level == "admin" else [self.function_key, self.master_key]
         return any(hmac.compare_digest(offered.encode(), key.encode()) for key in keys)
 
-    def _dispatch(self, request: Request) -> Response:
-        allowed: set[str] = set()
+    def _dispatch(self, request: Request, raw_headers: list[tuple[str, str]] | None) -> Response:
+        raw_headers = raw_headers if raw_headers is not None else list(request.headers.items())
         for route in self.routes:
             match = route.pattern.match(request.path)
-            if not match:
-                continue
-            if request.method.upper() not in route.methods:
-                allowed |= route.methods
-                continue
-            if not self._key_ok(request, route.auth_level):
+            if not match or request.method.upper() not in route.methods:
+                continue  # a route that does not take this method does not match it: 404 below, as in Azure
+            if not self._key_ok(request, raw_headers, route.auth_level):
                 return Response(status=401)  # what Azure answers: 401, empty body
-            return self._invoke(route, request, {k: v for k, v in match.groupdict().items() if v is not None})
-        if allowed:
-            return Response(status=405, headers={"Allow": ", ".join(sorted(allowed))})
+            return self._invoke(route, request, raw_headers,
+                                {k: v for k, v in match.groupdict().items() if v is not None})
         return Response(status=404)
 
-    @staticmethod
-    def _invoke(route: Route, request: Request, route_params: dict[str, str]) -> Response:
+    def _invoke(self, route: Route, request: Request, raw_headers: list[tuple[str, str]],
+                route_params: dict[str, str]) -> Response:
+        length = request.content_length or 0
         http_request = func.HttpRequest(
             method=request.method.upper(),
             url=request.url,
-            headers=dict(request.headers.items()),
-            params={k: v for k, v in request.args.items() if k != "code"},
+            headers=joined(raw_headers, lower_case=True),
+            params=joined(list(request.args.items(multi=True)), drop_empty=True),
             route_params=route_params,
-            body=request.get_data(),
+            body=request.get_data() if length > 0 else b"",
         )
         try:
-            result = route.handler(http_request)
-        except Exception:
-            logger.exception("Function %s raised", route.name)
+            result = invoke_with_timeout(route.name, lambda: route.handler(http_request), self.function_timeout)
+        except FunctionTimeoutError:
             return Response(status=500)
-        headers = dict(result.headers.items())
-        content_type = headers.pop("Content-Type", None) or headers.pop("content-type", None)
-        if not content_type and result.mimetype:
-            content_type = result.mimetype + (f"; charset={result.charset}" if result.charset else "")
-        return Response(result.get_body(), status=result.status_code, headers=headers, content_type=content_type)
+        except Exception:
+            logger.exception("Executed 'Functions.%s' (Failed)", route.name)
+            return Response(status=500)
+        datum = HttpResponseConverter.encode(result, expected_type=None).value
+        headers = [(name, str(header.value)) for name, header in datum["headers"].items()]
+        return Response(datum["body"].value, status=int(datum["status_code"].value), headers=headers)
+
+
+def joined(pairs: list[tuple[str, str]], *, lower_case: bool = False, drop_empty: bool = False) -> dict[str, str]:
+    """Headers or query parameters as the host hands them to the worker: one entry per name, the non-empty values
+    of a repeated name joined with "," (`StringValues.ToString()`). Headers: names in lower case. Query: a name
+    whose value is empty is dropped."""
+    values: dict[str, list[str]] = {}
+    for name, value in pairs:
+        values.setdefault(name.lower() if lower_case else name, []).append(value)
+    result = {name: HEADER_JOIN.join(v for v in found if v) for name, found in values.items()}
+    return {name: value for name, value in result.items() if value or not drop_empty}
 
 
 def load_local_settings(path: Path) -> None:
@@ -151,41 +196,53 @@ def load_local_settings(path: Path) -> None:
         os.environ.setdefault(name, str(value))
 
 
-def build_host() -> tuple[FunctionsHost, list[QueueFunction]]:
+def function_timeout(host_json: Mapping[str, Any]) -> float:
+    """host.json's `functionTimeout` in seconds ("-1": none, i.e. unbounded)."""
+    raw = host_json.get("functionTimeout")
+    if raw in (None, ""):
+        return DEFAULT_FUNCTION_TIMEOUT
+    if str(raw).strip() == "-1":
+        return float("inf")
+    return host_timespan(str(raw), DEFAULT_FUNCTION_TIMEOUT)
+
+
+def build_host(host_json: Mapping[str, Any]) -> tuple[FunctionsHost, list[QueueFunction]]:
     sys.path.insert(0, str(ROOT))
     function_app = importlib.import_module("function_app")
     key = os.environ.get("LOCAL_FUNCTION_KEY") or DEFAULT_LOCAL_KEY
-    master = os.environ.get("LOCAL_MASTER_KEY") or key + "-master"
+    master = os.environ.get("LOCAL_MASTER_KEY") or secrets.token_urlsafe(32)
     routes, queue_functions = discover(function_app.app)
-    return FunctionsHost(routes, key, master), queue_functions
+    return FunctionsHost(routes, key, master, function_timeout=function_timeout(host_json)), queue_functions
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--settings", type=Path, default=ROOT / "local.settings.json")
+    parser.add_argument("--host-json", type=Path, default=ROOT / "host.json",
+                        help="the host.json to follow (tests point it at a variant)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     load_local_settings(args.settings)
+    host_json = json.loads(args.host_json.read_text())
     from shared.settings import ConfigurationError  # after sys.path is set
 
     try:
-        host, queue_functions = build_host()
+        host, queue_functions = build_host(host_json)
     except ConfigurationError as error:
         print(f"Configuration error, not starting: {error}", file=sys.stderr)
         return 2
     for route in host.routes:
         print(f"  {route.name}: {'/'.join(sorted(route.methods))} {route.pattern.pattern} ({route.auth_level})",
               flush=True)
-    options = QueueOptions.from_host_json(json.loads((ROOT / "host.json").read_text()))
-    listeners = start_listeners(queue_functions, options)
+    options = QueueOptions.from_host_json(host_json)
+    listeners = start_listeners(queue_functions, options, function_timeout=host.function_timeout)
     for listener in listeners:
-        print(f"  {listener.function.name}: queue {resolve(listener.function.queue, os.environ)} "
-              f"(batch {options.batch_size}, then {options.new_batch_threshold} more; poison after "
-              f"{options.max_dequeue_count})", flush=True)
-    server = quiet_server(host, args.port)
+        print(f"  {listener.function.name}: queue {listener.queue_name} (batch {options.batch_size}, then "
+              f"{options.new_batch_threshold} more; poison after {options.max_dequeue_count})", flush=True)
+    server = quiet_server(host, args.port, request_handler=RawHeadersHandler)
     print(f"Listening on http://127.0.0.1:{server.server_port}/{ROUTE_PREFIX}", flush=True)
     try:
         server.serve_forever()
@@ -196,6 +253,15 @@ def main(argv: list[str] | None = None) -> int:
             listener.stop()
         server.server_close()
     return 0
+
+
+class RawHeadersHandler(QuietHandler):
+    """Keeps every request header line as sent (WSGI merges repeats and drops names with `_`)."""
+
+    def make_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().make_environ()
+        environ[RAW_HEADERS_KEY] = [(name, value.replace("\r\n", "")) for name, value in self.headers.items()]
+        return environ
 
 
 if __name__ == "__main__":

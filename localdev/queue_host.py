@@ -1,40 +1,50 @@
 """Queue triggers as the Functions host runs them, against Azurite (Core Tools can't be installed here).
 
-The semantics come from host.json `extensions.queues`, as in Azure:
+The semantics come from host.json `extensions.queues` and the queue extension's sources, as in Azure:
 - up to `batchSize` messages are fetched at a time and run in parallel; another batch is fetched when
   the messages in flight drop to `newBatchThreshold` (so at most batchSize + newBatchThreshold at once);
-- a message in flight stays invisible: the host takes it for a lease and renews the lease while the
-  function runs (Azure: 10 minutes; here LOCAL_QUEUE_LEASE_SECONDS, so a test can kill a host and see
-  its messages come back soon);
-- success deletes the message; an exception makes it visible again after `visibilityTimeout`, and a
-  message that has failed `maxDequeueCount` times moves to `<queue>-poison`;
-- an empty queue is polled with exponential backoff up to `maxPollingInterval`;
+- a message in flight stays invisible: the host takes it for a 10-minute lease and renews the lease at
+  half-time while the function runs (LOCAL_QUEUE_LEASE_SECONDS changes the lease here, for a test that
+  must see a killed host's messages come back soon);
+- a message whose dequeue count already exceeds `maxDequeueCount` moves to `<queue>-poison` without
+  running (the poison queue is created when the first message moves there);
+- success deletes the message; an exception (or host.json's `functionTimeout` passing) makes it
+  visible again after `visibilityTimeout`, and a message that has failed `maxDequeueCount` times
+  moves to `<queue>-poison`;
+- the listener does not create the queue it watches (the deployment does: infra/, localdev.stack); a
+  missing queue reads as empty, polled with exponential backoff up to `maxPollingInterval`;
+- `%NAME%` in a queue name is the app setting NAME; a setting that does not exist (or a connection
+  that names none) puts that function alone in error, as the host does, and the others run on;
 - `messageEncoding` `base64` (the default) or `none`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import re
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.functions as func
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
 logger = logging.getLogger("localdev.queue_host")
+_T = TypeVar("_T")
 
-#: Azure's lease of a message in flight (it renews it while the function runs).
+#: Azure's lease of a message in flight (the extension renews it at half-time while the function runs).
 DEFAULT_LEASE_SECONDS = 600
+POISON_SUFFIX = "-poison"
 
 
-def _timespan(text: str | None, default: float) -> float:
+def host_timespan(text: str | None, default: float) -> float:
     """host.json time spans: "hh:mm:ss" (with optional fractions)."""
     if not text:
         return default
@@ -42,6 +52,44 @@ def _timespan(text: str | None, default: float) -> float:
     if not match:
         raise ValueError(f"not a host.json time span: {text!r}")
     return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+
+
+def format_timespan(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+class FunctionTimeoutError(Exception):
+    """An invocation ran past host.json's functionTimeout."""
+
+
+def invoke_with_timeout(name: str, invocation: Callable[[], _T], timeout: float) -> _T:
+    """Run one invocation, as the host does, for at most `timeout` seconds.
+
+    Past it the host logs the timeout and fails the invocation (the HTTP caller gets 500, a queue message
+    is retried); Python cannot stop the thread, which runs on unobserved, like the worker's thread does
+    until the host recycles it.
+    """
+    if timeout == float("inf"):
+        return invocation()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = invocation()
+        except BaseException as error:  # handed to the caller as it is
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name=f"invoke-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        logger.error("Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). Initiating cancellation.",
+                     format_timespan(timeout), name, uuid.uuid4())
+        raise FunctionTimeoutError(name)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -61,8 +109,8 @@ class QueueOptions:
         batch = int(queues.get("batchSize", 16))
         return cls(batch_size=batch, new_batch_threshold=int(queues.get("newBatchThreshold", batch // 2)),
                    max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
-                   visibility_timeout=_timespan(queues.get("visibilityTimeout"), 0.0),
-                   max_polling_interval=_timespan(queues.get("maxPollingInterval"), 60.0),
+                   visibility_timeout=host_timespan(queues.get("visibilityTimeout"), 0.0),
+                   max_polling_interval=host_timespan(queues.get("maxPollingInterval"), 60.0),
                    message_encoding=str(queues.get("messageEncoding", "base64")).lower())
 
 
@@ -74,21 +122,39 @@ class QueueFunction:
     handler: Callable[[func.QueueMessage], None]
 
 
+class UnresolvedSettingError(KeyError):
+    """A binding expression names an app setting that does not exist."""
+
+    def __init__(self, expression: str, name: str) -> None:
+        super().__init__(name)
+        self.expression = expression
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"'{self.expression}' does not resolve to a value."
+
+
 def resolve(expression: str, env: Mapping[str, str]) -> str:
-    """`%SETTING%` binding expressions, as the host resolves them from app settings."""
-    return re.sub(r"%([^%]+)%", lambda match: env[match[1]], expression)
+    """`%SETTING%` binding expressions, as the host resolves them from app settings (UnresolvedSettingError)."""
+    def value(match: re.Match[str]) -> str:
+        if match[1] not in env:
+            raise UnresolvedSettingError(match[0], match[1])
+        return env[match[1]]
+
+    return re.sub(r"%([^%]+)%", value, expression)
 
 
 class QueueListener:
     """Runs one queue function against one queue until `stop()`."""
 
     def __init__(self, function: QueueFunction, client: QueueClient, poison: QueueClient, options: QueueOptions, *,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, function_timeout: float = float("inf")) -> None:
         self.function = function
         self._client = client
         self._poison = poison
         self._options = options
         self._lease = max(2.0, lease_seconds)
+        self._function_timeout = function_timeout
         self._pool = ThreadPoolExecutor(options.batch_size + options.new_batch_threshold,
                                         thread_name_prefix=f"queue-{function.name}")
         self._in_flight: dict[str, QueueMessage] = {}
@@ -97,25 +163,28 @@ class QueueListener:
         self._threads = [threading.Thread(target=self._poll, name=f"poll-{function.name}", daemon=True),
                          threading.Thread(target=self._renew, name=f"renew-{function.name}", daemon=True)]
 
+    @property
+    def queue_name(self) -> str:
+        return str(self._client.queue_name)
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease
+
+    def in_flight(self) -> list[QueueMessage]:
+        """The messages this listener holds now (leased, running)."""
+        with self._lock:
+            return list(self._in_flight.values())
+
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
-
-    def _create_queues(self) -> None:
-        for client in (self._client, self._poison):
-            try:
-                client.create_queue()
-            except ResourceExistsError:
-                pass
-            except AzureError as error:  # storage down: the poller keeps trying, as the host does
-                logger.warning("queue %s: not created yet (%s)", client.queue_name, type(error).__name__)
 
     def stop(self) -> None:
         self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _poll(self) -> None:
-        self._create_queues()  # here, not in start(): storage that is down must not keep the host from serving
         delay = 0.1
         while not self._stopping.is_set():
             with self._lock:
@@ -128,8 +197,10 @@ class QueueListener:
                 messages = list(self._client.receive_messages(
                     messages_per_page=min(32, self._options.batch_size, room), max_messages=min(
                         self._options.batch_size, room), visibility_timeout=int(self._lease)))
+            except ResourceNotFoundError:  # not created (yet): an empty queue to the listener
+                messages = []
             except AzureError as error:
-                logger.warning("queue %s: receive failed (%s)", self.function.queue, type(error).__name__)
+                logger.warning("queue %s: receive failed (%s)", self.queue_name, type(error).__name__)
                 messages = []
             if not messages:
                 self._stopping.wait(delay)
@@ -137,6 +208,9 @@ class QueueListener:
                 continue
             delay = 0.1
             for message in messages:
+                if (message.dequeue_count or 0) > self._options.max_dequeue_count:
+                    self._move_to_poison(message)  # failed too often elsewhere already: not run again
+                    continue
                 with self._lock:
                     self._in_flight[message.id] = message
                 self._pool.submit(self._run, message.id)
@@ -146,8 +220,11 @@ class QueueListener:
             message = self._in_flight[message_id]
         try:
             body = self._body(message.content)
-            self.function.handler(func.QueueMessage(id=message.id, body=body, pop_receipt=message.pop_receipt))
+            queued = func.QueueMessage(id=message.id, body=body, pop_receipt=message.pop_receipt)
+            invoke_with_timeout(self.function.name, lambda: self.function.handler(queued), self._function_timeout)
             failed = False
+        except FunctionTimeoutError:
+            failed = True
         except Exception:
             logger.exception("Function %s failed on message %s (dequeue count %s)", self.function.name, message.id,
                              message.dequeue_count)
@@ -158,15 +235,29 @@ class QueueListener:
             if not failed:
                 self._client.delete_message(message.id, message.pop_receipt)
             elif (message.dequeue_count or 0) >= self._options.max_dequeue_count:
-                self._poison.send_message(message.content)
-                self._client.delete_message(message.id, message.pop_receipt)
-                logger.warning("message %s moved to %s after %s attempts", message.id, self._poison.queue_name,
-                               message.dequeue_count)
+                self._move_to_poison(message)
             else:
                 self._client.update_message(message.id, message.pop_receipt,
                                             visibility_timeout=int(self._options.visibility_timeout))
         except AzureError as error:  # the lease may have passed to another host: it will run the message
             logger.warning("message %s: completion failed (%s)", message.id, type(error).__name__)
+
+    def _move_to_poison(self, message: QueueMessage) -> None:
+        """Copy to `<queue>-poison` (created if missing, as the extension does), then delete the original."""
+        try:
+            try:
+                self._poison.send_message(message.content)
+            except ResourceNotFoundError:
+                with contextlib.suppress(ResourceExistsError):
+                    self._poison.create_queue()
+                self._poison.send_message(message.content)
+            self._client.delete_message(message.id, message.pop_receipt)
+        except AzureError as error:  # it comes back when its lease ends, and is moved then
+            logger.warning("message %s: not moved to %s (%s)", message.id, self._poison.queue_name,
+                           type(error).__name__)
+            return
+        logger.warning("Message has reached MaxDequeueCount of %d. Moving message %s to queue '%s'.",
+                       self._options.max_dequeue_count, message.id, self._poison.queue_name)
 
     def _renew(self) -> None:
         while not self._stopping.wait(self._lease / 2):
@@ -189,17 +280,27 @@ class QueueListener:
         return raw
 
 
-def start_listeners(functions: list[QueueFunction], options: QueueOptions,
-                    env: Mapping[str, str] | None = None) -> list[QueueListener]:
+def start_listeners(functions: list[QueueFunction], options: QueueOptions, env: Mapping[str, str] | None = None, *,
+                    function_timeout: float = float("inf")) -> list[QueueListener]:
+    """A running listener per queue function whose bindings resolve; a function whose bindings do not is
+    reported in error (as the host reports it) and not run."""
     env = os.environ if env is None else env
     lease = float(env.get("LOCAL_QUEUE_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS)
     listeners = []
     for function in functions:
-        connection = env[function.connection]
-        queue = resolve(function.queue, env)
+        try:
+            queue = resolve(function.queue, env)
+            connection = env.get(function.connection) or env.get(f"AzureWebJobs{function.connection}")
+            if not connection:
+                raise LookupError(f"Storage account connection string 'AzureWebJobs{function.connection}' does not "
+                                  "exist. Make sure that it is a defined App Setting.")
+        except (UnresolvedSettingError, LookupError) as error:
+            logger.error("The '%s' function is in error: Microsoft.Azure.WebJobs.Host: Error indexing method "
+                         "'Functions.%s'. Microsoft.Azure.WebJobs.Host: %s", function.name, function.name, error)
+            continue
         listener = QueueListener(function, QueueClient.from_connection_string(connection, queue),
-                                 QueueClient.from_connection_string(connection, queue + "-poison"), options,
-                                 lease_seconds=lease)
+                                 QueueClient.from_connection_string(connection, queue + POISON_SUFFIX), options,
+                                 lease_seconds=lease, function_timeout=function_timeout)
         listener.start()
         listeners.append(listener)
     return listeners

@@ -36,14 +36,15 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
-def quiet_server(app: Any, port: int = 0) -> BaseWSGIServer:
+def quiet_server(app: Any, port: int = 0, *,
+                 request_handler: type[WSGIRequestHandler] = QuietHandler) -> BaseWSGIServer:
     """A threaded server for `app` on 127.0.0.1:port (0 = a free port), not yet serving.
 
     Unlike werkzeug's `run_simple` it prints no start-up banner (the coloured development-server
     warning) and, with `QuietHandler`, no per-request lines; errors are still logged.
     """
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    return make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
+    return make_server("127.0.0.1", port, app, threaded=True, request_handler=request_handler)
 
 
 def serve_in_thread(app: Any, port: int = 0, *, name: str = "wsgi") -> RunningServer:

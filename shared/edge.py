@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
@@ -492,8 +492,12 @@ class HttpEdge:
 
     @staticmethod
     def _location(req: func.HttpRequest, operation_id: str) -> str:
+        """Where to poll: this host's operations route, with the function key when it came as `?code=` (a caller
+        that can send no header must be able to follow Location as it is)."""
         parts = urlsplit(req.url)
-        return f"{parts.scheme}://{parts.netloc}/api/operations/{operation_id}"
+        code = req.params.get("code")
+        query = "?" + urlencode({"code": code}) if code else ""
+        return f"{parts.scheme}://{parts.netloc}/api/operations/{operation_id}{query}"
 
     def _require_entra_principal(self, req: func.HttpRequest) -> None:
         if self.settings.auth is AuthMode.ENTRA and not req.headers.get(CLIENT_PRINCIPAL_HEADER):

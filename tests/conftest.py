@@ -72,7 +72,8 @@ def host_factory(azurite: Azurite, simulator_server: RunningServer, identity_ser
     started: list[HostProcess] = []
     log_dir = tmp_path_factory.mktemp("host-logs")
 
-    def start(**settings: str) -> GatewayClient:
+    def start(*, unset: tuple[str, ...] = (), **settings: str) -> GatewayClient:
+        """A host with these app settings (over the test defaults below); `unset` names settings it lacks."""
         settings.setdefault("RATE_LIMIT_TABLE", "t" + uuid.uuid4().hex[:20])
         settings.setdefault("RATE_LIMIT_FILE_ALERTS", "5000/1")
         settings.setdefault("RATE_LIMIT_CREATE_ALERT", "5000/1")
@@ -85,6 +86,8 @@ def host_factory(azurite: Azurite, simulator_server: RunningServer, identity_ser
         settings.setdefault("LOCAL_QUEUE_LEASE_SECONDS", "10")
         env = host_environment(simulator_url=simulator_server.url, identity_url=identity_server.url,
                                storage_connection=azurite.connection_string, function_key=FUNCTION_KEY, **settings)
+        for name in unset:
+            env.pop(name, None)
         host = start_host(env, log_path=log_dir / f"host-{len(started) + 1}.log")
         started.append(host)
         return GatewayClient(host)

@@ -6,7 +6,7 @@ nothing is normalised on the way. For every request:
 
 1. the answer is never 5xx;
 2. a 4xx from the app (it carries X-Correlation-ID) is a well-formed problem+json whose `status` is the
-   HTTP status; a 4xx from the host itself (401 key, 404 route, 405 method, or the HTTP server's own
+   HTTP status; a 4xx from the host itself (401 key, 404 route or method, or the HTTP server's own
    400/414/431) is allowed, and which ones occurred is printed at the end of the module;
 3. a request the gateway refused never reached the simulator (it is in its reset state before each
    request, so its call log holds exactly what this request caused), and whatever did reach it is a well-formed
