@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -13,16 +14,21 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from localdev.azurite import Azurite, start_azurite
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.queue import QueueServiceClient
+
+from localdev.azurite import DEV_ACCOUNT, Azurite, start_azurite
 from localdev.functions_host import DEFAULT_LOCAL_KEY
 from localdev.identity_endpoint import IDENTITY_PATH, IdentityEndpoint
 from localdev.processes import free_port, stop_process, wait_for_port
 from localdev.servers import RunningServer, serve_in_thread
 from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
+from shared.settings import CATALOGUE, POISON_SUFFIX, ConfigurationError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_SECRET = "local-identity-header"  # the fake endpoint's X-IDENTITY-HEADER value; not a real secret
@@ -30,9 +36,17 @@ IDENTITY_SECRET = "local-identity-header"  # the fake endpoint's X-IDENTITY-HEAD
 
 def host_environment(*, simulator_url: str, identity_url: str, storage_connection: str,
                      function_key: str = DEFAULT_LOCAL_KEY, **overrides: str) -> dict[str, str]:
-    """Environment for the local Functions host: settings as Azure would give them, pointed at loopback."""
+    """Environment for the local Functions host: settings as Azure would give them, pointed at loopback.
+
+    Every catalogued setting with a default is given as an app setting, as infra/main.bicep gives them
+    in Azure: a binding expression (`%REQUESTS_QUEUE%`) resolves only from app settings, never from a
+    default in the code.
+    """
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("MDE_", "RATE_LIMIT_", "AzureWebJobsStorage", "IDENTITY_", "AZURE_", "GATEWAY_"))}
+    for spec in CATALOGUE:
+        if spec.default is not None:
+            env.setdefault(spec.name, spec.default)
     env.update({
         "MDE_CLOUD": "commercial",
         "MDE_BASE_URL": simulator_url,
@@ -64,16 +78,45 @@ class HostProcess:
         stop_process(self.process)
 
 
-def start_host(env: dict[str, str], *, log_path: Path, port: int = 0, timeout: float = 60) -> HostProcess:
+def provision_queues(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Create every queue the app reads and its poison queue, as infra/main.bicep does in Azure (the queue
+    trigger does not create the queue it watches). Nothing is created when the settings do not load: the
+    host then reports them. Returns the queues' names."""
+    try:
+        settings = load_settings(env)
+    except ConfigurationError:
+        return ()
+    names = tuple(name for queue in settings.asynchronous.queues for name in (queue, queue + POISON_SUFFIX))
+    try:
+        service = QueueServiceClient.from_connection_string(settings.storage.connection_string or "",
+                                                            connection_timeout=2, retry_total=0)
+        for name in names:
+            with contextlib.suppress(ResourceExistsError):
+                service.create_queue(name)
+    except (ValueError, AzureError) as error:  # storage unusable or down: the host reports it, as in Azure
+        print(f"queues not created: {type(error).__name__}", file=sys.stderr)
+        return ()
+    return names
+
+
+def start_host(env: dict[str, str], *, log_path: Path, port: int = 0, timeout: float = 60, provision: bool = True,
+               host_json: Path | None = None) -> HostProcess:
     """Start `python -m localdev.functions_host` and wait until it listens (or fail with its output).
 
-    The host's stdout and stderr go to `log_path` (overwritten), which the caller owns: tests put it
-    under their temporary directory, benchmarks under a TemporaryDirectory, `make run` in the checkout.
+    `provision` first creates the app's queues (see provision_queues); `host_json` is another host.json
+    to follow. The host's stdout and stderr go to `log_path` (overwritten), which the caller owns: tests
+    put it under their temporary directory, benchmarks under a TemporaryDirectory, `make run` in the
+    checkout.
     """
+    if provision:
+        provision_queues(env)
     port = port or free_port()
+    command = [sys.executable, "-m", "localdev.functions_host", "--port", str(port)]
+    if host_json is not None:
+        command += ["--host-json", str(host_json)]
     with log_path.open("wb") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen([sys.executable, "-m", "localdev.functions_host", "--port", str(port)],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     host = HostProcess(process, port, log_path)
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
@@ -93,7 +136,7 @@ class LocalStack:
     identity: RunningServer
     host: HostProcess
     function_key: str
-    extra: list[RunningServer] = field(default_factory=list)
+    requests_queue: str
 
     def stop(self) -> None:
         self.host.stop()
@@ -117,7 +160,7 @@ def start_stack(*, host_port: int = 7071, identity_port: int = 7072, simulator_p
         identity.stop()
         azurite.stop()
         raise
-    return LocalStack(azurite, simulator, identity, host, function_key)
+    return LocalStack(azurite, simulator, identity, host, function_key, env["REQUESTS_QUEUE"])
 
 
 def main() -> None:
@@ -131,13 +174,16 @@ def main() -> None:
                        "description": "example alert", "recommendedAction": "nothing",
                        "eventTime": SEED_EVENT["eventTime"], "reportId": SEED_EVENT["reportId"],
                        "category": "Exploit"})
+    azurite = stack.azurite
     print(f"""
 mde-alert-gateway is running locally (no Azure tenant needed).
 
   Gateway (local Functions host)  {base}/api   function key: {key}
   Defender simulator              {stack.simulator.url}   admin: {stack.simulator.url}/_sim/calls
   Managed-identity endpoint       {stack.identity.url}{IDENTITY_PATH}
-  Azurite (Table storage)         http://127.0.0.1:{stack.azurite.table_port}
+  Azurite (Storage)               queues http://127.0.0.1:{azurite.queue_port}   tables http://127.0.0.1:{azurite.table_port}
+                                  blobs http://127.0.0.1:{azurite.blob_port}   account {DEV_ACCOUNT}
+  Request queue                   {stack.requests_queue}
   Host log                        {stack.host.log_path}
 
 Try:
@@ -147,7 +193,7 @@ Try:
        -d '{body}' \\
        {base}/api/alerts/CreateAlertByReference
 
-Ctrl-C stops everything.
+Queue input: see "Asynchronous calls" in README.md. Ctrl-C stops everything.
 """, flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: a background shell may have ignored SIGINT

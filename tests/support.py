@@ -7,12 +7,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.client import RemoteDisconnected
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -39,7 +43,7 @@ from shared.ratelimit.limiter import RateLimiter
 from shared.ratelimit.memory_store import MemoryStore
 from shared.ratelimit.sliding_log import LogState
 from shared.ratelimit.store import Snapshot, Tally
-from shared.settings import POLICY_SETTINGS, Settings, load_settings
+from shared.settings import CATALOGUE_BY_NAME, POLICY_SETTINGS, Settings, load_settings
 from shared.validation import parse_json_object, validate_create_alert, validate_file_hash
 
 FUNCTION_KEY = "test-function-key"
@@ -680,3 +684,28 @@ def create_message(message_id: str, body: Mapping[str, Any] | None = None, **ext
 
 def lookup_message(message_id: str, sha1: str, **extra: Any) -> dict[str, Any]:
     return {"version": 1, "id": message_id, "operation": "GetFileRelatedAlerts", "fileHash": sha1, **extra}
+
+
+# --- the app as the Functions host indexes it -------------------------------------------------------------------
+
+_FUNCTION_METADATA_SCRIPT = """
+import json
+import function_app
+print(json.dumps({f.get_function_name(): json.loads(f.get_function_json()) for f in function_app.app.get_functions()}))
+"""
+
+
+def function_metadata(**settings: str) -> dict[str, dict[str, Any]]:
+    """Each function's metadata (function.json: its bindings) as the host indexes function_app, imported in a child
+    process with settings that make no request (Azurite's well-known account on loopback, a closed Defender port)
+    and nothing else of this process's environment that the gateway reads."""
+    root = Path(__file__).resolve().parent.parent
+    env = {name: value for name, value in os.environ.items() if name not in CATALOGUE_BY_NAME
+           and not name.startswith(("MDE_", "RATE_LIMIT_", "AzureWebJobsStorage", "IDENTITY_", "AZURE_", "GATEWAY_"))}
+    env.update({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "MDE_BASE_URL": "http://127.0.0.1:1",
+                "PYTHONPATH": str(root), **settings})
+    done = subprocess.run([sys.executable, "-c", _FUNCTION_METADATA_SCRIPT], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"importing function_app failed:\n{done.stderr}"
+    metadata: dict[str, dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return metadata
