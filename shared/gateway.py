@@ -155,8 +155,20 @@ class Gateway:
         return self._limiters.for_api(api).peek(identity.principal)
 
     def send(self, request: DefenderRequest, identity: Identity, decision: Decision, correlation_id: str, *,
-             time_left: float | None = None) -> Sent:
-        """Send once with the slot `decision` admitted; a Defender 429 becomes a shared block, exactly once."""
+             time_left: float | None = None) -> Attempt:
+        """Send once on the slot `decision` admitted; a Defender 429 becomes a shared block, exactly once.
+
+        A slot that has grown stale by the time the request is about to leave (this thread stalled after the
+        admission: a GC pause, a CPU-starved instance, a slow table write) is not used: a new one is taken,
+        and when none is free the call is Refused with nothing sent. See RateLimiter.stale.
+        """
+        limiter = self._limiters.for_api(request.api)
+        while limiter.stale(decision):
+            logger.warning("%s: the slot taken %.0f ms ago is too old to send on; taking a new one [correlation %s]",
+                           request.api, (limiter.clock.now() - decision.decided_at) * 1000, correlation_id)
+            decision = self.admit(request.api, identity, correlation_id)
+            if not decision.admitted:
+                return Refused(decision)
         outcome = self.client.send(request, identity.token, correlation_id=correlation_id, time_left=time_left)
         if isinstance(outcome, Throttled):
             # Defender said 429: every instance holds this API until its Retry-After has passed.

@@ -204,6 +204,8 @@ class OperationStore:
                     yield Api(entity["Api"]), integer(entity["CreatedAt"]) / 1000
                 except (KeyError, TypeError, ValueError):
                     continue
+        except ResourceNotFoundError:  # created with the first operation: none is pending yet
+            return
         except AzureError as error:
             raise OperationsStorageError(f"operations table {self.name}: query failed ({type(error).__name__})") \
                 from None

@@ -44,7 +44,7 @@ from shared.edge import (
     key_reused_problem,
     storage_problem,
 )
-from shared.gateway import CallResult, Gateway, Identity, RetryPolicy
+from shared.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent
 from shared.lookups import FileHashResolver, Resolved, UnknownFile, complete_answer
 from shared.operations import Created, Operation, OperationStore, Source, State
 from shared.outcomes import Outcome, Success, Throttled, Unavailable
@@ -162,14 +162,10 @@ class RequestWorker:
         sha1 = self.resolver.known(sha256)
         if sha1 is not None:
             return sha1
-        hold_until = self._clock() + hold
-        while not (decision := self.gateway.admit(Api.FILE_INFO, identity, operation.correlation_id)).admitted:
-            wait = decision.retry_after_ms / 1000
-            if self._clock() + wait > hold_until:
-                return _Later(Api.FILE_INFO, max(0.0, wait - EARLY_SECONDS))
-            self._sleep(wait)
-        sent = self.gateway.send(DefenderRequest.file_info(sha256), identity, decision, operation.correlation_id,
-                                 time_left=self._lease_seconds - 30)
+        sent = self._send_on_a_slot(DefenderRequest.file_info(sha256), identity, operation.correlation_id,
+                                    self._clock() + hold)
+        if not isinstance(sent, Sent):
+            return _Later(Api.FILE_INFO, max(0.0, sent - EARLY_SECONDS))
         resolution = self.resolver.learn(sha256, CallResult(sent, 1, sent.outcome))
         if isinstance(resolution, Resolved):
             return resolution.sha1
@@ -198,21 +194,14 @@ class RequestWorker:
         claimed = self.operations.update(operation, lease_until=self._clock() + self._lease_seconds, in_flight=True)
         if claimed is None:  # another worker changed it since it was read: look again
             return _Later(request.api, 1)
-        while True:
-            try:
-                decision = self.gateway.admit(request.api, identity, operation.correlation_id)
-            except RateLimitStorageError:
-                self._release(claimed)
-                raise
-            if decision.admitted:
-                break
-            wait = decision.retry_after_ms / 1000
-            if self._clock() + wait > hold_until:
-                released = self._release(claimed)
-                return _Later(request.api, max(0.0, wait - EARLY_SECONDS)) if released else None
-            self._sleep(wait)
-        sent = self.gateway.send(request, identity, decision, operation.correlation_id,
-                                 time_left=self._lease_seconds - 30)
+        try:
+            sent = self._send_on_a_slot(request, identity, operation.correlation_id, hold_until)
+        except RateLimitStorageError:
+            self._release(claimed)
+            raise
+        if not isinstance(sent, Sent):
+            released = self._release(claimed)
+            return _Later(request.api, max(0.0, sent - EARLY_SECONDS)) if released else None
         outcome = sent.outcome
         attempts = claimed.attempts + 1
         if isinstance(outcome, Throttled):
@@ -228,6 +217,19 @@ class RequestWorker:
             self.cache.put(identity.principal, request.file_hash, outcome.body)
         self._complete(claimed, answer, attempts=attempts)
         return None
+
+    def _send_on_a_slot(self, request: DefenderRequest, identity: Identity, correlation_id: str,
+                        hold_until: float) -> Sent | float:
+        """Send `request` once on a slot of its API's shared budget, waiting here for one until `hold_until`;
+        else the seconds until the budget frees. Raises RateLimitStorageError."""
+        while True:
+            attempt = self.gateway.attempt(request, identity, correlation_id, time_left=self._lease_seconds - 30)
+            if isinstance(attempt, Sent):
+                return attempt
+            wait = attempt.decision.retry_after_ms / 1000
+            if self._clock() + wait > hold_until:
+                return wait
+            self._sleep(wait)
 
     def _failed(self, operation: Operation, problem: Problem) -> _Later | None:
         """A transient failure before anything was sent: back off, or give the final answer when retries are spent."""

@@ -121,6 +121,26 @@ def test_health_reports_budget_queue_and_storage(async_gateway: GatewayClient, s
     assert async_gateway.get("/api/health", headers={"x-functions-key": "wrong"}).status_code == 401
 
 
+def test_health_describes_each_window_as_the_next_call_finds_it(host_factory: HostFactory, sim: SimulatorAdmin,
+                                                                identity: IdentityAdmin) -> None:
+    """Fresh state: the new-state share (50 of 100) and no call counted (t=0); after one call, what its RateLimit
+    header said."""
+    gateway = host_factory(RATE_LIMIT_FILE_ALERTS="100/60", RATE_LIMIT_NEW_STATE_SHARE="0.5")
+
+    def window() -> dict[str, int]:
+        report = gateway.get("/api/health").json()
+        (first,) = report["apis"]["file_alerts"]["windows"]
+        return dict(first)
+
+    fresh = window()
+    assert (fresh["remaining"], fresh["resetSeconds"]) == (50, 0), fresh
+    answer = gateway.get_alerts(SEED_FILE_SHA1)
+    assert answer.status_code == 200
+    assert answer.headers["RateLimit"] == '"60s";r=49;t=62'
+    after = window()
+    assert after["remaining"] == 49 and 60 <= after["resetSeconds"] <= 62, after
+
+
 def test_a_spent_budget_answers_202_when_the_setting_asks(host_factory: HostFactory, sim: SimulatorAdmin,
                                                           identity: IdentityAdmin) -> None:
     gateway = host_factory(RATE_LIMIT_CREATE_ALERT="1/3", RATE_LIMIT_NEW_STATE_SHARE="1",

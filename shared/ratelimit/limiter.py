@@ -29,6 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from shared.ratelimit.clock import ClockSync
@@ -49,6 +50,8 @@ _CONTENTION_RETRY_AFTER = 1
 #: Longest wait (s) for another thread of this process that is asking the table for the same principal.
 _QUEUE_TIMEOUT = 1.0
 _STRIPES = 64
+#: The share of the margin a slot may age between its admission and its request leaving (see RateLimiter.stale).
+STALE_SHARE = 0.5
 
 
 def to_ms(seconds: float) -> int:
@@ -113,6 +116,19 @@ class RateLimiter:
             if queued:
                 stripe.release()
 
+    def stale(self, decision: Decision) -> bool:
+        """Whether the slot `decision` admitted is too old to send on now.
+
+        The log holds the admission at `decided_at`; the margin added to every window covers the time from
+        there until Defender counts the call, and the clocks' disagreement. A thread that stalls after the
+        admission (a GC pause, CPU starvation, a slow write) can eat that margin, so a slot whose request
+        has not left within STALE_SHARE of the margin is not used: never send on it. With no margin there
+        is nothing to protect and no slot is stale.
+        """
+        if not decision.admitted or not self._margin_ms:
+            return False
+        return to_ms(self.clock.now()) - to_ms(decision.decided_at) > self._margin_ms * STALE_SHARE
+
     def known_refusal(self, principal: str) -> Decision | None:
         """The refusal a call for `principal` would get now by what this process remembers (no store request);
         None when it may be admitted. For a caller choosing between waiting here and coming back later."""
@@ -121,16 +137,20 @@ class RateLimiter:
     def peek(self, principal: str) -> Decision:
         """The decision a call for `principal` would get now, without taking a slot (one store read).
 
-        For reports (how much budget is left); the state read is remembered like any other read.
-        Raises RateLimitStorageError when the store fails.
+        For reports (how much budget is left): its windows describe the state as the next call finds it,
+        before that call (an admitted call's own decision describes the state after it). The state read is
+        remembered like any other read. Raises RateLimitStorageError when the store fails.
         """
         key = partition_key(principal)
         tally = Tally()
         snapshot = self._read(key, tally)
         now = self.clock.now()
-        state, _ = self._known(key, snapshot, to_ms(now))
+        now_ms = to_ms(now)
+        state, _ = self._known(key, snapshot, now_ms)
         self._remember(key, state, snapshot.etag if snapshot.state == state else None)
-        return self._decision(self._evaluate(state, to_ms(now)), now, tally)
+        verdict = self._evaluate(state, now_ms)
+        before = window_states(self.policy, self._margin_ms, state, now_ms, new_state_share=self._new_state_share)
+        return self._decision(replace(verdict, windows=before), now, tally)
 
     def block(self, principal: str, seconds: float) -> None:
         """Refuse every call for `principal` for the next `seconds`, on every instance.

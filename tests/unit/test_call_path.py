@@ -138,6 +138,51 @@ def test_a_refused_attempt_sends_nothing() -> None:
     assert len(rig.transport.calls) == 1
 
 
+# --- a thread that stalls between its slot and its request ----------------------------------------------------------
+# The default margin is 2 s; a slot may age half of it (STALE_SHARE) before its request leaves.
+
+def test_a_slot_that_went_stale_is_not_sent_on_and_a_new_one_is_taken() -> None:
+    rig = make_edge([alerts_reply()], limits={Api.FILE_ALERTS: "3/60"})
+    identity = rig.gateway.identity()
+    first = rig.gateway.admit(Api.FILE_ALERTS, identity, CID)
+    rig.clock.advance(1.001)  # the thread stalled for more than half the margin after its admission
+    sent = rig.gateway.send(FILE_ALERTS, identity, first, CID)
+    assert isinstance(sent, Sent) and isinstance(sent.outcome, Success)
+    assert sent.decision.decided_at == rig.clock.now and sent.decision.decided_at > first.decided_at
+    (request,) = rig.transport.calls  # one request, on the new slot
+    assert request.url.endswith(f"/files/{SHA1}/alerts")
+    assert rig.limiter(Api.FILE_ALERTS).peek(PRINCIPAL).windows[0].remaining == 1  # the stale slot stays spent
+
+
+def test_a_stale_slot_with_no_fresh_one_free_sends_nothing() -> None:
+    rig = make_edge([], limits={Api.FILE_ALERTS: "1/60"})
+    identity = rig.gateway.identity()
+    first = rig.gateway.admit(Api.FILE_ALERTS, identity, CID)
+    rig.clock.advance(1.5)
+    refused = rig.gateway.send(FILE_ALERTS, identity, first, CID)
+    assert isinstance(refused, Refused) and refused.decision.reason is Reason.RATE_LIMITED
+    assert refused.decision.retry_after == 61  # 60 s + 2 s margin from the first slot, 1.5 s later
+    assert rig.transport.calls == []
+
+
+def test_a_slot_within_half_the_margin_is_sent_on() -> None:
+    rig = make_edge([alerts_reply()], limits={Api.FILE_ALERTS: "1/60"})
+    identity = rig.gateway.identity()
+    first = rig.gateway.admit(Api.FILE_ALERTS, identity, CID)
+    rig.clock.advance(1.0)
+    sent = rig.gateway.send(FILE_ALERTS, identity, first, CID)
+    assert isinstance(sent, Sent) and sent.decision is first
+
+
+def test_with_no_margin_no_slot_is_stale() -> None:
+    rig = make_edge([alerts_reply()], settings_env={"RATE_LIMIT_MARGIN_SECONDS": "0"})
+    identity = rig.gateway.identity()
+    first = rig.gateway.admit(Api.FILE_ALERTS, identity, CID)
+    rig.clock.advance(30)
+    sent = rig.gateway.send(FILE_ALERTS, identity, first, CID)
+    assert isinstance(sent, Sent) and sent.decision is first
+
+
 def test_storage_down_sends_nothing() -> None:
     rig = make_edge()
     rig.store.available = False
