@@ -44,13 +44,12 @@ pytest: setup
 ## make test: lint, type-check, then every test (the fixtures start Azurite, the simulator and hosts on free ports)
 test: lint typecheck pytest
 
-## make bench: the gateway's added latency and cold import time, the rate limiter under contention, and the quota
-## a skewed lookup workload spends with and without the shared answer cache (figures also in bench/results.json)
+## make bench: the gateway's added latency and cold import time, the rate limiter under contention, the quota
+## a skewed lookup workload spends with and without the shared answer cache, and a storm's drain (figures also in
+## bench/results.json). `make bench QUICK=1`: each on a few seconds of load (what `make test` runs).
+BENCHMARKS := gateway_bench ratelimit_bench cache_bench storm_bench
 bench: $(VENV)/.installed node_modules/.installed
-	$(PY) -m bench.gateway_bench
-	$(PY) -m bench.ratelimit_bench
-	$(PY) -m bench.cache_bench
-	$(PY) -m bench.storm_bench
+	@set -e; for benchmark in $(BENCHMARKS); do $(PY) -m bench.$$benchmark $(if $(QUICK),--quick,); done
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

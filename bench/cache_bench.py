@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-from bench.results import record
+from bench.results import add_quick_option, record
 from localdev.azurite import start_azurite
 from localdev.identity_endpoint import IdentityEndpoint
 from localdev.servers import serve_in_thread
@@ -70,7 +70,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lookups", type=int, default=5000)
     parser.add_argument("--hashes", type=int, default=300)
+    add_quick_option(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.lookups, args.hashes = 300, 50
     sequence = workload(args.lookups, args.hashes)
 
     azurite = start_azurite()

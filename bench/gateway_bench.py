@@ -21,7 +21,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, UpdateMode
 
-from bench.results import record
+from bench.results import add_quick_option, record
 from localdev.azurite import start_azurite
 from localdev.identity_endpoint import IdentityEndpoint
 from localdev.servers import serve_in_thread
@@ -81,7 +81,10 @@ def import_time(statement: str, runs: int = 5) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=500)
+    add_quick_option(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.calls = 50
 
     azurite = start_azurite()
     simulator = serve_in_thread(Simulator(), name="simulator")
@@ -134,9 +137,10 @@ def main() -> None:
     print("  (the gateway's share: the local host's HTTP handling, validation, the token cache and one conditional"
           " Table write to Azurite for the shared rate limit)")
     print()
-    print("Cold import, median of 5 fresh interpreters (ms)")
-    bare = import_time("import azure.functions")
-    app = import_time("import function_app")
+    runs = 2 if args.quick else 5
+    print(f"Cold import, median of {runs} fresh interpreters (ms)")
+    bare = import_time("import azure.functions", runs)
+    app = import_time("import function_app", runs)
     print(f"{'import azure.functions':<34}{bare:>8.1f}")
     print(f"{'import function_app':<34}{app:>8.1f}")
     print(f"{'added by the app':<34}{app - bare:>8.1f}")

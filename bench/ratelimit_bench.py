@@ -20,7 +20,7 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
-from bench.results import record
+from bench.results import add_quick_option, record
 from localdev.azurite import start_azurite
 from localdev.contention import hammer, ideal_admissions, max_in_any_interval
 from shared.ratelimit import CLIENT_OPTIONS, Decision, RateLimiter, RatePolicy, Reason, TableStore, parse_windows
@@ -142,7 +142,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per configuration")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    add_quick_option(parser)
     options = parser.parse_args()
+    if options.quick:
+        options.duration = 1.0
     if options.worker:
         print(json.dumps(worker(json.loads(options.worker))))
         return
