@@ -222,6 +222,21 @@ def test_a_file_in_a_new_alerts_evidence_is_known(sim: SimulatorAdmin) -> None:
     assert entity["fileType"] == "EXE" and entity["isPeFile"] is True and entity["globalPrevalence"] == 1
 
 
+def test_the_admin_listing_names_every_file_file_information_finds(sim: SimulatorAdmin) -> None:
+    def listed() -> dict[str, dict[str, Any]]:
+        files = requests.get(f"{sim.url}/_sim/files", timeout=5).json()["value"]
+        return {entity["sha1"]: entity for entity in files}
+
+    known = listed()
+    assert {SEED_FILE_SHA1, DOCS_FILE_SHA1, SAMPLE_FILE_SHA1} <= set(known), sorted(known)
+    assert known[SEED_FILE_SHA1]["sha256"] == SEED_FILE_SHA256
+    for sha1, entity in known.items():  # what the listing says is what Get file information answers
+        assert {k: v for k, v in file_info(sim, sha1).json().items() if k != "@odata.context"} == entity
+    sha1 = "34" * 20
+    sim.add_alert(sha1=sha1, machineId="22" * 20)
+    assert sha1 in listed()
+
+
 def test_the_file_alerts_route_is_unchanged(sim: SimulatorAdmin) -> None:
     alerts = requests.get(f"{sim.url}{file_alerts_path(SEED_FILE_SHA1.upper())}", headers=bearer(), timeout=5)
     assert alerts.status_code == 200

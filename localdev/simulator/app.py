@@ -239,6 +239,19 @@ class Simulator:
                          if (evidence.get(key) or "").lower() == file_hash and evidence.get("sha1")]
             return file_from_evidence(sightings) if sightings else None
 
+    def known_files(self) -> list[dict[str, Any]]:
+        """Every file Get file information finds: the known files, then each other SHA-1 in alerts' evidence."""
+        with self.state.lock:
+            files = [dict(known) for known in self.state.files]
+            listed = {str(known.get("sha1") or "").lower() for known in files}
+            seen: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+            for alert in self.state.alerts:
+                for evidence in alert.get("evidence") or []:
+                    sha1 = str(evidence.get("sha1") or "").lower()
+                    if sha1 and sha1 not in listed:
+                        seen.setdefault(sha1, []).append((alert, evidence))
+        return files + [file_from_evidence(sightings) for sightings in seen.values()]
+
     def _create_alert(self, request: Request) -> Response:
         try:
             body = json.loads(request.get_data())
@@ -338,7 +351,7 @@ class Simulator:
                 state.events.append(dict(payload, reportId=str(payload["reportId"])))
                 return _ok(payload, 201)
             if route == ("GET", "/_sim/files"):
-                return _ok({"value": list(state.files)})
+                return _ok({"value": self.known_files()})
             if route == ("POST", "/_sim/files") and isinstance(payload, dict):
                 return self._add_file(payload)
             if route == ("POST", "/_sim/limits") and isinstance(payload, dict):
