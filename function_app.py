@@ -1,6 +1,9 @@
 """mde-alert-gateway: the Functions app.
 
-Reads its settings once, starts the gateway, and registers one blueprint per function.
+Reads its settings once and starts the gateway, then registers one blueprint per function. Bad settings
+never stop the import (the host would index no function and answer 404 everywhere): every HTTP function
+then answers 503 gateway-misconfigured naming them, and no queue or timer function is registered, so
+queued requests wait untouched until the settings are fixed.
 """
 
 import azure.functions as func
@@ -8,19 +11,21 @@ import azure.functions as func
 from create_alert_fn import bp as create_alert_bp
 from file_alerts_fn import bp as file_alerts_bp
 from health_fn import bp as health_bp
+from maintenance_fn import bp as maintenance_bp
 from openapi_fn import bp as openapi_bp
 from operations_fn import bp as operations_bp
 from request_queue_fn import bp as request_queue_bp
 from shared import runtime
-from shared.settings import AuthMode, load_settings
+from shared.settings import AuthMode, requested_auth
 
-# Any bad setting (a base URL off the allowlist, an unknown cloud, unusable storage ...) stops start-up here.
-settings = load_settings()
-runtime.start(settings)
+gateway = runtime.start()
 
 # With Entra ID (App Service authentication) in front, the platform authenticates every caller;
 # otherwise each call needs a function key.
-app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if settings.auth is AuthMode.ENTRA
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if requested_auth() is AuthMode.ENTRA
                        else func.AuthLevel.FUNCTION)
-for blueprint in (file_alerts_bp, create_alert_bp, operations_bp, health_bp, request_queue_bp, openapi_bp):
+for blueprint in (file_alerts_bp, create_alert_bp, operations_bp, health_bp, openapi_bp):
     app.register_functions(blueprint)
+if isinstance(gateway, runtime.Runtime):
+    app.register_functions(request_queue_bp)
+    app.register_functions(maintenance_bp)

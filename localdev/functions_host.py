@@ -19,7 +19,11 @@ or the queue extension behave in a way a test could tell apart, this host does t
   it; this host lets the thread run on unobserved instead);
 - a `%NAME%` binding expression that names no app setting puts that function alone in error, named
   in the log; the host serves the others (localdev.queue_host);
-- the master key is random unless LOCAL_MASTER_KEY names one.
+- the master key is random unless LOCAL_MASTER_KEY names one;
+- with WEBSITE_AUTH_ENABLED=True (the platform sets it while App Service authentication is on) the
+  host plays that authentication in front of every function, as `PlatformAuthentication` says;
+- an exception while function_app is imported leaves the host up with no function (every route 404),
+  the reason in its log, as the Python worker's failed indexing does.
 
 Queue triggers run against Azurite with host.json's queue semantics (localdev.queue_host).
 Run: `python -m localdev.functions_host --port 7071`.
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+import jwt
 from azure.functions.http import HttpResponseConverter
 from werkzeug.wrappers import Request, Response
 
@@ -54,6 +59,9 @@ from localdev.queue_host import (
     start_listeners,
 )
 from localdev.servers import QuietHandler, quiet_server
+from localdev.timer_host import TimerFunction, start_timers
+from localdev.tokens import read_claims
+from shared.callers import encode_principal
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE_PREFIX = "api"
@@ -90,15 +98,25 @@ def _route_regex(template: str) -> re.Pattern[str]:
     return re.compile(f"^/{ROUTE_PREFIX}/" + "".join(parts).strip("/") + "/?$", re.IGNORECASE)
 
 
+@dataclass(frozen=True)
+class Functions:
+    """What the host indexed, by trigger."""
+
+    routes: list[Route]
+    queues: list[QueueFunction]
+    timers: list[TimerFunction]
+
+
 def discover_routes(app: func.FunctionApp) -> list[Route]:
     """The HTTP functions of `app`. `get_functions()` may run only once per app object, so call this once."""
-    return discover(app)[0]
+    return discover(app).routes
 
 
-def discover(app: func.FunctionApp) -> tuple[list[Route], list[QueueFunction]]:
-    """The HTTP and the queue functions of `app` (call once per app object, like `discover_routes`)."""
+def discover(app: func.FunctionApp) -> Functions:
+    """The HTTP, queue and timer functions of `app` (call once per app object, like `discover_routes`)."""
     routes = []
     queue_functions = []
+    timers = []
     for function in app.get_functions():
         trigger = function.get_trigger()
         if trigger is not None and getattr(trigger, "type", None) == "queueTrigger":
@@ -106,6 +124,11 @@ def discover(app: func.FunctionApp) -> tuple[list[Route], list[QueueFunction]]:
                                                  str(getattr(trigger, "queue_name", "")),
                                                  str(getattr(trigger, "connection", None) or "AzureWebJobsStorage"),
                                                  function.get_user_function()))
+            continue
+        if trigger is not None and getattr(trigger, "type", None) == "timerTrigger":
+            timers.append(TimerFunction(function.get_function_name() or "function",
+                                        str(getattr(trigger, "schedule", "")),
+                                        bool(getattr(trigger, "run_on_startup", None)), function.get_user_function()))
             continue
         if trigger is None or getattr(trigger, "type", None) != "httpTrigger":
             continue
@@ -116,18 +139,56 @@ def discover(app: func.FunctionApp) -> tuple[list[Route], list[QueueFunction]]:
         routes.append(Route(name, _route_regex(template),
                             methods or frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}),
                             str(getattr(level, "value", level)).lower(), function.get_user_function()))
-    return routes, queue_functions
+    return Functions(routes, queue_functions, timers)
+
+
+#: The token audience the local platform authentication accepts unless LOCAL_AUTH_AUDIENCE names another.
+DEFAULT_LOCAL_AUDIENCE = "api://mde-alert-gateway-local"
+#: What the platform adds for an authenticated caller; a caller's own headers of these names never get through.
+PRINCIPAL_HEADER_PREFIXES = ("x-ms-client-principal", "x-ms-token-")
+
+
+class PlatformAuthentication:
+    """App Service authentication (Entra ID provider, `Return401`) as the platform runs it before the host.
+
+    A request needs `Authorization: Bearer <token>` for one of `audiences`, signed and unexpired (here: the
+    local signing key of localdev.tokens, which the local identity endpoint uses). Whatever
+    X-MS-CLIENT-PRINCIPAL* or X-MS-TOKEN-* headers the caller sent are dropped; an authenticated caller's
+    token claims go on as X-MS-CLIENT-PRINCIPAL (base64 JSON, the object id under its long claim name, as
+    the platform maps it), its object id as -ID, its app id as -NAME, and `aad` as -IDP. No authorization
+    policy is applied (allowed applications or principals): the gateway's own check is what tests see.
+    """
+
+    def __init__(self, audiences: frozenset[str]) -> None:
+        self.audiences = audiences
+
+    def admit(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]] | Response:
+        kept = [(name, value) for name, value in headers if not name.lower().startswith(PRINCIPAL_HEADER_PREFIXES)]
+        scheme, _, token = next((value for name, value in kept if name.lower() == "authorization"), "").partition(" ")
+        try:
+            claims = read_claims(token.strip()) if scheme.lower() == "bearer" else None
+        except jwt.InvalidTokenError:
+            claims = None
+        if claims is None or str(claims.get("aud")) not in self.audiences:
+            return Response(status=401, headers={"WWW-Authenticate": 'Bearer realm="local"'})
+        object_id, app_id = str(claims.get("oid", "")), str(claims.get("appid", ""))
+        mapped = {("http://schemas.microsoft.com/identity/claims/objectidentifier" if name == "oid" else name):
+                  str(value) for name, value in claims.items() if not isinstance(value, list)}
+        return [*kept, ("X-MS-CLIENT-PRINCIPAL", encode_principal(mapped)), ("X-MS-CLIENT-PRINCIPAL-ID", object_id),
+                ("X-MS-CLIENT-PRINCIPAL-NAME", app_id), ("X-MS-CLIENT-PRINCIPAL-IDP", "aad")]
 
 
 class FunctionsHost:
     """WSGI app dispatching to the discovered functions."""
 
     def __init__(self, routes: list[Route], function_key: str, master_key: str, *,
-                 function_timeout: float = DEFAULT_FUNCTION_TIMEOUT) -> None:
+                 function_timeout: float = DEFAULT_FUNCTION_TIMEOUT,
+                 authentication: PlatformAuthentication | None = None) -> None:
         self.routes = routes
         self.function_key = function_key
         self.master_key = master_key
         self.function_timeout = function_timeout
+        self.authentication = authentication
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -143,6 +204,11 @@ class FunctionsHost:
 
     def _dispatch(self, request: Request, raw_headers: list[tuple[str, str]] | None) -> Response:
         raw_headers = raw_headers if raw_headers is not None else list(request.headers.items())
+        if self.authentication is not None:
+            admitted = self.authentication.admit(raw_headers)
+            if isinstance(admitted, Response):
+                return admitted
+            raw_headers = admitted
         for route in self.routes:
             match = route.pattern.match(request.path)
             if not match or request.method.upper() not in route.methods:
@@ -206,13 +272,22 @@ def function_timeout(host_json: Mapping[str, Any]) -> float:
     return host_timespan(str(raw), DEFAULT_FUNCTION_TIMEOUT)
 
 
-def build_host(host_json: Mapping[str, Any]) -> tuple[FunctionsHost, list[QueueFunction]]:
+def build_host(host_json: Mapping[str, Any]) -> tuple[FunctionsHost, Functions]:
     sys.path.insert(0, str(ROOT))
-    function_app = importlib.import_module("function_app")
+    try:
+        function_app = importlib.import_module("function_app")
+        functions = discover(function_app.app)
+    except Exception:  # as the worker's failed indexing: the host runs on with no function
+        logger.exception("Worker failed to index functions: the host runs with no function (every route is 404)")
+        functions = Functions([], [], [])
     key = os.environ.get("LOCAL_FUNCTION_KEY") or DEFAULT_LOCAL_KEY
     master = os.environ.get("LOCAL_MASTER_KEY") or secrets.token_urlsafe(32)
-    routes, queue_functions = discover(function_app.app)
-    return FunctionsHost(routes, key, master, function_timeout=function_timeout(host_json)), queue_functions
+    authentication = None
+    if (os.environ.get("WEBSITE_AUTH_ENABLED") or "").lower() == "true":
+        audience = os.environ.get("LOCAL_AUTH_AUDIENCE") or DEFAULT_LOCAL_AUDIENCE
+        authentication = PlatformAuthentication(frozenset({audience}))
+    return FunctionsHost(functions.routes, key, master, function_timeout=function_timeout(host_json),
+                         authentication=authentication), functions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,21 +302,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)
     load_local_settings(args.settings)
     host_json = json.loads(args.host_json.read_text())
-    from shared.settings import ConfigurationError  # after sys.path is set
-
-    try:
-        host, queue_functions = build_host(host_json)
-    except ConfigurationError as error:
-        print(f"Configuration error, not starting: {error}", file=sys.stderr)
-        return 2
+    host, functions = build_host(host_json)
     for route in host.routes:
         print(f"  {route.name}: {'/'.join(sorted(route.methods))} {route.pattern.pattern} ({route.auth_level})",
               flush=True)
     options = QueueOptions.from_host_json(host_json)
-    listeners = start_listeners(queue_functions, options, function_timeout=host.function_timeout)
+    listeners = start_listeners(functions.queues, options, function_timeout=host.function_timeout)
     for listener in listeners:
         print(f"  {listener.function.name}: queue {listener.queue_name} (batch {options.batch_size}, then "
-              f"{options.new_batch_threshold} more; poison after {options.max_dequeue_count})", flush=True)
+              f"{options.new_batch_threshold} more; poison after {options.max_dequeue_count}; lease "
+              f"{listener.lease_seconds:g} s)", flush=True)
+    timers = start_timers(functions.timers, os.environ, function_timeout=host.function_timeout)
+    for timer in timers:
+        print(f"  {timer.function.name}: timer {timer.schedule}", flush=True)
     server = quiet_server(host, args.port, request_handler=RawHeadersHandler)
     print(f"Listening on http://127.0.0.1:{server.server_port}/{ROUTE_PREFIX}", flush=True)
     try:
@@ -251,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for listener in listeners:
             listener.stop()
+        for timer in timers:
+            timer.stop()
         server.server_close()
     return 0
 

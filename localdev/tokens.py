@@ -30,15 +30,23 @@ class TokenClaims:
 
 
 def issue_token(resource: str, *, roles: tuple[str, ...] = ALL_ROLES, tenant_id: str = LOCAL_TENANT_ID,
-                app_id: str = LOCAL_APP_ID, lifetime: int = 3600) -> tuple[str, int]:
-    """Return (token, expires_on epoch seconds)."""
+                app_id: str = LOCAL_APP_ID, object_id: str | None = None, lifetime: int = 3600) -> tuple[str, int]:
+    """Return (token, expires_on epoch seconds): an app-only token of `app_id` (its service principal's object id
+    `object_id`, by default the app id) for `resource`."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "aud": resource, "iss": f"https://sts.windows.net/{tenant_id}/", "iat": now, "nbf": now,
-        "exp": now + lifetime, "tid": tenant_id, "appid": app_id, "oid": app_id, "idtyp": "app",
+        "exp": now + lifetime, "tid": tenant_id, "appid": app_id, "oid": object_id or app_id, "idtyp": "app",
         "roles": list(roles),
     }
     return jwt.encode(claims, LOCAL_SIGNING_KEY, algorithm="HS256"), now + lifetime
+
+
+def read_claims(token: str) -> dict[str, Any]:
+    """Every claim of a token this module issued, once signature and expiry are verified (jwt.InvalidTokenError)."""
+    claims: dict[str, Any] = jwt.decode(token, LOCAL_SIGNING_KEY, algorithms=["HS256"],
+                                        options={"verify_aud": False})
+    return claims
 
 
 def read_token(token: str) -> TokenClaims:

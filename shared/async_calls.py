@@ -99,9 +99,10 @@ class AsyncCalls:
         return Accepted(done or _done(claimed, answer))
 
     def status(self, operation_id: str, caller: str) -> Operation | None:
-        """The operation, if it exists and `caller` may read it (an operation someone signed in for is theirs)."""
+        """The operation, if it exists and `caller` may read it: the one it was stored for (an Entra object id, or ""
+        for function-key callers and queue messages that name no caller)."""
         operation = self.operations.get(operation_id)
-        if operation is None or (operation.caller and operation.caller != caller):
+        if operation is None or operation.caller != caller:
             return None
         return operation
 

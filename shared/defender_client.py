@@ -149,7 +149,7 @@ class DefenderClient:
         message = (f"The call to Defender would connect to {actual}, not to the configured {self.settings.target} "
                    f"(base URL {self.settings.base_url!r}); it was not sent. Check MDE_BASE_URL.")
         logger.error("%s", message)
-        raise ConfigurationError(message)
+        raise ConfigurationError(message, setting="MDE_BASE_URL")
 
 
 def _transport_outcome(error: requests.RequestException) -> Unavailable:

@@ -28,11 +28,14 @@ import azure.functions as func
 
 from shared.answer import Answer
 from shared.async_calls import AsyncCalls, KeyReused, Submitted
+from shared.callers import CallerRefusedError, Refusal, entra_caller
 from shared.correlation import CORRELATION_HEADER, correlation_id_for
 from shared.defender import API_FACTS, DEFAULT_THROTTLE_SECONDS, DEFENDER_APP_ID, Api
 from shared.defender_client import DefenderRequest, IdentityError
 from shared.gateway import CallResult, Gateway, Refused, Sent
+from shared.health import health_report
 from shared.lookups import Fetched, FileAlertsLookups, UnknownFile, Unresolved
+from shared.openapi import served_document
 from shared.operations import (
     OPERATION_ID_PATTERN,
     Operation,
@@ -70,8 +73,6 @@ from shared.validation import (
 
 logger = logging.getLogger("mde_alert_gateway")
 
-#: Set by App Service authentication (Easy Auth), which strips any such header a caller sends.
-CLIENT_PRINCIPAL_HEADER = "X-MS-CLIENT-PRINCIPAL-ID"
 #: How long a caller should wait when the rate-limit storage is unreachable.
 STORAGE_RETRY_AFTER = 5
 
@@ -216,6 +217,26 @@ def interrupted_problem() -> Problem:
                    "request again (with a new Idempotency-Key or message id) is safe.")
 
 
+def caller_problem(error: CallerRefusedError) -> Problem:
+    """401 for a request that did not come through the platform's authentication, 403 for a caller not allowed."""
+    if error.refusal is Refusal.NOT_ALLOWED:
+        return Problem(403, "caller-not-allowed", "Caller not allowed",
+                       f"The platform authenticated the caller, but the gateway does not let it in: {error.reason}.")
+    return Problem(401, "unauthenticated", "Authentication required",
+                   "This gateway accepts only callers signed in through Entra ID (App Service authentication): "
+                   f"{error.reason}.", headers=MappingProxyType({"WWW-Authenticate": "Bearer"}))
+
+
+def misconfigured_problem(error: ConfigurationError) -> Problem:
+    """503: the app settings are wrong, so the gateway serves nothing until they are fixed (never a value)."""
+    settings = [{"setting": problem.setting, "problem": problem.reason} for problem in error.problems]
+    names = ", ".join(dict.fromkeys(problem.setting for problem in error.problems))
+    return Problem(503, "gateway-misconfigured", "Gateway misconfigured",
+                   f"The gateway's app settings are wrong ({names}), so it answers no call and takes no queued "
+                   "request until they are fixed (queued requests wait). See `settings`.",
+                   extensions=MappingProxyType({"settings": settings}))
+
+
 def storage_problem() -> Problem:
     return Problem(503, "rate-limit-storage-unavailable", "Rate-limit storage unavailable",
                    "The gateway cannot reach the table that holds the shared Defender rate limit, so it does not call "
@@ -258,7 +279,10 @@ class Answers:
             return _json(200, headers, last.outcome.body)
         problem = (refusal_problem(result, api, self.settings.defender) if isinstance(last, Refused)
                    else outcome_problem(api, last.outcome, self.settings.defender))
-        return self.problem(api, problem, correlation_id, rate_limit_headers(result.decision, wait=problem.retry_after))
+        # RateLimit says what the gateway will do with the next call: after Defender's 429 it holds every call
+        # until the block ends; after Defender's 503 it holds none (Retry-After alone carries Defender's advice).
+        held = problem.retry_after if isinstance(last, Sent) and isinstance(last.outcome, Throttled) else None
+        return self.problem(api, problem, correlation_id, rate_limit_headers(result.decision, wait=held))
 
     def cached(self, api: Api, body: bytes, age: int, correlation_id: str) -> Answer:
         """A shared answer: no slot was taken, so RateLimit-Policy but no RateLimit."""
@@ -335,7 +359,8 @@ class HttpEdge:
 
     def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
         """Check the caller, parse, call Defender through the gateway (or accept an operation), and answer."""
-        return self._handle(req, api, lambda correlation_id: self._call(req, api, parse(), correlation_id))
+        return self._handle(req, api, lambda correlation_id, caller: self._call(req, api, parse(), correlation_id,
+                                                                                caller))
 
     def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash]) -> func.HttpResponse:
         """Like `respond`, but a repeated SHA-1 may be answered from the shared cache (unless the caller asks for
@@ -345,11 +370,11 @@ class HttpEdge:
         within its own budget, whose failures are answered like any call's); a file Defender does not know is
         200 with no alerts. An operation (`Prefer: respond-async`) keeps the SHA-256: the worker resolves it."""
 
-        def work(correlation_id: str) -> Answer:
+        def work(correlation_id: str, caller: str) -> Answer:
             kind, value = parse_hash()
             operation = self._operation_wanted(req)
             if operation and (kind is HashKind.SHA1 or wants_async(req)):
-                return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(value), correlation_id)
+                return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(value), correlation_id, caller)
             sha1 = value
             if kind is HashKind.SHA256:
                 resolution = self.lookups.resolver.resolve(value, correlation_id)
@@ -357,26 +382,39 @@ class HttpEdge:
                     return self.answers.unknown_file(resolution.result, correlation_id)
                 if isinstance(resolution, Unresolved):
                     return self._synchronous_answer(req, Api.FILE_INFO, DefenderRequest.file_alerts(value),
-                                                    resolution.result, correlation_id, may_queue=not operation)
+                                                    resolution.result, correlation_id, caller, may_queue=not operation)
                 sha1 = resolution.sha1
                 if operation:  # an Idempotency-Key, run here: the operation is the lookup of the file's SHA-1
-                    return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1), correlation_id)
+                    return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1), correlation_id,
+                                      caller)
             lookup = self.lookups.lookup(sha1, correlation_id, refresh=wants_fresh_answer(req))
             if isinstance(lookup, Fetched):
                 return self._synchronous_answer(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1),
-                                                lookup.result, correlation_id)
+                                                lookup.result, correlation_id, caller)
             return self.answers.cached(Api.FILE_ALERTS, lookup.answer.body, lookup.answer.age, correlation_id)
 
         return self._handle(req, Api.FILE_ALERTS, work)
+
+    def health(self, req: func.HttpRequest) -> func.HttpResponse:
+        """GET /api/health: 200 when storage, queues and the identity answer, else 503 (see shared.health)."""
+        assert self.async_calls is not None, "health reads the operations and the queues"
+        healthy, report = health_report(self.gateway, self.async_calls.operations, self.async_calls.queues)
+        return func.HttpResponse(json.dumps(report), status_code=200 if healthy else 503, mimetype="application/json",
+                                 headers={"Cache-Control": "no-store"})
+
+    def openapi(self, req: func.HttpRequest) -> func.HttpResponse:
+        """GET /api/openapi.json: the OpenAPI 2.0 document, with the caller's host."""
+        return func.HttpResponse(json.dumps(served_document(self.settings.auth, req.url)), status_code=200,
+                                 mimetype="application/json", headers={"Cache-Control": "no-store"})
 
     def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:
         """GET /api/operations/{id}: 202 while pending, then the answer the synchronous call gave."""
         correlation_id = correlation_id_for(req.headers)
         try:
-            self._require_entra_principal(req)
+            caller = self._caller(req)
             if self.async_calls is None or not OPERATION_ID.fullmatch(operation_id):
                 raise InvalidInputError([FieldError("route.id", "is not an operation id")])
-            operation = self.async_calls.status(operation_id, self._caller(req))
+            operation = self.async_calls.status(operation_id, caller)
         except Exception as error:
             return http_response(self._failure(None, error, correlation_id))
         if operation is None:
@@ -389,13 +427,13 @@ class HttpEdge:
         return http_response(self.answers.accepted(operation, self._location(req, operation.id), POLL_SECONDS,
                                                    correlation_id))
 
-    def _call(self, req: func.HttpRequest, api: Api, request: DefenderRequest, correlation_id: str) -> Answer:
+    def _call(self, req: func.HttpRequest, api: Api, request: DefenderRequest, correlation_id: str,
+              caller: str) -> Answer:
         """Synchronous, or an operation when the caller asks for one (Prefer: respond-async, Idempotency-Key)."""
         key = self._idempotency_key(req)
         if self.async_calls is None or not (wants_async(req) or key):
             return self._synchronous_answer(req, api, request, self.gateway.call(request, correlation_id),
-                                            correlation_id)
-        caller = self._caller(req)
+                                            correlation_id, caller)
         operation_id = keyed_operation_id(caller, key) if key else new_operation_id()
         if wants_async(req):
             return self._submitted(req, self.async_calls.submit(operation_id, request, caller, correlation_id),
@@ -404,16 +442,16 @@ class HttpEdge:
         ran = self.async_calls.run_here(operation_id, request, caller, correlation_id,
                                         lambda: self._synchronous_answer(req, api, request,
                                                                          self.gateway.call(request, correlation_id),
-                                                                         correlation_id, may_queue=False))
+                                                                         correlation_id, caller, may_queue=False))
         return self._submitted(req, ran, correlation_id)
 
     def _synchronous_answer(self, req: func.HttpRequest, api: Api, request: DefenderRequest, result: CallResult,
-                            correlation_id: str, *, may_queue: bool = True) -> Answer:
+                            correlation_id: str, caller: str, *, may_queue: bool = True) -> Answer:
         """The answer of a synchronous call; with GATEWAY_ASYNC_ON_THROTTLE, a refusal before anything was sent
         becomes an operation (202) instead of a 429."""
         if (may_queue and self.async_calls is not None and self.settings.asynchronous.async_on_throttle
                 and isinstance(result.last, Refused) and result.sent == 0):
-            submitted = self.async_calls.submit(new_operation_id(), request, self._caller(req), correlation_id)
+            submitted = self.async_calls.submit(new_operation_id(), request, caller, correlation_id)
             return self._submitted(req, submitted, correlation_id, retry_after=result.decision.retry_after)
         return self.answers.result(api, result, correlation_id)
 
@@ -430,12 +468,12 @@ class HttpEdge:
                                                              "Preference-Applied": "respond-async"}), accepted.body)
         return accepted
 
-    def _handle(self, req: func.HttpRequest, api: Api, work: Callable[[str], Answer]) -> func.HttpResponse:
-        """Correlation id, caller check, `work`, and the one answer for every failure it raises."""
+    def _handle(self, req: func.HttpRequest, api: Api, work: Callable[[str, str], Answer]) -> func.HttpResponse:
+        """Correlation id, caller check, `work(correlation_id, caller)`, and the one answer for every failure it
+        raises."""
         correlation_id = correlation_id_for(req.headers)
         try:
-            self._require_entra_principal(req)
-            return http_response(work(correlation_id))
+            return http_response(work(correlation_id, self._caller(req)))
         except Exception as error:
             return http_response(self._failure(api, error, correlation_id))
 
@@ -461,11 +499,8 @@ class HttpEdge:
         if isinstance(error, ConfigurationError):
             logger.error("%s: configuration error: %s [correlation %s]", api_name, error, correlation_id)
             return answer(Problem(500, "configuration-error", "Gateway misconfigured", str(error)))
-        if isinstance(error, _UnauthenticatedError):
-            return answer(Problem(
-                401, "unauthenticated", "Authentication required",
-                "This gateway accepts only callers signed in through Entra ID (App Service authentication); no "
-                "client principal came with the request.", headers=MappingProxyType({"WWW-Authenticate": "Bearer"})))
+        if isinstance(error, CallerRefusedError):
+            return answer(caller_problem(error))
         logger.error("%s: unexpected failure [correlation %s]", api_name, correlation_id, exc_info=error)
         return answer(Problem(500, "internal-error", "Internal error",
                               "The gateway failed unexpectedly; the correlation id finds the details in its logs."))
@@ -485,9 +520,10 @@ class HttpEdge:
         return match[1]
 
     def _caller(self, req: func.HttpRequest) -> str:
-        """Whose operations these are: the Entra principal ("" with function keys, which name no caller)."""
+        """Whose operations these are: the Entra caller's object id, checked (CallerRefusedError); "" with function
+        keys, which name no caller."""
         if self.settings.auth is AuthMode.ENTRA:
-            return req.headers.get(CLIENT_PRINCIPAL_HEADER) or ""
+            return entra_caller(req.headers, self.settings.access).principal_id
         return ""
 
     @staticmethod
@@ -499,13 +535,39 @@ class HttpEdge:
         query = "?" + urlencode({"code": code}) if code else ""
         return f"{parts.scheme}://{parts.netloc}/api/operations/{operation_id}{query}"
 
-    def _require_entra_principal(self, req: func.HttpRequest) -> None:
-        if self.settings.auth is AuthMode.ENTRA and not req.headers.get(CLIENT_PRINCIPAL_HEADER):
-            raise _UnauthenticatedError
+
+class MisconfiguredEdge:
+    """The edge while the app settings are wrong: every HTTP function, health included, answers 503
+    gateway-misconfigured naming each bad setting (the app still indexes its functions, so callers and
+    monitors hear why instead of a host-wide 404)."""
+
+    def __init__(self, error: ConfigurationError) -> None:
+        self.error = error
+        self.problem = misconfigured_problem(error)
+
+    def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
+        return self._answer(req)
+
+    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash]) -> func.HttpResponse:
+        return self._answer(req)
+
+    def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:
+        return self._answer(req)
+
+    def health(self, req: func.HttpRequest) -> func.HttpResponse:
+        return self._answer(req)
+
+    def openapi(self, req: func.HttpRequest) -> func.HttpResponse:
+        return self._answer(req)
+
+    def _answer(self, req: func.HttpRequest) -> func.HttpResponse:
+        correlation_id = correlation_id_for(req.headers)
+        return http_response(Answer(self.problem.status, MappingProxyType({
+            **_common(correlation_id), "Content-Type": PROBLEM_CONTENT_TYPE}), self.problem.render(correlation_id)))
 
 
-class _UnauthenticatedError(Exception):
-    """With Entra ID in front, a request arrived without the client principal the platform adds."""
+#: What the entry points call: the gateway's edge, or the one that says the settings are wrong.
+Edge = HttpEdge | MisconfiguredEdge
 
 
 def wants_async(req: func.HttpRequest) -> bool:

@@ -11,6 +11,11 @@ with an id already used by the same request joins that operation, one with a dif
 An Event Grid event (Event Grid or CloudEvents schema) whose `data` is such a message is accepted as that
 message; without an `id` in `data`, the event's own id is used (Event Grid redelivers an event with the same id).
 A message may also be base64 of the JSON (a producer that encodes as the Functions default does).
+
+`caller` (optional) is the Entra object id of the principal that may read the operation at
+/api/operations/{id} when the gateway runs with Entra ID; without it, no Entra caller can read it (the
+answer still goes to `replyQueue`). Whoever may write to the queue may name any reader: the queue's
+data roles are the trust boundary. With function keys, every key holder reads every operation.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ MAX_MESSAGE_BYTES = 64 * 1024
 OPERATIONS: dict[str, Api] = {"GetFileRelatedAlerts": Api.FILE_ALERTS, "CreateAlertByReference": Api.CREATE_ALERT}
 OPERATION_NAMES: dict[Api, str] = {api: name for name, api in OPERATIONS.items()}
 _ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
-_FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue"}
+_FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue", "caller"}
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class RequestMessage:
     id: str
     request: DefenderRequest
     reply_queue: str | None = None
+    #: The Entra object id that may read the operation ("" : none with Entra ID; every key holder with keys).
+    caller: str = ""
 
 
 class InvalidMessageError(ValueError):
@@ -66,6 +74,8 @@ def encode(message: RequestMessage) -> str:
         document["fileHash"] = message.request.file_hash
     if message.reply_queue:
         document["replyQueue"] = message.reply_queue
+    if message.caller:
+        document["caller"] = message.caller
     return json.dumps(document)
 
 
@@ -88,6 +98,10 @@ def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset()) ->
                                     or reply_queue in forbidden_reply_queues):
         errors.append(FieldError("replyQueue", "must be a queue name (3-63 lowercase letters, digits and single "
                                                "hyphens) other than the gateway's request and poison queues"))
+    caller = document.get("caller", "")
+    if not isinstance(caller, str) or (caller and not _GUID.fullmatch(caller)):
+        errors.append(FieldError("caller", "must be the Entra object id (a GUID) of the principal that may read the "
+                                           "operation"))
     operation = document.get("operation")
     api = OPERATIONS.get(operation) if isinstance(operation, str) else None
     request: DefenderRequest | None = None
@@ -101,7 +115,7 @@ def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset()) ->
     if errors or request is None:
         raise InvalidMessageError("invalid-message", errors, message_id)
     assert message_id is not None
-    return RequestMessage(message_id, request, reply_queue)
+    return RequestMessage(message_id, request, reply_queue, caller.lower() if isinstance(caller, str) else "")
 
 
 def _request(api: Api, document: dict[str, Any]) -> DefenderRequest:

@@ -37,7 +37,8 @@ def queue_service(storage: StorageSettings) -> QueueServiceClient:
         try:
             return QueueServiceClient.from_connection_string(storage.connection_string, **QUEUE_CLIENT_OPTIONS)
         except ValueError as exc:
-            raise ConfigurationError(f"AzureWebJobsStorage is not a usable connection string: {exc}") from None
+            raise ConfigurationError(f"AzureWebJobsStorage is not a usable connection string: {exc}",
+                                     setting="AzureWebJobsStorage") from None
     from azure.identity import ManagedIdentityCredential
 
     assert storage.queue_endpoint is not None  # load_storage_settings sets one with the table endpoint

@@ -1,27 +1,33 @@
 """What one worker process builds once, at start-up, from the settings: the edge, the queue worker, and what
 both stand on.
 
-function_app.py calls `start(load_settings())` when the Functions host loads it; the entry points
-then use `edge()`, `worker()` or `current()`. Nothing is built lazily, so a bad setting (storage
-included) stops start-up.
+function_app.py calls `start()` when the Functions host loads it; the entry points then use `edge()`,
+`worker()` or `current()`. Nothing is built lazily. Bad settings never stop the import (in Azure the
+worker would then index no function and every route would be a silent 404): the runtime is then
+`Misconfigured`, logged at CRITICAL once, its edge answers every HTTP call 503 gateway-misconfigured,
+and function_app registers no queue function, so nothing queued is taken (or poisoned) meanwhile.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.answer_cache import AnswerCache
 from shared.async_calls import AsyncCalls
 from shared.credentials import build_credential
 from shared.defender_client import DefenderClient
-from shared.edge import HttpEdge
+from shared.edge import Edge, HttpEdge, MisconfiguredEdge
 from shared.gateway import Gateway, RetryPolicy
 from shared.hash_map import FileHashMap
 from shared.lookups import FileAlertsLookups, FileHashResolver
+from shared.maintenance import Maintenance
 from shared.operations import OperationStore
 from shared.queues import Queues, queue_service
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
-from shared.settings import Settings
+from shared.settings import ConfigurationError, Settings, load_settings
 from shared.storage import DURABLE_CLIENT_OPTIONS, table_client
 from shared.worker import RequestWorker
 
@@ -34,9 +40,19 @@ class Runtime:
     queues: Queues
     edge: HttpEdge
     worker: RequestWorker
+    maintenance: Maintenance
 
 
-_runtime: Runtime | None = None
+@dataclass(frozen=True)
+class Misconfigured:
+    """The settings are wrong: what they are, and the edge that says so."""
+
+    error: ConfigurationError
+    edge: MisconfiguredEdge
+
+
+logger = logging.getLogger("mde_alert_gateway")
+_runtime: Runtime | Misconfigured | None = None
 
 
 def rate_limiters(settings: Settings) -> RateLimiters:
@@ -66,7 +82,7 @@ def build(settings: Settings) -> Runtime:
                                                                   settings.answer_cache.file_hash_table)))
     edge = HttpEdge(gateway, settings, FileAlertsLookups(gateway, cache, resolver), async_calls)
     worker = RequestWorker(gateway, operations, queues, edge.answers, asynchronous, cache=cache, resolver=resolver)
-    return Runtime(settings, gateway, operations, queues, edge, worker)
+    return Runtime(settings, gateway, operations, queues, edge, worker, Maintenance(operations, queues))
 
 
 def answer_cache(settings: Settings) -> AnswerCache | None:
@@ -77,23 +93,37 @@ def answer_cache(settings: Settings) -> AnswerCache | None:
     return AnswerCache(table_client(settings.storage, cache.table_name), cache.ttl_seconds)
 
 
-def start(settings: Settings) -> Runtime:
-    """Build this process's runtime from `settings` and keep it for the entry points."""
+def start(env: Mapping[str, str] | None = None) -> Runtime | Misconfigured:
+    """Read the settings (the process environment by default), build this process's runtime from them and keep it
+    for the entry points; Misconfigured when they are wrong (never raises for that)."""
     global _runtime
-    _runtime = build(settings)
+    try:
+        _runtime = build(load_settings(os.environ if env is None else env))
+    except ConfigurationError as error:
+        problems = "; ".join(f"{problem.setting}: {problem.reason}" for problem in error.problems)
+        logger.critical("The gateway is misconfigured and serves nothing until its app settings are fixed: %s",
+                        problems)
+        _runtime = Misconfigured(error, MisconfiguredEdge(error))
     return _runtime
 
 
 def current() -> Runtime:
-    """The runtime built at start-up."""
-    if _runtime is None:
-        raise RuntimeError("shared.runtime.start() has not run: function_app.py starts the gateway")
+    """The runtime built at start-up (RuntimeError while misconfigured: only the edge serves then)."""
+    if not isinstance(_runtime, Runtime):
+        raise RuntimeError("shared.runtime.start() has not run, or the settings are wrong: function_app.py starts "
+                           "the gateway")
     return _runtime
 
 
-def edge() -> HttpEdge:
-    return current().edge
+def edge() -> Edge:
+    if _runtime is None:
+        raise RuntimeError("shared.runtime.start() has not run: function_app.py starts the gateway")
+    return _runtime.edge
 
 
 def worker() -> RequestWorker:
     return current().worker
+
+
+def maintenance() -> Maintenance:
+    return current().maintenance

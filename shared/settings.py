@@ -11,10 +11,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from shared.clouds import ALLOWED_HOST_SUFFIXES, CLOUDS, LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, Cloud
@@ -29,8 +30,27 @@ from shared.ratelimit import (
 )
 
 
+@dataclass(frozen=True)
+class SettingProblem:
+    """One setting that is missing or wrong, and why (never its value when that may be a secret)."""
+
+    setting: str
+    reason: str
+
+
 class ConfigurationError(ValueError):
-    """A setting is missing or wrong; the message says which and how to fix it."""
+    """Settings are missing or wrong: each problem names its setting and says how to fix it."""
+
+    def __init__(self, reason: str, *, setting: str) -> None:
+        super().__init__(reason)
+        self.problems: tuple[SettingProblem, ...] = (SettingProblem(setting, reason),)
+
+    @classmethod
+    def of(cls, problems: list[SettingProblem]) -> ConfigurationError:
+        """One error for several problems (every bad setting at once, not the first alone)."""
+        error = cls(" ".join(problem.reason for problem in problems), setting=problems[0].setting)
+        error.problems = tuple(problems)
+        return error
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,17 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("GATEWAY_AUTH", "function-key",
                 "`function-key`: callers present a function key. `entra`: App Service authentication (Entra ID) "
                 "gates every call and the functions require its client-principal header instead of a key.", True),
+    SettingSpec("WEBSITE_AUTH_ENABLED", None,
+                "Set by the platform (`True`) while App Service authentication is on. With `GATEWAY_AUTH=entra` the "
+                "gateway serves only when it is: that authentication alone makes the caller's X-MS-CLIENT-PRINCIPAL "
+                "headers trustworthy. Never set it by hand."),
+    SettingSpec("GATEWAY_ALLOWED_APPLICATIONS", "",
+                "With `GATEWAY_AUTH=entra`: client ids (the token's appid/azp claim), comma-separated, that may call; "
+                "empty: any the platform lets in. The templates set the same list as the platform's allowed "
+                "applications, and the gateway checks it again on the caller's claims.", True),
+    SettingSpec("GATEWAY_ALLOWED_PRINCIPALS", "",
+                "With `GATEWAY_AUTH=entra`: object ids (the oid claim), comma-separated, that may call; empty: any the "
+                "platform lets in. Set like GATEWAY_ALLOWED_APPLICATIONS.", True),
     SettingSpec("MDE_CLOUD", "commercial",
                 "Defender cloud: " + ", ".join(CLOUDS) + ". Chooses API host and token scope.", True),
     SettingSpec("MDE_BASE_URL", None,
@@ -107,6 +138,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("QUEUE_MAX_RETRIES", "5",
                 "Retries (0-20, backing off up to 5 minutes) of a queued request after a transient failure (Defender "
                 "5xx or unreachable, identity or storage down) before it fails. Throttling is never counted."),
+    SettingSpec("MAINTENANCE_SCHEDULE", "0 */1 * * * *",
+                "When the maintenance sweep runs (the timer's NCRONTAB: second minute hour day month weekday): it "
+                "deletes expired operations and finishes operations an instance left in flight when it died.", True),
     SettingSpec("AzureWebJobsStorage", None,
                 "Connection string of the storage account (local: Azurite). In Azure use the identity-based "
                 "`AzureWebJobsStorage__*` settings instead; no account keys."),
@@ -155,9 +189,9 @@ def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float
     try:
         value = float(raw or "")
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}.") from None
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}.", setting=name) from None
     if not minimum <= value <= maximum:
-        raise ConfigurationError(f"{name} must be between {minimum:g} and {maximum:g}, got {value:g}.")
+        raise ConfigurationError(f"{name} must be between {minimum:g} and {maximum:g}, got {value:g}.", setting=name)
     return value
 
 
@@ -181,13 +215,14 @@ def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
     non-canonical IP address ...), and the target judged here must be the one requests connects to.
     """
     def refused(problem: str) -> ConfigurationError:
-        return ConfigurationError(f"{setting_name} {problem}, got {url!r}.")
+        return ConfigurationError(f"{setting_name} {problem}, got {url!r}.", setting=setting_name)
 
     if not _URL_CHARACTERS.fullmatch(url):
         raise refused("must be printable ASCII without spaces (an international host name in its xn-- form)")
     if any(character in url for character in "@?#"):
         # Not repeated in the message: credentials or a query may hold a secret.
-        raise ConfigurationError(f"{setting_name} must be a plain base URL without credentials, query or fragment.")
+        raise ConfigurationError(f"{setting_name} must be a plain base URL without credentials, query or fragment.",
+                                 setting=setting_name)
     if any(character in url for character in "\\%"):
         raise refused("must be a plain base URL without backslashes or percent-encoding")
     try:
@@ -247,18 +282,20 @@ def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
     cloud_name = (setting(env, "MDE_CLOUD") or "").lower()
     cloud = CLOUDS.get(cloud_name)
     if cloud is None:
-        raise ConfigurationError(f"MDE_CLOUD must be one of {', '.join(CLOUDS)}, got {cloud_name!r}.")
+        raise ConfigurationError(f"MDE_CLOUD must be one of {', '.join(CLOUDS)}, got {cloud_name!r}.",
+                                 setting="MDE_CLOUD")
     base_url = setting(env, "MDE_BASE_URL") or cloud.base_url
     target = judge_base_url(base_url)
     credential_kind = (setting(env, "MDE_CREDENTIAL") or "").lower()
     if credential_kind not in ("managed-identity", "default"):
-        raise ConfigurationError(f"MDE_CREDENTIAL must be managed-identity or default, got {credential_kind!r}.")
+        raise ConfigurationError(f"MDE_CREDENTIAL must be managed-identity or default, got {credential_kind!r}.",
+                                 setting="MDE_CREDENTIAL")
     total = _number(env, "MDE_TOTAL_TIMEOUT_SECONDS", minimum=1, maximum=220)
     connect = _number(env, "MDE_CONNECT_TIMEOUT_SECONDS", minimum=0.1, maximum=60)
     read = _number(env, "MDE_READ_TIMEOUT_SECONDS", minimum=0.1, maximum=200)
     if connect + read > total:
         raise ConfigurationError("MDE_CONNECT_TIMEOUT_SECONDS + MDE_READ_TIMEOUT_SECONDS must not exceed "
-                                 "MDE_TOTAL_TIMEOUT_SECONDS.")
+                                 "MDE_TOTAL_TIMEOUT_SECONDS.", setting="MDE_CONNECT_TIMEOUT_SECONDS")
     return DefenderSettings(
         cloud=cloud,
         base_url=base_url.rstrip("/"),
@@ -306,17 +343,19 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
         try:
             policies[api] = RatePolicy(api, parse_windows(setting(env, name) or ""))
         except ValueError as error:
-            raise ConfigurationError(f"{name} {error}.") from None
+            raise ConfigurationError(f"{name} {error}.", setting=name) from None
 
     raw_margin = setting(env, "RATE_LIMIT_MARGIN_SECONDS") or ""
     try:
         margin = float(raw_margin)
     except ValueError:
         raise ConfigurationError(
-            f"RATE_LIMIT_MARGIN_SECONDS must be a number of seconds, got {raw_margin!r}.") from None
+            f"RATE_LIMIT_MARGIN_SECONDS must be a number of seconds, got {raw_margin!r}.",
+            setting="RATE_LIMIT_MARGIN_SECONDS") from None
     if not 0 <= margin <= MAX_MARGIN_SECONDS:  # also refuses NaN
         raise ConfigurationError(
-            f"RATE_LIMIT_MARGIN_SECONDS must be between 0 and {MAX_MARGIN_SECONDS:g}, got {raw_margin!r}.")
+            f"RATE_LIMIT_MARGIN_SECONDS must be between 0 and {MAX_MARGIN_SECONDS:g}, got {raw_margin!r}.",
+            setting="RATE_LIMIT_MARGIN_SECONDS")
 
     table = _table_name(env, "RATE_LIMIT_TABLE")
 
@@ -324,7 +363,7 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
     if not re.fullmatch(r"[0-9]{1,3}", raw_retries, re.ASCII) or int(raw_retries) > MAX_CONFLICT_RETRIES:
         raise ConfigurationError(
             f"RATE_LIMIT_MAX_CONFLICT_RETRIES must be a whole number from 0 to {MAX_CONFLICT_RETRIES}, "
-            f"got {raw_retries!r}.")
+            f"got {raw_retries!r}.", setting="RATE_LIMIT_MAX_CONFLICT_RETRIES")
 
     raw_share = setting(env, "RATE_LIMIT_NEW_STATE_SHARE") or ""
     try:
@@ -333,7 +372,8 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
         share = float("nan")
     if not 0 < share <= 1:  # also refuses NaN
         raise ConfigurationError(
-            f"RATE_LIMIT_NEW_STATE_SHARE must be a number greater than 0 and at most 1, got {raw_share!r}.")
+            f"RATE_LIMIT_NEW_STATE_SHARE must be a number greater than 0 and at most 1, got {raw_share!r}.",
+            setting="RATE_LIMIT_NEW_STATE_SHARE")
 
     return RateLimitSettings(policies=MappingProxyType(policies), margin_seconds=margin, table_name=table,
                              max_conflict_retries=int(raw_retries), new_state_share=share)
@@ -342,7 +382,8 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
 def _table_name(env: Mapping[str, str], name: str) -> str:
     table = setting(env, name) or ""
     if not TABLE_NAME.fullmatch(table):
-        raise ConfigurationError(f"{name} must be a table name (a letter, then 2-62 letters or digits), got {table!r}.")
+        raise ConfigurationError(f"{name} must be a table name (a letter, then 2-62 letters or digits), got {table!r}.",
+                                 setting=name)
     return table
 
 
@@ -367,27 +408,35 @@ def load_storage_settings(env: Mapping[str, str]) -> StorageSettings:
     """`AzureWebJobsStorage` if set, otherwise the identity-based `AzureWebJobsStorage__*` settings."""
     connection_string = setting(env, "AzureWebJobsStorage")
     if connection_string:
+        from azure.data.tables import TableClient  # the SDK's own parser: what the clients will make of it
+
+        try:
+            TableClient.from_connection_string(connection_string, "check")  # no request is made
+        except ValueError:  # its message is not repeated: a connection string holds the account key
+            raise ConfigurationError("AzureWebJobsStorage is not a usable connection string (the Table client cannot "
+                                     "parse it).", setting="AzureWebJobsStorage") from None
         return StorageSettings(connection_string, None, None, None)
     account = setting(env, "AzureWebJobsStorage__accountName")
     if account and not _ACCOUNT_NAME.fullmatch(account):
         raise ConfigurationError(
-            f"AzureWebJobsStorage__accountName must be 3-24 lowercase letters or digits, got {account!r}.")
+            f"AzureWebJobsStorage__accountName must be 3-24 lowercase letters or digits, got {account!r}.",
+            setting="AzureWebJobsStorage__accountName")
     endpoint = _service_uri(env, "AzureWebJobsStorage__tableServiceUri", account, "table")
     queue_endpoint = _service_uri(env, "AzureWebJobsStorage__queueServiceUri", account, "queue")
     if endpoint is None:
         raise ConfigurationError(
             "No storage for the rate limits: set AzureWebJobsStorage (a connection string, local use) or "
             "AzureWebJobsStorage__tableServiceUri (or __accountName) with AzureWebJobsStorage__credential="
-            "managedidentity (Azure).")
+            "managedidentity (Azure).", setting="AzureWebJobsStorage__tableServiceUri")
     credential_kind = (setting(env, "AzureWebJobsStorage__credential") or "").lower()
     if credential_kind != "managedidentity":
         raise ConfigurationError(
             "AzureWebJobsStorage__credential must be `managedidentity` for identity-based storage, "
-            f"got {credential_kind!r}.")
+            f"got {credential_kind!r}.", setting="AzureWebJobsStorage__credential")
     if queue_endpoint is None:
         raise ConfigurationError(
             "No queue endpoint for identity-based storage: set AzureWebJobsStorage__queueServiceUri (or "
-            "__accountName).")
+            "__accountName).", setting="AzureWebJobsStorage__queueServiceUri")
     return StorageSettings(None, endpoint, queue_endpoint, setting(env, "AzureWebJobsStorage__clientId"))
 
 
@@ -397,7 +446,7 @@ def _service_uri(env: Mapping[str, str], name: str, account: str | None, service
     if uri:
         parts = urlsplit(uri)
         if parts.scheme != "https" or not parts.hostname or parts.query or parts.username or parts.password:
-            raise ConfigurationError(f"{name} must be a plain https URL, got {uri!r}.")
+            raise ConfigurationError(f"{name} must be a plain https URL, got {uri!r}.", setting=name)
         return uri.rstrip("/")
     return f"https://{account}.{service}.core.windows.net" if account else None
 
@@ -420,15 +469,16 @@ def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
     raw = setting(env, "FILE_ALERTS_CACHE_SECONDS") or ""
     if not re.fullmatch(r"[0-9]{1,4}", raw, re.ASCII) or int(raw) > MAX_CACHE_SECONDS:
         raise ConfigurationError(
-            f"FILE_ALERTS_CACHE_SECONDS must be a whole number of seconds from 0 to {MAX_CACHE_SECONDS}, got {raw!r}.")
+            f"FILE_ALERTS_CACHE_SECONDS must be a whole number of seconds from 0 to {MAX_CACHE_SECONDS}, got {raw!r}.",
+            setting="FILE_ALERTS_CACHE_SECONDS")
     table = _table_name(env, "ANSWER_CACHE_TABLE")
     if table.lower() == (setting(env, "RATE_LIMIT_TABLE") or "").lower():
-        raise ConfigurationError("ANSWER_CACHE_TABLE must differ from RATE_LIMIT_TABLE.")
+        raise ConfigurationError("ANSWER_CACHE_TABLE must differ from RATE_LIMIT_TABLE.", setting="ANSWER_CACHE_TABLE")
     hashes = _table_name(env, "FILE_HASH_TABLE")
     others = ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE", "OPERATIONS_TABLE")
     if hashes.lower() in {(setting(env, name) or "").lower() for name in others}:
         raise ConfigurationError("FILE_HASH_TABLE must differ from RATE_LIMIT_TABLE, ANSWER_CACHE_TABLE and "
-                                 "OPERATIONS_TABLE.")
+                                 "OPERATIONS_TABLE.", setting="FILE_HASH_TABLE")
     return AnswerCacheSettings(int(raw), table, hashes)
 
 
@@ -446,6 +496,10 @@ def waiting_suffix(api: Api) -> str:
 #: Room for the longest waiting-queue suffix and `-poison` within the 63 characters of a queue name.
 MAX_REQUESTS_QUEUE_LENGTH = 63 - max(len(waiting_suffix(api)) for api in Api) - len(POISON_SUFFIX)
 MAX_QUEUE_RETRIES = 20
+
+
+#: A six-field NCRONTAB expression (the timer trigger's schedule), as far as its form goes.
+_NCRONTAB = re.compile(r"[0-9*/,-]+(?:\s+[0-9A-Za-z*/,-]+){5}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -478,29 +532,88 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
     if not QUEUE_NAME.fullmatch(queue) or len(queue) > MAX_REQUESTS_QUEUE_LENGTH:
         raise ConfigurationError(
             f"REQUESTS_QUEUE must be a queue name (3-{MAX_REQUESTS_QUEUE_LENGTH} lowercase letters, digits and single "
-            f"hyphens, room left for the waiting queues' suffixes and -poison), got {queue!r}.")
+            f"hyphens, room left for the waiting queues' suffixes and -poison), got {queue!r}.",
+            setting="REQUESTS_QUEUE")
     table = _table_name(env, "OPERATIONS_TABLE")
     if table.lower() in {(setting(env, name) or "").lower() for name in ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE")}:
-        raise ConfigurationError("OPERATIONS_TABLE must differ from RATE_LIMIT_TABLE and ANSWER_CACHE_TABLE.")
+        raise ConfigurationError("OPERATIONS_TABLE must differ from RATE_LIMIT_TABLE and ANSWER_CACHE_TABLE.",
+                                 setting="OPERATIONS_TABLE")
     raw_hours = setting(env, "OPERATIONS_RETENTION_HOURS") or ""
     if not re.fullmatch(r"[0-9]{1,3}", raw_hours, re.ASCII) or not 1 <= int(raw_hours) <= 720:
         raise ConfigurationError(
-            f"OPERATIONS_RETENTION_HOURS must be a whole number of hours from 1 to 720, got {raw_hours!r}.")
+            f"OPERATIONS_RETENTION_HOURS must be a whole number of hours from 1 to 720, got {raw_hours!r}.",
+            setting="OPERATIONS_RETENTION_HOURS")
     raw_switch = (setting(env, "GATEWAY_ASYNC_ON_THROTTLE") or "").lower()
     if raw_switch not in ("true", "false"):
-        raise ConfigurationError(f"GATEWAY_ASYNC_ON_THROTTLE must be true or false, got {raw_switch!r}.")
+        raise ConfigurationError(f"GATEWAY_ASYNC_ON_THROTTLE must be true or false, got {raw_switch!r}.",
+                                 setting="GATEWAY_ASYNC_ON_THROTTLE")
     raw_retries = setting(env, "QUEUE_MAX_RETRIES") or ""
     if not re.fullmatch(r"[0-9]{1,2}", raw_retries, re.ASCII) or int(raw_retries) > MAX_QUEUE_RETRIES:
         raise ConfigurationError(
-            f"QUEUE_MAX_RETRIES must be a whole number from 0 to {MAX_QUEUE_RETRIES}, got {raw_retries!r}.")
+            f"QUEUE_MAX_RETRIES must be a whole number from 0 to {MAX_QUEUE_RETRIES}, got {raw_retries!r}.",
+            setting="QUEUE_MAX_RETRIES")
+    schedule = setting(env, "MAINTENANCE_SCHEDULE") or ""
+    if not _NCRONTAB.fullmatch(schedule.strip()):
+        raise ConfigurationError(
+            "MAINTENANCE_SCHEDULE must be a six-field NCRONTAB expression (second minute hour day month weekday, "
+            f"e.g. '0 */1 * * * *'), got {schedule!r}.", setting="MAINTENANCE_SCHEDULE")
     return AsyncSettings(queue, table, int(raw_hours) * 3600, raw_switch == "true", int(raw_retries))
+
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Who lets callers in, and, with Entra ID, whom the gateway itself lets through (defence in depth: the
+    platform's allowed applications and principals, checked again on the caller's claims)."""
+
+    mode: AuthMode
+    #: Client ids (appid / azp claim) that may call; empty: any the platform let in.
+    allowed_applications: frozenset[str] = frozenset()
+    #: Object ids (oid claim) that may call; empty: any the platform let in.
+    allowed_principals: frozenset[str] = frozenset()
+
+
+def _guids(env: Mapping[str, str], name: str) -> frozenset[str]:
+    raw = setting(env, name) or ""
+    values = [value.strip().lower() for value in raw.split(",") if value.strip()]
+    bad = [value for value in values if not _GUID.fullmatch(value)]
+    if bad:
+        raise ConfigurationError(f"{name} must be a comma-separated list of GUIDs, got {bad[0]!r}.", setting=name)
+    return frozenset(values)
+
+
+def requested_auth(env: Mapping[str, str] | None = None) -> AuthMode:
+    """The authentication GATEWAY_AUTH asks for, even while settings are wrong (function keys when unreadable): what
+    the host must ask of callers before the gateway can answer them, if only to say it is misconfigured."""
+    raw = setting(os.environ if env is None else env, "GATEWAY_AUTH") or ""
+    return AuthMode.ENTRA if raw == AuthMode.ENTRA.value else AuthMode.FUNCTION_KEY
+
+
+def load_auth_settings(env: Mapping[str, str]) -> AuthSettings:
+    """GATEWAY_AUTH and, with Entra ID, the platform's authentication (which alone makes the caller's
+    X-MS-CLIENT-PRINCIPAL headers trustworthy) and the allowed callers."""
+    auth = setting(env, "GATEWAY_AUTH") or ""
+    if auth not in {mode.value for mode in AuthMode}:
+        raise ConfigurationError(f"GATEWAY_AUTH must be function-key or entra, got {auth!r}.", setting="GATEWAY_AUTH")
+    mode = AuthMode(auth)
+    if mode is AuthMode.FUNCTION_KEY:
+        return AuthSettings(mode)
+    if (setting(env, "WEBSITE_AUTH_ENABLED") or "").lower() != "true":
+        raise ConfigurationError(
+            "WEBSITE_AUTH_ENABLED is not true: GATEWAY_AUTH=entra needs App Service authentication (Entra ID) turned "
+            "on for the app (infra/entra-auth.bicep), which alone strips and sets the caller's X-MS-CLIENT-PRINCIPAL "
+            "headers; without it anyone could name any caller. Turn authentication on, or set "
+            "GATEWAY_AUTH=function-key.", setting="WEBSITE_AUTH_ENABLED")
+    return AuthSettings(mode, _guids(env, "GATEWAY_ALLOWED_APPLICATIONS"), _guids(env, "GATEWAY_ALLOWED_PRINCIPALS"))
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway reads from its app settings, checked once at start-up."""
 
-    auth: AuthMode
+    access: AuthSettings
     defender: DefenderSettings
     rate_limits: RateLimitSettings
     storage: StorageSettings
@@ -508,11 +621,37 @@ class Settings:
     asynchronous: AsyncSettings
 
 
+    @property
+    def auth(self) -> AuthMode:
+        return self.access.mode
+
+
+_T = TypeVar("_T")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and check every setting (the process environment by default); ConfigurationError names the bad one."""
+    """Read and check every setting (the process environment by default).
+
+    Raises one ConfigurationError naming every bad setting (each group of settings is checked even when
+    another failed), so an operator fixes them all at once.
+    """
     env = os.environ if env is None else env
-    auth = setting(env, "GATEWAY_AUTH") or ""
-    if auth not in {mode.value for mode in AuthMode}:
-        raise ConfigurationError(f"GATEWAY_AUTH must be function-key or entra, got {auth!r}.")
-    return Settings(AuthMode(auth), load_defender_settings(env), load_rate_limit_settings(env),
-                    load_storage_settings(env), load_answer_cache_settings(env), load_async_settings(env))
+    problems: list[SettingProblem] = []
+
+    def checked(load: Callable[[Mapping[str, str]], _T]) -> _T | None:
+        try:
+            return load(env)
+        except ConfigurationError as error:
+            problems.extend(error.problems)
+            return None
+
+    access = checked(load_auth_settings)
+    defender = checked(load_defender_settings)
+    rate_limits = checked(load_rate_limit_settings)
+    storage = checked(load_storage_settings)
+    answer_cache = checked(load_answer_cache_settings)
+    asynchronous = checked(load_async_settings)
+    if problems:
+        raise ConfigurationError.of(problems)
+    assert access and defender and rate_limits and storage and answer_cache and asynchronous
+    return Settings(access, defender, rate_limits, storage, answer_cache, asynchronous)

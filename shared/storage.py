@@ -33,7 +33,8 @@ def table_client(storage: StorageSettings, table_name: str,
         try:
             return TableClient.from_connection_string(storage.connection_string, table_name, **options)
         except ValueError as exc:
-            raise ConfigurationError(f"AzureWebJobsStorage is not a usable connection string: {exc}") from None
+            raise ConfigurationError(f"AzureWebJobsStorage is not a usable connection string: {exc}",
+                                     setting="AzureWebJobsStorage") from None
     from azure.identity import ManagedIdentityCredential  # ~120 ms to import: only where needed
 
     assert storage.table_endpoint is not None  # load_storage_settings sets one or the other

@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import azure.functions as func
@@ -45,7 +44,7 @@ from shared.validation import (
     validate_file_hash,
     validate_sha1,
 )
-from tests.support import VALID
+from tests.support import VALID, make_edge
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTOR = ROOT / "connector"
@@ -596,7 +595,9 @@ def openapi_function(monkeypatch: pytest.MonkeyPatch) -> Callable[[AuthMode, str
     handler = function.get_user_function()
 
     def call(auth: AuthMode, url: str) -> func.HttpResponse:
-        monkeypatch.setattr(openapi_fn, "current", lambda: SimpleNamespace(settings=SimpleNamespace(auth=auth)))
+        entra = {"WEBSITE_AUTH_ENABLED": "True"} if auth is AuthMode.ENTRA else {}
+        rig = make_edge(settings_env={"GATEWAY_AUTH": auth.value, **entra})
+        monkeypatch.setattr(openapi_fn, "edge", lambda: rig.edge)
         response: func.HttpResponse = handler(func.HttpRequest("GET", url, body=b""))
         return response
 

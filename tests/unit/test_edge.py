@@ -3,6 +3,7 @@ problem+json, headers) over the real gateway, client and limiters, with Defender
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
@@ -19,6 +20,7 @@ from azure.core.exceptions import ServiceRequestError
 import create_alert_fn
 import file_alerts_fn
 from shared import runtime
+from shared.callers import encode_principal
 from shared.defender import API_FACTS, DEFENDER_APP_ID, Api
 from shared.defender_client import DefenderClient
 from shared.edge import input_problem, outcome_problem
@@ -294,12 +296,19 @@ def test_defenders_429_without_retry_after_holds_a_minute() -> None:
 
 @pytest.mark.parametrize("api", [Api.FILE_ALERTS, Api.CREATE_ALERT])
 def test_defenders_503_with_a_long_retry_after_is_503_with_it(api: Api) -> None:
-    rig = make_edge([error_reply(503, "ServiceUnavailable", "Try later", retry_after="30")])
+    """Retry-After carries Defender's advice; RateLimit says what the gateway does next: a 503 blocks nothing, so
+    the budget is as the call left it, and the next call is admitted and sent."""
+    rig = make_edge([error_reply(503, "ServiceUnavailable", "Try later", retry_after="30"),
+                     alerts_reply() if api is Api.FILE_ALERTS else alert_reply()])
     response = answer(rig, api)
     document = problem(response, api, 503, "upstream-unavailable")
-    told_to_wait(response, 30)
+    assert response.headers["Retry-After"] == "30"
+    _, remaining, _ = rate_limit(response)
+    assert remaining == min(window.remaining for window in rig.limiter(api).peek(PRINCIPAL).windows) > 0
     assert document["upstreamError"]["code"] == "ServiceUnavailable"
-    assert len(rig.transport.calls) == 1
+    rig.clock.advance(0.5)
+    assert answer(rig, api).status_code == 200
+    assert len(rig.transport.calls) == 2
 
 
 def test_defenders_500_is_502() -> None:
@@ -437,11 +446,25 @@ def test_storage_down_is_503_with_retry_after(api: Api) -> None:
     assert rig.transport.calls == []
 
 
+ENTRA_ENV = {"GATEWAY_AUTH": "entra", "WEBSITE_AUTH_ENABLED": "True"}
+CALLER_OID = "5f9a1c2e-0000-4000-8000-00000000c0de"
+CALLER_APP = "0b7e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b"
+
+
+def principal_headers(oid: str = CALLER_OID, app: str = CALLER_APP, *, stated: str | None = None) -> dict[str, str]:
+    """What App Service authentication forwards for an app-only token of `app` (object id `oid`)."""
+    claims = {"http://schemas.microsoft.com/identity/claims/objectidentifier": oid, "appid": app,
+              "aud": "api://gateway"}
+    return {"X-MS-CLIENT-PRINCIPAL": encode_principal(claims), "X-MS-CLIENT-PRINCIPAL-ID": stated or oid}
+
+
 @pytest.mark.parametrize("api", [Api.FILE_ALERTS, Api.CREATE_ALERT])
 def test_entra_mode_needs_the_platforms_client_principal(api: Api) -> None:
-    rig = make_edge([alerts_reply() if api is Api.FILE_ALERTS else alert_reply()],
-                    settings_env={"GATEWAY_AUTH": "entra"})
-    for headers in ({}, {"X-MS-CLIENT-PRINCIPAL-ID": ""}):
+    rig = make_edge([alerts_reply() if api is Api.FILE_ALERTS else alert_reply()], settings_env=ENTRA_ENV)
+    forged_claims = base64.b64encode(json.dumps({"claims": []}).encode()).decode()
+    for headers in ({}, {"X-MS-CLIENT-PRINCIPAL-ID": CALLER_OID},  # the id alone is what anyone can send
+                    {"X-MS-CLIENT-PRINCIPAL": "not base64!"}, {"X-MS-CLIENT-PRINCIPAL": forged_claims},
+                    principal_headers(stated="11111111-1111-4111-8111-111111111111")):  # id and claims disagree
         response = answer(rig, api, headers=headers)
         document = problem(response, api, 401, "unauthenticated")
         assert response.headers["WWW-Authenticate"] == "Bearer"
@@ -450,8 +473,21 @@ def test_entra_mode_needs_the_platforms_client_principal(api: Api) -> None:
     assert answer(rig, api, headers={}, **({"sha1": "bad"} if api is Api.FILE_ALERTS else {"body": b"{"})
                   ).status_code == 401
     nothing_spent(rig)
-    allowed = answer(rig, api, headers={"X-MS-CLIENT-PRINCIPAL-ID": "5f9a1c2e-0000-4000-8000-00000000c0de"})
+    allowed = answer(rig, api, headers=principal_headers())
     assert allowed.status_code == 200
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("GATEWAY_ALLOWED_PRINCIPALS", "22222222-2222-4222-8222-222222222222"),
+    ("GATEWAY_ALLOWED_APPLICATIONS", "33333333-3333-4333-8333-333333333333")])
+def test_the_gateway_checks_the_allowed_callers_again(setting: str, value: str) -> None:
+    rig = make_edge([alerts_reply()], settings_env={**ENTRA_ENV, setting: f"{value}, {CALLER_OID}, {CALLER_APP}"})
+    assert rig.get_alerts(SHA1, headers=principal_headers()).status_code == 200
+    rig = make_edge([], settings_env={**ENTRA_ENV, setting: value})
+    response = rig.get_alerts(SHA1, headers=principal_headers())
+    document = problem(response, Api.FILE_ALERTS, 403, "caller-not-allowed")
+    assert setting in document["detail"]
+    nothing_spent(rig)
 
 
 def test_function_key_mode_does_not_ask_for_a_principal() -> None:
