@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .checkov-venv
 CHECKOV_VERSION := 3.3.30
-TYPED := function_app.py file_alerts_fn create_alert_fn operations_fn health_fn request_queue_fn openapi_fn shared localdev tests bench scripts
+TYPED := function_app.py file_alerts_fn create_alert_fn operations_fn health_fn request_queue_fn openapi_fn maintenance_fn shared localdev tests bench scripts
 
 .PHONY: run test lint typecheck pytest bench setup clean
 
@@ -47,7 +47,7 @@ test: lint typecheck pytest
 ## make bench: the gateway's added latency and cold import time, the rate limiter under contention, the quota
 ## a skewed lookup workload spends with and without the shared answer cache, and a storm's drain (figures also in
 ## bench/results.json). `make bench QUICK=1`: each on a few seconds of load (what `make test` runs).
-BENCHMARKS := gateway_bench ratelimit_bench cache_bench storm_bench
+BENCHMARKS := gateway_bench ratelimit_bench cache_bench storm_bench health_bench
 bench: $(VENV)/.installed node_modules/.installed
 	@set -e; for benchmark in $(BENCHMARKS); do $(PY) -m bench.$$benchmark $(if $(QUICK),--quick,); done
 

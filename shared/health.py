@@ -29,8 +29,8 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
     pending: dict[Api, list[float]] = {api: [] for api in gateway.apis}
     tables_ok = True
     try:
-        for api, created_at in operations.pending():
-            pending.setdefault(api, []).append(created_at)
+        for row in operations.pending():
+            pending.setdefault(row.api, []).append(row.created_at)
     except OperationsStorageError:
         tables_ok = False
     depths = {name: (queues.depth(name), queues.depth(name + POISON_SUFFIX))

@@ -9,11 +9,20 @@ Exactly-once sending rests on `claim`: before a request goes to Defender the rec
 with an ETag condition, so of two workers holding the same message only one sends; a claim that
 expired without an answer tells the next worker that the request may have reached Defender.
 Records expire after the retention: reads treat them as gone, `purge_expired` deletes them.
+
+Two small indexes in the same table keep the periodic work proportional to what it is about, never
+to the table's history (ids cannot start with `~`, so their partitions are apart from any record):
+- `~pending` / <id>: one row per pending operation (its API and creation time), written before the
+  record and deleted once it is done. Health counts these; the maintenance sweep looks only at them.
+  A row whose operation is done or gone (a crash between the two writes) is removed by the sweep.
+- `~expires-<yyyymmddhh>` / <id>: one row per record, in the UTC hour it expires; the sweep reads the
+  hours gone by and deletes those records in bounded batches.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -38,6 +47,10 @@ logger = logging.getLogger("mde_alert_gateway.operations")
 
 FORMAT = 1
 ROW_KEY = "op"
+#: The partition of the pending index (one row per pending operation).
+PENDING_PARTITION = "~pending"
+#: The partitions of the expiry index: this prefix and the UTC hour (yyyymmddhh) the records expire in.
+EXPIRY_PREFIX = "~expires-"
 #: Operation ids: the gateway's own are 32 hex digits; a queue message's id is its caller's (a GUID, say).
 OPERATION_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
@@ -140,25 +153,31 @@ class OperationStore:
                          now + self.retention_seconds, reply_queue=reply_queue)
 
     def create(self, operation: Operation) -> Created | Existing:
-        """Store a new operation, or find the one that already has its id (an expired one is replaced)."""
+        """Store a new operation, or find the one that already has its id (an expired one is replaced).
+
+        One read when the id exists (a message coming back finds its operation); a new record is indexed
+        (pending, expiry) before it is written, so no pending record is ever missing from the index.
+        """
         entity = _entity(operation)
         for _ in range(3):
+            found = self._get_entity(operation.id)
+            if found is not None:
+                existing = _operation(found)
+                if existing.expires_at > self._clock():
+                    return Existing(existing, existing.fingerprint == operation.fingerprint)
+                # Expired: the id is free again, but only if nobody renewed it meanwhile.
+                self._index(operation)
+                if self.update(existing, **_fields_of(operation)) is not None:
+                    fresh = self.get(operation.id)
+                    if fresh is not None:
+                        return Created(fresh)
+                continue
+            self._index(operation)
             try:
                 metadata = self._call(lambda: self._create_entity(entity))
                 return Created(replace(operation, etag=str(metadata.get("etag", ""))))
             except ResourceExistsError:
-                pass
-            found = self._get_entity(operation.id)
-            if found is None:
-                continue  # expired and deleted meanwhile: create again
-            existing = _operation(found)
-            if existing.expires_at > self._clock():
-                return Existing(existing, existing.fingerprint == operation.fingerprint)
-            # Expired: the id is free again, but only if nobody renewed it meanwhile.
-            if self.update(existing, **_fields_of(operation)) is not None:
-                fresh = self.get(operation.id)
-                if fresh is not None:
-                    return Created(fresh)
+                continue  # created meanwhile by another worker: read it
         raise OperationsStorageError(f"operation {operation.id}: could not be created (it keeps changing)")
 
     def get(self, operation_id: str) -> Operation | None:
@@ -170,7 +189,9 @@ class OperationStore:
         return operation if operation.expires_at > self._clock() else None
 
     def update(self, operation: Operation, **changes: Any) -> Operation | None:
-        """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it."""
+        """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it.
+
+        An operation that becomes done leaves the pending index (best effort: the sweep removes what is left)."""
         updated = replace(operation, **changes)
         try:
             metadata = self._call(lambda: self._client.update_entity(
@@ -183,6 +204,8 @@ class OperationStore:
                 return None
             raise OperationsStorageError(f"operation {operation.id}: update failed (HTTP {error.status_code})") \
                 from None
+        if updated.done and not operation.done:
+            self.unindex_pending(operation.id)
         return replace(updated, etag=str(metadata.get("etag", "")))
 
     def delete(self, operation: Operation) -> bool:
@@ -192,16 +215,17 @@ class OperationStore:
                                                           match_condition=MatchConditions.IfNotModified))
         except HttpResponseError:
             return False
+        self.unindex_pending(operation.id)
         return True
 
-    def pending(self) -> Iterator[tuple[Api, float]]:
-        """(API, created at) of every pending, unexpired operation (a table scan: for health reports)."""
-        now_ms = round(self._clock() * 1000)
-        query = f"State eq '{State.PENDING.value}' and ExpiresAt gt {now_ms}L"
+    def pending(self) -> Iterator[PendingEntry]:
+        """The pending index: one entry per pending operation (a row may outlive its operation by a crash until the
+        next sweep). Reads the index partition alone: its cost follows what is pending, not the table's size."""
+        query = f"PartitionKey eq '{PENDING_PARTITION}'"
         try:
-            for entity in self._client.query_entities(query, select=["Api", "CreatedAt"]):
+            for entity in self._client.query_entities(query, select=["RowKey", "Api", "CreatedAt"]):
                 try:
-                    yield Api(entity["Api"]), integer(entity["CreatedAt"]) / 1000
+                    yield PendingEntry(str(entity["RowKey"]), Api(entity["Api"]), integer(entity["CreatedAt"]) / 1000)
                 except (KeyError, TypeError, ValueError):
                     continue
         except ResourceNotFoundError:  # created with the first operation: none is pending yet
@@ -210,20 +234,83 @@ class OperationStore:
             raise OperationsStorageError(f"operations table {self.name}: query failed ({type(error).__name__})") \
                 from None
 
+    def unindex_pending(self, operation_id: str) -> None:
+        """Drop the operation's pending index row (best effort: the sweep removes a row left behind)."""
+        try:
+            self._client.delete_entity(PENDING_PARTITION, operation_id)
+        except AzureError as error:
+            if not isinstance(error, ResourceNotFoundError):
+                logger.warning("operation %s: pending index row kept (%s)", operation_id, type(error).__name__)
+
     def purge_expired(self, limit: int = 100) -> int:
-        """Delete up to `limit` expired records; how many went."""
+        """Delete up to `limit` expired records, found through the expiry index of the hours gone by; how many went.
+
+        Raises OperationsStorageError when the index cannot be read."""
+        now = self._clock()
+        upper = EXPIRY_PREFIX + _hour(now)
+        query = f"PartitionKey ge '{EXPIRY_PREFIX}' and PartitionKey le '{upper}'"
+        deleted = 0
+        try:
+            for row in self._client.query_entities(query, select=["PartitionKey", "RowKey", "ExpiresAt"]):
+                if integer(row["ExpiresAt"]) / 1000 >= now:
+                    continue  # later in the current hour
+                if self._purge(str(row["RowKey"])):
+                    deleted += 1
+                self._client.delete_entity(row["PartitionKey"], row["RowKey"])
+                if deleted >= limit:
+                    break
+        except ResourceNotFoundError:
+            return deleted
+        except (AzureError, KeyError, TypeError) as error:
+            raise OperationsStorageError(f"operations table {self.name}: purge stopped after {deleted} record(s) "
+                                         f"({type(error).__name__})") from None
+        return deleted
+
+    def purge_unindexed(self, limit: int = 100) -> int:
+        """Delete up to `limit` expired records that no expiry row names (kept by versions before the index): a scan
+        of the records, for a sweep to run until it finds none."""
         now_ms = round(self._clock() * 1000)
         deleted = 0
         try:
-            for entity in self._client.query_entities(f"ExpiresAt lt {now_ms}L", select=["PartitionKey", "RowKey"],
-                                                      results_per_page=limit):
-                self._client.delete_entity(entity["PartitionKey"], entity["RowKey"])
-                deleted += 1
+            for entity in self._client.query_entities(f"RowKey eq '{ROW_KEY}' and ExpiresAt lt {now_ms}L",
+                                                      select=["PartitionKey"], results_per_page=limit):
+                if self._purge(str(entity["PartitionKey"])):
+                    deleted += 1
                 if deleted >= limit:
                     break
+        except ResourceNotFoundError:
+            return deleted
         except AzureError as error:
-            logger.warning("operations: purge stopped (%s) after %d record(s)", type(error).__name__, deleted)
+            raise OperationsStorageError(f"operations table {self.name}: purge stopped after {deleted} record(s) "
+                                         f"({type(error).__name__})") from None
         return deleted
+
+    def _purge(self, operation_id: str) -> bool:
+        """Delete the record if it has expired (an expired id may have been taken again since); True if it went."""
+        found = self._get_entity(operation_id)
+        if found is None:
+            return False
+        expired = _operation(found)
+        if expired.expires_at > self._clock():
+            return False
+        return self.delete(expired)
+
+    def _index(self, operation: Operation) -> None:
+        """The pending and expiry index rows of a new record (upserts: a retry writes them again harmlessly)."""
+        pending = {"PartitionKey": PENDING_PARTITION, "RowKey": operation.id, "Api": operation.api.value,
+                   "CreatedAt": _ms(operation.created_at)}
+        expiry = {"PartitionKey": EXPIRY_PREFIX + _hour(operation.expires_at), "RowKey": operation.id,
+                  "ExpiresAt": _ms(operation.expires_at)}
+        for row in (pending, expiry):
+            self._call(functools.partial(self._upsert, row))
+
+    def _upsert(self, row: dict[str, Any]) -> Any:
+        try:
+            return self._client.upsert_entity(row, mode=UpdateMode.REPLACE)
+        except ResourceNotFoundError:  # the table itself (Azurite, or a deployment that did not create it)
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_table()
+            return self._client.upsert_entity(row, mode=UpdateMode.REPLACE)
 
     def _create_entity(self, entity: dict[str, Any]) -> Mapping[str, Any]:
         try:
@@ -251,6 +338,19 @@ class OperationStore:
             raise OperationsStorageError(f"operations table {self.name}: HTTP {error.status_code}") from None
         except AzureError as error:
             raise OperationsStorageError(f"operations table {self.name}: {type(error).__name__}") from None
+
+
+@dataclass(frozen=True)
+class PendingEntry:
+    """A row of the pending index."""
+
+    operation_id: str
+    api: Api
+    created_at: float
+
+
+def _hour(epoch: float) -> str:
+    return time.strftime("%Y%m%d%H", time.gmtime(epoch))
 
 
 def _ms(seconds: float) -> EntityProperty:

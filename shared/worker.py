@@ -104,7 +104,7 @@ class RequestWorker:
         except InvalidMessageError as error:
             self._refuse(text, error)
             return
-        operation = self.operations.new(message.id, message.request, caller="", source=Source.QUEUE,
+        operation = self.operations.new(message.id, message.request, caller=message.caller, source=Source.QUEUE,
                                         correlation_id=message.id, reply_queue=message.reply_queue)
         stored = self.operations.create(operation)
         if not isinstance(stored, Created) and not stored.same:

@@ -20,6 +20,7 @@ BENCHMARKS = {
     "ratelimit_bench": "max_over_limit",
     "cache_bench": "upstream_calls_per_lookup_cached",
     "storm_bench": "storm_upstream_429",
+    "health_bench": "health_ratio_10k_expired_vs_empty",
 }
 
 
