@@ -77,6 +77,9 @@ param entraAllowedApplications array = []
 @description('Entra ID only: object (principal) ids allowed to call, for example the principal id of a Logic App\'s managed identity (the oid claim). Empty: any principal that can get a token for the audience.')
 param entraAllowedPrincipalIds array = []
 
+@description('When the maintenance sweep runs (MAINTENANCE_SCHEDULE, a six-field NCRONTAB: second minute hour day month weekday): it deletes expired operations and finishes the operations an instance left in flight when it died, so recovery takes the claim lease plus at most this period.')
+param maintenanceSchedule string = '0 */1 * * * *'
+
 @description('Entra ID only: OpenID issuer of the tenant. Empty: <login endpoint of this cloud><tenant id>/v2.0.')
 param entraOpenIdIssuer string = ''
 
@@ -114,8 +117,23 @@ param fileAlertsCacheSeconds int = 60
 
 @minValue(1)
 @maxValue(1000)
-@description('Flex Consumption: the most instances the app may scale out to, the queue function (which scales on its own) included. Defender\'s limits are per application and tenant and the gateway shares its rate-limit state across instances, so more instances do not buy more Defender calls: they would only wait on a spent budget. host.json caps each instance\'s queue batch (16, then 8 more).')
+@description('Flex Consumption: the most instances the app may scale out to, the queue function (which scales on its own) included. Defender\'s limits are per application and tenant and the gateway shares its rate-limit state across instances, so more instances do not buy more Defender calls: they would only wait on a spent budget. host.json caps each instance\'s queue batch (8, then 4 more).')
 param maximumInstanceCount int = 10
+
+@minValue(1)
+@maxValue(32)
+@description('Flex Consumption: HTTP calls one instance runs at once (scaleAndConcurrency.triggers.http.perInstanceConcurrency). Flex runs a Python app one call per instance unless told otherwise; the gateway\'s functions are synchronous and wait on I/O (Table Storage, Defender), so one instance runs as many as its worker has threads (pythonThreadCount), never more.')
+param httpPerInstanceConcurrency int = 16
+
+@minValue(12)
+@maxValue(32)
+@description('Threads of the Python worker (PYTHON_THREADPOOL_THREAD_COUNT) that run the synchronous functions. Unset, the worker takes min(32, CPUs + 4): about 5 on a 2048 MB instance (one vCPU), too few for 16 HTTP calls at once or for host.json\'s queue batch (8 + 4 = 12 messages at once per queue-function instance, each of which may hold its thread while it waits up to 5 s for its slot). At least 12; at least httpPerInstanceConcurrency.')
+param pythonThreadCount int = 16
+
+@minValue(0)
+@maxValue(3)
+@description('Flex Consumption: always-ready instances of each waiting-queue function (WaitCreateAlert, WaitFileAlerts, WaitFileInfo). A waiting queue holds delayed messages, which the scale controller does not see: with 0 (no standing cost) it scales a waiting function to zero, and a request that waited for its budget also waits for a cold start when it is due. 1 keeps one instance each (billed as always-ready baseline).')
+param waitingFunctionsAlwaysReady int = 0
 
 @minLength(3)
 @maxLength(43)
@@ -185,6 +203,11 @@ var usePlaybooks = deployPlaybooks && useEntra
 // A list of allowed principals gets the playbooks' identities added; an empty list (any principal
 // with a token for the gateway's audience) stays empty, so deploying the playbooks locks out no one.
 var addPlaybookPrincipals = usePlaybooks && !empty(entraAllowedPrincipalIds)
+// Every principal allowed to call: the platform's list and the gateway's own (GATEWAY_ALLOWED_PRINCIPALS).
+var allowedPrincipalIds = concat(entraAllowedPrincipalIds, addPlaybookPrincipals ? [
+  playbooks!.outputs.enrichPlaybookPrincipalId
+  playbooks!.outputs.createPlaybookPrincipalId
+] : [])
 
 // Built-in role definitions (ids are the same in every tenant and cloud).
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -321,6 +344,17 @@ resource requestsPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/qu
 
 // Requests wait for a spent budget in their API's own queue (shared/settings.py waiting_suffix), each
 // read by its own function, so one API's storm never holds up the others.
+// The waiting-queue functions (request_queue_fn), as Flex names them for always-ready instances (lower case).
+var waitingFunctionNames = [
+  'WaitCreateAlert'
+  'WaitFileAlerts'
+  'WaitFileInfo'
+]
+var waitingAlwaysReady = [for name in waitingFunctionNames: {
+  name: 'function:${toLower(name)}'
+  instanceCount: waitingFunctionsAlwaysReady
+}]
+
 var waitingQueueSuffixes = [
   'create-alert'
   'file-alerts'
@@ -392,96 +426,43 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // WEBSITE_RUN_FROM_PACKAGE and WEBSITE_CONTENT*: the runtime comes from functionAppConfig and the
 // package from its deployment container. tests/infra checks every name here against
 // shared/settings.py CATALOGUE (or the list of settings that the Functions host itself reads).
-var baseAppSettings = [
+var baseAppSettings = {
   // Read by the Functions host (identity-based AzureWebJobsStorage) ...
-  {
-    name: 'AzureWebJobsStorage__blobServiceUri'
-    value: 'https://${storage.name}.blob.${environment().suffixes.storage}'
-  }
-  {
-    name: 'AzureWebJobsStorage__queueServiceUri'
-    value: 'https://${storage.name}.queue.${environment().suffixes.storage}'
-  }
+  AzureWebJobsStorage__blobServiceUri: 'https://${storage.name}.blob.${environment().suffixes.storage}'
+  AzureWebJobsStorage__queueServiceUri: 'https://${storage.name}.queue.${environment().suffixes.storage}'
   // ... and by the gateway (its rate-limit table).
-  {
-    name: 'AzureWebJobsStorage__tableServiceUri'
-    value: 'https://${storage.name}.table.${environment().suffixes.storage}'
-  }
-  {
-    name: 'AzureWebJobsStorage__credential'
-    value: 'managedidentity'
-  }
+  AzureWebJobsStorage__tableServiceUri: 'https://${storage.name}.table.${environment().suffixes.storage}'
+  AzureWebJobsStorage__credential: 'managedidentity'
   // Telemetry with Entra auth (the component has local auth disabled).
-  {
-    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
-    value: appInsights.properties.ConnectionString
-  }
-  {
-    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
-    value: useUserAssigned ? 'ClientId=${userAssignedIdentity.properties.clientId};Authorization=AAD' : 'Authorization=AAD'
-  }
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: useUserAssigned ? 'ClientId=${userAssignedIdentity.properties.clientId};Authorization=AAD' : 'Authorization=AAD'
   // The gateway.
-  {
-    name: 'MDE_CLOUD'
-    value: mdeCloud
-  }
-  {
-    name: 'MDE_CREDENTIAL'
-    value: 'managed-identity'
-  }
-  {
-    name: 'GATEWAY_AUTH'
-    value: gatewayAuth
-  }
-  {
-    name: 'RATE_LIMIT_FILE_ALERTS'
-    value: rateLimitFileAlerts
-  }
-  {
-    name: 'RATE_LIMIT_CREATE_ALERT'
-    value: rateLimitCreateAlert
-  }
-  {
-    name: 'RATE_LIMIT_FILE_INFO'
-    value: rateLimitFileInfo
-  }
-  {
-    name: 'REQUESTS_QUEUE'
-    value: requestsQueueName
-  }
-  {
-    name: 'OPERATIONS_TABLE'
-    value: operationsTableName
-  }
-  {
-    name: 'RATE_LIMIT_TABLE'
-    value: rateLimitTableName
-  }
-  {
-    name: 'ANSWER_CACHE_TABLE'
-    value: answerCacheTableName
-  }
-  {
-    name: 'FILE_HASH_TABLE'
-    value: fileHashTableName
-  }
-  {
-    name: 'FILE_ALERTS_CACHE_SECONDS'
-    value: string(fileAlertsCacheSeconds)
-  }
-]
+  MDE_CLOUD: mdeCloud
+  MDE_CREDENTIAL: 'managed-identity'
+  GATEWAY_AUTH: gatewayAuth
+  RATE_LIMIT_FILE_ALERTS: rateLimitFileAlerts
+  RATE_LIMIT_CREATE_ALERT: rateLimitCreateAlert
+  RATE_LIMIT_FILE_INFO: rateLimitFileInfo
+  REQUESTS_QUEUE: requestsQueueName
+  OPERATIONS_TABLE: operationsTableName
+  RATE_LIMIT_TABLE: rateLimitTableName
+  ANSWER_CACHE_TABLE: answerCacheTableName
+  FILE_HASH_TABLE: fileHashTableName
+  FILE_ALERTS_CACHE_SECONDS: string(fileAlertsCacheSeconds)
+  MAINTENANCE_SCHEDULE: maintenanceSchedule
+  // Read by the Python worker: threads for the synchronous functions (see pythonThreadCount).
+  PYTHON_THREADPOOL_THREAD_COUNT: string(max(pythonThreadCount, httpPerInstanceConcurrency))
+  // With gatewayAuth=entra the gateway checks the callers the platform lets in against the same
+  // lists (defence in depth); GATEWAY_ALLOWED_PRINCIPALS, with the playbooks' principals, is set in
+  // appSettings below.
+  GATEWAY_ALLOWED_APPLICATIONS: join(entraAllowedApplications, ',')
+}
 
 // Only with a user-assigned identity: which identity the host and the gateway use.
-var userAssignedAppSettings = useUserAssigned ? [
-  {
-    name: 'AzureWebJobsStorage__clientId'
-    value: userAssignedIdentity.properties.clientId
-  }
-  {
-    name: 'AZURE_CLIENT_ID'
-    value: userAssignedIdentity.properties.clientId
-  }
-] : []
+var userAssignedAppSettings = useUserAssigned ? {
+  AzureWebJobsStorage__clientId: userAssignedIdentity.properties.clientId
+  AZURE_CLIENT_ID: userAssignedIdentity.properties.clientId
+} : {}
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: The gateway is an HTTPS API for Logic Apps and automation that run outside any VNet. Every call needs a function key or, with gatewayAuth=entra, an Entra ID token that App Service authentication validates; private endpoints need a VNet, which is not part of this template.
@@ -510,7 +491,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: concat(baseAppSettings, userAssignedAppSettings)
     }
     functionAppConfig: {
       deployment: {
@@ -528,6 +508,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
+        alwaysReady: (waitingFunctionsAlwaysReady == 0) ? [] : waitingAlwaysReady
       }
       runtime: {
         name: 'python'
@@ -568,11 +554,25 @@ module entraAuth 'entra-auth.bicep' = if (useEntra) {
     openIdIssuer: empty(entraOpenIdIssuer) ? '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0' : entraOpenIdIssuer
     allowedAudiences: entraAudiences
     allowedApplications: entraAllowedApplications
-    allowedPrincipalIds: concat(entraAllowedPrincipalIds, addPlaybookPrincipals ? [
-      playbooks!.outputs.enrichPlaybookPrincipalId
-      playbooks!.outputs.createPlaybookPrincipalId
-    ] : [])
+    allowedPrincipalIds: allowedPrincipalIds
   }
+}
+
+// The app settings, apart from the site: the playbooks need the app's host name, and their principals
+// belong in GATEWAY_ALLOWED_PRINCIPALS, so the settings come after them (no cycle, no second writer).
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: Checks the v1 'authsettings' schema; this is 'appsettings' (authentication is entraAuth's authsettingsV2).
+  // checkov:skip=CKV_AZURE_63: HTTP logging is a property of the 'web' site configuration, not of 'appsettings'.
+  // checkov:skip=CKV_AZURE_65: Detailed error pages are a property of the 'web' site configuration, not of 'appsettings'.
+  // checkov:skip=CKV_AZURE_66: Failed request tracing is a property of the 'web' site configuration, not of 'appsettings'.
+  // checkov:skip=CKV_AZURE_80: .NET Framework version is a property of the 'web' site configuration, not of 'appsettings'.
+  // checkov:skip=CKV_AZURE_88: Azure Files mounts are a property of the 'web' site configuration, not of 'appsettings'.
+  // checkov:skip=CKV_AZURE_222: Public network access is a property of the site (skipped there with its reason), not of 'appsettings'.
+  parent: functionApp
+  name: 'appsettings'
+  properties: union(baseAppSettings, userAssignedAppSettings, {
+    GATEWAY_ALLOWED_PRINCIPALS: join(allowedPrincipalIds, ',')
+  })
 }
 
 // Optional: the two Microsoft Sentinel playbooks (playbooks.bicep), Logic Apps that call the gateway

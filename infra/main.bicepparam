@@ -11,6 +11,7 @@
 //   azd env set MDEGW_STORAGE_SKU Standard_LRS        # in a region without availability zones
 //   azd env set MDEGW_GRANT_DEFENDER_APP_ROLES true   # needs Graph permissions, see README.md (Deploy)
 //   azd env set MDEGW_DEPLOY_PLAYBOOKS true           # with entra: the Sentinel playbooks (playbooks/README.md)
+//   azd env set MDEGW_WAITING_ALWAYS_READY 1          # keep one instance of each waiting-queue function (billed)
 //
 // The MDEGW_ prefix keeps these deployment choices apart from the app's own settings (MDE_CLOUD,
 // GATEWAY_AUTH, ...) that a developer may have in the shell for local runs. Parameters not listed
@@ -38,3 +39,5 @@ param storageSkuName = readEnvironmentVariable('MDEGW_STORAGE_SKU', 'Standard_ZR
 param grantDefenderAppRoles = toLower(readEnvironmentVariable('MDEGW_GRANT_DEFENDER_APP_ROLES', 'false')) == 'true'
 
 param deployPlaybooks = toLower(readEnvironmentVariable('MDEGW_DEPLOY_PLAYBOOKS', 'false')) == 'true'
+
+param waitingFunctionsAlwaysReady = int(readEnvironmentVariable('MDEGW_WAITING_ALWAYS_READY', '0'))

@@ -127,31 +127,32 @@ def property_access(node: Any) -> tuple[Any, Any] | None:
     return None if operands is None else (operands["operand_1"], operands["operand_2"])
 
 
-def app_settings(tree: Tree, site_config: dict[str, Any]) -> list[tuple[str, Any, bool]]:
-    """The app settings of a site as ``(name, value, unconditional)``, variables resolved.
+def app_settings(tree: Tree) -> list[tuple[str, Any, bool]]:
+    """The app settings the site's `appsettings` config resource sets, as ``(name, value, unconditional)``,
+    variables resolved.
 
-    ``unconditional`` is False for a setting that sits in a branch of a conditional expression
-    (for example the ones only a user-assigned identity needs).
+    The properties are objects merged with ``union()``; ``unconditional`` is False for a setting that sits in a
+    branch of a conditional expression (for example the ones only a user-assigned identity needs).
     """
+    configs = [body(resource) for resource in resources_of_type(tree, "Microsoft.Web/sites/config").values()]
+    (config,) = [config for config in configs if config.get("name") == "appsettings"]
     found: list[tuple[str, Any, bool]] = []
 
     def collect(node: Any, unconditional: bool) -> None:
+        union = function_call(node, "union")
+        if union is not None:
+            for argument in union.values():
+                collect(argument, unconditional)
+            return
+        conditional = operator(node, "conditional")
+        if conditional is not None:
+            collect(conditional["true_value"], False)
+            collect(conditional["false_value"], False)
+            return
         if isinstance(node, dict):
-            if set(node) == {"name", "value"} and isinstance(node["name"], str):
-                found.append((node["name"], node["value"], unconditional))
-                return
-            conditional = operator(node, "conditional")
-            if conditional is not None:
-                collect(conditional["true_value"], False)
-                collect(conditional["false_value"], False)
-                return
-            for value in node.values():
-                collect(value, unconditional)
-        elif isinstance(node, list):
-            for value in node:
-                collect(value, unconditional)
+            found.extend((name, value, unconditional) for name, value in node.items())
 
-    collect(resolve(site_config["appSettings"], tree), True)
+    collect(resolve(config["properties"], tree), True)
     return found
 
 

@@ -191,7 +191,9 @@ def test_function_app_is_python_311_on_flex_with_identity_authenticated_deployme
     assert bm.property_access(auth["true_value"]["userAssignedIdentityResourceId"]) == ("userAssignedIdentity", "id")
 
     scale = config["scaleAndConcurrency"]
-    assert scale == {"maximumInstanceCount": "maximumInstanceCount", "instanceMemoryMB": "instanceMemoryMB"}
+    assert {key: scale[key] for key in ("maximumInstanceCount", "instanceMemoryMB")} == {
+        "maximumInstanceCount": "maximumInstanceCount", "instanceMemoryMB": "instanceMemoryMB"}
+    assert scale["triggers"] == {"http": {"perInstanceConcurrency": "httpPerInstanceConcurrency"}}
     assert 1 <= _param("maximumInstanceCount")["default"] <= 1000
     assert set(bm.decorators(_param("instanceMemoryMB"))["allowed"]) == {512, 2048, 4096}
     assert _param("instanceMemoryMB")["default"] == 2048
@@ -254,10 +256,12 @@ def test_entra_auth_is_deployed_only_with_gateway_auth_entra() -> None:
     assert params["allowedApplications"] == "entraAllowedApplications"
     assert params["allowedAudiences"] == "entraAudiences"
     # The user's principals first, then the playbooks' (test_playbook_identities_are_allowed_through_entra_auth).
-    principals = bm.function_call(params["allowedPrincipalIds"], "concat")
+    assert params["allowedPrincipalIds"] == "allowedPrincipalIds"
+    principals = bm.function_call(_var("allowedPrincipalIds"), "concat")
     assert principals is not None and principals["arg_1"] == "entraAllowedPrincipalIds"
-    # No other auth config in main: the module is the only way Entra ID gets switched on.
-    assert not bm.resources_of_type(bm.main(), "Microsoft.Web/sites/config")
+    # No auth config in main: the module is the only way Entra ID gets switched on (main's own is the app settings).
+    configs = bm.resources_of_type(bm.main(), "Microsoft.Web/sites/config")
+    assert [bm.body(config)["name"] for config in configs.values()] == ["appsettings"]
 
 
 def test_entra_auth_validates_tokens_returns_401_and_needs_no_secret() -> None:
@@ -403,7 +407,15 @@ def test_playbooks_call_the_gateway_over_https_for_the_audience_entra_auth_accep
 
 def test_playbook_identities_are_allowed_through_entra_auth() -> None:
     params = bm.body(bm.main()["modules"]["entraAuth"])["params"]
-    principals = bm.function_call(params["allowedPrincipalIds"], "concat")
+    assert params["allowedPrincipalIds"] == "allowedPrincipalIds"
+    # The gateway's own check gets the same list (defence in depth), playbooks included.
+    settings = {name: value for name, value, _ in bm.app_settings(bm.main())}
+    joined = bm.function_call(settings["GATEWAY_ALLOWED_PRINCIPALS"], "join")
+    assert joined is not None and joined["delimiter"] == ","
+    assert joined["input_array"] == bm.resolve("allowedPrincipalIds", bm.main())
+    applications = bm.function_call(settings["GATEWAY_ALLOWED_APPLICATIONS"], "join")
+    assert applications == {"input_array": "entraAllowedApplications", "delimiter": ","}
+    principals = bm.function_call(_var("allowedPrincipalIds"), "concat")
     assert principals is not None and set(principals) == {"arg_1", "arg_2"}
     assert principals["arg_1"] == "entraAllowedPrincipalIds"
     added = bm.operator(principals["arg_2"], "conditional")

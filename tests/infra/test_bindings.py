@@ -43,9 +43,7 @@ def connections(bindings: list[dict[str, Any]]) -> set[str]:
 
 
 def _bicep_settings() -> dict[str, bool]:
-    _, site = bm.the_resource(bm.main(), "Microsoft.Web/sites")
-    settings = bm.app_settings(bm.main(), site["properties"]["siteConfig"])
-    return {name: unconditional for name, _, unconditional in settings}
+    return {name: unconditional for name, _, unconditional in bm.app_settings(bm.main())}
 
 
 def _example_values() -> dict[str, str]:

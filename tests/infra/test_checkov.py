@@ -42,6 +42,14 @@ EXPECTED_SKIPS = {
     ("CKV_AZURE_80", "Microsoft.Web/sites/config.authSettings"),
     ("CKV_AZURE_88", "Microsoft.Web/sites/config.authSettings"),
     ("CKV_AZURE_222", "Microsoft.Web/sites/config.authSettings"),
+    # main.bicep's app settings (a sites/config 'appsettings'): the same checks of the 'web' site config
+    ("CKV_AZURE_13", "Microsoft.Web/sites/config.appSettings"),
+    ("CKV_AZURE_63", "Microsoft.Web/sites/config.appSettings"),
+    ("CKV_AZURE_65", "Microsoft.Web/sites/config.appSettings"),
+    ("CKV_AZURE_66", "Microsoft.Web/sites/config.appSettings"),
+    ("CKV_AZURE_80", "Microsoft.Web/sites/config.appSettings"),
+    ("CKV_AZURE_88", "Microsoft.Web/sites/config.appSettings"),
+    ("CKV_AZURE_222", "Microsoft.Web/sites/config.appSettings"),
 }
 
 # Checks that must keep passing (the controls this deployment relies on).
