@@ -32,8 +32,8 @@ from bench.results import add_quick_option, record
 from localdev.azurite import start_azurite
 from localdev.identity_endpoint import IdentityEndpoint
 from localdev.servers import serve_in_thread
-from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
+from localdev.simulator.process import start_simulator_process
 from localdev.stack import IDENTITY_SECRET, host_environment, start_host
 from localdev.storm import drain_seconds, ideal_drain_seconds, run_storm, slot_reuse
 
@@ -55,7 +55,7 @@ def main() -> None:
     if args.quick:
         args.creates, args.lookups = 20, 40
     azurite = start_azurite()
-    simulator = serve_in_thread(Simulator(), name="simulator")
+    simulator = start_simulator_process()  # its own process, as Defender: it counts calls as they arrive
     identity = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), name="identity")
     limits = {api: [[float(n) for n in text.split("/")]] for api, text in WINDOWS.items()}
     requests.post(f"{simulator.url}/_sim/limits", json=limits, timeout=5).raise_for_status()

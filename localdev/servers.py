@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+#: Where QuietHandler leaves when the request arrived: (time.time(), time.monotonic()) once its request line was read.
+RECEIVED_AT_KEY = "localdev.received_at"
+
 
 class QuietHandler(WSGIRequestHandler):
-    """No per-request access log lines (the simulator keeps its own call log)."""
+    """No per-request access log lines (the simulator keeps its own call log); each request is stamped with the
+    moment its request line was read, before anything else is done with it (RECEIVED_AT_KEY)."""
+
+    def parse_request(self) -> bool:
+        self._received_at = (time.time(), time.monotonic())
+        return bool(super().parse_request())
+
+    def make_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().make_environ()
+        environ[RECEIVED_AT_KEY] = getattr(self, "_received_at", None) or (time.time(), time.monotonic())
+        return environ
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass

@@ -132,6 +132,8 @@ def test_health_describes_each_window_as_the_next_call_finds_it(host_factory: Ho
         (first,) = report["apis"]["file_alerts"]["windows"]
         return dict(first)
 
+    first = gateway.get("/api/health")
+    assert first.status_code == 200 and first.json()["status"] == "healthy", first.text  # no table yet: nothing wrong
     fresh = window()
     assert (fresh["remaining"], fresh["resetSeconds"]) == (50, 0), fresh
     answer = gateway.get_alerts(SEED_FILE_SHA1)

@@ -17,6 +17,7 @@ from localdev.identity_endpoint import IDENTITY_PATH
 from localdev.processes import free_port
 from localdev.servers import RunningServer
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
+from localdev.simulator.process import SimulatorProcess
 from localdev.stack import IDENTITY_SECRET
 from shared.credentials import build_credential, principal_of
 from shared.defender import Api
@@ -40,7 +41,7 @@ CREATE = DefenderRequest.create_alert(CREATE_BODY)
 
 
 @pytest.fixture
-def make_client(monkeypatch: pytest.MonkeyPatch, simulator_server: RunningServer, identity_server: RunningServer,
+def make_client(monkeypatch: pytest.MonkeyPatch, simulator_server: SimulatorProcess, identity_server: RunningServer,
                 sim: SimulatorAdmin, identity: IdentityAdmin) -> ClientFactory:
     monkeypatch.setenv("IDENTITY_ENDPOINT", identity_server.url + IDENTITY_PATH)
     monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_SECRET)

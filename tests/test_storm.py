@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import threading
+import time
 import uuid
 from collections import Counter
 
@@ -17,11 +18,17 @@ from localdev.azurite import Azurite
 from localdev.simulator.data import SEED_FILE_SHA1
 from localdev.storm import run_storm
 from tests.conftest import HostFactory
-from tests.support import FUNCTION_KEY, VALID, IdentityAdmin, SimulatorAdmin
+from tests.support import FUNCTION_KEY, VALID, IdentityAdmin, RequestQueue, SimulatorAdmin
 
 CREATE_WINDOWS = "15/2"
 LOOKUP_WINDOWS = "100/10"
-MARGIN = "0.25"
+# The margin covers the time from a slot's admission to Defender counting the call. Here that time includes this
+# machine's own stalls: with two hosts and a test on two (or one) shared cores, a thread that passed the stale-slot
+# check can wait a few hundred milliseconds for the GIL or the CPU before its request leaves. One second (the
+# default is 2) keeps the test about correctness on a loaded machine; `make bench` measures the drain at 0.25 s.
+MARGIN = "1"
+#: Each several windows' worth, arriving at once, half over HTTP and half queued.
+CREATES, LOOKUPS = 120, 300
 
 
 def shared_settings() -> dict[str, str]:
@@ -48,26 +55,38 @@ def test_storm_completes_everything_once_within_the_budget(
     hosts = [host_factory(**settings), host_factory(**settings)]
     sha1s = [SEED_FILE_SHA1] + [uuid.uuid4().hex[:40].ljust(40, "0") for _ in range(9)]
     result = run_storm([host.url for host in hosts], FUNCTION_KEY, azurite.connection_string,
-                       settings["REQUESTS_QUEUE"], creates=200, lookups=500, create_body=VALID, sha1s=sha1s)
+                       settings["REQUESTS_QUEUE"], creates=CREATES, lookups=LOOKUPS, create_body=VALID, sha1s=sha1s)
 
-    assert len(result.answers) == 700  # 0 lost
+    assert len(result.answers) == CREATES + LOOKUPS  # 0 lost
     statuses = Counter(status for status, _ in result.answers.values())
-    assert statuses == {200: 700}, statuses
+    assert statuses == {200: CREATES + LOOKUPS}, statuses
     for operation_id, title in result.titles.items():
         assert result.answers[operation_id][1]["title"] == title
     calls = sim.calls()
     assert [call for call in calls if call["status"] == 429] == []  # 0 upstream 429
     creates = [call for call in calls if call["api"] == "create_alert"]
     sent_titles = Counter(json.loads(call["body"])["title"] for call in creates)
-    assert sorted(sent_titles.values()) == [1] * 200  # 0 duplicates, none missing
-    assert len([call for call in calls if call["api"] == "file_alerts"]) == 500
+    assert sorted(sent_titles.values()) == [1] * CREATES  # 0 duplicates, none missing
+    assert len([call for call in calls if call["api"] == "file_alerts"]) == LOOKUPS
+    # A waiting copy may outlive its operation only until it comes back: it then finds the operation done and is
+    # dropped, sending nothing.
+    queue = RequestQueue(azurite.connection_string, settings["REQUESTS_QUEUE"])
+    waiting = [settings["REQUESTS_QUEUE"] + suffix for suffix in ("-create-alert", "-file-alerts", "-file-info")]
+    deadline = time.monotonic() + 120
+    while (left := {name: queue.depth(name) for name in waiting if queue.depth(name)}) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not left, f"waiting copies outlived their operations: {left}"
+    assert len(sim.calls()) == len(calls)
 
 
 @pytest.mark.timeout(600)
 def test_a_host_killed_mid_drain_loses_and_duplicates_nothing(
         host_factory: HostFactory, azurite: Azurite, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
     sim.reset(limits=simulator_limits())
-    settings = shared_settings()
+    # Messages the dead host held but had not claimed come back only when the platform's lease ends; this test,
+    # about a kill in the thick of a storm, shortens that lease so that it ends in minutes. Recovery with Azure's
+    # 10-minute lease in force is tests/test_maintenance.py's. The sweep runs every 2 s here, beside the workers.
+    settings = {**shared_settings(), "LOCAL_QUEUE_LEASE_SECONDS": "10", "MAINTENANCE_SCHEDULE": "*/2 * * * * *"}
     doomed, survivor = host_factory(**settings), host_factory(**settings)
 
 

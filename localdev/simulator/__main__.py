@@ -1,4 +1,7 @@
-"""Run the Defender simulator and the fake managed-identity endpoint: `python -m localdev.simulator`."""
+"""Run the Defender simulator (and the fake managed-identity endpoint): `python -m localdev.simulator`.
+
+Tests and benchmarks run it in a process of its own (localdev.simulator.process).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=7073, help="simulator port")
     parser.add_argument("--identity-port", type=int, default=7072, help="managed-identity endpoint port")
+    parser.add_argument("--no-identity", action="store_true", help="run the simulator alone")
     parser.add_argument("--identity-secret", default="local-identity-header",
                         help="value the identity endpoint expects in X-IDENTITY-HEADER")
     parser.add_argument("--audience", action="append", default=None,
@@ -22,14 +26,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     simulator = serve_in_thread(Simulator(tuple(args.audience or [COMMERCIAL_AUDIENCE])), args.port,
                                 name="simulator")
-    identity = serve_in_thread(IdentityEndpoint(args.identity_secret), args.identity_port, name="identity")
-    print(f"MDE simulator on {simulator.url}, identity endpoint on {identity.url}", flush=True)
+    identity = None if args.no_identity else serve_in_thread(IdentityEndpoint(args.identity_secret),
+                                                             args.identity_port, name="identity")
+    print(f"MDE simulator on {simulator.url}" + (f", identity endpoint on {identity.url}" if identity else ""),
+          flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
     simulator.stop()
-    identity.stop()
+    if identity is not None:
+        identity.stop()
 
 
 if __name__ == "__main__":

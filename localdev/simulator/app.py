@@ -22,6 +22,7 @@ from typing import Any
 import jwt
 from werkzeug.wrappers import Request, Response
 
+from localdev.servers import RECEIVED_AT_KEY
 from localdev.simulator.data import (
     file_entity,
     file_evidence,
@@ -120,10 +121,12 @@ class Simulator:
         request = Request(environ)
         if request.path.startswith("/_sim/"):
             return self._admin(request)(environ, start_response)
-        started = time.time()
+        # Defender counts a call when it arrives: the moment the server read its request line, before this
+        # process got round to it (a simulator that is slow to look must not shift calls between windows).
+        started, arrived = environ.get(RECEIVED_AT_KEY) or (time.time(), time.monotonic())
         request.get_data()  # read (and cache) the body before any fault can close the connection
         api = self._api_of(request)
-        response = self._serve(request, api, environ)
+        response = self._serve(request, api, environ, arrived)
         if response is None:  # dropped connection
             self._log(request, api, 0, started)
             return []
@@ -138,7 +141,7 @@ class Simulator:
                 return api.value
         return None
 
-    def _serve(self, request: Request, api: str | None, environ: dict[str, Any]) -> Response | None:
+    def _serve(self, request: Request, api: str | None, environ: dict[str, Any], arrived: float) -> Response | None:
         if api is None:
             return _error(404, "NotFound", f"No HTTP resource was found that matches the request URI "
                                            f"'{request.path}' and method {request.method}.")
@@ -151,7 +154,7 @@ class Simulator:
                 time.sleep(fault.delay)
             else:
                 return self._faulted(fault, environ)
-        admitted, retry_after, window = self.windows.admit(caller_or_error, api)
+        admitted, retry_after, window = self.windows.admit(caller_or_error, api, at=None if fault else arrived)
         if not admitted and window is not None:
             limit, seconds = window
             return _error(429, "TooManyRequests",

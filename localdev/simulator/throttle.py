@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
@@ -16,6 +17,10 @@ DEFAULT_LIMITS: dict[str, list[tuple[int, float]]] = {
     api.value: [(window.limit, float(window.seconds)) for window in parse_windows(facts.limits)]
     for api, facts in API_FACTS.items()
 }
+
+
+#: How much later than a newer call a call may be looked at (threads): its window's calls are kept that long more.
+_LATE_SECONDS = 60.0
 
 
 class SlidingWindows:
@@ -39,19 +44,24 @@ class SlidingWindows:
     def limits(self, api: str) -> list[tuple[int, float]]:
         return list(self._limits[api])
 
-    def admit(self, caller: str, api: str) -> tuple[bool, int, tuple[int, float] | None]:
-        """(admitted, retry-after seconds, the window that refused)."""
-        now = self._clock()
+    def admit(self, caller: str, api: str, *, at: float | None = None) -> tuple[bool, int, tuple[int, float] | None]:
+        """(admitted, retry-after seconds, the window that refused) for a call that arrived `at` (this clock; now by
+        default). Calls may be looked at out of their arrival order (threads): a call is refused when, with it,
+        some `limit + 1` calls would stand within `seconds` of each other, whichever arrived last."""
+        now = self._clock() if at is None else at
         with self._lock:
             windows = self._limits[api]
             longest = max(seconds for _, seconds in windows)
             calls = self._calls.setdefault((caller, api), deque())
-            while calls and calls[0] <= now - longest:
+            while calls and calls[0] <= now - longest - _LATE_SECONDS:
                 calls.popleft()
+            entries = list(calls)
+            index = bisect.bisect_right(entries, now)
+            entries.insert(index, now)
             for limit, seconds in windows:
-                in_window = [t for t in calls if t > now - seconds]
-                if len(in_window) >= limit:
-                    oldest = in_window[len(in_window) - limit]
-                    return False, max(1, math.ceil(oldest + seconds - now)), (limit, seconds)
-            calls.append(now)
+                for first in range(max(0, index - limit), index + 1):
+                    last = first + limit
+                    if last < len(entries) and entries[last] - entries[first] < seconds:
+                        return False, max(1, math.ceil(entries[first] + seconds - now)), (limit, seconds)
+            calls.insert(index, now)  # in arrival order, whenever it is looked at
             return True, 0, None
