@@ -165,20 +165,15 @@ def test_a_stale_slot_with_no_fresh_one_free_sends_nothing() -> None:
     assert rig.transport.calls == []
 
 
-def test_a_slot_within_half_the_margin_is_sent_on() -> None:
-    rig = make_edge([alerts_reply()], limits={Api.FILE_ALERTS: "1/60"})
+@pytest.mark.parametrize(("env", "stalled"), [
+    ({}, 1.0),  # exactly half the 2 s margin
+    ({"RATE_LIMIT_MARGIN_SECONDS": "0"}, 30.0),  # no margin: nothing to protect, no slot is stale
+], ids=["within-half-the-margin", "no-margin"])
+def test_a_slot_that_is_not_stale_is_sent_on(env: dict[str, str], stalled: float) -> None:
+    rig = make_edge([alerts_reply()], limits={Api.FILE_ALERTS: "1/60"}, settings_env=env)
     identity = rig.gateway.identity()
     first = rig.gateway.admit(Api.FILE_ALERTS, identity, CID)
-    rig.clock.advance(1.0)
-    sent = rig.gateway.send(FILE_ALERTS, identity, first, CID)
-    assert isinstance(sent, Sent) and sent.decision is first
-
-
-def test_with_no_margin_no_slot_is_stale() -> None:
-    rig = make_edge([alerts_reply()], settings_env={"RATE_LIMIT_MARGIN_SECONDS": "0"})
-    identity = rig.gateway.identity()
-    first = rig.gateway.admit(Api.FILE_ALERTS, identity, CID)
-    rig.clock.advance(30)
+    rig.clock.advance(stalled)
     sent = rig.gateway.send(FILE_ALERTS, identity, first, CID)
     assert isinstance(sent, Sent) and sent.decision is first
 
