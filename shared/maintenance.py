@@ -9,7 +9,8 @@
   The release is ETag-conditional, so of two sweeps (or a sweep and a late worker) only one acts. The
   instance's own message would come back only when the platform's 10-minute lease ends; it then finds
   the operation done and is dropped;
-- pending-index rows whose operation is done or gone (a crash between two writes) are removed.
+- pending-index rows whose operation is done, or whose record never came (a crash between the two writes; after
+  MISSING_RECORD_GRACE_SECONDS, since the record is written just after its row), are removed.
 
 Each sweep reads the pending index and the expiry index of the hours gone by: its cost follows what is
 pending and what expired, never the table's history.
@@ -30,6 +31,9 @@ logger = logging.getLogger("mde_alert_gateway.maintenance")
 
 #: Expired records deleted per sweep at most (the next sweep goes on).
 PURGE_BATCH = 500
+#: A pending row is written just before its record: one whose record is missing is left alone this long (the
+#: record may be on its way), then removed as a crash's leftover.
+MISSING_RECORD_GRACE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class Maintenance:
             except OperationsStorageError as error:
                 logger.warning("maintenance: operation %s not read (%s)", entry.operation_id, error)
                 continue
+            if operation is None and entry.created_at > now - MISSING_RECORD_GRACE_SECONDS:
+                continue  # its record is being written now
             if operation is None or operation.done:
                 self.operations.unindex_pending(entry.operation_id)
                 stale += 1

@@ -98,6 +98,10 @@ class SimState:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
+#: Where a request's caller (tenant|application of its token) is kept for the call log.
+CALLER_KEY = "localdev.simulator.caller"
+
+
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     body = {"error": {"code": code, "message": message, "target": str(uuid.uuid4())}}
     return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers or {})
@@ -128,9 +132,9 @@ class Simulator:
         api = self._api_of(request)
         response = self._serve(request, api, environ, arrived)
         if response is None:  # dropped connection
-            self._log(request, api, 0, started)
+            self._log(request, api, 0, started, environ)
             return []
-        self._log(request, api, response.status_code, started)
+        self._log(request, api, response.status_code, started, environ)
         return response(environ, start_response)
 
     # -- Defender's API -------------------------------------------------------------------------
@@ -148,6 +152,7 @@ class Simulator:
         caller_or_error = self._authorize(request, api)
         if isinstance(caller_or_error, Response):
             return caller_or_error
+        environ[CALLER_KEY] = caller_or_error
         fault = self._take_fault(api)
         if fault is not None:
             if fault.kind == "latency":
@@ -302,12 +307,13 @@ class Simulator:
         self.state.alerts.append(alert)
         return dict(alert, **{"@odata.context": f"{self.context_base}/api/$metadata#Alerts/$entity"})
 
-    def _log(self, request: Request, api: str | None, status: int, started: float) -> None:
+    def _log(self, request: Request, api: str | None, status: int, started: float, environ: dict[str, Any]) -> None:
         body = request.get_data(as_text=True) if request.method == "POST" else None
         with self.state.lock:
             self.state.calls.append({"method": request.method, "path": request.path, "api": api, "status": status,
                                      "time": started, "duration": time.time() - started, "body": body,
-                                     "client_request_id": request.headers.get("client-request-id")})
+                                     "client_request_id": request.headers.get("client-request-id"),
+                                     "caller": environ.get(CALLER_KEY)})
 
     # -- admin API --------------------------------------------------------------------------------
     def _admin(self, request: Request) -> Response:
