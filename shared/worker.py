@@ -34,9 +34,7 @@ from dataclasses import dataclass
 
 from shared.answer import Answer
 from shared.answer_cache import AnswerCache
-from shared.defender import API_FACTS, Api
-from shared.defender_client import DefenderRequest, IdentityError
-from shared.edge import (
+from shared.answers import (
     Answers,
     identity_problem,
     input_problem,
@@ -44,6 +42,8 @@ from shared.edge import (
     key_reused_problem,
     storage_problem,
 )
+from shared.defender import API_FACTS, Api
+from shared.defender_client import DefenderRequest, IdentityError
 from shared.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent
 from shared.lookups import FileHashResolver, Resolved, UnknownFile, complete_answer
 from shared.operations import Created, Operation, OperationStore, Source, State

@@ -19,10 +19,10 @@ from localdev.servers import RunningServer
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
 from localdev.simulator.process import SimulatorProcess
 from localdev.stack import IDENTITY_SECRET
+from shared.answers import identity_problem, outcome_problem, refusal_problem
 from shared.credentials import build_credential, principal_of
 from shared.defender import Api
 from shared.defender_client import DefenderClient, DefenderRequest, IdentityError
-from shared.edge import identity_problem, outcome_problem, refusal_problem
 from shared.gateway import CallResult, Gateway, Refused, RetryPolicy
 from shared.outbound import Target, connection_target
 from shared.outcomes import Success, Throttled, Unauthorized

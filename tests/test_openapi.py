@@ -27,9 +27,10 @@ from openapi_spec_validator import OpenAPIV2SpecValidator
 
 import openapi_fn
 from shared import openapi
+from shared.answers import input_problem, key_reused_problem
 from shared.correlation import correlation_id_for
 from shared.defender import CATEGORIES, CREATE_FIELDS, SEVERITIES, Api
-from shared.edge import HttpEdge, input_problem, key_reused_problem
+from shared.edge import HttpEdge
 from shared.operations import OPERATION_ID_PATTERN, State
 from shared.problems import PROBLEM_TYPE_BASE
 from shared.queue_messages import OPERATION_NAMES
