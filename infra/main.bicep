@@ -6,7 +6,7 @@
 // optionally App Service authentication (Entra ID) in front of the functions and the two Microsoft
 // Sentinel playbooks that call the gateway through it (playbooks.bicep).
 //
-// Written for `azd up` (see azure.yaml) and for `az deployment group create` (see README.md (Deploy)).
+// Written for `azd up` (see azure.yaml) and for `az deployment group create` (see docs/deploy.md).
 // Plain resources only (no registry modules) so that checkov can scan everything; every parameter
 // and output has a @description; role assignments have deterministic guid() names; no secrets.
 //

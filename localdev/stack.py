@@ -193,7 +193,7 @@ Try:
        -d '{body}' \\
        {base}/api/alerts/CreateAlertByReference
 
-Queue input: see "Asynchronous calls" in README.md. Ctrl-C stops everything.
+Queue input: see "A request through the queue" in README.md. Ctrl-C stops everything.
 """, flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: a background shell may have ignored SIGINT

@@ -700,7 +700,7 @@ def api_properties(auth: AuthMode, *, client_id: str = "", resource_uri: str | N
             parameters[RESOURCE_URI_PARAMETER] = {"type": "string", "uiDefinition": {
                 "displayName": "Gateway App ID URI",
                 "description": "The Application ID URI of the gateway's Entra ID app registration: api:// followed by "
-                               "its client id (README: Entra ID in front of the functions).",
+                               "its client id (docs/deploy.md: Entra ID in front of the functions).",
                 "tooltip": "az ad app show --id API_APP_ID --query identifierUris[0] -o tsv",
                 "constraints": {"tabIndex": 1, "clearText": True, "required": "true"}}}
         parameters["token:TenantId"] = {"type": "string", "metadata": {"sourceType": "AzureActiveDirectoryTenant"},

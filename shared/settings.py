@@ -1,7 +1,7 @@
 """Every setting the gateway reads, in one catalogue, and the one Settings object built from them at start-up.
 
 The catalogue is the single list the infrastructure tests check the Bicep templates against (both
-ways), and the source of the README's configuration table. `load_settings` reads and checks all of
+ways), and the source of docs/configuration.md's table. `load_settings` reads and checks all of
 it once; a bad value stops start-up with a ConfigurationError naming the setting. Libraries below
 take the values, never the environment.
 """

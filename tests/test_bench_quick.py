@@ -1,6 +1,6 @@
 """`make bench QUICK=1` as `make test` runs it: every benchmark runs to the end on a few seconds of load and records
 its figures, so none breaks unseen. The figures are printed, never judged here: speed is the machine's, and
-`make bench` measures it (see README, Benchmarks)."""
+`make bench` measures it (see docs/testing.md, Benchmarks)."""
 
 from __future__ import annotations
 

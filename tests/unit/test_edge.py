@@ -48,7 +48,7 @@ from tests.support import (
 )
 
 SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
-#: What README documents for the default limits (the RateLimit-Policy every answer carries).
+#: What docs/rate-limiting.md documents for the default limits (the RateLimit-Policy every answer carries).
 POLICY = {Api.FILE_ALERTS: '"60s";q=100;w=60, "3600s";q=1500;w=3600', Api.CREATE_ALERT: '"60s";q=15;w=60'}
 SCOPE = "https://api.securitycenter.microsoft.com/.default"
 ONE_A_MINUTE = '"60s";q=1;w=60'
