@@ -28,7 +28,7 @@ from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_FILE_SHA1
 from localdev.stack import IDENTITY_SECRET, host_environment, start_host
 from shared.defender_client import DefenderRequest
-from shared.operations import OperationStore, Source, State
+from shared.operations import Source, State, TableOperationStore
 
 KEY = "bench-key"
 
@@ -36,7 +36,7 @@ KEY = "bench-key"
 def fill(connection_string: str, table: str, records: int) -> None:
     """`records` operations, done, that expired a day ago (each with its index rows, as the gateway writes them)."""
     long_ago = time.time() - 3 * 24 * 3600
-    operations = OperationStore(TableClient.from_connection_string(connection_string, table), 24 * 3600,
+    operations = TableOperationStore(TableClient.from_connection_string(connection_string, table), 24 * 3600,
                                 clock=lambda: long_ago)
 
     def one(_: int) -> None:

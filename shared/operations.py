@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -133,7 +133,62 @@ class Existing:
     same: bool
 
 
-class OperationStore:
+@dataclass(frozen=True)
+class PendingEntry:
+    """A row of the pending index."""
+
+    operation_id: str
+    api: Api
+    created_at: float
+
+
+class OperationStore(Protocol):
+    """Where operations are kept, shared by every instance: TableOperationStore (Azure Table Storage), or
+    shared.operations_memory.MemoryOperationStore (process memory: in-process tests). Failures raise
+    OperationsStorageError."""
+
+    retention_seconds: int
+
+    @property
+    def name(self) -> str: ...
+
+    def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
+            reply_queue: str | None = None) -> Operation:
+        """A pending operation, not stored yet."""
+
+    def create(self, operation: Operation) -> Created | Existing:
+        """Store a new operation, or find the one that already has its id (an expired one is replaced)."""
+
+    def get(self, operation_id: str) -> Operation | None:
+        """The operation, or None when there is none (or it expired)."""
+
+    def update(self, operation: Operation, **changes: Any) -> Operation | None:
+        """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it."""
+
+    def delete(self, operation: Operation) -> bool:
+        """Delete the record if unchanged since read."""
+
+    def pending(self) -> Iterator[PendingEntry]:
+        """One entry per pending operation (an entry may outlive its operation by a crash until the next sweep)."""
+
+    def unindex_pending(self, operation_id: str) -> None:
+        """Drop the operation's pending entry (best effort)."""
+
+    def purge_expired(self, limit: int = 100) -> int:
+        """Delete up to `limit` expired records; how many went."""
+
+    def purge_unindexed(self, limit: int = 100) -> int:
+        """Delete up to `limit` expired records that no expiry entry names; how many went."""
+
+
+def new_operation(operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
+                  now: float, retention_seconds: int, reply_queue: str | None = None) -> Operation:
+    """A pending operation created at `now`, not stored yet."""
+    return Operation(operation_id, request, fingerprint(request), caller, source, correlation_id, now,
+                     now + retention_seconds, reply_queue=reply_queue)
+
+
+class TableOperationStore:
     """Operation records in one table, shared by every instance. Failures raise OperationsStorageError."""
 
     def __init__(self, client: TableClient, retention_seconds: int, *, clock: Callable[[], float] = time.time) -> None:
@@ -148,9 +203,8 @@ class OperationStore:
     def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
             reply_queue: str | None = None) -> Operation:
         """A pending operation, not stored yet."""
-        now = self._clock()
-        return Operation(operation_id, request, fingerprint(request), caller, source, correlation_id, now,
-                         now + self.retention_seconds, reply_queue=reply_queue)
+        return new_operation(operation_id, request, caller=caller, source=source, correlation_id=correlation_id,
+                             now=self._clock(), retention_seconds=self.retention_seconds, reply_queue=reply_queue)
 
     def create(self, operation: Operation) -> Created | Existing:
         """Store a new operation, or find the one that already has its id (an expired one is replaced).
@@ -338,15 +392,6 @@ class OperationStore:
             raise OperationsStorageError(f"operations table {self.name}: HTTP {error.status_code}") from None
         except AzureError as error:
             raise OperationsStorageError(f"operations table {self.name}: {type(error).__name__}") from None
-
-
-@dataclass(frozen=True)
-class PendingEntry:
-    """A row of the pending index."""
-
-    operation_id: str
-    api: Api
-    created_at: float
 
 
 def _hour(epoch: float) -> str:

@@ -8,7 +8,7 @@ none`, see host.json). A queue that does not exist yet is created on first use.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
@@ -46,8 +46,36 @@ def queue_service(storage: StorageSettings) -> QueueServiceClient:
                               **QUEUE_CLIENT_OPTIONS)
 
 
-class Queues:
-    """Puts messages on the gateway's queues and reads their depth."""
+class Queues(Protocol):
+    """The gateway's queues: StorageQueues (Azure Storage), or shared.queues_memory.MemoryQueues (process memory:
+    in-process tests). Writes raise QueueStorageError when the message could not be stored."""
+
+    requests_name: str
+    poison_name: str
+
+    def put_request(self, text: str) -> None:
+        """Queue a request message, visible at once."""
+
+    def waiting_name(self, api: Api) -> str: ...
+
+    def put_waiting(self, api: Api, text: str, *, delay_seconds: float = 0) -> None:
+        """Queue a request message to wait for `api`'s budget, visible after `delay_seconds` (rounded up)."""
+
+    def put_poison(self, text: str) -> None: ...
+
+    def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None: ...
+
+    def depth(self, queue: str) -> int | None:
+        """Approximate number of messages (None when the queue cannot be read)."""
+
+
+def visibility_delay(delay_seconds: float) -> int:
+    """A delay as a queue takes it: whole seconds, rounded up, at most Azure's 7 days."""
+    return min(MAX_DELAY_SECONDS, max(0, -int(-delay_seconds // 1)))
+
+
+class StorageQueues:
+    """Puts messages on the gateway's queues in Azure Storage (Azurite locally) and reads their depth."""
 
     def __init__(self, service: QueueServiceClient, settings: AsyncSettings) -> None:
         self._service = service
@@ -71,7 +99,7 @@ class Queues:
 
     def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
         """Raises QueueStorageError when the message could not be stored."""
-        delay = min(MAX_DELAY_SECONDS, max(0, -int(-delay_seconds // 1)))
+        delay = visibility_delay(delay_seconds)
         client = self._service.get_queue_client(queue)
         for attempt in range(2):
             try:

@@ -24,8 +24,8 @@ from shared.gateway import Gateway, RetryPolicy
 from shared.hash_map import FileHashMap
 from shared.lookups import FileAlertsLookups, FileHashResolver
 from shared.maintenance import Maintenance
-from shared.operations import OperationStore
-from shared.queues import Queues, queue_service
+from shared.operations import OperationStore, TableOperationStore
+from shared.queues import Queues, StorageQueues, queue_service
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
 from shared.settings import ConfigurationError, Settings, load_settings
 from shared.storage import DURABLE_CLIENT_OPTIONS, table_client
@@ -74,9 +74,10 @@ def build(settings: Settings) -> Runtime:
     gateway = Gateway(client, rate_limiters(settings), retry)
     cache = answer_cache(settings)
     asynchronous = settings.asynchronous
-    operations = OperationStore(table_client(settings.storage, asynchronous.operations_table, DURABLE_CLIENT_OPTIONS),
-                                asynchronous.retention_seconds)
-    queues = Queues(queue_service(settings.storage), asynchronous)
+    operations = TableOperationStore(
+        table_client(settings.storage, asynchronous.operations_table, DURABLE_CLIENT_OPTIONS),
+        asynchronous.retention_seconds)
+    queues = StorageQueues(queue_service(settings.storage), asynchronous)
     async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30)
     resolver = FileHashResolver(gateway, FileHashMap(table_client(settings.storage,
                                                                   settings.answer_cache.file_hash_table)))

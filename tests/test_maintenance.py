@@ -20,7 +20,7 @@ from azure.data.tables import EdmType, EntityProperty, TableClient
 from localdev.azurite import Azurite
 from localdev.simulator.data import SEED_FILE_SHA1
 from shared.defender_client import DefenderRequest
-from shared.operations import EXPIRY_PREFIX, PENDING_PARTITION, ROW_KEY, Operation, OperationStore, Source, _entity
+from shared.operations import EXPIRY_PREFIX, PENDING_PARTITION, ROW_KEY, Operation, Source, TableOperationStore, _entity
 from tests.conftest import HostFactory
 from tests.support import FUNCTION_KEY, VALID, GatewayClient, IdentityAdmin, RequestQueue, SimulatorAdmin
 
@@ -37,8 +37,8 @@ def settings(**extra: str) -> dict[str, str]:
             "MAINTENANCE_SCHEDULE": f"*/{SWEEP_SECONDS} * * * * *", **extra}
 
 
-def store(azurite: Azurite, table: str, clock: Callable[[], float] = time.time) -> OperationStore:
-    return OperationStore(TableClient.from_connection_string(azurite.connection_string, table), 24 * 3600,
+def store(azurite: Azurite, table: str, clock: Callable[[], float] = time.time) -> TableOperationStore:
+    return TableOperationStore(TableClient.from_connection_string(azurite.connection_string, table), 24 * 3600,
                           clock=clock)
 
 
