@@ -28,7 +28,9 @@ from localdev.processes import free_port, stop_process, wait_for_port
 from localdev.servers import RunningServer, serve_in_thread
 from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
-from shared.settings import CATALOGUE, POISON_SUFFIX, ConfigurationError, load_settings
+from shared.configuration import ConfigurationError
+from shared.queue_names import POISON_SUFFIX
+from shared.settings import CATALOGUE, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_SECRET = "local-identity-header"  # the fake endpoint's X-IDENTITY-HEADER value; not a real secret

@@ -10,8 +10,8 @@ of requests for another.
 import azure.functions as func
 
 from shared.defender import Api
+from shared.queue_names import waiting_suffix
 from shared.runtime import worker
-from shared.settings import waiting_suffix
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 

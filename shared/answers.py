@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 from shared.answer import Answer
 from shared.callers import CallerRefusedError, Refusal
+from shared.configuration import ConfigurationError
 from shared.correlation import CORRELATION_HEADER
 from shared.defender import API_FACTS, DEFAULT_THROTTLE_SECONDS, DEFENDER_APP_ID, Api
 from shared.defender_client import IdentityError
@@ -40,7 +41,7 @@ from shared.outcomes import (
 from shared.problems import PROBLEM_CONTENT_TYPE, Problem
 from shared.queue_messages import OPERATION_NAMES
 from shared.ratelimit_headers import policy_header, rate_limit_headers
-from shared.settings import ConfigurationError, DefenderSettings, Settings
+from shared.settings import DefenderSettings, Settings
 from shared.validation import (
     BodyFault,
     BodyTooLargeError,

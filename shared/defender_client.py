@@ -18,10 +18,11 @@ from azure.core.exceptions import AzureError
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from shared.configuration import ConfigurationError
 from shared.defender import API_FACTS, CREATE_ALERT_PATH, Api, file_alerts_path, file_info_path
 from shared.outbound import prepared_target
 from shared.outcomes import Outcome, Reach, Unavailable, classify
-from shared.settings import ConfigurationError, DefenderSettings
+from shared.settings import DefenderSettings
 
 logger = logging.getLogger("mde_alert_gateway.defender")
 

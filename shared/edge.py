@@ -36,6 +36,7 @@ from shared.answers import (
 )
 from shared.async_calls import AsyncCalls, KeyReused, Submitted
 from shared.callers import CallerRefusedError, entra_caller
+from shared.configuration import ConfigurationError
 from shared.correlation import correlation_id_for
 from shared.defender import Api
 from shared.defender_client import DefenderRequest, IdentityError
@@ -52,7 +53,7 @@ from shared.operations import (
 from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.queues import QueueStorageError
 from shared.ratelimit import RateLimitStorageError
-from shared.settings import AuthMode, ConfigurationError, Settings
+from shared.settings import AuthMode, Settings
 from shared.validation import (
     FileHash,
     HashKind,

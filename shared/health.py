@@ -17,9 +17,9 @@ from shared.defender import Api
 from shared.defender_client import IdentityError
 from shared.gateway import Gateway
 from shared.operations import OperationsStorageError, OperationStore
+from shared.queue_names import POISON_SUFFIX
 from shared.queues import Queues
 from shared.ratelimit import RateLimitStorageError
-from shared.settings import POISON_SUFFIX
 
 
 def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, *,

@@ -32,7 +32,7 @@ from shared.defender import Api
 from shared.defender_client import DefenderRequest
 from shared.operations import OPERATION_ID_PATTERN
 from shared.problems import FieldError
-from shared.settings import QUEUE_NAME
+from shared.queue_names import QUEUE_NAME
 from shared.validation import InvalidInputError, validate_create_alert, validate_file_hash
 
 VERSION = 1

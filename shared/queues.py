@@ -13,8 +13,9 @@ from typing import Any, Protocol
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
+from shared.configuration import ConfigurationError
 from shared.defender import Api
-from shared.settings import AsyncSettings, ConfigurationError, StorageSettings
+from shared.settings import AsyncSettings, StorageSettings
 
 logger = logging.getLogger("mde_alert_gateway.queues")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from shared.answer_cache import AnswerCache
 from shared.async_calls import AsyncCalls
+from shared.configuration import ConfigurationError
 from shared.credentials import build_credential
 from shared.defender_client import DefenderClient
 from shared.edge import Edge, HttpEdge, MisconfiguredEdge
@@ -27,7 +28,7 @@ from shared.maintenance import Maintenance
 from shared.operations import OperationStore, TableOperationStore
 from shared.queues import Queues, StorageQueues, queue_service
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
-from shared.settings import ConfigurationError, Settings, load_settings
+from shared.settings import Settings, load_settings
 from shared.storage import DURABLE_CLIENT_OPTIONS, table_client
 from shared.worker import RequestWorker
 

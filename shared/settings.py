@@ -8,7 +8,6 @@ take the values, never the environment.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -18,9 +17,12 @@ from types import MappingProxyType
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from shared.clouds import ALLOWED_HOST_SUFFIXES, CLOUDS, LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, Cloud
+from shared.base_url import judge_base_url
+from shared.clouds import CLOUDS, Cloud
+from shared.configuration import ConfigurationError, SettingProblem
 from shared.defender import API_FACTS, Api
-from shared.outbound import DEFAULT_PORTS, Target, connection_target
+from shared.outbound import Target
+from shared.queue_names import MAX_REQUESTS_QUEUE_LENGTH, POISON_SUFFIX, QUEUE_NAME, waiting_suffix
 from shared.ratelimit import (
     MAX_CONFLICT_RETRIES,
     MAX_MARGIN_SECONDS,
@@ -28,29 +30,6 @@ from shared.ratelimit import (
     RatePolicy,
     parse_windows,
 )
-
-
-@dataclass(frozen=True)
-class SettingProblem:
-    """One setting that is missing or wrong, and why (never its value when that may be a secret)."""
-
-    setting: str
-    reason: str
-
-
-class ConfigurationError(ValueError):
-    """Settings are missing or wrong: each problem names its setting and says how to fix it."""
-
-    def __init__(self, reason: str, *, setting: str) -> None:
-        super().__init__(reason)
-        self.problems: tuple[SettingProblem, ...] = (SettingProblem(setting, reason),)
-
-    @classmethod
-    def of(cls, problems: list[SettingProblem]) -> ConfigurationError:
-        """One error for several problems (every bad setting at once, not the first alone)."""
-        error = cls(" ".join(problem.reason for problem in problems), setting=problems[0].setting)
-        error.problems = tuple(problems)
-        return error
 
 
 @dataclass(frozen=True)
@@ -195,88 +174,6 @@ def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float
     return value
 
 
-#: Printable ASCII without space (0x21-0x7E): no whitespace, control or non-ASCII character in a base URL.
-_URL_CHARACTERS = re.compile(r"[!-~]+", re.ASCII)
-#: A host name as DNS spells it: letters, digits and hyphens in non-empty labels (an IDN in its xn-- form).
-_DNS_NAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*", re.ASCII)
-
-
-def validate_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> str:
-    """`url` without its trailing slash, once `judge_base_url` has accepted it."""
-    judge_base_url(url, setting_name=setting_name)
-    return url.rstrip("/")
-
-
-def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
-    """Accept https on a documented Defender domain or http(s) on loopback and return where it connects.
-
-    The gateway sends its bearer token to this URL, so anything URL parsers may read differently is
-    refused rather than interpreted (a backslash, `%`, `@`, whitespace, an IDN, a trailing dot, a
-    non-canonical IP address ...), and the target judged here must be the one requests connects to.
-    """
-    def refused(problem: str) -> ConfigurationError:
-        return ConfigurationError(f"{setting_name} {problem}, got {url!r}.", setting=setting_name)
-
-    if not _URL_CHARACTERS.fullmatch(url):
-        raise refused("must be printable ASCII without spaces (an international host name in its xn-- form)")
-    if any(character in url for character in "@?#"):
-        # Not repeated in the message: credentials or a query may hold a secret.
-        raise ConfigurationError(f"{setting_name} must be a plain base URL without credentials, query or fragment.",
-                                 setting=setting_name)
-    if any(character in url for character in "\\%"):
-        raise refused("must be a plain base URL without backslashes or percent-encoding")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as error:
-        raise refused(f"is not a valid URL ({error})") from None
-    if parts.scheme not in DEFAULT_PORTS:
-        raise refused("must use http or https")
-    if parts.path not in ("", "/"):
-        raise refused("must be the API's root URL without a path")
-    host = parts.hostname or ""
-    if not host:
-        raise refused("has no host")
-    if host.endswith("."):
-        raise refused(f"host {host!r} must not end with a dot")
-    judged = Target(parts.scheme, host, DEFAULT_PORTS[parts.scheme] if port is None else port)
-    problem = None if _is_loopback(host) else _defender_target_problem(judged)
-    if problem:
-        raise refused(problem)
-    try:
-        actual = connection_target(url)
-    except ValueError as error:
-        raise refused(str(error)) from None
-    if actual != judged:
-        raise refused(f"would connect to {actual}, not to {judged} as it reads")
-    return judged
-
-
-def _defender_target_problem(judged: Target) -> str | None:
-    """Why `judged` is not https on port 443 of a documented Defender API host, or None if it is."""
-    if judged.scheme != "https":
-        return "must use https unless it points at loopback"
-    host = judged.host
-    if not (_DNS_NAME.fullmatch(host)
-            and any(host == suffix or host.endswith("." + suffix) for suffix in ALLOWED_HOST_SUFFIXES)):
-        return (f"host {host!r} is not a Defender for Endpoint API host; allowed are "
-                + ", ".join(f"*.{s}" for s in ALLOWED_HOST_SUFFIXES) + " and loopback")
-    if judged.port != DEFAULT_PORTS["https"]:
-        return f"must use the default https port 443 on a Defender host, not {judged.port}"
-    return None
-
-
-def _is_loopback(host: str) -> bool:
-    """`localhost`, `::1`, or a canonical dotted IPv4 address in 127.0.0.0/8."""
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        address = ipaddress.IPv4Address(host)
-    except ValueError:
-        return False
-    return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)
-
-
 def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
     """Read and check the Defender settings; raises ConfigurationError with a clear message."""
     cloud_name = (setting(env, "MDE_CLOUD") or "").lower()
@@ -379,6 +276,24 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
                              max_conflict_retries=int(raw_retries), new_state_share=share)
 
 
+#: Every table the gateway keeps, each for one kind of record (names are case-insensitive in Table Storage).
+TABLE_SETTINGS = ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE", "OPERATIONS_TABLE", "FILE_HASH_TABLE")
+
+
+def check_distinct_tables(env: Mapping[str, str]) -> None:
+    """Each table setting names a table of its own; ConfigurationError names every one that repeats an earlier one."""
+    seen: dict[str, str] = {}
+    problems = []
+    for name in TABLE_SETTINGS:
+        table = (setting(env, name) or "").lower()
+        if table in seen:
+            problems.append(SettingProblem(name, f"{name} must differ from {seen[table]}: each table holds one kind "
+                                                 "of record."))
+        seen.setdefault(table, name)
+    if problems:
+        raise ConfigurationError.of(problems)
+
+
 def _table_name(env: Mapping[str, str], name: str) -> str:
     table = setting(env, name) or ""
     if not TABLE_NAME.fullmatch(table):
@@ -471,30 +386,9 @@ def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
         raise ConfigurationError(
             f"FILE_ALERTS_CACHE_SECONDS must be a whole number of seconds from 0 to {MAX_CACHE_SECONDS}, got {raw!r}.",
             setting="FILE_ALERTS_CACHE_SECONDS")
-    table = _table_name(env, "ANSWER_CACHE_TABLE")
-    if table.lower() == (setting(env, "RATE_LIMIT_TABLE") or "").lower():
-        raise ConfigurationError("ANSWER_CACHE_TABLE must differ from RATE_LIMIT_TABLE.", setting="ANSWER_CACHE_TABLE")
-    hashes = _table_name(env, "FILE_HASH_TABLE")
-    others = ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE", "OPERATIONS_TABLE")
-    if hashes.lower() in {(setting(env, name) or "").lower() for name in others}:
-        raise ConfigurationError("FILE_HASH_TABLE must differ from RATE_LIMIT_TABLE, ANSWER_CACHE_TABLE and "
-                                 "OPERATIONS_TABLE.", setting="FILE_HASH_TABLE")
-    return AnswerCacheSettings(int(raw), table, hashes)
+    return AnswerCacheSettings(int(raw), _table_name(env, "ANSWER_CACHE_TABLE"), _table_name(env, "FILE_HASH_TABLE"))
 
 
-#: Azure Storage queue names: 3-63 lowercase letters, digits and single hyphens, starting and ending alphanumeric.
-QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", re.ASCII)
-#: The poison queue of any queue `q` (the Functions host's name for it): `q-poison`.
-POISON_SUFFIX = "-poison"
-
-
-def waiting_suffix(api: Api) -> str:
-    """The suffix of the queue where requests wait for `api`'s budget: `<REQUESTS_QUEUE>-create-alert` ..."""
-    return "-" + api.value.replace("_", "-")
-
-
-#: Room for the longest waiting-queue suffix and `-poison` within the 63 characters of a queue name.
-MAX_REQUESTS_QUEUE_LENGTH = 63 - max(len(waiting_suffix(api)) for api in Api) - len(POISON_SUFFIX)
 MAX_QUEUE_RETRIES = 20
 
 
@@ -535,9 +429,6 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
             f"hyphens, room left for the waiting queues' suffixes and -poison), got {queue!r}.",
             setting="REQUESTS_QUEUE")
     table = _table_name(env, "OPERATIONS_TABLE")
-    if table.lower() in {(setting(env, name) or "").lower() for name in ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE")}:
-        raise ConfigurationError("OPERATIONS_TABLE must differ from RATE_LIMIT_TABLE and ANSWER_CACHE_TABLE.",
-                                 setting="OPERATIONS_TABLE")
     raw_hours = setting(env, "OPERATIONS_RETENTION_HOURS") or ""
     if not re.fullmatch(r"[0-9]{1,3}", raw_hours, re.ASCII) or not 1 <= int(raw_hours) <= 720:
         raise ConfigurationError(
@@ -651,6 +542,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     storage = checked(load_storage_settings)
     answer_cache = checked(load_answer_cache_settings)
     asynchronous = checked(load_async_settings)
+    checked(check_distinct_tables)
     if problems:
         raise ConfigurationError.of(problems)
     assert access and defender and rate_limits and storage and answer_cache and asynchronous

@@ -12,8 +12,9 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.configuration import ConfigurationError
 from shared.ratelimit import CLIENT_OPTIONS
-from shared.settings import ConfigurationError, StorageSettings
+from shared.settings import StorageSettings
 
 #: For records that must be written (operations): more patience than the rate limiter's fail-fast options.
 DURABLE_CLIENT_OPTIONS: Mapping[str, Any] = {

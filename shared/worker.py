@@ -50,9 +50,10 @@ from shared.operations import Created, Operation, OperationStore, Source, State
 from shared.outcomes import Outcome, Success, Throttled, Unavailable
 from shared.problems import Problem
 from shared.queue_messages import InvalidMessageError, parse
+from shared.queue_names import POISON_SUFFIX
 from shared.queues import Queues
 from shared.ratelimit import RateLimitStorageError
-from shared.settings import POISON_SUFFIX, AsyncSettings
+from shared.settings import AsyncSettings
 from shared.validation import InvalidInputError
 
 logger = logging.getLogger("mde_alert_gateway.worker")

@@ -20,6 +20,7 @@ from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
 from localdev.simulator.process import SimulatorProcess
 from localdev.stack import IDENTITY_SECRET
 from shared.answers import identity_problem, outcome_problem, refusal_problem
+from shared.configuration import ConfigurationError
 from shared.credentials import build_credential, principal_of
 from shared.defender import Api
 from shared.defender_client import DefenderClient, DefenderRequest, IdentityError
@@ -28,7 +29,7 @@ from shared.outbound import Target, connection_target
 from shared.outcomes import Success, Throttled, Unauthorized
 from shared.problems import Problem
 from shared.ratelimit import MemoryStore, RatePolicy, build_rate_limiters, parse_windows
-from shared.settings import ConfigurationError, load_defender_settings
+from shared.settings import load_defender_settings
 from tests.support import IdentityAdmin, SimulatorAdmin
 
 ClientFactory = Callable[..., DefenderClient]

@@ -10,10 +10,11 @@ from azure.data.tables import TableClient
 from azure.identity import ManagedIdentityCredential
 
 from localdev.azurite import Azurite
+from shared.configuration import ConfigurationError
 from shared.defender import Api
 from shared.ratelimit import RateLimiters, Window
 from shared.runtime import rate_limiters
-from shared.settings import ConfigurationError, load_settings, load_storage_settings
+from shared.settings import load_settings, load_storage_settings
 from shared.storage import table_client
 
 FILE_ALERTS, CREATE_ALERT = Api.FILE_ALERTS, Api.CREATE_ALERT

@@ -7,7 +7,8 @@ from typing import Any
 
 from shared.clouds import CLOUDS
 from shared.defender import API_FACTS, Api
-from shared.settings import CATALOGUE_BY_NAME, MAX_REQUESTS_QUEUE_LENGTH, POISON_SUFFIX, waiting_suffix
+from shared.queue_names import MAX_REQUESTS_QUEUE_LENGTH, POISON_SUFFIX, waiting_suffix
+from shared.settings import CATALOGUE_BY_NAME
 from tests.infra import bicep_model as bm
 
 # Built-in Azure role definitions (the same ids in every tenant and cloud).

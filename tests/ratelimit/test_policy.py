@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from shared.configuration import ConfigurationError
 from shared.defender import Api
 from shared.ratelimit import RatePolicy, Window, parse_windows
-from shared.settings import ConfigurationError, load_rate_limit_settings
+from shared.settings import load_rate_limit_settings
 
 FILE_ALERTS, CREATE_ALERT = Api.FILE_ALERTS, Api.CREATE_ALERT
 

@@ -16,13 +16,14 @@ from azure.data.tables import TableClient
 
 import file_alerts_fn
 from shared import runtime
+from shared.configuration import ConfigurationError
 from shared.defender import DEFENDER_APP_ID, Api
 from shared.defender_client import DefenderRequest
 from shared.hash_map import PARTITION, FileHashMap
 from shared.lookups import FileHashResolver
 from shared.outcomes import Malformed, Rejected, Success, classify
 from shared.queue_messages import InvalidMessageError, RequestMessage, encode, parse
-from shared.settings import ConfigurationError, load_settings
+from shared.settings import load_settings
 from shared.validation import FileHash, HashKind, InvalidInputError, validate_file_hash, validate_sha1
 from tests.support import (
     DEFENDER_URL,
