@@ -12,6 +12,7 @@ and is the only one that imports azure.functions.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -93,8 +94,7 @@ class HttpEdge:
 
     def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
         """Check the caller, parse, call Defender through the gateway (or accept an operation), and answer."""
-        return self._handle(req, api, lambda correlation_id, caller: self._call(req, api, parse(), correlation_id,
-                                                                                caller))
+        return self._handle(req, api, lambda incoming: self._call(incoming, api, parse()))
 
     def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash]) -> func.HttpResponse:
         """Like `respond`, but a repeated SHA-1 may be answered from the shared cache (unless the caller asks for
@@ -104,27 +104,27 @@ class HttpEdge:
         within its own budget, whose failures are answered like any call's); a file Defender does not know is
         200 with no alerts. An operation (`Prefer: respond-async`) keeps the SHA-256: the worker resolves it."""
 
-        def work(correlation_id: str, caller: str) -> Answer:
+        def work(incoming: Incoming) -> Answer:
             kind, value = parse_hash()
-            operation = self._operation_wanted(req)
-            if operation and (kind is HashKind.SHA1 or wants_async(req)):
-                return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(value), correlation_id, caller)
+            operation = self.async_calls is not None and incoming.wants_operation
+            correlation_id = incoming.correlation_id
+            if operation and (kind is HashKind.SHA1 or incoming.asynchronous):
+                return self._call(incoming, Api.FILE_ALERTS, DefenderRequest.file_alerts(value))
             sha1 = value
             if kind is HashKind.SHA256:
                 resolution = self.lookups.resolver.resolve(value, correlation_id)
                 if isinstance(resolution, UnknownFile):
                     return self.answers.unknown_file(resolution.result, correlation_id)
                 if isinstance(resolution, Unresolved):
-                    return self._synchronous_answer(req, Api.FILE_INFO, DefenderRequest.file_alerts(value),
-                                                    resolution.result, correlation_id, caller, may_queue=not operation)
+                    return self._synchronous_answer(incoming, Api.FILE_INFO, DefenderRequest.file_alerts(value),
+                                                    resolution.result, may_queue=not operation)
                 sha1 = resolution.sha1
                 if operation:  # an Idempotency-Key, run here: the operation is the lookup of the file's SHA-1
-                    return self._call(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1), correlation_id,
-                                      caller)
-            lookup = self.lookups.lookup(sha1, correlation_id, refresh=wants_fresh_answer(req))
+                    return self._call(incoming, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1))
+            lookup = self.lookups.lookup(sha1, correlation_id, refresh=incoming.fresh)
             if isinstance(lookup, Fetched):
-                return self._synchronous_answer(req, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1),
-                                                lookup.result, correlation_id, caller)
+                return self._synchronous_answer(incoming, Api.FILE_ALERTS, DefenderRequest.file_alerts(sha1),
+                                                lookup.result)
             return self.answers.cached(Api.FILE_ALERTS, lookup.answer.body, lookup.answer.age, correlation_id)
 
         return self._handle(req, Api.FILE_ALERTS, work)
@@ -161,53 +161,50 @@ class HttpEdge:
         return http_response(self.answers.accepted(operation, self._location(req, operation.id), POLL_SECONDS,
                                                    correlation_id))
 
-    def _call(self, req: func.HttpRequest, api: Api, request: DefenderRequest, correlation_id: str,
-              caller: str) -> Answer:
+    def _call(self, incoming: Incoming, api: Api, request: DefenderRequest) -> Answer:
         """Synchronous, or an operation when the caller asks for one (Prefer: respond-async, Idempotency-Key)."""
-        key = self._idempotency_key(req)
-        if self.async_calls is None or not (wants_async(req) or key):
-            return self._synchronous_answer(req, api, request, self.gateway.call(request, correlation_id),
-                                            correlation_id, caller)
+        correlation_id, caller, key = incoming.correlation_id, incoming.caller, incoming.idempotency_key
+        if self.async_calls is None or not incoming.wants_operation:
+            return self._synchronous_answer(incoming, api, request, self.gateway.call(request, correlation_id))
         operation_id = keyed_operation_id(caller, key) if key else new_operation_id()
-        if wants_async(req):
-            return self._submitted(req, self.async_calls.submit(operation_id, request, caller, correlation_id),
-                                   correlation_id)
+        if incoming.asynchronous:
+            return self._submitted(incoming, self.async_calls.submit(operation_id, request, caller, correlation_id))
         # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer for repeats.
         ran = self.async_calls.run_here(operation_id, request, caller, correlation_id,
-                                        lambda: self._synchronous_answer(req, api, request,
+                                        lambda: self._synchronous_answer(incoming, api, request,
                                                                          self.gateway.call(request, correlation_id),
-                                                                         correlation_id, caller, may_queue=False))
-        return self._submitted(req, ran, correlation_id)
+                                                                         may_queue=False))
+        return self._submitted(incoming, ran)
 
-    def _synchronous_answer(self, req: func.HttpRequest, api: Api, request: DefenderRequest, result: CallResult,
-                            correlation_id: str, caller: str, *, may_queue: bool = True) -> Answer:
+    def _synchronous_answer(self, incoming: Incoming, api: Api, request: DefenderRequest, result: CallResult, *,
+                            may_queue: bool = True) -> Answer:
         """The answer of a synchronous call; with GATEWAY_ASYNC_ON_THROTTLE, a refusal before anything was sent
         becomes an operation (202) instead of a 429."""
         if (may_queue and self.async_calls is not None and self.settings.asynchronous.async_on_throttle
                 and isinstance(result.last, Refused) and result.sent == 0):
-            submitted = self.async_calls.submit(new_operation_id(), request, caller, correlation_id)
-            return self._submitted(req, submitted, correlation_id, retry_after=result.decision.retry_after)
-        return self.answers.result(api, result, correlation_id)
+            submitted = self.async_calls.submit(new_operation_id(), request, incoming.caller, incoming.correlation_id)
+            return self._submitted(incoming, submitted, retry_after=result.decision.retry_after)
+        return self.answers.result(api, result, incoming.correlation_id)
 
-    def _submitted(self, req: func.HttpRequest, submitted: Submitted, correlation_id: str, *,
-                   retry_after: int = POLL_SECONDS) -> Answer:
+    def _submitted(self, incoming: Incoming, submitted: Submitted, *, retry_after: int = POLL_SECONDS) -> Answer:
         operation = submitted.operation
         if isinstance(submitted, KeyReused):
-            return self.answers.problem(operation.api, key_reused_problem(), correlation_id)
+            return self.answers.problem(operation.api, key_reused_problem(), incoming.correlation_id)
         if operation.answer is not None:
             return operation.answer
-        accepted = self.answers.accepted(operation, self._location(req, operation.id), retry_after, correlation_id)
-        if wants_async(req):
+        accepted = self.answers.accepted(operation, self._location(incoming.req, operation.id), retry_after,
+                                         incoming.correlation_id)
+        if incoming.asynchronous:
             return Answer(accepted.status, MappingProxyType({**accepted.headers,
                                                              "Preference-Applied": "respond-async"}), accepted.body)
         return accepted
 
-    def _handle(self, req: func.HttpRequest, api: Api, work: Callable[[str, str], Answer]) -> func.HttpResponse:
-        """Correlation id, caller check, `work(correlation_id, caller)`, and the one answer for every failure it
-        raises."""
+    def _handle(self, req: func.HttpRequest, api: Api, work: Callable[[Incoming], Answer]) -> func.HttpResponse:
+        """The request read once (correlation id, caller check, how it wants its answer), `work`, and the one
+        answer for every failure it raises."""
         correlation_id = correlation_id_for(req.headers)
         try:
-            return http_response(work(correlation_id, self._caller(req)))
+            return http_response(work(Incoming(req, correlation_id, self._caller(req))))
         except Exception as error:
             return http_response(self._failure(api, error, correlation_id))
 
@@ -238,20 +235,6 @@ class HttpEdge:
         logger.error("%s: unexpected failure [correlation %s]", api_name, correlation_id, exc_info=error)
         return answer(Problem(500, "internal-error", "Internal error",
                               "The gateway failed unexpectedly; the correlation id finds the details in its logs."))
-
-    def _operation_wanted(self, req: func.HttpRequest) -> bool:
-        return self.async_calls is not None and (wants_async(req) or self._idempotency_key(req) is not None)
-
-    @staticmethod
-    def _idempotency_key(req: func.HttpRequest) -> str | None:
-        raw = req.headers.get(IDEMPOTENCY_KEY_HEADER)
-        if raw is None:
-            return None
-        match = _IDEMPOTENCY_KEY.fullmatch(raw.strip(" \t"))
-        if not match or not match[1].strip():
-            raise InvalidInputError([FieldError("header.Idempotency-Key",
-                                                "must be 1-255 printable ASCII characters (optionally quoted)")])
-        return match[1]
 
     def _caller(self, req: func.HttpRequest) -> str:
         """Whose operations these are: the Entra caller's object id, checked (CallerRefusedError); "" with function
@@ -304,13 +287,36 @@ class MisconfiguredEdge:
 Edge = HttpEdge | MisconfiguredEdge
 
 
-def wants_async(req: func.HttpRequest) -> bool:
-    """`Prefer: respond-async` (RFC 7240), among any other preferences."""
-    preferences = (req.headers.get("Prefer") or "").split(",")
-    return any(part.split(";", 1)[0].strip().lower() == "respond-async" for part in preferences)
+class Incoming:
+    """One request as the edge reads it, once: its correlation id, its caller, and how it wants its answer
+    (`Prefer: respond-async`, an `Idempotency-Key`, `Cache-Control: no-cache`). The key is read when first asked
+    for, after the body: a request with a bad body and a bad key hears about the body."""
 
+    def __init__(self, req: func.HttpRequest, correlation_id: str, caller: str) -> None:
+        self.req = req
+        self.correlation_id = correlation_id
+        self.caller = caller
+        #: `Prefer: respond-async` (RFC 7240), among any other preferences.
+        self.asynchronous = any(part.split(";", 1)[0].strip().lower() == "respond-async"
+                                for part in (req.headers.get("Prefer") or "").split(","))
+        #: `Cache-Control: no-cache` (or `no-store`, `max-age=0`): skip the answer cache.
+        directives = {part.strip().lower() for part in (req.headers.get("Cache-Control") or "").split(",")}
+        self.fresh = bool(directives & {"no-cache", "no-store", "max-age=0"})
 
-def wants_fresh_answer(req: func.HttpRequest) -> bool:
-    """`Cache-Control: no-cache` (or `no-store`, `max-age=0`) from the caller: skip the answer cache."""
-    directives = {part.strip().lower() for part in (req.headers.get("Cache-Control") or "").split(",")}
-    return bool(directives & {"no-cache", "no-store", "max-age=0"})
+    @functools.cached_property
+    def idempotency_key(self) -> str | None:
+        """The `Idempotency-Key` (IETF httpapi draft; a structured-field string or a bare token), or None; a
+        malformed one is InvalidInputError (400 naming `header.Idempotency-Key`)."""
+        raw = self.req.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if raw is None:
+            return None
+        match = _IDEMPOTENCY_KEY.fullmatch(raw.strip(" \t"))
+        if not match or not match[1].strip():
+            raise InvalidInputError([FieldError("header.Idempotency-Key",
+                                                "must be 1-255 printable ASCII characters (optionally quoted)")])
+        return match[1]
+
+    @property
+    def wants_operation(self) -> bool:
+        """Asynchronous, or named by an Idempotency-Key: the call becomes an operation."""
+        return self.asynchronous or self.idempotency_key is not None

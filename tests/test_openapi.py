@@ -30,7 +30,7 @@ from shared import openapi
 from shared.answers import input_problem, key_reused_problem
 from shared.correlation import correlation_id_for
 from shared.defender import CATEGORIES, CREATE_FIELDS, SEVERITIES, Api
-from shared.edge import HttpEdge
+from shared.edge import Incoming
 from shared.operations import OPERATION_ID_PATTERN, State
 from shared.problems import PROBLEM_TYPE_BASE
 from shared.queue_messages import OPERATION_NAMES
@@ -475,7 +475,7 @@ def test_the_correlation_id_pattern_is_what_the_gateway_keeps(text: str) -> None
 @given(key=st.from_regex(openapi.IDEMPOTENCY_KEY_PATTERN, fullmatch=True))
 def test_documented_idempotency_keys_are_accepted(key: str) -> None:
     request = func.HttpRequest("POST", "https://gw.example/api/x", headers={"Idempotency-Key": key}, body=b"")
-    assert HttpEdge._idempotency_key(request)
+    assert Incoming(request, "correlation-1", "").idempotency_key
 
 
 def test_operation_ids_and_names_are_the_codes() -> None:
