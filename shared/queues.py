@@ -8,7 +8,8 @@ none`, see host.json). A queue that does not exist yet is created on first use.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
@@ -47,39 +48,12 @@ def queue_service(storage: StorageSettings) -> QueueServiceClient:
                               **QUEUE_CLIENT_OPTIONS)
 
 
-class Queues(Protocol):
-    """The gateway's queues: StorageQueues (Azure Storage), or shared.queues_memory.MemoryQueues (process memory:
-    in-process tests). Writes raise QueueStorageError when the message could not be stored."""
+class Queues(ABC):
+    """The gateway's queues, named from the settings: StorageQueues (Azure Storage), or
+    shared.queues_memory.MemoryQueues (process memory: in-process tests). Writes raise QueueStorageError when the
+    message could not be stored."""
 
-    requests_name: str
-    poison_name: str
-
-    def put_request(self, text: str) -> None:
-        """Queue a request message, visible at once."""
-
-    def waiting_name(self, api: Api) -> str: ...
-
-    def put_waiting(self, api: Api, text: str, *, delay_seconds: float = 0) -> None:
-        """Queue a request message to wait for `api`'s budget, visible after `delay_seconds` (rounded up)."""
-
-    def put_poison(self, text: str) -> None: ...
-
-    def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None: ...
-
-    def depth(self, queue: str) -> int | None:
-        """Approximate number of messages (None when the queue cannot be read)."""
-
-
-def visibility_delay(delay_seconds: float) -> int:
-    """A delay as a queue takes it: whole seconds, rounded up, at most Azure's 7 days."""
-    return min(MAX_DELAY_SECONDS, max(0, -int(-delay_seconds // 1)))
-
-
-class StorageQueues:
-    """Puts messages on the gateway's queues in Azure Storage (Azurite locally) and reads their depth."""
-
-    def __init__(self, service: QueueServiceClient, settings: AsyncSettings) -> None:
-        self._service = service
+    def __init__(self, settings: AsyncSettings) -> None:
         self._settings = settings
         self.requests_name = settings.requests_queue
         self.poison_name = settings.poison_queue
@@ -97,6 +71,27 @@ class StorageQueues:
 
     def put_poison(self, text: str) -> None:
         self.put(self.poison_name, text)
+
+    @abstractmethod
+    def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        """Store `text` on `queue`, visible after `delay_seconds` (rounded up); QueueStorageError if it could not."""
+
+    @abstractmethod
+    def depth(self, queue: str) -> int | None:
+        """Approximate number of messages (None when the queue cannot be read)."""
+
+
+def visibility_delay(delay_seconds: float) -> int:
+    """A delay as a queue takes it: whole seconds, rounded up, at most Azure's 7 days."""
+    return min(MAX_DELAY_SECONDS, max(0, -int(-delay_seconds // 1)))
+
+
+class StorageQueues(Queues):
+    """Puts messages on the gateway's queues in Azure Storage (Azurite locally) and reads their depth."""
+
+    def __init__(self, service: QueueServiceClient, settings: AsyncSettings) -> None:
+        super().__init__(settings)
+        self._service = service
 
     def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
         """Raises QueueStorageError when the message could not be stored."""

@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.defender import Api
-from shared.queues import QueueStorageError, visibility_delay
+from shared.queues import Queues, QueueStorageError, visibility_delay
 from shared.settings import AsyncSettings
 
 
@@ -23,30 +22,16 @@ class QueuedMessage:
     visible_at: float
 
 
-class MemoryQueues:
+class MemoryQueues(Queues):
     """Queues in a dict; thread-safe."""
 
     def __init__(self, settings: AsyncSettings, *, clock: Callable[[], float] = time.time) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._clock = clock
-        self.requests_name = settings.requests_queue
-        self.poison_name = settings.poison_queue
         self.messages: dict[str, list[QueuedMessage]] = {}
         self._lock = threading.Lock()
         #: False: every write raises QueueStorageError and every depth is unknown, as a queue service that is down.
         self.available = True
-
-    def put_request(self, text: str) -> None:
-        self.put(self.requests_name, text)
-
-    def waiting_name(self, api: Api) -> str:
-        return self._settings.waiting_queue(api)
-
-    def put_waiting(self, api: Api, text: str, *, delay_seconds: float = 0) -> None:
-        self.put(self.waiting_name(api), text, delay_seconds=delay_seconds)
-
-    def put_poison(self, text: str) -> None:
-        self.put(self.poison_name, text)
 
     def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
         if not self.available:
