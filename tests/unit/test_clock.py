@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from email.utils import formatdate
 
 import pytest
 
-from localdev.azurite import Azurite
-from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, TableStore
 from shared.ratelimit.clock import ClockSync
-from tests.support import policy
 
 
 def date(seconds: float) -> str:
@@ -70,16 +66,3 @@ def test_a_disabled_sync_never_corrects() -> None:
     sync = ClockSync(lambda: 10.0, enabled=False)
     sync.observe(date(5000), sent=9.0, received=10.0)
     assert sync.offset == 0.0 and sync.now() == 10.0
-
-
-def test_limiter_decides_on_the_storage_services_time(azurite: Azurite, table_name: str) -> None:
-    """A real table answer's Date corrects an instance whose clock is 30 s ahead."""
-    from azure.data.tables import TableClient
-
-    client = TableClient.from_connection_string(azurite.connection_string, table_name, **CLIENT_OPTIONS)
-    limiter = RateLimiter(TableStore(client), policy("10/60"), margin_seconds=1, max_conflict_retries=3,
-                          clock=lambda: time.time() + 30)
-    decision = limiter.acquire("p")
-    assert decision.admitted
-    assert abs(decision.decided_at - time.time()) < 1.5
-    assert limiter.clock.offset == pytest.approx(-30, abs=1.5)

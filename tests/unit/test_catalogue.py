@@ -7,7 +7,7 @@ from pathlib import Path
 
 from shared.settings import CATALOGUE_BY_NAME
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP_SOURCES = [ROOT / "function_app.py", *(ROOT / "shared").rglob("*.py"),
                *(path for folder in sorted(ROOT.glob("*_fn")) for path in folder.rglob("*.py"))]
 
