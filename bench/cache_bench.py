@@ -23,11 +23,7 @@ from typing import Any
 import requests
 
 from bench.results import add_quick_option, record
-from localdev.azurite import start_azurite
-from localdev.identity_endpoint import IdentityEndpoint
-from localdev.servers import serve_in_thread
-from localdev.simulator.app import Simulator
-from localdev.stack import IDENTITY_SECRET, HostProcess, host_environment, start_host
+from localdev.stack import HostProcess, host_environment, start_host, start_services
 
 KEY = "bench-key"
 INSTANCES = 4
@@ -76,9 +72,8 @@ def main() -> None:
         args.lookups, args.hashes = 300, 50
     sequence = workload(args.lookups, args.hashes)
 
-    azurite = start_azurite()
-    simulator = serve_in_thread(Simulator(), name="simulator")
-    identity = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), name="identity")
+    services = start_services()  # Azurite, the simulator (a process of its own) and the identity endpoint
+    azurite, simulator, identity = services.azurite, services.simulator, services.identity
     requests.post(f"{simulator.url}/_sim/limits", json={"file_alerts": [[10_000_000, 60]]},
                   timeout=5).raise_for_status()
     results: dict[str, dict[str, Any]] = {}
@@ -99,9 +94,7 @@ def main() -> None:
                     for host in hosts:
                         host.stop()
     finally:
-        simulator.stop()
-        identity.stop()
-        azurite.stop()
+        services.stop()
 
     distinct = len(set(sequence))
     print(f"{args.lookups} lookups of {distinct} distinct SHA-1s (of {args.hashes}, Zipf s={ZIPF_EXPONENT}), "

@@ -22,12 +22,8 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, UpdateMode
 
 from bench.results import add_quick_option, record
-from localdev.azurite import start_azurite
-from localdev.identity_endpoint import IdentityEndpoint
-from localdev.servers import serve_in_thread
-from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_FILE_SHA1
-from localdev.stack import IDENTITY_SECRET, host_environment, start_host
+from localdev.stack import host_environment, start_host, start_services
 from localdev.tokens import issue_token
 from shared.ratelimit import CLIENT_OPTIONS
 
@@ -86,9 +82,8 @@ def main() -> None:
     if args.quick:
         args.calls = 50
 
-    azurite = start_azurite()
-    simulator = serve_in_thread(Simulator(), name="simulator")
-    identity = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), name="identity")
+    services = start_services()  # Azurite, the simulator (a process of its own) and the identity endpoint
+    azurite, simulator, identity = services.azurite, services.simulator, services.identity
     requests.post(f"{simulator.url}/_sim/limits", json={"file_alerts": [[100000, 60]]}, timeout=5)
     env = host_environment(simulator_url=simulator.url, identity_url=identity.url,
                            storage_connection=azurite.connection_string, function_key=KEY,
@@ -117,9 +112,7 @@ def main() -> None:
             finally:
                 host.stop()
         finally:
-            simulator.stop()
-            identity.stop()
-            azurite.stop()
+            services.stop()
 
     print(f"GET /api/files/{{sha1}}/alerts, {len(direct)} sequential calls each, same run (ms)")
     print(f"{'path':<34}{'p50':>8}{'p99':>8}{'mean':>8}")

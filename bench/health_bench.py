@@ -21,12 +21,8 @@ import requests
 from azure.data.tables import TableClient
 
 from bench.results import add_quick_option, record
-from localdev.azurite import start_azurite
-from localdev.identity_endpoint import IdentityEndpoint
-from localdev.servers import serve_in_thread
-from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_FILE_SHA1
-from localdev.stack import IDENTITY_SECRET, host_environment, start_host
+from localdev.stack import host_environment, start_host, start_services
 from shared.defender_client import DefenderRequest
 from shared.operations import Source, State, TableOperationStore
 
@@ -68,9 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.records, args.calls = 300, 10
-    azurite = start_azurite()
-    simulator = serve_in_thread(Simulator(), name="simulator")
-    identity = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), name="identity")
+    services = start_services()  # Azurite, the simulator (a process of its own) and the identity endpoint
+    azurite, simulator, identity = services.azurite, services.simulator, services.identity
     tables = {"empty": "opsempty" + uuid.uuid4().hex[:10], "kept": "opskept" + uuid.uuid4().hex[:10]}
     results: dict[str, list[float]] = {}
     try:
@@ -95,9 +90,7 @@ def main() -> None:
                 for host in hosts.values():
                     host.stop()
     finally:
-        simulator.stop()
-        identity.stop()
-        azurite.stop()
+        services.stop()
     empty, kept = statistics.median(results["empty"]), statistics.median(results["kept"])
     print(f"GET /api/health, {len(results['empty'])} calls each, same run (ms)")
     print(f"{'operations table':<36}{'p50':>8}{'max':>8}")

@@ -29,12 +29,8 @@ from pathlib import Path
 import requests
 
 from bench.results import add_quick_option, record
-from localdev.azurite import start_azurite
-from localdev.identity_endpoint import IdentityEndpoint
-from localdev.servers import serve_in_thread
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
-from localdev.simulator.process import start_simulator_process
-from localdev.stack import IDENTITY_SECRET, host_environment, start_host
+from localdev.stack import host_environment, start_host, start_services
 from localdev.storm import drain_seconds, ideal_drain_seconds, run_storm, slot_reuse
 
 KEY = "bench-key"
@@ -54,9 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.creates, args.lookups = 20, 40
-    azurite = start_azurite()
-    simulator = start_simulator_process()  # its own process, as Defender: it counts calls as they arrive
-    identity = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), name="identity")
+    services = start_services()  # Azurite, the simulator (a process of its own) and the identity endpoint
+    azurite, simulator, identity = services.azurite, services.simulator, services.identity
     limits = {api: [[float(n) for n in text.split("/")]] for api, text in WINDOWS.items()}
     requests.post(f"{simulator.url}/_sim/limits", json=limits, timeout=5).raise_for_status()
     suffix = uuid.uuid4().hex[:12]
@@ -79,9 +74,7 @@ def main() -> None:
                     host.stop()
         calls = requests.get(f"{simulator.url}/_sim/calls", timeout=10).json()["calls"]
     finally:
-        simulator.stop()
-        identity.stop()
-        azurite.stop()
+        services.stop()
     figures: dict[str, float | int] = {"storm_seconds": round(result.seconds, 1),
                                        "storm_operations": len(result.answers),
                                        "storm_upstream_429": sum(1 for call in calls if call["status"] == 429)}

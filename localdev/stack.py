@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueServiceClient
@@ -25,9 +26,10 @@ from localdev.azurite import DEV_ACCOUNT, Azurite, start_azurite
 from localdev.functions_host import DEFAULT_LOCAL_KEY
 from localdev.identity_endpoint import IDENTITY_PATH, IdentityEndpoint
 from localdev.processes import free_port, stop_process, wait_for_port
-from localdev.servers import RunningServer, serve_in_thread
+from localdev.servers import serve_in_thread
 from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
+from localdev.simulator.process import start_simulator_process
 from shared.configuration import ConfigurationError
 from shared.queue_names import POISON_SUFFIX
 from shared.settings import CATALOGUE, load_settings
@@ -133,36 +135,94 @@ def start_host(env: dict[str, str], *, log_path: Path, port: int = 0, timeout: f
 
 @dataclass
 class LocalStack:
-    azurite: Azurite
-    simulator: RunningServer
-    identity: RunningServer
+    services: Services
     host: HostProcess
     function_key: str
     requests_queue: str
 
+    @property
+    def azurite(self) -> Azurite:
+        return self.services.azurite
+
+    @property
+    def simulator(self) -> Server:
+        return self.services.simulator
+
+    @property
+    def identity(self) -> Server:
+        return self.services.identity
+
     def stop(self) -> None:
         self.host.stop()
+        self.services.stop()
+
+
+class Server(Protocol):
+    """A running loopback server: where it listens, and how to stop it."""
+
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Services:
+    """What the gateway stands on locally, the host aside: Azurite, the Defender simulator and the managed-identity
+    endpoint. `make run`, the tests and the benchmarks all start them here; stop them with `stop()` (or `with`)."""
+
+    azurite: Azurite
+    simulator: Server
+    identity: Server
+
+    def host_environment(self, *, function_key: str = DEFAULT_LOCAL_KEY, **overrides: str) -> dict[str, str]:
+        """The app settings of a host on these services (see host_environment)."""
+        return host_environment(simulator_url=self.simulator.url, identity_url=self.identity.url,
+                                storage_connection=self.azurite.connection_string, function_key=function_key,
+                                **overrides)
+
+    def stop(self) -> None:
         self.simulator.stop()
         self.identity.stop()
         self.azurite.stop()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_services(*, identity_port: int = 0, simulator_port: int = 0, azurite_ports: tuple[int, int, int] = (0, 0, 0),
+                   simulator_process: bool = True) -> Services:
+    """Azurite, the simulator and the identity endpoint on these ports (0: free ones). `simulator_process`: the
+    simulator in a process of its own, as Defender is (tests, benchmarks); else in a thread of this one."""
+    azurite = start_azurite(blob_port=azurite_ports[0], queue_port=azurite_ports[1], table_port=azurite_ports[2])
+    started: list[Server] = []
+    try:
+        started.append(start_simulator_process(simulator_port) if simulator_process
+                       else serve_in_thread(Simulator(), simulator_port, name="simulator"))
+        started.append(serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), identity_port, name="identity"))
+    except BaseException:
+        for server in started:
+            server.stop()
+        azurite.stop()
+        raise
+    return Services(azurite, started[0], started[1])
 
 
 def start_stack(*, host_port: int = 7071, identity_port: int = 7072, simulator_port: int = 7073,
                 azurite_ports: tuple[int, int, int] = (10000, 10001, 10002),
                 function_key: str = DEFAULT_LOCAL_KEY) -> LocalStack:
-    azurite = start_azurite(blob_port=azurite_ports[0], queue_port=azurite_ports[1], table_port=azurite_ports[2])
-    simulator = serve_in_thread(Simulator(), simulator_port, name="simulator")
-    identity = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), identity_port, name="identity")
-    env = host_environment(simulator_url=simulator.url, identity_url=identity.url,
-                           storage_connection=azurite.connection_string, function_key=function_key)
+    services = start_services(identity_port=identity_port, simulator_port=simulator_port, azurite_ports=azurite_ports,
+                              simulator_process=False)
+    env = services.host_environment(function_key=function_key)
     try:
         host = start_host(env, port=host_port, log_path=ROOT / ".local-host.log")
     except Exception:
-        simulator.stop()
-        identity.stop()
-        azurite.stop()
+        services.stop()
         raise
-    return LocalStack(azurite, simulator, identity, host, function_key, env["REQUESTS_QUEUE"])
+    return LocalStack(services, host, function_key, env["REQUESTS_QUEUE"])
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Shared fixtures: the real servers the tests talk to over loopback HTTP.
 
-Azurite and the local Functions host run as child processes; the Defender simulator and the
-fake managed-identity endpoint are real HTTP servers on loopback threads of the test process.
+Azurite, the Defender simulator and the local Functions hosts run as child processes; the fake
+managed-identity endpoint is a real HTTP server on a loopback thread of the test process.
 """
 
 from __future__ import annotations
@@ -11,41 +11,37 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from localdev.azurite import Azurite, start_azurite
-from localdev.identity_endpoint import IdentityEndpoint
-from localdev.servers import RunningServer, serve_in_thread
-from localdev.simulator.process import SimulatorProcess, start_simulator_process
-from localdev.stack import IDENTITY_SECRET, HostProcess, host_environment, start_host
+from localdev.azurite import Azurite
+from localdev.stack import HostProcess, Server, Services, host_environment, start_host, start_services
 from tests.support import FUNCTION_KEY, GatewayClient, IdentityAdmin, SimulatorAdmin
 
 
 @pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    """One in-memory Azurite for the whole test session, on free ports."""
-    server = start_azurite()
-    try:
-        yield server
-    finally:
-        server.stop()
+def services() -> Iterator[Services]:
+    """Azurite, the Defender simulator (in a process of its own, like Defender: this busy test process never delays
+    what it counts) and the managed-identity endpoint, on free ports, for the whole session: started by
+    localdev.stack.start_services, as `make run` and the benchmarks start them."""
+    with start_services() as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
-def simulator_server() -> Iterator[SimulatorProcess]:
-    """The simulator in a process of its own, like Defender: this busy test process never delays what it counts."""
-    server = start_simulator_process()
-    yield server
-    server.stop()
+def azurite(services: Services) -> Azurite:
+    return services.azurite
 
 
 @pytest.fixture(scope="session")
-def identity_server() -> Iterator[RunningServer]:
-    server = serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), name="identity")
-    yield server
-    server.stop()
+def simulator_server(services: Services) -> Server:
+    return services.simulator
+
+
+@pytest.fixture(scope="session")
+def identity_server(services: Services) -> Server:
+    return services.identity
 
 
 @pytest.fixture
-def sim(simulator_server: SimulatorProcess) -> SimulatorAdmin:
+def sim(simulator_server: Server) -> SimulatorAdmin:
     """The simulator, reset to its seed data with generous limits and an empty call log."""
     admin = SimulatorAdmin(simulator_server.url)
     admin.reset()
@@ -53,7 +49,7 @@ def sim(simulator_server: SimulatorProcess) -> SimulatorAdmin:
 
 
 @pytest.fixture
-def identity(identity_server: RunningServer) -> Iterator[IdentityAdmin]:
+def identity(identity_server: Server) -> Iterator[IdentityAdmin]:
     admin = IdentityAdmin(identity_server.url)
     admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False, reset_stats=True)
     yield admin
@@ -64,7 +60,7 @@ HostFactory = Callable[..., GatewayClient]
 
 
 @pytest.fixture(scope="session")
-def host_factory(azurite: Azurite, simulator_server: SimulatorProcess, identity_server: RunningServer,
+def host_factory(azurite: Azurite, simulator_server: Server, identity_server: Server,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFactory]:
     """Start local Functions hosts with extra settings; all are stopped at the end of the session.
 

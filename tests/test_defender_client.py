@@ -15,10 +15,8 @@ from azure.identity import ManagedIdentityCredential
 
 from localdev.identity_endpoint import IDENTITY_PATH
 from localdev.processes import free_port
-from localdev.servers import RunningServer
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
-from localdev.simulator.process import SimulatorProcess
-from localdev.stack import IDENTITY_SECRET
+from localdev.stack import IDENTITY_SECRET, Server
 from shared.answers import identity_problem, outcome_problem, refusal_problem
 from shared.configuration import ConfigurationError
 from shared.credentials import build_credential, principal_of
@@ -42,7 +40,7 @@ CREATE = DefenderRequest.create_alert(CREATE_BODY)
 
 
 @pytest.fixture
-def make_client(monkeypatch: pytest.MonkeyPatch, simulator_server: SimulatorProcess, identity_server: RunningServer,
+def make_client(monkeypatch: pytest.MonkeyPatch, simulator_server: Server, identity_server: Server,
                 sim: SimulatorAdmin, identity: IdentityAdmin) -> ClientFactory:
     monkeypatch.setenv("IDENTITY_ENDPOINT", identity_server.url + IDENTITY_PATH)
     monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_SECRET)

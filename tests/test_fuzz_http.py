@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, Phase, currently_in_test_context, given, not
 from hypothesis import strategies as st
 
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
-from localdev.simulator.process import SimulatorProcess
+from localdev.stack import Server
 from tests.conftest import HostFactory
 from tests.support import FUNCTION_KEY, VALID, GatewayClient, SimulatorAdmin
 
@@ -560,7 +560,7 @@ def create_probes(draw: st.DrawFn) -> Probe:
 # -- the tests ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def fuzz_target(host_factory: HostFactory, simulator_server: SimulatorProcess,
+def fuzz_target(host_factory: HostFactory, simulator_server: Server,
                 request: pytest.FixtureRequest) -> Iterator[Target]:
     """A host of its own, and the simulator (kept in its reset state before every request, see `exchange`)."""
     gateway = host_factory()
