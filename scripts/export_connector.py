@@ -1,4 +1,4 @@
-"""Write the Power Platform custom connector (connector/) from shared/openapi.py, or check it is current.
+"""Write the Power Platform custom connector (connector/) from scripts/connector.py, or check it is current.
 
     .venv/bin/python scripts/export_connector.py             # regenerate connector/ (committed)
     .venv/bin/python scripts/export_connector.py --check     # exit 1 if connector/ differs from the generator
@@ -23,7 +23,7 @@ REGENERATE = ".venv/bin/python scripts/export_connector.py"
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
-    from shared.openapi import CONNECTOR_HOST, connector_files
+    from scripts.connector import CONNECTOR_HOST, connector_files
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory to write (default: connector/)")

@@ -21,7 +21,7 @@ MAX_TEXT_LENGTH = 4096
 
 # Every pattern here means ASCII: re.ASCII keeps \d from matching other scripts' digits (e.g. Arabic-Indic
 # or full-width ones) and IGNORECASE from folding non-ASCII letters (e.g. the Kelvin sign) onto ASCII.
-_HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
+HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
 _HASH_NAMES = {32: "an MD5", 40: "a SHA-1", 64: "a SHA-256", 128: "a SHA-512"}
 # Advanced hunting gives UTC times with up to 7 fractional digits, e.g. 2018-08-03T16:45:21.7115183Z.
 _EVENT_TIME = re.compile(
@@ -34,15 +34,15 @@ MAX_REPORT_ID = 2**63 - 1
 _REPORT_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
 # C0 and C1 control characters except tab, LF and CR (DEL included), and surrogates: in a str from JSON a
 # surrogate is always unpaired, because the decoder joins every valid pair into one character.
-_FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def validate_sha1(raw: str, *, field: str = "route.sha1") -> str:
     """Return the SHA-1 in lower case, or raise a 400 naming `field` and saying what the value is instead."""
     value = _ascii_stripped(raw) or ""
-    if len(value) == 40 and _HEX.fullmatch(value):
+    if len(value) == 40 and HEX.fullmatch(value):
         return value.lower()
-    if _HEX.fullmatch(value) and len(value) in _HASH_NAMES:
+    if HEX.fullmatch(value) and len(value) in _HASH_NAMES:
         message = (f"'{value}' looks like {_HASH_NAMES[len(value)]} hash; Defender's file alerts API supports "
                    "only SHA-1 (40 hexadecimal characters).")
     else:
@@ -71,9 +71,9 @@ _FILE_HASH_KINDS = {40: HashKind.SHA1, 64: HashKind.SHA256}
 def validate_file_hash(raw: Any, *, field: str = "route.fileHash") -> FileHash:
     """A SHA-1 or SHA-256 in lower case, or a 400 naming `field` and saying what the value is instead."""
     value = _ascii_stripped(raw) or ""
-    if len(value) in _FILE_HASH_KINDS and _HEX.fullmatch(value):
+    if len(value) in _FILE_HASH_KINDS and HEX.fullmatch(value):
         return FileHash(_FILE_HASH_KINDS[len(value)], value.lower())
-    if _HEX.fullmatch(value) and len(value) in _HASH_NAMES:
+    if HEX.fullmatch(value) and len(value) in _HASH_NAMES:
         message = (f"'{value}' looks like {_HASH_NAMES[len(value)]} hash; the gateway looks files up by SHA-1 "
                    "(40 hexadecimal characters) or SHA-256 (64) only.")
     else:
@@ -215,7 +215,7 @@ def _canonical(value: Any, allowed: tuple[str, ...]) -> str | None:
 
 def _text(value: Any) -> str | None:
     if (isinstance(value, str) and value.strip() and len(value) <= MAX_TEXT_LENGTH
-            and not _FORBIDDEN_IN_TEXT.search(value)):
+            and not FORBIDDEN_IN_TEXT.search(value)):
         return value
     return None
 
@@ -246,7 +246,7 @@ def validate_create_alert(document: dict[str, Any]) -> dict[str, str]:
           f"non-negative integer, at most {MAX_REPORT_ID}")
     machine_id = document.get("machineId")
     check("machineId",
-          machine_id.lower() if isinstance(machine_id, str) and len(machine_id) == 40 and _HEX.fullmatch(machine_id)
+          machine_id.lower() if isinstance(machine_id, str) and len(machine_id) == 40 and HEX.fullmatch(machine_id)
           else None,
           "must be the device id: 40 hexadecimal characters")
     check("severity", _canonical(document.get("severity"), SEVERITIES), "must be one of " + ", ".join(SEVERITIES))

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from openapi_spec_validator import OpenAPIV2SpecValidator
 
 import openapi_fn
+from scripts import connector
 from shared import openapi
 from shared.answers import input_problem, key_reused_problem
 from shared.correlation import correlation_id_for
@@ -65,7 +66,7 @@ def documents() -> dict[str, Spec]:
         found[f"document-{auth}"] = openapi.document(auth)
         found[f"served-{auth}"] = openapi.served_document(auth, "https://func-mdegw-x.azurewebsites.net/api/openapi"
                                                                 ".json")
-        found[f"connector-{auth}"] = openapi.connector_document(auth)
+        found[f"connector-{auth}"] = connector.connector_document(auth)
     return found
 
 
@@ -116,8 +117,8 @@ def test_every_document_is_valid_swagger_2(name: str) -> None:
 
 def test_rendering_is_stable_json() -> None:
     for auth in AuthMode:
-        text = openapi.render(openapi.document(auth))
-        assert text == openapi.render(openapi.document(auth)) and text.endswith("}\n")
+        text = connector.render(openapi.document(auth))
+        assert text == connector.render(openapi.document(auth)) and text.endswith("}\n")
         assert json.loads(text) == openapi.document(auth)
 
 
@@ -261,15 +262,15 @@ def test_security_matches_the_auth_mode() -> None:
 
 
 def test_connectors_are_one_per_auth_mode_with_a_placeholder_host() -> None:
-    for directory, auth in openapi.CONNECTOR_VARIANTS.items():
-        spec = openapi.connector_document(auth)
-        assert spec["host"] == openapi.CONNECTOR_HOST and spec["host"].endswith(".invalid"), directory
+    for directory, auth in connector.CONNECTOR_VARIANTS.items():
+        spec = connector.connector_document(auth)
+        assert spec["host"] == connector.CONNECTOR_HOST and spec["host"].endswith(".invalid"), directory
         assert spec["schemes"] == ["https"] and spec["basePath"] == "/api"
         assert len(spec["securityDefinitions"]) == 1
         assert {"propertyName": "Categories", "propertyValue": "Security;IT Operations"} in \
             spec["x-ms-connector-metadata"]
-    assert openapi.CONNECTOR_VARIANTS[""] is AuthMode.ENTRA
-    assert openapi.CONNECTOR_VARIANTS["api-key"] is AuthMode.FUNCTION_KEY
+    assert connector.CONNECTOR_VARIANTS[""] is AuthMode.ENTRA
+    assert connector.CONNECTOR_VARIANTS["api-key"] is AuthMode.FUNCTION_KEY
 
 
 def strings_in(value: Any) -> Iterator[str]:
@@ -285,27 +286,27 @@ def strings_in(value: Any) -> Iterator[str]:
 
 
 def test_entra_properties_take_the_resource_from_a_parameter_the_user_fills() -> None:
-    properties = openapi.api_properties(AuthMode.ENTRA)["properties"]
+    properties = connector.api_properties(AuthMode.ENTRA)["properties"]
     parameters = properties["connectionParameters"]
     oauth = parameters["token"]["oAuthSettings"]
     assert parameters["token"]["type"] == "oauthSetting" and oauth["identityProvider"] == "aad"
     assert "resourceUri" not in oauth["customParameters"]
-    resource = parameters[openapi.RESOURCE_URI_PARAMETER]
+    resource = parameters[connector.RESOURCE_URI_PARAMETER]
     assert resource["type"] == "string" and resource["uiDefinition"]["constraints"]["required"] == "true"
     assert "App ID URI" in resource["uiDefinition"]["displayName"] and resource["uiDefinition"]["description"]
     for text in strings_in(properties):  # nothing to search and replace by hand
         assert not re.search(r"[<>{}]|TODO|REPLACE|xxxx", text, re.IGNORECASE), text
-    baked = openapi.api_properties(AuthMode.ENTRA, client_id="0b7e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b",
+    baked = connector.api_properties(AuthMode.ENTRA, client_id="0b7e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b",
                                    resource_uri="api://5f0e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b")["properties"]
     assert baked["connectionParameters"]["token"]["oAuthSettings"]["customParameters"]["resourceUri"] == {
         "value": "api://5f0e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b"}
-    assert openapi.RESOURCE_URI_PARAMETER not in baked["connectionParameters"]
+    assert connector.RESOURCE_URI_PARAMETER not in baked["connectionParameters"]
     assert baked["connectionParameters"]["token"]["oAuthSettings"]["clientId"] == \
         "0b7e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b"
 
 
 def test_function_key_properties_ask_for_the_key() -> None:
-    parameters = openapi.api_properties(AuthMode.FUNCTION_KEY)["properties"]["connectionParameters"]
+    parameters = connector.api_properties(AuthMode.FUNCTION_KEY)["properties"]["connectionParameters"]
     assert list(parameters) == ["api_key"]
     assert parameters["api_key"]["type"] == "securestring"
     assert parameters["api_key"]["uiDefinition"]["constraints"]["required"] == "true"
@@ -314,7 +315,7 @@ def test_function_key_properties_ask_for_the_key() -> None:
 # --- the committed connector files ---------------------------------------------------------------------------------
 
 def test_committed_connector_files_are_what_the_generator_writes() -> None:
-    expected = openapi.connector_files()
+    expected = connector.connector_files()
     committed = {path.relative_to(CONNECTOR).as_posix() for path in CONNECTOR.rglob("*") if path.is_file()}
     stale = sorted(name for name, text in expected.items()
                    if not (CONNECTOR / name).is_file() or (CONNECTOR / name).read_text(encoding="utf-8") != text)

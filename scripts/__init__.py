@@ -1,0 +1,1 @@
+"""Operator scripts: the connector export (and its builder), the Defender app roles grant."""
