@@ -33,6 +33,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 
 from localdev.simulator.data import SEED_EVENT
 from localdev.stack import HostProcess
+from shared.catalogue import CATALOGUE_BY_NAME
 from shared.defender import Api
 from shared.defender_client import DefenderClient, DefenderRequest
 from shared.edge import HttpEdge
@@ -43,7 +44,7 @@ from shared.ratelimit.limiter import RateLimiter
 from shared.ratelimit.memory_store import MemoryStore
 from shared.ratelimit.sliding_log import LogState
 from shared.ratelimit.store import Snapshot, Tally
-from shared.settings import CATALOGUE_BY_NAME, POLICY_SETTINGS, Settings, load_settings
+from shared.settings import POLICY_SETTINGS, Settings, load_settings
 from shared.validation import parse_json_object, validate_create_alert, validate_file_hash
 
 FUNCTION_KEY = "test-function-key"

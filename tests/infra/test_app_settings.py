@@ -1,11 +1,11 @@
-"""The app settings the templates set, checked both ways against shared.settings.CATALOGUE."""
+"""The app settings the templates set, checked both ways against shared.catalogue.CATALOGUE."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from shared.settings import CATALOGUE, CATALOGUE_BY_NAME
+from shared.catalogue import CATALOGUE, CATALOGUE_BY_NAME
 from tests.infra import bicep_model as bm
 
 # Settings the templates set that the gateway's code does not read, so they are not in the
@@ -42,7 +42,7 @@ def test_every_setting_is_catalogued_or_read_by_the_host() -> None:
     names = [name for name, _, _ in _settings()]
     assert len(names) == len(set(names)), "a setting is set twice"
     unknown = set(names) - set(CATALOGUE_BY_NAME) - set(HOST_SETTINGS)
-    assert not unknown, f"settings neither in shared.settings.CATALOGUE nor HOST_SETTINGS: {sorted(unknown)}"
+    assert not unknown, f"settings neither in shared.catalogue.CATALOGUE nor HOST_SETTINGS: {sorted(unknown)}"
 
 
 def test_host_settings_list_does_not_shadow_the_catalogue() -> None:

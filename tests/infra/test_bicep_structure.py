@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from shared.catalogue import CATALOGUE_BY_NAME
 from shared.clouds import CLOUDS
 from shared.defender import API_FACTS, Api
 from shared.queue_names import MAX_REQUESTS_QUEUE_LENGTH, POISON_SUFFIX, waiting_suffix
-from shared.settings import CATALOGUE_BY_NAME
 from tests.infra import bicep_model as bm
 
 # Built-in Azure role definitions (the same ids in every tenant and cloud).

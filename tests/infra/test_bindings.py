@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from localdev.stack import host_environment
-from shared.settings import CATALOGUE_BY_NAME
+from shared.catalogue import CATALOGUE_BY_NAME
 from tests.infra import bicep_model as bm
 from tests.support import function_metadata
 
@@ -53,7 +53,7 @@ def _example_values() -> dict[str, str]:
 
 def test_every_bound_setting_is_catalogued_with_a_default(bound_settings: set[str]) -> None:
     for name in bound_settings:
-        assert name in CATALOGUE_BY_NAME, f"%{name}% is bound but not in shared.settings.CATALOGUE"
+        assert name in CATALOGUE_BY_NAME, f"%{name}% is bound but not in shared.catalogue.CATALOGUE"
         assert CATALOGUE_BY_NAME[name].default, f"%{name}% is bound but has no default in the catalogue"
         assert CATALOGUE_BY_NAME[name].set_by_templates, f"%{name}% is bound: the templates must set it"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared.settings import CATALOGUE_BY_NAME
+from shared.catalogue import CATALOGUE_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SOURCES = [ROOT / "function_app.py", *(ROOT / "shared").rglob("*.py"),
@@ -33,7 +33,7 @@ def test_every_catalogued_setting_is_used_by_the_code() -> None:
     sources = []
     for path in APP_SOURCES:
         text = path.read_text()
-        if path.name == "settings.py":
+        if path.name == "catalogue.py":
             text = text[:text.index("CATALOGUE: tuple")] + text[text.index("CATALOGUE_BY_NAME"):]
         sources.append(text)
     code = "\n".join(sources)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from shared.base_url import validate_base_url
+from shared.catalogue import CATALOGUE
 from shared.clouds import CLOUDS
 from shared.configuration import ConfigurationError
 from shared.outbound import Target, connection_target
-from shared.settings import CATALOGUE, load_defender_settings
+from shared.settings import load_defender_settings
 
 
 @pytest.mark.parametrize(("cloud", "base_url", "scope"), [

@@ -1,0 +1,128 @@
+"""Every setting the gateway reads, in one catalogue: its name, its default and what it is for.
+
+The single list the infrastructure tests check the Bicep templates against (both ways), the source of
+docs/configuration.md's table, and what the local stack passes as app settings. shared.settings reads and checks
+them (`setting` gives one, its default when unset); libraries take values, never the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.clouds import CLOUDS
+from shared.defender import API_FACTS, Api
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One app setting: its name, its default (None = unset) and what it is for."""
+
+    name: str
+    default: str | None
+    description: str
+    #: True when an Azure deployment must set it (the templates do).
+    set_by_templates: bool = False
+
+
+CATALOGUE: tuple[SettingSpec, ...] = (
+    SettingSpec("GATEWAY_AUTH", "function-key",
+                "`function-key`: callers present a function key. `entra`: App Service authentication (Entra ID) "
+                "gates every call and the functions require its client-principal header instead of a key.", True),
+    SettingSpec("WEBSITE_AUTH_ENABLED", None,
+                "Set by the platform (`True`) while App Service authentication is on. With `GATEWAY_AUTH=entra` the "
+                "gateway serves only when it is: that authentication alone makes the caller's X-MS-CLIENT-PRINCIPAL "
+                "headers trustworthy. Never set it by hand."),
+    SettingSpec("GATEWAY_ALLOWED_APPLICATIONS", "",
+                "With `GATEWAY_AUTH=entra`: client ids (the token's appid/azp claim), comma-separated, that may call; "
+                "empty: any the platform lets in. The templates set the same list as the platform's allowed "
+                "applications, and the gateway checks it again on the caller's claims.", True),
+    SettingSpec("GATEWAY_ALLOWED_PRINCIPALS", "",
+                "With `GATEWAY_AUTH=entra`: object ids (the oid claim), comma-separated, that may call; empty: any the "
+                "platform lets in. Set like GATEWAY_ALLOWED_APPLICATIONS.", True),
+    SettingSpec("MDE_CLOUD", "commercial",
+                "Defender cloud: " + ", ".join(CLOUDS) + ". Chooses API host and token scope.", True),
+    SettingSpec("MDE_BASE_URL", None,
+                "Override of the API base URL: https on a documented Defender domain, or http on loopback "
+                "(the local simulator). Anything else is refused at start-up."),
+    SettingSpec("MDE_CREDENTIAL", "managed-identity",
+                "`managed-identity` (Azure) or `default` (DefaultAzureCredential: local use against a real tenant).",
+                True),
+    SettingSpec("AZURE_CLIENT_ID", None,
+                "Client id of a user-assigned managed identity; unset means system-assigned."),
+    SettingSpec("MDE_CONNECT_TIMEOUT_SECONDS", "5", "TCP/TLS connect timeout for one call to Defender."),
+    SettingSpec("MDE_READ_TIMEOUT_SECONDS", "30", "Read timeout for one call to Defender."),
+    SettingSpec("MDE_TOTAL_TIMEOUT_SECONDS", "100",
+                "Upper bound for one gateway request including retries; kept below the function timeout."),
+    SettingSpec("MDE_MAX_RETRIES", "3", "Retries of one call to Defender (GET: 429/502/503/504 and connection "
+                "errors; POST: only when it surely did not reach Defender, or 429/503 with Retry-After)."),
+    SettingSpec("MDE_MAX_RETRY_AFTER_SECONDS", "10",
+                "A Retry-After longer than this is not waited out: the caller gets 429 with it at once."),
+    SettingSpec("RATE_LIMIT_FILE_ALERTS", API_FACTS[Api.FILE_ALERTS].limits,
+                "Windows for GET files/{sha1}/alerts as `calls/seconds`, comma-separated.", True),
+    SettingSpec("RATE_LIMIT_CREATE_ALERT", API_FACTS[Api.CREATE_ALERT].limits,
+                "Windows for POST alerts/CreateAlertByReference as `calls/seconds`, comma-separated.", True),
+    SettingSpec("RATE_LIMIT_FILE_INFO", API_FACTS[Api.FILE_INFO].limits,
+                "Windows for GET files/{id} (file information, which resolves a SHA-256 to its SHA-1) as "
+                "`calls/seconds`, comma-separated.", True),
+    SettingSpec("RATE_LIMIT_MARGIN_SECONDS", "2",
+                "Safety margin added to every window (clock skew between instances, calls in flight)."),
+    SettingSpec("RATE_LIMIT_TABLE", "mdegatewayratelimits",
+                "Table (created on first use) holding the shared rate-limit state.", True),
+    SettingSpec("RATE_LIMIT_MAX_CONFLICT_RETRIES", "10",
+                "Optimistic-concurrency (ETag 412) retries before a call is refused."),
+    SettingSpec("RATE_LIMIT_NEW_STATE_SHARE", "0.5",
+                "Share (above 0, at most 1) of each window that a rate-limit state created from nothing (first "
+                "use, or after the table or entity was lost) admits until that window has passed once."),
+    SettingSpec("FILE_ALERTS_CACHE_SECONDS", "60",
+                "How long (0-3600 s) a successful file-alerts answer is shared: a repeated SHA-1 is answered from "
+                "Table Storage without spending Defender quota. 0 turns the cache off.", True),
+    SettingSpec("ANSWER_CACHE_TABLE", "mdegatewayanswers",
+                "Table (created on first use) holding the shared file-alerts answers.", True),
+    SettingSpec("FILE_HASH_TABLE", "mdegatewayfilehashes",
+                "Table (created on first use) holding each SHA-256 that was resolved to its file's SHA-1, so a "
+                "repeated SHA-256 costs no file-information call.", True),
+    SettingSpec("REQUESTS_QUEUE", "mde-gateway-requests",
+                "Storage queue of asynchronous requests: queue input from automation, and the HTTP calls answered "
+                "202. Requests the budget cannot take yet wait in `<name>-create-alert`, `<name>-file-alerts` and "
+                "`<name>-file-info` (one per Defender API); every queue's poison queue is `<queue>-poison`, and the "
+                "gateway puts failed requests, with their reason, in `<name>-poison`.", True),
+    SettingSpec("OPERATIONS_TABLE", "mdegatewayoperations",
+                "Table (created on first use) holding the status and final answer of every asynchronous operation.",
+                True),
+    SettingSpec("OPERATIONS_RETENTION_HOURS", "24",
+                "How long (1-720 h) an operation's record and answer stay readable at /api/operations/{id}, and an "
+                "idempotency key or message id is remembered."),
+    SettingSpec("GATEWAY_ASYNC_ON_THROTTLE", "false",
+                "`true`: a synchronous call that the shared budget cannot admit now is queued and answered 202 "
+                "(with Location) instead of 429."),
+    SettingSpec("QUEUE_MAX_RETRIES", "5",
+                "Retries (0-20, backing off up to 5 minutes) of a queued request after a transient failure (Defender "
+                "5xx or unreachable, identity or storage down) before it fails. Throttling is never counted."),
+    SettingSpec("MAINTENANCE_SCHEDULE", "0 */1 * * * *",
+                "When the maintenance sweep runs (the timer's NCRONTAB: second minute hour day month weekday): it "
+                "deletes expired operations and finishes operations an instance left in flight when it died.", True),
+    SettingSpec("AzureWebJobsStorage", None,
+                "Connection string of the storage account (local: Azurite). In Azure use the identity-based "
+                "`AzureWebJobsStorage__*` settings instead; no account keys."),
+    SettingSpec("AzureWebJobsStorage__tableServiceUri", None,
+                "Identity-based storage: Table endpoint of the host's storage account.", True),
+    SettingSpec("AzureWebJobsStorage__queueServiceUri", None,
+                "Identity-based storage: Queue endpoint of the host's storage account (the queue trigger and the "
+                "gateway's own queue writes).", True),
+    SettingSpec("AzureWebJobsStorage__accountName", None,
+                "Identity-based storage: account name (used when no tableServiceUri is set; public cloud only)."),
+    SettingSpec("AzureWebJobsStorage__credential", None,
+                "Identity-based storage: `managedidentity`.", True),
+    SettingSpec("AzureWebJobsStorage__clientId", None,
+                "Identity-based storage: client id of a user-assigned identity."),
+)
+
+CATALOGUE_BY_NAME: dict[str, SettingSpec] = {spec.name: spec for spec in CATALOGUE}
+
+
+def setting(env: Mapping[str, str], name: str) -> str | None:
+    """Read one catalogued setting (empty counts as unset), falling back to its default."""
+    spec = CATALOGUE_BY_NAME[name]
+    value = env.get(name, "").strip()
+    return value or spec.default
