@@ -24,7 +24,8 @@ from bench.results import add_quick_option, record
 from localdev.simulator.data import SEED_FILE_SHA1
 from localdev.stack import host_environment, start_host, start_services
 from shared.defender_client import DefenderRequest
-from shared.operations import Source, State, TableOperationStore
+from shared.operations import Source, State
+from shared.operations_table import TableOperationStore
 
 KEY = "bench-key"
 

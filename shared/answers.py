@@ -23,9 +23,7 @@ from shared.correlation import CORRELATION_HEADER
 from shared.defender import API_FACTS, DEFAULT_THROTTLE_SECONDS, DEFENDER_APP_ID, Api
 from shared.defender_client import IdentityError
 from shared.gateway import CallResult, Refused, Sent
-from shared.operations import (
-    Operation,
-)
+from shared.operations import Operation
 from shared.outcomes import (
     AuthCause,
     DefenderError,

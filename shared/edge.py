@@ -45,12 +45,7 @@ from shared.gateway import CallResult, Gateway, Refused
 from shared.health import health_report
 from shared.lookups import Fetched, FileAlertsLookups, UnknownFile, Unresolved
 from shared.openapi import served_document
-from shared.operations import (
-    OPERATION_ID_PATTERN,
-    OperationsStorageError,
-    keyed_operation_id,
-    new_operation_id,
-)
+from shared.operations import OPERATION_ID_PATTERN, OperationsStorageError, keyed_operation_id, new_operation_id
 from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.queues import QueueStorageError
 from shared.ratelimit import RateLimitStorageError

@@ -16,15 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from shared.defender_client import DefenderRequest
-from shared.operations import (
-    Created,
-    Existing,
-    Operation,
-    OperationsStorageError,
-    PendingEntry,
-    Source,
-    new_operation,
-)
+from shared.operations import Created, Existing, Operation, OperationsStorageError, PendingEntry, Source, new_operation
 
 
 class MemoryOperationStore:

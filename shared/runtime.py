@@ -25,7 +25,8 @@ from shared.gateway import Gateway, RetryPolicy
 from shared.hash_map import FileHashMap
 from shared.lookups import FileAlertsLookups, FileHashResolver
 from shared.maintenance import Maintenance
-from shared.operations import OperationStore, TableOperationStore
+from shared.operations import OperationStore
+from shared.operations_table import TableOperationStore
 from shared.queues import Queues, StorageQueues, queue_service
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
 from shared.settings import Settings, load_settings

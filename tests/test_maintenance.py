@@ -20,7 +20,8 @@ from azure.data.tables import EdmType, EntityProperty, TableClient
 from localdev.azurite import Azurite
 from localdev.simulator.data import SEED_FILE_SHA1
 from shared.defender_client import DefenderRequest
-from shared.operations import EXPIRY_PREFIX, PENDING_PARTITION, ROW_KEY, Operation, Source, TableOperationStore, _entity
+from shared.operations import Operation, Source
+from shared.operations_table import EXPIRY_PREFIX, PENDING_PARTITION, ROW_KEY, TableOperationStore, _entity
 from tests.conftest import HostFactory
 from tests.support import FUNCTION_KEY, VALID, GatewayClient, IdentityAdmin, RequestQueue, SimulatorAdmin
 
