@@ -279,11 +279,8 @@ class Answers:
         """A problem+json answer; `api` None for one about no Defender API (an operation's status, say)."""
         logger.info("%s -> %d %s [correlation %s]", api or "operations", problem.status, problem.kind,
                     correlation_id)
-        wait = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else {}
         policy = {"RateLimit-Policy": self.policy_headers[api]} if api is not None else {}
-        return Answer(problem.status, MappingProxyType({
-            **policy, **(headers or {}), **wait, **problem.headers, **_common(correlation_id),
-            "Content-Type": PROBLEM_CONTENT_TYPE}), problem.render(correlation_id))
+        return problem_answer(problem, correlation_id, {**policy, **(headers or {})})
 
     def accepted(self, operation: Operation, location: str, retry_after: int, correlation_id: str) -> Answer:
         """202 Accepted: the operation is stored; poll `location`, waiting `retry_after` seconds."""
@@ -305,6 +302,15 @@ def _json(status: int, headers: Mapping[str, str], body: bytes) -> Answer:
 
 def _timestamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def problem_answer(problem: Problem, correlation_id: str, headers: Mapping[str, str] | None = None) -> Answer:
+    """`problem` as problem+json with the headers every answer carries (and Retry-After when it says to wait); for
+    an answer that needs no settings (the misconfigured edge's), else through Answers.problem."""
+    wait = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else {}
+    return Answer(problem.status, MappingProxyType({
+        **(headers or {}), **wait, **problem.headers, **_common(correlation_id),
+        "Content-Type": PROBLEM_CONTENT_TYPE}), problem.render(correlation_id))
 
 
 def _common(correlation_id: str) -> dict[str, str]:

@@ -25,13 +25,13 @@ import azure.functions as func
 from shared.answer import Answer
 from shared.answers import (
     Answers,
-    _common,
     caller_problem,
     identity_problem,
     input_problem,
     key_reused_problem,
     misconfigured_problem,
     operations_problem,
+    problem_answer,
     queue_problem,
     storage_problem,
 )
@@ -46,7 +46,7 @@ from shared.health import health_report
 from shared.lookups import Fetched, FileAlertsLookups, UnknownFile, Unresolved
 from shared.openapi import served_document
 from shared.operations import OPERATION_ID_PATTERN, OperationsStorageError, keyed_operation_id, new_operation_id
-from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
+from shared.problems import FieldError, Problem
 from shared.queues import QueueStorageError
 from shared.ratelimit import RateLimitStorageError
 from shared.settings import AuthMode, Settings
@@ -274,8 +274,7 @@ class MisconfiguredEdge:
 
     def _answer(self, req: func.HttpRequest) -> func.HttpResponse:
         correlation_id = correlation_id_for(req.headers)
-        return http_response(Answer(self.problem.status, MappingProxyType({
-            **_common(correlation_id), "Content-Type": PROBLEM_CONTENT_TYPE}), self.problem.render(correlation_id)))
+        return http_response(problem_answer(self.problem, correlation_id))
 
 
 #: What the entry points call: the gateway's edge, or the one that says the settings are wrong.

@@ -47,9 +47,8 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Misconfigured:
-    """The settings are wrong: what they are, and the edge that says so."""
+    """The settings are wrong: the edge that says which (its `error`), and all that serves meanwhile."""
 
-    error: ConfigurationError
     edge: MisconfiguredEdge
 
 
@@ -106,7 +105,7 @@ def start(env: Mapping[str, str] | None = None) -> Runtime | Misconfigured:
         problems = "; ".join(f"{problem.setting}: {problem.reason}" for problem in error.problems)
         logger.critical("The gateway is misconfigured and serves nothing until its app settings are fixed: %s",
                         problems)
-        _runtime = Misconfigured(error, MisconfiguredEdge(error))
+        _runtime = Misconfigured(MisconfiguredEdge(error))
     return _runtime
 
 
