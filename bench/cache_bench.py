@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from bench.results import add_quick_option, record
-from localdev.stack import HostProcess, host_environment, start_host, start_services
+from localdev.stack import HostProcess, start_host, start_services
 
 KEY = "bench-key"
 INSTANCES = 4
@@ -73,23 +73,20 @@ def main() -> None:
     sequence = workload(args.lookups, args.hashes)
 
     services = start_services()  # Azurite, the simulator (a process of its own) and the identity endpoint
-    azurite, simulator, identity = services.azurite, services.simulator, services.identity
-    requests.post(f"{simulator.url}/_sim/limits", json={"file_alerts": [[10_000_000, 60]]},
+    requests.post(f"{services.simulator.url}/_sim/limits", json={"file_alerts": [[10_000_000, 60]]},
                   timeout=5).raise_for_status()
     results: dict[str, dict[str, Any]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="mde-gateway-cache-bench-") as log_dir:
             for name, ttl in (("uncached", "0"), ("cached", "60")):
-                env = host_environment(
-                    simulator_url=simulator.url, identity_url=identity.url,
-                    storage_connection=azurite.connection_string, function_key=KEY, LOG_LEVEL="WARNING",
+                env = services.host_environment(function_key=KEY, LOG_LEVEL="WARNING",
                     RATE_LIMIT_FILE_ALERTS="5000/1", RATE_LIMIT_NEW_STATE_SHARE="1",
                     RATE_LIMIT_TABLE="bench" + uuid.uuid4().hex[:12],
                     ANSWER_CACHE_TABLE="answers" + uuid.uuid4().hex[:12], FILE_ALERTS_CACHE_SECONDS=ttl)
                 hosts = [start_host(env, log_path=Path(log_dir) / f"{name}-{index}.log")
                          for index in range(INSTANCES)]
                 try:
-                    results[name] = run(hosts, sequence, simulator.url)
+                    results[name] = run(hosts, sequence, services.simulator.url)
                 finally:
                     for host in hosts:
                         host.stop()

@@ -23,7 +23,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from bench.results import add_quick_option, record
 from localdev.simulator.data import SEED_FILE_SHA1
-from localdev.stack import host_environment, start_host, start_services
+from localdev.stack import start_host, start_services
 from localdev.tokens import issue_token
 from shared.ratelimit import CLIENT_OPTIONS
 
@@ -83,10 +83,8 @@ def main() -> None:
         args.calls = 50
 
     services = start_services()  # Azurite, the simulator (a process of its own) and the identity endpoint
-    azurite, simulator, identity = services.azurite, services.simulator, services.identity
-    requests.post(f"{simulator.url}/_sim/limits", json={"file_alerts": [[100000, 60]]}, timeout=5)
-    env = host_environment(simulator_url=simulator.url, identity_url=identity.url,
-                           storage_connection=azurite.connection_string, function_key=KEY,
+    requests.post(f"{services.simulator.url}/_sim/limits", json={"file_alerts": [[100000, 60]]}, timeout=5)
+    env = services.host_environment(function_key=KEY,
                            RATE_LIMIT_FILE_ALERTS="5000/1", LOG_LEVEL="WARNING",
                            FILE_ALERTS_CACHE_SECONDS="0")  # every call takes the whole path to the simulator
     # The host's log lives only as long as the run (shown if the host fails to start).
@@ -95,7 +93,7 @@ def main() -> None:
             host = start_host(env, log_path=Path(log_dir) / "host.log")
             try:
                 session = requests.Session()
-                direct_url = f"{simulator.url}/api/files/{SEED_FILE_SHA1}/alerts"
+                direct_url = f"{services.simulator.url}/api/files/{SEED_FILE_SHA1}/alerts"
                 gateway_url = f"{host.url}/api/files/{SEED_FILE_SHA1}/alerts"
                 direct_headers = {"Authorization": "Bearer " + issue_token("https://api.securitycenter.microsoft.com")[0]}
                 gateway_headers = {"x-functions-key": KEY}
@@ -108,7 +106,7 @@ def main() -> None:
                 for _ in range(10):
                     direct += timed_calls(session, direct_url, direct_headers, args.calls // 10)
                     through += timed_calls(session, gateway_url, gateway_headers, args.calls // 10)
-                    table += table_round_trips(azurite.connection_string, args.calls // 10)
+                    table += table_round_trips(services.azurite.connection_string, args.calls // 10)
             finally:
                 host.stop()
         finally:

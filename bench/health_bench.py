@@ -22,7 +22,7 @@ from azure.data.tables import TableClient
 
 from bench.results import add_quick_option, record
 from localdev.simulator.data import SEED_FILE_SHA1
-from localdev.stack import host_environment, start_host, start_services
+from localdev.stack import start_host, start_services
 from shared.defender_client import DefenderRequest
 from shared.operations import Source, State
 from shared.operations_table import TableOperationStore
@@ -66,18 +66,16 @@ def main() -> None:
     if args.quick:
         args.records, args.calls = 300, 10
     services = start_services()  # Azurite, the simulator (a process of its own) and the identity endpoint
-    azurite, simulator, identity = services.azurite, services.simulator, services.identity
     tables = {"empty": "opsempty" + uuid.uuid4().hex[:10], "kept": "opskept" + uuid.uuid4().hex[:10]}
     results: dict[str, list[float]] = {}
     try:
         started = time.monotonic()
-        fill(azurite.connection_string, tables["kept"], args.records)
+        fill(services.azurite.connection_string, tables["kept"], args.records)
         print(f"({args.records} expired operations written in {time.monotonic() - started:.0f} s)")
         with tempfile.TemporaryDirectory(prefix="mde-gateway-health-bench-") as log_dir:
             hosts = {}
             for name, table in tables.items():
-                env = host_environment(simulator_url=simulator.url, identity_url=identity.url,
-                                       storage_connection=azurite.connection_string, function_key=KEY,
+                env = services.host_environment(function_key=KEY,
                                        OPERATIONS_TABLE=table, LOG_LEVEL="WARNING",
                                        MAINTENANCE_SCHEDULE="0 0 0 1 1 *")  # no sweep during the measurement
                 hosts[name] = start_host(env, log_path=Path(log_dir) / f"{name}.log")

@@ -30,7 +30,7 @@ import requests
 
 from bench.results import add_quick_option, record
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
-from localdev.stack import host_environment, start_host, start_services
+from localdev.stack import start_host, start_services
 from localdev.storm import drain_seconds, ideal_drain_seconds, run_storm, slot_reuse
 
 KEY = "bench-key"
@@ -51,9 +51,8 @@ def main() -> None:
     if args.quick:
         args.creates, args.lookups = 20, 40
     services = start_services()  # Azurite, the simulator (a process of its own) and the identity endpoint
-    azurite, simulator, identity = services.azurite, services.simulator, services.identity
     limits = {api: [[float(n) for n in text.split("/")]] for api, text in WINDOWS.items()}
-    requests.post(f"{simulator.url}/_sim/limits", json=limits, timeout=5).raise_for_status()
+    requests.post(f"{services.simulator.url}/_sim/limits", json=limits, timeout=5).raise_for_status()
     suffix = uuid.uuid4().hex[:12]
     settings = {"REQUESTS_QUEUE": "storm-" + suffix, "OPERATIONS_TABLE": "ops" + suffix,
                 "RATE_LIMIT_TABLE": "rl" + suffix, "RATE_LIMIT_CREATE_ALERT": WINDOWS["create_alert"],
@@ -61,18 +60,17 @@ def main() -> None:
                 "RATE_LIMIT_NEW_STATE_SHARE": "1", "FILE_ALERTS_CACHE_SECONDS": "0"}
     try:
         with tempfile.TemporaryDirectory() as log_dir:
-            env = host_environment(simulator_url=simulator.url, identity_url=identity.url,
-                                   storage_connection=azurite.connection_string, function_key=KEY, **settings)
+            env = services.host_environment(function_key=KEY, **settings)
             hosts = [start_host(env, log_path=Path(log_dir) / f"host-{index}.log") for index in range(2)]
             try:
                 sha1s = [SEED_FILE_SHA1] + [uuid.uuid4().hex.ljust(40, "0") for _ in range(9)]
-                result = run_storm([host.url for host in hosts], KEY, azurite.connection_string,
+                result = run_storm([host.url for host in hosts], KEY, services.azurite.connection_string,
                                    settings["REQUESTS_QUEUE"], creates=args.creates, lookups=args.lookups,
                                    create_body=BODY, sha1s=sha1s)
             finally:
                 for host in hosts:
                     host.stop()
-        calls = requests.get(f"{simulator.url}/_sim/calls", timeout=10).json()["calls"]
+        calls = requests.get(f"{services.simulator.url}/_sim/calls", timeout=10).json()["calls"]
     finally:
         services.stop()
     figures: dict[str, float | int] = {"storm_seconds": round(result.seconds, 1),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from localdev.azurite import Azurite
-from localdev.stack import HostProcess, Server, Services, host_environment, start_host, start_services
+from localdev.stack import HostProcess, Server, Services, start_host, start_services
 from tests.support import FUNCTION_KEY, GatewayClient, IdentityAdmin, SimulatorAdmin
 
 
@@ -60,8 +60,7 @@ HostFactory = Callable[..., GatewayClient]
 
 
 @pytest.fixture(scope="session")
-def host_factory(azurite: Azurite, simulator_server: Server, identity_server: Server,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFactory]:
+def host_factory(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFactory]:
     """Start local Functions hosts with extra settings; all are stopped at the end of the session.
 
     Their logs (`gateway.host.log()`) live in the session's pytest temporary directory.
@@ -81,8 +80,7 @@ def host_factory(azurite: Azurite, simulator_server: Server, identity_server: Se
         # Azure's 10 minutes (LOCAL_QUEUE_LEASE_SECONDS unset), as in Azure.
         settings.setdefault("REQUESTS_QUEUE", "q" + uuid.uuid4().hex[:20])
         settings.setdefault("OPERATIONS_TABLE", "o" + uuid.uuid4().hex[:20])
-        env = host_environment(simulator_url=simulator_server.url, identity_url=identity_server.url,
-                               storage_connection=azurite.connection_string, function_key=FUNCTION_KEY, **settings)
+        env = services.host_environment(function_key=FUNCTION_KEY, **settings)
         for name in unset:
             env.pop(name, None)
         host = start_host(env, log_path=log_dir / f"host-{len(started) + 1}.log")
