@@ -16,7 +16,8 @@ from openapi_fn import bp as openapi_bp
 from operations_fn import bp as operations_bp
 from request_queue_fn import bp as request_queue_bp
 from shared import runtime
-from shared.settings import AuthMode, requested_auth
+from shared.http.settings import AuthMode
+from shared.settings import requested_auth
 
 gateway = runtime.start()
 

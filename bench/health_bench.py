@@ -23,9 +23,9 @@ from azure.data.tables import TableClient
 from bench.results import add_quick_option, record
 from localdev.simulator.data import SEED_FILE_SHA1
 from localdev.stack import start_host, start_services
-from shared.defender_client import DefenderRequest
-from shared.operations import Source, State
-from shared.operations_table import TableOperationStore
+from shared.asynchronous.operations import Source, State
+from shared.asynchronous.operations_table import TableOperationStore
+from shared.defender.client import DefenderRequest
 
 KEY = "bench-key"
 

@@ -2,8 +2,8 @@
 
 import azure.functions as func
 
-from shared.defender import Api
-from shared.defender_client import DefenderRequest
+from shared.defender.client import DefenderRequest
+from shared.defender.facts import Api
 from shared.runtime import edge
 from shared.validation import parse_json_object, validate_create_alert
 

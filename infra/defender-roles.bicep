@@ -12,7 +12,7 @@
 // nothing; both are granted by default because that is what the deployment specifies (and a
 // read-only variant of the gateway would keep only Alert.Read.All). File.Read.All is a separate
 // role that no alert role includes: without it SHA-256 lookups fail with 403 (SHA-1 lookups still
-// work). The roles are those of shared/defender.py API_FACTS. Pass appRoleValues to narrow it.
+// work). The roles are those of shared/defender/facts.py API_FACTS. Pass appRoleValues to narrow it.
 //
 // The deployer needs, in Microsoft Graph, AppRoleAssignment.ReadWrite.All and
 // Application.Read.All (delegated, as consented for the Azure CLI / PowerShell), or an Entra role

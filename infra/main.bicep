@@ -55,7 +55,7 @@ param userAssignedIdentityName string = ''
   'gcc-high'
   'dod'
 ])
-@description('Defender for Endpoint cloud (MDE_CLOUD): chooses the API host and the token scope. Must match shared/clouds.py.')
+@description('Defender for Endpoint cloud (MDE_CLOUD): chooses the API host and the token scope. Must match shared/defender/clouds.py.')
 param mdeCloud string = 'commercial'
 
 @allowed([

@@ -61,7 +61,7 @@ from localdev.queue_host import (
 from localdev.servers import QuietHandler, quiet_server
 from localdev.timer_host import TimerFunction, start_timers
 from localdev.tokens import read_claims
-from shared.callers import encode_principal
+from shared.http.callers import encode_principal
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE_PREFIX = "api"

@@ -30,9 +30,9 @@ from localdev.servers import serve_in_thread
 from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
 from localdev.simulator.process import start_simulator_process
+from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.catalogue import CATALOGUE
 from shared.configuration import ConfigurationError
-from shared.queue_names import POISON_SUFFIX
 from shared.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

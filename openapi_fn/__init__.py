@@ -1,4 +1,4 @@
-"""GET /api/openapi.json — the gateway's OpenAPI 2.0 document (shared/openapi.py), with the caller's host."""
+"""GET /api/openapi.json — the gateway's OpenAPI 2.0 document (shared/http/openapi.py), with the caller's host."""
 
 import azure.functions as func
 

@@ -1,7 +1,7 @@
 """Queue input: request messages (both operations) from automation and from the HTTP calls answered 202,
 and the waiting queues where requests wait for a spent budget, one per Defender API.
 
-The message format is in shared/queue_messages.py and the README; the worker paces them within the
+The message format is in shared/asynchronous/messages.py and the README; the worker paces them within the
 shared budget and records each one's answer as an operation. Each waiting queue is its own function,
 so the host runs (and scales) them apart: requests waiting on one API's budget never take the places
 of requests for another.
@@ -9,8 +9,8 @@ of requests for another.
 
 import azure.functions as func
 
-from shared.defender import Api
-from shared.queue_names import waiting_suffix
+from shared.asynchronous.queue_names import waiting_suffix
+from shared.defender.facts import Api
 from shared.runtime import worker
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]

@@ -9,9 +9,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from shared.openapi import document
-from shared.openapi_schemas import JsonObject
-from shared.settings import AuthMode
+from shared.http.openapi import document
+from shared.http.openapi_schemas import JsonObject
+from shared.http.settings import AuthMode
 
 #: The connector's host: a placeholder that can never resolve (RFC 6761 `.invalid`), which whoever imports the
 #: connector replaces with the function app's host name (General tab, or `--host` of the export script).

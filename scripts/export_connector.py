@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         stale = [name for name, text in files.items()
                  if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text]
         for name in stale:
-            print(f"{out / name} is not what shared/openapi.py generates; run: {REGENERATE}", file=sys.stderr)
+            print(f"{out / name} is not what shared/http/openapi.py generates; run: {REGENERATE}", file=sys.stderr)
         return 1 if stale else 0
     for name, text in files.items():
         path = out / name

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.clouds import CLOUDS
-from shared.defender import API_FACTS, Api
+from shared.defender.clouds import CLOUDS
+from shared.defender.facts import API_FACTS, Api
 
 
 @dataclass(frozen=True)

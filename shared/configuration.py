@@ -1,6 +1,6 @@
 """What a bad setting is: its name and what is wrong with it, one or several at once (ConfigurationError).
 
-Apart from shared.settings so that the modules that judge a setting's value (shared.base_url) can say what is
+Apart from shared.settings so that the modules that judge a setting's value (shared.defender.base_url) can say what is
 wrong without importing the settings.
 """
 

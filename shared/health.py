@@ -13,12 +13,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.defender import Api
-from shared.defender_client import IdentityError
-from shared.gateway import Gateway
-from shared.operations import OperationsStorageError, OperationStore
-from shared.queue_names import POISON_SUFFIX
-from shared.queues import Queues
+from shared.asynchronous.operations import OperationsStorageError, OperationStore
+from shared.asynchronous.queue_names import POISON_SUFFIX
+from shared.asynchronous.queues import Queues
+from shared.defender.client import IdentityError
+from shared.defender.facts import Api
+from shared.defender.gateway import Gateway
 from shared.ratelimit import RateLimitStorageError
 
 

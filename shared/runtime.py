@@ -12,26 +12,28 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from shared.answer_cache import AnswerCache
-from shared.async_calls import AsyncCalls
+from shared.answers.mapping import Answers
+from shared.asynchronous.calls import AsyncCalls
+from shared.asynchronous.maintenance import Maintenance
+from shared.asynchronous.operations import OperationStore
+from shared.asynchronous.operations_table import TableOperationStore
+from shared.asynchronous.queues import Queues, StorageQueues, queue_service
+from shared.asynchronous.worker import RequestWorker
 from shared.configuration import ConfigurationError
-from shared.credentials import build_credential
-from shared.defender_client import DefenderClient
-from shared.edge import Edge, HttpEdge, MisconfiguredEdge
-from shared.gateway import Gateway, RetryPolicy
-from shared.hash_map import FileHashMap
-from shared.lookups import FileAlertsLookups, FileHashResolver
-from shared.maintenance import Maintenance
-from shared.operations import OperationStore
-from shared.operations_table import TableOperationStore
-from shared.queues import Queues, StorageQueues, queue_service
+from shared.defender.client import DefenderClient
+from shared.defender.credentials import build_credential
+from shared.defender.gateway import Gateway, RetryPolicy
+from shared.http.edge import Edge, HttpEdge, MisconfiguredEdge
+from shared.lookups.answer_cache import AnswerCache
+from shared.lookups.file_alerts import FileAlertsLookups
+from shared.lookups.hash_map import FileHashMap
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
 from shared.settings import Settings, load_settings
-from shared.storage import DURABLE_CLIENT_OPTIONS, table_client
-from shared.worker import RequestWorker
+from shared.tables.clients import DURABLE_CLIENT_OPTIONS, table_client
 
 
 @dataclass(frozen=True)
@@ -67,24 +69,38 @@ def rate_limiters(settings: Settings) -> RateLimiters:
 
 def build(settings: Settings) -> Runtime:
     """One credential (token cache), one HTTP session, one client per table and queue service, one limiter per API."""
+    storage, asynchronous = settings.storage, settings.asynchronous
+    return compose(
+        settings,
+        DefenderClient(settings.defender, build_credential(settings.defender)),
+        rate_limiters(settings),
+        TableOperationStore(table_client(storage, asynchronous.operations_table, DURABLE_CLIENT_OPTIONS),
+                            asynchronous.retention_seconds),
+        StorageQueues(queue_service(storage), asynchronous),
+        cache=answer_cache(settings),
+        hash_map=FileHashMap(table_client(storage, settings.answer_cache.file_hash_table)))
+
+
+def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, operations: OperationStore,
+            queues: Queues, *, cache: AnswerCache | None = None, hash_map: FileHashMap | None = None,
+            clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+            monotonic: Callable[[], float] = time.monotonic) -> Runtime:
+    """The runtime over the given client, limiters and stores (Azure's in `build`; in-process twins in the unit
+    tests): one gateway, one lookups object and one answer mapping that the edge and the worker share."""
     defender = settings.defender
-    client = DefenderClient(defender, build_credential(defender))
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
                         attempt_seconds=defender.connect_timeout + defender.read_timeout)
-    gateway = Gateway(client, rate_limiters(settings), retry)
-    cache = answer_cache(settings)
+    gateway = Gateway(client, limiters, retry, sleep=sleep, monotonic=monotonic)
+    answers = Answers(defender, settings.rate_limits.policies, cache.ttl_seconds if cache else None)
+    lookups = FileAlertsLookups(gateway, cache, hash_map)
     asynchronous = settings.asynchronous
-    operations = TableOperationStore(
-        table_client(settings.storage, asynchronous.operations_table, DURABLE_CLIENT_OPTIONS),
-        asynchronous.retention_seconds)
-    queues = StorageQueues(queue_service(settings.storage), asynchronous)
-    async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30)
-    resolver = FileHashResolver(gateway, FileHashMap(table_client(settings.storage,
-                                                                  settings.answer_cache.file_hash_table)))
-    edge = HttpEdge(gateway, settings, FileAlertsLookups(gateway, cache, resolver), async_calls)
-    worker = RequestWorker(gateway, operations, queues, edge.answers, asynchronous, cache=cache, resolver=resolver)
-    return Runtime(settings, gateway, operations, queues, edge, worker, Maintenance(operations, queues))
+    async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30, clock=clock)
+    edge = HttpEdge(gateway, answers, settings.access, lookups=lookups, async_calls=async_calls,
+                    async_on_throttle=asynchronous.async_on_throttle)
+    worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, clock=clock,
+                           sleep=sleep)
+    return Runtime(settings, gateway, operations, queues, edge, worker, Maintenance(operations, queues, clock=clock))
 
 
 def answer_cache(settings: Settings) -> AnswerCache | None:

@@ -12,18 +12,20 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from types import MappingProxyType
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from shared.base_url import judge_base_url
+from shared.asynchronous.queue_names import MAX_REQUESTS_QUEUE_LENGTH, QUEUE_NAME
+from shared.asynchronous.settings import AsyncSettings
 from shared.catalogue import setting
-from shared.clouds import CLOUDS, Cloud
 from shared.configuration import ConfigurationError, SettingProblem
-from shared.defender import Api
-from shared.outbound import Target
-from shared.queue_names import MAX_REQUESTS_QUEUE_LENGTH, POISON_SUFFIX, QUEUE_NAME, waiting_suffix
+from shared.defender.base_url import judge_base_url
+from shared.defender.clouds import CLOUDS
+from shared.defender.facts import Api
+from shared.defender.settings import DefenderSettings
+from shared.http.settings import AuthMode, AuthSettings
+from shared.lookups.settings import AnswerCacheSettings
 from shared.ratelimit import (
     MAX_CONFLICT_RETRIES,
     MAX_MARGIN_SECONDS,
@@ -31,23 +33,7 @@ from shared.ratelimit import (
     RatePolicy,
     parse_windows,
 )
-
-
-@dataclass(frozen=True)
-class DefenderSettings:
-    """Where and how the gateway calls Defender for Endpoint."""
-
-    cloud: Cloud
-    base_url: str
-    #: Where calls to `base_url` connect, as the allowlist judged it; checked again before every request.
-    target: Target
-    credential_kind: str
-    managed_identity_client_id: str | None
-    connect_timeout: float
-    read_timeout: float
-    total_timeout: float
-    max_retries: int
-    max_retry_after: float
+from shared.tables.settings import StorageSettings
 
 
 def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float) -> float:
@@ -92,13 +78,6 @@ def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
         max_retries=int(_number(env, "MDE_MAX_RETRIES", minimum=0, maximum=10)),
         max_retry_after=_number(env, "MDE_MAX_RETRY_AFTER_SECONDS", minimum=0, maximum=120),
     )
-
-
-class AuthMode(StrEnum):
-    """Who lets callers in: the Functions host's keys, or App Service authentication (Entra ID)."""
-
-    FUNCTION_KEY = "function-key"
-    ENTRA = "entra"
 
 
 #: Which setting holds the windows of which Defender API.
@@ -192,20 +171,6 @@ def _table_name(env: Mapping[str, str], name: str) -> str:
 _ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}", re.ASCII)
 
 
-@dataclass(frozen=True)
-class StorageSettings:
-    """The storage account of the rate-limit table: a connection string (local), or an endpoint and identity."""
-
-    #: `AzureWebJobsStorage` (Azurite locally); wins when set.
-    connection_string: str | None
-    #: The Table endpoint for identity-based access (None with a connection string).
-    table_endpoint: str | None
-    #: The Queue endpoint for identity-based access (None with a connection string).
-    queue_endpoint: str | None
-    #: Client id of a user-assigned identity for storage (None: system-assigned).
-    client_id: str | None
-
-
 def load_storage_settings(env: Mapping[str, str]) -> StorageSettings:
     """`AzureWebJobsStorage` if set, otherwise the identity-based `AzureWebJobsStorage__*` settings."""
     connection_string = setting(env, "AzureWebJobsStorage")
@@ -256,17 +221,6 @@ def _service_uri(env: Mapping[str, str], name: str, account: str | None, service
 MAX_CACHE_SECONDS = 3600
 
 
-@dataclass(frozen=True)
-class AnswerCacheSettings:
-    """The shared answers for repeated file-alerts lookups, and the SHA-256 -> SHA-1 map of looked-up files."""
-
-    #: 0: no cache.
-    ttl_seconds: int
-    table_name: str
-    #: FILE_HASH_TABLE: every SHA-256 resolved to its SHA-1 (kept for good: a file's hashes never change).
-    file_hash_table: str
-
-
 def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
     raw = setting(env, "FILE_ALERTS_CACHE_SECONDS") or ""
     if not re.fullmatch(r"[0-9]{1,4}", raw, re.ASCII) or int(raw) > MAX_CACHE_SECONDS:
@@ -281,31 +235,6 @@ MAX_QUEUE_RETRIES = 20
 
 #: A six-field NCRONTAB expression (the timer trigger's schedule), as far as its form goes.
 _NCRONTAB = re.compile(r"[0-9*/,-]+(?:\s+[0-9A-Za-z*/,-]+){5}", re.ASCII)
-
-
-@dataclass(frozen=True)
-class AsyncSettings:
-    """Asynchronous calls: the request queue, the operation records, and when a call becomes one."""
-
-    requests_queue: str
-    operations_table: str
-    retention_seconds: int
-    async_on_throttle: bool
-    max_retries: int
-
-    @property
-    def poison_queue(self) -> str:
-        """Where the gateway puts requests that failed, with the reason (`<queue>-poison`)."""
-        return self.requests_queue + POISON_SUFFIX
-
-    def waiting_queue(self, api: Api) -> str:
-        """Where requests wait for `api`'s budget (each API its own, so one spent budget holds up no other)."""
-        return self.requests_queue + waiting_suffix(api)
-
-    @property
-    def queues(self) -> tuple[str, ...]:
-        """Every queue the gateway reads: the request queue, then one waiting queue per API."""
-        return (self.requests_queue, *(self.waiting_queue(api) for api in Api))
 
 
 def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
@@ -339,18 +268,6 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
 
 
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
-
-
-@dataclass(frozen=True)
-class AuthSettings:
-    """Who lets callers in, and, with Entra ID, whom the gateway itself lets through (defence in depth: the
-    platform's allowed applications and principals, checked again on the caller's claims)."""
-
-    mode: AuthMode
-    #: Client ids (appid / azp claim) that may call; empty: any the platform let in.
-    allowed_applications: frozenset[str] = frozenset()
-    #: Object ids (oid claim) that may call; empty: any the platform let in.
-    allowed_principals: frozenset[str] = frozenset()
 
 
 def _guids(env: Mapping[str, str], name: str) -> frozenset[str]:

@@ -8,12 +8,24 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any, NamedTuple, NoReturn
 
-from shared.defender import CATEGORIES, CREATE_FIELDS, SEVERITIES
-from shared.problems import FieldError
+from shared.defender.facts import CATEGORIES, CREATE_FIELDS, SEVERITIES
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid input field: where it is (`body.severity`, `route.sha1`) and what is wrong."""
+
+    field: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_LENGTH = 4096

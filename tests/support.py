@@ -33,17 +33,21 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 
 from localdev.simulator.data import SEED_EVENT
 from localdev.stack import HostProcess
+from shared import runtime
+from shared.asynchronous.operations_memory import MemoryOperationStore
+from shared.asynchronous.queues_memory import MemoryQueues
 from shared.catalogue import CATALOGUE_BY_NAME
-from shared.defender import Api
-from shared.defender_client import DefenderClient, DefenderRequest
-from shared.edge import HttpEdge
-from shared.gateway import Gateway, RetryPolicy
+from shared.defender.client import DefenderClient, DefenderRequest
+from shared.defender.facts import Api
+from shared.defender.gateway import Gateway
+from shared.http.edge import HttpEdge
 from shared.ratelimit import Decision, RatePolicy, Reason, parse_windows
 from shared.ratelimit.factory import RateLimiters, build_rate_limiters
 from shared.ratelimit.limiter import RateLimiter
 from shared.ratelimit.memory_store import MemoryStore
 from shared.ratelimit.sliding_log import LogState
 from shared.ratelimit.store import Snapshot, Tally
+from shared.runtime import Runtime
 from shared.settings import POLICY_SETTINGS, Settings, load_settings
 from shared.validation import parse_json_object, validate_create_alert, validate_file_hash
 
@@ -515,6 +519,8 @@ class EdgeRig:
     clock: FakeClock
     monotonic: FakeMonotonic
     sleep: FakeSleep
+    #: What runtime.compose built over the scripted Defender and the in-memory stores (the worker among them).
+    runtime: Runtime
 
     def limiter(self, api: Api) -> RateLimiter:
         return self.limiters.for_api(api)
@@ -557,13 +563,11 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
     limiters = build_rate_limiters(store, rate.policies.values(), margin_seconds=rate.margin_seconds,
                                    max_conflict_retries=rate.max_conflict_retries,
                                    new_state_share=rate.new_state_share, clock=clock, sync_clock=False)
-    defender = settings.defender
-    retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
-                        total_timeout=defender.total_timeout,
-                        attempt_seconds=defender.connect_timeout + defender.read_timeout)
-    gateway = Gateway(client, limiters, retry, sleep=sleep, monotonic=monotonic)
-    return EdgeRig(HttpEdge(gateway, settings), gateway, client, session, transport, store, limiters, settings,
-                   credential, clock, monotonic, sleep)
+    built = runtime.compose(settings, client, limiters, MemoryOperationStore(clock=clock),
+                            MemoryQueues(settings.asynchronous, clock=clock), clock=clock, sleep=sleep,
+                            monotonic=monotonic)
+    return EdgeRig(built.edge, built.gateway, client, session, transport, store, limiters, settings,
+                   credential, clock, monotonic, sleep, built)
 
 
 GATEWAY_URL = "https://mdegw.example.net"

@@ -11,9 +11,9 @@ from azure.data.tables import TableClient
 
 from localdev.azurite import Azurite
 from localdev.processes import free_port
-from shared.answer_cache import AnswerCache
+from shared.lookups.answer_cache import AnswerCache
 from shared.ratelimit import CLIENT_OPTIONS
-from shared.table_chunks import CHUNK_BYTES
+from shared.tables.chunks import CHUNK_BYTES
 from tests.support import FakeClock
 
 

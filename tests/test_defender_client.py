@@ -17,15 +17,15 @@ from localdev.identity_endpoint import IDENTITY_PATH
 from localdev.processes import free_port
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
 from localdev.stack import IDENTITY_SECRET, Server
-from shared.answers import identity_problem, outcome_problem, refusal_problem
+from shared.answers.mapping import identity_problem, outcome_problem, refusal_problem
+from shared.answers.problems import Problem
 from shared.configuration import ConfigurationError
-from shared.credentials import build_credential, principal_of
-from shared.defender import Api
-from shared.defender_client import DefenderClient, DefenderRequest, IdentityError
-from shared.gateway import CallResult, Gateway, Refused, RetryPolicy
-from shared.outbound import Target, connection_target
-from shared.outcomes import Success, Throttled, Unauthorized
-from shared.problems import Problem
+from shared.defender.client import DefenderClient, DefenderRequest, IdentityError
+from shared.defender.credentials import build_credential, principal_of
+from shared.defender.facts import Api
+from shared.defender.gateway import CallResult, Gateway, Refused, RetryPolicy
+from shared.defender.outbound import Target, connection_target
+from shared.defender.outcomes import Success, Throttled, Unauthorized
 from shared.ratelimit import MemoryStore, RatePolicy, build_rate_limiters, parse_windows
 from shared.settings import load_defender_settings
 from tests.support import IdentityAdmin, SimulatorAdmin

@@ -19,7 +19,7 @@ from localdev.azurite import Azurite
 from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE
 from localdev.simulator.data import SEED_FILE_SHA1
 from localdev.tokens import issue_token
-from shared.callers import encode_principal
+from shared.http.callers import encode_principal
 from tests.conftest import HostFactory
 from tests.support import VALID, GatewayClient, IdentityAdmin, RequestQueue, SimulatorAdmin, assert_problem
 

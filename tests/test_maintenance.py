@@ -19,15 +19,15 @@ from azure.data.tables import EdmType, EntityProperty, TableClient
 
 from localdev.azurite import Azurite
 from localdev.simulator.data import SEED_FILE_SHA1
-from shared.defender_client import DefenderRequest
-from shared.operations import Operation, Source
-from shared.operations_table import EXPIRY_PREFIX, PENDING_PARTITION, ROW_KEY, TableOperationStore, _entity
+from shared.asynchronous.operations import Operation, Source
+from shared.asynchronous.operations_table import EXPIRY_PREFIX, PENDING_PARTITION, ROW_KEY, TableOperationStore, _entity
+from shared.defender.client import DefenderRequest
 from tests.conftest import HostFactory
 from tests.support import FUNCTION_KEY, VALID, GatewayClient, IdentityAdmin, RequestQueue, SimulatorAdmin
 
 SWEEP_SECONDS = 2
 CONNECT, READ = 1, 3
-#: The worker's claim lease: one attempt's connect + read timeout, and 30 s (shared.worker).
+#: The worker's claim lease: one attempt's connect + read timeout, and 30 s (shared.asynchronous.worker).
 CLAIM_LEASE = CONNECT + READ + 30
 
 

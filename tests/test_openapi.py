@@ -1,4 +1,4 @@
-"""The OpenAPI document (shared/openapi.py): valid Swagger 2.0, true to the routes and the validation, and a
+"""The OpenAPI document (shared/http/openapi.py): valid Swagger 2.0, true to the routes and the validation, and a
 Power Platform custom connector by its rules; the committed connector/ is what the generator writes now.
 
 In process, no servers: the routes come from `function_app` imported in a child process (its import reads
@@ -27,15 +27,14 @@ from openapi_spec_validator import OpenAPIV2SpecValidator
 
 import openapi_fn
 from scripts import connector
-from shared import openapi
-from shared.answers import input_problem, key_reused_problem
-from shared.correlation import correlation_id_for
-from shared.defender import CATEGORIES, CREATE_FIELDS, SEVERITIES, Api
-from shared.edge import Incoming
-from shared.operations import OPERATION_ID_PATTERN, State
-from shared.problems import PROBLEM_TYPE_BASE
-from shared.queue_messages import OPERATION_NAMES
-from shared.settings import AuthMode
+from shared.answers.correlation import correlation_id_for
+from shared.answers.mapping import input_problem, key_reused_problem
+from shared.answers.problems import PROBLEM_TYPE_BASE
+from shared.asynchronous.operations import OPERATION_ID_PATTERN, State
+from shared.defender.facts import CATEGORIES, CREATE_FIELDS, OPERATION_NAMES, SEVERITIES, Api
+from shared.http import openapi
+from shared.http.edge import Incoming
+from shared.http.settings import AuthMode
 from shared.validation import (
     MAX_REPORT_ID,
     MAX_TEXT_LENGTH,

@@ -1,7 +1,7 @@
 """The running gateway answers as its OpenAPI document says (schemathesis, property-based, derandomized).
 
 A local host (Defender is the simulator, so successes happen) serves GET /api/openapi.json (checked to be
-what shared/openapi.py generates for it); every operation in it gets generated requests, schema-valid and
+what shared/http/openapi.py generates for it); every operation in it gets generated requests, schema-valid and
 schema-violating, and every answer is checked: no 5xx, its status code and content type declared for that
 operation, its body (and declared headers) matching the schemas. Explicit calls then check the answers that
 fuzzing rarely reaches: a file with alerts (by SHA-1 and SHA-256, and from the shared answer), a created
@@ -33,8 +33,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from localdev.simulator.data import SEED_FILE_SHA1, SEED_FILE_SHA256
-from shared import openapi
-from shared.settings import AuthMode
+from shared.http import openapi
+from shared.http.settings import AuthMode
 from tests.conftest import HostFactory
 from tests.support import FUNCTION_KEY, VALID, GatewayClient, IdentityAdmin, SimulatorAdmin
 
@@ -58,7 +58,7 @@ def conformance_gateway(host_factory: HostFactory) -> Iterator[GatewayClient]:
 
 @pytest.fixture
 def api(conformance_gateway: GatewayClient, sim: SimulatorAdmin, identity: IdentityAdmin) -> Any:
-    """The document this gateway serves (shared.openapi.served_document for its URL), loaded by schemathesis, with
+    """The document this gateway serves (shared.http.openapi.served_document for its URL), loaded by schemathesis, with
     the simulator and identity reset. test_the_gateway_serves_the_document checks that it serves exactly this."""
     served = openapi.served_document(AuthMode.FUNCTION_KEY, f"{conformance_gateway.url}/api/openapi.json")
     schema = schemathesis.openapi.from_dict(served)

@@ -10,10 +10,10 @@ import pytest
 from azure.data.tables import TableClient
 
 from localdev.azurite import Azurite
-from shared.defender_client import DefenderRequest
-from shared.operations import Created, Existing, OperationStore, Source, State
-from shared.operations_memory import MemoryOperationStore
-from shared.operations_table import TableOperationStore
+from shared.asynchronous.operations import Created, Existing, OperationStore, Source, State
+from shared.asynchronous.operations_memory import MemoryOperationStore
+from shared.asynchronous.operations_table import TableOperationStore
+from shared.defender.client import DefenderRequest
 from shared.validation import validate_create_alert
 from tests.support import VALID, FakeClock
 

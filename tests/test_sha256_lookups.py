@@ -14,7 +14,7 @@ from azure.data.tables import TableClient
 
 from localdev.azurite import Azurite
 from localdev.simulator.data import DOCS_FILE_SHA1, DOCS_FILE_SHA256, SEED_FILE_SHA1, SEED_FILE_SHA256
-from shared.defender import file_alerts_path, file_info_path
+from shared.defender.facts import file_alerts_path, file_info_path
 from tests.conftest import HostFactory
 from tests.support import (
     GatewayClient,

@@ -26,7 +26,7 @@ from localdev.simulator.data import (
     sha256_of,
 )
 from localdev.tokens import issue_token
-from shared.defender import API_FACTS, Api, file_alerts_path, file_info_path
+from shared.defender.facts import API_FACTS, Api, file_alerts_path, file_info_path
 from tests.support import GENEROUS_LIMITS, VALID, SimulatorAdmin
 
 ENTITY_CONTEXT = f"{COMMERCIAL_AUDIENCE}/api/$metadata#Files/$entity"

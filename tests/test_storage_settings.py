@@ -11,11 +11,11 @@ from azure.identity import ManagedIdentityCredential
 
 from localdev.azurite import Azurite
 from shared.configuration import ConfigurationError
-from shared.defender import Api
+from shared.defender.facts import Api
 from shared.ratelimit import RateLimiters, Window
 from shared.runtime import rate_limiters
 from shared.settings import load_settings, load_storage_settings
-from shared.storage import table_client
+from shared.tables.clients import table_client
 
 FILE_ALERTS, CREATE_ALERT = Api.FILE_ALERTS, Api.CREATE_ALERT
 

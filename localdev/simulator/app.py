@@ -5,7 +5,7 @@ file alerts take SHA-1 only (400 InvalidHashValue); file information takes a SHA
 (ResourceNotFound) for a file Defender does not know; create finds the event by (reportId, eventTime,
 machineId) or 404s, and merges into an open alert with the same title on the same device; bearer tokens
 checked for audience (403) and app roles (403); sliding-window limits per tenant + app + API answered with
-429 + Retry-After. Paths, methods, roles and limits come from shared.defender.
+429 + Retry-After. Paths, methods, roles and limits come from shared.defender.facts.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from localdev.simulator.data import (
 )
 from localdev.simulator.throttle import SlidingWindows
 from localdev.tokens import read_token
-from shared.defender import (
+from shared.defender.facts import (
     API_FACTS,
     CATEGORIES,
     CREATE_ALERT_PATH,

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from shared.defender import API_FACTS
+from shared.defender.facts import API_FACTS
 from shared.ratelimit import parse_windows
 
 # API -> [(calls, window seconds)], as documented.

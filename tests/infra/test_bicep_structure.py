@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from shared.asynchronous.queue_names import MAX_REQUESTS_QUEUE_LENGTH, POISON_SUFFIX, waiting_suffix
 from shared.catalogue import CATALOGUE_BY_NAME
-from shared.clouds import CLOUDS
-from shared.defender import API_FACTS, Api
-from shared.queue_names import MAX_REQUESTS_QUEUE_LENGTH, POISON_SUFFIX, waiting_suffix
+from shared.defender.clouds import CLOUDS
+from shared.defender.facts import API_FACTS, Api
 from tests.infra import bicep_model as bm
 
 # Built-in Azure role definitions (the same ids in every tenant and cloud).
@@ -330,7 +330,8 @@ def test_defender_roles_grants_alert_roles_on_windows_defender_atp_by_value() ->
 
 
 def test_defender_roles_default_covers_every_defender_api_the_gateway_calls() -> None:
-    """Each API in shared/defender.py needs one of its roles among the defaults (File.Read.All: SHA-256 lookups)."""
+    """Each API in shared/defender/facts.py needs one of its roles among the defaults (File.Read.All: SHA-256
+    lookups)."""
     granted = set(bm.parse(bm.INFRA / "defender-roles.bicep")["parameters"]["appRoleValues"]["default"])
     uncovered = {api.value: facts.roles for api, facts in API_FACTS.items() if not granted & set(facts.roles)}
     assert not uncovered, f"no default app role allows {uncovered}"

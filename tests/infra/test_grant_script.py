@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared.defender import API_FACTS
+from shared.defender.facts import API_FACTS
 from tests.infra import bicep_model as bm
 
 SCRIPT = bm.REPO / "scripts" / "grant-defender-roles.sh"

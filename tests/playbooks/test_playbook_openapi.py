@@ -1,4 +1,5 @@
-"""Every HTTP action of the Sentinel playbooks, checked against the gateway's OpenAPI 2.0 document (shared.openapi).
+"""Every HTTP action of the Sentinel playbooks, checked against the gateway's OpenAPI 2.0 document
+(shared.http.openapi).
 
 For each action (playbooks/*/azuredeploy.json, read by tests/playbooks/actions.py):
 
@@ -35,11 +36,11 @@ import azure.functions as func
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
-from shared import openapi
-from shared.defender import CATEGORIES, CREATE_FIELDS, SEVERITIES
-from shared.edge import HttpEdge
-from shared.operations import new_operation_id
-from shared.settings import AuthMode
+from shared.asynchronous.operations import new_operation_id
+from shared.defender.facts import CATEGORIES, CREATE_FIELDS, SEVERITIES
+from shared.http import openapi
+from shared.http.edge import HttpEdge
+from shared.http.settings import AuthMode
 from shared.validation import MAX_TEXT_LENGTH
 from tests.playbooks import actions as pa
 

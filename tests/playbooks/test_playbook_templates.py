@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shared.defender import CATEGORIES, CREATE_ALERT_PATH, CREATE_FIELDS
+from shared.defender.facts import CATEGORIES, CREATE_ALERT_PATH, CREATE_FIELDS
 from tests.infra import bicep_model as bm
 from tests.playbooks import actions as pa
 

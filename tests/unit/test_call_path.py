@@ -12,12 +12,12 @@ import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError
 
-from shared.clouds import GCC_SCOPE
 from shared.configuration import ConfigurationError
-from shared.defender import CREATE_FIELDS, DEFAULT_THROTTLE_SECONDS, Api
-from shared.defender_client import USER_AGENT, DefenderClient, DefenderRequest, IdentityError
-from shared.gateway import CallResult, Refused, Sent
-from shared.outcomes import Malformed, Reach, Rejected, Success, Throttled, Unauthorized, Unavailable
+from shared.defender.client import USER_AGENT, DefenderClient, DefenderRequest, IdentityError
+from shared.defender.clouds import GCC_SCOPE
+from shared.defender.facts import CREATE_FIELDS, DEFAULT_THROTTLE_SECONDS, Api
+from shared.defender.gateway import CallResult, Refused, Sent
+from shared.defender.outcomes import Malformed, Reach, Rejected, Success, Throttled, Unauthorized, Unavailable
 from shared.ratelimit import RateLimitStorageError, Reason
 from shared.validation import validate_create_alert
 from tests.support import (

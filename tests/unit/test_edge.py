@@ -20,13 +20,19 @@ from azure.core.exceptions import ServiceRequestError
 import create_alert_fn
 import file_alerts_fn
 from shared import runtime
-from shared.answers import input_problem, outcome_problem
-from shared.callers import encode_principal
-from shared.defender import API_FACTS, DEFENDER_APP_ID, Api
-from shared.defender_client import DefenderClient
-from shared.outcomes import Rejected
-from shared.problems import FieldError, Problem
-from shared.validation import BodyTooLargeError, InvalidInputError, UnsupportedMediaTypeError, validate_file_hash
+from shared.answers.mapping import input_problem, outcome_problem
+from shared.answers.problems import Problem
+from shared.defender.client import DefenderClient
+from shared.defender.facts import API_FACTS, DEFENDER_APP_ID, Api
+from shared.defender.outcomes import Rejected
+from shared.http.callers import encode_principal
+from shared.validation import (
+    BodyTooLargeError,
+    FieldError,
+    InvalidInputError,
+    UnsupportedMediaTypeError,
+    validate_file_hash,
+)
 from tests.support import (
     GATEWAY_URL,
     PRINCIPAL,

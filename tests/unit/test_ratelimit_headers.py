@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from shared.answers.headers import policy_header, rate_limit_headers
 from shared.ratelimit import Decision, RatePolicy, Reason, WindowState, parse_windows
-from shared.ratelimit_headers import policy_header, rate_limit_headers
 
 MINUTE = WindowState("60s", 100, 60, remaining=42, reset_seconds=17)
 HOUR = WindowState("3600s", 1500, 3600, remaining=1200, reset_seconds=3000)

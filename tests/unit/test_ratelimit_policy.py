@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.configuration import ConfigurationError
-from shared.defender import Api
+from shared.defender.facts import Api
 from shared.ratelimit import RatePolicy, Window, parse_windows
 from shared.settings import load_rate_limit_settings
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared.base_url import validate_base_url
 from shared.catalogue import CATALOGUE
-from shared.clouds import CLOUDS
 from shared.configuration import ConfigurationError
-from shared.outbound import Target, connection_target
+from shared.defender.base_url import validate_base_url
+from shared.defender.clouds import CLOUDS
+from shared.defender.outbound import Target, connection_target
 from shared.settings import load_defender_settings
 
 

@@ -16,13 +16,12 @@ from azure.data.tables import TableClient
 
 import file_alerts_fn
 from shared import runtime
+from shared.asynchronous.messages import InvalidMessageError, RequestMessage, encode, parse
 from shared.configuration import ConfigurationError
-from shared.defender import DEFENDER_APP_ID, Api
-from shared.defender_client import DefenderRequest
-from shared.hash_map import PARTITION, FileHashMap
-from shared.lookups import FileHashResolver
-from shared.outcomes import Malformed, Rejected, Success, classify
-from shared.queue_messages import InvalidMessageError, RequestMessage, encode, parse
+from shared.defender.client import DefenderRequest
+from shared.defender.facts import DEFENDER_APP_ID, Api
+from shared.defender.outcomes import Malformed, Rejected, Success, classify
+from shared.lookups.hash_map import PARTITION, FileHashMap
 from shared.settings import load_settings
 from shared.validation import FileHash, HashKind, InvalidInputError, validate_file_hash, validate_sha1
 from tests.support import (
@@ -87,7 +86,7 @@ class FakeTable:
 def with_map(rig: EdgeRig, table: FakeTable | None = None) -> FakeTable:
     """Give the rig's edge the shared SHA-256 map over `table` (a new one by default)."""
     table = table or FakeTable()
-    rig.edge.lookups.resolver = FileHashResolver(rig.gateway, FileHashMap(cast(TableClient, table)))
+    rig.edge.lookups.hash_map = FileHashMap(cast(TableClient, table))
     return table
 
 
@@ -205,6 +204,23 @@ def test_a_repeated_sha256_costs_no_resolution(lookup: Callable[..., func.HttpRe
     assert lookup(rig, SHA256).status_code == 200
     assert lookup(rig, SHA256).status_code == 200
     assert sent_paths(rig) == [f"/api/files/{SHA256}", f"/api/files/{SHA1}/alerts", f"/api/files/{SHA1}/alerts"]
+    rig.transport.assert_done()
+
+
+def test_a_queued_lookup_and_a_get_take_one_lookup_path(lookup: Callable[..., func.HttpResponse]) -> None:
+    """The queue worker and the HTTP edge share one FileAlertsLookups: the SHA-256 a queued lookup resolved is known
+    to the GET that follows, which sends only the alerts call."""
+    rig = make_edge([file_reply(), alerts_reply(), alerts_reply()])
+    table = with_map(rig)
+    assert rig.runtime.worker.lookups is rig.edge.lookups
+    rig.runtime.worker.handle(json.dumps({"version": 1, "id": "q-sha256", "operation": "GetFileRelatedAlerts",
+                                          "fileHash": SHA256}))
+    operation = rig.runtime.operations.get("q-sha256")
+    assert operation is not None and operation.answer is not None and operation.answer.status == 200
+    assert sent_paths(rig) == [f"/api/files/{SHA256}", f"/api/files/{SHA1}/alerts"]
+    assert table.entities[(PARTITION, SHA256)]["Sha1"] == SHA1
+    assert lookup(rig, SHA256).status_code == 200
+    assert sent_paths(rig)[2:] == [f"/api/files/{SHA1}/alerts"]
     rig.transport.assert_done()
 
 

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.defender import CATEGORIES, CREATE_FIELDS, SEVERITIES
-from shared.problems import FieldError
+from shared.defender.facts import CATEGORIES, CREATE_FIELDS, SEVERITIES
 from shared.validation import (
     MAX_BODY_BYTES,
     MAX_REPORT_ID,
     MAX_TEXT_LENGTH,
     BodyFault,
     BodyTooLargeError,
+    FieldError,
     InputError,
     InvalidInputError,
     UnsupportedMediaTypeError,

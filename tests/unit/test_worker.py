@@ -8,15 +8,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.answers import Answers
-from shared.defender import Api
-from shared.defender_client import DefenderRequest
-from shared.maintenance import Maintenance
-from shared.operations import Source, State
-from shared.operations_memory import MemoryOperationStore
-from shared.queues_memory import MemoryQueues
+from shared.asynchronous.maintenance import Maintenance
+from shared.asynchronous.operations import Source, State
+from shared.asynchronous.operations_memory import MemoryOperationStore
+from shared.asynchronous.queues_memory import MemoryQueues
+from shared.asynchronous.worker import EARLY_SECONDS, MAX_HOLD_SECONDS, RequestWorker
+from shared.defender.client import DefenderRequest
+from shared.defender.facts import Api
 from shared.validation import validate_create_alert
-from shared.worker import EARLY_SECONDS, MAX_HOLD_SECONDS, RequestWorker
 from tests.support import (
     VALID,
     EdgeRig,
@@ -54,11 +53,9 @@ class WorkerRig:
 
 def worker_rig(script: list[Reply] | None = None, **limits: str) -> WorkerRig:
     rig = make_edge(script or [], limits={Api(api): text for api, text in limits.items()})
-    operations = MemoryOperationStore(clock=rig.clock)
-    queues = MemoryQueues(rig.settings.asynchronous, clock=rig.clock)
-    worker = RequestWorker(rig.gateway, operations, queues, Answers(rig.settings), rig.settings.asynchronous,
-                           clock=rig.clock, sleep=rig.sleep)
-    return WorkerRig(rig, operations, queues, worker)
+    built = rig.runtime
+    assert isinstance(built.operations, MemoryOperationStore) and isinstance(built.queues, MemoryQueues)
+    return WorkerRig(rig, built.operations, built.queues, built.worker)
 
 
 def create(message_id: str, **extra: Any) -> dict[str, Any]:

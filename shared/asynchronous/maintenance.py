@@ -1,0 +1,99 @@
+"""The maintenance sweep, run by the MaintenanceSweep timer function (MAINTENANCE_SCHEDULE, every minute):
+
+- expired operation records are deleted in bounded batches, found through the expiry index of the hours
+  gone by (records kept before that index existed: by a scan, until one finds none);
+- what a dead instance left is finished: a pending operation whose claim lease has passed without an
+  answer is released (its lease dropped, still marked in flight) and queued again on its API's waiting
+  queue, so that a worker ends it as it ends any such operation, exactly once: a lookup is sent again,
+  a create ends as 504 upstream-outcome-unknown (it may have reached Defender, and is never sent twice).
+  The release is ETag-conditional, so of two sweeps (or a sweep and a late worker) only one acts. The
+  instance's own message would come back only when the platform's 10-minute lease ends; it then finds
+  the operation done and is dropped;
+- pending-index rows whose operation is done, or whose record never came (a crash between the two writes; after
+  MISSING_RECORD_GRACE_SECONDS, since the record is written just after its row), are removed.
+
+Each sweep reads the pending index and the expiry index of the hours gone by: its cost follows what is
+pending and what expired, never the table's history.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.asynchronous.messages import RequestMessage, encode
+from shared.asynchronous.operations import OperationsStorageError, OperationStore
+from shared.asynchronous.queues import Queues
+
+logger = logging.getLogger("mde_alert_gateway.maintenance")
+
+#: Expired records deleted per sweep at most (the next sweep goes on).
+PURGE_BATCH = 500
+#: A pending row is written just before its record: one whose record is missing is left alone this long (the
+#: record may be on its way), then removed as a crash's leftover.
+MISSING_RECORD_GRACE_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    purged: int
+    #: Operations a dead instance left, queued again to be finished.
+    recovered: tuple[str, ...]
+    #: Pending-index rows removed because their operation was done or gone.
+    stale_index_rows: int
+
+
+class Maintenance:
+    """One per process; `sweep` is the timer function's whole body."""
+
+    def __init__(self, operations: OperationStore, queues: Queues, *, purge_batch: int = PURGE_BATCH,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.operations = operations
+        self.queues = queues
+        self.purge_batch = purge_batch
+        self._clock = clock
+        self._unindexed_left = True
+
+    def sweep(self) -> SweepReport:
+        """One pass. Raises OperationsStorageError or QueueStorageError when storage fails (the next sweep goes on)."""
+        recovered, stale = self._finish_abandoned()
+        purged = self.operations.purge_expired(self.purge_batch)
+        if self._unindexed_left and purged < self.purge_batch:
+            unindexed = self.operations.purge_unindexed(self.purge_batch - purged)
+            self._unindexed_left = unindexed > 0
+            purged += unindexed
+        report = SweepReport(purged, tuple(recovered), stale)
+        if recovered or purged or stale:
+            logger.info("maintenance: %d expired record(s) deleted, %d abandoned operation(s) queued again (%s), "
+                        "%d stale pending row(s) removed", purged, len(recovered), ", ".join(recovered), stale)
+        return report
+
+    def _finish_abandoned(self) -> tuple[list[str], int]:
+        recovered: list[str] = []
+        stale = 0
+        now = self._clock()
+        for entry in list(self.operations.pending()):
+            try:
+                operation = self.operations.get(entry.operation_id)
+            except OperationsStorageError as error:
+                logger.warning("maintenance: operation %s not read (%s)", entry.operation_id, error)
+                continue
+            if operation is None and entry.created_at > now - MISSING_RECORD_GRACE_SECONDS:
+                continue  # its record is being written now
+            if operation is None or operation.done:
+                self.operations.unindex_pending(entry.operation_id)
+                stale += 1
+                continue
+            if not operation.in_flight or not operation.lease_until or operation.lease_until > now:
+                continue  # waiting for its budget, or held by a live worker
+            released = self.operations.update(operation, lease_until=0.0)
+            if released is None:
+                continue  # changed meanwhile: a worker (or another sweep) has it
+            self.queues.put_waiting(operation.api, encode(RequestMessage(
+                operation.id, operation.request, operation.reply_queue, operation.caller)))
+            logger.warning("maintenance: %s operation %s was abandoned in flight (its claim lease passed %.0f s ago); "
+                           "queued again to be finished", operation.api, operation.id, now - operation.lease_until)
+            recovered.append(operation.id)
+        return recovered, stale

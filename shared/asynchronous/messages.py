@@ -1,0 +1,161 @@
+"""The request queue's message format (version 1), checked like the HTTP input.
+
+    {"version": 1, "id": "<caller-chosen id>", "operation": "CreateAlertByReference",
+     "body": {<the 8 fields of CreateAlertByReference>}, "replyQueue": "<optional queue name>"}
+    {"version": 1, "id": "<caller-chosen id>", "operation": "GetFileRelatedAlerts",
+     "fileHash": "<sha1 or sha256>"}
+
+A SHA-256 `fileHash` is kept as given (the operation's request is the lookup by SHA-256); the worker resolves
+it to the file's SHA-1 before the alerts call. `id` is the operation id and the idempotency key: a message
+with an id already used by the same request joins that operation, one with a different request is refused.
+An Event Grid event (Event Grid or CloudEvents schema) whose `data` is such a message is accepted as that
+message; without an `id` in `data`, the event's own id is used (Event Grid redelivers an event with the same id).
+A message may also be base64 of the JSON (a producer that encodes as the Functions default does).
+
+`caller` (optional) is the Entra object id of the principal that may read the operation at
+/api/operations/{id} when the gateway runs with Entra ID; without it, no Entra caller can read it (the
+answer still goes to `replyQueue`). Whoever may write to the queue may name any reader: the queue's
+data roles are the trust boundary. With function keys, every key holder reads every operation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from shared.asynchronous.operations import OPERATION_ID_PATTERN
+from shared.asynchronous.queue_names import QUEUE_NAME
+from shared.defender.client import DefenderRequest
+from shared.defender.facts import OPERATION_NAMES, Api
+from shared.validation import FieldError, InvalidInputError, validate_create_alert, validate_file_hash
+
+VERSION = 1
+#: Queue messages are at most 64 KiB.
+MAX_MESSAGE_BYTES = 64 * 1024
+#: The operation names of the queue format: the HTTP functions' names.
+OPERATIONS: dict[str, Api] = {name: api for api, name in OPERATION_NAMES.items()}
+_ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
+_FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue", "caller"}
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class RequestMessage:
+    id: str
+    request: DefenderRequest
+    reply_queue: str | None = None
+    #: The Entra object id that may read the operation ("" : none with Entra ID; every key holder with keys).
+    caller: str = ""
+
+
+class InvalidMessageError(ValueError):
+    """The message cannot be run; `id` is its id when that much was readable (its operation records the problem)."""
+
+    def __init__(self, reason: str, errors: list[FieldError], message_id: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.errors = tuple(errors)
+        self.message_id = message_id
+
+
+def encode(message: RequestMessage) -> str:
+    """The JSON text of `message` (what the gateway itself queues for an HTTP 202)."""
+    document: dict[str, Any] = {"version": VERSION, "id": message.id, "operation": OPERATION_NAMES[message.request.api]}
+    if message.request.api is Api.CREATE_ALERT:
+        document["body"] = dict(message.request.body or {})
+    else:
+        document["fileHash"] = message.request.file_hash
+    if message.reply_queue:
+        document["replyQueue"] = message.reply_queue
+    if message.caller:
+        document["caller"] = message.caller
+    return json.dumps(document)
+
+
+def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset()) -> RequestMessage:
+    """Read and check one message; InvalidMessageError says what is wrong and, if readable, its id."""
+    document = _document(text)
+    document, fallback_id = _unwrap_event(document)
+    raw_id = document.get("id", fallback_id)
+    message_id = raw_id if isinstance(raw_id, str) and _ID.fullmatch(raw_id) else None
+    errors: list[FieldError] = []
+    if message_id is None:
+        errors.append(FieldError("id", "is required: 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+                                       "or digit (a GUID is a good id)"))
+    if document.get("version") != VERSION or isinstance(document.get("version"), bool):
+        errors.append(FieldError("version", f"must be {VERSION}"))
+    for name in sorted(set(document) - _FIELDS):
+        errors.append(FieldError(name, "is not a field of a request message"))
+    reply_queue = document.get("replyQueue")
+    if reply_queue is not None and (not isinstance(reply_queue, str) or not QUEUE_NAME.fullmatch(reply_queue)
+                                    or reply_queue in forbidden_reply_queues):
+        errors.append(FieldError("replyQueue", "must be a queue name (3-63 lowercase letters, digits and single "
+                                               "hyphens) other than the gateway's request and poison queues"))
+    caller = document.get("caller", "")
+    if not isinstance(caller, str) or (caller and not _GUID.fullmatch(caller)):
+        errors.append(FieldError("caller", "must be the Entra object id (a GUID) of the principal that may read the "
+                                           "operation"))
+    operation = document.get("operation")
+    api = OPERATIONS.get(operation) if isinstance(operation, str) else None
+    request: DefenderRequest | None = None
+    if api is None:
+        errors.append(FieldError("operation", "must be one of " + ", ".join(OPERATIONS)))
+    else:
+        try:
+            request = _request(api, document)
+        except InvalidInputError as error:
+            errors.extend(error.errors)
+    if errors or request is None:
+        raise InvalidMessageError("invalid-message", errors, message_id)
+    assert message_id is not None
+    return RequestMessage(message_id, request, reply_queue, caller.lower() if isinstance(caller, str) else "")
+
+
+def _request(api: Api, document: dict[str, Any]) -> DefenderRequest:
+    if api is Api.CREATE_ALERT:
+        if "fileHash" in document:
+            raise InvalidInputError([FieldError("fileHash", "is not a field of CreateAlertByReference messages")])
+        body = document.get("body")
+        if not isinstance(body, dict):
+            raise InvalidInputError([FieldError("body", "must be the JSON object CreateAlertByReference takes")])
+        return DefenderRequest.create_alert(validate_create_alert(body))
+    if "body" in document:
+        raise InvalidInputError([FieldError("body", "is not a field of GetFileRelatedAlerts messages")])
+    return DefenderRequest.file_alerts(validate_file_hash(document.get("fileHash"), field="fileHash").value)
+
+
+def _document(text: str) -> dict[str, Any]:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+        raise InvalidMessageError("message-too-large", [FieldError("message", "is larger than 64 KiB")], None)
+    stripped = text.strip()
+    if stripped and not stripped.startswith("{"):
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):  # base64 of the JSON (Functions' default)
+            stripped = base64.b64decode(stripped, validate=True).decode("utf-8").strip()
+    try:
+        document = json.loads(stripped, parse_constant=_refuse)
+    except (ValueError, RecursionError):
+        raise InvalidMessageError("not-json", [FieldError("message", "is not a JSON object")], None) from None
+    if not isinstance(document, dict):
+        raise InvalidMessageError("not-json", [FieldError("message", "is not a JSON object")], None)
+    return document
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unwrap_event(document: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """An Event Grid / CloudEvents envelope gives its `data` (and its id as the fallback message id)."""
+    is_event = "data" in document and ("eventType" in document or "specversion" in document)
+    if not is_event:
+        return document, None
+    data = document.get("data")
+    if not isinstance(data, dict):
+        raise InvalidMessageError("invalid-message", [FieldError("data", "must be a request message (an object)")],
+                                  None)
+    return data, document.get("id")

@@ -1,0 +1,173 @@
+"""Operations: every asynchronous request (HTTP 202 or queue input), its status and its final answer.
+
+An operation holds the validated request (so any instance can run it), a fingerprint of that request (an
+idempotency key or message id used again with a different request is refused), who may read it, and, once
+done, the answer the synchronous call would have given.
+
+Exactly-once sending rests on `claim`: before a request goes to Defender the record is updated with an ETag
+condition, so of two workers holding the same message only one sends; a claim that expired without an answer
+tells the next worker that the request may have reached Defender. Records expire after the retention.
+
+Where they are kept is an OperationStore: TableOperationStore (shared.asynchronous.operations_table, Azure Table
+Storage) or MemoryOperationStore (shared.asynchronous.operations_memory, process memory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from shared.answers.answer import Answer
+from shared.defender.client import DefenderRequest
+from shared.defender.facts import OPERATION_NAMES, Api
+
+logger = logging.getLogger("mde_alert_gateway.operations")
+
+#: Operation ids: the gateway's own are 32 hex digits; a queue message's id is its caller's (a GUID, say).
+OPERATION_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+class OperationsStorageError(RuntimeError):
+    """The operations table cannot be read or written; nothing about the operation changed."""
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+class Source(StrEnum):
+    """How the operation came in."""
+
+    HTTP = "http"
+    QUEUE = "queue"
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: str
+    request: DefenderRequest
+    fingerprint: str
+    #: Who may read it: the Entra principal that asked over HTTP ("" for function-key callers and queue input).
+    caller: str
+    source: Source
+    correlation_id: str
+    created_at: float
+    expires_at: float
+    state: State = State.PENDING
+    #: Requests sent to Defender for it.
+    attempts: int = 0
+    #: Transient failures met so far (throttling is never counted).
+    failures: int = 0
+    #: Until when a worker holds it (epoch seconds; 0: nobody). A send may be under way while it holds.
+    lease_until: float = 0.0
+    #: A worker claimed it to send and has not recorded the answer: the request may have reached Defender.
+    in_flight: bool = False
+    answer: Answer | None = None
+    reply_queue: str | None = None
+    replied: bool = False
+    etag: str = ""
+
+    @property
+    def api(self) -> Api:
+        return self.request.api
+
+    @property
+    def done(self) -> bool:
+        return self.state is State.DONE
+
+    def summary(self) -> dict[str, object]:
+        """What a 202 Accepted says of the operation (the OpenAPI document's Operation schema)."""
+        created = datetime.fromtimestamp(self.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return {"id": self.id, "status": self.state.value, "operation": OPERATION_NAMES[self.api],
+                "createdAt": created, "attempts": self.attempts}
+
+
+def fingerprint(request: DefenderRequest) -> str:
+    """The same request gives the same fingerprint (the body is canonical once validated)."""
+    canonical = json.dumps({"api": request.api.value, "path": request.path, "body": request.body}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_operation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def keyed_operation_id(caller: str, idempotency_key: str) -> str:
+    """The operation an Idempotency-Key names, per caller: a repeat finds it, another caller's key never does."""
+    return hashlib.sha256(f"http\0{caller}\0{idempotency_key}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Created:
+    operation: Operation
+
+
+@dataclass(frozen=True)
+class Existing:
+    """The id was taken: by the same request (`same`) or by a different one."""
+
+    operation: Operation
+    same: bool
+
+
+@dataclass(frozen=True)
+class PendingEntry:
+    """A row of the pending index."""
+
+    operation_id: str
+    api: Api
+    created_at: float
+
+
+class OperationStore(Protocol):
+    """Where operations are kept, shared by every instance: TableOperationStore (Azure Table Storage), or
+    shared.asynchronous.operations_memory.MemoryOperationStore (process memory: in-process tests). Failures raise
+    OperationsStorageError."""
+
+    retention_seconds: int
+
+    @property
+    def name(self) -> str: ...
+
+    def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
+            reply_queue: str | None = None) -> Operation:
+        """A pending operation, not stored yet."""
+
+    def create(self, operation: Operation) -> Created | Existing:
+        """Store a new operation, or find the one that already has its id (an expired one is replaced)."""
+
+    def get(self, operation_id: str) -> Operation | None:
+        """The operation, or None when there is none (or it expired)."""
+
+    def update(self, operation: Operation, **changes: Any) -> Operation | None:
+        """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it."""
+
+    def delete(self, operation: Operation) -> bool:
+        """Delete the record if unchanged since read."""
+
+    def pending(self) -> Iterator[PendingEntry]:
+        """One entry per pending operation (an entry may outlive its operation by a crash until the next sweep)."""
+
+    def unindex_pending(self, operation_id: str) -> None:
+        """Drop the operation's pending entry (best effort)."""
+
+    def purge_expired(self, limit: int = 100) -> int:
+        """Delete up to `limit` expired records; how many went."""
+
+    def purge_unindexed(self, limit: int = 100) -> int:
+        """Delete up to `limit` expired records that no expiry entry names; how many went."""
+
+
+def new_operation(operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
+                  now: float, retention_seconds: int, reply_queue: str | None = None) -> Operation:
+    """A pending operation created at `now`, not stored yet."""
+    return Operation(operation_id, request, fingerprint(request), caller, source, correlation_id, now,
+                     now + retention_seconds, reply_queue=reply_queue)

@@ -1,0 +1,319 @@
+"""Operations in Azure Table Storage (Azurite locally): TableOperationStore.
+
+One entity per operation: PartitionKey = the operation id, RowKey = "op", with the answer's body in chunks.
+Records expire after the retention: reads treat them as gone, `purge_expired` deletes them.
+
+Two small indexes in the same table keep the periodic work proportional to what it is about, never
+to the table's history (ids cannot start with `~`, so their partitions are apart from any record):
+- `~pending` / <id>: one row per pending operation (its API and creation time), written before the
+  record and deleted once it is done. Health counts these; the maintenance sweep looks only at them.
+  A row whose operation is done or gone (a crash between the two writes) is removed by the sweep.
+- `~expires-<yyyymmddhh>` / <id>: one row per record, in the UTC hour it expires; the sweep reads the
+  hours gone by and deletes those records in bounded batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
+
+from shared.answers.answer import Answer
+from shared.asynchronous.operations import (
+    Created,
+    Existing,
+    Operation,
+    OperationsStorageError,
+    PendingEntry,
+    Source,
+    State,
+    new_operation,
+)
+from shared.defender.client import DefenderRequest
+from shared.defender.facts import Api
+from shared.tables.chunks import integer, pack, unpack
+
+logger = logging.getLogger("mde_alert_gateway.operations")
+
+FORMAT = 1
+ROW_KEY = "op"
+#: The partition of the pending index (one row per pending operation).
+PENDING_PARTITION = "~pending"
+#: The partitions of the expiry index: this prefix and the UTC hour (yyyymmddhh) the records expire in.
+EXPIRY_PREFIX = "~expires-"
+
+
+class TableOperationStore:
+    """Operation records in one table, shared by every instance. Failures raise OperationsStorageError."""
+
+    def __init__(self, client: TableClient, retention_seconds: int, *, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self.retention_seconds = retention_seconds
+        self._clock = clock
+
+    @property
+    def name(self) -> str:
+        return self._client.table_name
+
+    def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
+            reply_queue: str | None = None) -> Operation:
+        """A pending operation, not stored yet."""
+        return new_operation(operation_id, request, caller=caller, source=source, correlation_id=correlation_id,
+                             now=self._clock(), retention_seconds=self.retention_seconds, reply_queue=reply_queue)
+
+    def create(self, operation: Operation) -> Created | Existing:
+        """Store a new operation, or find the one that already has its id (an expired one is replaced).
+
+        One read when the id exists (a message coming back finds its operation); a new record is indexed
+        (pending, expiry) before it is written, so no pending record is ever missing from the index.
+        """
+        entity = _entity(operation)
+        for _ in range(3):
+            found = self._get_entity(operation.id)
+            if found is not None:
+                existing = _operation(found)
+                if existing.expires_at > self._clock():
+                    return Existing(existing, existing.fingerprint == operation.fingerprint)
+                # Expired: the id is free again, but only if nobody renewed it meanwhile.
+                self._index(operation)
+                if self.update(existing, **_fields_of(operation)) is not None:
+                    fresh = self.get(operation.id)
+                    if fresh is not None:
+                        return Created(fresh)
+                continue
+            self._index(operation)
+            try:
+                metadata = self._call(lambda: self._create_entity(entity))
+                return Created(replace(operation, etag=str(metadata.get("etag", ""))))
+            except ResourceExistsError:
+                continue  # created meanwhile by another worker: read it
+        raise OperationsStorageError(f"operation {operation.id}: could not be created (it keeps changing)")
+
+    def get(self, operation_id: str) -> Operation | None:
+        """The operation, or None when there is none (or it expired)."""
+        found = self._get_entity(operation_id)
+        if found is None:
+            return None
+        operation = _operation(found)
+        return operation if operation.expires_at > self._clock() else None
+
+    def update(self, operation: Operation, **changes: Any) -> Operation | None:
+        """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it.
+
+        An operation that becomes done leaves the pending index (best effort: the sweep removes what is left)."""
+        updated = replace(operation, **changes)
+        try:
+            metadata = self._call(lambda: self._client.update_entity(
+                _entity(updated), mode=UpdateMode.REPLACE, etag=operation.etag,
+                match_condition=MatchConditions.IfNotModified))
+        except (ResourceNotFoundError, ResourceExistsError):
+            return None
+        except HttpResponseError as error:
+            if error.status_code == 412:
+                return None
+            raise OperationsStorageError(f"operation {operation.id}: update failed (HTTP {error.status_code})") \
+                from None
+        if updated.done and not operation.done:
+            self.unindex_pending(operation.id)
+        return replace(updated, etag=str(metadata.get("etag", "")))
+
+    def delete(self, operation: Operation) -> bool:
+        """Delete the record if unchanged since read (a request that could not be queued is not accepted)."""
+        try:
+            self._call(lambda: self._client.delete_entity(operation.id, ROW_KEY, etag=operation.etag,
+                                                          match_condition=MatchConditions.IfNotModified))
+        except HttpResponseError:
+            return False
+        self.unindex_pending(operation.id)
+        return True
+
+    def pending(self) -> Iterator[PendingEntry]:
+        """The pending index: one entry per pending operation (a row may outlive its operation by a crash until the
+        next sweep). Reads the index partition alone: its cost follows what is pending, not the table's size."""
+        query = f"PartitionKey eq '{PENDING_PARTITION}'"
+        try:
+            for entity in self._client.query_entities(query, select=["RowKey", "Api", "CreatedAt"]):
+                try:
+                    yield PendingEntry(str(entity["RowKey"]), Api(entity["Api"]), integer(entity["CreatedAt"]) / 1000)
+                except (KeyError, TypeError, ValueError):
+                    continue
+        except ResourceNotFoundError:  # created with the first operation: none is pending yet
+            return
+        except AzureError as error:
+            raise OperationsStorageError(f"operations table {self.name}: query failed ({type(error).__name__})") \
+                from None
+
+    def unindex_pending(self, operation_id: str) -> None:
+        """Drop the operation's pending index row (best effort: the sweep removes a row left behind)."""
+        try:
+            self._client.delete_entity(PENDING_PARTITION, operation_id)
+        except AzureError as error:
+            if not isinstance(error, ResourceNotFoundError):
+                logger.warning("operation %s: pending index row kept (%s)", operation_id, type(error).__name__)
+
+    def purge_expired(self, limit: int = 100) -> int:
+        """Delete up to `limit` expired records, found through the expiry index of the hours gone by; how many went.
+
+        Raises OperationsStorageError when the index cannot be read."""
+        now = self._clock()
+        upper = EXPIRY_PREFIX + _hour(now)
+        query = f"PartitionKey ge '{EXPIRY_PREFIX}' and PartitionKey le '{upper}'"
+        deleted = 0
+        try:
+            for row in self._client.query_entities(query, select=["PartitionKey", "RowKey", "ExpiresAt"]):
+                if integer(row["ExpiresAt"]) / 1000 >= now:
+                    continue  # later in the current hour
+                if self._purge(str(row["RowKey"])):
+                    deleted += 1
+                self._client.delete_entity(row["PartitionKey"], row["RowKey"])
+                if deleted >= limit:
+                    break
+        except ResourceNotFoundError:
+            return deleted
+        except (AzureError, KeyError, TypeError) as error:
+            raise OperationsStorageError(f"operations table {self.name}: purge stopped after {deleted} record(s) "
+                                         f"({type(error).__name__})") from None
+        return deleted
+
+    def purge_unindexed(self, limit: int = 100) -> int:
+        """Delete up to `limit` expired records that no expiry row names (kept by versions before the index): a scan
+        of the records, for a sweep to run until it finds none."""
+        now_ms = round(self._clock() * 1000)
+        deleted = 0
+        try:
+            for entity in self._client.query_entities(f"RowKey eq '{ROW_KEY}' and ExpiresAt lt {now_ms}L",
+                                                      select=["PartitionKey"], results_per_page=limit):
+                if self._purge(str(entity["PartitionKey"])):
+                    deleted += 1
+                if deleted >= limit:
+                    break
+        except ResourceNotFoundError:
+            return deleted
+        except AzureError as error:
+            raise OperationsStorageError(f"operations table {self.name}: purge stopped after {deleted} record(s) "
+                                         f"({type(error).__name__})") from None
+        return deleted
+
+    def _purge(self, operation_id: str) -> bool:
+        """Delete the record if it has expired (an expired id may have been taken again since); True if it went."""
+        found = self._get_entity(operation_id)
+        if found is None:
+            return False
+        expired = _operation(found)
+        if expired.expires_at > self._clock():
+            return False
+        return self.delete(expired)
+
+    def _index(self, operation: Operation) -> None:
+        """The pending and expiry index rows of a new record (upserts: a retry writes them again harmlessly)."""
+        pending = {"PartitionKey": PENDING_PARTITION, "RowKey": operation.id, "Api": operation.api.value,
+                   "CreatedAt": _ms(operation.created_at)}
+        expiry = {"PartitionKey": EXPIRY_PREFIX + _hour(operation.expires_at), "RowKey": operation.id,
+                  "ExpiresAt": _ms(operation.expires_at)}
+        for row in (pending, expiry):
+            self._call(functools.partial(self._upsert, row))
+
+    def _upsert(self, row: dict[str, Any]) -> Any:
+        try:
+            return self._client.upsert_entity(row, mode=UpdateMode.REPLACE)
+        except ResourceNotFoundError:  # the table itself (Azurite, or a deployment that did not create it)
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_table()
+            return self._client.upsert_entity(row, mode=UpdateMode.REPLACE)
+
+    def _create_entity(self, entity: dict[str, Any]) -> Mapping[str, Any]:
+        try:
+            return self._client.create_entity(entity)
+        except ResourceNotFoundError:  # the table itself (Azurite, or a deployment that did not create it)
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_table()
+            return self._client.create_entity(entity)
+
+    def _get_entity(self, operation_id: str) -> Mapping[str, Any] | None:
+        try:
+            entity: Mapping[str, Any] = self._call(lambda: self._client.get_entity(operation_id, ROW_KEY))
+        except ResourceNotFoundError:
+            return None
+        return entity
+
+    def _call(self, request: Callable[[], Any]) -> Any:
+        try:
+            return request()
+        except (ResourceExistsError, ResourceNotFoundError):
+            raise
+        except HttpResponseError as error:
+            if error.status_code == 412:
+                raise
+            raise OperationsStorageError(f"operations table {self.name}: HTTP {error.status_code}") from None
+        except AzureError as error:
+            raise OperationsStorageError(f"operations table {self.name}: {type(error).__name__}") from None
+
+
+def _hour(epoch: float) -> str:
+    return time.strftime("%Y%m%d%H", time.gmtime(epoch))
+
+
+def _ms(seconds: float) -> EntityProperty:
+    return EntityProperty(round(seconds * 1000), EdmType.INT64)
+
+
+def _fields_of(operation: Operation) -> dict[str, Any]:
+    """Everything but the id and ETag: to re-use an expired record's id for a new operation."""
+    return {name: getattr(operation, name) for name in (
+        "request", "fingerprint", "caller", "source", "correlation_id", "created_at", "expires_at", "state",
+        "attempts", "failures", "lease_until", "in_flight", "answer", "reply_queue", "replied")}
+
+
+def _entity(operation: Operation) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": operation.id, "RowKey": ROW_KEY, "Format": FORMAT,
+        "Api": operation.api.value, "Path": operation.request.path,
+        "Body": json.dumps(operation.request.body) if operation.request.body is not None else "",
+        "Fingerprint": operation.fingerprint, "Caller": operation.caller, "Source": operation.source.value,
+        "CorrelationId": operation.correlation_id, "CreatedAt": _ms(operation.created_at),
+        "ExpiresAt": _ms(operation.expires_at), "State": operation.state.value, "Attempts": operation.attempts,
+        "Failures": operation.failures, "LeaseUntil": _ms(operation.lease_until), "InFlight": operation.in_flight,
+        "ReplyQueue": operation.reply_queue or "", "Replied": operation.replied,
+    }
+    answer = operation.answer
+    if answer is not None:
+        packed = pack(answer.body, "Answer")
+        if packed is None:  # larger than an entity holds: keep the status and say why the body is missing
+            packed = pack(json.dumps({"error": "answer-too-large"}).encode(), "Answer")
+        assert packed is not None
+        entity.update({"AnswerStatus": answer.status, "AnswerHeaders": json.dumps(dict(answer.headers)), **packed})
+    return entity
+
+
+def _operation(entity: Mapping[str, Any]) -> Operation:
+    try:
+        body = entity.get("Body") or ""
+        request = DefenderRequest(Api(entity["Api"]), str(entity["Path"]), json.loads(body) if body else None)
+        answer = None
+        if entity.get("AnswerStatus") is not None:
+            answer = Answer(integer(entity["AnswerStatus"]),
+                                  MappingProxyType(json.loads(entity.get("AnswerHeaders") or "{}")),
+                                  unpack(entity, "Answer"))
+        return Operation(
+            id=str(entity["PartitionKey"]), request=request, fingerprint=str(entity["Fingerprint"]),
+            caller=str(entity.get("Caller") or ""), source=Source(entity["Source"]),
+            correlation_id=str(entity.get("CorrelationId") or ""), created_at=integer(entity["CreatedAt"]) / 1000,
+            expires_at=integer(entity["ExpiresAt"]) / 1000, state=State(entity["State"]),
+            attempts=integer(entity.get("Attempts", 0)), failures=integer(entity.get("Failures", 0)),
+            lease_until=integer(entity.get("LeaseUntil", 0)) / 1000, in_flight=bool(entity.get("InFlight")),
+            answer=answer, reply_queue=str(entity.get("ReplyQueue") or "") or None,
+            replied=bool(entity.get("Replied")), etag=str(entity.metadata.get("etag", ""))
+            if hasattr(entity, "metadata") else "")
+    except (KeyError, TypeError, ValueError) as error:
+        raise OperationsStorageError(f"operation record {entity.get('PartitionKey')!r} is unreadable: {error}") \
+            from None

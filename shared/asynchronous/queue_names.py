@@ -1,0 +1,22 @@
+"""The gateway's queue names, defined once: a valid name, the poison queue of any queue, and the waiting queue of
+each Defender API (the Bicep, the queue triggers and the settings all derive theirs from here)."""
+
+from __future__ import annotations
+
+import re
+
+from shared.defender.facts import Api
+
+#: Azure Storage queue names: 3-63 lowercase letters, digits and single hyphens, starting and ending alphanumeric.
+QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", re.ASCII)
+#: The poison queue of any queue `q` (the Functions host's name for it): `q-poison`.
+POISON_SUFFIX = "-poison"
+
+
+def waiting_suffix(api: Api) -> str:
+    """The suffix of the queue where requests wait for `api`'s budget: `<REQUESTS_QUEUE>-create-alert` ..."""
+    return "-" + api.value.replace("_", "-")
+
+
+#: Room for the longest waiting-queue suffix and `-poison` within the 63 characters of a queue name.
+MAX_REQUESTS_QUEUE_LENGTH = 63 - max(len(waiting_suffix(api)) for api in Api) - len(POISON_SUFFIX)

@@ -1,0 +1,132 @@
+"""The gateway's storage queues: the request queue, the waiting queues (one per API), the poison queue, and
+callers' reply queues.
+
+Messages are written as plain JSON text (the host reads the request queue with `messageEncoding:
+none`, see host.json). A queue that does not exist yet is created on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Any
+
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from shared.asynchronous.settings import AsyncSettings
+from shared.configuration import ConfigurationError
+from shared.defender.facts import Api
+from shared.tables.settings import StorageSettings
+
+logger = logging.getLogger("mde_alert_gateway.queues")
+
+#: Fail fast like the table clients: the caller decides what a failure means.
+QUEUE_CLIENT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": 2.0, "read_timeout": 5.0, "retry_total": 2, "retry_connect": 2, "retry_read": 1,
+    "retry_status": 1, "retry_backoff_factor": 0.2, "retry_backoff_max": 2,
+}
+#: Azure's longest visibility delay for a message (7 days).
+MAX_DELAY_SECONDS = 7 * 24 * 3600
+
+
+class QueueStorageError(RuntimeError):
+    """A queue could not be written or read."""
+
+
+def queue_service(storage: StorageSettings) -> QueueServiceClient:
+    """The storage account's Queue service (no request is made)."""
+    if storage.connection_string:
+        try:
+            return QueueServiceClient.from_connection_string(storage.connection_string, **QUEUE_CLIENT_OPTIONS)
+        except ValueError as exc:
+            raise ConfigurationError(f"AzureWebJobsStorage is not a usable connection string: {exc}",
+                                     setting="AzureWebJobsStorage") from None
+    from azure.identity import ManagedIdentityCredential
+
+    assert storage.queue_endpoint is not None  # load_storage_settings sets one with the table endpoint
+    return QueueServiceClient(storage.queue_endpoint, credential=ManagedIdentityCredential(client_id=storage.client_id),
+                              **QUEUE_CLIENT_OPTIONS)
+
+
+class Queues(ABC):
+    """The gateway's queues, named from the settings: StorageQueues (Azure Storage), or
+    shared.asynchronous.queues_memory.MemoryQueues (process memory: in-process tests). Writes raise
+    QueueStorageError when the message could not be stored."""
+
+    def __init__(self, settings: AsyncSettings) -> None:
+        self._settings = settings
+        self.requests_name = settings.requests_queue
+        self.poison_name = settings.poison_queue
+
+    def put_request(self, text: str) -> None:
+        """Queue a request message, visible at once."""
+        self.put(self.requests_name, text)
+
+    def waiting_name(self, api: Api) -> str:
+        return self._settings.waiting_queue(api)
+
+    def put_waiting(self, api: Api, text: str, *, delay_seconds: float = 0) -> None:
+        """Queue a request message to wait for `api`'s budget, visible after `delay_seconds` (rounded up)."""
+        self.put(self.waiting_name(api), text, delay_seconds=delay_seconds)
+
+    def put_poison(self, text: str) -> None:
+        self.put(self.poison_name, text)
+
+    @abstractmethod
+    def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        """Store `text` on `queue`, visible after `delay_seconds` (rounded up); QueueStorageError if it could not."""
+
+    @abstractmethod
+    def depth(self, queue: str) -> int | None:
+        """Approximate number of messages (None when the queue cannot be read)."""
+
+
+def visibility_delay(delay_seconds: float) -> int:
+    """A delay as a queue takes it: whole seconds, rounded up, at most Azure's 7 days."""
+    return min(MAX_DELAY_SECONDS, max(0, -int(-delay_seconds // 1)))
+
+
+class StorageQueues(Queues):
+    """Puts messages on the gateway's queues in Azure Storage (Azurite locally) and reads their depth."""
+
+    def __init__(self, service: QueueServiceClient, settings: AsyncSettings) -> None:
+        super().__init__(settings)
+        self._service = service
+
+    def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        """Raises QueueStorageError when the message could not be stored."""
+        delay = visibility_delay(delay_seconds)
+        client = self._service.get_queue_client(queue)
+        for attempt in range(2):
+            try:
+                client.send_message(text, visibility_timeout=delay or None)
+                return
+            except ResourceNotFoundError:
+                if attempt == 0 and self._create(client):
+                    continue
+                raise QueueStorageError(f"queue {queue} does not exist and could not be created") from None
+            except HttpResponseError as error:
+                raise QueueStorageError(f"queue {queue}: HTTP {error.status_code}") from None
+            except AzureError as error:
+                raise QueueStorageError(f"queue {queue}: {type(error).__name__}") from None
+
+    def depth(self, queue: str) -> int | None:
+        """Approximate number of messages (None when the queue cannot be read)."""
+        try:
+            return self._service.get_queue_client(queue).get_queue_properties().approximate_message_count or 0
+        except ResourceNotFoundError:
+            return 0
+        except AzureError as error:
+            logger.warning("queue %s: depth unknown (%s)", queue, type(error).__name__)
+            return None
+
+    @staticmethod
+    def _create(client: QueueClient) -> bool:
+        try:
+            client.create_queue()
+        except ResourceExistsError:
+            pass
+        except AzureError:
+            return False
+        return True

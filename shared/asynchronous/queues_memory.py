@@ -1,0 +1,56 @@
+"""The gateway's queues in process memory: the contract of StorageQueues, for in-process tests of the queue worker.
+
+Messages are kept per queue with the time they become visible (a delay is rounded up to whole seconds, as Azure
+does); `take` hands out what is visible, as a queue trigger would. `available = False` makes every write fail as
+storage that is down does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.asynchronous.queues import Queues, QueueStorageError, visibility_delay
+from shared.asynchronous.settings import AsyncSettings
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    text: str
+    visible_at: float
+
+
+class MemoryQueues(Queues):
+    """Queues in a dict; thread-safe."""
+
+    def __init__(self, settings: AsyncSettings, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(settings)
+        self._clock = clock
+        self.messages: dict[str, list[QueuedMessage]] = {}
+        self._lock = threading.Lock()
+        #: False: every write raises QueueStorageError and every depth is unknown, as a queue service that is down.
+        self.available = True
+
+    def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        if not self.available:
+            raise QueueStorageError(f"queue {queue}: unavailable")
+        with self._lock:
+            self.messages.setdefault(queue, []).append(
+                QueuedMessage(text, self._clock() + visibility_delay(delay_seconds)))
+
+    def depth(self, queue: str) -> int | None:
+        if not self.available:
+            return None
+        with self._lock:
+            return len(self.messages.get(queue, []))
+
+    def take(self, queue: str) -> list[QueuedMessage]:
+        """Every message of `queue` that is visible now, removed (what a trigger would run next)."""
+        with self._lock:
+            now = self._clock()
+            found = self.messages.get(queue, [])
+            visible = [message for message in found if message.visible_at <= now]
+            self.messages[queue] = [message for message in found if message.visible_at > now]
+            return visible

@@ -1,0 +1,347 @@
+"""The queue worker: runs one request message to its operation's final answer, or schedules it again.
+
+    handle(text)
+      parse (invalid: the operation records the 400, the message goes to the poison queue with the reason)
+      -> the operation (created, or found: a different request under the same id goes to poison, 422)
+      -> done already: reply if not yet replied; nothing is sent again
+      -> held by another worker: look again when its lease ends
+      -> claimed earlier and never answered: a GET is sent again; a POST is not (it may have reached
+         Defender), it ends as 504 upstream-outcome-unknown
+      -> a file-alerts lookup goes through shared.lookups (the path the HTTP GET takes too): a SHA-256's SHA-1
+         from the shared map, else one file-information call within its own budget, paced, retried and answered
+         like any call (an unknown file is 200 with no alerts); then the shared answer, else Defender
+      -> a slot of the shared budget. A message from the request queue is only tried: if the budget is spent, a
+         copy goes to the API's own waiting queue (`<queue>-create-alert` ...) for when it frees, so a spent
+         budget never holds up requests for the other APIs. A message from a waiting queue waits in place up to
+         MAX_HOLD_SECONDS (the slot is taken the moment it frees), else it is queued there again for later.
+         Neither counts as a failure: throttling never poisons
+      -> claim (ETag), send once, record the answer; a Defender 429 is scheduled again like a refusal;
+         transient failures back off and are retried QUEUE_MAX_RETRIES times, then the answer is final
+      -> reply queue, and the poison queue for any answer that is not a success
+
+The worker rescheduling by sending a new message (and completing the one it was given) keeps the
+Functions host's dequeue count for real failures: a message the worker raises on is retried by the
+host and poisoned after maxDequeueCount (host.json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.answers.answer import Answer
+from shared.answers.mapping import (
+    Answers,
+    identity_problem,
+    input_problem,
+    interrupted_problem,
+    key_reused_problem,
+    storage_problem,
+)
+from shared.answers.problems import Problem
+from shared.asynchronous.messages import InvalidMessageError, parse
+from shared.asynchronous.operations import Created, Operation, OperationStore, Source, State
+from shared.asynchronous.queue_names import POISON_SUFFIX
+from shared.asynchronous.queues import Queues
+from shared.asynchronous.settings import AsyncSettings
+from shared.defender.client import DefenderRequest, IdentityError
+from shared.defender.facts import API_FACTS, Api
+from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent
+from shared.defender.outcomes import Outcome, Success, Throttled, Unavailable
+from shared.lookups.file_alerts import Cached, Deferred, Fetched, FileAlertsLookups, UnknownFile
+from shared.ratelimit import RateLimitStorageError
+from shared.validation import InvalidInputError
+
+logger = logging.getLogger("mde_alert_gateway.worker")
+
+#: A slot that frees within this many seconds is waited for in place (exact timing: no budget left idle).
+MAX_HOLD_SECONDS = 5.0
+#: A message scheduled for later comes back this much early and waits the rest in place.
+EARLY_SECONDS = 1.0
+#: Backoff after the n-th transient failure: 5, 10, 20, 40 ... seconds, at most 5 minutes, with jitter.
+BACKOFF_FIRST = 5.0
+BACKOFF_MAX = 300.0
+
+
+@dataclass(frozen=True)
+class _Later:
+    """Come back after `seconds`, in the queue where requests wait for `api`'s budget."""
+
+    api: Api
+    seconds: float
+
+
+class _Sender:
+    """How the worker sends an operation's requests: a file-information request (a lookup's first step) on a slot
+    it may hold for; any other after claiming the operation, so it is sent once. Keeps the claimed record."""
+
+    def __init__(self, worker: RequestWorker, operation: Operation, identity: Identity, hold_until: float) -> None:
+        self.worker = worker
+        self.operation = operation
+        self.identity = identity
+        self.hold_until = hold_until
+
+    def __call__(self, request: DefenderRequest) -> CallResult | Deferred[_Later | None]:
+        worker = self.worker
+        if request.api is Api.FILE_INFO:
+            sent = worker._send_on_a_slot(request, self.identity, self.operation.correlation_id, self.hold_until)
+            if not isinstance(sent, Sent):
+                return Deferred(_Later(Api.FILE_INFO, max(0.0, sent - EARLY_SECONDS)))
+            return CallResult(sent, 1, sent.outcome)
+        claimed = worker._claim_and_send(self.operation, request, self.identity, self.hold_until)
+        if isinstance(claimed, Deferred):
+            return claimed
+        self.operation, result = claimed
+        return result
+
+
+class RequestWorker:
+    """One per process. `handle` is the queue function's whole body."""
+
+    def __init__(self, gateway: Gateway, operations: OperationStore, queues: Queues, answers: Answers,
+                 settings: AsyncSettings, *, lookups: FileAlertsLookups | None = None,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.gateway = gateway
+        self.operations = operations
+        self.queues = queues
+        self.answers = answers
+        self.settings = settings
+        #: The file-alerts lookups the HTTP edge uses too (one per process: the lookups in flight are shared).
+        self.lookups = lookups or FileAlertsLookups(gateway)
+        self._clock = clock
+        self._sleep = sleep
+        self._random = random.Random()  # noqa: S311 - jitter only
+        self._lease_seconds = gateway.retry.attempt_seconds + 30
+        self._forbidden_replies = frozenset({*settings.queues, settings.poison_queue,
+                                             *(queue + POISON_SUFFIX for queue in settings.queues)})
+
+    def handle(self, text: str, *, waiting: bool = False) -> None:
+        """Run the message to an answer or schedule it again. `waiting`: the message comes from a waiting queue
+        (it may wait in place for its slot). Raises only when the message must come back (storage down): the host
+        then retries it and counts the failure."""
+        try:
+            message = parse(text, forbidden_reply_queues=self._forbidden_replies)
+        except InvalidMessageError as error:
+            self._refuse(text, error)
+            return
+        operation = self.operations.new(message.id, message.request, caller=message.caller, source=Source.QUEUE,
+                                        correlation_id=message.id, reply_queue=message.reply_queue)
+        stored = self.operations.create(operation)
+        if not isinstance(stored, Created) and not stored.same:
+            logger.warning("message %s names an operation of a different request: poisoned", message.id)
+            self._poison(text, "id-reused", key_reused_problem().detail)
+            return
+        self._run(stored.operation, text, MAX_HOLD_SECONDS if waiting else 0.0)
+
+    def _run(self, operation: Operation, text: str, hold: float) -> None:
+        if operation.done:
+            self._deliver(operation, text)
+            return
+        later = self._step(operation, hold)
+        if later is not None:
+            self.queues.put_waiting(later.api, text, delay_seconds=later.seconds)
+
+    def _step(self, operation: Operation, hold: float) -> _Later | None:
+        """Take the operation one step, waiting in place for a slot up to `hold` seconds; `_Later` when the
+        message must come back."""
+        now = self._clock()
+        if operation.lease_until > now:
+            return _Later(operation.api, operation.lease_until - now + 1)  # another worker holds it
+        request = operation.request
+        if operation.in_flight and request.method == "POST":
+            logger.warning("%s: operation %s was interrupted on its way to Defender; not sent again", request.api,
+                           operation.id)
+            self._complete(operation, self.answers.problem(request.api, interrupted_problem(),
+                                                           operation.correlation_id))
+            return None
+        try:
+            identity = self.gateway.identity()
+        except IdentityError as error:
+            return self._failed(operation, identity_problem(error))
+        sender = _Sender(self, operation, identity, self._clock() + hold)
+        try:
+            if request.api is Api.FILE_ALERTS:
+                return self._look_up(sender, request.file_hash)
+            result = sender(request)
+            if isinstance(result, Deferred):
+                return result.reason
+            self._complete(sender.operation, self.answers.result(request.api, result, operation.correlation_id),
+                           attempts=sender.operation.attempts + result.sent)
+            return None
+        except RateLimitStorageError as error:
+            logger.warning("%s: operation %s: rate-limit storage failed: %s", request.api, operation.id, error)
+            return self._failed(sender.operation, storage_problem())
+
+    def _look_up(self, sender: _Sender, file_hash: str) -> _Later | None:
+        """A file-alerts operation through the lookups the HTTP GET takes too (the shared answer, the SHA-256 map,
+        Defender), its requests sent by `sender`. Raises RateLimitStorageError."""
+        operation = sender.operation
+        correlation_id = operation.correlation_id
+        found = self.lookups.lookup(file_hash, sender.identity, sender)
+        if isinstance(found, Deferred):
+            return found.reason
+        if isinstance(found, Cached):
+            answer = self.answers.cached(Api.FILE_ALERTS, found.answer.body, found.answer.age, correlation_id)
+        elif isinstance(found, Fetched):
+            answer = self.answers.result(Api.FILE_ALERTS, found.result, correlation_id)
+        elif isinstance(found, UnknownFile):
+            answer = self.answers.unknown_file(found.result, correlation_id)
+        else:  # the SHA-256 is not resolved: Defender's file information failed
+            outcome = found.result.outcome
+            if isinstance(outcome, Throttled):  # like a refusal: never counted as a failure
+                return _Later(Api.FILE_INFO, outcome.retry_after or 60)
+            if outcome is not None and RetryPolicy.retryable(API_FACTS[Api.FILE_INFO].method, outcome) \
+                    and operation.failures < self.settings.max_retries:
+                updated = self.operations.update(operation, failures=operation.failures + 1)
+                return self._backoff(Api.FILE_INFO, operation.failures + 1, _retry_after(outcome)) \
+                    if updated is not None else _Later(Api.FILE_INFO, 1)
+            answer = self.answers.result(Api.FILE_INFO, found.result, correlation_id)
+        sent = found.result.sent if isinstance(found, Fetched) and not found.joined else 0
+        self._complete(sender.operation, answer, attempts=sender.operation.attempts + sent)
+        return None
+
+    def _claim_and_send(self, operation: Operation, request: DefenderRequest, identity: Identity,
+                        hold_until: float) -> tuple[Operation, CallResult] | Deferred[_Later | None]:
+        """Claim the operation (ETag) and send `request` once on a slot: the claimed record and what Defender
+        answered, or Deferred when it must come back (the claim given back). Raises RateLimitStorageError."""
+        refusal = self.gateway.known_refusal(request.api, identity)
+        if refusal is not None and self._clock() + refusal.retry_after_ms / 1000 > hold_until:
+            # The budget is spent for longer than this message may wait here (nothing claimed, nothing written).
+            return Deferred(_Later(request.api, max(0.0, refusal.retry_after_ms / 1000 - EARLY_SECONDS)))
+        # Claim first (ETag), so that nothing stands between the slot and the request: the margin of the
+        # windows then covers only the request's own way to Defender.
+        claimed = self.operations.update(operation, lease_until=self._clock() + self._lease_seconds, in_flight=True)
+        if claimed is None:  # another worker changed it since it was read: look again
+            return Deferred(_Later(request.api, 1))
+        try:
+            sent = self._send_on_a_slot(request, identity, operation.correlation_id, hold_until)
+        except RateLimitStorageError:
+            self._release(claimed)
+            raise
+        if not isinstance(sent, Sent):
+            released = self._release(claimed)
+            return Deferred(_Later(request.api, max(0.0, sent - EARLY_SECONDS)) if released else None)
+        outcome = sent.outcome
+        attempts = claimed.attempts + 1
+        if isinstance(outcome, Throttled):
+            released = self._release(claimed, attempts=attempts)
+            return Deferred(_Later(request.api, outcome.retry_after or 60) if released else None)
+        if not isinstance(outcome, Success) and RetryPolicy.retryable(request.method, outcome) \
+                and claimed.failures < self.settings.max_retries:
+            released = self._release(claimed, attempts=attempts, failures=claimed.failures + 1)
+            return Deferred(self._backoff(request.api, claimed.failures + 1, _retry_after(outcome))
+                            if released else None)
+        return claimed, CallResult(sent, 1, outcome)
+
+    def _send_on_a_slot(self, request: DefenderRequest, identity: Identity, correlation_id: str,
+                        hold_until: float) -> Sent | float:
+        """Send `request` once on a slot of its API's shared budget, waiting here for one until `hold_until`;
+        else the seconds until the budget frees. Raises RateLimitStorageError."""
+        while True:
+            attempt = self.gateway.attempt(request, identity, correlation_id, time_left=self._lease_seconds - 30)
+            if isinstance(attempt, Sent):
+                return attempt
+            wait = attempt.decision.retry_after_ms / 1000
+            if self._clock() + wait > hold_until:
+                return wait
+            self._sleep(wait)
+
+    def _failed(self, operation: Operation, problem: Problem) -> _Later | None:
+        """A transient failure before anything was sent: back off, or give the final answer when retries are spent."""
+        if operation.failures >= self.settings.max_retries:
+            self._complete(operation, self.answers.problem(operation.api, problem, operation.correlation_id))
+            return None
+        updated = self.operations.update(operation, failures=operation.failures + 1)
+        return self._backoff(operation.api, operation.failures + 1, None) if updated is not None \
+            else _Later(operation.api, 1)
+
+    def _backoff(self, api: Api, failures: int, retry_after: float | None) -> _Later:
+        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
+        return _Later(api, max(retry_after or 0, delay * self._random.uniform(0.8, 1.2)))
+
+    def _release(self, operation: Operation, **changes: int) -> bool:
+        """Give the claim back (nothing was decided); False when the record changed under us (someone else has it)."""
+        return self.operations.update(operation, in_flight=False, lease_until=0.0, **changes) is not None
+
+    def _complete(self, operation: Operation, answer: Answer, **changes: int) -> None:
+        done = self.operations.update(operation, state=State.DONE, answer=answer, in_flight=False, lease_until=0.0,
+                                      **changes)
+        if done is None:
+            current = self.operations.get(operation.id)
+            if current is None or current.done:
+                return  # someone else finished it (and delivers it)
+            done = self.operations.update(current, state=State.DONE, answer=answer, in_flight=False,
+                                          lease_until=0.0, **changes)
+            if done is None:
+                raise RuntimeError(f"operation {operation.id}: the answer could not be recorded")
+        logger.info("%s: operation %s done: %d", operation.api, operation.id, answer.status)
+        self._deliver(done, None)
+
+    def _deliver(self, operation: Operation, text: str | None) -> None:
+        """The reply (once per operation), and the poison queue for an answer that is not a success."""
+        answer = operation.answer
+        assert answer is not None
+        if operation.reply_queue and not operation.replied:
+            self.queues.put(operation.reply_queue, _reply(operation, answer))
+            self.operations.update(operation, replied=True)
+        if text is None and answer.status >= 400:
+            self._poison(json.dumps({"version": 1, "id": operation.id, "operation": operation.api.value}),
+                         _kind(answer), _detail(answer), operation_id=operation.id, status=answer.status)
+
+    def _refuse(self, text: str, error: InvalidMessageError) -> None:
+        """An invalid message: its operation (when it has an id) records the 400; the message goes to poison."""
+        problem = input_problem(InvalidInputError(list(error.errors)))
+        logger.warning("invalid request message (%s): %s", error.reason,
+                       ", ".join(f"{e.field} {e.message}" for e in error.errors))
+        if error.message_id is not None:
+            answer = self.answers.problem(None, problem, error.message_id)
+            placeholder = self.operations.new(error.message_id, DefenderRequest(Api.CREATE_ALERT, "", None),
+                                              caller="", source=Source.QUEUE, correlation_id=error.message_id)
+            stored = self.operations.create(placeholder)
+            if isinstance(stored, Created):
+                self.operations.update(stored.operation, state=State.DONE, answer=answer)
+        self._poison(text, error.reason, problem.detail, errors=[e.to_json() for e in error.errors])
+
+    def _poison(self, text: str, reason: str, detail: str, **extra: object) -> None:
+        self.queues.put_poison(json.dumps({"reason": reason, "detail": detail, **extra, "message": text}))
+
+
+def _retry_after(outcome: Outcome) -> float | None:
+    return outcome.retry_after if isinstance(outcome, Unavailable) else None
+
+
+def _reply(operation: Operation, answer: Answer) -> str:
+    """The reply message: the operation's answer, its body inline when it fits a queue message."""
+    document: dict[str, object] = {"version": 1, "id": operation.id, "status": answer.status,
+                                   "headers": dict(answer.headers)}
+    try:
+        document["body"] = json.loads(answer.body)
+    except ValueError:
+        document["body"] = answer.body.decode("utf-8", "replace")
+    text = json.dumps(document)
+    if len(text.encode()) > 60 * 1024:
+        del document["body"]
+        document["bodyOmitted"] = True  # larger than a queue message: GET /api/operations/{id} has it
+        text = json.dumps(document)
+    return text
+
+
+def _problem_field(answer: Answer, name: str) -> str:
+    try:
+        value = json.loads(answer.body).get(name)
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _kind(answer: Answer) -> str:
+    kind = _problem_field(answer, "type")
+    return kind.rsplit(":", 1)[-1] if kind else f"status-{answer.status}"
+
+
+def _detail(answer: Answer) -> str:
+    return _problem_field(answer, "detail")

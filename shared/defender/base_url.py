@@ -1,0 +1,97 @@
+"""Whether a Defender base URL may receive the gateway's token, judged as the HTTP client will use it.
+
+The gateway sends its bearer token to this URL, so anything URL parsers may read differently is refused rather
+than interpreted, and the target judged here must be the one `requests` connects to (shared.defender.outbound). Used at
+start-up for MDE_BASE_URL (shared.settings); the client checks every request against the judged target again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from shared.configuration import ConfigurationError
+from shared.defender.clouds import ALLOWED_HOST_SUFFIXES, LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK
+from shared.defender.outbound import DEFAULT_PORTS, Target, connection_target
+
+#: Printable ASCII without space (0x21-0x7E): no whitespace, control or non-ASCII character in a base URL.
+_URL_CHARACTERS = re.compile(r"[!-~]+", re.ASCII)
+#: A host name as DNS spells it: letters, digits and hyphens in non-empty labels (an IDN in its xn-- form).
+_DNS_NAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*", re.ASCII)
+
+
+def validate_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> str:
+    """`url` without its trailing slash, once `judge_base_url` has accepted it."""
+    judge_base_url(url, setting_name=setting_name)
+    return url.rstrip("/")
+
+
+def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
+    """Accept https on a documented Defender domain or http(s) on loopback and return where it connects.
+
+    The gateway sends its bearer token to this URL, so anything URL parsers may read differently is
+    refused rather than interpreted (a backslash, `%`, `@`, whitespace, an IDN, a trailing dot, a
+    non-canonical IP address ...), and the target judged here must be the one requests connects to.
+    """
+    def refused(problem: str) -> ConfigurationError:
+        return ConfigurationError(f"{setting_name} {problem}, got {url!r}.", setting=setting_name)
+
+    if not _URL_CHARACTERS.fullmatch(url):
+        raise refused("must be printable ASCII without spaces (an international host name in its xn-- form)")
+    if any(character in url for character in "@?#"):
+        # Not repeated in the message: credentials or a query may hold a secret.
+        raise ConfigurationError(f"{setting_name} must be a plain base URL without credentials, query or fragment.",
+                                 setting=setting_name)
+    if any(character in url for character in "\\%"):
+        raise refused("must be a plain base URL without backslashes or percent-encoding")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise refused(f"is not a valid URL ({error})") from None
+    if parts.scheme not in DEFAULT_PORTS:
+        raise refused("must use http or https")
+    if parts.path not in ("", "/"):
+        raise refused("must be the API's root URL without a path")
+    host = parts.hostname or ""
+    if not host:
+        raise refused("has no host")
+    if host.endswith("."):
+        raise refused(f"host {host!r} must not end with a dot")
+    judged = Target(parts.scheme, host, DEFAULT_PORTS[parts.scheme] if port is None else port)
+    problem = None if _is_loopback(host) else _defender_target_problem(judged)
+    if problem:
+        raise refused(problem)
+    try:
+        actual = connection_target(url)
+    except ValueError as error:
+        raise refused(str(error)) from None
+    if actual != judged:
+        raise refused(f"would connect to {actual}, not to {judged} as it reads")
+    return judged
+
+
+def _defender_target_problem(judged: Target) -> str | None:
+    """Why `judged` is not https on port 443 of a documented Defender API host, or None if it is."""
+    if judged.scheme != "https":
+        return "must use https unless it points at loopback"
+    host = judged.host
+    if not (_DNS_NAME.fullmatch(host)
+            and any(host == suffix or host.endswith("." + suffix) for suffix in ALLOWED_HOST_SUFFIXES)):
+        return (f"host {host!r} is not a Defender for Endpoint API host; allowed are "
+                + ", ".join(f"*.{s}" for s in ALLOWED_HOST_SUFFIXES) + " and loopback")
+    if judged.port != DEFAULT_PORTS["https"]:
+        return f"must use the default https port 443 on a Defender host, not {judged.port}"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    """`localhost`, `::1`, or a canonical dotted IPv4 address in 127.0.0.0/8."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)

@@ -1,0 +1,175 @@
+"""The Defender for Endpoint client: a token from the managed identity, and one request per call.
+
+`send` makes exactly one HTTP request (no transport-level retries) and returns a typed outcome
+(shared.defender.outcomes); retries, waiting and the caller's answer are decided above it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NoReturn
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from shared.configuration import ConfigurationError
+from shared.defender.facts import API_FACTS, CREATE_ALERT_PATH, Api, file_alerts_path, file_info_path
+from shared.defender.outbound import prepared_target
+from shared.defender.outcomes import Outcome, Reach, Unavailable, classify
+from shared.defender.settings import DefenderSettings
+
+logger = logging.getLogger("mde_alert_gateway.defender")
+
+USER_AGENT = "mde-alert-gateway/0.1"
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A bearer token for Defender; never logged, never returned to callers."""
+
+    value: str
+
+
+class IdentityError(Exception):
+    """The managed identity gave no token for `scope` (refused, or unreachable); `reason` is its first line."""
+
+    def __init__(self, scope: str, reason: str) -> None:
+        super().__init__(f"no token for {scope}: {reason}")
+        self.scope = scope
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DefenderRequest:
+    """One call to a Defender API: which one, its path and its JSON body."""
+
+    api: Api
+    path: str
+    body: Mapping[str, str] | None = None
+
+    @property
+    def method(self) -> str:
+        return API_FACTS[self.api].method
+
+    @property
+    def file_hash(self) -> str:
+        """The file's hash in the path of a file-alerts or file-info request (`/api/files/{hash}...`)."""
+        if self.api not in (Api.FILE_ALERTS, Api.FILE_INFO):
+            raise ValueError(f"a {self.api} request names no file")
+        return self.path.split("/")[3]
+
+    @classmethod
+    def file_alerts(cls, sha1: str) -> DefenderRequest:
+        return cls(Api.FILE_ALERTS, file_alerts_path(sha1))
+
+    @classmethod
+    def create_alert(cls, body: Mapping[str, str]) -> DefenderRequest:
+        return cls(Api.CREATE_ALERT, CREATE_ALERT_PATH, body)
+
+    @classmethod
+    def file_info(cls, sha256: str) -> DefenderRequest:
+        """Get file information for a SHA-256: the file entity names its SHA-1 (404 for a file Defender lacks)."""
+        return cls(Api.FILE_INFO, file_info_path(sha256))
+
+
+class DefenderClient:
+    """One per worker process: one credential (token cache) and one pooled HTTP session."""
+
+    def __init__(self, settings: DefenderSettings, credential: TokenCredential,
+                 session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self._credential = credential
+        self._session = session or self._new_session()
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # no proxy or netrc from the environment may redirect the token
+        session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=32)  # one request per send
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    def token(self) -> AccessToken:
+        """A token for the configured cloud's scope (cached by azure-identity until near expiry).
+
+        Raises IdentityError when the identity refuses or cannot be reached.
+        """
+        scope = self.settings.cloud.scope
+        try:
+            return AccessToken(self._credential.get_token(scope).token)
+        except AzureError as error:
+            # azure-identity's messages name the failing credential and never contain a token.
+            raise IdentityError(scope, str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+
+    def send(self, request: DefenderRequest, token: AccessToken, *, correlation_id: str,
+             time_left: float | None = None) -> Outcome:
+        """Make the one HTTP request for `request`, within `time_left` seconds if given, and classify it."""
+        settings = self.settings
+        connect, read = settings.connect_timeout, settings.read_timeout
+        if time_left is not None:
+            connect, read = min(connect, time_left), min(read, time_left)
+        headers = {"Authorization": f"Bearer {token.value}", "client-request-id": correlation_id}
+        prepared = self._prepare(requests.Request(request.method, settings.base_url + request.path,
+                                                  json=request.body, headers=headers))
+        started = time.monotonic()
+        try:
+            response = self._session.send(prepared, timeout=(connect, read), allow_redirects=False)
+        except requests.RequestException as error:
+            outcome = _transport_outcome(error)
+            logger.warning("Defender %s %s failed after %.2f s: %s [correlation %s]", request.method, request.path,
+                           time.monotonic() - started, outcome.cause, correlation_id)
+            return outcome
+        logger.info("Defender %s %s -> %d in %.3f s [correlation %s]", request.method, request.path,
+                    response.status_code, time.monotonic() - started, correlation_id)
+        return classify(request.api, response.status_code, response.headers, response.content)
+
+    def _prepare(self, request: requests.Request) -> requests.PreparedRequest:
+        """The request as it will go out, refused unless it connects to the target the allowlist judged.
+
+        Second line of defence behind the start-up check: whatever reaches here, the token goes nowhere else.
+        """
+        try:
+            prepared = self._session.prepare_request(request)
+            actual = prepared_target(prepared)
+        except ValueError as error:  # requests' InvalidURL and MissingSchema are ValueErrors too
+            self._refuse(f"nowhere (the URL {error})")
+        if actual != self.settings.target:
+            self._refuse(str(actual))
+        return prepared
+
+    def _refuse(self, actual: str) -> NoReturn:
+        # Only the base URL and the targets are named: never the headers, which carry the token.
+        message = (f"The call to Defender would connect to {actual}, not to the configured {self.settings.target} "
+                   f"(base URL {self.settings.base_url!r}); it was not sent. Check MDE_BASE_URL.")
+        logger.error("%s", message)
+        raise ConfigurationError(message, setting="MDE_BASE_URL")
+
+
+def _transport_outcome(error: requests.RequestException) -> Unavailable:
+    """A request that got no answer: did it surely not leave (no connection), or may it have reached Defender?"""
+    cause = _root_cause(error)
+    name = type(cause).__name__
+    if isinstance(error, requests.ConnectTimeout):
+        return Unavailable(Reach.NOT_SENT, timed_out=True, cause=name)
+    if isinstance(cause, NewConnectionError):  # refused, unresolvable, unreachable: no connection was made
+        return Unavailable(Reach.NOT_SENT, cause=name)
+    return Unavailable(Reach.MAYBE, timed_out=isinstance(error, requests.Timeout), cause=name)
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    seen: BaseException = error
+    while True:
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        if isinstance(seen, MaxRetryError) and seen.reason is not None:
+            inner = seen.reason
+        if inner is None:
+            return seen
+        seen = inner

@@ -1,0 +1,68 @@
+"""Defender for Endpoint facts the gateway relies on, defined once (checked in ../shared/reference/defender-api.md).
+
+The local simulator stands in for Defender with the same facts, so a fact is changed here or nowhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Api(StrEnum):
+    """The Defender APIs behind the gateway. The value names the API in rate-limit state, logs and headers."""
+
+    FILE_ALERTS = "file_alerts"
+    CREATE_ALERT = "create_alert"
+    #: Get file information: resolves a SHA-256 to the file's SHA-1 (file-alerts lookups take SHA-1 only).
+    FILE_INFO = "file_info"
+
+
+@dataclass(frozen=True)
+class ApiFacts:
+    """What Defender documents for one API."""
+
+    method: str
+    #: Any one of these application roles allows the call.
+    roles: tuple[str, ...]
+    #: The documented limits as `calls/seconds`, comma-separated (the rate-limit settings' default).
+    limits: str
+
+
+API_FACTS: dict[Api, ApiFacts] = {
+    Api.FILE_ALERTS: ApiFacts("GET", ("Alert.Read.All", "Alert.ReadWrite.All"), "100/60,1500/3600"),
+    Api.CREATE_ALERT: ApiFacts("POST", ("Alert.ReadWrite.All",), "15/60"),
+    Api.FILE_INFO: ApiFacts("GET", ("File.Read.All",), "100/60,1500/3600"),
+}
+
+#: The operations the gateway offers, by Defender's own names: its HTTP functions', its queue messages' and its
+#: operations' `operation` (file information is a step of a lookup, never an operation of its own).
+OPERATION_NAMES: dict[Api, str] = {Api.FILE_ALERTS: "GetFileRelatedAlerts", Api.CREATE_ALERT: "CreateAlertByReference"}
+
+CREATE_ALERT_PATH = "/api/alerts/CreateAlertByReference"
+
+
+def file_alerts_path(sha1: str) -> str:
+    return f"/api/files/{sha1}/alerts"
+
+
+def file_info_path(file_hash: str) -> str:
+    """Get file information: `file_hash` is a SHA-1 or a SHA-256; 404 when Defender does not know the file."""
+    return f"/api/files/{file_hash}"
+
+
+#: The WindowsDefenderATP service principal, whose app roles the gateway's identity needs.
+DEFENDER_APP_ID = "fc780465-2017-40d4-a0c5-307022471b92"
+#: Seconds a 429 without Retry-After holds an API (Defender documents none; a minute is its shortest window).
+DEFAULT_THROTTLE_SECONDS = 60
+
+SEVERITIES = ("Low", "Medium", "High")
+CATEGORIES = (
+    "General", "CommandAndControl", "Collection", "CredentialAccess", "DefenseEvasion", "Discovery",
+    "Exfiltration", "Exploit", "Execution", "InitialAccess", "LateralMovement", "Malware", "Persistence",
+    "PrivilegeEscalation", "Ransomware", "SuspiciousActivity",
+)
+#: The body of CreateAlertByReference: exactly these fields, all required, names case-sensitive.
+CREATE_FIELDS = (
+    "eventTime", "reportId", "machineId", "severity", "title", "description", "recommendedAction", "category",
+)

@@ -1,0 +1,215 @@
+"""The one call path to Defender: take a shared rate-limit slot, send once, classify; retry on top.
+
+    Gateway.call(request)            the HTTP path: attempts, retried as RetryPolicy allows, within the total time
+      Gateway.attempt(request)       one slot + one request: Refused (nothing sent) or Sent(outcome)
+        RateLimiter.acquire          shared budget in the state store (RateLimitStorageError: refuse)
+        DefenderClient.send          one HTTP request -> typed outcome
+        RateLimiter.block            a Defender 429 holds the API on every instance: exactly once per 429
+
+Order matters: input is validated before this runs (no quota for bad input), the token comes before
+the slot (an identity failure spends nothing), and every request that may reach Defender has a slot.
+A caller that must not sleep long (the queue worker) uses `admit` and `send` itself and reschedules.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.defender.client import AccessToken, DefenderClient, DefenderRequest
+from shared.defender.credentials import principal_of
+from shared.defender.facts import DEFAULT_THROTTLE_SECONDS, Api
+from shared.defender.outcomes import Outcome, Reach, Throttled, Unavailable
+from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError
+
+logger = logging.getLogger("mde_alert_gateway")
+
+#: What a GET is retried on besides throttling and transport failures (urllib3's old status_forcelist).
+GET_RETRY_STATUSES = frozenset({502, 503, 504})
+#: Statuses whose Retry-After makes even a POST safe to repeat: Defender refused it without acting on it.
+POST_RETRY_AFTER_STATUSES = frozenset({503})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The gateway's token and the principal whose Defender quota it spends (tenant | application)."""
+
+    token: AccessToken
+    principal: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The shared budget had no room (or Defender's block holds): nothing was sent."""
+
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request went to Defender with a slot (`decision`) and came to `outcome`."""
+
+    outcome: Outcome
+    decision: Decision
+
+
+Attempt = Refused | Sent
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """Where a call ended: its last attempt, and what Defender said last (even if a retry was then refused)."""
+
+    last: Attempt
+    #: Requests that went to Defender.
+    sent: int
+    #: Defender's last answer, None if nothing was sent.
+    outcome: Outcome | None
+
+    @property
+    def decision(self) -> Decision:
+        """The last rate-limit decision: the state the caller's RateLimit headers describe."""
+        return self.last.decision
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What the HTTP path retries, how long it waits, and when it gives up.
+
+    GET: throttling, 502/503/504 and transport failures. POST: only when it surely did not reach
+    Defender, or Defender said 429/503 with a Retry-After, so a create is never duplicated.
+    A Retry-After above `max_retry_after` is handed back to the caller instead of waited out.
+    """
+
+    max_retries: int
+    max_retry_after: float
+    total_timeout: float
+    #: The longest one attempt can take (connect + read timeout): no retry starts that cannot finish in time.
+    attempt_seconds: float
+    backoff_factor: float = 0.5
+    backoff_max: float = 8.0
+
+    def wait_before_retry(self, method: str, outcome: Outcome, retries_done: int) -> float | None:
+        """Seconds to wait before retrying after `outcome`, or None: do not retry."""
+        if retries_done >= self.max_retries or not self.retryable(method, outcome):
+            return None
+        retry_after = outcome.retry_after if isinstance(outcome, Throttled | Unavailable) else None
+        if retry_after is not None:
+            return retry_after if retry_after <= self.max_retry_after else None
+        if isinstance(outcome, Throttled):
+            return None  # no Retry-After: the shared block holds the API for DEFAULT_THROTTLE_SECONDS anyway
+        # Exponential backoff as urllib3 does it: the first retry at once, then factor * 2**n, capped.
+        return 0.0 if retries_done == 0 else min(self.backoff_max, self.backoff_factor * 2 ** retries_done)
+
+    @staticmethod
+    def retryable(method: str, outcome: Outcome) -> bool:
+        """Whether repeating a request after `outcome` is safe and may help (a POST only if it cannot duplicate)."""
+        if method == "GET":
+            return isinstance(outcome, Throttled) or (
+                isinstance(outcome, Unavailable) and (outcome.status is None or outcome.status in GET_RETRY_STATUSES))
+        if isinstance(outcome, Unavailable) and outcome.reach is Reach.NOT_SENT:
+            return True
+        if isinstance(outcome, Throttled):
+            return outcome.retry_after is not None
+        return (isinstance(outcome, Unavailable) and outcome.status in POST_RETRY_AFTER_STATUSES
+                and outcome.retry_after is not None)
+
+
+class Gateway:
+    """Binds the Defender client to the shared rate limiters of its APIs, with one retry policy for HTTP."""
+
+    def __init__(self, client: DefenderClient, limiters: RateLimiters, retry: RetryPolicy, *,
+                 sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self._limiters = limiters
+        self.retry = retry
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    @property
+    def apis(self) -> tuple[Api, ...]:
+        """The APIs this gateway has a budget for."""
+        return tuple(Api(name) for name in self._limiters.by_api)
+
+    def identity(self) -> Identity:
+        """The token to call with and whose quota it uses (IdentityError if the identity gives none)."""
+        token = self.client.token()
+        return Identity(token, principal_of(token.value))
+
+    def admit(self, api: Api, identity: Identity, correlation_id: str) -> Decision:
+        """Take a slot of `api`'s shared budget (or be refused). Raises RateLimitStorageError if it cannot be read."""
+        decision = self._limiters.for_api(api).acquire(identity.principal)
+        if not decision.admitted:
+            logger.info("%s refused by the shared rate limit (%s), retry after %d s [correlation %s]", api,
+                        decision.reason, decision.retry_after, correlation_id)
+        return decision
+
+    def known_refusal(self, api: Api, identity: Identity) -> Decision | None:
+        """The refusal `api`'s budget gives now by what this process remembers (no storage request), else None."""
+        return self._limiters.for_api(api).known_refusal(identity.principal)
+
+    def peek(self, api: Api, identity: Identity) -> Decision:
+        """What a call to `api` would be told now, without taking a slot (for reports)."""
+        return self._limiters.for_api(api).peek(identity.principal)
+
+    def send(self, request: DefenderRequest, identity: Identity, decision: Decision, correlation_id: str, *,
+             time_left: float | None = None) -> Attempt:
+        """Send once on the slot `decision` admitted; a Defender 429 becomes a shared block, exactly once.
+
+        A slot that has grown stale by the time the request is about to leave (this thread stalled after the
+        admission: a GC pause, a CPU-starved instance, a slow table write) is not used: a new one is taken,
+        and when none is free the call is Refused with nothing sent. See RateLimiter.stale.
+        """
+        limiter = self._limiters.for_api(request.api)
+        while limiter.stale(decision):
+            logger.warning("%s: the slot taken %.0f ms ago is too old to send on; taking a new one [correlation %s]",
+                           request.api, (limiter.clock.now() - decision.decided_at) * 1000, correlation_id)
+            decision = self.admit(request.api, identity, correlation_id)
+            if not decision.admitted:
+                return Refused(decision)
+        outcome = self.client.send(request, identity.token, correlation_id=correlation_id, time_left=time_left)
+        if isinstance(outcome, Throttled):
+            # Defender said 429: every instance holds this API until its Retry-After has passed.
+            wait = outcome.retry_after if outcome.retry_after is not None else DEFAULT_THROTTLE_SECONDS
+            try:
+                self._limiters.for_api(request.api).block(identity.principal, wait)
+            except RateLimitStorageError as error:
+                # This instance holds calls anyway (the block is kept in process before the write).
+                logger.warning("%s: could not share Defender's 429 block: %s [correlation %s]", request.api, error,
+                               correlation_id)
+        return Sent(outcome, decision)
+
+    def attempt(self, request: DefenderRequest, identity: Identity, correlation_id: str, *,
+                time_left: float | None = None) -> Attempt:
+        """Take a slot and, if admitted, send once. Raises RateLimitStorageError if the budget cannot be read."""
+        decision = self.admit(request.api, identity, correlation_id)
+        if not decision.admitted:
+            return Refused(decision)
+        return self.send(request, identity, decision, correlation_id, time_left=time_left)
+
+    def call(self, request: DefenderRequest, correlation_id: str, *, identity: Identity | None = None) -> CallResult:
+        """The HTTP path: identity, then attempts retried as the policy allows, all within its total time."""
+        identity = identity or self.identity()
+        deadline = self._monotonic() + self.retry.total_timeout
+        sent = 0
+        outcome: Outcome | None = None
+        last: Sent | None = None
+        while True:
+            try:
+                attempt = self.attempt(request, identity, correlation_id, time_left=deadline - self._monotonic())
+            except RateLimitStorageError as error:
+                if last is None:
+                    raise
+                # The budget cannot be read for a retry: no retry, and the caller hears what Defender said.
+                logger.warning("%s: no retry, the rate-limit storage failed: %s [correlation %s]", request.api,
+                               error, correlation_id)
+                return CallResult(last, sent, outcome)
+            if isinstance(attempt, Refused):
+                return CallResult(attempt, sent, outcome)
+            last, sent, outcome = attempt, sent + 1, attempt.outcome
+            wait = self.retry.wait_before_retry(request.method, outcome, sent - 1)
+            if wait is None or self._monotonic() + wait + self.retry.attempt_seconds > deadline:
+                return CallResult(attempt, sent, outcome)
+            self._sleep(wait)

@@ -1,0 +1,174 @@
+"""What one call to Defender came to, as typed values: the client returns them, the edge maps them.
+
+Nothing here chooses an HTTP status for the gateway's caller or writes text for it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from shared.defender.facts import Api
+
+
+class Reach(Enum):
+    """Whether a request that got no answer may have reached Defender (it decides if a POST may be repeated)."""
+
+    #: It surely did not (no connection was made): repeating it cannot duplicate anything.
+    NOT_SENT = "not-sent"
+    #: It may have: the connection broke or timed out after the request was sent.
+    MAYBE = "maybe"
+    #: Defender answered.
+    ANSWERED = "answered"
+
+
+class AuthCause(Enum):
+    """Why Defender refused the gateway's identity, as far as its answer says."""
+
+    AUDIENCE = "audience"
+    ROLE = "role"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class DefenderError:
+    """Defender's error body: `{"error": {"code", "message", "target"}}`."""
+
+    code: str | None = None
+    message: str | None = None
+    target: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: value for name, value in (("code", self.code), ("message", self.message),
+                                                ("target", self.target)) if value is not None}
+
+
+@dataclass(frozen=True)
+class Success:
+    """Defender answered 200 with the documented shape; `body` is passed on unchanged."""
+
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """Defender answered 429. `retry_after` is its Retry-After in seconds (None when it sent none)."""
+
+    retry_after: float | None
+    error: DefenderError | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Defender refused the request itself (400, 404 and other 4xx except 401/403/429)."""
+
+    status: int
+    error: DefenderError | None = None
+
+
+@dataclass(frozen=True)
+class Unauthorized:
+    """Defender refused the gateway's identity (401 or 403)."""
+
+    status: int
+    cause: AuthCause
+    error: DefenderError | None = None
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """No usable answer: a 5xx, a connection failure or a timeout. `status` is None when nothing was answered."""
+
+    reach: Reach
+    status: int | None = None
+    timed_out: bool = False
+    retry_after: float | None = None
+    error: DefenderError | None = None
+    #: The transport failure's type (e.g. ConnectTimeoutError), for logs.
+    cause: str | None = None
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """Defender answered `status` with a body that is not what it documents (not JSON, or another shape)."""
+
+    status: int
+    is_json: bool
+
+
+Outcome = Success | Throttled | Rejected | Unauthorized | Unavailable | Malformed
+
+
+#: The longest wait a Retry-After may ask for: Defender's longest window. A longer one (or infinity) is read as this.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Retry-After in seconds (delta form; 1 to MAX_RETRY_AFTER_SECONDS), or None when absent or unreadable."""
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    if seconds != seconds:  # NaN is not a wait
+        return None
+    return min(MAX_RETRY_AFTER_SECONDS, max(1.0, seconds))
+
+
+def _error_of(document: Any) -> DefenderError | None:
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return None
+    values = {key: str(error[key]) for key in ("code", "message", "target") if error.get(key) is not None}
+    return DefenderError(**values) if values else None
+
+
+_SHA1 = re.compile(r"[0-9a-fA-F]{40}", re.ASCII)
+
+
+def file_entity_sha1(document: Any) -> str | None:
+    """The SHA-1 (lower case) of Defender's file entity (Get file information), or None when it names none.
+
+    The gateway puts it in the path of the file-alerts call, so only 40 hexadecimal characters count.
+    """
+    sha1 = document.get("sha1") if isinstance(document, dict) else None
+    return sha1.lower() if isinstance(sha1, str) and _SHA1.fullmatch(sha1) else None
+
+
+def _documented_success(api: Api, document: Any) -> bool:
+    if not isinstance(document, dict):
+        return False
+    if api is Api.FILE_ALERTS:
+        return isinstance(document.get("value"), list)
+    if api is Api.FILE_INFO:
+        return file_entity_sha1(document) is not None
+    return isinstance(document.get("id"), str)
+
+
+def classify(api: Api, status: int, headers: Mapping[str, str], content: bytes) -> Outcome:
+    """The outcome of one Defender answer."""
+    try:
+        document: Any = json.loads(content) if content else None
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to read: not the documented shape
+        document = None
+    error = _error_of(document)
+    if status == 200:
+        return Success(content) if _documented_success(api, document) else Malformed(status, document is not None)
+    if status == 429:
+        return Throttled(retry_after_seconds(headers), error)
+    if status in (401, 403):
+        message = (error.message or "").lower() if error else ""
+        cause = AuthCause.AUDIENCE if "audience" in message else AuthCause.ROLE if "role" in message \
+            else AuthCause.UNKNOWN
+        return Unauthorized(status, cause, error)
+    if 400 <= status < 500:
+        return Rejected(status, error)
+    if status >= 500:
+        return Unavailable(Reach.ANSWERED, status, retry_after=retry_after_seconds(headers), error=error)
+    return Malformed(status, document is not None)

@@ -1,0 +1,338 @@
+"""The HTTP edge: requests in, answers out, for the HTTP functions.
+
+    respond(req, api, parse)
+      correlation id  ->  Entra principal check  ->  parse(): DefenderRequest (InputError: 400/413/415)
+      ->  Gateway.call  ->  CallResult  ->  200 with Defender's body, or the problem its outcome maps to
+      (`Prefer: respond-async` or an `Idempotency-Key`: an operation, see shared.asynchronous.calls; 202 + Location)
+
+The answers themselves (statuses, problem+json, headers) are decided in shared.answers.mapping, which the queue
+worker uses too; this module only turns requests into calls and those answers into func.HttpResponse,
+and is the only one that imports azure.functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable
+from types import MappingProxyType
+from urllib.parse import urlencode, urlsplit
+
+import azure.functions as func
+
+from shared.answers.answer import Answer
+from shared.answers.correlation import correlation_id_for
+from shared.answers.mapping import (
+    Answers,
+    identity_problem,
+    input_problem,
+    key_reused_problem,
+    misconfigured_problem,
+    operations_problem,
+    problem_answer,
+    queue_problem,
+    storage_problem,
+)
+from shared.answers.problems import Problem
+from shared.asynchronous.calls import AsyncCalls, KeyReused, Submitted
+from shared.asynchronous.operations import (
+    OPERATION_ID_PATTERN,
+    OperationsStorageError,
+    keyed_operation_id,
+    new_operation_id,
+)
+from shared.asynchronous.queues import QueueStorageError
+from shared.configuration import ConfigurationError
+from shared.defender.client import DefenderRequest, IdentityError
+from shared.defender.facts import Api
+from shared.defender.gateway import CallResult, Gateway, Refused
+from shared.health import health_report
+from shared.http.callers import CallerRefusedError, caller_problem, entra_caller
+from shared.http.openapi import served_document
+from shared.http.settings import AuthMode, AuthSettings
+from shared.lookups.file_alerts import (
+    Cached,
+    Deferred,
+    Fetched,
+    FileAlertsLookups,
+    Lookup,
+    Resolution,
+    Resolved,
+    UnknownFile,
+    Unresolved,
+)
+from shared.ratelimit import RateLimitStorageError
+from shared.validation import (
+    FieldError,
+    FileHash,
+    HashKind,
+    InputError,
+    InvalidInputError,
+)
+
+logger = logging.getLogger("mde_alert_gateway")
+
+Parse = Callable[[], DefenderRequest]
+OPERATION_ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
+
+
+def http_response(answer: Answer) -> func.HttpResponse:
+    headers = {name: value for name, value in answer.headers.items() if name != "Content-Type"}
+    return func.HttpResponse(answer.body, status_code=answer.status, headers=headers, mimetype=answer.content_type)
+
+
+#: How long a caller polling a pending operation should wait between looks.
+POLL_SECONDS = 5
+#: The Idempotency-Key header (IETF httpapi draft): a structured-field string, or a bare token.
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r'"?([\x20-\x7e]{1,255}?)"?', re.ASCII)
+
+
+class HttpEdge:
+    """Turns a parsed request into an HTTP answer through the gateway (file-alerts lookups through `lookups`,
+    asynchronous and idempotent calls through `async_calls`)."""
+
+    def __init__(self, gateway: Gateway, answers: Answers, access: AuthSettings, *,
+                 lookups: FileAlertsLookups | None = None, async_calls: AsyncCalls | None = None,
+                 async_on_throttle: bool = False) -> None:
+        self.gateway = gateway
+        self.answers = answers
+        self.access = access
+        self.lookups = lookups or FileAlertsLookups(gateway)
+        self.async_calls = async_calls
+        #: GATEWAY_ASYNC_ON_THROTTLE: a synchronous call the budget refuses becomes an operation (202).
+        self.async_on_throttle = async_on_throttle
+
+    def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
+        """Check the caller, parse, call Defender through the gateway (or accept an operation), and answer."""
+        return self._handle(req, api, lambda incoming: self._call(incoming, api, parse()))
+
+    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash]) -> func.HttpResponse:
+        """Like `respond`, but a repeated SHA-1 may be answered from the shared cache (unless the caller asks for
+        a fresh answer with `Cache-Control: no-cache`), or share one upstream call with a concurrent lookup.
+
+        A SHA-256 is resolved to its file's SHA-1 first (the shared map, else Defender's file information
+        within its own budget, whose failures are answered like any call's); a file Defender does not know is
+        200 with no alerts. An operation (`Prefer: respond-async`) keeps the SHA-256: the worker resolves it."""
+
+        def work(incoming: Incoming) -> Answer:
+            kind, value = parse_hash()
+            operation = self.async_calls is not None and incoming.wants_operation
+            correlation_id = incoming.correlation_id
+            if operation and (kind is HashKind.SHA1 or incoming.asynchronous):
+                return self._call(incoming, Api.FILE_ALERTS, DefenderRequest.file_alerts(value))
+            identity = self.gateway.identity()
+            found: Lookup | Resolution
+            if operation:  # an Idempotency-Key on a SHA-256, run here: the operation is the lookup of its SHA-1
+                resolved = self.lookups.resolve(value, self.lookups.http_send(identity, correlation_id))
+                assert not isinstance(resolved, Deferred), "Gateway.call always comes to a result"
+                found = resolved
+                if isinstance(found, Resolved):
+                    return self._call(incoming, Api.FILE_ALERTS, DefenderRequest.file_alerts(found.sha1))
+            else:
+                found = self.lookups.call(value, identity, correlation_id, refresh=incoming.fresh)
+            if isinstance(found, Cached):
+                return self.answers.cached(Api.FILE_ALERTS, found.answer.body, found.answer.age, correlation_id)
+            if isinstance(found, Fetched):
+                return self._synchronous_answer(incoming, Api.FILE_ALERTS, DefenderRequest.file_alerts(found.sha1),
+                                                found.result)
+            if isinstance(found, UnknownFile):
+                return self.answers.unknown_file(found.result, correlation_id)
+            assert isinstance(found, Unresolved)
+            return self._synchronous_answer(incoming, Api.FILE_INFO, DefenderRequest.file_alerts(value),
+                                            found.result, may_queue=not operation)
+
+        return self._handle(req, Api.FILE_ALERTS, work)
+
+    def health(self, req: func.HttpRequest) -> func.HttpResponse:
+        """GET /api/health: 200 when storage, queues and the identity answer, else 503 (see shared.health)."""
+        assert self.async_calls is not None, "health reads the operations and the queues"
+        healthy, report = health_report(self.gateway, self.async_calls.operations, self.async_calls.queues)
+        return func.HttpResponse(json.dumps(report), status_code=200 if healthy else 503, mimetype="application/json",
+                                 headers={"Cache-Control": "no-store"})
+
+    def openapi(self, req: func.HttpRequest) -> func.HttpResponse:
+        """GET /api/openapi.json: the OpenAPI 2.0 document, with the caller's host."""
+        return func.HttpResponse(json.dumps(served_document(self.access.mode, req.url)), status_code=200,
+                                 mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+    def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:
+        """GET /api/operations/{id}: 202 while pending, then the answer the synchronous call gave."""
+        correlation_id = correlation_id_for(req.headers)
+        try:
+            caller = self._caller(req)
+            if self.async_calls is None or not OPERATION_ID.fullmatch(operation_id):
+                raise InvalidInputError([FieldError("route.id", "is not an operation id")])
+            operation = self.async_calls.status(operation_id, caller)
+        except Exception as error:
+            return http_response(self._failure(None, error, correlation_id))
+        if operation is None:
+            return http_response(self.answers.problem(None, Problem(
+                404, "operation-not-found", "Operation not found",
+                "No operation has this id, or it is older than the retention (OPERATIONS_RETENTION_HOURS)."),
+                correlation_id))
+        if operation.answer is not None:
+            return http_response(operation.answer)
+        return http_response(self.answers.accepted(operation.summary(), self._location(req, operation.id), POLL_SECONDS,
+                                                   correlation_id))
+
+    def _call(self, incoming: Incoming, api: Api, request: DefenderRequest) -> Answer:
+        """Synchronous, or an operation when the caller asks for one (Prefer: respond-async, Idempotency-Key)."""
+        correlation_id, caller, key = incoming.correlation_id, incoming.caller, incoming.idempotency_key
+        if self.async_calls is None or not incoming.wants_operation:
+            return self._synchronous_answer(incoming, api, request, self.gateway.call(request, correlation_id))
+        operation_id = keyed_operation_id(caller, key) if key else new_operation_id()
+        if incoming.asynchronous:
+            return self._submitted(incoming, self.async_calls.submit(operation_id, request, caller, correlation_id))
+        # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer for repeats.
+        ran = self.async_calls.run_here(operation_id, request, caller, correlation_id,
+                                        lambda: self._synchronous_answer(incoming, api, request,
+                                                                         self.gateway.call(request, correlation_id),
+                                                                         may_queue=False))
+        return self._submitted(incoming, ran)
+
+    def _synchronous_answer(self, incoming: Incoming, api: Api, request: DefenderRequest, result: CallResult, *,
+                            may_queue: bool = True) -> Answer:
+        """The answer of a synchronous call; with GATEWAY_ASYNC_ON_THROTTLE, a refusal before anything was sent
+        becomes an operation (202) instead of a 429."""
+        if (may_queue and self.async_calls is not None and self.async_on_throttle
+                and isinstance(result.last, Refused) and result.sent == 0):
+            submitted = self.async_calls.submit(new_operation_id(), request, incoming.caller, incoming.correlation_id)
+            return self._submitted(incoming, submitted, retry_after=result.decision.retry_after)
+        return self.answers.result(api, result, incoming.correlation_id)
+
+    def _submitted(self, incoming: Incoming, submitted: Submitted, *, retry_after: int = POLL_SECONDS) -> Answer:
+        operation = submitted.operation
+        if isinstance(submitted, KeyReused):
+            return self.answers.problem(operation.api, key_reused_problem(), incoming.correlation_id)
+        if operation.answer is not None:
+            return operation.answer
+        accepted = self.answers.accepted(operation.summary(), self._location(incoming.req, operation.id), retry_after,
+                                         incoming.correlation_id)
+        if incoming.asynchronous:
+            return Answer(accepted.status, MappingProxyType({**accepted.headers,
+                                                             "Preference-Applied": "respond-async"}), accepted.body)
+        return accepted
+
+    def _handle(self, req: func.HttpRequest, api: Api, work: Callable[[Incoming], Answer]) -> func.HttpResponse:
+        """The request read once (correlation id, caller check, how it wants its answer), `work`, and the one
+        answer for every failure it raises."""
+        correlation_id = correlation_id_for(req.headers)
+        try:
+            return http_response(work(Incoming(req, correlation_id, self._caller(req))))
+        except Exception as error:
+            return http_response(self._failure(api, error, correlation_id))
+
+    def _failure(self, api: Api | None, error: Exception, correlation_id: str) -> Answer:
+        api_name = api or "operations"
+
+        def answer(problem: Problem) -> Answer:
+            return self.answers.problem(api, problem, correlation_id)
+
+        if isinstance(error, InputError):
+            return answer(input_problem(error))
+        if isinstance(error, IdentityError):
+            return answer(identity_problem(error))
+        if isinstance(error, RateLimitStorageError):
+            logger.error("%s: rate-limit storage unavailable: %s [correlation %s]", api_name, error, correlation_id)
+            return answer(storage_problem())
+        if isinstance(error, QueueStorageError):
+            logger.error("%s: request queue unavailable: %s [correlation %s]", api_name, error, correlation_id)
+            return answer(queue_problem())
+        if isinstance(error, OperationsStorageError):
+            logger.error("%s: operations table unavailable: %s [correlation %s]", api_name, error, correlation_id)
+            return answer(operations_problem())
+        if isinstance(error, ConfigurationError):
+            logger.error("%s: configuration error: %s [correlation %s]", api_name, error, correlation_id)
+            return answer(Problem(500, "configuration-error", "Gateway misconfigured", str(error)))
+        if isinstance(error, CallerRefusedError):
+            return answer(caller_problem(error))
+        logger.error("%s: unexpected failure [correlation %s]", api_name, correlation_id, exc_info=error)
+        return answer(Problem(500, "internal-error", "Internal error",
+                              "The gateway failed unexpectedly; the correlation id finds the details in its logs."))
+
+    def _caller(self, req: func.HttpRequest) -> str:
+        """Whose operations these are: the Entra caller's object id, checked (CallerRefusedError); "" with function
+        keys, which name no caller."""
+        if self.access.mode is AuthMode.ENTRA:
+            return entra_caller(req.headers, self.access).principal_id
+        return ""
+
+    @staticmethod
+    def _location(req: func.HttpRequest, operation_id: str) -> str:
+        """Where to poll: this host's operations route, with the function key when it came as `?code=` (a caller
+        that can send no header must be able to follow Location as it is)."""
+        parts = urlsplit(req.url)
+        code = req.params.get("code")
+        query = "?" + urlencode({"code": code}) if code else ""
+        return f"{parts.scheme}://{parts.netloc}/api/operations/{operation_id}{query}"
+
+
+class MisconfiguredEdge:
+    """The edge while the app settings are wrong: every HTTP function, health included, answers 503
+    gateway-misconfigured naming each bad setting (the app still indexes its functions, so callers and
+    monitors hear why instead of a host-wide 404)."""
+
+    def __init__(self, error: ConfigurationError) -> None:
+        self.error = error
+        self.problem = misconfigured_problem(error)
+
+    def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
+        return self._answer(req)
+
+    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash]) -> func.HttpResponse:
+        return self._answer(req)
+
+    def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:
+        return self._answer(req)
+
+    def health(self, req: func.HttpRequest) -> func.HttpResponse:
+        return self._answer(req)
+
+    def openapi(self, req: func.HttpRequest) -> func.HttpResponse:
+        return self._answer(req)
+
+    def _answer(self, req: func.HttpRequest) -> func.HttpResponse:
+        correlation_id = correlation_id_for(req.headers)
+        return http_response(problem_answer(self.problem, correlation_id))
+
+
+#: What the entry points call: the gateway's edge, or the one that says the settings are wrong.
+Edge = HttpEdge | MisconfiguredEdge
+
+
+class Incoming:
+    """One request as the edge reads it, once: its correlation id, its caller, and how it wants its answer
+    (`Prefer: respond-async`, an `Idempotency-Key`, `Cache-Control: no-cache`). The key is read when first asked
+    for, after the body: a request with a bad body and a bad key hears about the body."""
+
+    def __init__(self, req: func.HttpRequest, correlation_id: str, caller: str) -> None:
+        self.req = req
+        self.correlation_id = correlation_id
+        self.caller = caller
+        #: `Prefer: respond-async` (RFC 7240), among any other preferences.
+        self.asynchronous = any(part.split(";", 1)[0].strip().lower() == "respond-async"
+                                for part in (req.headers.get("Prefer") or "").split(","))
+        #: `Cache-Control: no-cache` (or `no-store`, `max-age=0`): skip the answer cache.
+        directives = {part.strip().lower() for part in (req.headers.get("Cache-Control") or "").split(",")}
+        self.fresh = bool(directives & {"no-cache", "no-store", "max-age=0"})
+
+    @functools.cached_property
+    def idempotency_key(self) -> str | None:
+        """The `Idempotency-Key` (IETF httpapi draft; a structured-field string or a bare token), or None; a
+        malformed one is InvalidInputError (400 naming `header.Idempotency-Key`)."""
+        raw = self.req.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if raw is None:
+            return None
+        match = _IDEMPOTENCY_KEY.fullmatch(raw.strip(" \t"))
+        if not match or not match[1].strip():
+            raise InvalidInputError([FieldError("header.Idempotency-Key",
+                                                "must be 1-255 printable ASCII characters (optionally quoted)")])
+        return match[1]
+
+    @property
+    def wants_operation(self) -> bool:
+        """Asynchronous, or named by an Idempotency-Key: the call becomes an operation."""
+        return self.asynchronous or self.idempotency_key is not None

@@ -1,0 +1,351 @@
+"""The gateway's HTTP API as one OpenAPI 2.0 (Swagger) document, built from the code's own facts.
+
+Every name, limit, enum and pattern comes from where the code defines it (shared.defender.facts,
+shared.validation, shared.answers.correlation, shared.asynchronous.operations, shared.asynchronous.messages,
+shared.answers.problems),
+so the document cannot drift from the routes and the validation; tests/test_openapi.py checks the
+rest (routes, connector rules, the committed connector files).
+
+    document(auth, host=None, schemes=("https",))   the document for one authentication mode
+    served_document(auth, request_url)              what GET /api/openapi.json answers (the caller's host)
+
+The schemas are in shared.http.openapi_schemas; the Power Platform custom connector built from the document is
+scripts/connector.py's (only scripts/export_connector.py uses it).
+
+Pure functions: nothing here reads settings, the environment or files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from shared.answers.correlation import CORRELATION_HEADER
+from shared.answers.problems import PROBLEM_CONTENT_TYPE
+from shared.defender.facts import OPERATION_NAMES, Api
+from shared.http.openapi_schemas import (
+    CORRELATION_ID_PATTERN,
+    FILE_HASH_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    OPERATION_ID_PARAMETER_PATTERN,
+    JsonObject,
+    definitions,
+    ref,
+)
+from shared.http.settings import AuthMode
+from shared.validation import MAX_BODY_BYTES
+
+__all__ = ["CORRELATION_ID_PATTERN", "FILE_HASH_PATTERN", "IDEMPOTENCY_KEY_PATTERN", "OPERATION_ID_PARAMETER_PATTERN",
+           "document", "served_document"]
+
+# --- names, defined once ------------------------------------------------------------------------------------------
+
+#: The operationIds are the function names of the blueprints (tests compare them with the registered routes).
+GET_FILE_RELATED_ALERTS: Final = OPERATION_NAMES[Api.FILE_ALERTS]
+CREATE_ALERT_BY_REFERENCE: Final = OPERATION_NAMES[Api.CREATE_ALERT]
+GET_OPERATION: Final = "GetOperation"
+GET_HEALTH: Final = "GetHealth"
+GET_OPENAPI_DOCUMENT: Final = "GetOpenApiDocument"
+
+#: Paths below BASE_PATH, as the routes of the blueprints are (parameter names are the document's own).
+FILE_ALERTS_PATH: Final = "/files/{fileHash}/alerts"
+CREATE_ALERT_PATH: Final = "/alerts/CreateAlertByReference"
+OPERATION_PATH: Final = "/operations/{operationId}"
+HEALTH_PATH: Final = "/health"
+OPENAPI_PATH: Final = "/openapi.json"
+
+TITLE: Final = "MDE Alert Gateway"
+VERSION: Final = "1.0"
+BASE_PATH: Final = "/api"
+FUNCTION_KEY_HEADER: Final = "x-functions-key"
+_SECURITY_NAMES: Final[Mapping[AuthMode, str]] = {AuthMode.ENTRA: "oauth2_auth", AuthMode.FUNCTION_KEY: "api_key"}
+
+
+# --- parameters ---------------------------------------------------------------------------------------------------
+
+def _header(name: str, summary: str, description: str, *, visibility: str = "advanced", required: bool = False,
+            **extra: Any) -> JsonObject:
+    return {"name": name, "in": "header", "required": required, "type": "string", "x-ms-summary": summary,
+            "description": description, "x-ms-visibility": visibility, **extra}
+
+
+def _correlation_parameter() -> JsonObject:
+    return _header(CORRELATION_HEADER, "Correlation ID",
+                   "Your id for this request (8-128 of A-Z a-z 0-9 . _ : -): kept in the answer, sent to Defender as "
+                   "client-request-id and written in every log line. Another value is replaced by a new id.",
+                   pattern=CORRELATION_ID_PATTERN)
+
+
+def _async_parameters() -> list[JsonObject]:
+    return [
+        _header("Prefer", "Prefer", "respond-async: answer 202 Accepted at once with a Location to poll "
+                "(GetOperation), and run the call in the background within the shared rate limit.",
+                enum=["respond-async"]),
+        _header("Idempotency-Key", "Idempotency Key",
+                "Your key for this request (1-255 printable ASCII characters): a repeat with the same key and the "
+                "same request gets the same operation and its answer, and spends no Defender quota; the same key "
+                "with another request is refused (422 idempotency-key-reuse).", pattern=IDEMPOTENCY_KEY_PATTERN,
+                minLength=1, maxLength=255),
+        _correlation_parameter(),
+    ]
+
+
+def _file_alerts_parameters() -> list[JsonObject]:
+    return [
+        {"name": "fileHash", "in": "path", "required": True, "type": "string", "x-ms-summary": "File Hash",
+         "description": "SHA-1 (40 hexadecimal characters) or SHA-256 (64) of the file, any letter case; a SHA-256 "
+                        "is resolved to the file's SHA-1 through Defender's file information API. MD5 is refused.",
+         "pattern": FILE_HASH_PATTERN, "x-ms-visibility": "important",
+         "x-example": "6532ec91d513acc05f43ee0aa3002599729fd3e1"},
+        _header("Cache-Control", "Cache Control", "no-cache: ask Defender even if the gateway holds a recent shared "
+                "answer for this file (and refresh that answer).", enum=["no-cache"]),
+        *_async_parameters(),
+    ]
+
+
+def _create_alert_parameters() -> list[JsonObject]:
+    return [
+        {"name": "body", "in": "body", "required": True, "x-ms-summary": "Alert Reference",
+         "description": f"A JSON object of at most {MAX_BODY_BYTES} bytes (Content-Type: application/json).",
+         "schema": ref("CreateAlertRequest")},
+        *_async_parameters(),
+    ]
+
+
+def _operation_parameters() -> list[JsonObject]:
+    return [
+        {"name": "operationId", "in": "path", "required": True, "type": "string", "x-ms-summary": "Operation ID",
+         "description": "The operation's id: the last segment of the Location a 202 answer gave.",
+         "pattern": OPERATION_ID_PARAMETER_PATTERN, "minLength": 1, "maxLength": 128, "x-ms-visibility": "important"},
+        _correlation_parameter(),
+    ]
+
+
+def _health_parameters(auth: AuthMode) -> list[JsonObject]:
+    if auth is AuthMode.FUNCTION_KEY:
+        return []  # the connection's key is the function key
+    return [_header(FUNCTION_KEY_HEADER, "Function Key", "A function key of the gateway: health needs one even when "
+                    "Entra ID fronts the gateway.", visibility="important", required=True)]
+
+
+# --- responses ----------------------------------------------------------------------------------------------------
+
+def _h(summary: str, description: str, kind: str = "string", **extra: Any) -> JsonObject:
+    return {"type": kind, "x-ms-summary": summary, "description": description, **extra}
+
+
+_HEADERS: Final[Mapping[str, JsonObject]] = {
+    CORRELATION_HEADER: _h("Correlation ID", "The request's correlation id (yours if well formed, else a new one)."),
+    "Cache-Control": _h("Cache Control", "no-store, or private, max-age=<seconds> on a file-alerts answer the "
+                        "gateway's shared answer cache may reuse."),
+    "Age": _h("Age", "Seconds since the answer came from Defender (0: just now).", "integer", minimum=0),
+    "RateLimit-Policy": _h("Rate Limit Policy", "Each window of the API's shared budget, e.g. "
+                           '"60s";q=100;w=60, "3600s";q=1500;w=3600.'),
+    "RateLimit": _h("Rate Limit", 'The most constrained window after this call, e.g. "60s";r=42;t=17.'),
+    "Retry-After": _h("Retry After", "Seconds to wait before trying again (or polling).", "integer", minimum=0),
+    "Location": _h("Location", "Absolute URL of the operation (GetOperation): poll it with GET, waiting Retry-After "
+                   "seconds, until the answer is not 202.", format="uri"),
+    "Preference-Applied": _h("Preference Applied", "respond-async when the 202 answers Prefer: respond-async."),
+    "Accept-Post": _h("Accept Post", "The media type the body must have: application/json."),
+    "WWW-Authenticate": _h("WWW Authenticate", "Bearer: sign in through Entra ID."),
+}
+
+
+def _headers(*names: str) -> JsonObject:
+    return {name: dict(_HEADERS[name]) for name in names}
+
+
+_PROBLEM_HEADERS = (CORRELATION_HEADER, "Cache-Control", "RateLimit-Policy", "RateLimit")
+_WAIT_HEADERS = (*_PROBLEM_HEADERS, "Retry-After")
+
+#: What each error status means for the two Defender operations (and for a replayed operation's answer).
+_ERRORS: Final[Mapping[int, tuple[str, tuple[str, ...]]]] = {
+    400: ("Invalid input, named field by field in errors (nothing was sent to Defender), or Defender rejected the "
+          "request (upstreamError).", _PROBLEM_HEADERS),
+    404: ("CreateAlertByReference: Defender found no event with this reportId, eventTime and machineId "
+          "(event-not-found).", _PROBLEM_HEADERS),
+    413: (f"The body is larger than {MAX_BODY_BYTES} bytes.", _PROBLEM_HEADERS),
+    415: ("The body is not application/json.", (*_PROBLEM_HEADERS, "Accept-Post")),
+    422: ("The Idempotency-Key was used for a different request (idempotency-key-reuse).", _PROBLEM_HEADERS),
+    429: ("The shared budget is spent or Defender is throttling: retry after Retry-After seconds (nothing more was "
+          "spent).", _WAIT_HEADERS),
+    500: ("The gateway is misconfigured or failed unexpectedly; the correlation id finds the details in its logs.",
+          _PROBLEM_HEADERS),
+    502: ("Defender (or the gateway's managed identity) failed or answered what it should not; the detail says what "
+          "to fix.", _PROBLEM_HEADERS),
+    503: ("Defender or the gateway's storage is unavailable: retry after Retry-After seconds.", _WAIT_HEADERS),
+    504: ("Defender did not answer in time (or the outcome of a create is unknown).", _PROBLEM_HEADERS),
+}
+
+
+def _error(status: int, description: str | None = None, headers: Sequence[str] | None = None) -> JsonObject:
+    meaning, names = _ERRORS[status]
+    return {"description": description or meaning, "schema": ref("Problem"),
+            "headers": _headers(*(names if headers is None else headers))}
+
+
+def _unauthorized(auth: AuthMode, *, function_key: bool = False) -> JsonObject:
+    if auth is AuthMode.FUNCTION_KEY or function_key:
+        return {"description": "No or a wrong function key: the Functions host answers, with an empty body."}
+    return {"description": "No valid Entra ID token (App Service authentication answers, with an empty body), or no "
+                           "client principal reached the gateway (a problem, unauthenticated).",
+            "schema": ref("Problem"), "headers": _headers(CORRELATION_HEADER, "Cache-Control", "WWW-Authenticate")}
+
+
+def _accepted(*, preference: bool) -> JsonObject:
+    names = ("Location", "Retry-After", *(("Preference-Applied",) if preference else ()), CORRELATION_HEADER,
+             "Cache-Control")
+    return {"description": "Accepted: the operation runs in the background. Poll Location (GetOperation) with GET, "
+                           "waiting Retry-After seconds, until the answer is not 202: that answer is exactly what the "
+                           "synchronous call gives.", "schema": ref("Operation"), "headers": _headers(*names)}
+
+
+def _call_responses(auth: AuthMode, success: JsonObject, statuses: Iterable[int]) -> JsonObject:
+    responses: JsonObject = {"200": success, "202": _accepted(preference=True)}
+    for status in sorted({*statuses, 401}):
+        responses[str(status)] = _unauthorized(auth) if status == 401 else _error(status)
+    return responses
+
+
+# --- operations ---------------------------------------------------------------------------------------------------
+
+_PRODUCES: Final = ["application/json", PROBLEM_CONTENT_TYPE]
+_LONG_RUNNING: Final[JsonObject] = {"x-ms-long-running-operation": True,
+                                    "x-ms-long-running-operation-options": {"final-state-via": "location"}}
+
+
+def _operations(auth: AuthMode) -> JsonObject:
+    file_alerts = {
+        "operationId": GET_FILE_RELATED_ALERTS,
+        "summary": "Get alerts related to a file",
+        "description": "Returns Defender for Endpoint's alerts related to a file, by its SHA-1 or SHA-256, within the "
+                       "gateway's shared rate limit (Defender allows 100 calls a minute and 1,500 an hour). A repeated "
+                       "lookup within the cache time is answered from the shared answer without spending quota.",
+        "x-ms-visibility": "important", "produces": _PRODUCES, "parameters": _file_alerts_parameters(),
+        "responses": _call_responses(auth, {
+            "description": "Defender's answer, unchanged: the alerts related to the file (none for an unknown file).",
+            "schema": ref("AlertList"),
+            "headers": _headers(CORRELATION_HEADER, "Cache-Control", "Age", "RateLimit-Policy", "RateLimit")},
+            (400, 422, 429, 500, 502, 503, 504)),
+        **_LONG_RUNNING,
+    }
+    create_alert = {
+        "operationId": CREATE_ALERT_BY_REFERENCE,
+        "summary": "Create an alert from an advanced-hunting event",
+        "description": "Creates a Defender for Endpoint alert from an event that advanced hunting found (Defender "
+                       "merges it into an open alert with the same title on the same device), within the gateway's "
+                       "shared rate limit (Defender allows 15 calls a minute).",
+        "x-ms-visibility": "important", "consumes": ["application/json"], "produces": _PRODUCES,
+        "parameters": _create_alert_parameters(),
+        "responses": _call_responses(auth, {
+            "description": "Defender's answer, unchanged: the alert.", "schema": ref("Alert"),
+            "headers": _headers(CORRELATION_HEADER, "Cache-Control", "RateLimit-Policy", "RateLimit")},
+            (400, 404, 413, 415, 422, 429, 500, 502, 503, 504)),
+        **_LONG_RUNNING,
+    }
+    replayed = "the finished operation's answer, exactly as the synchronous call gives it."
+    operation = {
+        "operationId": GET_OPERATION,
+        "summary": "Get an asynchronous operation",
+        "description": "The Location a 202 answer gives, which Logic Apps and custom connectors poll: 202 while the "
+                       "operation is pending, then exactly the answer the synchronous call gives (the alerts, the "
+                       "alert, or its problem). 404 for an unknown or expired operation.",
+        "x-ms-visibility": "advanced", "produces": _PRODUCES, "parameters": _operation_parameters(),
+        "responses": {
+            "200": {"description": "Done: " + replayed, "schema": ref("OperationResult"),
+                    "headers": _headers(CORRELATION_HEADER, "Cache-Control", "Age", "RateLimit-Policy", "RateLimit")},
+            "202": _accepted(preference=False),
+            "400": _error(400, "Not an operation id (nothing was looked up), or the finished operation's 400.",
+                      (CORRELATION_HEADER, "Cache-Control")),
+            "401": _unauthorized(auth),
+            "404": _error(404, "No such operation, or it expired (operation-not-found); or the finished create's 404 "
+                          "(event-not-found).", (CORRELATION_HEADER, "Cache-Control")),
+            **{str(status): _error(status, "Done with a problem: " + replayed) for status in (422, 429, 502, 504)},
+            "500": _error(500),
+            "503": _error(503, "The operations table is unavailable (retry after Retry-After seconds), or the "
+                          "finished operation's 503."),
+        },
+    }
+    health = {
+        "operationId": GET_HEALTH,
+        "summary": "Get the gateway's health",
+        "description": "Reads whether the gateway's storage, queues and identity answer, the request queue's depth, "
+                       "and each Defender API's budget left and pending operations. Takes a function key even when "
+                       "Entra ID fronts the gateway.",
+        "x-ms-visibility": "advanced", "produces": ["application/json"], "parameters": _health_parameters(auth),
+        "responses": {
+            "200": {"description": "Healthy.", "schema": ref("Health"), "headers": _headers("Cache-Control")},
+            "401": _unauthorized(auth, function_key=True),
+            "503": {"description": "Degraded: something the gateway needs does not answer (see the report).",
+                    "schema": ref("Health"), "headers": _headers("Cache-Control")},
+        },
+    }
+    document = {
+        "operationId": GET_OPENAPI_DOCUMENT,
+        "summary": "Get this OpenAPI document",
+        "description": "Returns the gateway's OpenAPI 2.0 document, with the host the request was sent to.",
+        "x-ms-visibility": "internal", "produces": ["application/json"], "parameters": [],
+        "responses": {"200": {"description": "The OpenAPI 2.0 document.",
+                              "schema": {"type": "object", "description": "An OpenAPI 2.0 (Swagger) document."},
+                              "headers": _headers("Cache-Control")}},
+    }
+    if auth is AuthMode.FUNCTION_KEY:
+        document["security"] = []  # anonymous; with Entra ID, App Service authentication still asks for a token
+    return {FILE_ALERTS_PATH: {"get": file_alerts}, CREATE_ALERT_PATH: {"post": create_alert},
+            OPERATION_PATH: {"get": operation}, HEALTH_PATH: {"get": health}, OPENAPI_PATH: {"get": document}}
+
+
+def _security_definitions(auth: AuthMode) -> JsonObject:
+    if auth is AuthMode.ENTRA:
+        return {_SECURITY_NAMES[auth]: {
+            "type": "oauth2", "flow": "accessCode",
+            "authorizationUrl": "https://login.microsoftonline.com/common/oauth2/authorize",
+            "tokenUrl": "https://login.microsoftonline.com/common/oauth2/authorize", "scopes": {},
+            "description": "Microsoft Entra ID: a token for the gateway's App ID URI (App Service authentication)."}}
+    return {_SECURITY_NAMES[auth]: {
+        "type": "apiKey", "in": "header", "name": FUNCTION_KEY_HEADER,
+        "description": "A function key of the function app."}}
+
+
+def document(auth: AuthMode, host: str | None = None, schemes: Sequence[str] = ("https",)) -> JsonObject:
+    """The OpenAPI 2.0 document of every public operation, for gateways running with `auth` (GATEWAY_AUTH).
+
+    `host` None leaves it out (clients use the host they fetched the document from).
+    """
+    spec: JsonObject = {
+        "swagger": "2.0",
+        "info": {
+            "title": TITLE, "version": VERSION,
+            "description": "A safe, shared front door to Microsoft Defender for Endpoint's file-alerts and "
+                           "create-alert APIs: validated input, one rate-limit budget shared by every caller, "
+                           "asynchronous operations and RFC 9457 problem details.",
+        },
+    }
+    if host:
+        spec["host"] = host
+    spec.update({
+        "basePath": BASE_PATH, "schemes": list(schemes), "consumes": ["application/json"], "produces": _PRODUCES,
+        "paths": _operations(auth), "definitions": definitions(),
+        "securityDefinitions": _security_definitions(auth), "security": [{_SECURITY_NAMES[auth]: []}],
+        "tags": [],
+        "x-ms-connector-metadata": [{"propertyName": "Categories", "propertyValue": "Security;IT Operations"}],
+    })
+    return spec
+
+
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+                   r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
+
+
+def served_document(auth: AuthMode, request_url: str) -> JsonObject:
+    """What GET /api/openapi.json answers: the document for `auth`, with the host and scheme of the request (the
+    host left out when it is not a plain host name, so nothing odd a client sent is echoed)."""
+    try:
+        parts = urlsplit(request_url)
+    except ValueError:
+        return document(auth)
+    scheme = parts.scheme.lower()
+    host = parts.netloc if _HOST.fullmatch(parts.netloc) else None
+    return document(auth, host, [scheme] if scheme in ("http", "https") else ["https"])

@@ -1,0 +1,86 @@
+"""Shared answers for repeated file-alerts lookups, in Table Storage: every instance reads what any instance stored.
+
+One entity per (principal, SHA-1): PartitionKey = the principal made key-safe, RowKey = `file_alerts~<sha1>`.
+Properties: `Format` (2), `StoredAt` (Int64 ms), `Encoding` (`zlib`), `BodyChunks` (Int32) and `Body0`..`BodyN`
+(binary). Defender's answer is compressed (alert JSON shrinks about tenfold) and split into chunks below Table
+Storage's 64 KiB per property; an answer that would not fit well under the 1 MiB entity limit is not kept.
+
+The cache never fails a lookup: a storage error is a miss (on read) or a skipped store (on write), logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.data.tables import EdmType, EntityProperty, TableClient
+
+from shared.ratelimit import partition_key
+from shared.tables.chunks import integer, pack, unpack
+from shared.tables.clients import upsert_best_effort
+
+logger = logging.getLogger("mde_alert_gateway.cache")
+
+FORMAT = 2
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A stored answer and how old it is."""
+
+    body: bytes
+    #: Whole seconds since it was stored (the `Age` header).
+    age: int
+
+
+class AnswerCache:
+    """Answers kept for `ttl_seconds`, shared by every instance through `client`'s table."""
+
+    def __init__(self, client: TableClient, ttl_seconds: int, *, clock: Callable[[], float] = time.time) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive (a TTL of 0 means: no cache at all)")
+        self.ttl_seconds = ttl_seconds
+        self._client = client
+        self._clock = clock
+
+    def get(self, principal: str, sha1: str) -> CachedAnswer | None:
+        """The answer stored for `sha1` within the TTL, or None."""
+        try:
+            entity = self._client.get_entity(partition_key(principal), _row(sha1))
+        except HttpResponseError as error:
+            if error.status_code != 404:
+                logger.warning("answer cache: read failed (HTTP %s); asking Defender", error.status_code)
+            return None
+        except AzureError as error:
+            logger.warning("answer cache: read failed (%s); asking Defender", type(error).__name__)
+            return None
+        try:
+            age_ms = round(self._clock() * 1000) - integer(entity.get("StoredAt"))
+            if entity.get("Format") != FORMAT or not 0 <= age_ms < self.ttl_seconds * 1000:
+                return None  # expired (or from a clock far ahead): ask again
+            body = unpack(entity, "Body")
+        except (KeyError, TypeError, zlib.error):
+            logger.warning("answer cache: entry for %s is unreadable; asking Defender", sha1)
+            return None
+        return CachedAnswer(body, age_ms // 1000)
+
+    def put(self, principal: str, sha1: str, body: bytes) -> bool:
+        """Keep `body` for `sha1`; False when it is too large to keep or the store failed (logged)."""
+        chunks = pack(body, "Body")
+        if chunks is None:
+            logger.info("answer cache: %d bytes for %s is too large to keep", len(body), sha1)
+            return False
+        entity: dict[str, Any] = {
+            "PartitionKey": partition_key(principal), "RowKey": _row(sha1), "Format": FORMAT,
+            "StoredAt": EntityProperty(round(self._clock() * 1000), EdmType.INT64), "Encoding": "zlib", **chunks,
+        }
+        return upsert_best_effort(self._client, entity, logger, "answer cache")
+
+
+def _row(sha1: str) -> str:
+    return f"file_alerts~{sha1}"

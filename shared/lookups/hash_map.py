@@ -1,0 +1,58 @@
+"""SHA-256 to SHA-1 of files, in Table Storage: a file's hashes never change, so a SHA-256 that any instance
+resolved (through Defender's file information API) is never resolved again.
+
+One entity per SHA-256: PartitionKey = "sha256", RowKey = the SHA-256 (lower case), property `Sha1` (lower
+case). The mapping is a fact about the file, not about a tenant or principal, so it is not keyed by either.
+
+The map never fails a lookup: a storage error is a miss (on read) or a skipped store (on write), logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.data.tables import TableClient
+
+from shared.tables.clients import upsert_best_effort
+
+logger = logging.getLogger("mde_alert_gateway.hash_map")
+
+PARTITION = "sha256"
+_SHA1 = re.compile(r"[0-9a-f]{40}", re.ASCII)
+_SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+
+
+class FileHashMap:
+    """`get(sha256)` / `put(sha256, sha1)` over `client`'s table, shared by every instance."""
+
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+
+    def get(self, sha256: str) -> str | None:
+        """The SHA-1 stored for `sha256` (lower case), or None (unknown, unreadable, or storage failed)."""
+        if not _SHA256.fullmatch(sha256):
+            return None
+        try:
+            entity = self._client.get_entity(PARTITION, sha256)
+        except HttpResponseError as error:
+            if error.status_code != 404:
+                logger.warning("file hash map: read failed (HTTP %s); asking Defender", error.status_code)
+            return None
+        except AzureError as error:
+            logger.warning("file hash map: read failed (%s); asking Defender", type(error).__name__)
+            return None
+        sha1 = entity.get("Sha1")
+        if not isinstance(sha1, str) or not _SHA1.fullmatch(sha1):
+            logger.warning("file hash map: entry for %s is unreadable; asking Defender", sha256)
+            return None
+        return sha1
+
+    def put(self, sha256: str, sha1: str) -> bool:
+        """Keep `sha256` -> `sha1`; False when either is not a lower-case hash or the store failed (logged)."""
+        if not (_SHA256.fullmatch(sha256) and _SHA1.fullmatch(sha1)):
+            return False
+        entity = {"PartitionKey": PARTITION, "RowKey": sha256, "Sha1": sha1}
+        return upsert_best_effort(self._client, entity, logger, "file hash map")
+
