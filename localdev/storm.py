@@ -1,6 +1,6 @@
 """A storm of asynchronous requests against running local hosts, and how well the shared budget drained it.
 
-Used by tests/test_storm.py and bench/storm_bench.py. Half of each kind arrives over HTTP with
+Used by tests/integration/test_storm.py and bench/storm_bench.py. Half of each kind arrives over HTTP with
 `Prefer: respond-async` (alternating between the hosts), half as queue messages; every request has
 its own id (creates their own title, so a duplicate at the simulator is visible). The ideal drain is
 the exact sliding log's own schedule for the same windows and margin, with a caller always waiting.

@@ -3,7 +3,7 @@
 Every name, limit, enum and pattern comes from where the code defines it (shared.defender.facts,
 shared.validation, shared.answers.correlation, shared.asynchronous.operations, shared.asynchronous.messages,
 shared.answers.problems),
-so the document cannot drift from the routes and the validation; tests/test_openapi.py checks the
+so the document cannot drift from the routes and the validation; tests/unit/test_openapi.py checks the
 rest (routes, connector rules, the committed connector files).
 
     document(auth, host=None, schemes=("https",))   the document for one authentication mode

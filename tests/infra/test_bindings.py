@@ -18,7 +18,7 @@ import pytest
 from localdev.stack import host_environment
 from shared.catalogue import CATALOGUE_BY_NAME
 from tests.infra import bicep_model as bm
-from tests.support import function_metadata
+from tests.support.rigs import function_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPRESSION = re.compile(r"%([^%]+)%")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.infra import bicep_model as bm
-from tests.support import function_metadata
+from tests.support.rigs import function_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 

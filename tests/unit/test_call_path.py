@@ -20,11 +20,11 @@ from shared.defender.gateway import CallResult, Refused, Sent
 from shared.defender.outcomes import Malformed, Reach, Rejected, Success, Throttled, Unauthorized, Unavailable
 from shared.ratelimit import RateLimitStorageError, Reason
 from shared.validation import validate_create_alert
-from tests.support import (
+from tests.support.inputs import VALID
+from tests.support.rigs import EdgeRig, make_edge
+from tests.support.scripted import (
     DEFENDER_URL,
     PRINCIPAL,
-    VALID,
-    EdgeRig,
     Fail,
     Reply,
     StaticCredential,
@@ -35,7 +35,6 @@ from tests.support import (
     connection_refused,
     dropped_connection,
     error_reply,
-    make_edge,
     read_timeout,
 )
 

@@ -33,24 +33,19 @@ from shared.validation import (
     UnsupportedMediaTypeError,
     validate_file_hash,
 )
-from tests.support import (
-    GATEWAY_URL,
+from tests.support.inputs import VALID
+from tests.support.rigs import GATEWAY_URL, EdgeRig, create_alert_request, make_edge, respond, response_problem
+from tests.support.scripted import (
     PRINCIPAL,
-    VALID,
-    EdgeRig,
     FakeClock,
     Reply,
     StaticCredential,
     alert_reply,
     alerts_reply,
     connect_timeout,
-    create_alert_request,
     dropped_connection,
     error_reply,
-    make_edge,
     read_timeout,
-    respond,
-    response_problem,
 )
 
 SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"

@@ -12,7 +12,7 @@ import pytest
 from shared.ratelimit import Decision, MemoryStore, RateLimiter, RateLimitStorageError, Reason, Snapshot, Tally
 from shared.ratelimit.entity import partition_key
 from shared.ratelimit.sliding_log import LogState
-from tests.support import FakeClock, RecordingStore, acquire_until_refused, policy
+from tests.support.scripted import FakeClock, RecordingStore, acquire_until_refused, policy
 
 
 @pytest.fixture

@@ -24,17 +24,8 @@ from shared.defender.outcomes import Malformed, Rejected, Success, classify
 from shared.lookups.hash_map import PARTITION, FileHashMap
 from shared.settings import load_settings
 from shared.validation import FileHash, HashKind, InvalidInputError, validate_file_hash, validate_sha1
-from tests.support import (
-    DEFENDER_URL,
-    GATEWAY_URL,
-    UNIT_ENV,
-    EdgeRig,
-    Reply,
-    alerts_reply,
-    error_reply,
-    make_edge,
-    response_problem,
-)
+from tests.support.rigs import GATEWAY_URL, UNIT_ENV, EdgeRig, make_edge, response_problem
+from tests.support.scripted import DEFENDER_URL, Reply, alerts_reply, error_reply
 
 SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
 SHA256 = "c4bc2cafdb2881be3e6912ac60fad245fcc918f68ced49110166f9dd21603d8a"

@@ -4,7 +4,7 @@ when threads look at calls out of their arrival order."""
 from __future__ import annotations
 
 from localdev.simulator.throttle import SlidingWindows
-from tests.support import FakeClock
+from tests.support.scripted import FakeClock
 
 CALLER = "tenant|app"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.ratelimit.decision import Reason
 from shared.ratelimit.sliding_log import LogState, evaluate, merge, missing_from
-from tests.support import policy
+from tests.support.scripted import policy
 
 T0 = 1_800_000_000_000  # ms
 

@@ -24,7 +24,7 @@ from shared.validation import (
     validate_create_alert,
     validate_sha1,
 )
-from tests.support import VALID
+from tests.support.inputs import VALID
 
 SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
 ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x0660 + digit) for digit in range(10)))

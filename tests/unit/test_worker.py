@@ -16,15 +16,9 @@ from shared.asynchronous.worker import EARLY_SECONDS, MAX_HOLD_SECONDS, RequestW
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import Api
 from shared.validation import validate_create_alert
-from tests.support import (
-    VALID,
-    EdgeRig,
-    Reply,
-    alert_reply,
-    alerts_reply,
-    error_reply,
-    make_edge,
-)
+from tests.support.inputs import VALID
+from tests.support.rigs import EdgeRig, make_edge
+from tests.support.scripted import Reply, alert_reply, alerts_reply, error_reply
 
 SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
 CREATE_REQUEST = DefenderRequest.create_alert(validate_create_alert(VALID))

@@ -1,0 +1,1 @@
+"""Integration tests: real servers over loopback HTTP (Azurite, the simulator, the identity endpoint, local hosts)."""

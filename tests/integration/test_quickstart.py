@@ -1,0 +1,130 @@
+"""The quickstart, as a stranger runs it: `make run` in a clean shell (PATH and HOME only), the two curl commands it
+prints, the README's queue snippet as printed, then Ctrl-C, after which every process and port is released.
+
+`make run` listens on the fixed ports the README prints (7071-7073, 10000-10002). Where something else holds
+one of them (a developer's own `make run`), the test is skipped, except in CI, where it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = (7071, 7072, 7073, 10000, 10001, 10002)
+README_SNIPPET_MARKER = "<!-- make-test: queue-snippet"
+
+
+def clean_environment() -> dict[str, str]:
+    """What `env -i PATH="$PATH" HOME="$HOME" bash` leaves."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (any session), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def printed_curl_commands(output: str) -> list[str]:
+    """The curl commands of the banner, continuation lines joined (as the before-stop check reads them)."""
+    joined = re.sub(r"\\\n\s*", "", output)
+    return [line.strip() for line in joined.splitlines() if line.strip().startswith("curl ")]
+
+
+def readme_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(README_SNIPPET_MARKER)
+    match = re.search(r"```bash\n(.*?)```", text[start:], re.DOTALL)
+    assert match, "no bash block after the queue-snippet marker in README.md"
+    return match.group(1)
+
+
+@pytest.mark.timeout(420)
+def test_make_run_and_what_it_prints_work_in_a_clean_shell(tmp_path: Path) -> None:
+    busy = [port for port in PORTS if listening(port)]
+    if busy:
+        message = f"ports {busy} are in use (a `make run` of your own?): the quickstart needs them"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    log_path = tmp_path / "make-run.log"
+    with log_path.open("wb") as log:
+        make = subprocess.Popen(["make", "run"], cwd=ROOT, env=clean_environment(), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    processes = {make.pid}
+    try:
+        deadline = time.monotonic() + 240
+        while "Ctrl-C" not in log_path.read_text(errors="replace"):
+            assert make.poll() is None, f"make run exited ({make.returncode}):\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"make run printed no banner in time:\n{log_path.read_text()}"
+            time.sleep(0.5)
+        banner = log_path.read_text(errors="replace")
+        for port in PORTS:
+            assert f":{port}" in banner, f"the banner does not show port {port}"
+
+        commands = printed_curl_commands(banner)
+        assert len(commands) == 2, banner
+        for command in commands:
+            done = subprocess.run(["bash", "-c", command + " -w '\\n%{http_code}'"], cwd=ROOT, env=clean_environment(),
+                                  capture_output=True, text=True, timeout=60, check=False)
+            assert done.stdout.rstrip().endswith("\n200"), f"{command}\n-> {done.stdout}{done.stderr}"
+
+        snippet = subprocess.run(["bash", "-c", readme_snippet()], cwd=ROOT, env=clean_environment(),
+                                 capture_output=True, text=True, timeout=120, check=False)
+        assert snippet.returncode == 0, snippet.stderr
+        answer = snippet.stdout.strip().splitlines()[-1]
+        assert '"@odata.context"' in answer and '"value": [{' in answer, snippet.stdout + snippet.stderr
+
+        processes |= descendants(make.pid)
+        assert len(processes) >= 4, processes  # make, the stack, Azurite and the host at least
+        os.killpg(make.pid, signal.SIGINT)  # Ctrl-C in the terminal: the foreground process group
+        make.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while (left := [pid for pid in processes if alive(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"processes still running after Ctrl-C: {left}"
+        assert [port for port in PORTS if listening(port)] == []
+        assert "Stopped." in log_path.read_text(errors="replace")
+    finally:  # whatever a failure left behind
+        for pid in processes | descendants(make.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        make.wait(timeout=10)
