@@ -97,7 +97,8 @@ def test_a_host_killed_mid_drain_loses_and_duplicates_nothing(
     sim.reset(limits=simulator_limits())
     # Messages the dead host held but had not claimed come back only when the platform's lease ends; this test,
     # about a kill in the thick of a storm, shortens that lease so that it ends in minutes. Recovery with Azure's
-    # 10-minute lease in force is tests/integration/test_maintenance.py's. The sweep runs every 2 s here, beside the workers.
+    # 10-minute lease in force is tests/integration/test_maintenance.py's. The sweep runs every 2 s here, beside
+    # the workers.
     settings = {**shared_settings(), "LOCAL_QUEUE_LEASE_SECONDS": "10", "MAINTENANCE_SCHEDULE": "*/2 * * * * *"}
     doomed, survivor = host_factory(**settings), host_factory(**settings)
 
