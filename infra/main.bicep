@@ -7,8 +7,12 @@
 // Sentinel playbooks that call the gateway through it (playbooks.bicep).
 //
 // Written for `azd up` (see azure.yaml) and for `az deployment group create` (see docs/deploy.md).
-// Plain resources only (no registry modules) so that checkov can scan everything; every parameter
-// and output has a @description; role assignments have deterministic guid() names; no secrets.
+// This file names things and composes local modules, one per concern: storage.bicep (the account, its
+// tables and queues), monitoring.bicep (Log Analytics, Application Insights), function-app.bicep (the Flex
+// plan and the app), entra-auth.bicep (App Service authentication), roles.bicep (the identity's Azure
+// roles), playbooks.bicep and defender-roles.bicep (optional). Here: the identity and the app settings.
+// Local modules only (no registry modules) so that checkov can scan everything; every parameter and
+// output has a @description; role assignments have deterministic guid() names; no secrets.
 //
 // The Defender for Endpoint app roles (Alert.Read.All, Alert.ReadWrite.All, File.Read.All) are granted by
 // defender-roles.bicep (Microsoft Graph Bicep extension), called from here only when
@@ -153,8 +157,6 @@ param operationsTableName string = 'mdegatewayoperations'
 @description('Flex Consumption: memory of each instance in MB.')
 param instanceMemoryMB int = 2048
 
-@minValue(30)
-@maxValue(730)
 @allowed([
   'Standard_ZRS'
   'Standard_LRS'
@@ -167,6 +169,8 @@ param storageSkuName string = 'Standard_ZRS'
 @description('Spread the Flex Consumption instances over availability zones. Needs a region that supports it, and then keeps at least two always-ready instances (billed) per function group.')
 param zoneRedundant bool = false
 
+@minValue(30)
+@maxValue(730)
 @description('Days that Log Analytics keeps the logs and Application Insights telemetry.')
 param logRetentionInDays int = 90
 
@@ -209,12 +213,6 @@ var allowedPrincipalIds = concat(entraAllowedPrincipalIds, addPlaybookPrincipals
   playbooks!.outputs.createPlaybookPrincipalId
 ] : [])
 
-// Built-in role definitions (ids are the same in every tenant and cloud).
-var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
-var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
-
 // ---------------------------------------------------------------------------------------------
 // Identity
 // ---------------------------------------------------------------------------------------------
@@ -226,200 +224,63 @@ resource userAssignedIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@
 }
 
 // ---------------------------------------------------------------------------------------------
-// Storage: host state, Flex deployment packages, the rate-limit table. Entra (RBAC) access only.
+// Storage, monitoring and the function app (modules)
 // ---------------------------------------------------------------------------------------------
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35: Without VNet integration (not part of this template) Flex Consumption reaches its host storage over the public endpoint. The account accepts Entra ID only (allowSharedKeyAccess false) from identities holding an RBAC data role on it, over TLS 1.2, with no anonymous blob access.
-  // checkov:skip=CKV_AZURE_59: Same as CKV_AZURE_35: Flex Consumption without VNet integration needs the public endpoint; access is Entra-only and RBAC-scoped (no account keys, no SAS, no anonymous reads).
-  // checkov:skip=CKV_AZURE_206: The data is ephemeral (rate-limit windows of at most an hour, and the app package that every deployment re-uploads); a Flex app and its storage share one region, so a regional outage means redeploying elsewhere, not failing over storage. The default ZRS survives a zone failure.
-  // checkov:skip=CKV_AZURE_43: The name is 'stmdegw' + uniqueString(...) = 20 lowercase letters and digits, computed at deployment so checkov cannot read it; tests/infra/test_bicep_structure.py checks the pattern and length.
-  name: storageAccountName
-  location: location
-  tags: baseTags
-  kind: 'StorageV2'
-  sku: {
-    name: storageSkuName
-  }
-  properties: {
-    accessTier: 'Hot'
-    allowBlobPublicAccess: false
-    allowCrossTenantReplication: false
-    allowSharedKeyAccess: false
-    defaultToOAuthAuthentication: true
-    minimumTlsVersion: 'TLS1_2'
-    supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
-    networkAcls: {
-      bypass: 'AzureServices'
-      defaultAction: 'Allow'
-    }
-    encryption: {
-      keySource: 'Microsoft.Storage'
-      requireInfrastructureEncryption: true
-      services: {
-        blob: {
-          enabled: true
-          keyType: 'Account'
-        }
-        file: {
-          enabled: true
-          keyType: 'Account'
-        }
-        queue: {
-          enabled: true
-          keyType: 'Account'
-        }
-        table: {
-          enabled: true
-          keyType: 'Account'
-        }
-      }
-    }
+module storage 'storage.bicep' = {
+  name: 'storage-${resourceToken}'
+  params: {
+    storageAccountName: storageAccountName
+    location: location
+    tags: baseTags
+    skuName: storageSkuName
+    deploymentContainerName: deploymentContainerName
+    rateLimitTableName: rateLimitTableName
+    answerCacheTableName: answerCacheTableName
+    fileHashTableName: fileHashTableName
+    operationsTableName: operationsTableName
+    requestsQueueName: requestsQueueName
   }
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
-  parent: storage
-  name: 'default'
-  properties: {
-    deleteRetentionPolicy: {
-      enabled: true
-      days: 7
-    }
-    containerDeleteRetentionPolicy: {
-      enabled: true
-      days: 7
-    }
+module monitoring 'monitoring.bicep' = {
+  name: 'monitoring-${resourceToken}'
+  params: {
+    logAnalyticsName: logAnalyticsName
+    appInsightsName: appInsightsName
+    location: location
+    tags: baseTags
+    logRetentionInDays: logRetentionInDays
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: deploymentContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
-  parent: storage
-  name: 'default'
-}
-
-resource rateLimitTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
-  parent: tableService
-  name: rateLimitTableName
-}
-
-resource answerCacheTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
-  parent: tableService
-  name: answerCacheTableName
-}
-
-resource fileHashTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
-  parent: tableService
-  name: fileHashTableName
-}
-
-resource operationsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
-  parent: tableService
-  name: operationsTableName
-}
-
-resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
-  parent: storage
-  name: 'default'
-}
-
-resource requestsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
-  parent: queueService
-  name: requestsQueueName
-}
-
-resource requestsPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
-  parent: queueService
-  name: '${requestsQueueName}-poison'
-}
-
-// Requests wait for a spent budget in their API's own queue (shared/settings.py waiting_suffix), each
-// read by its own function, so one API's storm never holds up the others.
-// The waiting-queue functions (request_queue_fn), as Flex names them for always-ready instances (lower case).
-var waitingFunctionNames = [
-  'WaitCreateAlert'
-  'WaitFileAlerts'
-  'WaitFileInfo'
-]
-var waitingAlwaysReady = [for name in waitingFunctionNames: {
-  name: 'function:${toLower(name)}'
-  instanceCount: waitingFunctionsAlwaysReady
-}]
-
-var waitingQueueSuffixes = [
-  'create-alert'
-  'file-alerts'
-  'file-info'
-]
-
-resource waitingQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for suffix in waitingQueueSuffixes: {
-  parent: queueService
-  name: '${requestsQueueName}-${suffix}'
-}]
-
-resource waitingPoisonQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for suffix in waitingQueueSuffixes: {
-  parent: queueService
-  name: '${requestsQueueName}-${suffix}-poison'
-}]
-
-// ---------------------------------------------------------------------------------------------
-// Monitoring: Log Analytics + workspace-based Application Insights, Entra-authenticated only.
-// ---------------------------------------------------------------------------------------------
-
-resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
-  name: logAnalyticsName
-  location: location
-  tags: baseTags
-  properties: {
-    retentionInDays: logRetentionInDays
-    sku: {
-      name: 'PerGB2018'
-    }
-    features: {
-      disableLocalAuth: true
-    }
-  }
-}
-
-resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
-  name: appInsightsName
-  location: location
-  tags: baseTags
-  kind: 'web'
-  properties: {
-    Application_Type: 'web'
-    WorkspaceResourceId: logAnalytics.id
-    DisableLocalAuth: true
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Flex Consumption plan and the function app
-// ---------------------------------------------------------------------------------------------
-
-resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_225: Opt-in through the zoneRedundant parameter: on Flex Consumption it keeps at least two always-ready instances billed around the clock and only some regions offer it. The gateway keeps no state on its instances (its rate-limit state is in the storage account, ZRS by default) and its callers retry 5xx.
-  name: planName
-  location: location
-  tags: baseTags
-  kind: 'functionapp'
-  sku: {
-    tier: 'FlexConsumption'
-    name: 'FC1'
-  }
-  properties: {
-    reserved: true
+// The storage module's output (not the name variable): the app waits for its deployment container.
+module functionApp 'function-app.bicep' = {
+  name: 'function-app-${resourceToken}'
+  params: {
+    functionAppName: functionAppName
+    planName: planName
+    location: location
+    tags: baseTags
+    identityType: identityType
+    userAssignedIdentityId: useUserAssigned ? userAssignedIdentity.id : ''
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    waitingFunctionsAlwaysReady: waitingFunctionsAlwaysReady
     zoneRedundant: zoneRedundant
   }
+}
+
+// The app and its telemetry component as the app settings read them (both deployed by the modules above).
+resource site 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: functionAppName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
 }
 
 // App settings. Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
@@ -428,10 +289,10 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // shared/settings.py CATALOGUE (or the list of settings that the Functions host itself reads).
 var baseAppSettings = {
   // Read by the Functions host (identity-based AzureWebJobsStorage) ...
-  AzureWebJobsStorage__blobServiceUri: 'https://${storage.name}.blob.${environment().suffixes.storage}'
-  AzureWebJobsStorage__queueServiceUri: 'https://${storage.name}.queue.${environment().suffixes.storage}'
+  AzureWebJobsStorage__blobServiceUri: 'https://${storage.outputs.name}.blob.${environment().suffixes.storage}'
+  AzureWebJobsStorage__queueServiceUri: 'https://${storage.outputs.name}.queue.${environment().suffixes.storage}'
   // ... and by the gateway (its rate-limit table).
-  AzureWebJobsStorage__tableServiceUri: 'https://${storage.name}.table.${environment().suffixes.storage}'
+  AzureWebJobsStorage__tableServiceUri: 'https://${storage.outputs.name}.table.${environment().suffixes.storage}'
   AzureWebJobsStorage__credential: 'managedidentity'
   // Telemetry with Entra auth (the component has local auth disabled).
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
@@ -464,92 +325,13 @@ var userAssignedAppSettings = useUserAssigned ? {
   AZURE_CLIENT_ID: userAssignedIdentity.properties.clientId
 } : {}
 
-resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: The gateway is an HTTPS API for Logic Apps and automation that run outside any VNet. Every call needs a function key or, with gatewayAuth=entra, an Entra ID token that App Service authentication validates; private endpoints need a VNet, which is not part of this template.
-  // checkov:skip=CKV_AZURE_17: Callers authenticate with a function key or an Entra ID bearer token (gatewayAuth). Mutual TLS would need every caller to hold a client certificate, which Logic Apps with managed identities avoid, and App Service only forwards the certificate: nothing here would validate it.
-  // checkov:skip=CKV_AZURE_212: siteConfig.numberOfWorkers does not apply to Flex Consumption: the platform adds instances on demand (functionAppConfig.scaleAndConcurrency) and replaces failed ones itself.
-  // checkov:skip=CKV_AZURE_213: App Service health check (siteConfig.healthCheckPath) belongs to Dedicated and Premium plans; Flex Consumption instances are run and replaced by the Functions scale controller.
-  name: functionAppName
-  location: location
-  tags: union(baseTags, {
-    'azd-service-name': 'api'
-  })
-  kind: 'functionapp,linux'
-  identity: {
-    type: identityType
-    userAssignedIdentities: useUserAssigned ? {
-      '${userAssignedIdentity.id}': {}
-    } : null
-  }
-  properties: {
-    serverFarmId: plan.id
-    httpsOnly: true
-    clientAffinityEnabled: false
-    publicNetworkAccess: 'Enabled'
-    siteConfig: {
-      minTlsVersion: '1.2'
-      scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
-    }
-    functionAppConfig: {
-      deployment: {
-        storage: {
-          type: 'blobContainer'
-          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
-          authentication: useUserAssigned ? {
-            type: 'UserAssignedIdentity'
-            userAssignedIdentityResourceId: userAssignedIdentity.id
-          } : {
-            type: 'SystemAssignedIdentity'
-          }
-        }
-      }
-      scaleAndConcurrency: {
-        maximumInstanceCount: maximumInstanceCount
-        instanceMemoryMB: instanceMemoryMB
-        triggers: {
-          http: {
-            perInstanceConcurrency: httpPerInstanceConcurrency
-          }
-        }
-        alwaysReady: (waitingFunctionsAlwaysReady == 0) ? [] : waitingAlwaysReady
-      }
-      runtime: {
-        name: 'python'
-        version: '3.11'
-      }
-    }
-  }
-  dependsOn: [
-    deploymentContainer
-  ]
-}
-
-// No basic (user name + password) publishing: deployments authenticate with Entra ID.
-resource ftpPublishingPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
-  parent: functionApp
-  name: 'ftp'
-  properties: {
-    allow: false
-  }
-}
-
-resource scmPublishingPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
-  parent: functionApp
-  name: 'scm'
-  properties: {
-    allow: false
-  }
-}
-
 // Optional: App Service authentication (Entra ID) in front of every function (entra-auth.bicep).
 // Token validation only (no client secret, no login flow): unauthenticated requests get 401 and
 // only the listed applications / principals get through, the playbooks' identities included.
 module entraAuth 'entra-auth.bicep' = if (useEntra) {
   name: 'entra-auth-${resourceToken}'
   params: {
-    functionAppName: functionApp.name
+    functionAppName: functionApp.outputs.name
     clientId: entraClientId
     openIdIssuer: empty(entraOpenIdIssuer) ? '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0' : entraOpenIdIssuer
     allowedAudiences: entraAudiences
@@ -568,11 +350,15 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_80: .NET Framework version is a property of the 'web' site configuration, not of 'appsettings'.
   // checkov:skip=CKV_AZURE_88: Azure Files mounts are a property of the 'web' site configuration, not of 'appsettings'.
   // checkov:skip=CKV_AZURE_222: Public network access is a property of the site (skipped there with its reason), not of 'appsettings'.
-  parent: functionApp
+  parent: site
   name: 'appsettings'
   properties: union(baseAppSettings, userAssignedAppSettings, {
     GATEWAY_ALLOWED_PRINCIPALS: join(allowedPrincipalIds, ',')
   })
+  dependsOn: [
+    functionApp
+    monitoring
+  ]
 }
 
 // Optional: the two Microsoft Sentinel playbooks (playbooks.bicep), Logic Apps that call the gateway
@@ -582,7 +368,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
 module playbooks 'playbooks.bicep' = if (usePlaybooks) {
   name: 'playbooks-${resourceToken}'
   params: {
-    gatewayUrl: 'https://${functionApp.properties.defaultHostName}'
+    gatewayUrl: 'https://${functionApp.outputs.defaultHostName}'
     gatewayAudience: entraAudiences[0]
   }
 }
@@ -591,51 +377,17 @@ module playbooks 'playbooks.bicep' = if (usePlaybooks) {
 // Role assignments of the app's identity (guid() names: stable across re-deployments)
 // ---------------------------------------------------------------------------------------------
 
-var identityPrincipalId = useUserAssigned ? userAssignedIdentity.properties.principalId : functionApp.identity.principalId
+var identityPrincipalId = useUserAssigned ? userAssignedIdentity.properties.principalId : functionApp.outputs.principalId
 // Known at the start of the deployment, unlike the principal id: seeds the assignment names.
-var identityKey = useUserAssigned ? userAssignedIdentity.id : functionApp.id
+var identityKey = useUserAssigned ? userAssignedIdentity.id : resourceId('Microsoft.Web/sites', functionAppName)
 
-// Host state, deployment packages (Flex reads the package with the identity) and blob leases.
-resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identityKey, storageBlobDataOwnerRoleId)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
-    principalId: identityPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-// Host queues (AzureWebJobsStorage__queueServiceUri).
-resource queueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identityKey, storageQueueDataContributorRoleId)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRoleId)
-    principalId: identityPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-// The gateway's rate-limit table.
-resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identityKey, storageTableDataContributorRoleId)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
-    principalId: identityPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-// Entra-authenticated telemetry (the component has local auth disabled).
-resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(appInsights.id, identityKey, monitoringMetricsPublisherRoleId)
-  scope: appInsights
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
-    principalId: identityPrincipalId
-    principalType: 'ServicePrincipal'
+module roles 'roles.bicep' = {
+  name: 'roles-${resourceToken}'
+  params: {
+    storageAccountName: storage.outputs.name
+    appInsightsName: monitoring.outputs.appInsightsName
+    identityPrincipalId: identityPrincipalId
+    identityKey: identityKey
   }
 }
 
@@ -661,13 +413,13 @@ output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = resourceGroup().name
 
 @description('Name of the function app.')
-output FUNCTION_APP_NAME string = functionApp.name
+output FUNCTION_APP_NAME string = functionApp.outputs.name
 
 @description('Default host name of the function app.')
-output FUNCTION_APP_HOSTNAME string = functionApp.properties.defaultHostName
+output FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
 
 @description('Base URL of the gateway\'s HTTP API.')
-output FUNCTION_APP_URL string = 'https://${functionApp.properties.defaultHostName}/api'
+output FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
 
 @description('Kind of managed identity the app uses: SystemAssigned or UserAssigned.')
 output IDENTITY_TYPE string = identityType
@@ -679,28 +431,28 @@ output IDENTITY_PRINCIPAL_ID string = identityPrincipalId
 output IDENTITY_CLIENT_ID string = useUserAssigned ? userAssignedIdentity.properties.clientId : ''
 
 @description('Name of the storage account (host state, deployment packages, rate-limit table).')
-output STORAGE_ACCOUNT_NAME string = storage.name
+output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 
 @description('Name of the Azure Table holding the rate-limit state.')
-output RATE_LIMIT_TABLE string = rateLimitTable.name
+output RATE_LIMIT_TABLE string = storage.outputs.rateLimitTableName
 
 @description('Name of the Azure Table holding the shared file-alerts answers.')
-output ANSWER_CACHE_TABLE string = answerCacheTable.name
+output ANSWER_CACHE_TABLE string = storage.outputs.answerCacheTableName
 
 @description('Name of the Azure Table mapping resolved SHA-256 hashes to SHA-1.')
-output FILE_HASH_TABLE string = fileHashTable.name
+output FILE_HASH_TABLE string = storage.outputs.fileHashTableName
 
 @description('Name of the storage queue of asynchronous requests (its poison queue is <name>-poison).')
-output REQUESTS_QUEUE string = requestsQueue.name
+output REQUESTS_QUEUE string = storage.outputs.requestsQueueName
 
 @description('Name of the table of asynchronous operations.')
-output OPERATIONS_TABLE string = operationsTable.name
+output OPERATIONS_TABLE string = storage.outputs.operationsTableName
 
 @description('Name of the Application Insights component.')
-output APPLICATIONINSIGHTS_NAME string = appInsights.name
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 
 @description('Name of the Log Analytics workspace.')
-output LOG_ANALYTICS_WORKSPACE_NAME string = logAnalytics.name
+output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.logAnalyticsName
 
 @description('How callers authenticate: function-key or entra.')
 output GATEWAY_AUTH string = gatewayAuth

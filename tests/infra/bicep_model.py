@@ -1,5 +1,9 @@
 """Read the Bicep templates in infra/ with pycep and answer questions about them.
 
+main.bicep composes local modules (storage.bicep, monitoring.bicep, function-app.bicep, roles.bicep, ...):
+:func:`module` reads the file behind one of its modules, :func:`module_params` what main passes it. A test
+about a resource reads it in its module and checks that main passes the module what the resource relies on.
+
 pycep turns a Bicep file into nested dicts: ``parameters``, ``variables``, ``resources``,
 ``modules``, ``outputs`` (and ``extensions``). A few things to know when reading its tree:
 
@@ -42,6 +46,16 @@ def parse(path: Path) -> Tree:
 
 def main() -> Tree:
     return parse(MAIN)
+
+
+def module(symbol: str) -> Tree:
+    """The tree of the file main.bicep deploys as module `symbol` (storage, monitoring, functionApp, roles, ...)."""
+    return parse(INFRA / main()["modules"][symbol]["detail"]["path"])
+
+
+def module_params(symbol: str) -> dict[str, Any]:
+    """What main.bicep passes to module `symbol`, by parameter name (main's expressions, unresolved)."""
+    return cast(dict[str, Any], body(main()["modules"][symbol])["params"])
 
 
 def body(element: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +139,15 @@ def property_access(node: Any) -> tuple[Any, Any] | None:
     """``(object, property)`` if ``node`` is ``object.property``, else None."""
     operands = operator(node, "property_accessor")
     return None if operands is None else (operands["operand_1"], operands["operand_2"])
+
+
+def module_output(node: Any) -> tuple[str, str] | None:
+    """``(module, output)`` if ``node`` is ``module.outputs.output``, else None."""
+    access = property_access(node)
+    if access is None:
+        return None
+    rest = property_access(access[1])
+    return (str(access[0]), str(rest[1])) if rest is not None and rest[0] == "outputs" else None
 
 
 def app_settings(tree: Tree) -> list[tuple[str, Any, bool]]:

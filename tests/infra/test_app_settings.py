@@ -92,7 +92,7 @@ def test_fixed_values() -> None:
     assert values["AzureWebJobsStorage__credential"] == "managedidentity"
     for service in ("blob", "queue", "table"):
         assert values[f"AzureWebJobsStorage__{service}ServiceUri"] == (
-            f"https://${{storage.name}}.{service}.${{environment().suffixes.storage}}"
+            f"https://${{storage.outputs.name}}.{service}.${{environment().suffixes.storage}}"
         )
     auth = bm.operator(values["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"], "conditional")
     assert auth is not None

@@ -12,7 +12,8 @@ from tests.infra import bicep_model as bm
 
 # playbooks.bicep deploys the Sentinel playbooks (ARM JSON templates under playbooks/) as modules; it has no
 # resource of its own. tests/playbooks checks its modules against those templates.
-EXPECTED_BICEP_FILES = {"main.bicep", "entra-auth.bicep", "defender-roles.bicep", "playbooks.bicep"}
+EXPECTED_BICEP_FILES = {"main.bicep", "storage.bicep", "monitoring.bicep", "function-app.bicep", "roles.bicep",
+                        "entra-auth.bicep", "defender-roles.bicep", "playbooks.bicep"}
 
 
 def test_the_expected_bicep_files_exist() -> None:
@@ -50,7 +51,7 @@ def test_no_secure_params_and_no_secret_plumbing(path: Path) -> None:
 def test_modules_point_at_files_that_exist() -> None:
     modules = bm.main().get("modules", {})
     paths = {module["detail"]["path"] for module in modules.values()}
-    assert paths == {"entra-auth.bicep", "defender-roles.bicep", "playbooks.bicep"}
+    assert paths == EXPECTED_BICEP_FILES - {"main.bicep"}
     for path in paths:
         assert (bm.INFRA / path).is_file()
 
@@ -121,7 +122,7 @@ def test_azure_yaml_deploys_the_repo_root_as_python_function_service_api() -> No
     assert config["services.api.language"] == "python"
     assert config["services.api.host"] == "function"
     # azd finds the app to deploy 'api' to by this tag.
-    _, site = bm.the_resource(bm.main(), "Microsoft.Web/sites")
+    _, site = bm.the_resource(bm.module("functionApp"), "Microsoft.Web/sites")
     tags = site["tags"]
     assert bm.function_call(tags, "union") is not None
     assert {"azd-service-name": "api"} in list(bm.walk(bm.unquote_keys(tags)))

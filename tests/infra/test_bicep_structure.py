@@ -34,7 +34,43 @@ def _var(name: str) -> Any:
 
 
 def _site() -> dict[str, Any]:
-    return bm.the_resource(bm.main(), "Microsoft.Web/sites")[1]
+    return bm.the_resource(bm.module("functionApp"), "Microsoft.Web/sites")[1]
+
+
+def test_main_composes_one_module_per_concern_and_passes_each_its_own_names() -> None:
+    """Storage, monitoring, the function app and the roles each in a module of their own; every setting-like value
+    goes to the module under the name main knows it by (the assertions below read it there)."""
+    modules = bm.main()["modules"]
+    assert {name: module["detail"]["path"] for name, module in modules.items()} == {
+        "storage": "storage.bicep", "monitoring": "monitoring.bicep", "functionApp": "function-app.bicep",
+        "entraAuth": "entra-auth.bicep", "playbooks": "playbooks.bicep", "roles": "roles.bicep",
+        "defenderAppRoles": "defender-roles.bicep"}
+    for symbol in ("storage", "monitoring", "functionApp", "roles"):
+        assert bm.condition(modules[symbol]) is None, f"{symbol} is conditional"
+    same_names = {
+        "storage": ["storageAccountName", "location", "deploymentContainerName", "rateLimitTableName",
+                    "answerCacheTableName", "fileHashTableName", "operationsTableName", "requestsQueueName"],
+        "monitoring": ["logAnalyticsName", "appInsightsName", "location", "logRetentionInDays"],
+        "functionApp": ["functionAppName", "planName", "location", "identityType", "deploymentContainerName",
+                        "maximumInstanceCount", "instanceMemoryMB", "httpPerInstanceConcurrency",
+                        "waitingFunctionsAlwaysReady", "zoneRedundant"],
+        "roles": ["identityPrincipalId", "identityKey"],
+    }
+    for symbol, names in same_names.items():
+        params = bm.module_params(symbol)
+        assert {name: params[name] for name in names} == {name: name for name in names}, symbol
+    assert bm.module_params("storage")["skuName"] == "storageSkuName"
+    for symbol in ("storage", "monitoring", "functionApp"):
+        assert bm.module_params(symbol)["tags"] == "baseTags"
+    # The storage account by the storage module's output: the app and the roles wait for it.
+    assert bm.module_output(bm.module_params("functionApp")["storageAccountName"]) == ("storage", "name")
+    assert bm.module_output(bm.module_params("roles")["storageAccountName"]) == ("storage", "name")
+    assert bm.module_output(bm.module_params("roles")["appInsightsName"]) == ("monitoring", "appInsightsName")
+    # Main deploys no storage, monitoring, app or role resource itself: the identity, the settings and references.
+    kinds = {resource["type"] for resource in bm.main()["resources"].values()}
+    assert kinds == {"Microsoft.ManagedIdentity/userAssignedIdentities", "Microsoft.Web/sites/config",
+                     "Microsoft.Web/sites", "Microsoft.Insights/components"}
+    assert all(bm.main()["resources"][name].get("existing") for name in ("site", "appInsights"))
 
 
 def test_main_targets_a_resource_group() -> None:
@@ -54,8 +90,14 @@ def test_identity_is_system_assigned_by_default_and_user_assigned_on_request() -
     assert identity["type"] == "identityType"
     user_assigned = bm.operator(identity["userAssignedIdentities"], "conditional")
     assert user_assigned is not None and user_assigned["condition"] == "useUserAssigned"
-    assert user_assigned["true_value"] == {"${userAssignedIdentity.id}": {}}
+    assert user_assigned["true_value"] == {"${userAssignedIdentityId}": {}}
     assert user_assigned["false_value"] is None
+    app = bm.module("functionApp")
+    assert bm.operator(app["variables"]["useUserAssigned"]["value"], "equals") == {
+        "operand_1": "identityType", "operand_2": "UserAssigned"}
+    passed = bm.operator(bm.module_params("functionApp")["userAssignedIdentityId"], "conditional")
+    assert passed is not None and passed["condition"] == "useUserAssigned" and passed["false_value"] == ""
+    assert bm.property_access(passed["true_value"]) == ("userAssignedIdentity", "id")
 
     uami = bm.resources_of_type(bm.main(), "Microsoft.ManagedIdentity/userAssignedIdentities")
     assert list(uami) == ["userAssignedIdentity"]
@@ -67,19 +109,32 @@ def test_identity_principal_and_key_follow_the_identity_type() -> None:
     assert principal is not None and principal["condition"] == "useUserAssigned"
     assert bm.property_access(principal["false_value"]) == (
         "functionApp",
+        {"operator": {"type": "property_accessor", "operands": {"operand_1": "outputs", "operand_2": "principalId"}}},
+    )
+    # The module's principalId is the site's system-assigned identity (empty with a user-assigned one).
+    output = bm.operator(bm.module("functionApp")["outputs"]["principalId"]["value"], "conditional")
+    assert output is not None and output["condition"] == "useUserAssigned" and output["true_value"] == ""
+    assert bm.property_access(output["false_value"]) == (
+        "functionApp",
         {"operator": {"type": "property_accessor", "operands": {"operand_1": "identity", "operand_2": "principalId"}}},
     )
     key = bm.operator(_var("identityKey"), "conditional")
     assert key is not None
     assert bm.property_access(key["true_value"]) == ("userAssignedIdentity", "id")
-    assert bm.property_access(key["false_value"]) == ("functionApp", "id")
+    # The app's resource id, known at the start of the deployment (a module's output is not).
+    site_id = bm.function_call(key["false_value"], "resource_id")
+    assert site_id is not None
+    assert (site_id["resource_type"], site_id["resource_name_1"]) == ("Microsoft.Web/sites", "functionAppName")
+    assert bm.body(bm.module("functionApp")["resources"]["functionApp"])["name"] == "functionAppName"
 
 
 # --- role assignments ----------------------------------------------------------------------------
 
 
 def test_role_assignments_are_exactly_the_four_data_and_telemetry_roles() -> None:
-    assignments = bm.resources_of_type(bm.main(), "Microsoft.Authorization/roleAssignments")
+    assert bm.resources_of_type(bm.main(), "Microsoft.Authorization/roleAssignments") == {}  # roles.bicep's
+    roles = bm.module("roles")
+    assignments = bm.resources_of_type(roles, "Microsoft.Authorization/roleAssignments")
     granted: set[tuple[str, str]] = set()
     for name, resource in assignments.items():
         assert bm.condition(resource) is None, f"{name} is conditional"
@@ -87,7 +142,7 @@ def test_role_assignments_are_exactly_the_four_data_and_telemetry_roles() -> Non
         role_var = bm.function_call(spec["properties"]["roleDefinitionId"], "subscription_resource_id")
         assert role_var is not None, f"{name}: roleDefinitionId is not subscriptionResourceId(...)"
         assert role_var["resource_type"] == "Microsoft.Authorization/roleDefinitions"
-        role_id = _var(role_var["resource_name_1"])
+        role_id = roles["variables"][role_var["resource_name_1"]]["value"]
         role = next((r for r, rid in BUILT_IN_ROLES.items() if rid == role_id), None)
         assert role is not None, f"{name}: unexpected role definition {role_id}"
 
@@ -110,13 +165,17 @@ def test_role_assignments_are_exactly_the_four_data_and_telemetry_roles() -> Non
         ("appInsights", "Monitoring Metrics Publisher"),
     }
     assert len(assignments) == 4
+    # The scopes are the gateway's own account and component, as main passes their names.
+    existing = {name: bm.body(resource)["name"] for name, resource in roles["resources"].items()
+                if resource.get("existing")}
+    assert existing == {"storage": "storageAccountName", "appInsights": "appInsightsName"}
 
 
 # --- storage ---------------------------------------------------------------------------------------
 
 
 def test_storage_account_is_hardened() -> None:
-    name, storage = bm.the_resource(bm.main(), "Microsoft.Storage/storageAccounts")
+    name, storage = bm.the_resource(bm.module("storage"), "Microsoft.Storage/storageAccounts")
     assert name == "storage"
     props = storage["properties"]
     assert props["allowSharedKeyAccess"] is False
@@ -130,8 +189,9 @@ def test_storage_account_is_hardened() -> None:
 
 def test_storage_account_name_is_valid_for_azure() -> None:
     """'st...' + uniqueString(): 3-24 lowercase letters and digits (checkov cannot see it)."""
-    _, storage = bm.the_resource(bm.main(), "Microsoft.Storage/storageAccounts")
-    template = bm.resolve(storage["name"], bm.main())
+    _, storage = bm.the_resource(bm.module("storage"), "Microsoft.Storage/storageAccounts")
+    assert storage["name"] == "storageAccountName"
+    template = bm.resolve(bm.module_params("storage")["storageAccountName"], bm.main())
     match = re.fullmatch(r"([a-z0-9]+)\$\{resourceToken\}", template)
     assert match, template
     token = bm.function_call(_var("resourceToken"), "to_lower")
@@ -140,13 +200,13 @@ def test_storage_account_name_is_valid_for_azure() -> None:
 
 
 def test_deployment_container_and_rate_limit_table_exist() -> None:
-    containers = bm.resources_of_type(bm.main(), "Microsoft.Storage/storageAccounts/blobServices/containers")
+    containers = bm.resources_of_type(bm.module("storage"), "Microsoft.Storage/storageAccounts/blobServices/containers")
     assert len(containers) == 1
     container = bm.body(next(iter(containers.values())))
     assert container["properties"]["publicAccess"] == "None"
     assert container["name"] == "deploymentContainerName"
 
-    tables = bm.resources_of_type(bm.main(), "Microsoft.Storage/storageAccounts/tableServices/tables")
+    tables = bm.resources_of_type(bm.module("storage"), "Microsoft.Storage/storageAccounts/tableServices/tables")
     assert sorted(bm.body(t)["name"] for t in tables.values()) == [
         "answerCacheTableName", "fileHashTableName", "operationsTableName", "rateLimitTableName"]
     table_param = _param("rateLimitTableName")
@@ -160,10 +220,10 @@ def test_deployment_container_and_rate_limit_table_exist() -> None:
 
 
 def test_telemetry_is_entra_only() -> None:
-    _, insights = bm.the_resource(bm.main(), "Microsoft.Insights/components")
+    _, insights = bm.the_resource(bm.module("monitoring"), "Microsoft.Insights/components")
     assert insights["properties"]["DisableLocalAuth"] is True
     assert bm.property_access(insights["properties"]["WorkspaceResourceId"]) == ("logAnalytics", "id")
-    _, workspace = bm.the_resource(bm.main(), "Microsoft.OperationalInsights/workspaces")
+    _, workspace = bm.the_resource(bm.module("monitoring"), "Microsoft.OperationalInsights/workspaces")
     assert workspace["properties"]["features"]["disableLocalAuth"] is True
 
 
@@ -171,7 +231,7 @@ def test_telemetry_is_entra_only() -> None:
 
 
 def test_plan_is_flex_consumption_on_linux() -> None:
-    _, plan = bm.the_resource(bm.main(), "Microsoft.Web/serverfarms")
+    _, plan = bm.the_resource(bm.module("functionApp"), "Microsoft.Web/serverfarms")
     assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
     assert plan["properties"]["reserved"] is True
 
@@ -189,7 +249,7 @@ def test_function_app_is_python_311_on_flex_with_identity_authenticated_deployme
     assert auth is not None and auth["condition"] == "useUserAssigned"
     assert auth["false_value"] == {"type": "SystemAssignedIdentity"}
     assert auth["true_value"]["type"] == "UserAssignedIdentity"
-    assert bm.property_access(auth["true_value"]["userAssignedIdentityResourceId"]) == ("userAssignedIdentity", "id")
+    assert auth["true_value"]["userAssignedIdentityResourceId"] == "userAssignedIdentityId"
 
     scale = config["scaleAndConcurrency"]
     assert {key: scale[key] for key in ("maximumInstanceCount", "instanceMemoryMB")} == {
@@ -209,7 +269,7 @@ def test_function_app_transport_and_publishing_are_locked_down() -> None:
     assert site_config["scmMinTlsVersion"] == "1.2"
     assert site_config["ftpsState"] == "Disabled"
 
-    policies = bm.resources_of_type(bm.main(), "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    policies = bm.resources_of_type(bm.module("functionApp"), "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
     by_name = {bm.body(p)["name"]: bm.body(p) for p in policies.values()}
     assert set(by_name) == {"ftp", "scm"}
     for policy in by_name.values():
@@ -392,7 +452,7 @@ def test_playbooks_are_deployed_only_on_request_and_only_with_entra_auth() -> No
 
 def test_playbooks_call_the_gateway_over_https_for_the_audience_entra_auth_accepts() -> None:
     params = bm.body(bm.main()["modules"]["playbooks"])["params"]
-    assert params["gatewayUrl"] == "https://${functionApp.properties.defaultHostName}"
+    assert params["gatewayUrl"] == "https://${functionApp.outputs.defaultHostName}"
     # The first accepted audience: the user's first, else the App ID URI api://<client id>.
     assert bm.operator(params["gatewayAudience"], "index_accessor") == {"operand_1": "entraAudiences",
                                                                          "operand_2": 0}
@@ -463,7 +523,8 @@ def test_the_conditional_playbooks_module_is_referenced_only_when_deployed() -> 
 def test_every_queue_the_gateway_reads_is_created_with_its_poison_queue() -> None:
     """The request queue and one waiting queue per Defender API (as shared/settings.py names them), each with the
     `-poison` queue the Functions host moves failed messages to; the name's length leaves room for all of them."""
-    queues = bm.resources_of_type(bm.main(), "Microsoft.Storage/storageAccounts/queueServices/queues")
+    storage = bm.module("storage")
+    queues = bm.resources_of_type(storage, "Microsoft.Storage/storageAccounts/queueServices/queues")
     names = set()
     for resource in queues.values():
         config = resource["config"]
@@ -472,7 +533,7 @@ def test_every_queue_the_gateway_reads_is_created_with_its_poison_queue() -> Non
             names.add(config["name"])
             continue
         assert loop["detail"]["array_name"] == "waitingQueueSuffixes"
-        for suffix in _var("waitingQueueSuffixes"):
+        for suffix in storage["variables"]["waitingQueueSuffixes"]["value"]:
             names.add(config["config"]["name"].replace("${suffix}", suffix))
     expected = {"requestsQueueName", "${requestsQueueName}" + POISON_SUFFIX}
     for api in Api:
@@ -481,3 +542,4 @@ def test_every_queue_the_gateway_reads_is_created_with_its_poison_queue() -> Non
     assert names == expected
     decorators = bm.decorators(_param("requestsQueueName"))
     assert decorators["max_length"] == MAX_REQUESTS_QUEUE_LENGTH
+    assert bm.decorators(storage["parameters"]["requestsQueueName"])["max_length"] == MAX_REQUESTS_QUEUE_LENGTH

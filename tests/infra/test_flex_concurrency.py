@@ -59,11 +59,13 @@ def test_waiting_functions_can_be_kept_always_ready_by_their_flex_names() -> Non
                      for binding in function["bindings"]
                      if binding["type"] == "queueTrigger" and binding["queueName"] != "%REQUESTS_QUEUE%")
     assert waiting == ["WaitCreateAlert", "WaitFileAlerts", "WaitFileInfo"]
-    assert bm.main()["variables"]["waitingFunctionNames"]["value"] == waiting
-    loop = bm.main()["variables"]["waitingAlwaysReady"]["value"]
+    app = bm.module("functionApp")
+    assert app["variables"]["waitingFunctionNames"]["value"] == waiting
+    loop = app["variables"]["waitingAlwaysReady"]["value"]
     assert "function:${toLower(name)}" in json.dumps(loop)  # Flex matches always-ready names in lower case
     always = _param("waitingFunctionsAlwaysReady")
     assert always["default"] == 0  # no standing cost unless asked for
-    _, site = bm.the_resource(bm.main(), "Microsoft.Web/sites")
+    assert bm.module_params("functionApp")["waitingFunctionsAlwaysReady"] == "waitingFunctionsAlwaysReady"
+    _, site = bm.the_resource(app, "Microsoft.Web/sites")
     chosen = bm.operator(site["properties"]["functionAppConfig"]["scaleAndConcurrency"]["alwaysReady"], "conditional")
     assert chosen is not None and chosen["true_value"] == [] and chosen["false_value"] == "waitingAlwaysReady"

@@ -1,0 +1,74 @@
+// The Azure roles of the app's managed identity, each on the one resource it needs, with guid() names that stay
+// the same across re-deployments: blob data (host state, deployment packages), queue data (the request and
+// waiting queues), table data (the gateway's tables) and metrics publishing (Entra-authenticated telemetry).
+// Deployed by main.bicep. The Defender for Endpoint app roles are defender-roles.bicep's.
+
+@description('Name of the gateway\'s storage account (storage.bicep).')
+param storageAccountName string
+
+@description('Name of the Application Insights component (monitoring.bicep).')
+param appInsightsName string
+
+@description('Object (principal) id of the app\'s managed identity.')
+param identityPrincipalId string
+
+@description('A value known at the start of the deployment that names the identity (its resource id, or the app\'s): seeds the assignments\' guid() names.')
+param identityKey string
+
+// Built-in role definitions (ids are the same in every tenant and cloud).
+var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+// Host state, deployment packages (Flex reads the package with the identity) and blob leases.
+resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityKey, storageBlobDataOwnerRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Host queues (AzureWebJobsStorage__queueServiceUri).
+resource queueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityKey, storageQueueDataContributorRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The gateway's tables (rate limits, shared answers, the SHA-256 map, operations).
+resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityKey, storageTableDataContributorRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Entra-authenticated telemetry (the component has local auth disabled).
+resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identityKey, monitoringMetricsPublisherRoleId)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
