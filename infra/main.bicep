@@ -286,7 +286,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 // App settings. Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
 // WEBSITE_RUN_FROM_PACKAGE and WEBSITE_CONTENT*: the runtime comes from functionAppConfig and the
 // package from its deployment container. tests/infra checks every name here against
-// shared/settings.py CATALOGUE (or the list of settings that the Functions host itself reads).
+// shared/catalogue.py CATALOGUE (or the list of settings that the Functions host itself reads).
 var baseAppSettings = {
   // Read by the Functions host (identity-based AzureWebJobsStorage) ...
   AzureWebJobsStorage__blobServiceUri: 'https://${storage.outputs.name}.blob.${environment().suffixes.storage}'

@@ -109,3 +109,19 @@ def test_the_queue_worker_imports_nothing_from_the_http_package() -> None:
 def test_no_module_of_shared_is_over_400_lines() -> None:
     long = {module: n for module, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def test_docs_architecture_names_every_package_and_module() -> None:
+    """docs/architecture.md's table of `shared/`: every package, top-level module and module file is named."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    missing = []
+    for module, path in MODULES.items():
+        if module == "shared":
+            continue
+        unit = unit_of(module)
+        unit_path = unit.replace(".", "/") + ("/" if (ROOT / unit.replace(".", "/")).is_dir() else ".py")
+        if f"`{unit_path}`" not in text:
+            missing.append(unit_path)
+        elif path.name != "__init__.py" and unit != module and f"`{path.name}`" not in text:
+            missing.append(str(path.relative_to(ROOT)))
+    assert sorted(set(missing)) == []
