@@ -89,6 +89,10 @@ def main() -> None:
         figures.update({f"storm_{api}_drain_seconds": round(actual, 2), f"storm_{api}_ideal_seconds": round(ideal, 2),
                         f"storm_{api}_budget_use": round(use, 3), f"storm_{api}_slot_reuse": round(reuse, 3)})
     print(f"target: {TARGET:.0%} (budget use and slot reuse)")
+    # Concurrent lookups of one file in one process share one call (the queued ones as the HTTP ones).
+    lookup_calls = sum(1 for call in calls if call["api"] == "file_alerts")
+    figures["storm_file_alerts_calls_per_lookup"] = round(lookup_calls / args.lookups, 3) if args.lookups else 0.0
+    print(f"file-alerts calls per lookup: {lookup_calls}/{args.lookups} (concurrent lookups of a file share a call)")
     creates = [call for call in calls if call["api"] == "create_alert"]
     # A duplicate is a request Defender acted on twice (two 200s for one title); a call it refused (429, 5xx)
     # and that was sent again is a retry, counted apart.
