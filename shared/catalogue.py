@@ -116,6 +116,16 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Identity-based storage: `managedidentity`.", True),
     SettingSpec("AzureWebJobsStorage__clientId", None,
                 "Identity-based storage: client id of a user-assigned identity."),
+    SettingSpec("APPLICATIONINSIGHTS_CONNECTION_STRING", None,
+                "Application Insights to send the gateway's metrics and traces to (and the host's logs). Unset: no "
+                "telemetry is sent (locally, `TELEMETRY_CONSOLE` prints it).", True),
+    SettingSpec("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None,
+                "`Authorization=AAD` (system-assigned identity) or `ClientId=<client id>;Authorization=AAD`: send "
+                "telemetry with the managed identity (the component accepts nothing else). Read by the host too.",
+                True),
+    SettingSpec("TELEMETRY_CONSOLE", "false",
+                "`true`: print the gateway's metrics (every 10 s) and spans to the log (local use; Application "
+                "Insights wins when its connection string is set)."),
 )
 
 CATALOGUE_BY_NAME: dict[str, SettingSpec] = {spec.name: spec for spec in CATALOGUE}

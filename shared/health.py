@@ -9,7 +9,7 @@ and queues answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,8 @@ from shared.defender.client import IdentityError
 from shared.defender.facts import Api
 from shared.defender.gateway import Gateway
 from shared.ratelimit import RateLimitStorageError
+from shared.telemetry import catalogue
+from shared.telemetry.recorder import Readings
 
 
 def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, *,
@@ -68,3 +70,20 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
 def _queue(name: str, depths: dict[str, tuple[int | None, int | None]]) -> dict[str, Any]:
     depth, poison_depth = depths[name]
     return {"name": name, "depth": depth, "poisonDepth": poison_depth}
+
+
+def queue_readings(queues: Queues, apis: Iterable[Api]) -> Readings:
+    """The depth of every queue the gateway reads and of its poison queue (the queue depth gauge): `requests`,
+    `waiting-<api>`, each also with `-poison`. A queue that cannot be read gives no reading."""
+    names = {"requests": queues.requests_name, **{f"waiting-{api.value}": queues.waiting_name(api) for api in apis}}
+    for label, name in names.items():
+        for suffix in ("", POISON_SUFFIX):
+            depth = queues.depth(name + suffix)
+            if depth is not None:
+                yield float(depth), {catalogue.QUEUE: label + suffix}
+
+
+def oldest_pending_readings(operations: OperationStore, clock: Callable[[], float] = time.time) -> Readings:
+    """The age of the oldest pending operation, 0 when none (raises OperationsStorageError: no reading)."""
+    oldest = min((row.created_at for row in operations.pending()), default=None)
+    yield (max(0.0, clock() - oldest) if oldest is not None else 0.0), {}

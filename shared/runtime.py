@@ -27,6 +27,7 @@ from shared.configuration import ConfigurationError
 from shared.defender.client import DefenderClient
 from shared.defender.credentials import build_credential
 from shared.defender.gateway import Gateway, RetryPolicy
+from shared.health import oldest_pending_readings, queue_readings
 from shared.http.edge import Edge, HttpEdge, MisconfiguredEdge
 from shared.lookups.answer_cache import AnswerCache
 from shared.lookups.file_alerts import FileAlertsLookups
@@ -34,6 +35,9 @@ from shared.lookups.hash_map import FileHashMap
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
 from shared.settings import Settings, load_settings
 from shared.tables.clients import DURABLE_CLIENT_OPTIONS, table_client
+from shared.telemetry.catalogue import OLDEST_PENDING_AGE, QUEUE_DEPTH, RATE_LIMIT_LIMIT, RATE_LIMIT_REMAINING
+from shared.telemetry.recorder import Telemetry
+from shared.telemetry.setup import start_telemetry
 
 
 @dataclass(frozen=True)
@@ -78,28 +82,35 @@ def build(settings: Settings) -> Runtime:
                             asynchronous.retention_seconds),
         StorageQueues(queue_service(storage), asynchronous),
         cache=answer_cache(settings),
-        hash_map=FileHashMap(table_client(storage, settings.answer_cache.file_hash_table)))
+        hash_map=FileHashMap(table_client(storage, settings.answer_cache.file_hash_table)),
+        telemetry=start_telemetry(settings.telemetry))
 
 
 def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, operations: OperationStore,
             queues: Queues, *, cache: AnswerCache | None = None, hash_map: FileHashMap | None = None,
             clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-            monotonic: Callable[[], float] = time.monotonic) -> Runtime:
+            monotonic: Callable[[], float] = time.monotonic, telemetry: Telemetry | None = None) -> Runtime:
     """The runtime over the given client, limiters and stores (Azure's in `build`; in-process twins in the unit
     tests): one gateway, one lookups object and one answer mapping that the edge and the worker share."""
     defender = settings.defender
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
                         attempt_seconds=defender.connect_timeout + defender.read_timeout)
-    gateway = Gateway(client, limiters, retry, sleep=sleep, monotonic=monotonic)
+    telemetry = telemetry or Telemetry()
+    gateway = Gateway(client, limiters, retry, sleep=sleep, monotonic=monotonic, telemetry=telemetry)
     answers = Answers(defender, settings.rate_limits.policies, cache.ttl_seconds if cache else None)
     lookups = FileAlertsLookups(gateway, cache, hash_map)
     asynchronous = settings.asynchronous
-    async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30, clock=clock)
+    async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30, clock=clock,
+                             telemetry=telemetry)
     edge = HttpEdge(gateway, answers, settings.access, lookups=lookups, async_calls=async_calls,
                     async_on_throttle=asynchronous.async_on_throttle)
     worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, clock=clock,
                            sleep=sleep)
+    telemetry.observe(RATE_LIMIT_REMAINING, gateway.budget_readings)
+    telemetry.observe(RATE_LIMIT_LIMIT, gateway.limit_readings)
+    telemetry.observe(QUEUE_DEPTH, lambda: queue_readings(queues, gateway.apis))
+    telemetry.observe(OLDEST_PENDING_AGE, lambda: oldest_pending_readings(operations, clock))
     return Runtime(settings, gateway, operations, queues, edge, worker, Maintenance(operations, queues, clock=clock))
 
 

@@ -34,6 +34,7 @@ from shared.ratelimit import (
     parse_windows,
 )
 from shared.tables.settings import StorageSettings
+from shared.telemetry.settings import TelemetrySettings
 
 
 def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float) -> float:
@@ -304,6 +305,30 @@ def load_auth_settings(env: Mapping[str, str]) -> AuthSettings:
     return AuthSettings(mode, _guids(env, "GATEWAY_ALLOWED_APPLICATIONS"), _guids(env, "GATEWAY_ALLOWED_PRINCIPALS"))
 
 
+def load_telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:
+    """APPLICATIONINSIGHTS_* (where the telemetry goes, and with which identity) and TELEMETRY_CONSOLE."""
+    connection = setting(env, "APPLICATIONINSIGHTS_CONNECTION_STRING")
+    if connection and "instrumentationkey=" not in connection.lower():  # never echoed: it names the component
+        raise ConfigurationError("APPLICATIONINSIGHTS_CONNECTION_STRING must be an Application Insights connection "
+                                 "string (InstrumentationKey=...;IngestionEndpoint=...).",
+                                 setting="APPLICATIONINSIGHTS_CONNECTION_STRING")
+    raw_auth = setting(env, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING") or ""
+    parts = {key.strip().lower(): value.strip() for key, _, value in
+             (part.partition("=") for part in raw_auth.split(";") if part.strip())}
+    client_id = parts.get("clientid") or None
+    if raw_auth and (parts.get("authorization", "").upper() != "AAD" or set(parts) - {"authorization", "clientid"}
+                     or (client_id is not None and not _GUID.fullmatch(client_id.lower()))):
+        raise ConfigurationError(
+            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING must be `Authorization=AAD` or "
+            f"`ClientId=<client id>;Authorization=AAD`, got {raw_auth!r}.",
+            setting="APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+    console = (setting(env, "TELEMETRY_CONSOLE") or "").lower()
+    if console not in ("true", "false"):
+        raise ConfigurationError(f"TELEMETRY_CONSOLE must be true or false, got {console!r}.",
+                                 setting="TELEMETRY_CONSOLE")
+    return TelemetrySettings(connection, bool(raw_auth), client_id.lower() if client_id else None, console == "true")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway reads from its app settings, checked once at start-up."""
@@ -314,7 +339,7 @@ class Settings:
     storage: StorageSettings
     answer_cache: AnswerCacheSettings
     asynchronous: AsyncSettings
-
+    telemetry: TelemetrySettings
 
     @property
     def auth(self) -> AuthMode:
@@ -346,8 +371,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     storage = checked(load_storage_settings)
     answer_cache = checked(load_answer_cache_settings)
     asynchronous = checked(load_async_settings)
+    telemetry = checked(load_telemetry_settings)
     checked(check_distinct_tables)
     if problems:
         raise ConfigurationError.of(problems)
-    assert access and defender and rate_limits and storage and answer_cache and asynchronous
-    return Settings(access, defender, rate_limits, storage, answer_cache, asynchronous)
+    assert access and defender and rate_limits and storage and answer_cache and asynchronous and telemetry
+    return Settings(access, defender, rate_limits, storage, answer_cache, asynchronous, telemetry)

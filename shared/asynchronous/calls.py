@@ -22,6 +22,7 @@ from shared.asynchronous.messages import RequestMessage, encode
 from shared.asynchronous.operations import Created, Operation, OperationStore, Source, State
 from shared.asynchronous.queues import Queues
 from shared.defender.client import DefenderRequest
+from shared.telemetry.recorder import Telemetry
 
 logger = logging.getLogger("mde_alert_gateway.operations")
 
@@ -48,11 +49,12 @@ Submitted = Accepted | KeyReused
 
 class AsyncCalls:
     def __init__(self, operations: OperationStore, queues: Queues, *, lease_seconds: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, telemetry: Telemetry | None = None) -> None:
         self.operations = operations
         self.queues = queues
         self._lease_seconds = lease_seconds
         self._clock = clock
+        self.telemetry = telemetry or Telemetry()
 
     def submit(self, operation_id: str, request: DefenderRequest, caller: str, correlation_id: str) -> Submitted:
         """Store and queue a new operation, or find the one this id names.
@@ -65,12 +67,15 @@ class AsyncCalls:
         if not isinstance(stored, Created):
             return Accepted(stored.operation) if stored.same else KeyReused(stored.operation)
         try:
-            self.queues.put_request(encode(RequestMessage(operation_id, request)))
+            # The message carries this call's trace, so the worker's span continues it.
+            self.queues.put_request(encode(RequestMessage(operation_id, request,
+                                                          traceparent=self.telemetry.traceparent())))
         except Exception:
             if not self.operations.delete(stored.operation):
                 logger.error("operation %s: not queued, and its record could not be removed", operation_id)
             raise
         logger.info("%s: operation %s accepted [correlation %s]", request.api, operation_id, correlation_id)
+        self.telemetry.operation_created(request.api.value, Source.HTTP.value)
         return Accepted(stored.operation)
 
     def run_here(self, operation_id: str, request: DefenderRequest, caller: str, correlation_id: str,
@@ -82,6 +87,7 @@ class AsyncCalls:
         stored = self.operations.create(operation)
         if not isinstance(stored, Created):
             return Accepted(stored.operation) if stored.same else KeyReused(stored.operation)
+        self.telemetry.operation_created(request.api.value, Source.HTTP.value)
         claimed = self.operations.update(stored.operation, lease_until=self._clock() + self._lease_seconds,
                                          in_flight=True)
         if claimed is None:  # changed under us: whoever did holds it
@@ -96,6 +102,7 @@ class AsyncCalls:
             self.operations.delete(claimed)
             return Accepted(_done(claimed, answer))
         done = self.operations.update(claimed, state=State.DONE, answer=answer, in_flight=False, lease_until=0.0)
+        self.telemetry.operation_finished(request.api.value, answer.status, self._clock() - claimed.created_at)
         return Accepted(done or _done(claimed, answer))
 
     def status(self, operation_id: str, caller: str) -> Operation | None:

@@ -32,6 +32,7 @@ from shared.asynchronous.operations import OPERATION_ID_PATTERN
 from shared.asynchronous.queue_names import QUEUE_NAME
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import OPERATION_NAMES, Api
+from shared.telemetry.catalogue import TRACEPARENT
 from shared.validation import FieldError, InvalidInputError, validate_create_alert, validate_file_hash
 
 VERSION = 1
@@ -40,7 +41,9 @@ MAX_MESSAGE_BYTES = 64 * 1024
 #: The operation names of the queue format: the HTTP functions' names.
 OPERATIONS: dict[str, Api] = {name: api for api, name in OPERATION_NAMES.items()}
 _ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
-_FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue", "caller"}
+_FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue", "caller", TRACEPARENT}
+#: A W3C trace context `traceparent` (version 00): trace id and parent id not all zero.
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}", re.ASCII)
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
 
 
@@ -51,6 +54,8 @@ class RequestMessage:
     reply_queue: str | None = None
     #: The Entra object id that may read the operation ("" : none with Entra ID; every key holder with keys).
     caller: str = ""
+    #: The W3C trace context of the call that queued it (its span continues there); None: a trace of its own.
+    traceparent: str | None = None
 
 
 class InvalidMessageError(ValueError):
@@ -74,6 +79,8 @@ def encode(message: RequestMessage) -> str:
         document["replyQueue"] = message.reply_queue
     if message.caller:
         document["caller"] = message.caller
+    if message.traceparent:
+        document[TRACEPARENT] = message.traceparent
     return json.dumps(document)
 
 
@@ -113,7 +120,11 @@ def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset()) ->
     if errors or request is None:
         raise InvalidMessageError("invalid-message", errors, message_id)
     assert message_id is not None
-    return RequestMessage(message_id, request, reply_queue, caller.lower() if isinstance(caller, str) else "")
+    # A trace context that is not one is ignored, never a reason to refuse the request.
+    traceparent = document.get(TRACEPARENT)
+    traceparent = traceparent if isinstance(traceparent, str) and _TRACEPARENT.fullmatch(traceparent) else None
+    return RequestMessage(message_id, request, reply_queue, caller.lower() if isinstance(caller, str) else "",
+                          traceparent)
 
 
 def _request(api: Api, document: dict[str, Any]) -> DefenderRequest:

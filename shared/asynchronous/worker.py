@@ -54,6 +54,8 @@ from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, 
 from shared.defender.outcomes import Outcome, Success, Throttled, Unavailable
 from shared.lookups.file_alerts import Cached, Deferred, Fetched, FileAlertsLookups, UnknownFile
 from shared.ratelimit import RateLimitStorageError
+from shared.telemetry import catalogue
+from shared.telemetry.catalogue import ErrorKind, SpanName
 from shared.validation import InvalidInputError
 
 logger = logging.getLogger("mde_alert_gateway.worker")
@@ -135,7 +137,13 @@ class RequestWorker:
             logger.warning("message %s names an operation of a different request: poisoned", message.id)
             self._poison(text, "id-reused", key_reused_problem().detail)
             return
-        self._run(stored.operation, text, MAX_HOLD_SECONDS if waiting else 0.0)
+        telemetry = self.gateway.telemetry
+        if isinstance(stored, Created):
+            telemetry.operation_created(operation.api.value, Source.QUEUE.value)
+        attributes = {catalogue.API: operation.api.value, catalogue.OPERATION_ID: message.id,
+                      catalogue.CORRELATION_ID: stored.operation.correlation_id}
+        with telemetry.span(SpanName.QUEUED, attributes, parent=telemetry.continued(message.traceparent)):
+            self._run(stored.operation, text, MAX_HOLD_SECONDS if waiting else 0.0)
 
     def _run(self, operation: Operation, text: str, hold: float) -> None:
         if operation.done:
@@ -161,6 +169,7 @@ class RequestWorker:
         try:
             identity = self.gateway.identity()
         except IdentityError as error:
+            self.gateway.telemetry.error(ErrorKind.IDENTITY)
             return self._failed(operation, identity_problem(error))
         sender = _Sender(self, operation, identity, self._clock() + hold)
         try:
@@ -174,6 +183,7 @@ class RequestWorker:
             return None
         except RateLimitStorageError as error:
             logger.warning("%s: operation %s: rate-limit storage failed: %s", request.api, operation.id, error)
+            self.gateway.telemetry.error(ErrorKind.RATE_LIMIT_STORAGE)
             return self._failed(sender.operation, storage_problem())
 
     def _look_up(self, sender: _Sender, file_hash: str) -> _Later | None:
@@ -279,6 +289,8 @@ class RequestWorker:
             if done is None:
                 raise RuntimeError(f"operation {operation.id}: the answer could not be recorded")
         logger.info("%s: operation %s done: %d", operation.api, operation.id, answer.status)
+        self.gateway.telemetry.operation_finished(operation.api.value, answer.status,
+                                                  self._clock() - operation.created_at)
         self._deliver(done, None)
 
     def _deliver(self, operation: Operation, text: str | None) -> None:

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from shared.defender.client import AccessToken, DefenderClient, DefenderRequest
 from shared.defender.credentials import principal_of
 from shared.defender.facts import DEFAULT_THROTTLE_SECONDS, Api
-from shared.defender.outcomes import Outcome, Reach, Throttled, Unavailable
+from shared.defender.outcomes import Outcome, Reach, Throttled, Unavailable, outcome_name, outcome_status
 from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError
+from shared.telemetry import catalogue
+from shared.telemetry.catalogue import SpanName
+from shared.telemetry.recorder import Readings, Telemetry
 
 logger = logging.getLogger("mde_alert_gateway")
 
@@ -121,12 +124,28 @@ class Gateway:
     """Binds the Defender client to the shared rate limiters of its APIs, with one retry policy for HTTP."""
 
     def __init__(self, client: DefenderClient, limiters: RateLimiters, retry: RetryPolicy, *,
-                 sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
+                 telemetry: Telemetry | None = None) -> None:
         self.client = client
         self._limiters = limiters
         self.retry = retry
         self._sleep = sleep
         self._monotonic = monotonic
+        self.telemetry = telemetry or Telemetry()
+        #: The last decision this process saw per API (the budget gauges read it: no storage request).
+        self._last: dict[Api, Decision] = {}
+
+    def budget_readings(self) -> Readings:
+        """Calls left and the limit of each window of each API, as this process last saw them (for the gauges)."""
+        for api, decision in list(self._last.items()):
+            for window in decision.windows:
+                attributes = {catalogue.API: api.value, catalogue.WINDOW: window.name}
+                yield float(window.remaining), attributes
+
+    def limit_readings(self) -> Readings:
+        for api, decision in list(self._last.items()):
+            for window in decision.windows:
+                yield float(window.limit), {catalogue.API: api.value, catalogue.WINDOW: window.name}
 
     @property
     def apis(self) -> tuple[Api, ...]:
@@ -140,7 +159,12 @@ class Gateway:
 
     def admit(self, api: Api, identity: Identity, correlation_id: str) -> Decision:
         """Take a slot of `api`'s shared budget (or be refused). Raises RateLimitStorageError if it cannot be read."""
-        decision = self._limiters.for_api(api).acquire(identity.principal)
+        with self.telemetry.span(SpanName.RATE_LIMIT, {catalogue.API: api.value,
+                                                      catalogue.CORRELATION_ID: correlation_id}) as span:
+            decision = self._limiters.for_api(api).acquire(identity.principal)
+            span.set_attribute(catalogue.DECISION, decision.reason.value)
+        self._last[api] = decision
+        self.telemetry.rate_limit_decision(api.value, decision.reason.value)
         if not decision.admitted:
             logger.info("%s refused by the shared rate limit (%s), retry after %d s [correlation %s]", api,
                         decision.reason, decision.retry_after, correlation_id)
@@ -169,7 +193,13 @@ class Gateway:
             decision = self.admit(request.api, identity, correlation_id)
             if not decision.admitted:
                 return Refused(decision)
-        outcome = self.client.send(request, identity.token, correlation_id=correlation_id, time_left=time_left)
+        started = self._monotonic()
+        with self.telemetry.span(SpanName.DEFENDER, {catalogue.API: request.api.value,
+                                                    catalogue.CORRELATION_ID: correlation_id}) as span:
+            outcome = self.client.send(request, identity.token, correlation_id=correlation_id, time_left=time_left)
+            name, status = outcome_name(outcome), outcome_status(outcome)
+            span.set_attributes({catalogue.OUTCOME: name, catalogue.STATUS: status or 0})
+        self.telemetry.defender_request(request.api.value, name, status, self._monotonic() - started)
         if isinstance(outcome, Throttled):
             # Defender said 429: every instance holds this API until its Retry-After has passed.
             wait = outcome.retry_after if outcome.retry_after is not None else DEFAULT_THROTTLE_SECONDS
@@ -191,7 +221,11 @@ class Gateway:
 
     def call(self, request: DefenderRequest, correlation_id: str, *, identity: Identity | None = None) -> CallResult:
         """The HTTP path: identity, then attempts retried as the policy allows, all within its total time."""
-        identity = identity or self.identity()
+        with self.telemetry.span(SpanName.CALL, {catalogue.API: request.api.value,
+                                                catalogue.CORRELATION_ID: correlation_id}):
+            return self._call(request, correlation_id, identity or self.identity())
+
+    def _call(self, request: DefenderRequest, correlation_id: str, identity: Identity) -> CallResult:
         deadline = self._monotonic() + self.retry.total_timeout
         sent = 0
         outcome: Outcome | None = None

@@ -103,6 +103,20 @@ class Malformed:
 Outcome = Success | Throttled | Rejected | Unauthorized | Unavailable | Malformed
 
 
+def outcome_name(outcome: Outcome) -> str:
+    """The outcome's kind in lower case (success, throttled, ...): what telemetry and logs call it."""
+    return type(outcome).__name__.lower()
+
+
+def outcome_status(outcome: Outcome) -> int | None:
+    """The HTTP status Defender answered with (None: no answer reached the gateway)."""
+    if isinstance(outcome, Success):
+        return 200
+    if isinstance(outcome, Throttled):
+        return 429
+    return outcome.status
+
+
 #: The longest wait a Retry-After may ask for: Defender's longest window. A longer one (or infinity) is read as this.
 MAX_RETRY_AFTER_SECONDS = 3600.0
 

@@ -64,6 +64,8 @@ from shared.lookups.file_alerts import (
     Unresolved,
 )
 from shared.ratelimit import RateLimitStorageError
+from shared.telemetry import catalogue
+from shared.telemetry.catalogue import ErrorKind, SpanName
 from shared.validation import (
     FieldError,
     FileHash,
@@ -75,6 +77,11 @@ from shared.validation import (
 logger = logging.getLogger("mde_alert_gateway")
 
 Parse = Callable[[], DefenderRequest]
+#: The failures of what the gateway stands on, as telemetry counts them.
+_ERROR_KINDS: dict[type[Exception], ErrorKind] = {
+    IdentityError: ErrorKind.IDENTITY, RateLimitStorageError: ErrorKind.RATE_LIMIT_STORAGE,
+    QueueStorageError: ErrorKind.QUEUE_STORAGE, OperationsStorageError: ErrorKind.OPERATIONS_STORAGE,
+}
 OPERATION_ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
 
 
@@ -220,10 +227,14 @@ class HttpEdge:
         """The request read once (correlation id, caller check, how it wants its answer), `work`, and the one
         answer for every failure it raises."""
         correlation_id = correlation_id_for(req.headers)
-        try:
-            return http_response(work(Incoming(req, correlation_id, self._caller(req))))
-        except Exception as error:
-            return http_response(self._failure(api, error, correlation_id))
+        attributes = {catalogue.API: api.value, catalogue.CORRELATION_ID: correlation_id}
+        with self.gateway.telemetry.span(SpanName.REQUEST, attributes) as span:
+            try:
+                answer = work(Incoming(req, correlation_id, self._caller(req)))
+            except Exception as error:
+                answer = self._failure(api, error, correlation_id)
+            span.set_attribute(catalogue.STATUS, answer.status)
+            return http_response(answer)
 
     def _failure(self, api: Api | None, error: Exception, correlation_id: str) -> Answer:
         api_name = api or "operations"
@@ -233,6 +244,9 @@ class HttpEdge:
 
         if isinstance(error, InputError):
             return answer(input_problem(error))
+        kind = _ERROR_KINDS.get(type(error))
+        if kind is not None:
+            self.gateway.telemetry.error(kind)
         if isinstance(error, IdentityError):
             return answer(identity_problem(error))
         if isinstance(error, RateLimitStorageError):

@@ -81,6 +81,7 @@ class Unresolved:
 
 
 Resolution = Resolved | UnknownFile | Unresolved
+_RESOLUTION_RESULTS: dict[type, str] = {Resolved: "resolved", UnknownFile: "unknown", Unresolved: "failed"}
 Lookup = Cached | Fetched | UnknownFile | Unresolved
 
 
@@ -122,6 +123,7 @@ class FileAlertsLookups:
             sha1 = resolution.sha1
         if self.cache is not None and not refresh:
             hit = self.cache.get(identity.principal, sha1)
+            self.gateway.telemetry.cache_lookup(hit=hit is not None)
             if hit is not None:
                 return Cached(sha1, hit)
         return self._fetch(sha1, identity, send)
@@ -130,11 +132,14 @@ class FileAlertsLookups:
         """The SHA-1 of the file `sha256` names: the shared map, else one file-information call through `send`."""
         sha1 = self.hash_map.get(sha256) if self.hash_map is not None else None
         if sha1 is not None:
+            self.gateway.telemetry.sha256_resolution("map", "resolved")
             return Resolved(sha1)
         result = send(DefenderRequest.file_info(sha256))
         if isinstance(result, Deferred):
             return result
-        return self._learn(sha256, result)
+        resolution = self._learn(sha256, result)
+        self.gateway.telemetry.sha256_resolution("file_info", _RESOLUTION_RESULTS[type(resolution)])
+        return resolution
 
     def call(self, file_hash: str, identity: Identity, correlation_id: str, *, refresh: bool = False) -> Lookup:
         """`lookup` with the HTTP path's sending: `Gateway.call`, which always comes to a result."""

@@ -16,8 +16,6 @@ HOST_SETTINGS = {
     # __credential / __clientId are in the catalogue because the gateway reads them too.
     "AzureWebJobsStorage__blobServiceUri": "Functions host",
     # Telemetry to Application Insights, authenticated with the app's identity (local auth is off).
-    "APPLICATIONINSIGHTS_CONNECTION_STRING": "Functions host and Python worker",
-    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Functions host and Python worker",
     # The Python worker's threads for synchronous functions (tests/infra/test_flex_concurrency.py).
     "PYTHON_THREADPOOL_THREAD_COUNT": "Python worker",
 }

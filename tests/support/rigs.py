@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import azure.functions as func
 import requests
+from azure.data.tables import TableClient
 
 from shared import runtime
 from shared.asynchronous.operations_memory import MemoryOperationStore
@@ -25,16 +26,20 @@ from shared.defender.client import DefenderClient, DefenderRequest
 from shared.defender.facts import Api
 from shared.defender.gateway import Gateway
 from shared.http.edge import HttpEdge
+from shared.lookups.answer_cache import AnswerCache
+from shared.lookups.hash_map import FileHashMap
 from shared.ratelimit.factory import RateLimiters, build_rate_limiters
 from shared.ratelimit.limiter import RateLimiter
 from shared.runtime import Runtime
 from shared.settings import POLICY_SETTINGS, Settings, load_settings
+from shared.telemetry.recorder import Telemetry
 from shared.validation import parse_json_object, validate_create_alert, validate_file_hash
 from tests.support.scripted import (
     DEFENDER_URL,
     FakeClock,
     FakeMonotonic,
     FakeSleep,
+    FakeTable,
     RecordingStore,
     ScriptedTransport,
     StaticCredential,
@@ -85,7 +90,9 @@ class EdgeRig:
 
 def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | None = None,
               limits: Mapping[Api, str] | None = None, clock: FakeClock | None = None,
-              store: RecordingStore | None = None, credential: StaticCredential | None = None) -> EdgeRig:
+              store: RecordingStore | None = None, credential: StaticCredential | None = None,
+              telemetry: Telemetry | None = None, cache_table: FakeTable | None = None,
+              hash_table: FakeTable | None = None) -> EdgeRig:
     """The gateway's real edge, gateway, client and limiters over a scripted Defender, built from settings.
 
     `limits` sets RATE_LIMIT_* per API; `settings_env` overrides any app setting. Pass another rig's `store`
@@ -112,7 +119,9 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
                                    new_state_share=rate.new_state_share, clock=clock, sync_clock=False)
     built = runtime.compose(settings, client, limiters, MemoryOperationStore(clock=clock),
                             MemoryQueues(settings.asynchronous, clock=clock), clock=clock, sleep=sleep,
-                            monotonic=monotonic)
+                            monotonic=monotonic, telemetry=telemetry,
+                            cache=AnswerCache(cast(TableClient, cache_table), 60, clock=clock) if cache_table else None,
+                            hash_map=FileHashMap(cast(TableClient, hash_table)) if hash_table else None)
     return EdgeRig(built.edge, built.gateway, client, session, transport, store, limiters, settings,
                    credential, clock, monotonic, sleep, built)
 

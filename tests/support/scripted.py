@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 from azure.core.credentials import AccessToken as AzureAccessToken
+from azure.core.exceptions import ResourceNotFoundError
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
@@ -382,3 +383,37 @@ def acquire_until_refused(limiters: list[RateLimiter], principal: str = "shared"
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads), "a thread never met a refusal"
     return decisions
+
+
+class FakeTable:
+    """The few TableClient methods FileHashMap uses, over a dict; `failure` makes every call raise it."""
+
+    def __init__(self, *, exists: bool = True) -> None:
+        self.entities: dict[tuple[str, str], dict[str, Any]] = {}
+        self.exists = exists
+        self.failure: Exception | None = None
+        self.reads = 0
+
+    @staticmethod
+    def _missing() -> ResourceNotFoundError:
+        error = ResourceNotFoundError("not found")
+        error.status_code = 404
+        return error
+
+    def get_entity(self, partition_key: str, row_key: str) -> dict[str, Any]:
+        self.reads += 1
+        if self.failure is not None:
+            raise self.failure
+        if not self.exists or (partition_key, row_key) not in self.entities:
+            raise self._missing()
+        return dict(self.entities[(partition_key, row_key)])
+
+    def upsert_entity(self, entity: dict[str, Any], **_: Any) -> None:
+        if self.failure is not None:
+            raise self.failure
+        if not self.exists:
+            raise self._missing()
+        self.entities[(entity["PartitionKey"], entity["RowKey"])] = dict(entity)
+
+    def create_table(self) -> None:
+        self.exists = True

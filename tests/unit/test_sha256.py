@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import azure.functions as func
 import pytest
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.data.tables import TableClient
 
 import file_alerts_fn
@@ -25,7 +25,7 @@ from shared.lookups.hash_map import PARTITION, FileHashMap
 from shared.settings import load_settings
 from shared.validation import FileHash, HashKind, InvalidInputError, validate_file_hash, validate_sha1
 from tests.support.rigs import GATEWAY_URL, UNIT_ENV, EdgeRig, make_edge, response_problem
-from tests.support.scripted import DEFENDER_URL, Reply, alerts_reply, error_reply
+from tests.support.scripted import DEFENDER_URL, FakeTable, Reply, alerts_reply, error_reply
 
 SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
 SHA256 = "c4bc2cafdb2881be3e6912ac60fad245fcc918f68ced49110166f9dd21603d8a"
@@ -38,40 +38,6 @@ def file_reply(sha1: str | None = SHA1, sha256: str = SHA256, **fields: Any) -> 
     """Get file information as Defender answers it: the file entity."""
     return Reply(200, {"@odata.context": f"{DEFENDER_URL}/api/$metadata#Files/$entity", "sha1": sha1,
                        "sha256": sha256, "globalPrevalence": 2, "fileType": "PS1", "isPeFile": False, **fields})
-
-
-class FakeTable:
-    """The few TableClient methods FileHashMap uses, over a dict; `failure` makes every call raise it."""
-
-    def __init__(self, *, exists: bool = True) -> None:
-        self.entities: dict[tuple[str, str], dict[str, Any]] = {}
-        self.exists = exists
-        self.failure: Exception | None = None
-        self.reads = 0
-
-    @staticmethod
-    def _missing() -> ResourceNotFoundError:
-        error = ResourceNotFoundError("not found")
-        error.status_code = 404
-        return error
-
-    def get_entity(self, partition_key: str, row_key: str) -> dict[str, Any]:
-        self.reads += 1
-        if self.failure is not None:
-            raise self.failure
-        if not self.exists or (partition_key, row_key) not in self.entities:
-            raise self._missing()
-        return dict(self.entities[(partition_key, row_key)])
-
-    def upsert_entity(self, entity: dict[str, Any], **_: Any) -> None:
-        if self.failure is not None:
-            raise self.failure
-        if not self.exists:
-            raise self._missing()
-        self.entities[(entity["PartitionKey"], entity["RowKey"])] = dict(entity)
-
-    def create_table(self) -> None:
-        self.exists = True
 
 
 def with_map(rig: EdgeRig, table: FakeTable | None = None) -> FakeTable:

@@ -1,0 +1,72 @@
+"""Telemetry at start-up: Azure Monitor (the `azure-monitor-opentelemetry` distro, with the managed identity) when
+a connection string is set, the console when asked, else nothing. Never stops the gateway: a failure to set it up
+is logged and the gateway runs without telemetry.
+
+The distro's automatic instrumentations are all off: the host already reports each invocation, and the gateway's
+own spans cover the calls that matter (one per gateway call, a child per slot and per Defender request); its log
+export is off too, since the host collects the worker's logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from shared.telemetry.recorder import Telemetry
+from shared.telemetry.settings import TelemetrySettings
+
+logger = logging.getLogger("mde_alert_gateway.telemetry")
+
+#: The distro's instrumentations, every one turned off.
+_INSTRUMENTATIONS = ("azure_sdk", "django", "fastapi", "flask", "httpx", "psycopg2", "requests", "urllib", "urllib3")
+#: The service name every span and metric carries.
+SERVICE = "mde-alert-gateway"
+#: How often the console prints the metrics.
+CONSOLE_INTERVAL_SECONDS = 10
+
+
+def start_telemetry(settings: TelemetrySettings) -> Telemetry:
+    """The process's Telemetry, as the settings ask (the no-op one when they ask for none, or on failure)."""
+    try:
+        if settings.connection_string:
+            return _azure_monitor(settings)
+        if settings.console:
+            return _console()
+    except Exception:
+        logger.exception("telemetry could not be set up; the gateway runs without it")
+    return Telemetry()
+
+
+def _azure_monitor(settings: TelemetrySettings) -> Telemetry:
+    from azure.identity import ManagedIdentityCredential
+    from azure.monitor.opentelemetry import configure_azure_monitor
+    from opentelemetry import metrics, trace
+    from opentelemetry.resource.detector.azure.app_service import AzureAppServiceResourceDetector
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    credential = ManagedIdentityCredential(client_id=settings.entra_client_id) if settings.entra else None
+    # The resource from the app's own environment (App Service variables), never the distro's default, which
+    # also asks the VM metadata endpoint: a request off the machine at every start, for nothing on Flex.
+    resource = Resource.create({SERVICE_NAME: SERVICE}).merge(AzureAppServiceResourceDetector().detect())
+    configure_azure_monitor(connection_string=settings.connection_string, credential=credential, resource=resource,
+                            disable_logging=True, enable_live_metrics=False,
+                            instrumentation_options={name: {"enabled": False} for name in _INSTRUMENTATIONS})
+    logger.info("telemetry: Azure Monitor%s", " (Entra ID)" if settings.entra else "")
+    return Telemetry(metrics.get_meter_provider(), trace.get_tracer_provider())
+
+
+def _console() -> Telemetry:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    reader = PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr),
+                                           export_interval_millis=CONSOLE_INTERVAL_SECONDS * 1000)
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    tracer_provider = TracerProvider(resource=Resource.create({SERVICE_NAME: SERVICE}))
+    tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    logger.info("telemetry: console (TELEMETRY_CONSOLE)")
+    return Telemetry(MeterProvider(metric_readers=[reader], resource=Resource.create({SERVICE_NAME: SERVICE})),
+                     tracer_provider)
