@@ -10,7 +10,8 @@
 // This file names things and composes local modules, one per concern: storage.bicep (the account, its
 // tables and queues), monitoring.bicep (Log Analytics, Application Insights), function-app.bicep (the Flex
 // plan and the app), entra-auth.bicep (App Service authentication), roles.bicep (the identity's Azure
-// roles), playbooks.bicep and defender-roles.bicep (optional). Here: the identity and the app settings.
+// roles), observability.bicep (the workbook and alert rules), playbooks.bicep and defender-roles.bicep
+// (optional). Here: the identity and the app settings.
 // Local modules only (no registry modules) so that checkov can scan everything; every parameter and
 // output has a @description; role assignments have deterministic guid() names; no secrets.
 //
@@ -174,6 +175,14 @@ param zoneRedundant bool = false
 @description('Days that Log Analytics keeps the logs and Application Insights telemetry.')
 param logRetentionInDays int = 90
 
+@description('Resource id of an existing action group that the gateway\'s alert rules notify (observability.bicep: Defender 429s, poisoned requests, storage or identity down, a backlog not draining). Empty: the rules fire without notifying anyone.')
+param alertActionGroupId string = ''
+
+@minValue(60)
+@maxValue(86400)
+@description('Alert when the oldest operation still waiting for its answer is older than this many seconds.')
+param oldestPendingAlertSeconds int = 900
+
 @description('Also grant the app\'s identity the Defender for Endpoint app roles Alert.Read.All, Alert.ReadWrite.All and File.Read.All (file information: SHA-256 to SHA-1) through the Microsoft Graph Bicep extension (defender-roles.bicep). The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All in Microsoft Graph (or the Privileged Role Administrator role). False: grant them afterwards with scripts/grant-defender-roles.sh or defender-roles.bicep.')
 param grantDefenderAppRoles bool = false
 
@@ -251,6 +260,18 @@ module monitoring 'monitoring.bicep' = {
     location: location
     tags: baseTags
     logRetentionInDays: logRetentionInDays
+  }
+}
+
+// The workbook and the alert rules over the gateway's telemetry.
+module observability 'observability.bicep' = {
+  name: 'observability-${resourceToken}'
+  params: {
+    appInsightsName: monitoring.outputs.appInsightsName
+    location: location
+    tags: baseTags
+    actionGroupId: alertActionGroupId
+    oldestPendingAlertSeconds: oldestPendingAlertSeconds
   }
 }
 
@@ -453,6 +474,9 @@ output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 
 @description('Name of the Log Analytics workspace.')
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.logAnalyticsName
+
+@description('Resource id of the Azure Monitor workbook over the gateway\'s telemetry.')
+output WORKBOOK_ID string = observability.outputs.workbookId
 
 @description('How callers authenticate: function-key or entra.')
 output GATEWAY_AUTH string = gatewayAuth
