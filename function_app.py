@@ -14,6 +14,7 @@ from health_fn import bp as health_bp
 from maintenance_fn import bp as maintenance_bp
 from openapi_fn import bp as openapi_bp
 from operations_fn import bp as operations_bp
+from operator_fn import bp as operator_bp
 from request_queue_fn import bp as request_queue_bp
 from shared import runtime
 from shared.http.settings import AuthMode
@@ -25,7 +26,7 @@ gateway = runtime.start()
 # otherwise each call needs a function key.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if requested_auth() is AuthMode.ENTRA
                        else func.AuthLevel.FUNCTION)
-for blueprint in (file_alerts_bp, create_alert_bp, operations_bp, health_bp, openapi_bp):
+for blueprint in (file_alerts_bp, create_alert_bp, operations_bp, health_bp, openapi_bp, operator_bp):
     app.register_functions(blueprint)
 if isinstance(gateway, runtime.Runtime):
     app.register_functions(request_queue_bp)

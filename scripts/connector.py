@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from shared.http.openapi import document
-from shared.http.openapi_schemas import JsonObject
+from shared.http.openapi_blocks import JsonObject
 from shared.http.settings import AuthMode
 
 #: The connector's host: a placeholder that can never resolve (RFC 6761 `.invalid`), which whoever imports the

@@ -148,7 +148,8 @@ class OperationStore(Protocol):
         """The operation, or None when there is none (or it expired)."""
 
     def update(self, operation: Operation, **changes: Any) -> Operation | None:
-        """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it."""
+        """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it.
+        A done operation made pending again (a re-drive) is in the pending index again."""
 
     def delete(self, operation: Operation) -> bool:
         """Delete the record if unchanged since read."""
@@ -164,6 +165,9 @@ class OperationStore(Protocol):
 
     def purge_unindexed(self, limit: int = 100) -> int:
         """Delete up to `limit` expired records that no expiry entry names; how many went."""
+
+    def recent(self, since: float, limit: int = 25) -> list[Operation]:
+        """Up to `limit` operations created since `since` (epoch seconds), the newest first (the operator page)."""
 
 
 def new_operation(operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,

@@ -69,6 +69,8 @@ class MemoryOperationStore:
             updated = self._stored(replace(operation, **changes))
             if updated.done:
                 self._pending.pop(operation.id, None)
+            else:
+                self._pending[operation.id] = PendingEntry(operation.id, updated.api, updated.created_at)
             return updated
 
     def delete(self, operation: Operation) -> bool:
@@ -100,6 +102,11 @@ class MemoryOperationStore:
 
     def purge_unindexed(self, limit: int = 100) -> int:
         return 0  # every record here is indexed
+
+    def recent(self, since: float, limit: int = 25) -> list[Operation]:
+        with self._locked():
+            found = [record for record in self._records.values() if record.created_at >= since]
+        return sorted(found, key=lambda operation: operation.created_at, reverse=True)[:limit]
 
     def _stored(self, operation: Operation) -> Operation:
         stored = replace(operation, etag=f"W/\"{next(self._etags)}\"")

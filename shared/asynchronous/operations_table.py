@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -49,6 +50,8 @@ FORMAT = 1
 ROW_KEY = "op"
 #: The partition of the pending index (one row per pending operation).
 PENDING_PARTITION = "~pending"
+#: How far an instance's clock may be from the storage service's, for `recent`'s pre-selection.
+CLOCK_SLACK_SECONDS = 600
 #: The partitions of the expiry index: this prefix and the UTC hour (yyyymmddhh) the records expire in.
 EXPIRY_PREFIX = "~expires-"
 
@@ -112,6 +115,8 @@ class TableOperationStore:
 
         An operation that becomes done leaves the pending index (best effort: the sweep removes what is left)."""
         updated = replace(operation, **changes)
+        if operation.done and not updated.done:
+            self._index(updated)  # made pending again (a re-drive): indexed before the record says so
         try:
             metadata = self._call(lambda: self._client.update_entity(
                 _entity(updated), mode=UpdateMode.REPLACE, etag=operation.etag,
@@ -152,6 +157,28 @@ class TableOperationStore:
         except AzureError as error:
             raise OperationsStorageError(f"operations table {self.name}: query failed ({type(error).__name__})") \
                 from None
+
+    def recent(self, since: float, limit: int = 25) -> list[Operation]:
+        """Up to `limit` operations created since `since`, the newest first: a scan of the records written since
+        then (the operator page's: bounded to the last minutes, and to ten times `limit` records)."""
+        # The service's write time pre-selects, with room for the clocks of the instances that stamped created_at.
+        stamp = datetime.fromtimestamp(since - CLOCK_SLACK_SECONDS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = f"RowKey eq '{ROW_KEY}' and Timestamp ge datetime'{stamp}'"
+        found: list[Operation] = []
+        try:
+            for entity in self._client.query_entities(query, results_per_page=100):
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    operation = _operation(entity)
+                    if operation.created_at >= since:
+                        found.append(operation)
+                if len(found) >= 10 * limit:  # enough to pick the newest from
+                    break
+        except ResourceNotFoundError:
+            return []
+        except AzureError as error:
+            raise OperationsStorageError(f"operations table {self.name}: query failed ({type(error).__name__})") \
+                from None
+        return sorted(found, key=lambda operation: operation.created_at, reverse=True)[:limit]
 
     def unindex_pending(self, operation_id: str) -> None:
         """Drop the operation's pending index row (best effort: the sweep removes a row left behind)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -28,6 +29,12 @@ QUEUE_CLIENT_OPTIONS: dict[str, Any] = {
 }
 #: Azure's longest visibility delay for a message (7 days).
 MAX_DELAY_SECONDS = 7 * 24 * 3600
+#: The most messages a peek or a receive gives at once (Azure's limit).
+MAX_PEEK = 32
+#: `remove`: how long the messages it receives stay hidden if it stops half-way (it shows them again at once),
+#: and how many it looks at before giving up.
+REMOVE_VISIBILITY_SECONDS = 30
+REMOVE_SCAN = 320
 
 
 class QueueStorageError(RuntimeError):
@@ -81,6 +88,27 @@ class Queues(ABC):
     def depth(self, queue: str) -> int | None:
         """Approximate number of messages (None when the queue cannot be read)."""
 
+    @abstractmethod
+    def peek(self, queue: str, limit: int = MAX_PEEK) -> list[Peeked]:
+        """Up to `limit` (at most 32) visible messages, oldest first, left in place; QueueStorageError."""
+
+    @abstractmethod
+    def remove(self, queue: str, message_id: str) -> str | None:
+        """Take the message `message_id` off `queue` and give its text; None when it is not there (any more).
+        Other messages are left as they were. QueueStorageError when the queue cannot be read."""
+
+
+@dataclass(frozen=True)
+class Peeked:
+    """A message seen in a queue and left there."""
+
+    id: str
+    text: str
+    #: When it was put there (epoch seconds).
+    inserted_at: float
+    #: How often a trigger has taken it (a poison queue's message: how often its original was tried).
+    dequeue_count: int
+
 
 def visibility_delay(delay_seconds: float) -> int:
     """A delay as a queue takes it: whole seconds, rounded up, at most Azure's 7 days."""
@@ -120,6 +148,43 @@ class StorageQueues(Queues):
         except AzureError as error:
             logger.warning("queue %s: depth unknown (%s)", queue, type(error).__name__)
             return None
+
+    def peek(self, queue: str, limit: int = MAX_PEEK) -> list[Peeked]:
+        try:
+            found = self._service.get_queue_client(queue).peek_messages(max_messages=max(1, min(limit, MAX_PEEK)))
+        except ResourceNotFoundError:
+            return []
+        except AzureError as error:
+            raise QueueStorageError(f"queue {queue}: {type(error).__name__}") from None
+        return [Peeked(message.id, str(message.content), message.inserted_on.timestamp() if message.inserted_on
+                       else 0.0, message.dequeue_count or 0) for message in found]
+
+    def remove(self, queue: str, message_id: str) -> str | None:
+        """Receives the queue's messages a page at a time (hidden for REMOVE_VISIBILITY_SECONDS), deletes the one
+        named and makes every other visible again at once; at most REMOVE_SCAN messages are looked at."""
+        client = self._service.get_queue_client(queue)
+        seen = 0
+        try:
+            while seen < REMOVE_SCAN:
+                page = list(client.receive_messages(messages_per_page=MAX_PEEK, max_messages=MAX_PEEK,
+                                                    visibility_timeout=REMOVE_VISIBILITY_SECONDS))
+                if not page:
+                    return None
+                seen += len(page)
+                found: str | None = None
+                for message in page:
+                    if message.id == message_id and found is None:
+                        client.delete_message(message)
+                        found = str(message.content)
+                    else:
+                        client.update_message(message, visibility_timeout=0)
+                if found is not None:
+                    return found
+            return None
+        except ResourceNotFoundError:
+            return None
+        except AzureError as error:
+            raise QueueStorageError(f"queue {queue}: {type(error).__name__}") from None
 
     @staticmethod
     def _create(client: QueueClient) -> bool:

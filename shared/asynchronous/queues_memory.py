@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from shared.asynchronous.queues import Queues, QueueStorageError, visibility_delay
+from shared.asynchronous.queues import MAX_PEEK, Peeked, Queues, QueueStorageError, visibility_delay
 from shared.asynchronous.settings import AsyncSettings
 
 
@@ -20,6 +21,8 @@ from shared.asynchronous.settings import AsyncSettings
 class QueuedMessage:
     text: str
     visible_at: float
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    inserted_at: float = 0.0
 
 
 class MemoryQueues(Queues):
@@ -37,14 +40,35 @@ class MemoryQueues(Queues):
         if not self.available:
             raise QueueStorageError(f"queue {queue}: unavailable")
         with self._lock:
+            now = self._clock()
             self.messages.setdefault(queue, []).append(
-                QueuedMessage(text, self._clock() + visibility_delay(delay_seconds)))
+                QueuedMessage(text, now + visibility_delay(delay_seconds), inserted_at=now))
 
     def depth(self, queue: str) -> int | None:
         if not self.available:
             return None
         with self._lock:
             return len(self.messages.get(queue, []))
+
+    def peek(self, queue: str, limit: int = MAX_PEEK) -> list[Peeked]:
+        if not self.available:
+            raise QueueStorageError(f"queue {queue}: unavailable")
+        with self._lock:
+            now = self._clock()
+            visible = [message for message in self.messages.get(queue, []) if message.visible_at <= now]
+        return [Peeked(message.id, message.text, message.inserted_at, 0)
+                for message in visible[:max(1, min(limit, MAX_PEEK))]]
+
+    def remove(self, queue: str, message_id: str) -> str | None:
+        if not self.available:
+            raise QueueStorageError(f"queue {queue}: unavailable")
+        with self._lock:
+            found = self.messages.get(queue, [])
+            for index, message in enumerate(found):
+                if message.id == message_id:
+                    del found[index]
+                    return message.text
+        return None
 
     def take(self, queue: str) -> list[QueuedMessage]:
         """Every message of `queue` that is visible now, removed (what a trigger would run next)."""

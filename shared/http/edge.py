@@ -51,6 +51,7 @@ from shared.defender.gateway import CallResult, Gateway, Refused
 from shared.health import health_report
 from shared.http.callers import CallerRefusedError, caller_problem, entra_caller
 from shared.http.openapi import served_document
+from shared.http.operator import OperatorConsole
 from shared.http.settings import AuthMode, AuthSettings
 from shared.lookups.file_alerts import (
     Cached,
@@ -111,6 +112,7 @@ class HttpEdge:
         self.async_calls = async_calls
         #: GATEWAY_ASYNC_ON_THROTTLE: a synchronous call the budget refuses becomes an operation (202).
         self.async_on_throttle = async_on_throttle
+        self.operator = OperatorConsole(gateway, async_calls, answers) if async_calls is not None else None
 
     def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
         """Check the caller, parse, call Defender through the gateway (or accept an operation), and answer."""
@@ -159,6 +161,26 @@ class HttpEdge:
         healthy, report = health_report(self.gateway, self.async_calls.operations, self.async_calls.queues)
         return func.HttpResponse(json.dumps(report), status_code=200 if healthy else 503, mimetype="application/json",
                                  headers={"Cache-Control": "no-store"})
+
+    def operator_page(self, req: func.HttpRequest) -> func.HttpResponse:
+        """GET /api/operator: the operator page (shared.http.operator)."""
+        return OperatorConsole.page()
+
+    def operator_state(self, req: func.HttpRequest) -> func.HttpResponse:
+        """GET /api/operator/state: what the page shows; 503 when a part of it cannot be read."""
+        assert self.operator is not None, "the operator page reads the operations and the queues"
+        return self.operator.state()
+
+    def operator_redrive(self, req: func.HttpRequest) -> func.HttpResponse:
+        """POST /api/operator/redrive: send a poisoned request again (with Entra ID, an allowed caller only)."""
+        assert self.operator is not None, "a re-drive writes the operations and the queues"
+        correlation_id = correlation_id_for(req.headers)
+        try:
+            self._caller(req)
+            answer = self.operator.redrive(req.get_body(), req.headers.get("content-type"), correlation_id)
+        except Exception as error:
+            answer = self._failure(None, error, correlation_id)
+        return http_response(answer)
 
     def openapi(self, req: func.HttpRequest) -> func.HttpResponse:
         """GET /api/openapi.json: the OpenAPI 2.0 document, with the caller's host."""
@@ -306,6 +328,15 @@ class MisconfiguredEdge:
         return self._answer(req)
 
     def openapi(self, req: func.HttpRequest) -> func.HttpResponse:
+        return self._answer(req)
+
+    def operator_page(self, req: func.HttpRequest) -> func.HttpResponse:
+        return self._answer(req)
+
+    def operator_state(self, req: func.HttpRequest) -> func.HttpResponse:
+        return self._answer(req)
+
+    def operator_redrive(self, req: func.HttpRequest) -> func.HttpResponse:
         return self._answer(req)
 
     def _answer(self, req: func.HttpRequest) -> func.HttpResponse:

@@ -25,14 +25,13 @@ from urllib.parse import urlsplit
 from shared.answers.correlation import CORRELATION_HEADER
 from shared.answers.problems import PROBLEM_CONTENT_TYPE
 from shared.defender.facts import OPERATION_NAMES, Api
+from shared.http.openapi_blocks import JsonObject, ref
 from shared.http.openapi_schemas import (
     CORRELATION_ID_PATTERN,
     FILE_HASH_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     OPERATION_ID_PARAMETER_PATTERN,
-    JsonObject,
     definitions,
-    ref,
 )
 from shared.http.settings import AuthMode
 from shared.validation import MAX_BODY_BYTES
@@ -48,6 +47,9 @@ CREATE_ALERT_BY_REFERENCE: Final = OPERATION_NAMES[Api.CREATE_ALERT]
 GET_OPERATION: Final = "GetOperation"
 GET_HEALTH: Final = "GetHealth"
 GET_OPENAPI_DOCUMENT: Final = "GetOpenApiDocument"
+GET_OPERATOR_PAGE: Final = "GetOperatorPage"
+GET_OPERATOR_STATE: Final = "GetOperatorState"
+REDRIVE_POISONED: Final = "RedrivePoisoned"
 
 #: Paths below BASE_PATH, as the routes of the blueprints are (parameter names are the document's own).
 FILE_ALERTS_PATH: Final = "/files/{fileHash}/alerts"
@@ -55,6 +57,9 @@ CREATE_ALERT_PATH: Final = "/alerts/CreateAlertByReference"
 OPERATION_PATH: Final = "/operations/{operationId}"
 HEALTH_PATH: Final = "/health"
 OPENAPI_PATH: Final = "/openapi.json"
+OPERATOR_PATH: Final = "/operator"
+OPERATOR_STATE_PATH: Final = "/operator/state"
+REDRIVE_PATH: Final = "/operator/redrive"
 
 TITLE: Final = "MDE Alert Gateway"
 VERSION: Final = "1.0"
@@ -294,7 +299,47 @@ def _operations(auth: AuthMode) -> JsonObject:
     if auth is AuthMode.FUNCTION_KEY:
         document["security"] = []  # anonymous; with Entra ID, App Service authentication still asks for a token
     return {FILE_ALERTS_PATH: {"get": file_alerts}, CREATE_ALERT_PATH: {"post": create_alert},
-            OPERATION_PATH: {"get": operation}, HEALTH_PATH: {"get": health}, OPENAPI_PATH: {"get": document}}
+            OPERATION_PATH: {"get": operation}, HEALTH_PATH: {"get": health}, OPENAPI_PATH: {"get": document},
+            **_operator_operations(auth)}
+
+
+def _operator_operations(auth: AuthMode) -> JsonObject:
+    """The operator page, its state and the re-drive: a function key always, like health (internal to connectors)."""
+    common = {"x-ms-visibility": "internal", "parameters": _health_parameters(auth)}
+    page = {"operationId": GET_OPERATOR_PAGE, "summary": "Get the operator page", "produces": ["text/html"],
+            "description": "An HTML page of the budgets, queues, poisoned requests and recent operations, refreshed "
+                           "every 5 s; open it with ?code=<function key>.", **common,
+            "responses": {"200": {"description": "The page.", "schema": {"type": "string"},
+                                  "headers": _headers("Cache-Control")},
+                          "401": _unauthorized(auth, function_key=True)}}
+    state = {"operationId": GET_OPERATOR_STATE, "summary": "Get the operator page's state",
+             "description": "The health report, each poison queue's first entries (re-drivable or why not) and the "
+                            "operations of the last 15 minutes.", "produces": ["application/json"], **common,
+             "responses": {"200": {"description": "Everything read.", "schema": ref("OperatorState"),
+                                   "headers": _headers("Cache-Control")},
+                           "401": _unauthorized(auth, function_key=True),
+                           "503": {"description": "Degraded: a part could not be read (it is null).",
+                                   "schema": ref("OperatorState"), "headers": _headers("Cache-Control")}}}
+    redrive = {"operationId": REDRIVE_POISONED, "summary": "Re-drive a poisoned request",
+               "description": "Sends a poisoned request again under its own operation id; a create that was sent to "
+                              "Defender at least once never is.", "consumes": ["application/json"],
+               "produces": _PRODUCES, **common,
+               "parameters": [*_health_parameters(auth), {
+                   "name": "body", "in": "body", "required": True, "schema": ref("RedriveRequest"),
+                   "x-ms-summary": "Poisoned Entry", "description": "The poison queue and message id to re-drive."}],
+               "responses": {"200": {"description": "Queued again.", "schema": ref("RedriveResult"),
+                                     "headers": _headers(CORRELATION_HEADER, "Cache-Control")},
+                             "400": _error(400, "Not a poison queue of the gateway, or not a message id.",
+                                           (CORRELATION_HEADER, "Cache-Control")),
+                             "401": _unauthorized(auth, function_key=True),
+                             **{str(status): _error(status, headers=(CORRELATION_HEADER, "Cache-Control"))
+                                for status in (413, 415)},
+                             "404": _error(404, "No such entry (re-driven already?).", (CORRELATION_HEADER,)),
+                             "409": {"description": "Not re-drivable: see `refusal`.", "schema": ref("Problem"),
+                                     "headers": _headers(CORRELATION_HEADER)},
+                             "500": _error(500),
+                             "503": _error(503, "The queues or the operations table are unavailable.")}}
+    return {OPERATOR_PATH: {"get": page}, OPERATOR_STATE_PATH: {"get": state}, REDRIVE_PATH: {"post": redrive}}
 
 
 def _security_definitions(auth: AuthMode) -> JsonObject:

@@ -3,6 +3,7 @@ in-process worker tests (tests/unit/test_worker.py) stand on. Whatever the twin 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -86,3 +87,30 @@ def test_an_expired_operation_is_gone_its_id_free_and_its_record_purged(make_sto
     clock.advance(RETENTION + 1)
     assert store.purge_expired(10) == 1
     assert store.get("old") is None and store.purge_expired(10) == 0
+
+
+def test_a_done_operation_made_pending_again_is_pending_again(make_store: StoreFactory) -> None:
+    """A re-drive: the same id, back in the pending index, its answer gone."""
+    store = make_store(FakeClock())
+    created = new(store, "again")
+    assert isinstance(created, Created)
+    done = store.update(created.operation, state=State.DONE, failures=3)
+    assert done is not None and list(store.pending()) == []
+    reopened = store.update(done, state=State.PENDING, failures=0, answer=None)
+    assert reopened is not None and not reopened.done
+    assert [entry.operation_id for entry in store.pending()] == ["again"]
+    found = store.get("again")
+    assert found is not None and found.state is State.PENDING and found.failures == 0
+
+
+def test_recent_operations_are_the_newest_created_since_first(make_store: StoreFactory) -> None:
+    clock = FakeClock(time.time())  # the table's scan starts from the service's own write times
+    store = make_store(clock)
+    assert isinstance(new(store, "older"), Created)
+    clock.advance(20)
+    since = clock.now
+    for name in ("first", "second", "third"):
+        clock.advance(1)
+        assert isinstance(new(store, name), Created)
+    assert [operation.id for operation in store.recent(since, limit=2)] == ["third", "second"]
+    assert [operation.id for operation in store.recent(since)] == ["third", "second", "first"]

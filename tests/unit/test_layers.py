@@ -24,6 +24,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"shared.lookups"}),
     frozenset({"shared.asynchronous"}),
     frozenset({"shared.health"}),
+    frozenset({"shared.operator"}),
     frozenset({"shared.http"}),
     frozenset({"shared.settings"}),
     frozenset({"shared.runtime"}),

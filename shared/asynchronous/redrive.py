@@ -1,0 +1,167 @@
+"""Poisoned requests, as the operator page lists them, and their re-drive: sent again under their own operation id,
+so a create is never sent twice.
+
+A poison queue holds three kinds of entry:
+- the worker's record of an operation that ended in failure (`operation_id`, `status`, `reason`): re-driven, the
+  operation is made pending again and its request queued again; a create that was sent at least once is never
+  re-driven (Defender may have acted on it: send a new request if it did not);
+- the worker's record of a message it could not run (invalid, or an id that names another request): nothing to
+  re-drive, the sender must send a correct message;
+- a message the Functions host moved after `maxDequeueCount` failed tries (the worker raised: storage down, say):
+  queued again as it is; its operation's claim keeps the worker from sending anything twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from shared.asynchronous.messages import InvalidMessageError, RequestMessage, encode, parse
+from shared.asynchronous.operations import OperationStore, State
+from shared.asynchronous.queues import Peeked, Queues
+from shared.defender.facts import OPERATION_NAMES
+
+logger = logging.getLogger("mde_alert_gateway.redrive")
+
+
+class Refusal(StrEnum):
+    """Why an entry is not re-driven."""
+
+    INVALID = "invalid-message"
+    ID_REUSED = "id-reused"
+    EXPIRED = "operation-expired"
+    MAY_HAVE_REACHED_DEFENDER = "may-have-reached-defender"
+
+
+#: The worker's reasons for a message it could not run at all.
+_UNRUNNABLE = {"invalid-message": Refusal.INVALID, "not-json": Refusal.INVALID,
+               "message-too-large": Refusal.INVALID, "id-reused": Refusal.ID_REUSED}
+
+
+@dataclass(frozen=True)
+class Poisoned:
+    """One entry of a poison queue, as an operator sees it."""
+
+    queue: str
+    message_id: str
+    inserted_at: float
+    operation_id: str | None
+    #: The operation's name (GetFileRelatedAlerts, CreateAlertByReference), when known.
+    operation: str | None
+    reason: str
+    detail: str
+    #: The failed answer's status, for an operation that ended in failure.
+    status: int | None
+    #: Why it cannot be re-driven; None: it can.
+    refusal: Refusal | None
+    #: What a re-drive puts on the request queue (None when refused).
+    requeue: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"queue": self.queue, "messageId": self.message_id, "operationId": self.operation_id,
+                "operation": self.operation, "reason": self.reason, "detail": self.detail, "status": self.status,
+                "redrivable": self.refusal is None, "refusal": self.refusal.value if self.refusal else None}
+
+
+@dataclass(frozen=True)
+class Redriven:
+    operation_id: str | None
+    queue: str
+
+
+@dataclass(frozen=True)
+class NotPoisoned:
+    """No such entry among the poison queue's visible ones (re-driven already, or never there)."""
+
+
+@dataclass(frozen=True)
+class RedriveRefused:
+    entry: Poisoned
+
+
+RedriveResult = Redriven | NotPoisoned | RedriveRefused
+
+
+def describe(queue: str, peeked: Peeked, operations: OperationStore) -> Poisoned:
+    """What an entry is and whether it may be re-driven (reads its operation; OperationsStorageError)."""
+    try:
+        document = json.loads(peeked.text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and "reason" in document and "message" in document:
+        return _recorded(queue, peeked, document, operations)
+    try:
+        message = parse(peeked.text)
+    except InvalidMessageError as error:
+        return Poisoned(queue, peeked.id, peeked.inserted_at, error.message_id, None, "failed-tries",
+                        f"The host gave up after its tries; the message is not valid ({error.reason}).", None,
+                        Refusal.INVALID, None)
+    return Poisoned(queue, peeked.id, peeked.inserted_at, message.id, OPERATION_NAMES.get(message.request.api),
+                    "failed-tries", "The Functions host gave up after its tries (the worker raised each time).", None,
+                    None, peeked.text)
+
+
+def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: OperationStore) -> Poisoned:
+    reason, detail = str(document.get("reason")), str(document.get("detail") or "")
+    operation_id = document.get("operation_id")
+    refusal = _UNRUNNABLE.get(reason)
+    if refusal is not None or not isinstance(operation_id, str):
+        return Poisoned(queue, peeked.id, peeked.inserted_at, _message_id(document.get("message")), None, reason,
+                        detail, None, refusal or Refusal.INVALID, None)
+    status = document.get("status")
+    operation = operations.get(operation_id)
+    name = OPERATION_NAMES.get(operation.api) if operation else None
+    base = (queue, peeked.id, peeked.inserted_at, operation_id, name, reason, detail,
+            status if isinstance(status, int) else None)
+    if operation is None:
+        return Poisoned(*base, Refusal.EXPIRED, None)
+    if operation.request.method == "POST" and operation.attempts > 0:
+        return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
+    return Poisoned(*base, None, encode(RequestMessage(operation.id, operation.request, operation.reply_queue,
+                                                       operation.caller)))
+
+
+def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str]) -> list[Poisoned]:
+    """The visible entries of each poison queue (at most 32 each), described."""
+    return [describe(queue, peeked, operations) for queue in poison_queues for peeked in queues.peek(queue)]
+
+
+def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: str) -> RedriveResult:
+    """Send the poisoned entry `message_id` of `queue` again, if it may be (OperationsStorageError,
+    QueueStorageError). The entry is taken off its queue first, so two operators never re-drive it twice."""
+    found = next((peeked for peeked in queues.peek(queue) if peeked.id == message_id), None)
+    if found is None:
+        return NotPoisoned()
+    entry = describe(queue, found, operations)
+    if entry.refusal is not None or entry.requeue is None:
+        return RedriveRefused(entry)
+    text = queues.remove(queue, message_id)
+    if text is None:
+        return NotPoisoned()
+    try:
+        if entry.operation_id is not None and entry.status is not None:
+            operation = operations.get(entry.operation_id)
+            if operation is not None and operation.done:
+                reopened = operations.update(operation, state=State.PENDING, answer=None, failures=0,
+                                             replied=False, in_flight=False, lease_until=0.0)
+                if reopened is None:
+                    raise RuntimeError(f"operation {operation.id} changed while it was re-driven; try again")
+        queues.put_request(entry.requeue)
+    except Exception:
+        queues.put(queue, text)  # back where it was (a new message id): nothing is lost
+        raise
+    logger.info("re-drove %s from %s (operation %s)", message_id, queue, entry.operation_id)
+    return Redriven(entry.operation_id, queue)
+
+
+def _message_id(text: object) -> str | None:
+    """The `id` of a message the worker could not run, when that much of it is readable."""
+    try:
+        document = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    found = document.get("id") if isinstance(document, dict) else None
+    return found if isinstance(found, str) else None
