@@ -248,6 +248,7 @@ mde-alert-gateway is running locally (no Azure tenant needed).
                                   blobs http://127.0.0.1:{azurite.blob_port}   account {DEV_ACCOUNT}
   Request queue                   {stack.requests_queue}
   Host log                        {stack.host.log_path}
+  Operator page (open it)         {base}/api/operator?code={key}
 
 Try:
   curl -s -H 'x-functions-key: {key}' {base}/api/files/{SEED_FILE_SHA1}/alerts

@@ -329,7 +329,7 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
                    "x-ms-summary": "Poisoned Entry", "description": "The poison queue and message id to re-drive."}],
                "responses": {"200": {"description": "Queued again.", "schema": ref("RedriveResult"),
                                      "headers": _headers(CORRELATION_HEADER, "Cache-Control")},
-                             "400": _error(400, "Not a poison queue of the gateway, or not a message id.",
+                             "400": _error(400, "Not a poison queue's name, or not a message id.",
                                            (CORRELATION_HEADER, "Cache-Control")),
                              "401": _unauthorized(auth, function_key=True),
                              **{str(status): _error(status, headers=(CORRELATION_HEADER, "Cache-Control"))

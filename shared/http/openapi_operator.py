@@ -6,6 +6,10 @@ from __future__ import annotations
 from shared.defender.facts import OPERATION_NAMES
 from shared.http.openapi_blocks import JsonObject, array, bare, obj, prop
 
+#: The re-drive's input rules, defined once: the document states them, shared.http.operator checks them.
+POISON_QUEUE_PATTERN = "^[a-z0-9][a-z0-9-]{1,55}-poison$"
+MESSAGE_ID_PATTERN = "^[A-Za-z0-9-]{1,100}$"
+
 
 def _poisoned() -> JsonObject:
     return bare(obj("Poisoned Request", "One entry of a poison queue.", {
@@ -51,8 +55,8 @@ def operator_definitions(health: JsonObject) -> dict[str, JsonObject]:
     return {
         "OperatorState": state,
         "RedriveRequest": bare(obj("Re-drive Request", "The poisoned entry to send again.", {
-            "queue": prop("Queue", "Its poison queue (from the state)."),
-            "messageId": prop("Message ID", "Its message id (from the state).", pattern="^[A-Za-z0-9-]{1,100}$"),
+            "queue": prop("Queue", "Its poison queue (from the state).", pattern=POISON_QUEUE_PATTERN),
+            "messageId": prop("Message ID", "Its message id (from the state).", pattern=MESSAGE_ID_PATTERN),
         }, required=["queue", "messageId"])),
         "RedriveResult": bare(obj("Re-drive Result", "What was sent again.", {
             "operationId": prop("Operation ID", "The operation sent again, under its own id (null: not readable).",

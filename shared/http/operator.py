@@ -24,6 +24,7 @@ from shared.answers.problems import Problem
 from shared.asynchronous.calls import AsyncCalls
 from shared.asynchronous.redrive import NotPoisoned, RedriveRefused, redrive
 from shared.defender.gateway import Gateway
+from shared.http.openapi_operator import MESSAGE_ID_PATTERN, POISON_QUEUE_PATTERN
 from shared.operator import operator_state, poison_queues
 from shared.validation import FieldError, InvalidInputError, parse_json_object
 
@@ -37,7 +38,8 @@ CONTENT_SECURITY_POLICY = (
     + "'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
       "frame-ancestors 'none'"
 )
-_MESSAGE_ID = re.compile(r"[A-Za-z0-9-]{1,100}", re.ASCII)
+_MESSAGE_ID = re.compile(MESSAGE_ID_PATTERN, re.ASCII)
+_POISON_QUEUE = re.compile(POISON_QUEUE_PATTERN, re.ASCII)
 _JSON = "application/json"
 
 
@@ -67,14 +69,16 @@ class OperatorConsole:
         document = parse_json_object(body or b"", content_type)
         queue, message_id = document.get("queue"), document.get("messageId")
         errors = []
-        if queue not in poison_queues(queues, self.gateway):
-            errors.append(FieldError("body.queue", "must be one of the gateway's poison queues"))
+        if not isinstance(queue, str) or not _POISON_QUEUE.fullmatch(queue):
+            errors.append(FieldError("body.queue", "must be a poison queue's name (from the state)"))
         if not isinstance(message_id, str) or not _MESSAGE_ID.fullmatch(message_id):
             errors.append(FieldError("body.messageId", "must be the id of a poisoned message (from the state)"))
         if errors:
             raise InvalidInputError(errors)
         assert isinstance(queue, str) and isinstance(message_id, str)
-        result = redrive(queues, self.async_calls.operations, queue, message_id)
+        # Only the gateway's own poison queues are read: any other name holds nothing to re-drive.
+        result = redrive(queues, self.async_calls.operations, queue, message_id) \
+            if queue in poison_queues(queues, self.gateway) else NotPoisoned()
         if isinstance(result, NotPoisoned):
             return self.answers.problem(None, Problem(
                 404, "poisoned-message-not-found", "Poisoned message not found",

@@ -1,0 +1,119 @@
+"""The operator page against the local stack: its API over HTTP (a poisoned request listed, then re-driven under its
+own operation id), its function key, and the page itself in a real browser (Debian's headless Chromium), which
+loads it, runs its script against the host and shows the budgets, the queues and the poisoned request.
+
+Chromium comes from `make test` (Debian's package). Without it the browser test is skipped locally and fails in
+CI, like checkov's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.servers import GatewayClient, HostFactory, SimulatorAdmin, assert_problem
+
+SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
+ASYNC = {"Prefer": "respond-async"}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def host(host_factory: HostFactory) -> GatewayClient:
+    """A host of its own: its queues hold only this module's poisoned requests."""
+    return host_factory(QUEUE_MAX_RETRIES="0")
+
+
+def poison_a_lookup(host: GatewayClient, sim: SimulatorAdmin) -> str:
+    """A queued lookup that Defender refuses (400, final): its operation id, once it is poisoned."""
+    sim.fault("status", status=400, api="file_alerts", count=1)
+    accepted = host.get_alerts(SHA1, headers=ASYNC)
+    assert accepted.status_code == 202
+    failed = host.wait_for_operation(accepted.headers["Location"])
+    assert failed.status_code == 400
+    return str(accepted.headers["Location"]).split("/operations/")[1].split("?")[0]
+
+
+def state_with(host: GatewayClient, operation_id: str, *, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        state: dict[str, Any] = host.get("/api/operator/state").json()
+        if any(entry["operationId"] == operation_id for entry in state.get("poisoned") or []):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{operation_id} never showed as poisoned: {state}")
+        time.sleep(0.2)
+
+
+def test_every_operator_function_needs_the_function_key(host: GatewayClient) -> None:
+    for method, path in (("GET", "/api/operator"), ("GET", "/api/operator/state"), ("POST", "/api/operator/redrive")):
+        response = requests.request(method, f"{host.url}{path}", timeout=10)
+        assert response.status_code == 401, (method, path)
+    page = host.get("/api/operator")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'sha256-" in policy and "connect-src 'self'" in policy
+
+
+def test_a_poisoned_lookup_is_listed_then_redriven_and_answered(host: GatewayClient, sim: SimulatorAdmin) -> None:
+    operation_id = poison_a_lookup(host, sim)
+    state = state_with(host, operation_id)
+    assert state["status"] == "healthy" and set(state["apis"]) == {"file_alerts", "create_alert", "file_info"}
+    (entry,) = [entry for entry in state["poisoned"] if entry["operationId"] == operation_id]
+    assert entry["redrivable"] is True and entry["status"] == 400
+    assert any(recent["id"] == operation_id and recent["answerStatus"] == 400 for recent in state["recent"])
+
+    bad = requests.post(f"{host.url}/api/operator/redrive", json={"queue": "elsewhere", "messageId": "x"},
+                        headers={"x-functions-key": host.key}, timeout=10)
+    assert_problem(bad, 400, "body.queue")
+    redriven = requests.post(f"{host.url}/api/operator/redrive",
+                             json={"queue": entry["queue"], "messageId": entry["messageId"]},
+                             headers={"x-functions-key": host.key}, timeout=10)
+    assert redriven.status_code == 200, redriven.text
+    assert redriven.json()["operationId"] == operation_id
+    answered = host.wait_for_operation(f"/api/operations/{operation_id}")
+    assert answered.status_code == 200  # Defender answered this time, under the same operation id
+    again = requests.post(f"{host.url}/api/operator/redrive",
+                          json={"queue": entry["queue"], "messageId": entry["messageId"]},
+                          headers={"x-functions-key": host.key}, timeout=10)
+    assert_problem(again, 404)
+
+
+def test_the_page_shows_budgets_queues_and_the_poisoned_request_in_a_browser(
+        host: GatewayClient, sim: SimulatorAdmin, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        message = "Chromium is not installed (make test installs Debian's chromium package)"
+        if _ci():
+            pytest.fail(message + "; CI must run this test")
+        pytest.skip(message)
+    operation_id = poison_a_lookup(host, sim)
+    state_with(host, operation_id)
+    host.get_alerts(SHA1)  # a decision seen, so the budget shows what it holds now
+    url = f"{host.url}/api/operator?code={host.key}"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert 'id="status" class="healthy">healthy<' in html  # the script ran, fetched the state and drew it
+    for api in ("file_alerts", "create_alert", "file_info"):
+        assert f'data-api="{api}"' in html
+    assert f'data-operation-id="{operation_id}"' in html and "Re-drive" in html
+    assert '<meter min="0" max="5000"' in html or 'max="5000"' in html  # the test host's window: 5000 calls
+    screenshot = tmp_path / "operator-page.png"
+    shot = subprocess.run([CHROMIUM, *flags, "--window-size=1280,1600", f"--screenshot={screenshot}", url],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
+    print(f"operator page screenshot: {screenshot}")
