@@ -15,8 +15,10 @@ param location string
 param tags object
 
 @allowed([
-  'Standard_LRS'
   'Standard_ZRS'
+  'Standard_LRS'
+  'Standard_GZRS'
+  'Standard_GRS'
 ])
 @description('Replication of the account: Standard_ZRS survives the loss of a zone; Standard_LRS where there are no zones.')
 param skuName string
