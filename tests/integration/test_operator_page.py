@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import requests
 
+from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE
+from localdev.tokens import issue_token
 from tests.support.servers import GatewayClient, HostFactory, SimulatorAdmin, assert_problem
 
 SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
@@ -117,3 +119,21 @@ def test_the_page_shows_budgets_queues_and_the_poisoned_request_in_a_browser(
                           capture_output=True, text=True, timeout=120, check=False)
     assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
     print(f"operator page screenshot: {screenshot}")
+
+
+def test_with_entra_id_the_page_and_the_redrive_need_a_token_too(host_factory: HostFactory) -> None:
+    allowed_app, other_app = "0b7e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b", "6d4c3a9e-0f7b-4c43-8a4e-2b1f7b8f0e11"
+    gateway = host_factory(GATEWAY_AUTH="entra", WEBSITE_AUTH_ENABLED="True", GATEWAY_ALLOWED_APPLICATIONS=allowed_app)
+
+    def token(app_id: str) -> dict[str, str]:
+        value = issue_token(DEFAULT_LOCAL_AUDIENCE, app_id=app_id, object_id="5f9a1c2e-0000-4000-8000-0000000a11ce",
+                            roles=())[0]
+        return {"Authorization": f"Bearer {value}", "x-functions-key": gateway.key}
+
+    key_only = {"x-functions-key": gateway.key}
+    for method, path in (("GET", "/api/operator"), ("GET", "/api/operator/state"), ("POST", "/api/operator/redrive")):
+        assert requests.request(method, f"{gateway.url}{path}", headers=key_only, timeout=10).status_code == 401
+    assert requests.get(f"{gateway.url}/api/operator", headers=token(allowed_app), timeout=10).status_code == 200
+    refused = requests.post(f"{gateway.url}/api/operator/redrive", headers=token(other_app), timeout=10,
+                            json={"queue": "q-poison", "messageId": "m"})
+    assert_problem(refused, 403)
