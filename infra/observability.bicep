@@ -49,10 +49,10 @@ var alertRules = [
   }
   {
     name: 'poisoned-requests'
-    description: 'A request reached a poison queue (mdegw.queue.depth of a -poison queue): it failed for good and waits for a look (and a re-drive) on the operator page.'
+    description: 'A request was put on the poison queue (mdegw.queue.poisoned): it failed for good and waits for a look (and a re-drive) on the operator page. Fires on each new one, not on what already waits.'
     severity: 2
-    query: 'customMetrics | where name == "mdegw.queue.depth" | where tostring(customDimensions["queue"]) endswith "-poison" | summarize value = max(value)'
-    aggregation: 'Maximum'
+    query: 'customMetrics | where name == "mdegw.queue.poisoned" | summarize value = sum(valueSum)'
+    aggregation: 'Total'
     threshold: 0
   }
   {

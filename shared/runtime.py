@@ -104,7 +104,7 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30, clock=clock,
                              telemetry=telemetry)
     edge = HttpEdge(gateway, answers, settings.access, lookups=lookups, async_calls=async_calls,
-                    async_on_throttle=asynchronous.async_on_throttle)
+                    async_on_throttle=asynchronous.async_on_throttle, clock=clock)
     worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, clock=clock,
                            sleep=sleep)
     telemetry.observe(RATE_LIMIT_REMAINING, gateway.budget_readings)

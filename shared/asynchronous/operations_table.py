@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -50,7 +49,7 @@ FORMAT = 1
 ROW_KEY = "op"
 #: The partition of the pending index (one row per pending operation).
 PENDING_PARTITION = "~pending"
-#: How far an instance's clock may be from the storage service's, for `recent`'s pre-selection.
+#: How far ahead of this instance's clock another's may have stamped a record (`recent` looks that far too).
 CLOCK_SLACK_SECONDS = 600
 #: The partitions of the expiry index: this prefix and the UTC hour (yyyymmddhh) the records expire in.
 EXPIRY_PREFIX = "~expires-"
@@ -159,26 +158,33 @@ class TableOperationStore:
                 from None
 
     def recent(self, since: float, limit: int = 25) -> list[Operation]:
-        """Up to `limit` operations created since `since`, the newest first: a scan of the records written since
-        then (the operator page's: bounded to the last minutes, and to ten times `limit` records)."""
-        # The service's write time pre-selects, with room for the clocks of the instances that stamped created_at.
-        stamp = datetime.fromtimestamp(since - CLOCK_SLACK_SECONDS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        query = f"RowKey eq '{ROW_KEY}' and Timestamp ge datetime'{stamp}'"
-        found: list[Operation] = []
+        """Up to `limit` operations created since `since`, the newest first, found through the expiry index: a
+        record created at t expires at t + retention, so the hours from since + retention on name the recent ones
+        (one or two small partitions, whatever the table's size); then one read per operation shown."""
+        first, last = since + self.retention_seconds, self._clock() + self.retention_seconds + CLOCK_SLACK_SECONDS
+        hours = sorted({_hour(first + step) for step in range(0, int(last - first) + 3600, 3600)} | {_hour(last)})
+        candidates: list[tuple[float, str]] = []
         try:
-            for entity in self._client.query_entities(query, results_per_page=100):
-                with contextlib.suppress(KeyError, TypeError, ValueError):
-                    operation = _operation(entity)
-                    if operation.created_at >= since:
-                        found.append(operation)
-                if len(found) >= 10 * limit:  # enough to pick the newest from
-                    break
+            for hour in hours:
+                for row in self._client.query_entities(f"PartitionKey eq '{EXPIRY_PREFIX}{hour}'",
+                                                       select=["RowKey", "ExpiresAt"]):
+                    with contextlib.suppress(KeyError, TypeError, ValueError):
+                        created = integer(row["ExpiresAt"]) / 1000 - self.retention_seconds
+                        if created >= since:
+                            candidates.append((created, str(row["RowKey"])))
         except ResourceNotFoundError:
             return []
         except AzureError as error:
             raise OperationsStorageError(f"operations table {self.name}: query failed ({type(error).__name__})") \
                 from None
-        return sorted(found, key=lambda operation: operation.created_at, reverse=True)[:limit]
+        found: list[Operation] = []
+        for _, operation_id in sorted(candidates, reverse=True):
+            operation = self.get(operation_id)
+            if operation is not None and operation.created_at >= since:
+                found.append(operation)
+                if len(found) == limit:
+                    break
+        return found
 
     def unindex_pending(self, operation_id: str) -> None:
         """Drop the operation's pending index row (best effort: the sweep removes a row left behind)."""

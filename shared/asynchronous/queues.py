@@ -31,10 +31,8 @@ QUEUE_CLIENT_OPTIONS: dict[str, Any] = {
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 #: The most messages a peek or a receive gives at once (Azure's limit).
 MAX_PEEK = 32
-#: `remove`: how long the messages it receives stay hidden if it stops half-way (it shows them again at once),
-#: and how many it looks at before giving up.
-REMOVE_VISIBILITY_SECONDS = 30
-REMOVE_SCAN = 320
+#: `hide`: how many messages it looks at before giving up.
+HIDE_SCAN = 320
 
 
 class QueueStorageError(RuntimeError):
@@ -93,9 +91,17 @@ class Queues(ABC):
         """Up to `limit` (at most 32) visible messages, oldest first, left in place; QueueStorageError."""
 
     @abstractmethod
-    def remove(self, queue: str, message_id: str) -> str | None:
-        """Take the message `message_id` off `queue` and give its text; None when it is not there (any more).
-        Other messages are left as they were. QueueStorageError when the queue cannot be read."""
+    def hide(self, queue: str, message_id: str, seconds: int) -> Hidden | None:
+        """Hide the visible message `message_id` of `queue` from every reader for `seconds` and give it (to `delete`
+        or `show` again); None when it is not there (any more). Other messages are left visible. QueueStorageError."""
+
+    @abstractmethod
+    def delete(self, hidden: Hidden) -> None:
+        """Delete a message `hide` gave (QueueStorageError: it shows again when its time is up)."""
+
+    @abstractmethod
+    def show(self, hidden: Hidden) -> None:
+        """Make a message `hide` gave visible again at once (QueueStorageError: it shows when its time is up)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,17 @@ class Peeked:
     inserted_at: float
     #: How often a trigger has taken it (a poison queue's message: how often its original was tried).
     dequeue_count: int
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """A message taken out of sight (`Queues.hide`), until deleted or shown again."""
+
+    queue: str
+    id: str
+    text: str
+    #: The queue's proof of the hold (Azure's pop receipt).
+    receipt: str
 
 
 def visibility_delay(delay_seconds: float) -> int:
@@ -159,32 +176,48 @@ class StorageQueues(Queues):
         return [Peeked(message.id, str(message.content), message.inserted_on.timestamp() if message.inserted_on
                        else 0.0, message.dequeue_count or 0) for message in found]
 
-    def remove(self, queue: str, message_id: str) -> str | None:
-        """Receives the queue's messages a page at a time (hidden for REMOVE_VISIBILITY_SECONDS), deletes the one
-        named and makes every other visible again at once; at most REMOVE_SCAN messages are looked at."""
+    def hide(self, queue: str, message_id: str, seconds: int) -> Hidden | None:
+        """Receives the queue's messages a page at a time, each hidden for `seconds`, until `message_id` comes: it
+        stays hidden, every other is shown again at once when the scan ends (or when its own `seconds` are up, if
+        showing it fails). At most HIDE_SCAN messages are looked at."""
         client = self._service.get_queue_client(queue)
-        seen = 0
+        others: list[Any] = []
         try:
-            while seen < REMOVE_SCAN:
+            while len(others) < HIDE_SCAN:
                 page = list(client.receive_messages(messages_per_page=MAX_PEEK, max_messages=MAX_PEEK,
-                                                    visibility_timeout=REMOVE_VISIBILITY_SECONDS))
+                                                    visibility_timeout=seconds))
                 if not page:
                     return None
-                seen += len(page)
-                found: str | None = None
                 for message in page:
-                    if message.id == message_id and found is None:
-                        client.delete_message(message)
-                        found = str(message.content)
-                    else:
-                        client.update_message(message, visibility_timeout=0)
-                if found is not None:
-                    return found
+                    if message.id == message_id:
+                        others.extend(other for other in page if other is not message)
+                        return Hidden(queue, message.id, str(message.content), str(message.pop_receipt))
+                others.extend(page)
             return None
         except ResourceNotFoundError:
             return None
         except AzureError as error:
             raise QueueStorageError(f"queue {queue}: {type(error).__name__}") from None
+        finally:
+            for other in others:
+                try:
+                    client.update_message(other, visibility_timeout=0)
+                except AzureError as error:  # it shows again when its own time is up
+                    logger.warning("queue %s: message %s stays hidden %d s (%s)", queue, other.id, seconds,
+                                   type(error).__name__)
+
+    def delete(self, hidden: Hidden) -> None:
+        try:
+            self._service.get_queue_client(hidden.queue).delete_message(hidden.id, hidden.receipt)
+        except AzureError as error:
+            raise QueueStorageError(f"queue {hidden.queue}: {type(error).__name__}") from None
+
+    def show(self, hidden: Hidden) -> None:
+        try:
+            self._service.get_queue_client(hidden.queue).update_message(hidden.id, hidden.receipt,
+                                                                        visibility_timeout=0)
+        except AzureError as error:
+            raise QueueStorageError(f"queue {hidden.queue}: {type(error).__name__}") from None
 
     @staticmethod
     def _create(client: QueueClient) -> bool:

@@ -11,9 +11,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from shared.asynchronous.queues import MAX_PEEK, Peeked, Queues, QueueStorageError, visibility_delay
+from shared.asynchronous.queues import MAX_PEEK, Hidden, Peeked, Queues, QueueStorageError, visibility_delay
 from shared.asynchronous.settings import AsyncSettings
 
 
@@ -23,6 +23,8 @@ class QueuedMessage:
     visible_at: float
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     inserted_at: float = 0.0
+    #: Set while `hide` holds it.
+    receipt: str = ""
 
 
 class MemoryQueues(Queues):
@@ -59,16 +61,36 @@ class MemoryQueues(Queues):
         return [Peeked(message.id, message.text, message.inserted_at, 0)
                 for message in visible[:max(1, min(limit, MAX_PEEK))]]
 
-    def remove(self, queue: str, message_id: str) -> str | None:
+    def hide(self, queue: str, message_id: str, seconds: int) -> Hidden | None:
         if not self.available:
             raise QueueStorageError(f"queue {queue}: unavailable")
         with self._lock:
             found = self.messages.get(queue, [])
+            now = self._clock()
             for index, message in enumerate(found):
-                if message.id == message_id:
-                    del found[index]
-                    return message.text
+                if message.id == message_id and message.visible_at <= now:
+                    receipt = str(uuid.uuid4())
+                    found[index] = replace(message, visible_at=now + seconds, receipt=receipt)
+                    return Hidden(queue, message.id, message.text, receipt)
         return None
+
+    def delete(self, hidden: Hidden) -> None:
+        self._held(hidden, lambda found, index: found.pop(index))
+
+    def show(self, hidden: Hidden) -> None:
+        self._held(hidden, lambda found, index: found.__setitem__(
+            index, replace(found[index], visible_at=self._clock(), receipt="")))
+
+    def _held(self, hidden: Hidden, change: Callable[[list[QueuedMessage], int], object]) -> None:
+        if not self.available:
+            raise QueueStorageError(f"queue {hidden.queue}: unavailable")
+        with self._lock:
+            found = self.messages.get(hidden.queue, [])
+            for index, message in enumerate(found):
+                if message.id == hidden.id and message.receipt == hidden.receipt:
+                    change(found, index)
+                    return
+        raise QueueStorageError(f"queue {hidden.queue}: message {hidden.id} is not held with this receipt")
 
     def take(self, queue: str) -> list[QueuedMessage]:
         """Every message of `queue` that is visible now, removed (what a trigger would run next)."""

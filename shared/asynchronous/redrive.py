@@ -3,12 +3,17 @@ so a create is never sent twice.
 
 A poison queue holds three kinds of entry:
 - the worker's record of an operation that ended in failure (`operation_id`, `status`, `reason`): re-driven, the
-  operation is made pending again and its request queued again; a create that was sent at least once is never
-  re-driven (Defender may have acted on it: send a new request if it did not);
+  operation is made pending again and its request queued again; a create that was sent at least once, or may have
+  been (claimed and never answered), is never re-driven (Defender may have acted on it: send a new request if it
+  did not);
 - the worker's record of a message it could not run (invalid, or an id that names another request): nothing to
   re-drive, the sender must send a correct message;
 - a message the Functions host moved after `maxDequeueCount` failed tries (the worker raised: storage down, say):
-  queued again as it is; its operation's claim keeps the worker from sending anything twice.
+  queued again as it is; its operation's claim keeps the worker from sending anything twice. A create whose
+  operation is gone is queued again only while it could not have been purged yet (it then never ran).
+
+A re-drive hides the entry first (no second operator takes it), queues the request, then deletes the entry; if
+queueing fails, the operation is put back as it was and the entry shown again: nothing is lost.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from enum import StrEnum
 from typing import Any
 
 from shared.asynchronous.messages import InvalidMessageError, RequestMessage, encode, parse
-from shared.asynchronous.operations import OperationStore, State
-from shared.asynchronous.queues import Peeked, Queues
+from shared.asynchronous.operations import Operation, OperationsStorageError, OperationStore, State
+from shared.asynchronous.queues import Hidden, Peeked, Queues, QueueStorageError
 from shared.defender.facts import OPERATION_NAMES
 
 logger = logging.getLogger("mde_alert_gateway.redrive")
@@ -36,6 +41,10 @@ class Refusal(StrEnum):
     MAY_HAVE_REACHED_DEFENDER = "may-have-reached-defender"
 
 
+#: How long a re-drive holds the entry out of sight while it queues the request.
+HIDE_SECONDS = 60
+#: The worker's reason for a create it claimed and never saw answered (it is not sent again).
+OUTCOME_UNKNOWN = "upstream-outcome-unknown"
 #: The worker's reasons for a message it could not run at all.
 _UNRUNNABLE = {"invalid-message": Refusal.INVALID, "not-json": Refusal.INVALID,
                "message-too-large": Refusal.INVALID, "id-reused": Refusal.ID_REUSED}
@@ -85,7 +94,7 @@ class RedriveRefused:
 RedriveResult = Redriven | NotPoisoned | RedriveRefused
 
 
-def describe(queue: str, peeked: Peeked, operations: OperationStore) -> Poisoned:
+def describe(queue: str, peeked: Peeked, operations: OperationStore, now: float) -> Poisoned:
     """What an entry is and whether it may be re-driven (reads its operation; OperationsStorageError)."""
     try:
         document = json.loads(peeked.text)
@@ -99,9 +108,15 @@ def describe(queue: str, peeked: Peeked, operations: OperationStore) -> Poisoned
         return Poisoned(queue, peeked.id, peeked.inserted_at, error.message_id, None, "failed-tries",
                         f"The host gave up after its tries; the message is not valid ({error.reason}).", None,
                         Refusal.INVALID, None)
-    return Poisoned(queue, peeked.id, peeked.inserted_at, message.id, OPERATION_NAMES.get(message.request.api),
-                    "failed-tries", "The Functions host gave up after its tries (the worker raised each time).", None,
-                    None, peeked.text)
+    base = (queue, peeked.id, peeked.inserted_at, message.id, OPERATION_NAMES.get(message.request.api),
+            "failed-tries", "The Functions host gave up after its tries (the worker raised each time).", None)
+    if message.request.method == "POST":
+        operation = operations.get(message.id)
+        if operation is None and now - peeked.inserted_at >= operations.retention_seconds:
+            return Poisoned(*base, Refusal.EXPIRED, None)  # it may have run, and its record been purged since
+        if operation is not None and _may_have_reached_defender(operation):
+            return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
+    return Poisoned(*base, None, peeked.text)
 
 
 def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: OperationStore) -> Poisoned:
@@ -118,43 +133,70 @@ def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: 
             status if isinstance(status, int) else None)
     if operation is None:
         return Poisoned(*base, Refusal.EXPIRED, None)
-    if operation.request.method == "POST" and operation.attempts > 0:
+    if operation.request.method == "POST" and (reason == OUTCOME_UNKNOWN or _may_have_reached_defender(operation)):
         return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
     return Poisoned(*base, None, encode(RequestMessage(operation.id, operation.request, operation.reply_queue,
                                                        operation.caller)))
 
 
-def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str]) -> list[Poisoned]:
+def _may_have_reached_defender(operation: Operation) -> bool:
+    return operation.request.method == "POST" and (operation.attempts > 0 or operation.in_flight)
+
+
+def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str], now: float) -> list[Poisoned]:
     """The visible entries of each poison queue (at most 32 each), described."""
-    return [describe(queue, peeked, operations) for queue in poison_queues for peeked in queues.peek(queue)]
+    return [describe(queue, peeked, operations, now) for queue in poison_queues for peeked in queues.peek(queue)]
 
 
-def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: str) -> RedriveResult:
+def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: str, now: float) -> RedriveResult:
     """Send the poisoned entry `message_id` of `queue` again, if it may be (OperationsStorageError,
-    QueueStorageError). The entry is taken off its queue first, so two operators never re-drive it twice."""
+    QueueStorageError). The entry is hidden first, so two operators never re-drive it twice."""
     found = next((peeked for peeked in queues.peek(queue) if peeked.id == message_id), None)
     if found is None:
         return NotPoisoned()
-    entry = describe(queue, found, operations)
+    entry = describe(queue, found, operations, now)
     if entry.refusal is not None or entry.requeue is None:
         return RedriveRefused(entry)
-    text = queues.remove(queue, message_id)
-    if text is None:
+    hidden = queues.hide(queue, message_id, HIDE_SECONDS)
+    if hidden is None:
         return NotPoisoned()
+    before: Operation | None = None
+    reopened: Operation | None = None
     try:
         if entry.operation_id is not None and entry.status is not None:
-            operation = operations.get(entry.operation_id)
-            if operation is not None and operation.done:
-                reopened = operations.update(operation, state=State.PENDING, answer=None, failures=0,
-                                             replied=False, in_flight=False, lease_until=0.0)
+            before = operations.get(entry.operation_id)
+            if before is not None and before.done:
+                # Accepted again now: its age, its expiry and the pending index start from the re-drive.
+                reopened = operations.update(before, state=State.PENDING, answer=None, failures=0, replied=False,
+                                             in_flight=False, lease_until=0.0, created_at=now,
+                                             expires_at=now + operations.retention_seconds)
                 if reopened is None:
-                    raise RuntimeError(f"operation {operation.id} changed while it was re-driven; try again")
+                    raise RuntimeError(f"operation {before.id} changed while it was re-driven; try again")
         queues.put_request(entry.requeue)
     except Exception:
-        queues.put(queue, text)  # back where it was (a new message id): nothing is lost
+        _undo(queues, operations, hidden, before, reopened)
         raise
+    try:
+        queues.delete(hidden)
+    except QueueStorageError as error:  # it shows again after HIDE_SECONDS: a second re-drive sends nothing twice
+        logger.warning("re-drove %s, but its poison entry stays for now: %s", message_id, error)
     logger.info("re-drove %s from %s (operation %s)", message_id, queue, entry.operation_id)
     return Redriven(entry.operation_id, queue)
+
+
+def _undo(queues: Queues, operations: OperationStore, hidden: Hidden, before: Operation | None,
+          reopened: Operation | None) -> None:
+    """Put back what a failed re-drive changed (best effort: what cannot be undone now shows again by itself)."""
+    if before is not None and reopened is not None:
+        try:
+            operations.update(reopened, state=before.state, answer=before.answer, failures=before.failures,
+                              replied=before.replied, created_at=before.created_at, expires_at=before.expires_at)
+        except OperationsStorageError as error:
+            logger.error("operation %s: left pending after a failed re-drive: %s", before.id, error)
+    try:
+        queues.show(hidden)
+    except QueueStorageError as error:
+        logger.warning("poison entry %s shows again in %d s: %s", hidden.id, HIDE_SECONDS, error)
 
 
 def _message_id(text: object) -> str | None:

@@ -44,9 +44,9 @@ from shared.answers.mapping import (
 )
 from shared.answers.problems import Problem
 from shared.asynchronous.messages import InvalidMessageError, parse
-from shared.asynchronous.operations import Created, Operation, OperationStore, Source, State
+from shared.asynchronous.operations import Created, Operation, OperationsStorageError, OperationStore, Source, State
 from shared.asynchronous.queue_names import POISON_SUFFIX
-from shared.asynchronous.queues import Queues
+from shared.asynchronous.queues import Queues, QueueStorageError
 from shared.asynchronous.settings import AsyncSettings
 from shared.defender.client import DefenderRequest, IdentityError
 from shared.defender.facts import API_FACTS, Api
@@ -125,6 +125,16 @@ class RequestWorker:
         """Run the message to an answer or schedule it again. `waiting`: the message comes from a waiting queue
         (it may wait in place for its slot). Raises only when the message must come back (storage down): the host
         then retries it and counts the failure."""
+        try:
+            self._handle(text, waiting)
+        except OperationsStorageError:
+            self.gateway.telemetry.error(ErrorKind.OPERATIONS_STORAGE)
+            raise
+        except QueueStorageError:
+            self.gateway.telemetry.error(ErrorKind.QUEUE_STORAGE)
+            raise
+
+    def _handle(self, text: str, waiting: bool) -> None:
         try:
             message = parse(text, forbidden_reply_queues=self._forbidden_replies)
         except InvalidMessageError as error:
@@ -320,6 +330,7 @@ class RequestWorker:
 
     def _poison(self, text: str, reason: str, detail: str, **extra: object) -> None:
         self.queues.put_poison(json.dumps({"reason": reason, "detail": detail, **extra, "message": text}))
+        self.gateway.telemetry.request_poisoned(reason)
 
 
 def _retry_after(outcome: Outcome) -> float | None:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from shared.defender.client import AccessToken, DefenderClient, DefenderRequest
 from shared.defender.credentials import principal_of
 from shared.defender.facts import DEFAULT_THROTTLE_SECONDS, Api
 from shared.defender.outcomes import Outcome, Reach, Throttled, Unavailable, outcome_name, outcome_status
-from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError
+from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError, WindowState
 from shared.telemetry import catalogue
 from shared.telemetry.catalogue import SpanName
 from shared.telemetry.recorder import Readings, Telemetry
@@ -136,16 +136,21 @@ class Gateway:
         self._last: dict[Api, Decision] = {}
 
     def budget_readings(self) -> Readings:
-        """Calls left and the limit of each window of each API, as this process last saw them (for the gauges)."""
-        for api, decision in list(self._last.items()):
-            for window in decision.windows:
-                attributes = {catalogue.API: api.value, catalogue.WINDOW: window.name}
-                yield float(window.remaining), attributes
+        """Calls left in each window of each API, as this process last saw them within that window (for the gauges:
+        an instance that has seen nothing for a whole window reports nothing for it, not a stale count)."""
+        for api, window in self._recent_windows():
+            yield float(window.remaining), {catalogue.API: api.value, catalogue.WINDOW: window.name}
 
     def limit_readings(self) -> Readings:
+        for api, window in self._recent_windows():
+            yield float(window.limit), {catalogue.API: api.value, catalogue.WINDOW: window.name}
+
+    def _recent_windows(self) -> Iterator[tuple[Api, WindowState]]:
         for api, decision in list(self._last.items()):
+            now = self._limiters.for_api(api).clock.now()
             for window in decision.windows:
-                yield float(window.limit), {catalogue.API: api.value, catalogue.WINDOW: window.name}
+                if now - decision.decided_at < window.window_seconds:
+                    yield api, window
 
     @property
     def apis(self) -> tuple[Api, ...]:

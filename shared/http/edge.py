@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from types import MappingProxyType
 from urllib.parse import urlencode, urlsplit
@@ -104,7 +105,7 @@ class HttpEdge:
 
     def __init__(self, gateway: Gateway, answers: Answers, access: AuthSettings, *,
                  lookups: FileAlertsLookups | None = None, async_calls: AsyncCalls | None = None,
-                 async_on_throttle: bool = False) -> None:
+                 async_on_throttle: bool = False, clock: Callable[[], float] = time.time) -> None:
         self.gateway = gateway
         self.answers = answers
         self.access = access
@@ -112,7 +113,7 @@ class HttpEdge:
         self.async_calls = async_calls
         #: GATEWAY_ASYNC_ON_THROTTLE: a synchronous call the budget refuses becomes an operation (202).
         self.async_on_throttle = async_on_throttle
-        self.operator = OperatorConsole(gateway, async_calls, answers) if async_calls is not None else None
+        self.operator = OperatorConsole(gateway, async_calls, answers, clock=clock) if async_calls else None
 
     def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
         """Check the caller, parse, call Defender through the gateway (or accept an operation), and answer."""
@@ -163,13 +164,21 @@ class HttpEdge:
                                  headers={"Cache-Control": "no-store"})
 
     def operator_page(self, req: func.HttpRequest) -> func.HttpResponse:
-        """GET /api/operator: the operator page (shared.http.operator)."""
-        return OperatorConsole.page()
+        """GET /api/operator: the operator page (shared.http.operator); with Entra ID, an allowed caller only."""
+        return self._allowed(req) or OperatorConsole.page()
 
     def operator_state(self, req: func.HttpRequest) -> func.HttpResponse:
         """GET /api/operator/state: what the page shows; 503 when a part of it cannot be read."""
         assert self.operator is not None, "the operator page reads the operations and the queues"
-        return self.operator.state()
+        return self._allowed(req) or self.operator.state()
+
+    def _allowed(self, req: func.HttpRequest) -> func.HttpResponse | None:
+        """None when the caller may see the operator's views, else the answer that says why not."""
+        try:
+            self._caller(req)
+        except Exception as error:
+            return http_response(self._failure(None, error, correlation_id_for(req.headers)))
+        return None
 
     def operator_redrive(self, req: func.HttpRequest) -> func.HttpResponse:
         """POST /api/operator/redrive: send a poisoned request again (with Entra ID, an allowed caller only)."""

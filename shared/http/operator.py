@@ -13,6 +13,8 @@ import base64
 import hashlib
 import json
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +48,12 @@ _JSON = "application/json"
 class OperatorConsole:
     """What the three operator functions answer, over the gateway, the operations and the queues."""
 
-    def __init__(self, gateway: Gateway, async_calls: AsyncCalls, answers: Answers) -> None:
+    def __init__(self, gateway: Gateway, async_calls: AsyncCalls, answers: Answers, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.gateway = gateway
         self.async_calls = async_calls
         self.answers = answers
+        self._clock = clock
 
     @staticmethod
     def page() -> func.HttpResponse:
@@ -58,7 +62,8 @@ class OperatorConsole:
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
     def state(self) -> func.HttpResponse:
-        healthy, state = operator_state(self.gateway, self.async_calls.operations, self.async_calls.queues)
+        healthy, state = operator_state(self.gateway, self.async_calls.operations, self.async_calls.queues,
+                                        clock=self._clock)
         return func.HttpResponse(json.dumps(state), status_code=200 if healthy else 503, mimetype=_JSON,
                                  headers={"Cache-Control": "no-store"})
 
@@ -77,7 +82,7 @@ class OperatorConsole:
             raise InvalidInputError(errors)
         assert isinstance(queue, str) and isinstance(message_id, str)
         # Only the gateway's own poison queues are read: any other name holds nothing to re-drive.
-        result = redrive(queues, self.async_calls.operations, queue, message_id) \
+        result = redrive(queues, self.async_calls.operations, queue, message_id, self._clock()) \
             if queue in poison_queues(queues, self.gateway) else NotPoisoned()
         if isinstance(result, NotPoisoned):
             return self.answers.problem(None, Problem(

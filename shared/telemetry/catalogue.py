@@ -71,6 +71,9 @@ QUEUE_DEPTH = MetricSpec("mdegw.queue.depth", Kind.GAUGE, "{message}",
                          "Messages in each queue: `requests`, `waiting-<api>`, and each one's `-poison`.", (QUEUE,))
 OLDEST_PENDING_AGE = MetricSpec("mdegw.operations.oldest_pending_age", Kind.GAUGE, "s",
                                 "Age of the oldest operation still waiting for its answer (0: none).", ())
+POISONED = MetricSpec("mdegw.queue.poisoned", Kind.COUNTER, "{message}",
+                      "Requests put on the poison queue, by reason (the alert fires on a new one, not on what waits).",
+                      (ERROR,))
 ERRORS = MetricSpec("mdegw.errors", Kind.COUNTER, "{error}",
                     "Failures of what the gateway stands on: storage (rate limits, operations, queues) and identity.",
                     (ERROR,))
@@ -78,7 +81,7 @@ ERRORS = MetricSpec("mdegw.errors", Kind.COUNTER, "{error}",
 METRICS: tuple[MetricSpec, ...] = (
     DEFENDER_REQUESTS, DEFENDER_DURATION, UPSTREAM_THROTTLED, RATE_LIMIT_DECISIONS, RATE_LIMIT_REMAINING,
     RATE_LIMIT_LIMIT, CACHE_LOOKUPS, SHA256_RESOLUTIONS, OPERATIONS_CREATED, OPERATIONS_FINISHED, OPERATION_DURATION,
-    QUEUE_DEPTH, OLDEST_PENDING_AGE, ERRORS,
+    QUEUE_DEPTH, OLDEST_PENDING_AGE, POISONED, ERRORS,
 )
 METRICS_BY_NAME = MappingProxyType({spec.name: spec for spec in METRICS})
 

@@ -36,6 +36,7 @@ from shared.telemetry.catalogue import (
     OPERATION_DURATION,
     OPERATIONS_CREATED,
     OPERATIONS_FINISHED,
+    POISONED,
     RATE_LIMIT_DECISIONS,
     SHA256_RESOLUTIONS,
     TRACEPARENT,
@@ -96,6 +97,9 @@ class Telemetry:
     def operation_finished(self, api: str, status: int, seconds: float) -> None:
         self._count(OPERATIONS_FINISHED, api=api, status=str(status))
         self._histograms[OPERATION_DURATION.name].record(max(0.0, seconds), {API_ATTRIBUTE: api})
+
+    def request_poisoned(self, reason: str) -> None:
+        self._count(POISONED, kind=reason)
 
     def error(self, kind: ErrorKind) -> None:
         self._count(ERRORS, kind=kind.value)

@@ -10,6 +10,7 @@ export is off too, since the host collects the worker's logs.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from shared.telemetry.recorder import Telemetry
@@ -19,6 +20,8 @@ logger = logging.getLogger("mde_alert_gateway.telemetry")
 
 #: The distro's instrumentations, every one turned off.
 _INSTRUMENTATIONS = ("azure_sdk", "django", "fastapi", "flask", "httpx", "psycopg2", "requests", "urllib", "urllib3")
+#: OpenTelemetry's variable naming the resource detectors to run.
+RESOURCE_DETECTORS = "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS"
 #: The service name every span and metric carries.
 SERVICE = "mde-alert-gateway"
 #: How often the console prints the metrics.
@@ -41,13 +44,14 @@ def _azure_monitor(settings: TelemetrySettings) -> Telemetry:
     from azure.identity import ManagedIdentityCredential
     from azure.monitor.opentelemetry import configure_azure_monitor
     from opentelemetry import metrics, trace
-    from opentelemetry.resource.detector.azure.app_service import AzureAppServiceResourceDetector
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
     credential = ManagedIdentityCredential(client_id=settings.entra_client_id) if settings.entra else None
-    # The resource from the app's own environment (App Service variables), never the distro's default, which
-    # also asks the VM metadata endpoint: a request off the machine at every start, for nothing on Flex.
-    resource = Resource.create({SERVICE_NAME: SERVICE}).merge(AzureAppServiceResourceDetector().detect())
+    # The resource from the app's own environment (App Service variables) alone: the distro's default detectors
+    # also ask the VM metadata endpoint, a request off the instance at every start, for nothing on Flex. The
+    # distro reads this variable itself (it builds the resource again from it).
+    os.environ.setdefault(RESOURCE_DETECTORS, "azure_app_service")
+    resource = Resource.create({SERVICE_NAME: SERVICE})
     configure_azure_monitor(connection_string=settings.connection_string, credential=credential, resource=resource,
                             disable_logging=True, enable_live_metrics=False,
                             instrumentation_options={name: {"enabled": False} for name in _INSTRUMENTATIONS})

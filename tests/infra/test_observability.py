@@ -69,7 +69,7 @@ def test_the_workbook_is_shared_named_by_guid_and_reads_the_gateways_component()
 def test_alert_rules_watch_429s_poison_storage_and_identity_and_the_backlog() -> None:
     rules = _module()["variables"]["alertRules"]["value"]
     used = {rule["name"]: check_query(rule["query"]) for rule in rules}
-    assert used == {"upstream-429": {"mdegw.defender.throttled"}, "poisoned-requests": {"mdegw.queue.depth"},
+    assert used == {"upstream-429": {"mdegw.defender.throttled"}, "poisoned-requests": {"mdegw.queue.poisoned"},
                     "storage-or-identity-down": {"mdegw.errors"},
                     "oldest-pending-age": {"mdegw.operations.oldest_pending_age"}}
     thresholds = {rule["name"]: rule["threshold"] for rule in rules}

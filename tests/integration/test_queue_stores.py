@@ -32,20 +32,27 @@ def queues(request: pytest.FixtureRequest) -> Iterator[Queues]:
             service.delete_queue(name)
 
 
-def test_peek_leaves_messages_and_remove_takes_exactly_the_one_named(queues: Queues) -> None:
+def test_peek_leaves_messages_and_hide_takes_exactly_the_one_named(queues: Queues) -> None:
     for text in ("one", "two", "three"):
         queues.put_poison(text)
     queues.put(queues.poison_name, "later", delay_seconds=600)
     peeked = queues.peek(queues.poison_name)
     assert [message.text for message in peeked] == ["one", "two", "three"]  # the delayed one is not visible
     assert queues.depth(queues.poison_name) == 4
-    assert queues.remove(queues.poison_name, peeked[1].id) == "two"
-    assert queues.remove(queues.poison_name, peeked[1].id) is None  # taken already
-    assert queues.remove(queues.poison_name, "no-such-message") is None
-    assert [message.text for message in queues.peek(queues.poison_name)] == ["one", "three"]  # shown again at once
+    hidden = queues.hide(queues.poison_name, peeked[1].id, 60)
+    assert hidden is not None and hidden.text == "two"
+    assert queues.hide(queues.poison_name, peeked[1].id, 60) is None  # held already: nobody else takes it
+    assert queues.hide(queues.poison_name, "no-such-message", 60) is None
+    assert [message.text for message in queues.peek(queues.poison_name)] == ["one", "three"]  # the rest at once
+    queues.show(hidden)
+    assert sorted(message.text for message in queues.peek(queues.poison_name)) == ["one", "three", "two"]
+    again = queues.hide(queues.poison_name, peeked[1].id, 60)
+    assert again is not None
+    queues.delete(again)
+    assert sorted(message.text for message in queues.peek(queues.poison_name)) == ["one", "three"]
     assert queues.depth(queues.poison_name) == 3
 
 
 def test_an_empty_or_missing_queue_peeks_nothing(queues: Queues) -> None:
     assert queues.peek(queues.requests_name) == []
-    assert queues.remove(queues.requests_name, "anything") is None
+    assert queues.hide(queues.requests_name, "anything", 60) is None

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.asynchronous.messages import parse
+from shared.asynchronous.operations import OperationsStorageError
 from shared.defender.facts import Api
 from shared.ratelimit import RateLimitStorageError
 from shared.telemetry import catalogue
@@ -277,3 +278,14 @@ def test_a_connection_string_configures_azure_monitor_with_the_gateways_options(
     assert result == {"enabled": True, "meter": "opentelemetry.sdk.metrics._internal",
                       "tracer": "opentelemetry.sdk.trace"}
     assert "could not be set up" not in done.stderr
+
+
+def test_a_poisoned_request_is_counted_by_reason_and_worker_storage_failures_too(recorded: Recorded) -> None:
+    rig = rig_with(recorded, [])
+    rig.runtime.worker.handle(json.dumps({"version": 1, "id": "bad-1", "operation": "Nope"}))
+    assert recorded.count("mdegw.queue.poisoned", kind="invalid-message") == 1
+    rig.runtime.operations.available = False  # type: ignore[attr-defined]
+    with pytest.raises(OperationsStorageError):
+        rig.runtime.worker.handle(json.dumps({"version": 1, "id": "ok-1", "operation": "GetFileRelatedAlerts",
+                                              "fileHash": SHA1}))
+    assert recorded.count("mdegw.errors", kind="operations-storage") == 1
