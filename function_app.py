@@ -19,6 +19,7 @@ from request_queue_fn import bp as request_queue_bp
 from shared import runtime
 from shared.http.settings import AuthMode
 from shared.settings import requested_auth
+from tenants_fn import bp as tenants_bp
 
 gateway = runtime.start()
 
@@ -26,7 +27,7 @@ gateway = runtime.start()
 # otherwise each call needs a function key.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if requested_auth() is AuthMode.ENTRA
                        else func.AuthLevel.FUNCTION)
-for blueprint in (file_alerts_bp, create_alert_bp, operations_bp, health_bp, openapi_bp, operator_bp):
+for blueprint in (file_alerts_bp, create_alert_bp, tenants_bp, operations_bp, health_bp, openapi_bp, operator_bp):
     app.register_functions(blueprint)
 if isinstance(gateway, runtime.Runtime):
     app.register_functions(request_queue_bp)

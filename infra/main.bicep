@@ -175,6 +175,18 @@ param zoneRedundant bool = false
 @description('Days that Log Analytics keeps the logs and Application Insights telemetry.')
 param logRetentionInDays int = 90
 
+@description('Many tenants (an MSSP): the customer tenants the gateway may call Defender in (MDE_TENANTS), each \'<short name>=<tenant id>\' or a bare tenant id. Empty: the home tenant alone. Needs identityType UserAssigned and multitenantAppClientId; each tenant\'s administrator consents to the app and grants it the Defender app roles (scripts/onboard-customer-tenant.sh).')
+param customerTenants array = []
+
+@description('Many tenants: client id of the multi-tenant app registration (in this tenant) whose federated credential the gateway\'s user-assigned identity becomes (MDE_MULTITENANT_CLIENT_ID).')
+param multitenantAppClientId string = ''
+
+@description('Many tenants: uniqueName of that app registration, to add the federated credential through the Microsoft Graph Bicep extension (federated-credential.bicep; the deployer needs Application.ReadWrite.All). Empty: add it yourself (docs/many-tenants.md).')
+param multitenantAppUniqueName string = ''
+
+@description('Many tenants with gatewayAuth=entra: which callers may act for which customer tenants (GATEWAY_TENANT_CALLERS), \'<object id>=<tenant>+<tenant>;...\'.')
+param tenantCallers string = ''
+
 @description('Resource id of an existing action group that the gateway\'s alert rules notify (observability.bicep: Defender 429s, poisoned requests, storage or identity down, a backlog not draining). Empty: the rules fire without notifying anyone.')
 param alertActionGroupId string = ''
 
@@ -204,6 +216,9 @@ var identityName = empty(userAssignedIdentityName) ? 'id-mdegw-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var useUserAssigned = (identityType == 'UserAssigned')
 var useEntra = (gatewayAuth == 'entra')
+// Many tenants need a user-assigned identity (only it can be a federated credential).
+var useFederatedCredential = (!empty(customerTenants)) && useUserAssigned && (!empty(multitenantAppUniqueName))
+var exchangeAudience = contains(['gcc-high', 'dod'], mdeCloud) ? 'api://AzureADTokenExchangeUSGov' : 'api://AzureADTokenExchange'
 // Token audiences the gateway accepts; a caller (the playbooks) requests its token for the first.
 // Computed from parameters, not read from entra-auth.bicep's output tokenAudience: the playbooks
 // module must not depend on entraAuth, which depends on it (the playbooks' principal ids).
@@ -338,6 +353,10 @@ var baseAppSettings = {
   // lists (defence in depth); GATEWAY_ALLOWED_PRINCIPALS, with the playbooks' principals, is set in
   // appSettings below.
   GATEWAY_ALLOWED_APPLICATIONS: join(entraAllowedApplications, ',')
+  // Many tenants (empty: the home tenant alone).
+  MDE_TENANTS: join(customerTenants, ',')
+  MDE_MULTITENANT_CLIENT_ID: multitenantAppClientId
+  GATEWAY_TENANT_CALLERS: tenantCallers
 }
 
 // Only with a user-assigned identity: which identity the host and the gateway use.
@@ -409,6 +428,17 @@ module roles 'roles.bicep' = {
     appInsightsName: monitoring.outputs.appInsightsName
     identityPrincipalId: identityPrincipalId
     identityKey: identityKey
+  }
+}
+
+// Many tenants: the user-assigned identity as a federated credential of the multi-tenant app (Microsoft Graph).
+module federatedCredential 'federated-credential.bicep' = if (useFederatedCredential) {
+  name: 'federated-credential-${resourceToken}'
+  params: {
+    appUniqueName: multitenantAppUniqueName
+    identityPrincipalId: userAssignedIdentity!.properties.principalId
+    credentialName: 'mdegw-${resourceToken}'
+    audience: exchangeAudience
   }
 }
 

@@ -30,6 +30,8 @@ from localdev.servers import serve_in_thread
 from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
 from localdev.simulator.process import start_simulator_process
+from localdev.token_endpoint import TlsServer, TokenEndpoint, serve_token_endpoint
+from localdev.tokens import ALL_ROLES
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.catalogue import CATALOGUE
 from shared.configuration import ConfigurationError
@@ -37,10 +39,16 @@ from shared.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_SECRET = "local-identity-header"  # the fake endpoint's X-IDENTITY-HEADER value; not a real secret
+#: Many tenants, locally: the multi-tenant app, the user-assigned identity it trusts, and one customer tenant.
+LOCAL_MULTITENANT_APP_ID = "6f1c2d3e-4a5b-4c6d-8e7f-90a1b2c3d4e5"
+LOCAL_UAMI_CLIENT_ID = "0d1e2f30-4152-4637-8899-aabbccddeeff"
+LOCAL_CUSTOMER_TENANT = "c0c0c0c0-1111-4222-8333-444455556666"
+LOCAL_CUSTOMER_NAME = "contoso"
 
 
 def host_environment(*, simulator_url: str, identity_url: str, storage_connection: str,
-                     function_key: str = DEFAULT_LOCAL_KEY, **overrides: str) -> dict[str, str]:
+                     function_key: str = DEFAULT_LOCAL_KEY, token_url: str | None = None,
+                     ca_bundle: Path | None = None, **overrides: str) -> dict[str, str]:
     """Environment for the local Functions host: settings as Azure would give them, pointed at loopback.
 
     Every catalogued setting with a default is given as an app setting, as infra/main.bicep gives them
@@ -62,8 +70,17 @@ def host_environment(*, simulator_url: str, identity_url: str, storage_connectio
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": str(ROOT),
     })
+    if token_url and ca_bundle:  # many tenants: the token exchange, over TLS with the local test CA
+        env.update({"MDE_AUTHORITY_HOST": token_url, "REQUESTS_CA_BUNDLE": str(ca_bundle)})
     env.update(overrides)
     return env
+
+
+def many_tenants(client_id: str = LOCAL_UAMI_CLIENT_ID) -> dict[str, str]:
+    """The settings of a gateway for the local customer tenant (contoso) beside the home one: a user-assigned
+    identity (`client_id`) that the local token endpoint trusts for the multi-tenant app."""
+    return {"MDE_TENANTS": f"{LOCAL_CUSTOMER_NAME}={LOCAL_CUSTOMER_TENANT}",
+            "MDE_MULTITENANT_CLIENT_ID": LOCAL_MULTITENANT_APP_ID, "AZURE_CLIENT_ID": client_id}
 
 
 @dataclass
@@ -175,16 +192,19 @@ class Services:
     azurite: Azurite
     simulator: Server
     identity: Server
+    #: The Entra ID token endpoint of the customer tenants (TLS, local CA).
+    tokens: TlsServer
 
     def host_environment(self, *, function_key: str = DEFAULT_LOCAL_KEY, **overrides: str) -> dict[str, str]:
         """The app settings of a host on these services (see host_environment)."""
         return host_environment(simulator_url=self.simulator.url, identity_url=self.identity.url,
                                 storage_connection=self.azurite.connection_string, function_key=function_key,
-                                **overrides)
+                                token_url=self.tokens.url, ca_bundle=self.tokens.ca_bundle, **overrides)
 
     def stop(self) -> None:
         self.simulator.stop()
         self.identity.stop()
+        self.tokens.stop()
         self.azurite.stop()
 
     def __enter__(self) -> Services:
@@ -195,7 +215,7 @@ class Services:
 
 
 def start_services(*, identity_port: int = 0, simulator_port: int = 0, azurite_ports: tuple[int, int, int] = (0, 0, 0),
-                   simulator_process: bool = True) -> Services:
+                   simulator_process: bool = True, token_port: int = 0) -> Services:
     """Azurite, the simulator and the identity endpoint on these ports (0: free ones). `simulator_process`: the
     simulator in a process of its own, as Defender is (tests, benchmarks); else in a thread of this one."""
     azurite = start_azurite(blob_port=azurite_ports[0], queue_port=azurite_ports[1], table_port=azurite_ports[2])
@@ -204,12 +224,14 @@ def start_services(*, identity_port: int = 0, simulator_port: int = 0, azurite_p
         started.append(start_simulator_process(simulator_port) if simulator_process
                        else serve_in_thread(Simulator(), simulator_port, name="simulator"))
         started.append(serve_in_thread(IdentityEndpoint(IDENTITY_SECRET), identity_port, name="identity"))
+        tokens = serve_token_endpoint(TokenEndpoint(LOCAL_MULTITENANT_APP_ID, {LOCAL_UAMI_CLIENT_ID},
+                                                    tenants={LOCAL_CUSTOMER_TENANT: ALL_ROLES}), token_port)
     except BaseException:
         for server in started:
             server.stop()
         azurite.stop()
         raise
-    return Services(azurite, started[0], started[1])
+    return Services(azurite, started[0], started[1], tokens)
 
 
 def start_stack(*, host_port: int = 7071, identity_port: int = 7072, simulator_port: int = 7073,

@@ -50,6 +50,20 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 True),
     SettingSpec("AZURE_CLIENT_ID", None,
                 "Client id of a user-assigned managed identity; unset means system-assigned."),
+    SettingSpec("MDE_TENANTS", "",
+                "Many tenants (an MSSP): the customer tenants the gateway may call Defender in, comma-separated, each "
+                "`<short name>=<tenant id>` or a bare tenant id. Empty: the home tenant alone. Needs "
+                "MDE_MULTITENANT_CLIENT_ID and a user-assigned identity (AZURE_CLIENT_ID).", True),
+    SettingSpec("MDE_MULTITENANT_CLIENT_ID", "",
+                "With MDE_TENANTS: client id of the multi-tenant app registration whose federated credential is the "
+                "gateway's user-assigned identity (consented and granted the Defender roles in each tenant).", True),
+    SettingSpec("MDE_AUTHORITY_HOST", None,
+                "With MDE_TENANTS: where tokens are exchanged; unset: the cloud's login endpoint. Only that, or an "
+                "https loopback URL (the local token endpoint), is accepted."),
+    SettingSpec("GATEWAY_TENANT_CALLERS", "",
+                "With MDE_TENANTS and GATEWAY_AUTH=entra: which callers may act for which tenants, "
+                "`<object id>=<tenant>+<tenant>;...` (tenants by short name or id, `*` for all). Anyone else gets "
+                "403 for a customer tenant; the home tenant is every allowed caller's.", True),
     SettingSpec("MDE_CONNECT_TIMEOUT_SECONDS", "5", "TCP/TLS connect timeout for one call to Defender."),
     SettingSpec("MDE_READ_TIMEOUT_SECONDS", "30", "Read timeout for one call to Defender."),
     SettingSpec("MDE_TOTAL_TIMEOUT_SECONDS", "100",

@@ -58,13 +58,37 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
                 tables_ok = False
         apis[api.value] = entry
     healthy = tables_ok and queues_ok and identity_ok
-    return healthy, {
+    report: dict[str, Any] = {
         "status": "healthy" if healthy else "degraded",
         "checkedAt": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "storage": {"tables": tables_ok, "queues": queues_ok}, "identity": identity_ok,
         "queue": _queue(queues.requests_name, depths),
         "apis": apis,
     }
+    multi = gateway.client.settings.multi_tenant
+    if multi is not None:
+        report["tenants"] = [_tenant(gateway, tenant.id, tenant.name) for tenant in multi.tenants]
+    return healthy, report
+
+
+def _tenant(gateway: Gateway, tenant_id: str, name: str) -> dict[str, Any]:
+    """A customer tenant's budgets (its own: Defender counts per tenant), or why its token is missing. A tenant
+    that has not consented does not make the gateway unhealthy: the others are served."""
+    entry: dict[str, Any] = {"id": tenant_id, "name": name}
+    try:
+        identity = gateway.identity(tenant_id)
+    except IdentityError as error:
+        return {**entry, "identity": False, "reason": error.reason}
+    apis: dict[str, Any] = {}
+    for api in gateway.apis:
+        try:
+            decision = gateway.peek(api, identity)
+        except RateLimitStorageError:
+            continue
+        apis[api.value] = {"admitsNow": decision.admitted, "retryAfter": decision.retry_after, "windows": [
+            {"limit": w.limit, "windowSeconds": w.window_seconds, "remaining": w.remaining,
+             "resetSeconds": w.reset_seconds} for w in decision.windows]}
+    return {**entry, "identity": True, "apis": apis}
 
 
 def _queue(name: str, depths: dict[str, tuple[int | None, int | None]]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -35,6 +35,7 @@ from shared.ratelimit import (
 )
 from shared.tables.settings import StorageSettings
 from shared.telemetry.settings import TelemetrySettings
+from shared.tenancy import load_multi_tenant, load_tenant_callers
 
 
 def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float) -> float:
@@ -78,6 +79,7 @@ def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
         total_timeout=total,
         max_retries=int(_number(env, "MDE_MAX_RETRIES", minimum=0, maximum=10)),
         max_retry_after=_number(env, "MDE_MAX_RETRY_AFTER_SECONDS", minimum=0, maximum=120),
+        multi_tenant=load_multi_tenant(env, cloud),
     )
 
 
@@ -372,6 +374,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     answer_cache = checked(load_answer_cache_settings)
     asynchronous = checked(load_async_settings)
     telemetry = checked(load_telemetry_settings)
+    if access is not None and defender is not None:
+        callers = checked(lambda values: load_tenant_callers(values, defender.multi_tenant))
+        access = replace(access, tenant_callers=callers) if callers is not None else access
     checked(check_distinct_tables)
     if problems:
         raise ConfigurationError.of(problems)

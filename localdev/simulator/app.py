@@ -37,7 +37,7 @@ from localdev.simulator.data import (
     sha256_of,
 )
 from localdev.simulator.throttle import SlidingWindows
-from localdev.tokens import read_token
+from localdev.tokens import LOCAL_TENANT_ID, read_token
 from shared.defender.facts import (
     API_FACTS,
     CATEGORIES,
@@ -88,7 +88,18 @@ class Fault:
 
 
 @dataclass
+class TenantData:
+    """A customer tenant's own alerts, events and files (it starts with none: Defender's data is per tenant)."""
+
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class SimState:
+    """The home tenant's data (seeded), each other tenant's (TenantData), faults and the call log."""
+
     alerts: list[dict[str, Any]] = field(default_factory=seed_alerts)
     events: list[dict[str, Any]] = field(default_factory=seed_events)
     #: Files known besides those in alerts' evidence (seeded, or added through POST /_sim/files).
@@ -96,6 +107,14 @@ class SimState:
     faults: list[Fault] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    #: Every tenant but the home one (LOCAL_TENANT_ID), by tenant id.
+    tenants: dict[str, TenantData] = field(default_factory=dict)
+
+    def of(self, tenant: str | None) -> SimState | TenantData:
+        """The data of `tenant` (None or the home tenant: the seeded data)."""
+        if tenant is None or tenant == LOCAL_TENANT_ID:
+            return self
+        return self.tenants.setdefault(tenant, TenantData())
 
 
 #: Where a request's caller (tenant|application of its token) is kept for the call log.
@@ -165,11 +184,12 @@ class Simulator:
             return _error(429, "TooManyRequests",
                           f"API calls quota exceeded! Maximum calls allowed is {limit} per {seconds:g} second(s). "
                           f"Please try again after {retry_after} second(s).", {"Retry-After": str(retry_after)})
+        tenant = caller_or_error.split("|", 1)[0]  # Defender's data is the token's tenant's
         if api == Api.CREATE_ALERT:
-            return self._create_alert(request)
+            return self._create_alert(request, tenant)
         route = ROUTES[Api(api)][1].match(request.path)
         file_id = route["id"] if route else ""
-        return self._file_alerts(file_id) if api == Api.FILE_ALERTS else self._file_info(file_id)
+        return self._file_alerts(file_id, tenant) if api == Api.FILE_ALERTS else self._file_info(file_id, tenant)
 
     def _authorize(self, request: Request, api: str) -> str | Response:
         header = request.headers.get("Authorization", "")
@@ -216,34 +236,35 @@ class Simulator:
         return _error(fault.status, codes.get(fault.status, "ServiceUnavailable"),
                       f"Injected fault: {fault.status}.", headers)
 
-    def _file_alerts(self, file_id: str) -> Response:
+    def _file_alerts(self, file_id: str, tenant: str | None = None) -> Response:
         if not re.fullmatch(r"[0-9a-fA-F]{40}", file_id):
             return _error(400, "InvalidHashValue",
                           f"Hash value {file_id} is not valid: only SHA-1 file hashes are supported.")
         sha1 = file_id.lower()
         with self.state.lock:
-            related = [alert for alert in self.state.alerts
+            related = [alert for alert in self.state.of(tenant).alerts
                        if any((e.get("sha1") or "").lower() == sha1 for e in alert.get("evidence") or [])]
             return _ok({"@odata.context": f"{self.context_base}/api/$metadata#Alerts", "value": related})
 
-    def _file_info(self, file_id: str) -> Response:
+    def _file_info(self, file_id: str, tenant: str | None = None) -> Response:
         if not (SHA1_HEX.fullmatch(file_id) or SHA256_HEX.fullmatch(file_id)):
             return _error(400, "InvalidHashValue",
                           f"Hash value {file_id} is not valid: only SHA-1 and SHA-256 file hashes are supported.")
-        found = self._find_file(file_id.lower())
+        found = self._find_file(file_id.lower(), tenant)
         if found is None:
             return _error(404, "ResourceNotFound", f"File {file_id} was not found.")
         return _ok({"@odata.context": f"{self.context_base}/api/$metadata#Files/$entity", **found})
 
-    def _find_file(self, file_hash: str) -> dict[str, Any] | None:
+    def _find_file(self, file_hash: str, tenant: str | None = None) -> dict[str, Any] | None:
         """The file whose SHA-1 (40 hex digits) or SHA-256 (64) is `file_hash` (lower case): a known file, else
         one seen in an alert's evidence."""
         key = "sha1" if len(file_hash) == 40 else "sha256"
         with self.state.lock:
-            for known in self.state.files:
+            data = self.state.of(tenant)
+            for known in data.files:
                 if (known.get(key) or "").lower() == file_hash:
                     return dict(known)
-            sightings = [(alert, evidence) for alert in self.state.alerts for evidence in alert.get("evidence") or []
+            sightings = [(alert, evidence) for alert in data.alerts for evidence in alert.get("evidence") or []
                          if (evidence.get(key) or "").lower() == file_hash and evidence.get("sha1")]
             return file_from_evidence(sightings) if sightings else None
 
@@ -260,7 +281,7 @@ class Simulator:
                         seen.setdefault(sha1, []).append((alert, evidence))
         return files + [file_from_evidence(sightings) for sightings in seen.values()]
 
-    def _create_alert(self, request: Request) -> Response:
+    def _create_alert(self, request: Request, tenant: str | None = None) -> Response:
         try:
             body = json.loads(request.get_data())
         except ValueError:
@@ -278,18 +299,20 @@ class Simulator:
         if event_time is None:
             return _error(400, "InvalidRequestBody", "eventTime is not a valid UTC time.")
         with self.state.lock:
-            event = next((e for e in self.state.events
+            data = self.state.of(tenant)
+            event = next((e for e in data.events
                           if e["reportId"] == str(body["reportId"]) and normalise_time(e["eventTime"]) == event_time
                           and e["machineId"].lower() == str(body["machineId"]).lower()), None)
             if event is None:
                 return _error(404, "ResourceNotFound", "Event with the given reportId, eventTime and machineId "
                                                        "was not found.")
-            return _ok(self._upsert_alert(body, event))
+            return _ok(self._upsert_alert(body, event, data.alerts))
 
-    def _upsert_alert(self, body: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    def _upsert_alert(self, body: dict[str, Any], event: dict[str, Any],
+                      alerts: list[dict[str, Any]]) -> dict[str, Any]:
         machine_id = event["machineId"].lower()
         stamp = now_iso()
-        for alert in self.state.alerts:
+        for alert in alerts:
             if alert["machineId"] == machine_id and alert["title"] == body["title"] and alert["status"] != "Resolved":
                 alert["lastEventTime"] = max(alert.get("lastEventTime") or "", event["eventTime"])
                 alert["lastUpdateTime"] = stamp
@@ -304,7 +327,7 @@ class Simulator:
             evidence=[file_evidence(event["sha1"], event.get("fileName", "unknown"), sha256=event.get("sha256"))]
             if event.get("sha1") else [],
         )
-        self.state.alerts.append(alert)
+        alerts.append(alert)
         return dict(alert, **{"@odata.context": f"{self.context_base}/api/$metadata#Alerts/$entity"})
 
     def _log(self, request: Request, api: str | None, status: int, started: float, environ: dict[str, Any]) -> None:
@@ -330,6 +353,7 @@ class Simulator:
                 fresh = SimState()
                 state.alerts, state.events, state.faults, state.calls = (fresh.alerts, fresh.events, [], [])
                 state.files = fresh.files
+                state.tenants.clear()
                 self.windows.reset()
                 return _ok({"reset": True})
             if route == ("POST", "/_sim/faults") and isinstance(payload, dict):
@@ -342,8 +366,9 @@ class Simulator:
             if route == ("DELETE", "/_sim/faults"):
                 state.faults.clear()
                 return _ok({"faults": 0})
+            tenant = request.args.get("tenant") or None  # whose data an admin call reads or adds to
             if route == ("GET", "/_sim/alerts"):
-                return _ok({"value": list(state.alerts)})
+                return _ok({"value": list(state.of(tenant).alerts)})
             if route == ("POST", "/_sim/alerts") and isinstance(payload, dict):
                 alert = make_alert(**payload)
                 if "sha1" in payload:
@@ -351,13 +376,13 @@ class Simulator:
                     sha1 = str(payload["sha1"]).lower()
                     sha256 = str(alert.pop("sha256", None) or sha256_of(sha1)).lower()
                     alert["evidence"] = [file_evidence(sha1, "sample.exe", sha256=sha256)]
-                state.alerts.append(alert)
+                state.of(tenant).alerts.append(alert)
                 return _ok(alert, 201)
             if route == ("POST", "/_sim/events") and isinstance(payload, dict):
                 missing = [k for k in ("reportId", "eventTime", "machineId") if not payload.get(k)]
                 if missing:
                     return _error(400, "BadRequest", f"missing {', '.join(missing)}")
-                state.events.append(dict(payload, reportId=str(payload["reportId"])))
+                state.of(tenant).events.append(dict(payload, reportId=str(payload["reportId"])))
                 return _ok(payload, 201)
             if route == ("GET", "/_sim/files"):
                 return _ok({"value": self.known_files()})

@@ -75,7 +75,20 @@ def input_problem(error: InputError) -> Problem:
 
 
 def identity_problem(error: IdentityError) -> Problem:
-    """502: the managed identity gave no token, so nothing could be sent."""
+    """502: the managed identity gave no token, so nothing could be sent (a customer tenant that has not consented
+    to the gateway's app: what its administrator must do)."""
+    if error.tenant is not None and error.consent_url is not None:
+        return Problem(502, "tenant-not-consented", "Tenant has not consented",
+                       f"The customer tenant {error.tenant.name} ({error.tenant.id}) gave the gateway no token: its "
+                       "administrator has not consented to the gateway's multi-tenant app, or not granted it the "
+                       f"Defender app roles ({error.reason}). The administrator consents at {error.consent_url} and "
+                       "grants the roles (scripts/onboard-customer-tenant.sh does both). Nothing was sent.",
+                       extensions=MappingProxyType({"tenant": error.tenant.id, "consentUrl": error.consent_url}))
+    if error.tenant is not None:
+        return Problem(502, "identity-unavailable", "Cannot authenticate to Defender",
+                       f"The gateway could not get a token for {error.scope} in the customer tenant "
+                       f"{error.tenant.name} ({error.tenant.id}): {error.reason}.",
+                       extensions=MappingProxyType({"tenant": error.tenant.id}))
     return Problem(502, "identity-unavailable", "Cannot authenticate to Defender",
                    f"The gateway could not get a token for {error.scope} from its identity: {error.reason}. Check "
                    "that the function app has a managed identity (or AZURE_CLIENT_ID names its user-assigned "

@@ -32,6 +32,7 @@ from shared.asynchronous.operations import OPERATION_ID_PATTERN
 from shared.asynchronous.queue_names import QUEUE_NAME
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import OPERATION_NAMES, Api
+from shared.defender.tenants import MultiTenant
 from shared.telemetry.catalogue import TRACEPARENT
 from shared.validation import FieldError, InvalidInputError, validate_create_alert, validate_file_hash
 
@@ -41,7 +42,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 #: The operation names of the queue format: the HTTP functions' names.
 OPERATIONS: dict[str, Api] = {name: api for api, name in OPERATION_NAMES.items()}
 _ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
-_FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue", "caller", TRACEPARENT}
+_FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue", "caller", "tenantId", TRACEPARENT}
 #: A W3C trace context `traceparent` (version 00): trace id and parent id not all zero.
 _TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}", re.ASCII)
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
@@ -79,13 +80,17 @@ def encode(message: RequestMessage) -> str:
         document["replyQueue"] = message.reply_queue
     if message.caller:
         document["caller"] = message.caller
+    if message.request.tenant:
+        document["tenantId"] = message.request.tenant
     if message.traceparent:
         document[TRACEPARENT] = message.traceparent
     return json.dumps(document)
 
 
-def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset()) -> RequestMessage:
-    """Read and check one message; InvalidMessageError says what is wrong and, if readable, its id."""
+def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset(),
+          tenants: MultiTenant | None = None) -> RequestMessage:
+    """Read and check one message; InvalidMessageError says what is wrong and, if readable, its id. `tenants`: the
+    customer tenants a message may name in `tenantId` (by id or short name; none: the home tenant alone)."""
     document = _document(text)
     document, fallback_id = _unwrap_event(document)
     raw_id = document.get("id", fallback_id)
@@ -107,6 +112,11 @@ def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset()) ->
     if not isinstance(caller, str) or (caller and not _GUID.fullmatch(caller)):
         errors.append(FieldError("caller", "must be the Entra object id (a GUID) of the principal that may read the "
                                            "operation"))
+    named_tenant = document.get("tenantId")
+    tenant = tenants.find(named_tenant) if isinstance(named_tenant, str) and tenants is not None else None
+    if named_tenant is not None and tenant is None:
+        errors.append(FieldError("tenantId", "must be one of the gateway's customer tenants (MDE_TENANTS), by id or "
+                                             "short name; leave it out for the home tenant"))
     operation = document.get("operation")
     api = OPERATIONS.get(operation) if isinstance(operation, str) else None
     request: DefenderRequest | None = None
@@ -123,8 +133,8 @@ def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset()) ->
     # A trace context that is not one is ignored, never a reason to refuse the request.
     traceparent = document.get(TRACEPARENT)
     traceparent = traceparent if isinstance(traceparent, str) and _TRACEPARENT.fullmatch(traceparent) else None
-    return RequestMessage(message_id, request, reply_queue, caller.lower() if isinstance(caller, str) else "",
-                          traceparent)
+    return RequestMessage(message_id, request.for_tenant(tenant.id if tenant else None), reply_queue,
+                          caller.lower() if isinstance(caller, str) else "", traceparent)
 
 
 def _request(api: Api, document: dict[str, Any]) -> DefenderRequest:

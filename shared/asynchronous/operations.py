@@ -92,7 +92,10 @@ class Operation:
 
 def fingerprint(request: DefenderRequest) -> str:
     """The same request gives the same fingerprint (the body is canonical once validated)."""
-    canonical = json.dumps({"api": request.api.value, "path": request.path, "body": request.body}, sort_keys=True)
+    fields: dict[str, object] = {"api": request.api.value, "path": request.path, "body": request.body}
+    if request.tenant:  # the home tenant's fingerprints are what they always were
+        fields["tenant"] = request.tenant
+    canonical = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -100,9 +103,11 @@ def new_operation_id() -> str:
     return uuid.uuid4().hex
 
 
-def keyed_operation_id(caller: str, idempotency_key: str) -> str:
-    """The operation an Idempotency-Key names, per caller: a repeat finds it, another caller's key never does."""
-    return hashlib.sha256(f"http\0{caller}\0{idempotency_key}".encode()).hexdigest()[:32]
+def keyed_operation_id(caller: str, idempotency_key: str, tenant: str | None = None) -> str:
+    """The operation an Idempotency-Key names, per caller (and customer tenant): a repeat finds it, another caller's
+    key (or the same key for another tenant) never does."""
+    scope = f"http\0{caller}\0{idempotency_key}" + (f"\0{tenant}" if tenant else "")
+    return hashlib.sha256(scope.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,7 @@ def _entity(operation: Operation) -> dict[str, Any]:
         "ExpiresAt": _ms(operation.expires_at), "State": operation.state.value, "Attempts": operation.attempts,
         "Failures": operation.failures, "LeaseUntil": _ms(operation.lease_until), "InFlight": operation.in_flight,
         "ReplyQueue": operation.reply_queue or "", "Replied": operation.replied,
+        "Tenant": operation.request.tenant or "",
     }
     answer = operation.answer
     if answer is not None:
@@ -331,7 +332,8 @@ def _entity(operation: Operation) -> dict[str, Any]:
 def _operation(entity: Mapping[str, Any]) -> Operation:
     try:
         body = entity.get("Body") or ""
-        request = DefenderRequest(Api(entity["Api"]), str(entity["Path"]), json.loads(body) if body else None)
+        request = DefenderRequest(Api(entity["Api"]), str(entity["Path"]), json.loads(body) if body else None,
+                                  str(entity.get("Tenant") or "") or None)
         answer = None
         if entity.get("AnswerStatus") is not None:
             answer = Answer(integer(entity["AnswerStatus"]),

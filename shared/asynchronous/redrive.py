@@ -28,6 +28,7 @@ from shared.asynchronous.messages import InvalidMessageError, RequestMessage, en
 from shared.asynchronous.operations import Operation, OperationsStorageError, OperationStore, State
 from shared.asynchronous.queues import Hidden, Peeked, Queues, QueueStorageError
 from shared.defender.facts import OPERATION_NAMES
+from shared.defender.tenants import MultiTenant
 
 logger = logging.getLogger("mde_alert_gateway.redrive")
 
@@ -94,7 +95,8 @@ class RedriveRefused:
 RedriveResult = Redriven | NotPoisoned | RedriveRefused
 
 
-def describe(queue: str, peeked: Peeked, operations: OperationStore, now: float) -> Poisoned:
+def describe(queue: str, peeked: Peeked, operations: OperationStore, now: float,
+             tenants: MultiTenant | None = None) -> Poisoned:
     """What an entry is and whether it may be re-driven (reads its operation; OperationsStorageError)."""
     try:
         document = json.loads(peeked.text)
@@ -103,7 +105,7 @@ def describe(queue: str, peeked: Peeked, operations: OperationStore, now: float)
     if isinstance(document, dict) and "reason" in document and "message" in document:
         return _recorded(queue, peeked, document, operations)
     try:
-        message = parse(peeked.text)
+        message = parse(peeked.text, tenants=tenants)
     except InvalidMessageError as error:
         return Poisoned(queue, peeked.id, peeked.inserted_at, error.message_id, None, "failed-tries",
                         f"The host gave up after its tries; the message is not valid ({error.reason}).", None,
@@ -143,18 +145,21 @@ def _may_have_reached_defender(operation: Operation) -> bool:
     return operation.request.method == "POST" and (operation.attempts > 0 or operation.in_flight)
 
 
-def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str], now: float) -> list[Poisoned]:
+def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str], now: float,
+             tenants: MultiTenant | None = None) -> list[Poisoned]:
     """The visible entries of each poison queue (at most 32 each), described."""
-    return [describe(queue, peeked, operations, now) for queue in poison_queues for peeked in queues.peek(queue)]
+    return [describe(queue, peeked, operations, now, tenants) for queue in poison_queues
+            for peeked in queues.peek(queue)]
 
 
-def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: str, now: float) -> RedriveResult:
+def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: str, now: float,
+            tenants: MultiTenant | None = None) -> RedriveResult:
     """Send the poisoned entry `message_id` of `queue` again, if it may be (OperationsStorageError,
     QueueStorageError). The entry is hidden first, so two operators never re-drive it twice."""
     found = next((peeked for peeked in queues.peek(queue) if peeked.id == message_id), None)
     if found is None:
         return NotPoisoned()
-    entry = describe(queue, found, operations, now)
+    entry = describe(queue, found, operations, now, tenants)
     if entry.refusal is not None or entry.requeue is None:
         return RedriveRefused(entry)
     hidden = queues.hide(queue, message_id, HIDE_SECONDS)

@@ -136,7 +136,8 @@ class RequestWorker:
 
     def _handle(self, text: str, waiting: bool) -> None:
         try:
-            message = parse(text, forbidden_reply_queues=self._forbidden_replies)
+            message = parse(text, forbidden_reply_queues=self._forbidden_replies,
+                            tenants=self.gateway.client.settings.multi_tenant)
         except InvalidMessageError as error:
             self._refuse(text, error)
             return
@@ -177,7 +178,7 @@ class RequestWorker:
                                                            operation.correlation_id))
             return None
         try:
-            identity = self.gateway.identity()
+            identity = self.gateway.identity(request.tenant)
         except IdentityError as error:
             self.gateway.telemetry.error(ErrorKind.IDENTITY)
             return self._failed(operation, identity_problem(error))
@@ -201,7 +202,7 @@ class RequestWorker:
         Defender), its requests sent by `sender`. Raises RateLimitStorageError."""
         operation = sender.operation
         correlation_id = operation.correlation_id
-        found = self.lookups.lookup(file_hash, sender.identity, sender)
+        found = self.lookups.lookup(file_hash, sender.identity, sender, tenant=operation.request.tenant)
         if isinstance(found, Deferred):
             return found.reason
         if isinstance(found, Cached):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NoReturn
 
 import requests
@@ -23,6 +23,7 @@ from shared.defender.facts import API_FACTS, CREATE_ALERT_PATH, Api, file_alerts
 from shared.defender.outbound import prepared_target
 from shared.defender.outcomes import Outcome, Reach, Unavailable, classify
 from shared.defender.settings import DefenderSettings
+from shared.defender.tenants import CONSENT_ERRORS, Tenant, TenantCredentials
 
 logger = logging.getLogger("mde_alert_gateway.defender")
 
@@ -37,12 +38,17 @@ class AccessToken:
 
 
 class IdentityError(Exception):
-    """The managed identity gave no token for `scope` (refused, or unreachable); `reason` is its first line."""
+    """The managed identity gave no token for `scope` (refused, or unreachable); `reason` is its first line.
+    `tenant`: the customer tenant asked for (None: the home tenant); `consent_url`: set when that tenant has not
+    consented to the gateway's app (its administrator must)."""
 
-    def __init__(self, scope: str, reason: str) -> None:
+    def __init__(self, scope: str, reason: str, *, tenant: Tenant | None = None,
+                 consent_url: str | None = None) -> None:
         super().__init__(f"no token for {scope}: {reason}")
         self.scope = scope
         self.reason = reason
+        self.tenant = tenant
+        self.consent_url = consent_url
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,11 @@ class DefenderRequest:
     api: Api
     path: str
     body: Mapping[str, str] | None = None
+    #: The customer tenant it is for (its id; None: the home tenant).
+    tenant: str | None = None
+
+    def for_tenant(self, tenant: str | None) -> DefenderRequest:
+        return replace(self, tenant=tenant)
 
     @property
     def method(self) -> str:
@@ -82,10 +93,12 @@ class DefenderClient:
     """One per worker process: one credential (token cache) and one pooled HTTP session."""
 
     def __init__(self, settings: DefenderSettings, credential: TokenCredential,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, *, tenants: TenantCredentials | None = None) -> None:
         self.settings = settings
         self._credential = credential
         self._session = session or self._new_session()
+        self._tenants = tenants or (TenantCredentials(settings.multi_tenant, credential)
+                                    if settings.multi_tenant else None)
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -97,17 +110,28 @@ class DefenderClient:
         session.mount("http://", adapter)
         return session
 
-    def token(self) -> AccessToken:
-        """A token for the configured cloud's scope (cached by azure-identity until near expiry).
+    def token(self, tenant: str | None = None) -> AccessToken:
+        """A token for the configured cloud's scope in the home tenant, or in customer tenant `tenant` (an id of
+        MDE_TENANTS) through the federated exchange; cached by azure-identity until near expiry.
 
-        Raises IdentityError when the identity refuses or cannot be reached.
+        Raises IdentityError when the identity refuses or cannot be reached, or the tenant has not consented.
         """
         scope = self.settings.cloud.scope
+        multi = self.settings.multi_tenant
+        customer = multi.find(tenant) if tenant is not None and multi is not None else None
+        if tenant is not None and (customer is None or self._tenants is None):
+            raise IdentityError(scope, f"tenant {tenant} is not one of MDE_TENANTS")
         try:
-            return AccessToken(self._credential.get_token(scope).token)
+            credential = self._tenants.credential(customer) if customer and self._tenants else self._credential
+            return AccessToken(credential.get_token(scope).token)
         except AzureError as error:
             # azure-identity's messages name the failing credential and never contain a token.
-            raise IdentityError(scope, str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            consent = customer is not None and multi is not None and any(code in str(error)
+                                                                         for code in CONSENT_ERRORS)
+            raise IdentityError(scope, reason, tenant=customer,
+                                consent_url=multi.consent_url(customer) if consent and customer and multi else None) \
+                from None
 
     def send(self, request: DefenderRequest, token: AccessToken, *, correlation_id: str,
              time_left: float | None = None) -> Outcome:

@@ -9,6 +9,12 @@ GCC_SCOPE = "https://api-gcc.securitycenter.microsoft.us/.default"
 GOV_SCOPE = "https://api-gov.securitycenter.microsoft.us/.default"
 
 
+PUBLIC_LOGIN = "https://login.microsoftonline.com"
+US_GOVERNMENT_LOGIN = "https://login.microsoftonline.us"
+PUBLIC_EXCHANGE = "api://AzureADTokenExchange"
+US_GOVERNMENT_EXCHANGE = "api://AzureADTokenExchangeUSGov"
+
+
 @dataclass(frozen=True)
 class Cloud:
     """One Defender for Endpoint cloud."""
@@ -16,6 +22,9 @@ class Cloud:
     name: str
     base_url: str
     scope: str
+    #: Its Entra ID login endpoint, and the audience a managed identity's assertion has there (many tenants).
+    login: str = PUBLIC_LOGIN
+    exchange_audience: str = PUBLIC_EXCHANGE
 
 
 CLOUDS: dict[str, Cloud] = {
@@ -29,8 +38,10 @@ CLOUDS: dict[str, Cloud] = {
         Cloud("swa", "https://swa.api.security.microsoft.com", COMMERCIAL_SCOPE),
         Cloud("ina", "https://ina.api.security.microsoft.com", COMMERCIAL_SCOPE),
         Cloud("gcc", "https://api-gcc.securitycenter.microsoft.us", GCC_SCOPE),
-        Cloud("gcc-high", "https://api-gov.securitycenter.microsoft.us", GOV_SCOPE),
-        Cloud("dod", "https://api-gov.securitycenter.microsoft.us", GOV_SCOPE),
+        Cloud("gcc-high", "https://api-gov.securitycenter.microsoft.us", GOV_SCOPE, US_GOVERNMENT_LOGIN,
+              US_GOVERNMENT_EXCHANGE),
+        Cloud("dod", "https://api-gov.securitycenter.microsoft.us", GOV_SCOPE, US_GOVERNMENT_LOGIN,
+              US_GOVERNMENT_EXCHANGE),
     )
 }
 

@@ -157,9 +157,10 @@ class Gateway:
         """The APIs this gateway has a budget for."""
         return tuple(Api(name) for name in self._limiters.by_api)
 
-    def identity(self) -> Identity:
-        """The token to call with and whose quota it uses (IdentityError if the identity gives none)."""
-        token = self.client.token()
+    def identity(self, tenant: str | None = None) -> Identity:
+        """The token to call with in the home tenant or customer tenant `tenant`, and whose quota it uses (each
+        tenant's own); IdentityError if the identity gives none."""
+        token = self.client.token(tenant)
         return Identity(token, principal_of(token.value))
 
     def admit(self, api: Api, identity: Identity, correlation_id: str) -> Decision:
@@ -228,7 +229,7 @@ class Gateway:
         """The HTTP path: identity, then attempts retried as the policy allows, all within its total time."""
         with self.telemetry.span(SpanName.CALL, {catalogue.API: request.api.value,
                                                 catalogue.CORRELATION_ID: correlation_id}):
-            return self._call(request, correlation_id, identity or self.identity())
+            return self._call(request, correlation_id, identity or self.identity(request.tenant))
 
     def _call(self, request: DefenderRequest, correlation_id: str, identity: Identity) -> CallResult:
         deadline = self._monotonic() + self.retry.total_timeout

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from shared.defender.clouds import Cloud
 from shared.defender.outbound import Target
+from shared.defender.tenants import MultiTenant
 
 
 @dataclass(frozen=True)
@@ -23,3 +24,5 @@ class DefenderSettings:
     total_timeout: float
     max_retries: int
     max_retry_after: float
+    #: MDE_TENANTS: the customer tenants beside the home one (None: the home tenant alone, as before).
+    multi_tenant: MultiTenant | None = None

@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 from shared.answers.problems import Problem
 from shared.http.settings import AuthSettings
+from shared.validation import FieldError
 
 CLIENT_PRINCIPAL_HEADER = "X-MS-CLIENT-PRINCIPAL"
 CLIENT_PRINCIPAL_ID_HEADER = "X-MS-CLIENT-PRINCIPAL-ID"
@@ -121,3 +122,26 @@ def caller_problem(error: CallerRefusedError) -> Problem:
     return Problem(401, "unauthenticated", "Authentication required",
                    "This gateway accepts only callers signed in through Entra ID (App Service authentication): "
                    f"{error.reason}.", headers=MappingProxyType({"WWW-Authenticate": "Bearer"}))
+
+
+class TenantRefusedError(Exception):
+    """A customer tenant the gateway does not serve (404), or that this caller may not act for (403)."""
+
+    def __init__(self, tenant: str, *, listed: bool) -> None:
+        super().__init__(tenant)
+        self.tenant = tenant
+        #: False: the gateway serves no such tenant; True: it does, but not for this caller.
+        self.listed = listed
+
+
+def tenant_problem(error: TenantRefusedError) -> Problem:
+    """Before anything is spent: a tenant not in MDE_TENANTS is 404, one the caller may not use 403."""
+    if not error.listed:
+        return Problem(404, "tenant-not-found", "Tenant not found",
+                       f"The gateway serves no customer tenant {error.tenant!r} (MDE_TENANTS lists the tenants, by "
+                       "id or short name). Nothing was sent to Defender.", errors=(FieldError("route.tenant",
+                                                                                             "is not a tenant of "
+                                                                                             "this gateway"),))
+    return Problem(403, "tenant-not-allowed", "Tenant not allowed",
+                   f"This caller may not act for the tenant {error.tenant!r} (GATEWAY_TENANT_CALLERS). Nothing was "
+                   "sent to Defender.")

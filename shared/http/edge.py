@@ -12,7 +12,6 @@ and is the only one that imports azure.functions.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -50,7 +49,14 @@ from shared.defender.client import DefenderRequest, IdentityError
 from shared.defender.facts import Api
 from shared.defender.gateway import CallResult, Gateway, Refused
 from shared.health import health_report
-from shared.http.callers import CallerRefusedError, caller_problem, entra_caller
+from shared.http.callers import (
+    CallerRefusedError,
+    TenantRefusedError,
+    caller_problem,
+    entra_caller,
+    tenant_problem,
+)
+from shared.http.incoming import Incoming
 from shared.http.openapi import served_document
 from shared.http.operator import OperatorConsole
 from shared.http.settings import AuthMode, AuthSettings
@@ -94,9 +100,6 @@ def http_response(answer: Answer) -> func.HttpResponse:
 
 #: How long a caller polling a pending operation should wait between looks.
 POLL_SECONDS = 5
-#: The Idempotency-Key header (IETF httpapi draft): a structured-field string, or a bare token.
-IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-_IDEMPOTENCY_KEY = re.compile(r'"?([\x20-\x7e]{1,255}?)"?', re.ASCII)
 
 
 class HttpEdge:
@@ -115,11 +118,14 @@ class HttpEdge:
         self.async_on_throttle = async_on_throttle
         self.operator = OperatorConsole(gateway, async_calls, answers, clock=clock) if async_calls else None
 
-    def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
-        """Check the caller, parse, call Defender through the gateway (or accept an operation), and answer."""
-        return self._handle(req, api, lambda incoming: self._call(incoming, api, parse()))
+    def respond(self, req: func.HttpRequest, api: Api, parse: Parse, tenant: str | None = None) -> func.HttpResponse:
+        """Check the caller (and the customer tenant, if one is named), parse, call Defender through the gateway (or
+        accept an operation), and answer."""
+        return self._handle(req, api, lambda incoming: self._call(incoming, api, parse().for_tenant(incoming.tenant)),
+                            tenant)
 
-    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash]) -> func.HttpResponse:
+    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash],
+                           tenant: str | None = None) -> func.HttpResponse:
         """Like `respond`, but a repeated SHA-1 may be answered from the shared cache (unless the caller asks for
         a fresh answer with `Cache-Control: no-cache`), or share one upstream call with a concurrent lookup.
 
@@ -130,31 +136,34 @@ class HttpEdge:
         def work(incoming: Incoming) -> Answer:
             kind, value = parse_hash()
             operation = self.async_calls is not None and incoming.wants_operation
-            correlation_id = incoming.correlation_id
+            correlation_id, tenant = incoming.correlation_id, incoming.tenant
+
+            def alerts_of(file_hash: str) -> DefenderRequest:
+                return DefenderRequest.file_alerts(file_hash).for_tenant(tenant)
+
             if operation and (kind is HashKind.SHA1 or incoming.asynchronous):
-                return self._call(incoming, Api.FILE_ALERTS, DefenderRequest.file_alerts(value))
-            identity = self.gateway.identity()
+                return self._call(incoming, Api.FILE_ALERTS, alerts_of(value))
+            identity = self.gateway.identity(tenant)
             found: Lookup | Resolution
             if operation:  # an Idempotency-Key on a SHA-256, run here: the operation is the lookup of its SHA-1
-                resolved = self.lookups.resolve(value, self.lookups.http_send(identity, correlation_id))
+                resolved = self.lookups.resolve(value, self.lookups.http_send(identity, correlation_id), tenant)
                 assert not isinstance(resolved, Deferred), "Gateway.call always comes to a result"
                 found = resolved
                 if isinstance(found, Resolved):
-                    return self._call(incoming, Api.FILE_ALERTS, DefenderRequest.file_alerts(found.sha1))
+                    return self._call(incoming, Api.FILE_ALERTS, alerts_of(found.sha1))
             else:
-                found = self.lookups.call(value, identity, correlation_id, refresh=incoming.fresh)
+                found = self.lookups.call(value, identity, correlation_id, refresh=incoming.fresh, tenant=tenant)
             if isinstance(found, Cached):
                 return self.answers.cached(Api.FILE_ALERTS, found.answer.body, found.answer.age, correlation_id)
             if isinstance(found, Fetched):
-                return self._synchronous_answer(incoming, Api.FILE_ALERTS, DefenderRequest.file_alerts(found.sha1),
-                                                found.result)
+                return self._synchronous_answer(incoming, Api.FILE_ALERTS, alerts_of(found.sha1), found.result)
             if isinstance(found, UnknownFile):
                 return self.answers.unknown_file(found.result, correlation_id)
             assert isinstance(found, Unresolved)
-            return self._synchronous_answer(incoming, Api.FILE_INFO, DefenderRequest.file_alerts(value),
-                                            found.result, may_queue=not operation)
+            return self._synchronous_answer(incoming, Api.FILE_INFO, alerts_of(value), found.result,
+                                            may_queue=not operation)
 
-        return self._handle(req, Api.FILE_ALERTS, work)
+        return self._handle(req, Api.FILE_ALERTS, work, tenant)
 
     def health(self, req: func.HttpRequest) -> func.HttpResponse:
         """GET /api/health: 200 when storage, queues and the identity answer, else 503 (see shared.health)."""
@@ -221,7 +230,7 @@ class HttpEdge:
         correlation_id, caller, key = incoming.correlation_id, incoming.caller, incoming.idempotency_key
         if self.async_calls is None or not incoming.wants_operation:
             return self._synchronous_answer(incoming, api, request, self.gateway.call(request, correlation_id))
-        operation_id = keyed_operation_id(caller, key) if key else new_operation_id()
+        operation_id = keyed_operation_id(caller, key, incoming.tenant) if key else new_operation_id()
         if incoming.asynchronous:
             return self._submitted(incoming, self.async_calls.submit(operation_id, request, caller, correlation_id))
         # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer for repeats.
@@ -254,14 +263,16 @@ class HttpEdge:
                                                              "Preference-Applied": "respond-async"}), accepted.body)
         return accepted
 
-    def _handle(self, req: func.HttpRequest, api: Api, work: Callable[[Incoming], Answer]) -> func.HttpResponse:
-        """The request read once (correlation id, caller check, how it wants its answer), `work`, and the one
-        answer for every failure it raises."""
+    def _handle(self, req: func.HttpRequest, api: Api, work: Callable[[Incoming], Answer],
+                tenant: str | None = None) -> func.HttpResponse:
+        """The request read once (correlation id, caller check, the customer tenant it names, how it wants its
+        answer), `work`, and the one answer for every failure it raises."""
         correlation_id = correlation_id_for(req.headers)
         attributes = {catalogue.API: api.value, catalogue.CORRELATION_ID: correlation_id}
         with self.gateway.telemetry.span(SpanName.REQUEST, attributes) as span:
             try:
-                answer = work(Incoming(req, correlation_id, self._caller(req)))
+                caller = self._caller(req)
+                answer = work(Incoming(req, correlation_id, caller, self._tenant(tenant, caller)))
             except Exception as error:
                 answer = self._failure(api, error, correlation_id)
             span.set_attribute(catalogue.STATUS, answer.status)
@@ -294,9 +305,24 @@ class HttpEdge:
             return answer(Problem(500, "configuration-error", "Gateway misconfigured", str(error)))
         if isinstance(error, CallerRefusedError):
             return answer(caller_problem(error))
+        if isinstance(error, TenantRefusedError):
+            return answer(tenant_problem(error))
         logger.error("%s: unexpected failure [correlation %s]", api_name, correlation_id, exc_info=error)
         return answer(Problem(500, "internal-error", "Internal error",
                               "The gateway failed unexpectedly; the correlation id finds the details in its logs."))
+
+    def _tenant(self, named: str | None, caller: str) -> str | None:
+        """The id of the customer tenant a route names (None: the home tenant); TenantRefusedError when the gateway
+        serves no such tenant, or (with Entra ID) this caller may not act for it."""
+        if named is None:
+            return None
+        multi = self.gateway.client.settings.multi_tenant
+        found = multi.find(named) if multi is not None else None
+        if found is None:
+            raise TenantRefusedError(named, listed=False)
+        if self.access.mode is AuthMode.ENTRA and not self.access.tenant_callers.allows(caller, found.id):
+            raise TenantRefusedError(found.name, listed=True)
+        return found.id
 
     def _caller(self, req: func.HttpRequest) -> str:
         """Whose operations these are: the Entra caller's object id, checked (CallerRefusedError); "" with function
@@ -324,10 +350,11 @@ class MisconfiguredEdge:
         self.error = error
         self.problem = misconfigured_problem(error)
 
-    def respond(self, req: func.HttpRequest, api: Api, parse: Parse) -> func.HttpResponse:
+    def respond(self, req: func.HttpRequest, api: Api, parse: Parse, tenant: str | None = None) -> func.HttpResponse:
         return self._answer(req)
 
-    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash]) -> func.HttpResponse:
+    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash],
+                           tenant: str | None = None) -> func.HttpResponse:
         return self._answer(req)
 
     def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:
@@ -355,38 +382,3 @@ class MisconfiguredEdge:
 
 #: What the entry points call: the gateway's edge, or the one that says the settings are wrong.
 Edge = HttpEdge | MisconfiguredEdge
-
-
-class Incoming:
-    """One request as the edge reads it, once: its correlation id, its caller, and how it wants its answer
-    (`Prefer: respond-async`, an `Idempotency-Key`, `Cache-Control: no-cache`). The key is read when first asked
-    for, after the body: a request with a bad body and a bad key hears about the body."""
-
-    def __init__(self, req: func.HttpRequest, correlation_id: str, caller: str) -> None:
-        self.req = req
-        self.correlation_id = correlation_id
-        self.caller = caller
-        #: `Prefer: respond-async` (RFC 7240), among any other preferences.
-        self.asynchronous = any(part.split(";", 1)[0].strip().lower() == "respond-async"
-                                for part in (req.headers.get("Prefer") or "").split(","))
-        #: `Cache-Control: no-cache` (or `no-store`, `max-age=0`): skip the answer cache.
-        directives = {part.strip().lower() for part in (req.headers.get("Cache-Control") or "").split(",")}
-        self.fresh = bool(directives & {"no-cache", "no-store", "max-age=0"})
-
-    @functools.cached_property
-    def idempotency_key(self) -> str | None:
-        """The `Idempotency-Key` (IETF httpapi draft; a structured-field string or a bare token), or None; a
-        malformed one is InvalidInputError (400 naming `header.Idempotency-Key`)."""
-        raw = self.req.headers.get(IDEMPOTENCY_KEY_HEADER)
-        if raw is None:
-            return None
-        match = _IDEMPOTENCY_KEY.fullmatch(raw.strip(" \t"))
-        if not match or not match[1].strip():
-            raise InvalidInputError([FieldError("header.Idempotency-Key",
-                                                "must be 1-255 printable ASCII characters (optionally quoted)")])
-        return match[1]
-
-    @property
-    def wants_operation(self) -> bool:
-        """Asynchronous, or named by an Idempotency-Key: the call becomes an operation."""
-        return self.asynchronous or self.idempotency_key is not None

@@ -25,13 +25,19 @@ from urllib.parse import urlsplit
 from shared.answers.correlation import CORRELATION_HEADER
 from shared.answers.problems import PROBLEM_CONTENT_TYPE
 from shared.defender.facts import OPERATION_NAMES, Api
-from shared.http.openapi_blocks import JsonObject, ref
+from shared.http.openapi_blocks import JsonObject, ref, response_headers
 from shared.http.openapi_schemas import (
     CORRELATION_ID_PATTERN,
     FILE_HASH_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     OPERATION_ID_PARAMETER_PATTERN,
     definitions,
+)
+from shared.http.openapi_tenants import (
+    CREATE_TENANT_ALERT_BY_REFERENCE,
+    GET_TENANT_FILE_RELATED_ALERTS,
+    TENANT_PREFIX,
+    tenant_operation,
 )
 from shared.http.settings import AuthMode
 from shared.validation import MAX_BODY_BYTES
@@ -137,31 +143,6 @@ def _health_parameters(auth: AuthMode) -> list[JsonObject]:
 
 # --- responses ----------------------------------------------------------------------------------------------------
 
-def _h(summary: str, description: str, kind: str = "string", **extra: Any) -> JsonObject:
-    return {"type": kind, "x-ms-summary": summary, "description": description, **extra}
-
-
-_HEADERS: Final[Mapping[str, JsonObject]] = {
-    CORRELATION_HEADER: _h("Correlation ID", "The request's correlation id (yours if well formed, else a new one)."),
-    "Cache-Control": _h("Cache Control", "no-store, or private, max-age=<seconds> on a file-alerts answer the "
-                        "gateway's shared answer cache may reuse."),
-    "Age": _h("Age", "Seconds since the answer came from Defender (0: just now).", "integer", minimum=0),
-    "RateLimit-Policy": _h("Rate Limit Policy", "Each window of the API's shared budget, e.g. "
-                           '"60s";q=100;w=60, "3600s";q=1500;w=3600.'),
-    "RateLimit": _h("Rate Limit", 'The most constrained window after this call, e.g. "60s";r=42;t=17.'),
-    "Retry-After": _h("Retry After", "Seconds to wait before trying again (or polling).", "integer", minimum=0),
-    "Location": _h("Location", "Absolute URL of the operation (GetOperation): poll it with GET, waiting Retry-After "
-                   "seconds, until the answer is not 202.", format="uri"),
-    "Preference-Applied": _h("Preference Applied", "respond-async when the 202 answers Prefer: respond-async."),
-    "Accept-Post": _h("Accept Post", "The media type the body must have: application/json."),
-    "WWW-Authenticate": _h("WWW Authenticate", "Bearer: sign in through Entra ID."),
-}
-
-
-def _headers(*names: str) -> JsonObject:
-    return {name: dict(_HEADERS[name]) for name in names}
-
-
 _PROBLEM_HEADERS = (CORRELATION_HEADER, "Cache-Control", "RateLimit-Policy", "RateLimit")
 _WAIT_HEADERS = (*_PROBLEM_HEADERS, "Retry-After")
 
@@ -188,7 +169,7 @@ _ERRORS: Final[Mapping[int, tuple[str, tuple[str, ...]]]] = {
 def _error(status: int, description: str | None = None, headers: Sequence[str] | None = None) -> JsonObject:
     meaning, names = _ERRORS[status]
     return {"description": description or meaning, "schema": ref("Problem"),
-            "headers": _headers(*(names if headers is None else headers))}
+            "headers": response_headers(*(names if headers is None else headers))}
 
 
 def _unauthorized(auth: AuthMode, *, function_key: bool = False) -> JsonObject:
@@ -196,7 +177,8 @@ def _unauthorized(auth: AuthMode, *, function_key: bool = False) -> JsonObject:
         return {"description": "No or a wrong function key: the Functions host answers, with an empty body."}
     return {"description": "No valid Entra ID token (App Service authentication answers, with an empty body), or no "
                            "client principal reached the gateway (a problem, unauthenticated).",
-            "schema": ref("Problem"), "headers": _headers(CORRELATION_HEADER, "Cache-Control", "WWW-Authenticate")}
+            "schema": ref("Problem"),
+            "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "WWW-Authenticate")}
 
 
 def _accepted(*, preference: bool) -> JsonObject:
@@ -204,7 +186,7 @@ def _accepted(*, preference: bool) -> JsonObject:
              "Cache-Control")
     return {"description": "Accepted: the operation runs in the background. Poll Location (GetOperation) with GET, "
                            "waiting Retry-After seconds, until the answer is not 202: that answer is exactly what the "
-                           "synchronous call gives.", "schema": ref("Operation"), "headers": _headers(*names)}
+                           "synchronous call gives.", "schema": ref("Operation"), "headers": response_headers(*names)}
 
 
 def _call_responses(auth: AuthMode, success: JsonObject, statuses: Iterable[int]) -> JsonObject:
@@ -232,7 +214,7 @@ def _operations(auth: AuthMode) -> JsonObject:
         "responses": _call_responses(auth, {
             "description": "Defender's answer, unchanged: the alerts related to the file (none for an unknown file).",
             "schema": ref("AlertList"),
-            "headers": _headers(CORRELATION_HEADER, "Cache-Control", "Age", "RateLimit-Policy", "RateLimit")},
+            "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "Age", "RateLimit-Policy", "RateLimit")},
             (400, 422, 429, 500, 502, 503, 504)),
         **_LONG_RUNNING,
     }
@@ -246,7 +228,7 @@ def _operations(auth: AuthMode) -> JsonObject:
         "parameters": _create_alert_parameters(),
         "responses": _call_responses(auth, {
             "description": "Defender's answer, unchanged: the alert.", "schema": ref("Alert"),
-            "headers": _headers(CORRELATION_HEADER, "Cache-Control", "RateLimit-Policy", "RateLimit")},
+            "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "RateLimit-Policy", "RateLimit")},
             (400, 404, 413, 415, 422, 429, 500, 502, 503, 504)),
         **_LONG_RUNNING,
     }
@@ -260,7 +242,8 @@ def _operations(auth: AuthMode) -> JsonObject:
         "x-ms-visibility": "advanced", "produces": _PRODUCES, "parameters": _operation_parameters(),
         "responses": {
             "200": {"description": "Done: " + replayed, "schema": ref("OperationResult"),
-                    "headers": _headers(CORRELATION_HEADER, "Cache-Control", "Age", "RateLimit-Policy", "RateLimit")},
+                    "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "Age", "RateLimit-Policy",
+                                                "RateLimit")},
             "202": _accepted(preference=False),
             "400": _error(400, "Not an operation id (nothing was looked up), or the finished operation's 400.",
                       (CORRELATION_HEADER, "Cache-Control")),
@@ -281,10 +264,10 @@ def _operations(auth: AuthMode) -> JsonObject:
                        "Entra ID fronts the gateway.",
         "x-ms-visibility": "advanced", "produces": ["application/json"], "parameters": _health_parameters(auth),
         "responses": {
-            "200": {"description": "Healthy.", "schema": ref("Health"), "headers": _headers("Cache-Control")},
+            "200": {"description": "Healthy.", "schema": ref("Health"), "headers": response_headers("Cache-Control")},
             "401": _unauthorized(auth, function_key=True),
             "503": {"description": "Degraded: something the gateway needs does not answer (see the report).",
-                    "schema": ref("Health"), "headers": _headers("Cache-Control")},
+                    "schema": ref("Health"), "headers": response_headers("Cache-Control")},
         },
     }
     document = {
@@ -294,12 +277,16 @@ def _operations(auth: AuthMode) -> JsonObject:
         "x-ms-visibility": "internal", "produces": ["application/json"], "parameters": [],
         "responses": {"200": {"description": "The OpenAPI 2.0 document.",
                               "schema": {"type": "object", "description": "An OpenAPI 2.0 (Swagger) document."},
-                              "headers": _headers("Cache-Control")}},
+                              "headers": response_headers("Cache-Control")}},
     }
     if auth is AuthMode.FUNCTION_KEY:
         document["security"] = []  # anonymous; with Entra ID, App Service authentication still asks for a token
     return {FILE_ALERTS_PATH: {"get": file_alerts}, CREATE_ALERT_PATH: {"post": create_alert},
             OPERATION_PATH: {"get": operation}, HEALTH_PATH: {"get": health}, OPENAPI_PATH: {"get": document},
+            TENANT_PREFIX + FILE_ALERTS_PATH: {"get": tenant_operation(
+                file_alerts, GET_TENANT_FILE_RELATED_ALERTS, response_headers(CORRELATION_HEADER, "Cache-Control"))},
+            TENANT_PREFIX + CREATE_ALERT_PATH: {"post": tenant_operation(
+                create_alert, CREATE_TENANT_ALERT_BY_REFERENCE, response_headers(CORRELATION_HEADER, "Cache-Control"))},
             **_operator_operations(auth)}
 
 
@@ -310,16 +297,16 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
             "description": "An HTML page of the budgets, queues, poisoned requests and recent operations, refreshed "
                            "every 5 s; open it with ?code=<function key>.", **common,
             "responses": {"200": {"description": "The page.", "schema": {"type": "string"},
-                                  "headers": _headers("Cache-Control")},
+                                  "headers": response_headers("Cache-Control")},
                           "401": _unauthorized(auth, function_key=True)}}
     state = {"operationId": GET_OPERATOR_STATE, "summary": "Get the operator page's state",
              "description": "The health report, each poison queue's first entries (re-drivable or why not) and the "
                             "operations of the last 15 minutes.", "produces": ["application/json"], **common,
              "responses": {"200": {"description": "Everything read.", "schema": ref("OperatorState"),
-                                   "headers": _headers("Cache-Control")},
+                                   "headers": response_headers("Cache-Control")},
                            "401": _unauthorized(auth, function_key=True),
                            "503": {"description": "Degraded: a part could not be read (it is null).",
-                                   "schema": ref("OperatorState"), "headers": _headers("Cache-Control")}}}
+                                   "schema": ref("OperatorState"), "headers": response_headers("Cache-Control")}}}
     redrive = {"operationId": REDRIVE_POISONED, "summary": "Re-drive a poisoned request",
                "description": "Sends a poisoned request again under its own operation id; a create that was sent to "
                               "Defender at least once never is.", "consumes": ["application/json"],
@@ -328,7 +315,7 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
                    "name": "body", "in": "body", "required": True, "schema": ref("RedriveRequest"),
                    "x-ms-summary": "Poisoned Entry", "description": "The poison queue and message id to re-drive."}],
                "responses": {"200": {"description": "Queued again.", "schema": ref("RedriveResult"),
-                                     "headers": _headers(CORRELATION_HEADER, "Cache-Control")},
+                                     "headers": response_headers(CORRELATION_HEADER, "Cache-Control")},
                              "400": _error(400, "Not a poison queue's name, or not a message id.",
                                            (CORRELATION_HEADER, "Cache-Control")),
                              "401": _unauthorized(auth, function_key=True),
@@ -336,7 +323,7 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
                                 for status in (413, 415)},
                              "404": _error(404, "No such entry (re-driven already?).", (CORRELATION_HEADER,)),
                              "409": {"description": "Not re-drivable: see `refusal`.", "schema": ref("Problem"),
-                                     "headers": _headers(CORRELATION_HEADER)},
+                                     "headers": response_headers(CORRELATION_HEADER)},
                              "500": _error(500),
                              "503": _error(503, "The queues or the operations table are unavailable.")}}
     return {OPERATOR_PATH: {"get": page}, OPERATOR_STATE_PATH: {"get": state}, REDRIVE_PATH: {"post": redrive}}

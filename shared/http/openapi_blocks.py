@@ -4,7 +4,9 @@ property with a Title Case `x-ms-summary` and a description, `x-nullable` where 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
+
+from shared.answers.correlation import CORRELATION_HEADER
 
 JsonObject = dict[str, Any]
 
@@ -44,3 +46,32 @@ def ref(definition: str) -> JsonObject:
 def bare(schema: JsonObject) -> JsonObject:
     """A schema as a definition or array item: no entity title of its own (the property holding it has one)."""
     return {key: value for key, value in schema.items() if key != "x-ms-summary"}
+
+
+# --- response headers -----------------------------------------------------------------------------------------------
+
+def _h(summary: str, description: str, kind: str = "string", **extra: Any) -> JsonObject:
+    return {"type": kind, "x-ms-summary": summary, "description": description, **extra}
+
+
+#: Every response header the document names, defined once.
+RESPONSE_HEADERS: Final[Mapping[str, JsonObject]] = {
+    CORRELATION_HEADER: _h("Correlation ID", "The request's correlation id (yours if well formed, else a new one)."),
+    "Cache-Control": _h("Cache Control", "no-store, or private, max-age=<seconds> on a file-alerts answer the "
+                        "gateway's shared answer cache may reuse."),
+    "Age": _h("Age", "Seconds since the answer came from Defender (0: just now).", "integer", minimum=0),
+    "RateLimit-Policy": _h("Rate Limit Policy", "Each window of the API's shared budget, e.g. "
+                           '"60s";q=100;w=60, "3600s";q=1500;w=3600.'),
+    "RateLimit": _h("Rate Limit", 'The most constrained window after this call, e.g. "60s";r=42;t=17.'),
+    "Retry-After": _h("Retry After", "Seconds to wait before trying again (or polling).", "integer", minimum=0),
+    "Location": _h("Location", "Absolute URL of the operation (GetOperation): poll it with GET, waiting Retry-After "
+                   "seconds, until the answer is not 202.", format="uri"),
+    "Preference-Applied": _h("Preference Applied", "respond-async when the 202 answers Prefer: respond-async."),
+    "Accept-Post": _h("Accept Post", "The media type the body must have: application/json."),
+    "WWW-Authenticate": _h("WWW Authenticate", "Bearer: sign in through Entra ID."),
+}
+
+
+def response_headers(*names: str) -> JsonObject:
+    """The documented response headers `names`, each a fresh copy."""
+    return {name: dict(RESPONSE_HEADERS[name]) for name in names}

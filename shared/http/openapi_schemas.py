@@ -279,6 +279,15 @@ def _health() -> JsonObject:
         "queue": queue("Queue", "The request queue of asynchronous operations; its poison queue holds the "
                        "requests that failed for good, with their reason."),
         "apis": obj("APIs", "Each Defender API behind the gateway, by the name its rate-limit state has.", apis),
+        "tenants": array("Tenants", "With many tenants: each customer tenant's budgets (its own), or why it gives "
+                         "no token.", bare(obj("Tenant", "A customer tenant (MDE_TENANTS).", {
+                             "id": prop("ID", "The tenant's id."),
+                             "name": prop("Name", "Its short name (its id when it has none)."),
+                             "identity": prop("Identity", "Whether it gave the gateway a token.", "boolean"),
+                             "reason": prop("Reason", "Why it gave none (absent when it did).", nullable=True),
+                             "apis": prop("APIs", "Each API's admitsNow, retryAfter and windows, as above.",
+                                          "object"),
+                         }, required=["id", "name", "identity"]))),
     }, required=["status", "checkedAt", "storage", "queue", "apis"]))
 
 

@@ -82,7 +82,8 @@ class OperatorConsole:
             raise InvalidInputError(errors)
         assert isinstance(queue, str) and isinstance(message_id, str)
         # Only the gateway's own poison queues are read: any other name holds nothing to re-drive.
-        result = redrive(queues, self.async_calls.operations, queue, message_id, self._clock()) \
+        result = redrive(queues, self.async_calls.operations, queue, message_id, self._clock(),
+                         self.gateway.client.settings.multi_tenant) \
             if queue in poison_queues(queues, self.gateway) else NotPoisoned()
         if isinstance(result, NotPoisoned):
             return self.answers.problem(None, Problem(

@@ -112,12 +112,13 @@ class FileAlertsLookups:
         self._flights: dict[tuple[str, str], _Flight] = {}
         self._lock = threading.Lock()
 
-    def lookup(self, file_hash: str, identity: Identity, send: Send[_P], *,
-               refresh: bool = False) -> Lookup | Deferred[_P]:
-        """The file's alerts: from the shared answer (unless `refresh`), else from Defender through `send`."""
+    def lookup(self, file_hash: str, identity: Identity, send: Send[_P], *, refresh: bool = False,
+               tenant: str | None = None) -> Lookup | Deferred[_P]:
+        """The file's alerts in the home tenant or customer tenant `tenant` (`identity` is its): from the shared
+        answer (unless `refresh`), else from Defender through `send`."""
         sha1 = file_hash
         if len(file_hash) == 64:
-            resolution = self.resolve(file_hash, send)
+            resolution = self.resolve(file_hash, send, tenant)
             if not isinstance(resolution, Resolved):
                 return resolution
             sha1 = resolution.sha1
@@ -126,24 +127,26 @@ class FileAlertsLookups:
             self.gateway.telemetry.cache_lookup(hit=hit is not None)
             if hit is not None:
                 return Cached(sha1, hit)
-        return self._fetch(sha1, identity, send)
+        return self._fetch(sha1, identity, send, tenant)
 
-    def resolve(self, sha256: str, send: Send[_P]) -> Resolution | Deferred[_P]:
+    def resolve(self, sha256: str, send: Send[_P], tenant: str | None = None) -> Resolution | Deferred[_P]:
         """The SHA-1 of the file `sha256` names: the shared map, else one file-information call through `send`."""
-        sha1 = self.hash_map.get(sha256) if self.hash_map is not None else None
+        sha1 = self.hash_map.get(sha256, tenant) if self.hash_map is not None else None
         if sha1 is not None:
             self.gateway.telemetry.sha256_resolution("map", "resolved")
             return Resolved(sha1)
-        result = send(DefenderRequest.file_info(sha256))
+        result = send(DefenderRequest.file_info(sha256).for_tenant(tenant))
         if isinstance(result, Deferred):
             return result
-        resolution = self._learn(sha256, result)
+        resolution = self._learn(sha256, result, tenant)
         self.gateway.telemetry.sha256_resolution("file_info", _RESOLUTION_RESULTS[type(resolution)])
         return resolution
 
-    def call(self, file_hash: str, identity: Identity, correlation_id: str, *, refresh: bool = False) -> Lookup:
+    def call(self, file_hash: str, identity: Identity, correlation_id: str, *, refresh: bool = False,
+             tenant: str | None = None) -> Lookup:
         """`lookup` with the HTTP path's sending: `Gateway.call`, which always comes to a result."""
-        found = self.lookup(file_hash, identity, self.http_send(identity, correlation_id), refresh=refresh)
+        found = self.lookup(file_hash, identity, self.http_send(identity, correlation_id), refresh=refresh,
+                            tenant=tenant)
         assert not isinstance(found, Deferred), "Gateway.call always comes to a result"
         return found
 
@@ -151,7 +154,7 @@ class FileAlertsLookups:
         """The HTTP path's sending: attempts retried as the gateway's RetryPolicy allows."""
         return lambda request: self.gateway.call(request, correlation_id, identity=identity)
 
-    def _fetch(self, sha1: str, identity: Identity, send: Send[_P]) -> Fetched | Deferred[_P]:
+    def _fetch(self, sha1: str, identity: Identity, send: Send[_P], tenant: str | None) -> Fetched | Deferred[_P]:
         key = (identity.principal, sha1)
         with self._lock:
             flight = self._flights.get(key)
@@ -162,7 +165,7 @@ class FileAlertsLookups:
         if not leading and flight.done.wait(self.gateway.retry.total_timeout + 5) and flight.result is not None:
             return Fetched(sha1, flight.result, joined=True)
         try:
-            result = send(DefenderRequest.file_alerts(sha1))
+            result = send(DefenderRequest.file_alerts(sha1).for_tenant(tenant))
             if leading and not isinstance(result, Deferred):
                 flight.result = result
         finally:
@@ -178,7 +181,7 @@ class FileAlertsLookups:
             self.cache.put(identity.principal, sha1, last.outcome.body)
         return Fetched(sha1, result)
 
-    def _learn(self, sha256: str, result: CallResult) -> Resolution:
+    def _learn(self, sha256: str, result: CallResult, tenant: str | None) -> Resolution:
         """What a file-information call for `sha256` came to; a SHA-1 it names is kept in the map."""
         last = result.last
         if isinstance(last, Sent) and isinstance(last.outcome, Success):
@@ -190,7 +193,7 @@ class FileAlertsLookups:
                 malformed = Malformed(200, is_json=True)
                 return Unresolved(CallResult(Sent(malformed, last.decision), result.sent, malformed))
             if self.hash_map is not None:
-                self.hash_map.put(sha256, sha1)
+                self.hash_map.put(sha256, sha1, tenant)
             return Resolved(sha1, result)
         if isinstance(last, Sent) and isinstance(last.outcome, Rejected) and last.outcome.status == 404:
             return UnknownFile(result)

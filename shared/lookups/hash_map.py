@@ -2,7 +2,8 @@
 resolved (through Defender's file information API) is never resolved again.
 
 One entity per SHA-256: PartitionKey = "sha256", RowKey = the SHA-256 (lower case), property `Sha1` (lower
-case). The mapping is a fact about the file, not about a tenant or principal, so it is not keyed by either.
+case). The mapping is a fact about the file; with many tenants each customer tenant still has a partition of its
+own (`sha256~<tenant id>`), so that no tenant learns which files another looked up.
 
 The map never fails a lookup: a storage error is a miss (on read) or a skipped store (on write), logged.
 """
@@ -24,18 +25,23 @@ _SHA1 = re.compile(r"[0-9a-f]{40}", re.ASCII)
 _SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
+def partition(tenant: str | None) -> str:
+    """The home tenant's partition, or a customer tenant's."""
+    return PARTITION if tenant is None else f"{PARTITION}~{tenant}"
+
+
 class FileHashMap:
     """`get(sha256)` / `put(sha256, sha1)` over `client`'s table, shared by every instance."""
 
     def __init__(self, client: TableClient) -> None:
         self._client = client
 
-    def get(self, sha256: str) -> str | None:
+    def get(self, sha256: str, tenant: str | None = None) -> str | None:
         """The SHA-1 stored for `sha256` (lower case), or None (unknown, unreadable, or storage failed)."""
         if not _SHA256.fullmatch(sha256):
             return None
         try:
-            entity = self._client.get_entity(PARTITION, sha256)
+            entity = self._client.get_entity(partition(tenant), sha256)
         except HttpResponseError as error:
             if error.status_code != 404:
                 logger.warning("file hash map: read failed (HTTP %s); asking Defender", error.status_code)
@@ -49,10 +55,10 @@ class FileHashMap:
             return None
         return sha1
 
-    def put(self, sha256: str, sha1: str) -> bool:
+    def put(self, sha256: str, sha1: str, tenant: str | None = None) -> bool:
         """Keep `sha256` -> `sha1`; False when either is not a lower-case hash or the store failed (logged)."""
         if not (_SHA256.fullmatch(sha256) and _SHA1.fullmatch(sha1)):
             return False
-        entity = {"PartitionKey": PARTITION, "RowKey": sha256, "Sha1": sha1}
+        entity = {"PartitionKey": partition(tenant), "RowKey": sha256, "Sha1": sha1}
         return upsert_best_effort(self._client, entity, logger, "file hash map")
 

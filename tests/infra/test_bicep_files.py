@@ -13,7 +13,8 @@ from tests.infra import bicep_model as bm
 # playbooks.bicep deploys the Sentinel playbooks (ARM JSON templates under playbooks/) as modules; it has no
 # resource of its own. tests/playbooks checks its modules against those templates.
 EXPECTED_BICEP_FILES = {"main.bicep", "storage.bicep", "monitoring.bicep", "function-app.bicep", "roles.bicep",
-                        "observability.bicep", "entra-auth.bicep", "defender-roles.bicep", "playbooks.bicep"}
+                        "observability.bicep", "entra-auth.bicep", "defender-roles.bicep", "playbooks.bicep",
+                        "federated-credential.bicep"}
 
 
 def test_the_expected_bicep_files_exist() -> None:

@@ -44,7 +44,7 @@ def test_main_composes_one_module_per_concern_and_passes_each_its_own_names() ->
     assert {name: module["detail"]["path"] for name, module in modules.items()} == {
         "storage": "storage.bicep", "monitoring": "monitoring.bicep", "functionApp": "function-app.bicep",
         "entraAuth": "entra-auth.bicep", "playbooks": "playbooks.bicep", "roles": "roles.bicep",
-        "observability": "observability.bicep",
+        "observability": "observability.bicep", "federatedCredential": "federated-credential.bicep",
         "defenderAppRoles": "defender-roles.bicep"}
     for symbol in ("storage", "monitoring", "functionApp", "roles", "observability"):
         assert bm.condition(modules[symbol]) is None, f"{symbol} is conditional"

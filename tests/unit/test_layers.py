@@ -26,6 +26,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"shared.health"}),
     frozenset({"shared.operator"}),
     frozenset({"shared.http"}),
+    frozenset({"shared.tenancy"}),
     frozenset({"shared.settings"}),
     frozenset({"shared.runtime"}),
 )

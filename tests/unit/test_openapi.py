@@ -33,7 +33,8 @@ from shared.answers.problems import PROBLEM_TYPE_BASE
 from shared.asynchronous.operations import OPERATION_ID_PATTERN, State
 from shared.defender.facts import CATEGORIES, CREATE_FIELDS, OPERATION_NAMES, SEVERITIES, Api
 from shared.http import openapi
-from shared.http.edge import Incoming
+from shared.http.incoming import Incoming
+from shared.http.openapi_tenants import CREATE_TENANT_ALERT_BY_REFERENCE, GET_TENANT_FILE_RELATED_ALERTS
 from shared.http.settings import AuthMode
 from shared.validation import (
     MAX_REPORT_ID,
@@ -195,7 +196,8 @@ def test_every_202_follows_the_asynchronous_pattern(auth: AuthMode) -> None:
     accepting = {operation["operationId"]: operation for _, _, operation in operations(spec)
                  if "202" in operation["responses"]}
     assert set(accepting) == {openapi.GET_FILE_RELATED_ALERTS, openapi.CREATE_ALERT_BY_REFERENCE,
-                              openapi.GET_OPERATION}
+                              openapi.GET_OPERATION, GET_TENANT_FILE_RELATED_ALERTS,
+                              CREATE_TENANT_ALERT_BY_REFERENCE}
     for operation_id, operation in accepting.items():
         accepted = operation["responses"]["202"]
         assert accepted["schema"] == {"$ref": "#/definitions/Operation"}, operation_id
@@ -245,6 +247,8 @@ def test_statuses_of_each_operation() -> None:
         openapi.GET_OPERATOR_PAGE: [200, 401],
         openapi.GET_OPERATOR_STATE: [200, 401, 503],
         openapi.REDRIVE_POISONED: [200, 400, 401, 404, 409, 413, 415, 500, 503],
+        GET_TENANT_FILE_RELATED_ALERTS: [200, 202, 400, 401, 403, 404, 422, 429, 500, 502, 503, 504],
+        CREATE_TENANT_ALERT_BY_REFERENCE: [200, 202, 400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504],
     }
     assert paths[openapi.OPENAPI_PATH]["get"]["x-ms-visibility"] == "internal"
 

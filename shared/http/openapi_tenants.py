@@ -1,0 +1,39 @@
+"""The customer-tenant operations of the OpenAPI document (many tenants): the two Defender operations again, under
+`/tenants/{tenant}`, with the tenant as a path parameter and 404 for a tenant the gateway does not serve (403 for
+one the caller may not act for, with Entra ID)."""
+
+from __future__ import annotations
+
+import copy
+
+from shared.http.openapi_blocks import JsonObject, ref
+
+GET_TENANT_FILE_RELATED_ALERTS = "GetTenantFileRelatedAlerts"
+CREATE_TENANT_ALERT_BY_REFERENCE = "CreateTenantAlertByReference"
+TENANT_PREFIX = "/tenants/{tenant}"
+#: A listed tenant's id (a GUID) or short name, as MDE_TENANTS names it.
+TENANT_PATTERN = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?)$"
+
+_TENANT_PARAMETER: JsonObject = {
+    "name": "tenant", "in": "path", "required": True, "type": "string", "x-ms-summary": "Tenant",
+    "description": "The customer tenant: its id or the short name the gateway gives it (MDE_TENANTS).",
+    "pattern": TENANT_PATTERN, "x-ms-url-encoding": "single", "x-ms-visibility": "important",
+}
+
+
+def tenant_operation(operation: JsonObject, operation_id: str, problem_headers: JsonObject) -> JsonObject:
+    """`operation` for a customer tenant: the tenant parameter first, 403 and 404 for the tenant."""
+    found = copy.deepcopy(operation)
+    found["operationId"] = operation_id
+    found["summary"] = operation["summary"] + " in a customer tenant"
+    found["description"] = operation["description"] + " In the customer tenant the path names (many tenants)."
+    found["parameters"] = [dict(_TENANT_PARAMETER), *found["parameters"]]
+    responses = found["responses"]
+    responses["404"] = {"description": "The gateway serves no such tenant (tenant-not-found; nothing was spent)"
+                                       + ("; or " + responses["404"]["description"] if "404" in responses else "."),
+                        "schema": ref("Problem"), "headers": copy.deepcopy(problem_headers)}
+    responses["403"] = {"description": "With Entra ID: this caller may not act for the tenant "
+                                       "(tenant-not-allowed; GATEWAY_TENANT_CALLERS), or is not an allowed caller.",
+                        "schema": ref("Problem"), "headers": copy.deepcopy(problem_headers)}
+    found["responses"] = dict(sorted(responses.items()))
+    return found

@@ -1,0 +1,80 @@
+"""The many-tenants settings (MDE_TENANTS, MDE_MULTITENANT_CLIENT_ID, MDE_AUTHORITY_HOST, GATEWAY_TENANT_CALLERS),
+read and checked with the others by shared.settings: a bad list stops the gateway as any bad setting does."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from shared.catalogue import setting
+from shared.configuration import ConfigurationError
+from shared.defender.clouds import LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, Cloud
+from shared.defender.tenants import GUID, MultiTenant, parse_tenants
+from shared.http.settings import EVERY_TENANT, TenantCallers
+
+
+def load_multi_tenant(env: Mapping[str, str], cloud: Cloud) -> MultiTenant | None:
+    """None without MDE_TENANTS (the home tenant alone); ConfigurationError naming the bad setting."""
+    raw = setting(env, "MDE_TENANTS") or ""
+    try:
+        tenants = parse_tenants(raw)
+    except ValueError as error:
+        raise ConfigurationError(f"MDE_TENANTS: {error}.", setting="MDE_TENANTS") from None
+    if not tenants:
+        return None
+    client_id = (setting(env, "MDE_MULTITENANT_CLIENT_ID") or "").lower()
+    if not GUID.fullmatch(client_id):
+        raise ConfigurationError("MDE_MULTITENANT_CLIENT_ID must be the client id (a GUID) of the multi-tenant app "
+                                 "registration the gateway's identity is a federated credential of.",
+                                 setting="MDE_MULTITENANT_CLIENT_ID")
+    if not setting(env, "AZURE_CLIENT_ID") or (setting(env, "MDE_CREDENTIAL") or "") != "managed-identity":
+        raise ConfigurationError("MDE_TENANTS needs a user-assigned managed identity (AZURE_CLIENT_ID, "
+                                 "MDE_CREDENTIAL=managed-identity): only it can be a federated credential.",
+                                 setting="AZURE_CLIENT_ID")
+    authority = _authority(setting(env, "MDE_AUTHORITY_HOST"), cloud)
+    return MultiTenant(client_id, tenants, authority, cloud.exchange_audience)
+
+
+def _authority(raw: str | None, cloud: Cloud) -> str:
+    """The cloud's login endpoint, or an https loopback one (the local token endpoint): the identity's assertion
+    goes nowhere else."""
+    if not raw or raw.rstrip("/") == cloud.login:
+        return cloud.login
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    loopback = host in LOOPBACK_HOSTS or _loopback_ipv4(host)
+    if parts.scheme != "https" or not loopback or parts.path.strip("/") or parts.query or parts.username:
+        raise ConfigurationError(f"MDE_AUTHORITY_HOST must be {cloud.login} (the cloud's login endpoint) or an "
+                                 f"https loopback URL (local use), got {raw!r}.", setting="MDE_AUTHORITY_HOST")
+    return raw.rstrip("/")
+
+
+def _loopback_ipv4(host: str) -> bool:
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)
+
+
+def load_tenant_callers(env: Mapping[str, str], multi_tenant: MultiTenant | None) -> TenantCallers:
+    """GATEWAY_TENANT_CALLERS: `<object id>=<tenant>+<tenant>;...` (a tenant by id or short name, `*` for all)."""
+    raw = setting(env, "GATEWAY_TENANT_CALLERS") or ""
+    mapping: dict[str, frozenset[str]] = {}
+    for entry in (part.strip() for part in raw.split(";") if part.strip()):
+        caller, _, tenants = entry.partition("=")
+        caller = caller.strip().lower()
+        if not GUID.fullmatch(caller) or not tenants.strip():
+            raise ConfigurationError(f"GATEWAY_TENANT_CALLERS: {entry!r} is not `<object id>=<tenant>+<tenant>`.",
+                                     setting="GATEWAY_TENANT_CALLERS")
+        ids = set()
+        for name in (name.strip().lower() for name in tenants.split("+") if name.strip()):
+            found = multi_tenant.find(name) if multi_tenant else None
+            if name != EVERY_TENANT and found is None:
+                raise ConfigurationError(f"GATEWAY_TENANT_CALLERS names {name!r}, which MDE_TENANTS does not list.",
+                                         setting="GATEWAY_TENANT_CALLERS")
+            ids.add(found.id if found else EVERY_TENANT)
+        mapping[caller] = frozenset(ids)
+    return TenantCallers(MappingProxyType(mapping))

@@ -1,0 +1,32 @@
+"""The two Defender operations for a customer tenant (many tenants: MDE_TENANTS): GET
+/api/tenants/{tenant}/files/{fileHash}/alerts and POST /api/tenants/{tenant}/alerts/CreateAlertByReference.
+`tenant` is a listed tenant's id or short name; anything else is 404 before anything is spent. The routes without
+a tenant mean the home tenant."""
+
+import azure.functions as func
+
+from shared.defender.client import DefenderRequest
+from shared.defender.facts import Api
+from shared.runtime import edge
+from shared.validation import FileHash, parse_json_object, validate_create_alert, validate_file_hash
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+
+@bp.function_name("GetTenantFileRelatedAlerts")
+@bp.route(route="tenants/{tenant}/files/{fileHash}/alerts", methods=["GET"])
+def get_tenant_file_related_alerts(req: func.HttpRequest) -> func.HttpResponse:
+    def parse() -> FileHash:
+        return validate_file_hash(req.route_params.get("fileHash", ""))
+
+    return edge().lookup_file_alerts(req, parse, req.route_params.get("tenant", ""))
+
+
+@bp.function_name("CreateTenantAlertByReference")
+@bp.route(route="tenants/{tenant}/alerts/CreateAlertByReference", methods=["POST"])
+def create_tenant_alert_by_reference(req: func.HttpRequest) -> func.HttpResponse:
+    def parse() -> DefenderRequest:
+        body = parse_json_object(req.get_body(), req.headers.get("Content-Type"))
+        return DefenderRequest.create_alert(validate_create_alert(body))
+
+    return edge().respond(req, Api.CREATE_ALERT, parse, req.route_params.get("tenant", ""))
