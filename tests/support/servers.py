@@ -48,8 +48,10 @@ class SimulatorAdmin:
             time.sleep(0.05)
         return calls
 
-    def add_alert(self, **fields: Any) -> dict[str, Any]:
-        response = requests.post(f"{self.url}/_sim/alerts", json=fields, timeout=5)
+    def add_alert(self, *, tenant: str | None = None, **fields: Any) -> dict[str, Any]:
+        """An alert in the home tenant's data, or in `tenant`'s (each tenant's data is its own)."""
+        response = requests.post(f"{self.url}/_sim/alerts", json=fields, params={"tenant": tenant} if tenant else None,
+                                 timeout=5)
         response.raise_for_status()
         return dict(response.json())
 
