@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import requests
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueServiceClient
 
@@ -239,7 +240,10 @@ def start_stack(*, host_port: int = 7071, identity_port: int = 7072, simulator_p
                 function_key: str = DEFAULT_LOCAL_KEY) -> LocalStack:
     services = start_services(identity_port=identity_port, simulator_port=simulator_port, azurite_ports=azurite_ports,
                               simulator_process=False)
-    env = services.host_environment(function_key=function_key)
+    # A second tenant, as an MSSP's gateway has: contoso, with an alert of its own on the seeded file.
+    env = services.host_environment(function_key=function_key, **many_tenants())
+    requests.post(f"{services.simulator.url}/_sim/alerts", params={"tenant": LOCAL_CUSTOMER_TENANT}, timeout=5,
+                  json={"sha1": SEED_FILE_SHA1, "title": "Contoso: suspicious PowerShell"}).raise_for_status()
     try:
         host = start_host(env, port=host_port, log_path=ROOT / ".local-host.log")
     except Exception:
@@ -268,12 +272,15 @@ mde-alert-gateway is running locally (no Azure tenant needed).
   Managed-identity endpoint       {stack.identity.url}{IDENTITY_PATH}
   Azurite (Storage)               queues http://127.0.0.1:{azurite.queue_port}   tables http://127.0.0.1:{azurite.table_port}
                                   blobs http://127.0.0.1:{azurite.blob_port}   account {DEV_ACCOUNT}
+  Entra ID token endpoint         {stack.services.tokens.url}   (customer tenant {LOCAL_CUSTOMER_NAME}; test CA)
   Request queue                   {stack.requests_queue}
   Host log                        {stack.host.log_path}
   Operator page (open it)         {base}/api/operator?code={key}
 
 Try:
   curl -s -H 'x-functions-key: {key}' {base}/api/files/{SEED_FILE_SHA1}/alerts
+
+  curl -s -H 'x-functions-key: {key}' {base}/api/tenants/{LOCAL_CUSTOMER_NAME}/files/{SEED_FILE_SHA1}/alerts
 
   curl -s -H 'x-functions-key: {key}' -H 'Content-Type: application/json' \\
        -d '{body}' \\

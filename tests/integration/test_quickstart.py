@@ -101,11 +101,13 @@ def test_make_run_and_what_it_prints_work_in_a_clean_shell(tmp_path: Path) -> No
             assert f":{port}" in banner, f"the banner does not show port {port}"
 
         commands = printed_curl_commands(banner)
-        assert len(commands) == 2, banner
+        assert len(commands) == 3, banner  # the home tenant's lookup, the create, and the customer tenant's lookup
         for command in commands:
             done = subprocess.run(["bash", "-c", command + " -w '\\n%{http_code}'"], cwd=ROOT, env=clean_environment(),
                                   capture_output=True, text=True, timeout=60, check=False)
             assert done.stdout.rstrip().endswith("\n200"), f"{command}\n-> {done.stdout}{done.stderr}"
+            if "/tenants/" in command:  # contoso's own data, through the token exchange
+                assert "Contoso: suspicious PowerShell" in done.stdout, done.stdout
 
         snippet = subprocess.run(["bash", "-c", readme_snippet()], cwd=ROOT, env=clean_environment(),
                                  capture_output=True, text=True, timeout=120, check=False)
