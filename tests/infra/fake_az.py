@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 DEFENDER_APP_ID = "fc780465-2017-40d4-a0c5-307022471b92"
@@ -79,6 +82,20 @@ def _rest(state: dict[str, Any], options: dict[str, str]) -> Any:
         _fail(2, f"fake az: not this cloud's Graph v1.0: {url}")
     path = url[len(graph) + len("/v1.0/"):]
     sp = state["defender_sp"]
+    apps = state.setdefault("service_principals", {})  # other apps' service principals, by appId
+    match = re.fullmatch(r"servicePrincipals\(appId='([0-9a-fA-F-]{36})'\)", path)
+    if method == "get" and match and match.group(1) != DEFENDER_APP_ID:
+        if match.group(1) not in apps:
+            _graph_error("Not Found", "Request_ResourceNotFound", f"Resource '{match.group(1)}' does not exist")
+        return apps[match.group(1)]
+    if method == "post" and path == "servicePrincipals":
+        app_id = json.loads(options["--body"])["appId"]
+        if app_id in state.get("unknown_apps", []):
+            _graph_error("Bad Request", "Request_BadRequest", "The appId of the service principal does not reference a "
+                         "valid application object.")
+        created = apps[app_id] = {"id": f"5e5e5e5e-0000-4000-8000-{len(apps):012d}", "appId": app_id}
+        state["principals"].append(created["id"])
+        return created
     if method == "get":
         if path == f"servicePrincipals(appId='{DEFENDER_APP_ID}')":
             if not state.get("defender_onboarded", True):
@@ -104,6 +121,85 @@ def _rest(state: dict[str, Any], options: dict[str, str]) -> Any:
         return {"id": "assignment", **body}
     _fail(2, f"fake az: unsupported request {method.upper()} {url}")
     return None
+
+
+
+# --- for the tests: the fake cloud on a PATH --------------------------------------------------------------------
+
+DEFENDER_SP = "11111111-2222-4333-8444-555555555555"
+READ_ROLE = "aaaaaaaa-0000-4000-8000-000000000001"
+WRITE_ROLE = "aaaaaaaa-0000-4000-8000-000000000002"
+FILE_ROLE = "aaaaaaaa-0000-4000-8000-000000000004"
+ROLE_VALUES = {READ_ROLE: "Alert.Read.All", WRITE_ROLE: "Alert.ReadWrite.All", FILE_ROLE: "File.Read.All"}
+PRINCIPAL = "99999999-8888-4777-8666-555555555555"
+UA_PRINCIPAL = "77777777-8888-4777-8666-555555555555"
+
+def initial_state(graph: str) -> dict[str, Any]:
+    return {
+        "tenant": "tenant-id",
+        "graph": graph,
+        "defender_sp": {
+            "id": DEFENDER_SP,
+            "appId": "fc780465-2017-40d4-a0c5-307022471b92",
+            "appRoles": [
+                {"id": "aaaaaaaa-0000-4000-8000-000000000009", "value": "Alert.Read.All",
+                 "allowedMemberTypes": ["User"]},  # same value, not for applications: must be ignored
+                {"id": READ_ROLE, "value": "Alert.Read.All", "allowedMemberTypes": ["Application"]},
+                {"id": WRITE_ROLE, "value": "Alert.ReadWrite.All", "allowedMemberTypes": ["Application"]},
+                {"id": "aaaaaaaa-0000-4000-8000-000000000003", "value": "Machine.Isolate",
+                 "allowedMemberTypes": ["Application"]},
+                {"id": FILE_ROLE, "value": "File.Read.All", "allowedMemberTypes": ["Application"]},
+            ],
+        },
+        "principals": [PRINCIPAL, UA_PRINCIPAL],
+        "functionapps": {
+            "rg/func-sa": {"type": "SystemAssigned", "principalId": PRINCIPAL, "userAssignedIdentities": None},
+            "rg/func-ua": {"type": "UserAssigned", "principalId": None,
+                           "userAssignedIdentities": {"/subscriptions/x/id-ua": {"principalId": UA_PRINCIPAL,
+                                                                                   "clientId": "c"}}},
+        },
+        "assignments": [],
+    }
+
+
+@dataclass
+class FakeCloud:
+    """The fake az on PATH and its state file."""
+
+    bin_dir: Path
+    state_file: Path
+    script: Path
+
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads(self.state_file.read_text()))
+
+    def update(self, **changes: Any) -> None:
+        self.state_file.write_text(json.dumps({**self.state(), **changes}))
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the script under test with `args`, the fake az first on PATH."""
+        env = {"PATH": f"{self.bin_dir}:/usr/bin:/bin", "FAKE_AZ_STATE": str(self.state_file), "LC_ALL": "C"}
+        return subprocess.run(["bash", str(self.script), *args], capture_output=True, text=True, env=env, timeout=60,
+                              check=False)
+
+    def posts(self) -> list[dict[str, Any]]:
+        calls = self.state().get("calls", [])
+        return [json.loads(c[c.index("--body") + 1]) for c in calls if c[:3] == ["rest", "--method", "post"]]
+
+
+def fake_cloud(tmp_path: Path, graph: str, script: Path) -> FakeCloud:
+    """The fake az (and no azd) on a PATH of its own, over a fresh fake tenant, for running `script`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    az = bin_dir / "az"
+    az.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__)}" "$@"\n')
+    az.chmod(0o755)
+    azd = bin_dir / "azd"  # no azd environment here
+    azd.write_text("#!/bin/sh\nexit 1\n")
+    azd.chmod(0o755)
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(initial_state(graph)))
+    return FakeCloud(bin_dir, state_file, script)
 
 
 def main(args: list[str]) -> None:

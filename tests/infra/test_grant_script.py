@@ -2,97 +2,35 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shared.defender.facts import API_FACTS
 from tests.infra import bicep_model as bm
+from tests.infra.fake_az import (
+    DEFENDER_SP,
+    FILE_ROLE,
+    PRINCIPAL,
+    READ_ROLE,
+    ROLE_VALUES,
+    UA_PRINCIPAL,
+    WRITE_ROLE,
+    FakeCloud,
+    fake_cloud,
+)
 
 SCRIPT = bm.REPO / "scripts" / "grant-defender-roles.sh"
 FAKE_AZ = Path(__file__).with_name("fake_az.py")
 
-DEFENDER_SP = "11111111-2222-4333-8444-555555555555"
-READ_ROLE = "aaaaaaaa-0000-4000-8000-000000000001"
-WRITE_ROLE = "aaaaaaaa-0000-4000-8000-000000000002"
-FILE_ROLE = "aaaaaaaa-0000-4000-8000-000000000004"
-ROLE_VALUES = {READ_ROLE: "Alert.Read.All", WRITE_ROLE: "Alert.ReadWrite.All", FILE_ROLE: "File.Read.All"}
-PRINCIPAL = "99999999-8888-4777-8666-555555555555"
-UA_PRINCIPAL = "77777777-8888-4777-8666-555555555555"
-
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-
-
-def _initial_state(graph: str) -> dict[str, Any]:
-    return {
-        "tenant": "tenant-id",
-        "graph": graph,
-        "defender_sp": {
-            "id": DEFENDER_SP,
-            "appId": "fc780465-2017-40d4-a0c5-307022471b92",
-            "appRoles": [
-                {"id": "aaaaaaaa-0000-4000-8000-000000000009", "value": "Alert.Read.All",
-                 "allowedMemberTypes": ["User"]},  # same value, not for applications: must be ignored
-                {"id": READ_ROLE, "value": "Alert.Read.All", "allowedMemberTypes": ["Application"]},
-                {"id": WRITE_ROLE, "value": "Alert.ReadWrite.All", "allowedMemberTypes": ["Application"]},
-                {"id": "aaaaaaaa-0000-4000-8000-000000000003", "value": "Machine.Isolate",
-                 "allowedMemberTypes": ["Application"]},
-                {"id": FILE_ROLE, "value": "File.Read.All", "allowedMemberTypes": ["Application"]},
-            ],
-        },
-        "principals": [PRINCIPAL, UA_PRINCIPAL],
-        "functionapps": {
-            "rg/func-sa": {"type": "SystemAssigned", "principalId": PRINCIPAL, "userAssignedIdentities": None},
-            "rg/func-ua": {"type": "UserAssigned", "principalId": None,
-                           "userAssignedIdentities": {"/subscriptions/x/id-ua": {"principalId": UA_PRINCIPAL,
-                                                                                   "clientId": "c"}}},
-        },
-        "assignments": [],
-    }
-
-
-@dataclass
-class FakeCloud:
-    """The fake az on PATH and its state file."""
-
-    bin_dir: Path
-    state_file: Path
-
-    def state(self) -> dict[str, Any]:
-        return dict(json.loads(self.state_file.read_text()))
-
-    def update(self, **changes: Any) -> None:
-        self.state_file.write_text(json.dumps({**self.state(), **changes}))
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": f"{self.bin_dir}:/usr/bin:/bin", "FAKE_AZ_STATE": str(self.state_file), "LC_ALL": "C"}
-        return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60,
-                              check=False)
-
-    def posts(self) -> list[dict[str, Any]]:
-        calls = self.state().get("calls", [])
-        return [json.loads(c[c.index("--body") + 1]) for c in calls if c[:3] == ["rest", "--method", "post"]]
 
 
 @pytest.fixture(params=["https://graph.microsoft.com/"])
 def cloud(tmp_path: Path, request: pytest.FixtureRequest) -> FakeCloud:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    az = bin_dir / "az"
-    az.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_AZ}" "$@"\n')
-    az.chmod(0o755)
-    azd = bin_dir / "azd"  # no azd environment here
-    azd.write_text("#!/bin/sh\nexit 1\n")
-    azd.chmod(0o755)
-    state_file = tmp_path / "state.json"
-    state_file.write_text(json.dumps(_initial_state(str(request.param))))
-    return FakeCloud(bin_dir, state_file)
+    return fake_cloud(tmp_path, str(request.param), SCRIPT)
 
 
 def test_grants_the_alert_roles_and_file_read_all_looked_up_by_value(cloud: FakeCloud) -> None:

@@ -27,6 +27,8 @@ Template = dict[str, Any]
 
 #: How a playbook's HTTP action starts the URI of a gateway call: the workflow parameter GatewayUrl.
 GATEWAY_URL_EXPRESSION = "@{parameters('GatewayUrl')}"
+#: The API root of a gateway call: the workflow parameter GatewayApi ("/api", or "/api/tenants/<CustomerTenant>").
+GATEWAY_API_EXPRESSION = "@{parameters('GatewayApi')}"
 #: What a dynamic segment of a gateway path (a workflow interpolation) becomes in HttpAction.path.
 DYNAMIC_SEGMENT = "{...}"
 #: Action types that hold other actions.
@@ -257,11 +259,12 @@ class HttpAction:
         return self.path is not None
 
 
-def gateway_path(uri: str) -> str | None:
-    """The path of a gateway call's URI with its dynamic segments as {...}, or None if it is not one."""
+def gateway_path(uri: str, api: str = "/api") -> str | None:
+    """The path of a gateway call's URI with its dynamic segments as {...}, or None if it is not one. The workflow
+    parameter GatewayApi is `api`: "/api" (the home tenant, the default) or "/api/tenants/<tenant>"."""
     if not uri.startswith(GATEWAY_URL_EXPRESSION):
         return None
-    rest = uri[len(GATEWAY_URL_EXPRESSION):]
+    rest = uri[len(GATEWAY_URL_EXPRESSION):].replace(GATEWAY_API_EXPRESSION, api)
     for inner in interpolations(rest):
         rest = rest.replace("@{" + inner + "}", DYNAMIC_SEGMENT, 1)
     return rest

@@ -376,7 +376,7 @@ def _split_uri(uri: str) -> tuple[list[str], str] | None:
     """The path segments after the gateway URL (interpolations whole) and the query, or None (not the gateway)."""
     if not uri.startswith(pa.GATEWAY_URL_EXPRESSION):
         return None
-    rest = uri[len(pa.GATEWAY_URL_EXPRESSION):]
+    rest = uri[len(pa.GATEWAY_URL_EXPRESSION):].replace(pa.GATEWAY_API_EXPRESSION, "/api")  # the home tenant's
     inner = pa.interpolations(rest)
     masked = rest
     for index, expression in enumerate(inner):

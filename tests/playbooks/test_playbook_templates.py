@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from shared.defender.facts import CATEGORIES, CREATE_ALERT_PATH, CREATE_FIELDS
+from shared.http import openapi
+from shared.http.settings import AuthMode
 from tests.infra import bicep_model as bm
 from tests.playbooks import actions as pa
 
@@ -358,3 +360,21 @@ def test_playbooks_bicep_category_choices_match_defender() -> None:
     parameter = bm.parse(PLAYBOOKS_BICEP)["parameters"]["alertCategory"]
     assert bm.decorators(parameter)["allowed"] == list(CATEGORIES)
     assert parameter["default"] == "SuspiciousActivity"
+
+
+@pytest.mark.parametrize("name", sorted(PLAYBOOKS))
+def test_each_playbook_acts_for_the_home_tenant_or_the_customer_tenant_it_is_given(name: str) -> None:
+    """Many tenants: CustomerTenant (empty by default: the home tenant) chooses /api or /api/tenants/<tenant>, and
+    each gateway call's tenant form is an operation of the gateway's document too."""
+    template = _template(name)
+    assert template["parameters"]["CustomerTenant"]["defaultValue"] == ""
+    assert template["variables"]["GatewayApiPath"] == ("[if(empty(parameters('CustomerTenant')), '/api', "
+                                                       "concat('/api/tenants/', parameters('CustomerTenant')))]")
+    calls = [action for action in pa.http_actions(template) if action.calls_gateway]
+    assert calls and all(pa.GATEWAY_API_EXPRESSION in action.uri for action in calls)
+    documented = set(openapi.document(AuthMode.ENTRA)["paths"])
+    for action in calls:
+        tenant_path = pa.gateway_path(action.uri, "/api/tenants/" + pa.DYNAMIC_SEGMENT)
+        assert tenant_path is not None
+        shape = re.sub(r"\{[^}]*\}", "{}", tenant_path.removeprefix("/api"))
+        assert shape in {re.sub(r"\{[^}]*\}", "{}", known) for known in documented}, tenant_path
