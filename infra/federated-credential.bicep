@@ -7,7 +7,8 @@
 // <login endpoint><tenant id>/v2.0; subject the identity's principal (object) id; one audience,
 // api://AzureADTokenExchange (api://AzureADTokenExchangeUSGov in US Government); at most 20 per app.
 // The app must have a uniqueName (an app made outside Bicep gets one with a PATCH, see docs/many-tenants.md).
-// Graph Bicep deployments run in the public cloud only: elsewhere, scripts/onboard-customer-tenant.sh --fic.
+// Graph Bicep deployments run in the public cloud only: elsewhere add the credential in the portal (the app's
+// Certificates & secrets, Federated credentials, "Managed identity"), as docs/many-tenants.md shows.
 //
 // Used by main.bicep when customerTenants is set and identityType is UserAssigned.
 

@@ -355,7 +355,8 @@ var baseAppSettings = {
   GATEWAY_ALLOWED_APPLICATIONS: join(entraAllowedApplications, ',')
   // Many tenants (empty: the home tenant alone).
   MDE_TENANTS: join(customerTenants, ',')
-  MDE_MULTITENANT_CLIENT_ID: multitenantAppClientId
+  // The app the credential was added to, when the template added it: the two cannot disagree.
+  MDE_MULTITENANT_CLIENT_ID: useFederatedCredential ? federatedCredential!.outputs.appClientId : multitenantAppClientId
   GATEWAY_TENANT_CALLERS: tenantCallers
 }
 

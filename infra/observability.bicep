@@ -57,9 +57,9 @@ var alertRules = [
   }
   {
     name: 'storage-or-identity-down'
-    description: 'The gateway could not reach its storage (rate limits, operations, queues) or get a token from its identity (mdegw.errors): calls are refused or wait until it recovers.'
+    description: 'The gateway could not reach its storage (rate limits, operations, queues) or get a token from its identity (mdegw.errors; a customer tenant that gives no token is that tenant\'s matter and not counted here): calls are refused or wait until it recovers.'
     severity: 1
-    query: 'customMetrics | where name == "mdegw.errors" | summarize value = sum(valueSum)'
+    query: 'customMetrics | where name == "mdegw.errors" | where tostring(customDimensions["kind"]) != "tenant-identity" | summarize value = sum(valueSum)'
     aggregation: 'Total'
     threshold: 0
   }

@@ -12,7 +12,7 @@ from shared.catalogue import setting
 from shared.configuration import ConfigurationError
 from shared.defender.clouds import LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, Cloud
 from shared.defender.tenants import GUID, MultiTenant, parse_tenants
-from shared.http.settings import EVERY_TENANT, TenantCallers
+from shared.http.settings import EVERY_TENANT, HOME_TENANT, TenantCallers
 
 
 def load_multi_tenant(env: Mapping[str, str], cloud: Cloud) -> MultiTenant | None:
@@ -29,7 +29,7 @@ def load_multi_tenant(env: Mapping[str, str], cloud: Cloud) -> MultiTenant | Non
         raise ConfigurationError("MDE_MULTITENANT_CLIENT_ID must be the client id (a GUID) of the multi-tenant app "
                                  "registration the gateway's identity is a federated credential of.",
                                  setting="MDE_MULTITENANT_CLIENT_ID")
-    if not setting(env, "AZURE_CLIENT_ID") or (setting(env, "MDE_CREDENTIAL") or "") != "managed-identity":
+    if not setting(env, "AZURE_CLIENT_ID") or (setting(env, "MDE_CREDENTIAL") or "").lower() != "managed-identity":
         raise ConfigurationError("MDE_TENANTS needs a user-assigned managed identity (AZURE_CLIENT_ID, "
                                  "MDE_CREDENTIAL=managed-identity): only it can be a federated credential.",
                                  setting="AZURE_CLIENT_ID")
@@ -69,12 +69,12 @@ def load_tenant_callers(env: Mapping[str, str], multi_tenant: MultiTenant | None
         if not GUID.fullmatch(caller) or not tenants.strip():
             raise ConfigurationError(f"GATEWAY_TENANT_CALLERS: {entry!r} is not `<object id>=<tenant>+<tenant>`.",
                                      setting="GATEWAY_TENANT_CALLERS")
-        ids = set()
+        ids = set(mapping.get(caller, frozenset()))  # a caller named twice gets both entries' tenants
         for name in (name.strip().lower() for name in tenants.split("+") if name.strip()):
             found = multi_tenant.find(name) if multi_tenant else None
-            if name != EVERY_TENANT and found is None:
+            if name not in (EVERY_TENANT, HOME_TENANT) and found is None:
                 raise ConfigurationError(f"GATEWAY_TENANT_CALLERS names {name!r}, which MDE_TENANTS does not list.",
                                          setting="GATEWAY_TENANT_CALLERS")
-            ids.add(found.id if found else EVERY_TENANT)
+            ids.add(found.id if found else name)
         mapping[caller] = frozenset(ids)
     return TenantCallers(MappingProxyType(mapping))

@@ -107,8 +107,9 @@ def _wait(seconds: float | None) -> int | None:
     return None if seconds is None else max(1, math.ceil(seconds))
 
 
-def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings) -> Problem:
-    """The answer for a Defender outcome other than success: the one table of upstream mappings."""
+def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings, tenant: str | None = None) -> Problem:
+    """The answer for a Defender outcome other than success: the one table of upstream mappings (`tenant`: the
+    customer tenant the call was for; None: the home tenant)."""
     audience = (f"The token audience must match the API host: MDE_CLOUD={defender.cloud.name} asks for "
                 f"{defender.cloud.scope} and calls {defender.base_url}; check MDE_CLOUD / MDE_BASE_URL.")
     if isinstance(outcome, Throttled):
@@ -126,6 +127,10 @@ def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings) -> P
         roles = (f"The identity needs the application role {' or '.join(API_FACTS[api].roles)} on WindowsDefenderATP "
                  f"(appId {DEFENDER_APP_ID}): grant it with infra/defender-roles.bicep or "
                  "scripts/grant-defender-roles.sh.")
+        if tenant is not None:
+            roles = (f"In the customer tenant {tenant}, the gateway's multi-tenant app needs the application role "
+                     f"{' or '.join(API_FACTS[api].roles)} on WindowsDefenderATP (appId {DEFENDER_APP_ID}): the "
+                     "tenant's administrator grants it with scripts/onboard-customer-tenant.sh.")
         if outcome.status == 401:
             return Problem(502, "upstream-unauthorized", "Bad answer from Defender",
                            f"Defender rejected the gateway's token (401). {audience}{_said(outcome.error)}",
@@ -244,8 +249,8 @@ class Answers:
         self.cache_ttl = cache_ttl
         self.policy_headers = {api: policy_header(policy) for api, policy in policies.items()}
 
-    def result(self, api: Api, result: CallResult, correlation_id: str) -> Answer:
-        """200 with Defender's body, or the problem the last attempt maps to."""
+    def result(self, api: Api, result: CallResult, correlation_id: str, tenant: str | None = None) -> Answer:
+        """200 with Defender's body, or the problem the last attempt maps to (`tenant`: the customer tenant)."""
         last = result.last
         if isinstance(last, Sent) and isinstance(last.outcome, Success):
             logger.info("%s -> 200 [correlation %s]", api, correlation_id)
@@ -253,7 +258,7 @@ class Answers:
                        **_common(correlation_id), **self._cache_headers(api, 0)}
             return _json(200, headers, last.outcome.body)
         problem = (refusal_problem(result, api, self.defender) if isinstance(last, Refused)
-                   else outcome_problem(api, last.outcome, self.defender))
+                   else outcome_problem(api, last.outcome, self.defender, tenant))
         # RateLimit says what the gateway will do with the next call: after Defender's 429 it holds every call
         # until the block ends; after Defender's 503 it holds none (Retry-After alone carries Defender's advice).
         held = problem.retry_after if isinstance(last, Sent) and isinstance(last.outcome, Throttled) else None

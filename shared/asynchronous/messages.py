@@ -32,7 +32,7 @@ from shared.asynchronous.operations import OPERATION_ID_PATTERN
 from shared.asynchronous.queue_names import QUEUE_NAME
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import OPERATION_NAMES, Api
-from shared.defender.tenants import MultiTenant
+from shared.defender.tenants import GUID, MultiTenant, Tenant
 from shared.telemetry.catalogue import TRACEPARENT
 from shared.validation import FieldError, InvalidInputError, validate_create_alert, validate_file_hash
 
@@ -114,6 +114,10 @@ def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset(),
                                            "operation"))
     named_tenant = document.get("tenantId")
     tenant = tenants.find(named_tenant) if isinstance(named_tenant, str) and tenants is not None else None
+    if tenant is None and isinstance(named_tenant, str) and GUID.fullmatch(named_tenant.strip().lower()):
+        # A tenant id the gateway no longer serves (removed while this waited): kept, so that its operation is
+        # answered (502, no token for it) instead of left pending.
+        tenant = Tenant(named_tenant.strip().lower(), named_tenant.strip().lower())
     if named_tenant is not None and tenant is None:
         errors.append(FieldError("tenantId", "must be one of the gateway's customer tenants (MDE_TENANTS), by id or "
                                              "short name; leave it out for the home tenant"))

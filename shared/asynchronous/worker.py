@@ -180,7 +180,7 @@ class RequestWorker:
         try:
             identity = self.gateway.identity(request.tenant)
         except IdentityError as error:
-            self.gateway.telemetry.error(ErrorKind.IDENTITY)
+            self.gateway.telemetry.error(ErrorKind.IDENTITY if error.tenant is None else ErrorKind.TENANT_IDENTITY)
             return self._failed(operation, identity_problem(error))
         sender = _Sender(self, operation, identity, self._clock() + hold)
         try:
@@ -189,7 +189,8 @@ class RequestWorker:
             result = sender(request)
             if isinstance(result, Deferred):
                 return result.reason
-            self._complete(sender.operation, self.answers.result(request.api, result, operation.correlation_id),
+            self._complete(sender.operation, self.answers.result(request.api, result, operation.correlation_id,
+                                                              request.tenant),
                            attempts=sender.operation.attempts + result.sent)
             return None
         except RateLimitStorageError as error:
@@ -208,7 +209,7 @@ class RequestWorker:
         if isinstance(found, Cached):
             answer = self.answers.cached(Api.FILE_ALERTS, found.answer.body, found.answer.age, correlation_id)
         elif isinstance(found, Fetched):
-            answer = self.answers.result(Api.FILE_ALERTS, found.result, correlation_id)
+            answer = self.answers.result(Api.FILE_ALERTS, found.result, correlation_id, operation.request.tenant)
         elif isinstance(found, UnknownFile):
             answer = self.answers.unknown_file(found.result, correlation_id)
         else:  # the SHA-256 is not resolved: Defender's file information failed
@@ -220,7 +221,7 @@ class RequestWorker:
                 updated = self.operations.update(operation, failures=operation.failures + 1)
                 return self._backoff(Api.FILE_INFO, operation.failures + 1, _retry_after(outcome)) \
                     if updated is not None else _Later(Api.FILE_INFO, 1)
-            answer = self.answers.result(Api.FILE_INFO, found.result, correlation_id)
+            answer = self.answers.result(Api.FILE_INFO, found.result, correlation_id, operation.request.tenant)
         sent = found.result.sent if isinstance(found, Fetched) and not found.joined else 0
         self._complete(sender.operation, answer, attempts=sender.operation.attempts + sent)
         return None

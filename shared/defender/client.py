@@ -89,6 +89,10 @@ class DefenderRequest:
         return cls(Api.FILE_INFO, file_info_path(sha256))
 
 
+#: How long a customer tenant's failure to give a token is answered without asking its token endpoint again.
+TENANT_FAILURE_SECONDS = 60
+
+
 class DefenderClient:
     """One per worker process: one credential (token cache) and one pooled HTTP session."""
 
@@ -99,6 +103,8 @@ class DefenderClient:
         self._session = session or self._new_session()
         self._tenants = tenants or (TenantCredentials(settings.multi_tenant, credential)
                                     if settings.multi_tenant else None)
+        #: A customer tenant's last failure to give a token, until when it is answered from here.
+        self._tenant_failures: dict[str, tuple[float, IdentityError]] = {}
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -114,24 +120,32 @@ class DefenderClient:
         """A token for the configured cloud's scope in the home tenant, or in customer tenant `tenant` (an id of
         MDE_TENANTS) through the federated exchange; cached by azure-identity until near expiry.
 
-        Raises IdentityError when the identity refuses or cannot be reached, or the tenant has not consented.
+        Raises IdentityError when the identity refuses or cannot be reached, or the tenant has not consented (a
+        customer tenant's failure is remembered for TENANT_FAILURE_SECONDS: its token endpoint is not asked again
+        at every call meanwhile).
         """
         scope = self.settings.cloud.scope
         multi = self.settings.multi_tenant
         customer = multi.find(tenant) if tenant is not None and multi is not None else None
         if tenant is not None and (customer is None or self._tenants is None):
             raise IdentityError(scope, f"tenant {tenant} is not one of MDE_TENANTS")
+        if customer is not None:
+            failed = self._tenant_failures.get(customer.id)
+            if failed is not None and time.monotonic() < failed[0]:
+                raise failed[1]
         try:
             credential = self._tenants.credential(customer) if customer and self._tenants else self._credential
             return AccessToken(credential.get_token(scope).token)
         except AzureError as error:
             # azure-identity's messages name the failing credential and never contain a token.
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            consent = customer is not None and multi is not None and any(code in str(error)
-                                                                         for code in CONSENT_ERRORS)
-            raise IdentityError(scope, reason, tenant=customer,
-                                consent_url=multi.consent_url(customer) if consent and customer and multi else None) \
-                from None
+            if customer is None or multi is None:
+                raise IdentityError(scope, reason) from None
+            consent = any(code in str(error) for code in CONSENT_ERRORS)
+            failure = IdentityError(scope, reason, tenant=customer,
+                                    consent_url=multi.consent_url(customer, scope) if consent else None)
+            self._tenant_failures[customer.id] = (time.monotonic() + TENANT_FAILURE_SECONDS, failure)
+            raise failure from None
 
     def send(self, request: DefenderRequest, token: AccessToken, *, correlation_id: str,
              time_left: float | None = None) -> Outcome:

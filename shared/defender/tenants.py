@@ -20,8 +20,9 @@ from azure.identity import ClientAssertionCredential
 #: A short name for a tenant, used in routes and messages instead of its id.
 TENANT_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?", re.ASCII)
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
-#: What a tenant that has not consented answers (the app has no service principal there, or none for Defender).
-CONSENT_ERRORS = ("AADSTS7000229", "AADSTS700016", "AADSTS650052", "AADSTS500011", "AADSTS65001")
+#: What a tenant that has not consented answers: the app has no service principal there (7000229; 700016, "not
+#: installed by the administrator of the tenant"), or no consent for it (650052, 65001).
+CONSENT_ERRORS = ("AADSTS7000229", "AADSTS700016", "AADSTS650052", "AADSTS65001")
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,11 @@ class MultiTenant:
         wanted = id_or_name.strip().lower()
         return next((tenant for tenant in self.tenants if wanted in (tenant.id, tenant.name)), None)
 
-    def consent_url(self, tenant: Tenant) -> str:
-        """Where the tenant's administrator consents to the app (Defender's partner-application link, for this
-        tenant); the Defender app roles are granted after (scripts/onboard-customer-tenant.sh does both)."""
-        return (f"{self.authority}/{tenant.id}/oauth2/authorize?prompt=consent&client_id={self.client_id}"
-                "&response_type=code")
+    def consent_url(self, tenant: Tenant, scope: str) -> str:
+        """Where the tenant's administrator grants the app its Defender permissions (Microsoft identity platform's
+        admin consent, for `scope`, the Defender API's `.default`). The app needs a redirect URI for it (docs/
+        many-tenants.md); scripts/onboard-customer-tenant.sh does the same with the Azure CLI."""
+        return f"{self.authority}/{tenant.id}/v2.0/adminconsent?client_id={self.client_id}&scope={scope}"
 
 
 def parse_tenants(raw: str) -> tuple[Tenant, ...]:

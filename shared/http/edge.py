@@ -59,7 +59,7 @@ from shared.http.callers import (
 from shared.http.incoming import Incoming
 from shared.http.openapi import served_document
 from shared.http.operator import OperatorConsole
-from shared.http.settings import AuthMode, AuthSettings
+from shared.http.settings import HOME_TENANT, AuthMode, AuthSettings
 from shared.lookups.file_alerts import (
     Cached,
     Deferred,
@@ -248,7 +248,7 @@ class HttpEdge:
                 and isinstance(result.last, Refused) and result.sent == 0):
             submitted = self.async_calls.submit(new_operation_id(), request, incoming.caller, incoming.correlation_id)
             return self._submitted(incoming, submitted, retry_after=result.decision.retry_after)
-        return self.answers.result(api, result, incoming.correlation_id)
+        return self.answers.result(api, result, incoming.correlation_id, incoming.tenant)
 
     def _submitted(self, incoming: Incoming, submitted: Submitted, *, retry_after: int = POLL_SECONDS) -> Answer:
         operation = submitted.operation
@@ -287,6 +287,8 @@ class HttpEdge:
         if isinstance(error, InputError):
             return answer(input_problem(error))
         kind = _ERROR_KINDS.get(type(error))
+        if isinstance(error, IdentityError) and error.tenant is not None:
+            kind = ErrorKind.TENANT_IDENTITY
         if kind is not None:
             self.gateway.telemetry.error(kind)
         if isinstance(error, IdentityError):
@@ -314,14 +316,17 @@ class HttpEdge:
     def _tenant(self, named: str | None, caller: str) -> str | None:
         """The id of the customer tenant a route names (None: the home tenant); TenantRefusedError when the gateway
         serves no such tenant, or (with Entra ID) this caller may not act for it."""
+        entra = self.access.mode is AuthMode.ENTRA
         if named is None:
+            if entra and not self.access.tenant_callers.allows(caller, None):
+                raise TenantRefusedError(HOME_TENANT, listed=True)
             return None
         multi = self.gateway.client.settings.multi_tenant
         found = multi.find(named) if multi is not None else None
         if found is None:
             raise TenantRefusedError(named, listed=False)
-        if self.access.mode is AuthMode.ENTRA and not self.access.tenant_callers.allows(caller, found.id):
-            raise TenantRefusedError(found.name, listed=True)
+        if entra and not self.access.tenant_callers.allows(caller, found.id):
+            raise TenantRefusedError(named, listed=True)  # what was asked: no id-to-name mapping is given away
         return found.id
 
     def _caller(self, req: func.HttpRequest) -> str:

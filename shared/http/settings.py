@@ -15,20 +15,25 @@ class AuthMode(StrEnum):
     ENTRA = "entra"
 
 
-#: GATEWAY_TENANT_CALLERS' word for "every listed tenant".
+#: GATEWAY_TENANT_CALLERS' word for "every listed tenant", and for the gateway's own (home) tenant.
 EVERY_TENANT = "*"
+HOME_TENANT = "home"
 
 
 @dataclass(frozen=True)
 class TenantCallers:
-    """Which Entra callers (object ids) may act for which customer tenants (ids); the home tenant is every
-    allowed caller's, as before."""
+    """Which Entra callers (object ids) may act for which customer tenants (ids). The home tenant is every allowed
+    caller's, as before, unless the caller is listed here: then only if its entry names `home` (a playbook confined
+    to a customer does not act in the MSSP's own tenant)."""
 
     tenants_by_caller: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
 
-    def allows(self, caller: str, tenant_id: str) -> bool:
-        tenants = self.tenants_by_caller.get(caller.lower(), frozenset())
-        return EVERY_TENANT in tenants or tenant_id in tenants
+    def allows(self, caller: str, tenant_id: str | None) -> bool:
+        """Whether `caller` may act for the customer tenant `tenant_id` (None: the home tenant)."""
+        tenants = self.tenants_by_caller.get(caller.lower())
+        if tenant_id is None:
+            return tenants is None or HOME_TENANT in tenants
+        return tenants is not None and (EVERY_TENANT in tenants or tenant_id in tenants)
 
 
 @dataclass(frozen=True)

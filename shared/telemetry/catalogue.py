@@ -93,6 +93,8 @@ class ErrorKind(StrEnum):
     OPERATIONS_STORAGE = "operations-storage"
     QUEUE_STORAGE = "queue-storage"
     IDENTITY = "identity"
+    #: A customer tenant gave no token (not consented, say): that tenant's matter, not the gateway's.
+    TENANT_IDENTITY = "tenant-identity"
 
 
 class SpanName(StrEnum):

@@ -79,8 +79,7 @@ def test_settings_bound_to_parameters_default_like_the_catalogue() -> None:
     bound = {name: value for name, value, _ in _settings() if isinstance(value, str) and value in params}
     assert set(bound) == {"MDE_CLOUD", "GATEWAY_AUTH", "RATE_LIMIT_FILE_ALERTS", "RATE_LIMIT_CREATE_ALERT",
                           "RATE_LIMIT_FILE_INFO", "RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE", "FILE_HASH_TABLE",
-                          "REQUESTS_QUEUE", "OPERATIONS_TABLE", "MAINTENANCE_SCHEDULE", "MDE_MULTITENANT_CLIENT_ID",
-                          "GATEWAY_TENANT_CALLERS"}
+                          "REQUESTS_QUEUE", "OPERATIONS_TABLE", "MAINTENANCE_SCHEDULE", "GATEWAY_TENANT_CALLERS"}
     for setting, param in bound.items():
         assert params[param]["default"] == CATALOGUE_BY_NAME[setting].default, setting
 

@@ -10,7 +10,11 @@ def test_the_tenant_settings_come_from_parameters_that_default_to_one_tenant() -
     settings = {name: value for name, value, _ in bm.app_settings(bm.main())}
     tenants = bm.function_call(settings["MDE_TENANTS"], "join")
     assert tenants == {"input_array": "customerTenants", "delimiter": ","}
-    assert settings["MDE_MULTITENANT_CLIENT_ID"] == "multitenantAppClientId"
+    client_id = bm.operator(settings["MDE_MULTITENANT_CLIENT_ID"], "conditional")
+    assert client_id is not None and client_id["condition"] == bm.resolve("useFederatedCredential", bm.main())
+    assert client_id["false_value"] == "multitenantAppClientId"
+    assert bm.module_output(client_id["true_value"]) == ("federatedCredential", "appClientId")
+    assert bm.main()["parameters"]["multitenantAppClientId"]["default"] == ""
     assert settings["GATEWAY_TENANT_CALLERS"] == "tenantCallers"
     params = bm.main()["parameters"]
     assert params["customerTenants"]["default"] == [] and params["multitenantAppUniqueName"]["default"] == ""

@@ -96,8 +96,8 @@ def test_a_tenant_that_has_not_consented_is_502_naming_it_and_its_consent_link(
     host = tenant_host(host_factory)
     problem = assert_problem(alerts_of(host, "fabrikam"), 502)
     assert problem["type"].endswith(":tenant-not-consented") and problem["tenant"] == NOT_CONSENTED
-    assert problem["consentUrl"].endswith(f"/{NOT_CONSENTED}/oauth2/authorize?prompt=consent&client_id="
-                                          f"{LOCAL_MULTITENANT_APP_ID}&response_type=code")
+    assert problem["consentUrl"].endswith(f"/{NOT_CONSENTED}/v2.0/adminconsent?client_id={LOCAL_MULTITENANT_APP_ID}"
+                                          "&scope=https://api.securitycenter.microsoft.com/.default")
     assert "fabrikam" in problem["detail"] and "AADSTS7000229" in problem["detail"]
     assert sim.calls() == []
 
@@ -157,5 +157,7 @@ def test_with_entra_id_only_the_mapped_callers_act_for_a_tenant(host_factory: Ho
     assert alerts_of(host, "contoso", headers=bearer(alice)).status_code == 200
     problem = assert_problem(alerts_of(host, "contoso", headers=bearer(bob)), 403)
     assert problem["type"].endswith(":tenant-not-allowed")
-    assert host.get_alerts(SHA1, headers=bearer(bob)).status_code == 200  # the home tenant is every caller's
+    assert host.get_alerts(SHA1, headers=bearer(bob)).status_code == 200  # unlisted: the home tenant, as before
+    confined = assert_problem(host.get_alerts(SHA1, headers=bearer(alice)), 403)  # listed for contoso alone
+    assert confined["type"].endswith(":tenant-not-allowed")
     assert [call["caller"].split("|")[0] for call in sim.calls()].count(LOCAL_CUSTOMER_TENANT) == 1

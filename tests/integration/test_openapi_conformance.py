@@ -195,7 +195,7 @@ def test_successes_and_accepted_operations_are_as_documented(api: Any, conforman
 
 
 def test_a_missing_function_key_is_the_documented_401(api: Any, conformance_gateway: GatewayClient) -> None:
-    known = {"fileHash": SEED_FILE_SHA1, "operationId": "no-such-operation"}
+    known = {"fileHash": SEED_FILE_SHA1, "operationId": "no-such-operation", "tenant": "contoso"}
     for operation_id in OPERATION_IDS:
         operation = api.find_operation_by_id(operation_id)
         body = {"body": dict(VALID), "media_type": "application/json"} \
