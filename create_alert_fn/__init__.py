@@ -12,9 +12,9 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 @bp.function_name("CreateAlertByReference")
 @bp.route(route="alerts/CreateAlertByReference", methods=["POST"])
-def create_alert_by_reference(req: func.HttpRequest) -> func.HttpResponse:
+def create_alert_by_reference(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def parse() -> DefenderRequest:
         body = parse_json_object(req.get_body(), req.headers.get("Content-Type"))
         return DefenderRequest.create_alert(validate_create_alert(body))
 
-    return edge().respond(req, Api.CREATE_ALERT, parse)
+    return edge().respond(req, Api.CREATE_ALERT, parse, context=context)

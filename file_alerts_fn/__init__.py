@@ -11,8 +11,8 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 @bp.function_name("GetFileRelatedAlerts")
 @bp.route(route="files/{fileHash}/alerts", methods=["GET"])
-def get_file_related_alerts(req: func.HttpRequest) -> func.HttpResponse:
+def get_file_related_alerts(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def parse() -> FileHash:
         return validate_file_hash(req.route_params.get("fileHash", ""))
 
-    return edge().lookup_file_alerts(req, parse)
+    return edge().lookup_file_alerts(req, parse, context=context)

@@ -23,7 +23,10 @@ or the queue extension behave in a way a test could tell apart, this host does t
 - with WEBSITE_AUTH_ENABLED=True (the platform sets it while App Service authentication is on) the
   host plays that authentication in front of every function, as `PlatformAuthentication` says;
 - an exception while function_app is imported leaves the host up with no function (every route 404),
-  the reason in its log, as the Python worker's failed indexing does.
+  the reason in its log, as the Python worker's failed indexing does;
+- a function that declares `context` gets the invocation context, its trace context the host's activity for
+  the request (a child of the caller's `traceparent`); one whose `context` is annotated with another type does not
+  load, and the host serves the others (localdev.invocation).
 
 Queue triggers run against Azurite with host.json's queue semantics (localdev.queue_host).
 Run: `python -m localdev.functions_host --port 7071`.
@@ -50,6 +53,7 @@ import jwt
 from azure.functions.http import HttpResponseConverter
 from werkzeug.wrappers import Request, Response
 
+from localdev.invocation import FunctionLoadError, child_traceparent, run, takes_context
 from localdev.queue_host import (
     FunctionTimeoutError,
     QueueFunction,
@@ -83,7 +87,7 @@ class Route:
     pattern: re.Pattern[str]
     methods: frozenset[str]
     auth_level: str
-    handler: Callable[[func.HttpRequest], func.HttpResponse]
+    handler: Callable[..., func.HttpResponse]  # the trigger first, then `context` when it takes one
 
 
 def _route_regex(template: str) -> re.Pattern[str]:
@@ -119,6 +123,11 @@ def discover(app: func.FunctionApp) -> Functions:
     timers = []
     for function in app.get_functions():
         trigger = function.get_trigger()
+        try:
+            takes_context(function.get_function_name() or "function", function.get_user_function())
+        except FunctionLoadError as error:  # the worker does not load it: that function alone is in error
+            logger.error("Worker failed to load function: %s", error)
+            continue
         if trigger is not None and getattr(trigger, "type", None) == "queueTrigger":
             queue_functions.append(QueueFunction(function.get_function_name() or "function",
                                                  str(getattr(trigger, "queue_name", "")),
@@ -231,7 +240,9 @@ class FunctionsHost:
             body=request.get_data() if length > 0 else b"",
         )
         try:
-            result = invoke_with_timeout(route.name, lambda: route.handler(http_request), self.function_timeout)
+            trace_parent = child_traceparent(request.headers.get("traceparent"))
+            result = invoke_with_timeout(route.name, lambda: run(route.name, route.handler, http_request,
+                                                                 trace_parent=trace_parent), self.function_timeout)
         except FunctionTimeoutError:
             return Response(status=500)
         except Exception:

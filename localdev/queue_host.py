@@ -36,6 +36,8 @@ import azure.functions as func
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
+from localdev.invocation import run
+
 logger = logging.getLogger("localdev.queue_host")
 _T = TypeVar("_T")
 
@@ -119,7 +121,7 @@ class QueueFunction:
     name: str
     queue: str
     connection: str
-    handler: Callable[[func.QueueMessage], None]
+    handler: Callable[..., None]  # the message first, then `context` when it takes one
 
 
 class UnresolvedSettingError(KeyError):
@@ -221,7 +223,8 @@ class QueueListener:
         try:
             body = self._body(message.content)
             queued = func.QueueMessage(id=message.id, body=body, pop_receipt=message.pop_receipt)
-            invoke_with_timeout(self.function.name, lambda: self.function.handler(queued), self._function_timeout)
+            invoke_with_timeout(self.function.name, lambda: run(self.function.name, self.function.handler, queued),
+                                self._function_timeout)
             failed = False
         except FunctionTimeoutError:
             failed = True

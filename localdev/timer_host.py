@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import azure.functions as func
 from azure.functions.timer import TimerRequest
 from croniter import croniter
 
+from localdev.invocation import run
 from localdev.queue_host import FunctionTimeoutError, UnresolvedSettingError, invoke_with_timeout, resolve
 
 logger = logging.getLogger("localdev.timer_host")
@@ -34,7 +34,7 @@ class TimerFunction:
     name: str
     schedule: str
     run_on_startup: bool
-    handler: Callable[[func.TimerRequest], None]
+    handler: Callable[..., None]  # the timer first, then `context` when it takes one
 
 
 class TimerRunner:
@@ -70,7 +70,8 @@ class TimerRunner:
         self.invocations += 1
         request = TimerRequest(past_due=past_due)  # what the worker hands a timer function
         try:
-            invoke_with_timeout(self.function.name, lambda: self.function.handler(request), self._function_timeout)
+            invoke_with_timeout(self.function.name, lambda: run(self.function.name, self.function.handler, request),
+                                self._function_timeout)
         except FunctionTimeoutError:
             pass
         except Exception:

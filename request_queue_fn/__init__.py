@@ -18,26 +18,29 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 @bp.function_name("ProcessRequestMessage")
 @bp.queue_trigger(arg_name="message", queue_name="%REQUESTS_QUEUE%", connection="AzureWebJobsStorage")
-def process_request_message(message: func.QueueMessage) -> None:
-    worker().handle(message.get_body().decode("utf-8", "replace"))
+def process_request_message(message: func.QueueMessage, context: func.Context) -> None:
+    worker().handle(message.get_body().decode("utf-8", "replace"), invocation=context.trace_context.trace_parent)
 
 
 @bp.function_name("WaitCreateAlert")
 @bp.queue_trigger(arg_name="message", queue_name="%REQUESTS_QUEUE%" + waiting_suffix(Api.CREATE_ALERT),
                   connection="AzureWebJobsStorage")
-def wait_create_alert(message: func.QueueMessage) -> None:
-    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True)
+def wait_create_alert(message: func.QueueMessage, context: func.Context) -> None:
+    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True,
+                    invocation=context.trace_context.trace_parent)
 
 
 @bp.function_name("WaitFileAlerts")
 @bp.queue_trigger(arg_name="message", queue_name="%REQUESTS_QUEUE%" + waiting_suffix(Api.FILE_ALERTS),
                   connection="AzureWebJobsStorage")
-def wait_file_alerts(message: func.QueueMessage) -> None:
-    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True)
+def wait_file_alerts(message: func.QueueMessage, context: func.Context) -> None:
+    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True,
+                    invocation=context.trace_context.trace_parent)
 
 
 @bp.function_name("WaitFileInfo")
 @bp.queue_trigger(arg_name="message", queue_name="%REQUESTS_QUEUE%" + waiting_suffix(Api.FILE_INFO),
                   connection="AzureWebJobsStorage")
-def wait_file_info(message: func.QueueMessage) -> None:
-    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True)
+def wait_file_info(message: func.QueueMessage, context: func.Context) -> None:
+    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True,
+                    invocation=context.trace_context.trace_parent)

@@ -15,18 +15,18 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 @bp.function_name("GetTenantFileRelatedAlerts")
 @bp.route(route="tenants/{tenant}/files/{fileHash}/alerts", methods=["GET"])
-def get_tenant_file_related_alerts(req: func.HttpRequest) -> func.HttpResponse:
+def get_tenant_file_related_alerts(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def parse() -> FileHash:
         return validate_file_hash(req.route_params.get("fileHash", ""))
 
-    return edge().lookup_file_alerts(req, parse, req.route_params.get("tenant", ""))
+    return edge().lookup_file_alerts(req, parse, req.route_params.get("tenant", ""), context=context)
 
 
 @bp.function_name("CreateTenantAlertByReference")
 @bp.route(route="tenants/{tenant}/alerts/CreateAlertByReference", methods=["POST"])
-def create_tenant_alert_by_reference(req: func.HttpRequest) -> func.HttpResponse:
+def create_tenant_alert_by_reference(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def parse() -> DefenderRequest:
         body = parse_json_object(req.get_body(), req.headers.get("Content-Type"))
         return DefenderRequest.create_alert(validate_create_alert(body))
 
-    return edge().respond(req, Api.CREATE_ALERT, parse, req.route_params.get("tenant", ""))
+    return edge().respond(req, Api.CREATE_ALERT, parse, req.route_params.get("tenant", ""), context=context)

@@ -121,12 +121,12 @@ class RequestWorker:
         self._forbidden_replies = frozenset({*settings.queues, settings.poison_queue,
                                              *(queue + POISON_SUFFIX for queue in settings.queues)})
 
-    def handle(self, text: str, *, waiting: bool = False) -> None:
+    def handle(self, text: str, *, waiting: bool = False, invocation: str | None = None) -> None:
         """Run the message to an answer or schedule it again. `waiting`: the message comes from a waiting queue
-        (it may wait in place for its slot). Raises only when the message must come back (storage down): the host
-        then retries it and counts the failure."""
+        (it may wait in place for its slot). `invocation`: the host's `traceparent` for this invocation. Raises
+        only when the message must come back (storage down): the host then retries it and counts the failure."""
         try:
-            self._handle(text, waiting)
+            self._handle(text, waiting, invocation)
         except OperationsStorageError:
             self.gateway.telemetry.error(ErrorKind.OPERATIONS_STORAGE)
             raise
@@ -134,7 +134,7 @@ class RequestWorker:
             self.gateway.telemetry.error(ErrorKind.QUEUE_STORAGE)
             raise
 
-    def _handle(self, text: str, waiting: bool) -> None:
+    def _handle(self, text: str, waiting: bool, invocation: str | None) -> None:
         try:
             message = parse(text, forbidden_reply_queues=self._forbidden_replies,
                             tenants=self.gateway.client.settings.multi_tenant)
@@ -153,7 +153,11 @@ class RequestWorker:
             telemetry.operation_created(operation.api.value, Source.QUEUE.value)
         attributes = {catalogue.API: operation.api.value, catalogue.OPERATION_ID: message.id,
                       catalogue.CORRELATION_ID: stored.operation.correlation_id}
-        with telemetry.span(SpanName.QUEUED, attributes, parent=telemetry.continued(message.traceparent)):
+        # The trace of the HTTP call that queued the request goes on, linked to the host's invocation that runs it
+        # now; a request from automation carries no trace and is a child of that invocation.
+        queued_by, run_by = telemetry.continued(message.traceparent), telemetry.continued(invocation)
+        with telemetry.span(SpanName.QUEUED, attributes, parent=queued_by or run_by,
+                            link=run_by if queued_by is not None else None):
             self._run(stored.operation, text, MAX_HOLD_SECONDS if waiting else 0.0)
 
     def _run(self, operation: Operation, text: str, hold: float) -> None:

@@ -118,14 +118,15 @@ class HttpEdge:
         self.async_on_throttle = async_on_throttle
         self.operator = OperatorConsole(gateway, async_calls, answers, clock=clock) if async_calls else None
 
-    def respond(self, req: func.HttpRequest, api: Api, parse: Parse, tenant: str | None = None) -> func.HttpResponse:
+    def respond(self, req: func.HttpRequest, api: Api, parse: Parse, tenant: str | None = None, *,
+                context: func.Context | None = None) -> func.HttpResponse:
         """Check the caller (and the customer tenant, if one is named), parse, call Defender through the gateway (or
-        accept an operation), and answer."""
+        accept an operation), and answer. `context`: the invocation's, whose trace the request's span continues."""
         return self._handle(req, api, lambda incoming: self._call(incoming, api, parse().for_tenant(incoming.tenant)),
-                            tenant)
+                            tenant, context)
 
     def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash],
-                           tenant: str | None = None) -> func.HttpResponse:
+                           tenant: str | None = None, *, context: func.Context | None = None) -> func.HttpResponse:
         """Like `respond`, but a repeated SHA-1 may be answered from the shared cache (unless the caller asks for
         a fresh answer with `Cache-Control: no-cache`), or share one upstream call with a concurrent lookup.
 
@@ -163,7 +164,7 @@ class HttpEdge:
             return self._synchronous_answer(incoming, Api.FILE_INFO, alerts_of(value), found.result,
                                             may_queue=not operation)
 
-        return self._handle(req, Api.FILE_ALERTS, work, tenant)
+        return self._handle(req, Api.FILE_ALERTS, work, tenant, context)
 
     def health(self, req: func.HttpRequest) -> func.HttpResponse:
         """GET /api/health: 200 when storage, queues and the identity answer, else 503 (see shared.health)."""
@@ -264,12 +265,18 @@ class HttpEdge:
         return accepted
 
     def _handle(self, req: func.HttpRequest, api: Api, work: Callable[[Incoming], Answer],
-                tenant: str | None = None) -> func.HttpResponse:
+                tenant: str | None, context: func.Context | None) -> func.HttpResponse:
         """The request read once (correlation id, caller check, the customer tenant it names, how it wants its
-        answer), `work`, and the one answer for every failure it raises."""
+        answer), `work`, and the one answer for every failure it raises.
+
+        The request's span is a child of the host's invocation (the `traceparent` the host hands the worker, as
+        the worker itself uses it when it runs OpenTelemetry): in Application Insights the gateway's spans sit
+        under the host's request for the function, in the same operation."""
         correlation_id = correlation_id_for(req.headers)
         attributes = {catalogue.API: api.value, catalogue.CORRELATION_ID: correlation_id}
-        with self.gateway.telemetry.span(SpanName.REQUEST, attributes) as span:
+        telemetry = self.gateway.telemetry
+        invocation = telemetry.continued(context.trace_context.trace_parent) if context is not None else None
+        with telemetry.span(SpanName.REQUEST, attributes, parent=invocation) as span:
             try:
                 caller = self._caller(req)
                 answer = work(Incoming(req, correlation_id, caller, self._tenant(tenant, caller)))
@@ -355,11 +362,12 @@ class MisconfiguredEdge:
         self.error = error
         self.problem = misconfigured_problem(error)
 
-    def respond(self, req: func.HttpRequest, api: Api, parse: Parse, tenant: str | None = None) -> func.HttpResponse:
+    def respond(self, req: func.HttpRequest, api: Api, parse: Parse, tenant: str | None = None, *,
+                context: func.Context | None = None) -> func.HttpResponse:
         return self._answer(req)
 
     def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash],
-                           tenant: str | None = None) -> func.HttpResponse:
+                           tenant: str | None = None, *, context: func.Context | None = None) -> func.HttpResponse:
         return self._answer(req)
 
     def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:

@@ -21,7 +21,7 @@ from opentelemetry.metrics import (
     NoOpMeterProvider,
     Observation,
 )
-from opentelemetry.trace import NoOpTracerProvider, Span, TracerProvider, set_span_in_context
+from opentelemetry.trace import Link, NoOpTracerProvider, Span, TracerProvider, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.telemetry.catalogue import (
@@ -123,9 +123,15 @@ class Telemetry:
     # --- spans ---------------------------------------------------------------------------------------------------
 
     @contextmanager
-    def span(self, name: SpanName, attributes: Mapping[str, str], *, parent: Context | None = None) -> Iterator[Span]:
-        """A span around a block, current inside it; `parent`: the context to continue (a queued request's)."""
-        with self._tracer.start_as_current_span(name.value, context=parent, attributes=dict(attributes)) as span:
+    def span(self, name: SpanName, attributes: Mapping[str, str], *, parent: Context | None = None,
+             link: Context | None = None) -> Iterator[Span]:
+        """A span around a block, current inside it. `parent`: the context to continue (the host's invocation, or
+        a queued request's); `link`: a context the span is linked to without being its child."""
+        links = []
+        if link is not None and (target := get_current_span(link).get_span_context()).is_valid:
+            links.append(Link(target))
+        with self._tracer.start_as_current_span(name.value, context=parent, attributes=dict(attributes),
+                                                links=links) as span:
             yield span
 
     @staticmethod
@@ -142,11 +148,6 @@ class Telemetry:
             return None
         context = _PROPAGATOR.extract({TRACEPARENT: traceparent})
         return context if context else None
-
-    @staticmethod
-    def linked(span: Span) -> Context:
-        """A context whose current span is `span`."""
-        return set_span_in_context(span)
 
     def _count(self, spec: MetricSpec, **attributes: str) -> None:
         self._counters[spec.name].add(1, attributes)

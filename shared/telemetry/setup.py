@@ -5,6 +5,17 @@ is logged and the gateway runs without telemetry.
 The distro's automatic instrumentations are all off: the host already reports each invocation, and the gateway's
 own spans cover the calls that matter (one per gateway call, a child per slot and per Defender request); its log
 export is off too, since the host collects the worker's logs.
+
+Two switches Microsoft documents for OpenTelemetry in Python Functions stay off, each for a reason in the sources:
+- `PYTHON_ENABLE_OPENTELEMETRY`: the Python worker then calls `configure_azure_monitor()` itself at its start,
+  before the app is imported, with the distro's defaults (every instrumentation, log export); the providers it
+  sets cannot be replaced, so the options above would not apply. What it adds, the host's trace context for
+  each invocation, the entry points pass on themselves (`context.trace_context`), so the gateway's spans are
+  children of the host's invocation all the same.
+- host.json `telemetryMode: OpenTelemetry`: the host's OpenTelemetry exporters take the connection string only,
+  no credential, and the Application Insights component accepts Entra ID alone (infra/monitoring.bicep), so the
+  host's own requests and logs would be refused; in the default mode the host sends them with
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING.
 """
 
 from __future__ import annotations
@@ -12,9 +23,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from shared.telemetry.recorder import Telemetry
 from shared.telemetry.settings import TelemetrySettings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.sampling import Sampler
 
 logger = logging.getLogger("mde_alert_gateway.telemetry")
 
@@ -59,6 +74,15 @@ def _azure_monitor(settings: TelemetrySettings) -> Telemetry:
     return Telemetry(metrics.get_meter_provider(), trace.get_tracer_provider())
 
 
+def console_sampler() -> Sampler:
+    """Every span, whatever a remote parent's sampled flag says: the host hands each invocation a parent that is
+    not marked recorded (localdev.invocation), and the Azure Monitor distro's samplers ignore that flag too (they
+    follow a parent in this process only)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+    return ParentBased(ALWAYS_ON, remote_parent_sampled=ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
+
+
 def _console() -> Telemetry:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
@@ -69,7 +93,7 @@ def _console() -> Telemetry:
                                            export_interval_millis=CONSOLE_INTERVAL_SECONDS * 1000)
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
-    tracer_provider = TracerProvider(resource=Resource.create({SERVICE_NAME: SERVICE}))
+    tracer_provider = TracerProvider(resource=Resource.create({SERVICE_NAME: SERVICE}), sampler=console_sampler())
     # Batched off the request's thread, as Azure Monitor's exporter does: what a call pays is the recording alone.
     tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     logger.info("telemetry: console (TELEMETRY_CONSOLE)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 import uuid
@@ -56,7 +57,14 @@ def slow(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("too late")
 
 
-def route(name: str, template: str, handler: Callable[[func.HttpRequest], func.HttpResponse],
+def invocation(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """The invocation context the function was handed, as JSON."""
+    document = {"traceparent": context.trace_context.trace_parent, "invocation_id": context.invocation_id,
+                "function_name": context.function_name}
+    return func.HttpResponse(json.dumps(document), mimetype="application/json")
+
+
+def route(name: str, template: str, handler: Callable[..., func.HttpResponse],
           methods: tuple[str, ...] = ("GET", "POST")) -> Route:
     return Route(name, _route_regex(template), frozenset(methods), "function", handler)
 
@@ -64,7 +72,8 @@ def route(name: str, template: str, handler: Callable[[func.HttpRequest], func.H
 @pytest.fixture(scope="module")
 def echo_host() -> Iterator[RunningServer]:
     host = FunctionsHost([route("Echo", "echo", echo), route("Text", "text", text, ("GET",)),
-                          route("Slow", "slow", slow, ("GET",))], KEY, "master-" + uuid.uuid4().hex,
+                          route("Slow", "slow", slow, ("GET",)), route("Invocation", "invocation", invocation)],
+                         KEY, "master-" + uuid.uuid4().hex,
                          function_timeout=1.0)
     server = quiet_server(host, request_handler=RawHeadersHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -107,6 +116,22 @@ def echoed(server: RunningServer, path: str = "/api/echo", headers: list[tuple[s
 
 
 # --- HTTP -------------------------------------------------------------------------------------------------------------
+
+CALLER_TRACE, CALLER_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+W3C = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def test_a_function_that_takes_a_context_runs_in_a_child_of_the_callers_trace(echo_host: RunningServer) -> None:
+    followed = echoed(echo_host, "/api/invocation", [("traceparent", f"00-{CALLER_TRACE}-{CALLER_SPAN}-01")])
+    match = W3C.fullmatch(followed["traceparent"])
+    assert match and (match[1], match[3]) == (CALLER_TRACE, "01") and match[2] != CALLER_SPAN
+    assert followed["function_name"] == "Invocation"
+    fresh = [echoed(echo_host, "/api/invocation") for _ in range(2)]
+    traces = {W3C.fullmatch(found["traceparent"]) for found in fresh}
+    assert all(m and m[1] != CALLER_TRACE and m[3] == "00" for m in traces)  # a new trace, not marked recorded
+    assert len({found["invocation_id"] for found in fresh}) == 2
+    assert set(echoed(echo_host)["headers"]) >= {"x-functions-key"}  # a function without one runs as before
+
 
 def test_a_method_the_route_does_not_take_is_404(echo_host: RunningServer) -> None:
     for method in ("POST", "PUT", "DELETE", "HEAD", "OPTIONS"):
@@ -245,6 +270,31 @@ def test_a_listener_does_not_create_the_queue_it_watches(azurite: Azurite) -> No
         listener.stop()
 
 
+def test_a_queue_function_that_takes_a_context_gets_a_new_trace_per_message(azurite: Azurite) -> None:
+    name = "context-" + uuid.uuid4().hex[:12]
+    client, poison = queue_pair(azurite, name)
+    client.create_queue()
+    seen: list[tuple[str, str]] = []
+
+    def handler(message: func.QueueMessage, context: func.Context) -> None:
+        seen.append((message.get_body().decode(), context.trace_context.trace_parent))
+
+    listener = QueueListener(QueueFunction("Traced", name, "AzureWebJobsStorage", handler), client, poison, FAST)
+    listener.start()
+    try:
+        for body in ("one", "two"):
+            client.send_message(body)
+        deadline = time.monotonic() + 15
+        while len(seen) < 2:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+    finally:
+        listener.stop()
+    assert sorted(body for body, _ in seen) == ["one", "two"]
+    matches = [W3C.fullmatch(traceparent) for _, traceparent in seen]
+    assert all(m and m[3] == "00" for m in matches) and len({m[1] for m in matches if m}) == 2
+
+
 def test_the_default_lease_is_azures_ten_minutes_renewed_at_half(azurite: Azurite) -> None:
     name = "lease-" + uuid.uuid4().hex[:12]
     client, _ = queue_pair(azurite, name)
@@ -320,3 +370,43 @@ def test_the_master_key_is_not_guessable_from_the_function_key(host_factory: Hos
     for guess in (FUNCTION_KEY + "-master", DEFAULT_LOCAL_KEY + "-master", "master"):
         response = requests.get(f"{gateway.url}/api/health", headers={"x-functions-key": guess}, timeout=30)
         assert response.status_code == 401, guess
+
+
+def _console_spans(log: str) -> list[dict[str, Any]]:
+    """The spans the console exporter printed to the host's log (each a JSON object over several lines)."""
+    decoder, spans, at = json.JSONDecoder(), [], 0
+    while (at := log.find('{\n    "name": "mdegw.', at)) != -1:
+        span, end = decoder.raw_decode(log, at)
+        spans.append(span)
+        at = end
+    return spans
+
+
+def test_the_gateways_spans_continue_the_hosts_invocation_and_a_queued_request_keeps_its_trace(
+        host_factory: HostFactory, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    """End to end through the local host (TELEMETRY_CONSOLE): the caller's traceparent, the host's activity under
+    it, the request's span under that, and the operation it queued run later in the same trace, linked to the
+    host's invocation of the queue function."""
+    gateway = host_factory(TELEMETRY_CONSOLE="true")
+    traceparent = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    assert gateway.get_alerts(SEED_FILE_SHA1, headers=traceparent).status_code == 200
+    accepted = gateway.get_alerts(SEED_FILE_SHA1, headers={**traceparent, "Prefer": "respond-async"})
+    assert accepted.status_code == 202, accepted.text
+    assert gateway.wait_for_operation(accepted.headers["Location"]).status_code == 200
+    deadline = time.monotonic() + 30  # the console exporter prints in batches, every 5 s
+    while True:
+        spans = _console_spans(gateway.host.log())
+        requests_, queued = ([span for span in spans if span["name"] == name]
+                             for name in ("mdegw.request", "mdegw.queued"))
+        if len(requests_) >= 2 and queued:
+            break
+        assert time.monotonic() < deadline, [span["name"] for span in spans]
+        time.sleep(0.5)
+    for request in requests_:
+        assert request["context"]["trace_id"] == "0x" + CALLER_TRACE
+        assert request["parent_id"] not in (None, "0x" + CALLER_SPAN)  # the host's activity, between the two
+    (run,) = queued
+    assert run["context"]["trace_id"] == "0x" + CALLER_TRACE
+    assert run["parent_id"] in {request["context"]["span_id"] for request in requests_}
+    (link,) = run["links"]
+    assert link["context"]["trace_id"] != "0x" + CALLER_TRACE  # the queue function's invocation: its own trace

@@ -10,6 +10,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from functools import partial
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
@@ -19,6 +20,7 @@ from azure.core.exceptions import ServiceRequestError
 
 import create_alert_fn
 import file_alerts_fn
+from localdev.invocation import run
 from shared import runtime
 from shared.answers.mapping import input_problem, outcome_problem
 from shared.answers.problems import Problem
@@ -526,11 +528,14 @@ def test_an_unexpected_failure_is_500_without_its_details(caplog: pytest.LogCapt
 
 @pytest.fixture
 def entry_points(monkeypatch: pytest.MonkeyPatch) -> Callable[[EdgeRig], dict[str, Callable[..., Any]]]:
-    """The functions as the Functions host registers them, with shared.runtime pointed at a test edge."""
+    """The functions as the Functions host registers them and calls them (with their invocation context), with
+    shared.runtime pointed at a test edge."""
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
     app.register_functions(file_alerts_fn.bp)
     app.register_functions(create_alert_fn.bp)
-    functions = {str(function.get_function_name()): function.get_user_function() for function in app.get_functions()}
+    functions: dict[str, Callable[..., Any]] = {
+        str(function.get_function_name()): partial(run, str(function.get_function_name()), function.get_user_function())
+        for function in app.get_functions()}
 
     def bind(rig: EdgeRig) -> dict[str, Callable[..., Any]]:
         monkeypatch.setattr(runtime, "_runtime", SimpleNamespace(edge=rig.edge))

@@ -15,6 +15,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.data.tables import TableClient
 
 import file_alerts_fn
+from localdev.invocation import run
 from shared import runtime
 from shared.asynchronous.messages import InvalidMessageError, RequestMessage, encode, parse
 from shared.configuration import ConfigurationError
@@ -49,7 +50,8 @@ def with_map(rig: EdgeRig, table: FakeTable | None = None) -> FakeTable:
 
 @pytest.fixture
 def lookup(monkeypatch: pytest.MonkeyPatch) -> Callable[..., func.HttpResponse]:
-    """GET /api/files/{fileHash}/alerts through the real entry point (GetFileRelatedAlerts) and a rig's edge."""
+    """GET /api/files/{fileHash}/alerts through the real entry point (GetFileRelatedAlerts), called as the host
+    calls it, and a rig's edge."""
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
     app.register_functions(file_alerts_fn.bp)
     (function,) = [f.get_user_function() for f in app.get_functions()]
@@ -58,7 +60,7 @@ def lookup(monkeypatch: pytest.MonkeyPatch) -> Callable[..., func.HttpResponse]:
         monkeypatch.setattr(runtime, "_runtime", SimpleNamespace(edge=rig.edge))
         request = func.HttpRequest("GET", f"{GATEWAY_URL}/api/files/{file_hash}/alerts", headers=headers or {},
                                    route_params={"fileHash": file_hash}, body=b"")
-        response: func.HttpResponse = function(request)
+        response: func.HttpResponse = run("GetFileRelatedAlerts", function, request)
         return response
 
     return call

@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import azure.functions as func
 import pytest
 from azure.core.exceptions import ServiceRequestError
 from opentelemetry.sdk.metrics import MeterProvider
@@ -19,6 +21,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import create_alert_fn
+import file_alerts_fn
+from localdev.invocation import run
+from shared import runtime
 from shared.asynchronous.messages import parse
 from shared.asynchronous.operations import OperationsStorageError
 from shared.defender.facts import Api
@@ -27,9 +33,9 @@ from shared.telemetry import catalogue
 from shared.telemetry.catalogue import METRICS, METRICS_BY_NAME, Kind, SpanName
 from shared.telemetry.recorder import Telemetry
 from shared.telemetry.settings import TelemetrySettings
-from shared.telemetry.setup import start_telemetry
+from shared.telemetry.setup import console_sampler, start_telemetry
 from tests.support.inputs import VALID
-from tests.support.rigs import EdgeRig, make_edge
+from tests.support.rigs import EdgeRig, create_alert_request, get_alerts_request, make_edge
 from tests.support.scripted import (
     FakeTable,
     Reply,
@@ -72,7 +78,7 @@ class Recorded:
 def recorded() -> Iterator[Recorded]:
     reader = InMemoryMetricReader()
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
+    tracer_provider = TracerProvider(sampler=console_sampler())  # the gateway's own sampling, as on the console
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     meter_provider = MeterProvider(metric_readers=[reader])
     yield Recorded(reader, exporter, Telemetry(meter_provider, tracer_provider))
@@ -88,6 +94,44 @@ def test_the_catalogue_names_each_metric_once_with_a_description() -> None:
     names = [spec.name for spec in METRICS]
     assert len(names) == len(set(names)) == len(METRICS_BY_NAME)
     assert all(spec.name.startswith("mdegw.") and spec.description and spec.unit for spec in METRICS)
+
+
+#: The host's activity for an invocation, as it hands it to the worker: a new trace is not marked recorded (00).
+HOST_TRACE, HOST_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+def host_invocation(flags: str = "00") -> str:
+    return f"00-{HOST_TRACE}-{HOST_SPAN}-{flags}"
+
+
+def entry_point(module: ModuleType, name: str) -> Callable[..., Any]:
+    """The function `name` of an entry point module, as the host registers it."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    app.register_functions(module.bp)
+    (function,) = [f.get_user_function() for f in app.get_functions() if f.get_function_name() == name]
+    return function
+
+
+@pytest.mark.parametrize("flags", ["00", "01"])
+def test_a_request_span_is_a_child_of_the_hosts_invocation(recorded: Recorded, monkeypatch: pytest.MonkeyPatch,
+                                                           flags: str) -> None:
+    """The entry points hand the edge their context, and the request's span continues the host's invocation
+    (in Application Insights: under the host's request, in its operation), whatever its sampled flag says."""
+    rig = rig_with(recorded, [alerts_reply(), alert_reply()])
+    monkeypatch.setattr(runtime, "_runtime", SimpleNamespace(edge=rig.edge))
+    lookup = entry_point(file_alerts_fn, "GetFileRelatedAlerts")
+    create = entry_point(create_alert_fn, "CreateAlertByReference")
+    assert run("GetFileRelatedAlerts", lookup, get_alerts_request(SHA1), trace_parent=host_invocation(flags)) \
+        .status_code == 200
+    assert run("CreateAlertByReference", create, create_alert_request(VALID),
+               trace_parent=host_invocation(flags)).status_code == 200
+    requests = recorded.finished(SpanName.REQUEST)
+    assert len(requests) == 2
+    for request in requests:
+        assert format(request.context.trace_id, "032x") == HOST_TRACE
+        assert request.parent is not None and request.parent.is_remote
+        assert format(request.parent.span_id, "016x") == HOST_SPAN
+    assert {span.context.trace_id for span in recorded.finished(SpanName.DEFENDER)} == {requests[0].context.trace_id}
 
 
 def test_a_lookup_records_the_request_the_slot_and_a_span_tree_with_the_correlation_id(recorded: Recorded) -> None:
@@ -155,10 +199,13 @@ def test_a_queued_request_continues_the_trace_of_the_http_call_that_queued_it(re
     traceparent = parse(message.text).traceparent
     assert traceparent is not None and format(request.context.trace_id, "032x") in traceparent
 
-    rig.runtime.worker.handle(message.text)
+    rig.runtime.worker.handle(message.text, invocation=host_invocation())
     (queued,) = recorded.finished(SpanName.QUEUED)
     assert queued.context.trace_id == request.context.trace_id
     assert queued.parent is not None and queued.parent.span_id == request.context.span_id
+    # ... linked to the host's invocation that runs it now
+    (link,) = queued.links
+    assert (format(link.context.trace_id, "032x"), format(link.context.span_id, "016x")) == (HOST_TRACE, HOST_SPAN)
     (sent,) = recorded.finished(SpanName.DEFENDER)
     assert sent.context.trace_id == request.context.trace_id
     assert recorded.count("mdegw.operations.created", api="create_alert", source="http") == 1
@@ -168,13 +215,19 @@ def test_a_queued_request_continues_the_trace_of_the_http_call_that_queued_it(re
 
 
 def test_a_message_from_automation_starts_its_own_trace_and_a_bad_traceparent_is_ignored(recorded: Recorded) -> None:
-    rig = rig_with(recorded, [alerts_reply()])
+    rig = rig_with(recorded, [alerts_reply(), alerts_reply()])
     rig.runtime.worker.handle(json.dumps({"version": 1, "id": "auto-1", "operation": "GetFileRelatedAlerts",
                                           "fileHash": SHA1, "traceparent": "not-a-trace"}))
     (queued,) = recorded.finished(SpanName.QUEUED)
-    assert queued.parent is None
-    assert recorded.count("mdegw.operations.created", api="file_alerts", source="queue") == 1
-    assert recorded.count("mdegw.operations.finished", api="file_alerts", status="200") == 1
+    assert queued.parent is None and not queued.links
+    # Run by the host, it is a child of the host's invocation (which is a new trace for a queue message).
+    rig.runtime.worker.handle(json.dumps({"version": 1, "id": "auto-2", "operation": "GetFileRelatedAlerts",
+                                          "fileHash": SHA1}), invocation=host_invocation())
+    (_, run_by_host) = recorded.finished(SpanName.QUEUED)
+    assert format(run_by_host.context.trace_id, "032x") == HOST_TRACE and not run_by_host.links
+    assert run_by_host.parent is not None and format(run_by_host.parent.span_id, "016x") == HOST_SPAN
+    assert recorded.count("mdegw.operations.created", api="file_alerts", source="queue") == 2
+    assert recorded.count("mdegw.operations.finished", api="file_alerts", status="200") == 2
 
 
 def test_queue_depths_and_the_oldest_pending_operation_are_gauges(recorded: Recorded) -> None:
@@ -258,12 +311,22 @@ def test_console_telemetry_is_on_when_asked_and_off_by_default() -> None:
 _AZURE_MONITOR_SCRIPT = """
 import json
 from shared.telemetry.settings import TelemetrySettings
-from shared.telemetry.setup import start_telemetry
+from shared.telemetry.setup import console_sampler, start_telemetry
 telemetry = start_telemetry(TelemetrySettings(
     connection_string="InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"))
 from opentelemetry import metrics, trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+import time
+# The default sampler keeps 5 traces a second: after a quiet second it keeps the next one, unless it followed the
+# sampled flag of a parent from another process (the host's invocation, not marked recorded).
+time.sleep(1.0)
+host = TraceContextTextMapPropagator().extract({"traceparent": "00-%s-%s-00"})
+with trace.get_tracer("test").start_as_current_span("under-the-host", context=host) as span:
+    recorded_under_host = span.is_recording()
+sampler = trace.get_tracer_provider().sampler.get_description()
 print(json.dumps({"enabled": telemetry.enabled, "meter": type(metrics.get_meter_provider()).__module__,
-                  "tracer": type(trace.get_tracer_provider()).__module__}))
+                  "tracer": type(trace.get_tracer_provider()).__module__,
+                  "recorded_under_host": recorded_under_host, "sampler": sampler}))
 """
 
 
@@ -271,12 +334,16 @@ def test_a_connection_string_configures_azure_monitor_with_the_gateways_options(
     """The distro takes the gateway's arguments (in a child process: it sets the process's global providers).
     Its exporter would send to the loopback endpoint above; statsbeat (its own telemetry) is off here."""
     env = {**os.environ, "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", "OTEL_METRIC_EXPORT_INTERVAL": "600000"}
-    done = subprocess.run([sys.executable, "-c", _AZURE_MONITOR_SCRIPT], capture_output=True, text=True, env=env,
+    script = _AZURE_MONITOR_SCRIPT % (HOST_TRACE, HOST_SPAN)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    # A span under the host's invocation, which is not marked recorded, is recorded all the same: the distro's
+    # sampler follows a parent in this process only (as console_sampler does).
     assert result == {"enabled": True, "meter": "opentelemetry.sdk.metrics._internal",
-                      "tracer": "opentelemetry.sdk.trace"}
+                      "tracer": "opentelemetry.sdk.trace", "recorded_under_host": True,
+                      "sampler": "RateLimitedSampler{5.0}"}
     assert "could not be set up" not in done.stderr
 
 
