@@ -24,9 +24,9 @@ or the queue extension behave in a way a test could tell apart, this host does t
   host plays that authentication in front of every function, as `PlatformAuthentication` says;
 - an exception while function_app is imported leaves the host up with no function (every route 404),
   the reason in its log, as the Python worker's failed indexing does;
-- a function that declares `context` gets the invocation context, its trace context the host's activity for
-  the request (a child of the caller's `traceparent`); one whose `context` is annotated with another type does not
-  load, and the host serves the others (localdev.invocation).
+- a function is called by keyword, and one that declares `context` gets the invocation context, its trace
+  context the host's activity for the request (a child of the caller's `traceparent`); a `context` annotated with
+  another type fails the indexing, so the app has no function (localdev.invocation).
 
 Queue triggers run against Azurite with host.json's queue semantics (localdev.queue_host).
 Run: `python -m localdev.functions_host --port 7071`.
@@ -53,7 +53,7 @@ import jwt
 from azure.functions.http import HttpResponseConverter
 from werkzeug.wrappers import Request, Response
 
-from localdev.invocation import FunctionLoadError, child_traceparent, run, takes_context
+from localdev.invocation import request_activity, run, takes_context
 from localdev.queue_host import (
     FunctionTimeoutError,
     QueueFunction,
@@ -117,17 +117,14 @@ def discover_routes(app: func.FunctionApp) -> list[Route]:
 
 
 def discover(app: func.FunctionApp) -> Functions:
-    """The HTTP, queue and timer functions of `app` (call once per app object, like `discover_routes`)."""
+    """The HTTP, queue and timer functions of `app` (call once per app object, like `discover_routes`).
+    FunctionLoadError: a function the worker would not index (the indexing fails as a whole)."""
     routes = []
     queue_functions = []
     timers = []
     for function in app.get_functions():
         trigger = function.get_trigger()
-        try:
-            takes_context(function.get_function_name() or "function", function.get_user_function())
-        except FunctionLoadError as error:  # the worker does not load it: that function alone is in error
-            logger.error("Worker failed to load function: %s", error)
-            continue
+        takes_context(function.get_function_name() or "function", function.get_user_function())
         if trigger is not None and getattr(trigger, "type", None) == "queueTrigger":
             queue_functions.append(QueueFunction(function.get_function_name() or "function",
                                                  str(getattr(trigger, "queue_name", "")),
@@ -240,9 +237,9 @@ class FunctionsHost:
             body=request.get_data() if length > 0 else b"",
         )
         try:
-            trace_parent = child_traceparent(request.headers.get("traceparent"))
+            activity = request_activity(request.headers.get("traceparent"), request.headers.get("tracestate"))
             result = invoke_with_timeout(route.name, lambda: run(route.name, route.handler, http_request,
-                                                                 trace_parent=trace_parent), self.function_timeout)
+                                                                 activity=activity), self.function_timeout)
         except FunctionTimeoutError:
             return Response(status=500)
         except Exception:

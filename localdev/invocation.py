@@ -1,25 +1,32 @@
 """The invocation context the host hands a function beside its trigger, as the Python worker passes it.
 
-- A function gets `context` when it declares a parameter of that name; one annotated with anything but a class
-  named `Context` does not load (azure_functions_worker/functions.py, `is_context_required`).
-- `context.trace_context.trace_parent` is the W3C id of the host's activity for the invocation
-  (`Activity.Current.Id`, azure-functions-host ScriptInvocationContextExtensions.GetRpcTraceContext):
-  - for an HTTP trigger, ASP.NET Core's request activity: a child of the caller's `traceparent` when it sent a
-    valid one (same trace, a new span, the caller's flags), else a new trace;
+- A function gets `context` when it declares a parameter of that name; its annotation, resolved as
+  `typing.get_type_hints` resolves it, must be a class named `Context` (azure_functions_worker/functions.py,
+  `is_context_required`). With the v2 programming model the worker indexes every function in one pass, so one
+  that breaks this rule fails the indexing: the app has no function at all (localdev.functions_host).
+- The worker calls the function with keyword arguments, the trigger under its parameter's name.
+- `context.trace_context` is the host's activity for the invocation (`Traceparent = Activity.Current?.Id` in
+  azure-functions-host's WorkerFunctionInvoker, copied to the worker by GetRpcTraceContext), in default and
+  OpenTelemetry telemetry modes alike:
+  - for an HTTP trigger, ASP.NET Core's request activity: a child of the caller's `traceparent` when it is one
+    (same trace, a new span, the caller's flags, its `tracestate` kept), else a new trace;
   - for a queue or timer trigger, a new trace for each invocation (a storage queue message carries no trace).
-  A new trace's flags are `00`: an `Activity` started with no parent and no sampling listener is not marked
-  recorded. The gateway decides sampling itself under a remote parent (shared.telemetry.setup), as the Azure
-  Monitor distro does, so the flag never hides its spans.
+  A new trace's flags are `00` here: an `Activity` started without a parent and without a sampling listener is not
+  marked recorded. The gateway's samplers decide for themselves under a parent from another process
+  (shared.telemetry.setup), as the Azure Monitor distro's do, so the flag never hides its spans either way.
+- `function_directory` is the folder of the file that defines the function.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import secrets
 import threading
+import typing
 import uuid
 from collections.abc import Callable
-from inspect import Parameter, signature
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,55 +34,68 @@ import azure.functions as func
 from azure.functions._abc import RetryContext, TraceContext
 
 _T = TypeVar("_T")
-ROOT = Path(__file__).resolve().parent.parent
 #: The parameter the worker fills with the invocation context.
 CONTEXT_PARAMETER = "context"
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+#: W3C trace context's `traceparent`: lower-case hex; a version other than 00 (and never ff) may carry more
+#: fields after a "-", and its first four are read as version 00's.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
 class FunctionLoadError(Exception):
-    """A function the worker would refuse to load (the host puts it in error and runs the others)."""
+    """A function the worker refuses to index."""
 
 
 def takes_context(name: str, function: Callable[..., Any]) -> bool:
-    """Whether the worker passes `function` a `context` (and FunctionLoadError when it would not load it)."""
-    parameter = signature(function).parameters.get(CONTEXT_PARAMETER)
-    if parameter is None:
+    """Whether the worker passes `function` a `context` (FunctionLoadError when it would not index it)."""
+    if CONTEXT_PARAMETER not in inspect.signature(function).parameters:
         return False
-    annotation = parameter.annotation  # a string under `from __future__ import annotations`: the name it gives
-    named = annotation.rsplit(".", 1)[-1] if isinstance(annotation, str) else getattr(annotation, "__name__", None)
-    if annotation is not Parameter.empty and not (isinstance(annotation, (type, str)) and named == "Context"):
+    target = function if inspect.isfunction(function) or inspect.ismethod(function) else type(function).__call__
+    try:
+        annotation = typing.get_type_hints(target).get(CONTEXT_PARAMETER)
+    except Exception as error:  # an annotation that does not resolve fails the indexing, as in the worker
+        raise FunctionLoadError(f"{name}: {error}") from error
+    if annotation is not None and not (isinstance(annotation, type) and annotation.__name__ == "Context"):
         raise FunctionLoadError(f"{name}: the \"context\" parameter is expected to be of type "
                                 f"azure.functions.Context, got {annotation!r}")
     return True
 
 
-def child_traceparent(incoming: str | None) -> str:
-    """The host's activity id for a request that came with `incoming` as its `traceparent` header: its child
-    when it is a valid W3C traceparent (version 00, ids not all zero), else a new trace."""
-    match = _TRACEPARENT.fullmatch((incoming or "").strip().lower())
-    if match and match[1] != _ZERO_TRACE and match[2] != _ZERO_SPAN:
-        return f"00-{match[1]}-{secrets.token_hex(8)}-{match[3]}"
-    return new_traceparent()
+@dataclass(frozen=True)
+class HostActivity:
+    """The host's activity for one invocation, as the worker receives it."""
+
+    traceparent: str
+    tracestate: str = ""
 
 
-def new_traceparent() -> str:
-    """A new trace's activity id: not marked recorded (flags 00)."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+def request_activity(traceparent: str | None, tracestate: str | None = None) -> HostActivity:
+    """The activity for an HTTP request that came with these `traceparent` and `tracestate` headers: a child of
+    the caller's when `traceparent` is a valid W3C one (a version other than ff, ids not all zero), else a new
+    trace (the caller's `tracestate` then dropped)."""
+    match = _TRACEPARENT.fullmatch((traceparent or "").strip())
+    if (match and match[1] != "ff" and (match[1] != "00" or match[5] is None)
+            and match[2] != _ZERO_TRACE and match[3] != _ZERO_SPAN):
+        return HostActivity(f"00-{match[2]}-{secrets.token_hex(8)}-{match[4]}", (tracestate or "").strip())
+    return new_activity()
+
+
+def new_activity() -> HostActivity:
+    """A new trace's activity: not marked recorded (flags 00)."""
+    return HostActivity(f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00")
 
 
 class _TraceContext(TraceContext):
-    def __init__(self, trace_parent: str) -> None:
-        self._trace_parent = trace_parent
+    def __init__(self, activity: HostActivity) -> None:
+        self._activity = activity
 
     @property
     def trace_state(self) -> str:
-        return ""
+        return self._activity.tracestate
 
     @property
     def trace_parent(self) -> str:
-        return self._trace_parent
+        return self._activity.traceparent
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -101,10 +121,11 @@ class _RetryContext(RetryContext):
 class InvocationContext(func.Context):
     """One invocation's context, with the fields the worker fills."""
 
-    def __init__(self, function_name: str, trace_parent: str) -> None:
+    def __init__(self, function_name: str, function_directory: str, activity: HostActivity) -> None:
         self._invocation_id = str(uuid.uuid4())
         self._function_name = function_name
-        self._trace_context = _TraceContext(trace_parent)
+        self._function_directory = function_directory
+        self._trace_context = _TraceContext(activity)
         self._thread_local_storage = threading.local()
 
     @property
@@ -121,7 +142,7 @@ class InvocationContext(func.Context):
 
     @property
     def function_directory(self) -> str:
-        return str(ROOT)
+        return self._function_directory
 
     @property
     def trace_context(self) -> TraceContext:
@@ -132,10 +153,14 @@ class InvocationContext(func.Context):
         return _RetryContext()
 
 
-def run(name: str, function: Callable[..., _T], trigger: Any, *, trace_parent: str | None = None) -> _T:
-    """Call `function` with its trigger value, and its context when it takes one (`trace_parent`: the invocation's
-    activity id; a new trace when None)."""
+def run(name: str, function: Callable[..., _T], trigger: Any, *, activity: HostActivity | None = None) -> _T:
+    """Call `function` as the worker does: by keyword, its trigger under the name of its one other parameter, and
+    its context when it takes one (`activity`: the host's for this invocation; a new trace when None)."""
+    parameters = [p for p in inspect.signature(function).parameters if p != CONTEXT_PARAMETER]
+    if len(parameters) != 1:
+        raise FunctionLoadError(f"{name}: expected one trigger parameter besides context, got {parameters}")
+    arguments: dict[str, Any] = {parameters[0]: trigger}
     if takes_context(name, function):
-        context = InvocationContext(name, trace_parent or new_traceparent())
-        return function(trigger, **{CONTEXT_PARAMETER: context})
-    return function(trigger)
+        directory = str(Path(inspect.getfile(function if inspect.isfunction(function) else type(function))).parent)
+        arguments[CONTEXT_PARAMETER] = InvocationContext(name, directory, activity or new_activity())
+    return function(**arguments)

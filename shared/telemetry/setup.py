@@ -6,16 +6,17 @@ The distro's automatic instrumentations are all off: the host already reports ea
 own spans cover the calls that matter (one per gateway call, a child per slot and per Defender request); its log
 export is off too, since the host collects the worker's logs.
 
-Two switches Microsoft documents for OpenTelemetry in Python Functions stay off, each for a reason in the sources:
-- `PYTHON_ENABLE_OPENTELEMETRY`: the Python worker then calls `configure_azure_monitor()` itself at its start,
-  before the app is imported, with the distro's defaults (every instrumentation, log export); the providers it
-  sets cannot be replaced, so the options above would not apply. What it adds, the host's trace context for
-  each invocation, the entry points pass on themselves (`context.trace_context`), so the gateway's spans are
-  children of the host's invocation all the same.
-- host.json `telemetryMode: OpenTelemetry`: the host's OpenTelemetry exporters take the connection string only,
-  no credential, and the Application Insights component accepts Entra ID alone (infra/monitoring.bicep), so the
-  host's own requests and logs would be refused; in the default mode the host sends them with
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING.
+The worker's and the host's own OpenTelemetry switches stay off; the reasons are in their sources:
+- `PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY` (in Python worker 4.34, of October 2024,
+  `PYTHON_ENABLE_OPENTELEMETRY` did the same) makes the worker call `configure_azure_monitor()` itself at its
+  start, before the app is imported, with the distro's defaults (every instrumentation, log export, no credential
+  passed); the providers it sets cannot be replaced, so the options above would no longer apply. Later workers'
+  `PYTHON_ENABLE_OPENTELEMETRY` only makes each invocation's trace context current; the entry points pass it on
+  themselves (`context.trace_context`), on every worker version.
+- host.json `telemetryMode: OpenTelemetry` (a preview) changes how the host itself reports; Entra ID
+  authentication of its exporters came after the mode (the host's sources of October 2024 give them the
+  connection string alone), and the component accepts nothing else. The default mode authenticates with
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING on every host version, and hands the worker the same trace context.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -15,9 +16,8 @@ import tenants_fn
 from localdev.functions_host import discover
 from localdev.invocation import (
     FunctionLoadError,
-    InvocationContext,
-    child_traceparent,
-    new_traceparent,
+    HostActivity,
+    request_activity,
     run,
     takes_context,
 )
@@ -35,45 +35,52 @@ def parts(traceparent: str) -> tuple[str, str, str]:
 
 def test_a_request_with_a_traceparent_runs_in_a_child_of_it() -> None:
     for flags in ("01", "00"):
-        trace, span, kept = parts(child_traceparent(f"00-{CALLER_TRACE}-{CALLER_SPAN}-{flags}"))
+        activity = request_activity(f"00-{CALLER_TRACE}-{CALLER_SPAN}-{flags}", "vendor=abc")
+        trace, span, kept = parts(activity.traceparent)
         assert (trace, kept) == (CALLER_TRACE, flags) and span != CALLER_SPAN
-    # Header values are read as the W3C text says: case-insensitive hex, surrounding spaces ignored.
-    assert parts(child_traceparent(f" 00-{CALLER_TRACE.upper()}-{CALLER_SPAN}-01 "))[0] == CALLER_TRACE
+        assert activity.tracestate == "vendor=abc"
+    # A later version is read by its first four fields, whatever follows a "-".
+    assert parts(request_activity(f"cc-{CALLER_TRACE}-{CALLER_SPAN}-01-more").traceparent)[0] == CALLER_TRACE
 
 
-@pytest.mark.parametrize("incoming", [None, "", "not-a-trace", f"01-{CALLER_TRACE}-{CALLER_SPAN}-01",
+@pytest.mark.parametrize("incoming", [None, "", "not-a-trace", f"ff-{CALLER_TRACE}-{CALLER_SPAN}-01",
+                                      f"00-{CALLER_TRACE.upper()}-{CALLER_SPAN}-01",
+                                      f"00-{CALLER_TRACE}-{CALLER_SPAN}-01-more",
                                       f"00-{'0' * 32}-{CALLER_SPAN}-01", f"00-{CALLER_TRACE}-{'0' * 16}-01",
                                       f"00-{CALLER_TRACE}-{CALLER_SPAN}"])
 def test_anything_else_starts_a_new_trace_not_marked_recorded(incoming: str | None) -> None:
-    trace, _, flags = parts(child_traceparent(incoming))
-    assert trace != CALLER_TRACE and flags == "00"
-    assert parts(new_traceparent())[0] != trace  # each a trace of its own
+    activity = request_activity(incoming, "vendor=abc")
+    trace, _, flags = parts(activity.traceparent)
+    assert trace != CALLER_TRACE and flags == "00" and activity.tracestate == ""
 
 
-def test_a_function_gets_its_context_only_when_it_declares_one() -> None:
+def test_a_function_is_called_by_keyword_with_its_context_when_it_declares_one() -> None:
     seen: list[func.Context] = []
 
-    def with_context(req: str, context: func.Context) -> str:
+    def context_first(context: func.Context, request: str) -> str:  # the worker binds by name
         seen.append(context)
-        return req
+        return request
 
-    def without(req: str) -> str:
-        return req
+    def without(message: str) -> str:
+        return message
 
-    parent = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
-    assert run("With", with_context, "r", trace_parent=parent) == "r"
-    assert run("With", with_context, "r") == "r"
+    parent = HostActivity(f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", "vendor=abc")
+    assert run("With", context_first, "r", activity=parent) == "r"
+    assert run("With", context_first, "r") == "r"
     assert run("Without", without, "r") == "r"
     first, second = seen
-    assert isinstance(first, func.Context) and first.function_name == "With"
-    assert first.trace_context.trace_parent == parent and first.trace_context.trace_state == ""
+    assert first.function_name == "With" and first.function_directory == str(Path(__file__).parent)
+    assert first.trace_context.trace_parent == parent.traceparent and first.trace_context.trace_state == "vendor=abc"
     assert parts(second.trace_context.trace_parent)[0] != CALLER_TRACE
     assert first.invocation_id != second.invocation_id
     assert first.retry_context.retry_count == 0 and first.retry_context.max_retry_count == 0
 
 
-def test_a_context_annotated_with_another_type_does_not_load() -> None:
+def test_a_context_annotated_with_another_type_or_nothing_it_resolves_to_does_not_index() -> None:
     def wrong(req: str, context: int) -> None:
+        return None
+
+    def unresolvable(req: str, context: NoSuchType) -> None:  # type: ignore[name-defined]  # noqa: F821
         return None
 
     def unannotated(req, context):  # type: ignore[no-untyped-def]
@@ -81,8 +88,9 @@ def test_a_context_annotated_with_another_type_does_not_load() -> None:
 
     with pytest.raises(FunctionLoadError, match='"context" parameter is expected to be of type'):
         takes_context("Wrong", wrong)
+    with pytest.raises(FunctionLoadError, match="NoSuchType"):
+        takes_context("Unresolvable", unresolvable)
     assert takes_context("Unannotated", unannotated)
-    assert isinstance(InvocationContext("F", new_traceparent()), func.Context)
 
 
 def test_every_entry_point_that_calls_defender_takes_its_context() -> None:
@@ -98,7 +106,8 @@ def test_every_entry_point_that_calls_defender_takes_its_context() -> None:
                                    "WaitFileAlerts", "WaitFileInfo"], True)
 
 
-def test_the_host_serves_the_others_when_one_function_does_not_load(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_function_that_does_not_index_leaves_the_app_with_no_function() -> None:
+    """v2 indexing is one pass: the worker's metadata request fails, and the host runs with no function."""
     bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
     @bp.function_name("Wrong")
@@ -113,7 +122,5 @@ def test_the_host_serves_the_others_when_one_function_does_not_load(caplog: pyte
 
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
     app.register_functions(bp)
-    (served,) = discover(app).routes
-    assert served.name == "Right"
-    assert any("Worker failed to load function" in r.getMessage() and "Wrong" in r.getMessage()
-               for r in caplog.records)
+    with pytest.raises(FunctionLoadError, match="Wrong"):
+        discover(app)

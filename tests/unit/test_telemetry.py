@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import create_alert_fn
 import file_alerts_fn
-from localdev.invocation import run
+from localdev.invocation import HostActivity, run
 from shared import runtime
 from shared.asynchronous.messages import parse
 from shared.asynchronous.operations import OperationsStorageError
@@ -121,10 +121,9 @@ def test_a_request_span_is_a_child_of_the_hosts_invocation(recorded: Recorded, m
     monkeypatch.setattr(runtime, "_runtime", SimpleNamespace(edge=rig.edge))
     lookup = entry_point(file_alerts_fn, "GetFileRelatedAlerts")
     create = entry_point(create_alert_fn, "CreateAlertByReference")
-    assert run("GetFileRelatedAlerts", lookup, get_alerts_request(SHA1), trace_parent=host_invocation(flags)) \
-        .status_code == 200
-    assert run("CreateAlertByReference", create, create_alert_request(VALID),
-               trace_parent=host_invocation(flags)).status_code == 200
+    host = HostActivity(host_invocation(flags))
+    assert run("GetFileRelatedAlerts", lookup, get_alerts_request(SHA1), activity=host).status_code == 200
+    assert run("CreateAlertByReference", create, create_alert_request(VALID), activity=host).status_code == 200
     requests = recorded.finished(SpanName.REQUEST)
     assert len(requests) == 2
     for request in requests:
@@ -333,7 +332,8 @@ print(json.dumps({"enabled": telemetry.enabled, "meter": type(metrics.get_meter_
 def test_a_connection_string_configures_azure_monitor_with_the_gateways_options() -> None:
     """The distro takes the gateway's arguments (in a child process: it sets the process's global providers).
     Its exporter would send to the loopback endpoint above; statsbeat (its own telemetry) is off here."""
-    env = {**os.environ, "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", "OTEL_METRIC_EXPORT_INTERVAL": "600000"}
+    env = {**{name: value for name, value in os.environ.items() if not name.startswith("OTEL_TRACES_SAMPLER")},
+           "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", "OTEL_METRIC_EXPORT_INTERVAL": "600000"}
     script = _AZURE_MONITOR_SCRIPT % (HOST_TRACE, HOST_SPAN)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                           timeout=120, check=False)
