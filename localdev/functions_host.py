@@ -87,7 +87,7 @@ class Route:
     pattern: re.Pattern[str]
     methods: frozenset[str]
     auth_level: str
-    handler: Callable[..., func.HttpResponse]  # the trigger first, then `context` when it takes one
+    handler: Callable[..., func.HttpResponse]  # called as the worker calls it (localdev.invocation.run)
 
 
 def _route_regex(template: str) -> re.Pattern[str]:

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import secrets
@@ -153,14 +154,28 @@ class InvocationContext(func.Context):
         return _RetryContext()
 
 
-def run(name: str, function: Callable[..., _T], trigger: Any, *, activity: HostActivity | None = None) -> _T:
-    """Call `function` as the worker does: by keyword, its trigger under the name of its one other parameter, and
-    its context when it takes one (`activity`: the host's for this invocation; a new trace when None)."""
+@dataclass(frozen=True)
+class _Call:
+    trigger: str
+    takes_context: bool
+    directory: str
+
+
+@functools.cache
+def _call_of(name: str, function: Callable[..., Any]) -> _Call:
+    """How the worker calls `function`, worked out once (as the worker does when it indexes)."""
     parameters = [p for p in inspect.signature(function).parameters if p != CONTEXT_PARAMETER]
     if len(parameters) != 1:
         raise FunctionLoadError(f"{name}: expected one trigger parameter besides context, got {parameters}")
-    arguments: dict[str, Any] = {parameters[0]: trigger}
-    if takes_context(name, function):
-        directory = str(Path(inspect.getfile(function if inspect.isfunction(function) else type(function))).parent)
-        arguments[CONTEXT_PARAMETER] = InvocationContext(name, directory, activity or new_activity())
+    defined_in = inspect.getfile(function if inspect.isfunction(function) else type(function))
+    return _Call(parameters[0], takes_context(name, function), str(Path(defined_in).parent))
+
+
+def run(name: str, function: Callable[..., _T], trigger: Any, *, activity: HostActivity | None = None) -> _T:
+    """Call `function` as the worker does: by keyword, its trigger under the name of its one other parameter, and
+    its context when it takes one (`activity`: the host's for this invocation; a new trace when None)."""
+    call = _call_of(name, function)
+    arguments: dict[str, Any] = {call.trigger: trigger}
+    if call.takes_context:
+        arguments[CONTEXT_PARAMETER] = InvocationContext(name, call.directory, activity or new_activity())
     return function(**arguments)

@@ -121,7 +121,7 @@ class QueueFunction:
     name: str
     queue: str
     connection: str
-    handler: Callable[..., None]  # the message first, then `context` when it takes one
+    handler: Callable[..., None]  # called as the worker calls it (localdev.invocation.run)
 
 
 class UnresolvedSettingError(KeyError):

@@ -34,7 +34,7 @@ class TimerFunction:
     name: str
     schedule: str
     run_on_startup: bool
-    handler: Callable[..., None]  # the timer first, then `context` when it takes one
+    handler: Callable[..., None]  # called as the worker calls it (localdev.invocation.run)
 
 
 class TimerRunner:
