@@ -49,6 +49,13 @@ def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float
     return value
 
 
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    raw = (setting(env, name) or "").lower()
+    if raw not in ("true", "false"):
+        raise ConfigurationError(f"{name} must be true or false, got {raw!r}.", setting=name)
+    return raw == "true"
+
+
 def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
     """Read and check the Defender settings; raises ConfigurationError with a clear message."""
     cloud_name = (setting(env, "MDE_CLOUD") or "").lower()
@@ -253,10 +260,7 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
         raise ConfigurationError(
             f"OPERATIONS_RETENTION_HOURS must be a whole number of hours from 1 to 720, got {raw_hours!r}.",
             setting="OPERATIONS_RETENTION_HOURS")
-    raw_switch = (setting(env, "GATEWAY_ASYNC_ON_THROTTLE") or "").lower()
-    if raw_switch not in ("true", "false"):
-        raise ConfigurationError(f"GATEWAY_ASYNC_ON_THROTTLE must be true or false, got {raw_switch!r}.",
-                                 setting="GATEWAY_ASYNC_ON_THROTTLE")
+    async_on_throttle = _switch(env, "GATEWAY_ASYNC_ON_THROTTLE")
     raw_retries = setting(env, "QUEUE_MAX_RETRIES") or ""
     if not re.fullmatch(r"[0-9]{1,2}", raw_retries, re.ASCII) or int(raw_retries) > MAX_QUEUE_RETRIES:
         raise ConfigurationError(
@@ -267,7 +271,7 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
         raise ConfigurationError(
             "MAINTENANCE_SCHEDULE must be a six-field NCRONTAB expression (second minute hour day month weekday, "
             f"e.g. '0 */1 * * * *'), got {schedule!r}.", setting="MAINTENANCE_SCHEDULE")
-    return AsyncSettings(queue, table, int(raw_hours) * 3600, raw_switch == "true", int(raw_retries))
+    return AsyncSettings(queue, table, int(raw_hours) * 3600, async_on_throttle, int(raw_retries))
 
 
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
@@ -324,11 +328,8 @@ def load_telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:
             "APPLICATIONINSIGHTS_AUTHENTICATION_STRING must be `Authorization=AAD` or "
             f"`ClientId=<client id>;Authorization=AAD`, got {raw_auth!r}.",
             setting="APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
-    console = (setting(env, "TELEMETRY_CONSOLE") or "").lower()
-    if console not in ("true", "false"):
-        raise ConfigurationError(f"TELEMETRY_CONSOLE must be true or false, got {console!r}.",
-                                 setting="TELEMETRY_CONSOLE")
-    return TelemetrySettings(connection, bool(raw_auth), client_id.lower() if client_id else None, console == "true")
+    return TelemetrySettings(connection, bool(raw_auth), client_id.lower() if client_id else None,
+                             _switch(env, "TELEMETRY_CONSOLE"))
 
 
 @dataclass(frozen=True)
