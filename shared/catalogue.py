@@ -28,18 +28,28 @@ class SettingSpec:
 CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("GATEWAY_AUTH", "function-key",
                 "`function-key`: callers present a function key. `entra`: App Service authentication (Entra ID) "
-                "gates every call and the functions require its client-principal header instead of a key.", True),
+                "gates every call, and the gateway validates the caller's bearer token itself and requires the app "
+                "role of the call (Alerts.Read, Alerts.Create, Operations.Read, Gateway.Operate).", True),
     SettingSpec("WEBSITE_AUTH_ENABLED", None,
                 "Set by the platform (`True`) while App Service authentication is on. With `GATEWAY_AUTH=entra` the "
-                "gateway serves only when it is: that authentication alone makes the caller's X-MS-CLIENT-PRINCIPAL "
-                "headers trustworthy. Never set it by hand."),
+                "gateway serves only when it is (defence in depth: the gateway validates the bearer token itself, and "
+                "the platform's X-MS-CLIENT-PRINCIPAL headers, where present, must name the same caller). Never set "
+                "it by hand."),
+    SettingSpec("GATEWAY_TOKEN_ISSUER", "",
+                "With `GATEWAY_AUTH=entra`: the v2.0 issuer of the gateway's tenant "
+                "(`https://login.microsoftonline.com/<tenant id>/v2.0`). The gateway validates every caller's bearer "
+                "token itself against it: signed by a key its OpenID metadata publishes, this issuer, an accepted "
+                "audience, unexpired.", True),
+    SettingSpec("GATEWAY_TOKEN_AUDIENCES", "",
+                "With `GATEWAY_AUTH=entra`: the token audiences accepted, comma-separated (the gateway app "
+                "registration's client id, which v2.0 tokens carry, and its App ID URI).", True),
     SettingSpec("GATEWAY_ALLOWED_APPLICATIONS", "",
                 "With `GATEWAY_AUTH=entra`: client ids (the token's appid/azp claim), comma-separated, that may call; "
-                "empty: any the platform lets in. The templates set the same list as the platform's allowed "
-                "applications, and the gateway checks it again on the caller's claims.", True),
+                "empty: any holding the call's app role. The templates set the same list as the platform's allowed "
+                "applications, and the gateway checks it again on the token's claims.", True),
     SettingSpec("GATEWAY_ALLOWED_PRINCIPALS", "",
-                "With `GATEWAY_AUTH=entra`: object ids (the oid claim), comma-separated, that may call; empty: any the "
-                "platform lets in. Set like GATEWAY_ALLOWED_APPLICATIONS.", True),
+                "With `GATEWAY_AUTH=entra`: object ids (the oid claim), comma-separated, that may call; empty: any "
+                "holding the call's app role. Set like GATEWAY_ALLOWED_APPLICATIONS.", True),
     SettingSpec("MDE_CLOUD", "commercial",
                 "Defender cloud: " + ", ".join(CLOUDS) + ". Chooses API host and token scope.", True),
     SettingSpec("MDE_BASE_URL", None,

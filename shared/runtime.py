@@ -29,6 +29,7 @@ from shared.defender.credentials import build_credential
 from shared.defender.gateway import Gateway, RetryPolicy
 from shared.health import oldest_pending_readings, queue_readings
 from shared.http.edge import Edge, HttpEdge, MisconfiguredEdge
+from shared.http.tokens import SigningKeys
 from shared.lookups.answer_cache import AnswerCache
 from shared.lookups.file_alerts import FileAlertsLookups
 from shared.lookups.hash_map import FileHashMap
@@ -89,9 +90,11 @@ def build(settings: Settings) -> Runtime:
 def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, operations: OperationStore,
             queues: Queues, *, cache: AnswerCache | None = None, hash_map: FileHashMap | None = None,
             clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-            monotonic: Callable[[], float] = time.monotonic, telemetry: Telemetry | None = None) -> Runtime:
+            monotonic: Callable[[], float] = time.monotonic, telemetry: Telemetry | None = None,
+            keys: SigningKeys | None = None) -> Runtime:
     """The runtime over the given client, limiters and stores (Azure's in `build`; in-process twins in the unit
-    tests): one gateway, one lookups object and one answer mapping that the edge and the worker share."""
+    tests): one gateway, one lookups object and one answer mapping that the edge and the worker share. `keys`: the
+    Entra token issuer's signing keys (None: its published JWKS, read when a token first comes)."""
     defender = settings.defender
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
@@ -104,7 +107,7 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30, clock=clock,
                              telemetry=telemetry)
     edge = HttpEdge(gateway, answers, settings.access, lookups=lookups, async_calls=async_calls,
-                    async_on_throttle=asynchronous.async_on_throttle, clock=clock)
+                    async_on_throttle=asynchronous.async_on_throttle, clock=clock, keys=keys)
     worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, clock=clock,
                            sleep=sleep)
     telemetry.observe(RATE_LIMIT_REMAINING, gateway.budget_readings)

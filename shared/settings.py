@@ -24,7 +24,7 @@ from shared.defender.base_url import judge_base_url
 from shared.defender.clouds import CLOUDS
 from shared.defender.facts import Api
 from shared.defender.settings import DefenderSettings
-from shared.http.settings import AuthMode, AuthSettings
+from shared.http.settings import AuthMode, AuthSettings, token_check
 from shared.lookups.settings import AnswerCacheSettings
 from shared.ratelimit import (
     MAX_CONFLICT_RETRIES,
@@ -294,8 +294,8 @@ def requested_auth(env: Mapping[str, str] | None = None) -> AuthMode:
 
 
 def load_auth_settings(env: Mapping[str, str]) -> AuthSettings:
-    """GATEWAY_AUTH and, with Entra ID, the platform's authentication (which alone makes the caller's
-    X-MS-CLIENT-PRINCIPAL headers trustworthy) and the allowed callers."""
+    """GATEWAY_AUTH and, with Entra ID, the platform's authentication in front, the bearer token's own check (the
+    issuer and audiences the gateway validates it against) and the allowed callers."""
     auth = setting(env, "GATEWAY_AUTH") or ""
     if auth not in {mode.value for mode in AuthMode}:
         raise ConfigurationError(f"GATEWAY_AUTH must be function-key or entra, got {auth!r}.", setting="GATEWAY_AUTH")
@@ -308,7 +308,8 @@ def load_auth_settings(env: Mapping[str, str]) -> AuthSettings:
             "on for the app (infra/entra-auth.bicep), which alone strips and sets the caller's X-MS-CLIENT-PRINCIPAL "
             "headers; without it anyone could name any caller. Turn authentication on, or set "
             "GATEWAY_AUTH=function-key.", setting="WEBSITE_AUTH_ENABLED")
-    return AuthSettings(mode, _guids(env, "GATEWAY_ALLOWED_APPLICATIONS"), _guids(env, "GATEWAY_ALLOWED_PRINCIPALS"))
+    return AuthSettings(mode, _guids(env, "GATEWAY_ALLOWED_APPLICATIONS"), _guids(env, "GATEWAY_ALLOWED_PRINCIPALS"),
+                        token_check(setting(env, "GATEWAY_TOKEN_ISSUER"), setting(env, "GATEWAY_TOKEN_AUDIENCES")))
 
 
 def load_telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:

@@ -1,12 +1,14 @@
-"""Who is calling, with Entra ID in front: the platform's client principal, checked again by the gateway.
+"""Who is calling, with Entra ID in front: the caller's bearer token, validated by the gateway itself, holding the
+app role of the call.
 
-App Service authentication (Easy Auth) validates the caller's bearer token, strips any
-X-MS-CLIENT-PRINCIPAL* header the caller sent, and forwards the token's claims as
-`X-MS-CLIENT-PRINCIPAL` (base64 of `{"auth_typ", "claims": [{"typ", "val"}], "name_typ", "role_typ"}`)
-with the object id in `X-MS-CLIENT-PRINCIPAL-ID`. Those headers mean something only while that
-authentication is on, which settings check at start-up (WEBSITE_AUTH_ENABLED); here the caller is
-read from the claims, and the allowed applications and principals are checked again (defence in
-depth: a portal change to the platform's policy alone does not open the gateway).
+App Service authentication (Easy Auth) validates the caller's bearer token, strips any X-MS-CLIENT-PRINCIPAL*
+header the caller sent, forwards the token's claims as `X-MS-CLIENT-PRINCIPAL` (base64 of `{"auth_typ", "claims":
+[{"typ", "val"}], "name_typ", "role_typ"}`) with the object id in `X-MS-CLIENT-PRINCIPAL-ID`, and passes the
+`Authorization: Bearer` header through. The gateway does not rest on that alone (WEBSITE_AUTH_ENABLED says the
+platform is on, not that this request went through it): it validates the token itself (shared.http.tokens), reads
+the caller from the token's claims (oid, a GUID; appid/azp; roles), requires the platform's principal, where
+present, to be the same caller, requires the app role of the call (`Role`, one per right: assignment is what
+admits a caller), and narrows further by the allowed applications and principals.
 """
 
 from __future__ import annotations
@@ -14,30 +16,40 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
 from shared.answers.problems import Problem
-from shared.http.settings import AuthSettings
+from shared.defender.facts import Api
+from shared.http.settings import AuthMode, AuthSettings, Role, is_guid
+from shared.http.tokens import IssuerKeys, KeysUnavailableError, SigningKeys, TokenRefusedError, validated_claims
 from shared.validation import FieldError
 
 CLIENT_PRINCIPAL_HEADER = "X-MS-CLIENT-PRINCIPAL"
 CLIENT_PRINCIPAL_ID_HEADER = "X-MS-CLIENT-PRINCIPAL-ID"
+AUTHORIZATION_HEADER = "Authorization"
 #: The object id claim: its long name after the platform's default claim mapping, or the token's own.
 OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
 #: The calling application: `appid` in v1.0 tokens, `azp` in v2.0 tokens.
 APPLICATION_ID_CLAIMS = ("appid", "azp")
 #: A client principal is a few KiB at most; more is not the platform's.
 MAX_PRINCIPAL_BYTES = 16 * 1024
+#: The role each Defender operation needs.
+ROLE_OF_API = MappingProxyType({Api.FILE_ALERTS: Role.ALERTS_READ, Api.FILE_INFO: Role.ALERTS_READ,
+                                Api.CREATE_ALERT: Role.ALERTS_CREATE})
+#: /api/health: any of the gateway's roles (every caller the gateway serves may see whether it can).
+ANY_ROLE = frozenset(Role)
+#: How long a caller waits when the issuer's keys cannot be read.
+KEYS_RETRY_AFTER_SECONDS = 30
 
 
 @dataclass(frozen=True)
 class Caller:
     """An Entra caller the gateway lets in."""
 
-    #: The object id (oid claim): whose operations these are.
+    #: The object id (oid claim, a GUID): whose operations these are.
     principal_id: str
     #: The client id of the calling application (appid / azp claim), when the token names one.
     application_id: str | None
@@ -46,10 +58,12 @@ class Caller:
 class Refusal(StrEnum):
     """Why a caller is not let in."""
 
-    #: No (readable) client principal: the request did not come through the platform's authentication.
+    #: No valid bearer token (or one the platform's principal contradicts).
     UNAUTHENTICATED = "unauthenticated"
-    #: Authenticated, but not an allowed application or principal.
+    #: Authenticated, but without the app role of the call, or not an allowed application or principal.
     NOT_ALLOWED = "not-allowed"
+    #: The issuer's signing keys cannot be read now: no token can be checked (503).
+    KEYS_UNAVAILABLE = "keys-unavailable"
 
 
 class CallerRefusedError(Exception):
@@ -59,24 +73,67 @@ class CallerRefusedError(Exception):
         self.reason = reason
 
 
-def entra_caller(headers: Mapping[str, str], access: AuthSettings) -> Caller:
-    """The caller the platform authenticated, if the gateway lets it in; CallerRefusedError otherwise."""
-    claims = _claims(headers.get(CLIENT_PRINCIPAL_HEADER) or headers.get(CLIENT_PRINCIPAL_HEADER.lower()))
-    principal = _first(claims, OBJECT_ID_CLAIMS)
-    if principal is None:
-        raise CallerRefusedError(Refusal.UNAUTHENTICATED, "the client principal names no object id (oid)")
-    principal = principal.lower()
-    stated = headers.get(CLIENT_PRINCIPAL_ID_HEADER) or headers.get(CLIENT_PRINCIPAL_ID_HEADER.lower())
-    if stated is not None and stated.strip().lower() != principal:
-        raise CallerRefusedError(Refusal.UNAUTHENTICATED, "the client principal's id and claims disagree")
-    application = _first(claims, APPLICATION_ID_CLAIMS)
-    application = application.lower() if application else None
+class CallerCheck:
+    """The caller check the edge runs on every request: with function keys no caller is named (""); with Entra ID
+    the caller's object id, once its token and role are checked (CallerRefusedError). `keys`: where the issuer's
+    signing keys come from (by default its published JWKS; the unit tests pass their own)."""
+
+    def __init__(self, access: AuthSettings, keys: SigningKeys | None = None) -> None:
+        self.access = access
+        self.keys = keys if keys is not None or access.token is None else IssuerKeys(access.token)
+
+    def caller(self, headers: Mapping[str, str], roles: Collection[Role]) -> str:
+        if self.access.mode is not AuthMode.ENTRA:
+            return ""
+        assert self.keys is not None, "settings give Entra ID a token check"
+        return entra_caller(headers, self.access, self.keys, roles).principal_id
+
+
+def entra_caller(headers: Mapping[str, str], access: AuthSettings, keys: SigningKeys,
+                 roles: Collection[Role]) -> Caller:
+    """The caller the bearer token names, if its token is valid, it holds one of `roles` and the gateway lets it
+    in; CallerRefusedError otherwise."""
+    assert access.token is not None, "settings give Entra ID a token check"
+    scheme, _, token = (_header(headers, AUTHORIZATION_HEADER) or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise CallerRefusedError(Refusal.UNAUTHENTICATED, "no bearer token came with the request")
+    try:
+        claims = validated_claims(token.strip(), access.token, keys)
+    except TokenRefusedError as error:
+        raise CallerRefusedError(Refusal.UNAUTHENTICATED, error.reason) from None
+    except KeysUnavailableError:
+        raise CallerRefusedError(Refusal.KEYS_UNAVAILABLE, "the token issuer's signing keys cannot be read") from None
+    principal = str(claims["oid"]).lower()
+    if not is_guid(principal):
+        raise CallerRefusedError(Refusal.UNAUTHENTICATED, "the token's object id (oid) is not a GUID")
+    _same_as_platform(headers, principal)
+    application = next((str(claims[name]).lower() for name in APPLICATION_ID_CLAIMS if claims.get(name)), None)
+    held = claims.get("roles")
+    held_roles = {value for value in held if isinstance(value, str)} if isinstance(held, list) else set()
+    if not held_roles & {role.value for role in roles}:
+        needed = " or ".join(sorted(role.value for role in roles))
+        raise CallerRefusedError(Refusal.NOT_ALLOWED, f"the token holds no app role this call needs ({needed})")
     if access.allowed_principals and principal not in access.allowed_principals:
         raise CallerRefusedError(Refusal.NOT_ALLOWED, "this principal (oid) is not in GATEWAY_ALLOWED_PRINCIPALS")
     if access.allowed_applications and application not in access.allowed_applications:
         raise CallerRefusedError(Refusal.NOT_ALLOWED,
                                  "this application (appid/azp) is not in GATEWAY_ALLOWED_APPLICATIONS")
     return Caller(principal, application)
+
+
+def _same_as_platform(headers: Mapping[str, str], principal: str) -> None:
+    """The platform's client principal, where it sent one, names the token's caller (defence in depth)."""
+    raw = _header(headers, CLIENT_PRINCIPAL_HEADER)
+    stated = _header(headers, CLIENT_PRINCIPAL_ID_HEADER)
+    named = _first(_claims(raw), OBJECT_ID_CLAIMS) if raw else None
+    if (raw and (named is None or named.strip().lower() != principal)) or \
+            (stated is not None and stated.strip().lower() != principal):
+        raise CallerRefusedError(Refusal.UNAUTHENTICATED,
+                                 "the platform's client principal and the bearer token name different callers")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return headers.get(name) or headers.get(name.lower())
 
 
 def encode_principal(claims: Mapping[str, str], *, auth_type: str = "aad") -> str:
@@ -115,12 +172,17 @@ def _first(claims: Mapping[str, list[str]], types: tuple[str, ...]) -> str | Non
 
 
 def caller_problem(error: CallerRefusedError) -> Problem:
-    """401 for a request that did not come through the platform's authentication, 403 for a caller not allowed."""
+    """401 without a valid token, 403 for a caller without the role or not allowed, 503 while the issuer's keys
+    cannot be read. Nothing was sent to Defender in any of them."""
     if error.refusal is Refusal.NOT_ALLOWED:
         return Problem(403, "caller-not-allowed", "Caller not allowed",
-                       f"The platform authenticated the caller, but the gateway does not let it in: {error.reason}.")
+                       f"The caller's token is valid, but the gateway does not let it in: {error.reason}.")
+    if error.refusal is Refusal.KEYS_UNAVAILABLE:
+        return Problem(503, "token-keys-unavailable", "Token keys unavailable",
+                       f"The gateway cannot check tokens now: {error.reason}. Nothing was sent to Defender; try "
+                       "again later.", retry_after=KEYS_RETRY_AFTER_SECONDS)
     return Problem(401, "unauthenticated", "Authentication required",
-                   "This gateway accepts only callers signed in through Entra ID (App Service authentication): "
+                   "This gateway accepts only callers with an Entra ID bearer token for its audience: "
                    f"{error.reason}.", headers=MappingProxyType({"WWW-Authenticate": "Bearer"}))
 
 

@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from types import MappingProxyType
 from urllib.parse import urlencode, urlsplit
 
@@ -50,16 +50,19 @@ from shared.defender.facts import Api
 from shared.defender.gateway import CallResult, Gateway, Refused
 from shared.health import health_report
 from shared.http.callers import (
+    ANY_ROLE,
+    ROLE_OF_API,
+    CallerCheck,
     CallerRefusedError,
     TenantRefusedError,
     caller_problem,
-    entra_caller,
     tenant_problem,
 )
 from shared.http.incoming import Incoming
 from shared.http.openapi import served_document
 from shared.http.operator import OperatorConsole
-from shared.http.settings import HOME_TENANT, AuthMode, AuthSettings
+from shared.http.settings import HOME_TENANT, AuthMode, AuthSettings, Role
+from shared.http.tokens import SigningKeys
 from shared.lookups.file_alerts import (
     Cached,
     Deferred,
@@ -108,10 +111,12 @@ class HttpEdge:
 
     def __init__(self, gateway: Gateway, answers: Answers, access: AuthSettings, *,
                  lookups: FileAlertsLookups | None = None, async_calls: AsyncCalls | None = None,
-                 async_on_throttle: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 async_on_throttle: bool = False, clock: Callable[[], float] = time.time,
+                 keys: SigningKeys | None = None) -> None:
         self.gateway = gateway
         self.answers = answers
         self.access = access
+        self.callers = CallerCheck(access, keys)
         self.lookups = lookups or FileAlertsLookups(gateway)
         self.async_calls = async_calls
         #: GATEWAY_ASYNC_ON_THROTTLE: a synchronous call the budget refuses becomes an operation (202).
@@ -167,25 +172,28 @@ class HttpEdge:
         return self._handle(req, Api.FILE_ALERTS, work, tenant, context)
 
     def health(self, req: func.HttpRequest) -> func.HttpResponse:
-        """GET /api/health: 200 when storage, queues and the identity answer, else 503 (see shared.health)."""
+        """GET /api/health: 200 when storage, queues and the identity answer, else 503 (see shared.health); with
+        Entra ID, a caller holding one of the gateway's roles only."""
         assert self.async_calls is not None, "health reads the operations and the queues"
+        if denied := self._allowed(req, ANY_ROLE):
+            return denied
         healthy, report = health_report(self.gateway, self.async_calls.operations, self.async_calls.queues)
         return func.HttpResponse(json.dumps(report), status_code=200 if healthy else 503, mimetype="application/json",
                                  headers={"Cache-Control": "no-store"})
 
     def operator_page(self, req: func.HttpRequest) -> func.HttpResponse:
         """GET /api/operator: the operator page (shared.http.operator); with Entra ID, an allowed caller only."""
-        return self._allowed(req) or OperatorConsole.page()
+        return self._allowed(req, {Role.OPERATE}) or OperatorConsole.page()
 
     def operator_state(self, req: func.HttpRequest) -> func.HttpResponse:
         """GET /api/operator/state: what the page shows; 503 when a part of it cannot be read."""
         assert self.operator is not None, "the operator page reads the operations and the queues"
-        return self._allowed(req) or self.operator.state()
+        return self._allowed(req, {Role.OPERATE}) or self.operator.state()
 
-    def _allowed(self, req: func.HttpRequest) -> func.HttpResponse | None:
-        """None when the caller may see the operator's views, else the answer that says why not."""
+    def _allowed(self, req: func.HttpRequest, roles: Collection[Role]) -> func.HttpResponse | None:
+        """None when the caller may see these views (holds one of `roles`), else the answer that says why not."""
         try:
-            self._caller(req)
+            self.callers.caller(req.headers, roles)
         except Exception as error:
             return http_response(self._failure(None, error, correlation_id_for(req.headers)))
         return None
@@ -195,7 +203,7 @@ class HttpEdge:
         assert self.operator is not None, "a re-drive writes the operations and the queues"
         correlation_id = correlation_id_for(req.headers)
         try:
-            self._caller(req)
+            self.callers.caller(req.headers, {Role.OPERATE})
             answer = self.operator.redrive(req.get_body(), req.headers.get("content-type"), correlation_id)
         except Exception as error:
             answer = self._failure(None, error, correlation_id)
@@ -210,7 +218,7 @@ class HttpEdge:
         """GET /api/operations/{id}: 202 while pending, then the answer the synchronous call gave."""
         correlation_id = correlation_id_for(req.headers)
         try:
-            caller = self._caller(req)
+            caller = self.callers.caller(req.headers, {Role.OPERATIONS_READ})
             if self.async_calls is None or not OPERATION_ID.fullmatch(operation_id):
                 raise InvalidInputError([FieldError("route.id", "is not an operation id")])
             operation = self.async_calls.status(operation_id, caller)
@@ -278,7 +286,7 @@ class HttpEdge:
         invocation = telemetry.continued(context.trace_context.trace_parent) if context is not None else None
         with telemetry.span(SpanName.REQUEST, attributes, parent=invocation) as span:
             try:
-                caller = self._caller(req)
+                caller = self.callers.caller(req.headers, {ROLE_OF_API[api]})
                 answer = work(Incoming(req, correlation_id, caller, self._tenant(tenant, caller)))
             except Exception as error:
                 answer = self._failure(api, error, correlation_id)
@@ -335,13 +343,6 @@ class HttpEdge:
         if entra and not self.access.tenant_callers.allows(caller, found.id):
             raise TenantRefusedError(named, listed=True)  # what was asked: no id-to-name mapping is given away
         return found.id
-
-    def _caller(self, req: func.HttpRequest) -> str:
-        """Whose operations these are: the Entra caller's object id, checked (CallerRefusedError); "" with function
-        keys, which name no caller."""
-        if self.access.mode is AuthMode.ENTRA:
-            return entra_caller(req.headers, self.access).principal_id
-        return ""
 
     @staticmethod
     def _location(req: func.HttpRequest, operation_id: str) -> str:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from shared.configuration import ConfigurationError
+from shared.defender.clouds import LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, PUBLIC_LOGIN, US_GOVERNMENT_LOGIN
 
 
 class AuthMode(StrEnum):
@@ -36,15 +42,89 @@ class TenantCallers:
         return tenants is not None and (EVERY_TENANT in tenants or tenant_id in tenants)
 
 
+class Role(StrEnum):
+    """The gateway's app roles (on its app registration, infra/entra-auth.bicep): with Entra ID a caller's token
+    must hold the role of what it asks for, one right each. Defined here once; the Bicep and the docs name them."""
+
+    #: GET files/{hash}/alerts (the home tenant's and a customer tenant's).
+    ALERTS_READ = "Alerts.Read"
+    #: POST alerts/CreateAlertByReference.
+    ALERTS_CREATE = "Alerts.Create"
+    #: GET operations/{id} (its own operations only).
+    OPERATIONS_READ = "Operations.Read"
+    #: The operator page, its state and the re-drive (which also need the admin key).
+    OPERATE = "Gateway.Operate"
+
+
+#: Where an Entra ID v2.0 issuer may be: the clouds' login endpoints, or https on loopback (the local token endpoint).
+ENTRA_LOGINS = (PUBLIC_LOGIN, US_GOVERNMENT_LOGIN)
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+
+
+def is_guid(value: str) -> bool:
+    """A GUID in its canonical lower-case form (object ids, client ids, tenant ids)."""
+    return bool(_GUID.fullmatch(value))
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """What the gateway checks of a caller's bearer token itself (not only the platform): signed by a key the
+    issuer publishes (its OpenID metadata's jwks_uri), from `issuer`, for one of `audiences`, unexpired."""
+
+    #: The v2.0 issuer of the gateway's tenant: `<login endpoint>/<tenant id>/v2.0`.
+    issuer: str
+    #: The token audiences accepted (the gateway app's client id; its App ID URI).
+    audiences: frozenset[str]
+
+    @property
+    def metadata_url(self) -> str:
+        """Where the issuer publishes its OpenID metadata (OpenID Connect Discovery 1.0)."""
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+
+def token_check(issuer: str | None, audiences: str | None) -> TokenCheck:
+    """GATEWAY_TOKEN_ISSUER and GATEWAY_TOKEN_AUDIENCES, checked: an issuer on an Entra login endpoint (or https
+    loopback) with a tenant id, and at least one audience."""
+    raw = (issuer or "").strip().rstrip("/")
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    origin = f"{parts.scheme}://{parts.netloc}"
+    loopback = host in LOOPBACK_HOSTS or _loopback_ipv4(host)
+    tenant, _, version = parts.path.strip("/").partition("/")
+    if (parts.scheme != "https" or not (origin in ENTRA_LOGINS or loopback) or parts.query or parts.username
+            or not is_guid(tenant) or version != "v2.0"):
+        raise ConfigurationError(
+            "GATEWAY_TOKEN_ISSUER must be the v2.0 issuer of the gateway's tenant, "
+            f"{PUBLIC_LOGIN}/<tenant id>/v2.0 (or {US_GOVERNMENT_LOGIN}/...; https loopback locally), "
+            f"got {raw!r}.", setting="GATEWAY_TOKEN_ISSUER")
+    accepted = frozenset(value.strip() for value in (audiences or "").split(",") if value.strip())
+    if not accepted:
+        raise ConfigurationError("GATEWAY_TOKEN_AUDIENCES must name the token audiences the gateway accepts (its "
+                                 "app registration's client id, and its App ID URI).",
+                                 setting="GATEWAY_TOKEN_AUDIENCES")
+    return TokenCheck(raw, accepted)
+
+
+def _loopback_ipv4(host: str) -> bool:
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)
+
+
 @dataclass(frozen=True)
 class AuthSettings:
-    """Who lets callers in, and, with Entra ID, whom the gateway itself lets through (defence in depth: the
-    platform's allowed applications and principals, checked again on the caller's claims)."""
+    """Who lets callers in, and, with Entra ID, whom the gateway itself lets through: a bearer token it validates
+    itself (`token`), holding the app role of the call (`Role`), and, narrowing further, the allowed applications
+    and principals (the platform's lists, checked again on the token's claims)."""
 
     mode: AuthMode
-    #: Client ids (appid / azp claim) that may call; empty: any the platform let in.
+    #: Client ids (appid / azp claim) that may call; empty: any holding the role.
     allowed_applications: frozenset[str] = frozenset()
-    #: Object ids (oid claim) that may call; empty: any the platform let in.
+    #: Object ids (oid claim) that may call; empty: any holding the role.
     allowed_principals: frozenset[str] = frozenset()
+    #: With Entra ID: the bearer token's own check (issuer, audiences).
+    token: TokenCheck | None = None
     #: With many tenants: which callers may act for which customer tenant (GATEWAY_TENANT_CALLERS).
     tenant_callers: TenantCallers = field(default_factory=TenantCallers)

@@ -18,6 +18,8 @@ import azure.functions as func
 import requests
 from azure.data.tables import TableClient
 
+from localdev.signing import SigningKey, caller_claims
+from localdev.tokens import LOCAL_TENANT_ID
 from shared import runtime
 from shared.asynchronous.operations_memory import MemoryOperationStore
 from shared.asynchronous.queues_memory import MemoryQueues
@@ -52,7 +54,19 @@ UNIT_ENV: Mapping[str, str] = MappingProxyType({
     "MDE_BASE_URL": DEFENDER_URL,
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     "RATE_LIMIT_NEW_STATE_SHARE": "1",
+    "GATEWAY_TOKEN_ISSUER": f"https://login.microsoftonline.com/{LOCAL_TENANT_ID}/v2.0",
+    "GATEWAY_TOKEN_AUDIENCES": "api://gateway",
 })
+#: The Entra issuer's signing key in the unit layer (the edge is given it instead of the issuer's JWKS endpoint).
+UNIT_SIGNING_KEY = SigningKey.generate()
+
+
+def bearer(object_id: str, app_id: str, roles: tuple[str, ...], *, key: SigningKey = UNIT_SIGNING_KEY,
+           **claims: Any) -> dict[str, str]:
+    """`Authorization: Bearer` with an app-only token of the unit layer's issuer for its audience (claims override)."""
+    token_claims = {**caller_claims(UNIT_ENV["GATEWAY_TOKEN_ISSUER"], "api://gateway", object_id, app_id=app_id,
+                                    roles=roles), **claims}
+    return {"Authorization": "Bearer " + key.sign(token_claims)}
 
 
 @dataclass
@@ -121,7 +135,8 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
                             MemoryQueues(settings.asynchronous, clock=clock), clock=clock, sleep=sleep,
                             monotonic=monotonic, telemetry=telemetry,
                             cache=AnswerCache(cast(TableClient, cache_table), 60, clock=clock) if cache_table else None,
-                            hash_map=FileHashMap(cast(TableClient, hash_table)) if hash_table else None)
+                            hash_map=FileHashMap(cast(TableClient, hash_table)) if hash_table else None,
+                            keys=UNIT_SIGNING_KEY)
     return EdgeRig(built.edge, built.gateway, client, session, transport, store, limiters, settings,
                    credential, clock, monotonic, sleep, built)
 

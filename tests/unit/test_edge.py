@@ -3,7 +3,6 @@ problem+json, headers) over the real gateway, client and limiters, with Defender
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
@@ -27,7 +26,6 @@ from shared.answers.problems import Problem
 from shared.defender.client import DefenderClient
 from shared.defender.facts import API_FACTS, DEFENDER_APP_ID, Api
 from shared.defender.outcomes import Rejected
-from shared.http.callers import encode_principal
 from shared.validation import (
     BodyTooLargeError,
     FieldError,
@@ -447,50 +445,6 @@ def test_storage_down_is_503_with_retry_after(api: Api) -> None:
     assert response.headers["Retry-After"] == "5" and "RateLimit" not in response.headers
     assert "never admits blindly" in document["detail"]
     assert rig.transport.calls == []
-
-
-ENTRA_ENV = {"GATEWAY_AUTH": "entra", "WEBSITE_AUTH_ENABLED": "True"}
-CALLER_OID = "5f9a1c2e-0000-4000-8000-00000000c0de"
-CALLER_APP = "0b7e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b"
-
-
-def principal_headers(oid: str = CALLER_OID, app: str = CALLER_APP, *, stated: str | None = None) -> dict[str, str]:
-    """What App Service authentication forwards for an app-only token of `app` (object id `oid`)."""
-    claims = {"http://schemas.microsoft.com/identity/claims/objectidentifier": oid, "appid": app,
-              "aud": "api://gateway"}
-    return {"X-MS-CLIENT-PRINCIPAL": encode_principal(claims), "X-MS-CLIENT-PRINCIPAL-ID": stated or oid}
-
-
-@pytest.mark.parametrize("api", [Api.FILE_ALERTS, Api.CREATE_ALERT])
-def test_entra_mode_needs_the_platforms_client_principal(api: Api) -> None:
-    rig = make_edge([alerts_reply() if api is Api.FILE_ALERTS else alert_reply()], settings_env=ENTRA_ENV)
-    forged_claims = base64.b64encode(json.dumps({"claims": []}).encode()).decode()
-    for headers in ({}, {"X-MS-CLIENT-PRINCIPAL-ID": CALLER_OID},  # the id alone is what anyone can send
-                    {"X-MS-CLIENT-PRINCIPAL": "not base64!"}, {"X-MS-CLIENT-PRINCIPAL": forged_claims},
-                    principal_headers(stated="11111111-1111-4111-8111-111111111111")):  # id and claims disagree
-        response = answer(rig, api, headers=headers)
-        document = problem(response, api, 401, "unauthenticated")
-        assert response.headers["WWW-Authenticate"] == "Bearer"
-        assert "Entra ID" in document["detail"]
-    # Checked before the input: a bad request without a principal is still 401.
-    assert answer(rig, api, headers={}, **({"sha1": "bad"} if api is Api.FILE_ALERTS else {"body": b"{"})
-                  ).status_code == 401
-    nothing_spent(rig)
-    allowed = answer(rig, api, headers=principal_headers())
-    assert allowed.status_code == 200
-
-
-@pytest.mark.parametrize(("setting", "value"), [
-    ("GATEWAY_ALLOWED_PRINCIPALS", "22222222-2222-4222-8222-222222222222"),
-    ("GATEWAY_ALLOWED_APPLICATIONS", "33333333-3333-4333-8333-333333333333")])
-def test_the_gateway_checks_the_allowed_callers_again(setting: str, value: str) -> None:
-    rig = make_edge([alerts_reply()], settings_env={**ENTRA_ENV, setting: f"{value}, {CALLER_OID}, {CALLER_APP}"})
-    assert rig.get_alerts(SHA1, headers=principal_headers()).status_code == 200
-    rig = make_edge([], settings_env={**ENTRA_ENV, setting: value})
-    response = rig.get_alerts(SHA1, headers=principal_headers())
-    document = problem(response, Api.FILE_ALERTS, 403, "caller-not-allowed")
-    assert setting in document["detail"]
-    nothing_spent(rig)
 
 
 def test_function_key_mode_does_not_ask_for_a_principal() -> None:
