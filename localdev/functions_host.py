@@ -21,7 +21,10 @@ or the queue extension behave in a way a test could tell apart, this host does t
   in the log; the host serves the others (localdev.queue_host);
 - the master key is random unless LOCAL_MASTER_KEY names one;
 - with WEBSITE_AUTH_ENABLED=True (the platform sets it while App Service authentication is on) the
-  host plays that authentication in front of every function, as `PlatformAuthentication` says;
+  host plays that authentication in front of every function, as `PlatformAuthentication` says (tokens of
+  GATEWAY_TOKEN_ISSUER, checked against the keys its OpenID metadata publishes);
+- auth level `admin` takes the master key alone (`x-functions-key` or `code`), `function` a function key or the
+  master key, as Azure's host does;
 - an exception while function_app is imported leaves the host up with no function (every route 404),
   the reason in its log, as the Python worker's failed indexing does;
 - a function is called by keyword, and one that declares `context` gets the invocation context, its trace
@@ -49,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
-import jwt
 from azure.functions.http import HttpResponseConverter
 from werkzeug.wrappers import Request, Response
 
@@ -64,8 +66,9 @@ from localdev.queue_host import (
 )
 from localdev.servers import QuietHandler, quiet_server
 from localdev.timer_host import TimerFunction, start_timers
-from localdev.tokens import read_claims
 from shared.http.callers import encode_principal
+from shared.http.settings import TokenCheck
+from shared.http.tokens import IssuerKeys, KeysUnavailableError, TokenRefusedError, validated_claims
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE_PREFIX = "api"
@@ -157,27 +160,29 @@ PRINCIPAL_HEADER_PREFIXES = ("x-ms-client-principal", "x-ms-token-")
 class PlatformAuthentication:
     """App Service authentication (Entra ID provider, `Return401`) as the platform runs it before the host.
 
-    A request needs `Authorization: Bearer <token>` for one of `audiences`, signed and unexpired (here: the
-    local signing key of localdev.tokens, which the local identity endpoint uses). Whatever
-    X-MS-CLIENT-PRINCIPAL* or X-MS-TOKEN-* headers the caller sent are dropped; an authenticated caller's
-    token claims go on as X-MS-CLIENT-PRINCIPAL (base64 JSON, the object id under its long claim name, as
-    the platform maps it), its object id as -ID, its app id as -NAME, and `aad` as -IDP. No authorization
-    policy is applied (allowed applications or principals): the gateway's own check is what tests see.
+    A request needs `Authorization: Bearer <token>` for one of `audiences` from `issuer` (its openIdIssuer), signed
+    by a key the issuer's OpenID metadata publishes (the local token endpoint's JWKS, read with PyJWT's
+    PyJWKClient) and unexpired. Whatever X-MS-CLIENT-PRINCIPAL* or X-MS-TOKEN-* headers the caller sent are dropped;
+    an authenticated caller's token claims go on as X-MS-CLIENT-PRINCIPAL (base64 JSON, the object id under its long
+    claim name, as the platform maps it), its object id as -ID, its app id as -NAME, and `aad` as -IDP; the
+    Authorization header goes on too, as the platform passes it. No authorization policy is applied (allowed
+    applications or principals, app roles): the gateway's own check is what tests see.
     """
 
-    def __init__(self, audiences: frozenset[str]) -> None:
-        self.audiences = audiences
+    def __init__(self, issuer: str, audiences: frozenset[str]) -> None:
+        self.check = TokenCheck(issuer.rstrip("/"), audiences)
+        self.keys = IssuerKeys(self.check)
 
     def admit(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]] | Response:
         kept = [(name, value) for name, value in headers if not name.lower().startswith(PRINCIPAL_HEADER_PREFIXES)]
         scheme, _, token = next((value for name, value in kept if name.lower() == "authorization"), "").partition(" ")
         try:
-            claims = read_claims(token.strip()) if scheme.lower() == "bearer" else None
-        except jwt.InvalidTokenError:
+            claims = validated_claims(token.strip(), self.check, self.keys) if scheme.lower() == "bearer" else None
+        except (TokenRefusedError, KeysUnavailableError):
             claims = None
-        if claims is None or str(claims.get("aud")) not in self.audiences:
+        if claims is None:
             return Response(status=401, headers={"WWW-Authenticate": 'Bearer realm="local"'})
-        object_id, app_id = str(claims.get("oid", "")), str(claims.get("appid", ""))
+        object_id, app_id = str(claims.get("oid", "")), str(claims.get("appid") or claims.get("azp") or "")
         mapped = {("http://schemas.microsoft.com/identity/claims/objectidentifier" if name == "oid" else name):
                   str(value) for name, value in claims.items() if not isinstance(value, list)}
         return [*kept, ("X-MS-CLIENT-PRINCIPAL", encode_principal(mapped)), ("X-MS-CLIENT-PRINCIPAL-ID", object_id),
@@ -293,7 +298,8 @@ def build_host(host_json: Mapping[str, Any]) -> tuple[FunctionsHost, Functions]:
     authentication = None
     if (os.environ.get("WEBSITE_AUTH_ENABLED") or "").lower() == "true":
         audience = os.environ.get("LOCAL_AUTH_AUDIENCE") or DEFAULT_LOCAL_AUDIENCE
-        authentication = PlatformAuthentication(frozenset({audience}))
+        # The platform's openIdIssuer: the same issuer the Bicep gives the gateway (GATEWAY_TOKEN_ISSUER).
+        authentication = PlatformAuthentication(os.environ.get("GATEWAY_TOKEN_ISSUER") or "", frozenset({audience}))
     return FunctionsHost(functions.routes, key, master, function_timeout=function_timeout(host_json),
                          authentication=authentication), functions
 

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueServiceClient
 
 from localdev.azurite import DEV_ACCOUNT, Azurite, start_azurite
-from localdev.functions_host import DEFAULT_LOCAL_KEY
+from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE, DEFAULT_LOCAL_KEY
 from localdev.identity_endpoint import IDENTITY_PATH, IdentityEndpoint
 from localdev.processes import free_port, stop_process, wait_for_port
 from localdev.servers import serve_in_thread
@@ -32,7 +33,7 @@ from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
 from localdev.simulator.process import start_simulator_process
 from localdev.token_endpoint import TlsServer, TokenEndpoint, serve_token_endpoint
-from localdev.tokens import ALL_ROLES
+from localdev.tokens import ALL_ROLES, LOCAL_TENANT_ID
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.catalogue import CATALOGUE
 from shared.configuration import ConfigurationError
@@ -73,6 +74,9 @@ def host_environment(*, simulator_url: str, identity_url: str, storage_connectio
     })
     if token_url and ca_bundle:  # many tenants: the token exchange, over TLS with the local test CA
         env.update({"MDE_AUTHORITY_HOST": token_url, "REQUESTS_CA_BUNDLE": str(ca_bundle)})
+        # With GATEWAY_AUTH=entra: the callers' tokens are the local endpoint's, for the local audience.
+        env.update({"GATEWAY_TOKEN_ISSUER": f"{token_url}/{LOCAL_TENANT_ID}/v2.0",
+                    "GATEWAY_TOKEN_AUDIENCES": DEFAULT_LOCAL_AUDIENCE})
     env.update(overrides)
     return env
 
@@ -158,6 +162,8 @@ class LocalStack:
     host: HostProcess
     function_key: str
     requests_queue: str
+    #: The host's master key: the operator routes (auth level admin) take it alone.
+    master_key: str
 
     @property
     def azurite(self) -> Azurite:
@@ -241,7 +247,8 @@ def start_stack(*, host_port: int = 7071, identity_port: int = 7072, simulator_p
     services = start_services(identity_port=identity_port, simulator_port=simulator_port, azurite_ports=azurite_ports,
                               simulator_process=False)
     # A second tenant, as an MSSP's gateway has: contoso, with an alert of its own on the seeded file.
-    env = services.host_environment(function_key=function_key, **many_tenants())
+    env = services.host_environment(function_key=function_key, **many_tenants(),
+                                    LOCAL_MASTER_KEY=os.environ.get("LOCAL_MASTER_KEY") or secrets.token_urlsafe(32))
     requests.post(f"{services.simulator.url}/_sim/alerts", params={"tenant": LOCAL_CUSTOMER_TENANT}, timeout=5,
                   json={"sha1": SEED_FILE_SHA1, "title": "Contoso: suspicious PowerShell"}).raise_for_status()
     try:
@@ -249,7 +256,7 @@ def start_stack(*, host_port: int = 7071, identity_port: int = 7072, simulator_p
     except Exception:
         services.stop()
         raise
-    return LocalStack(services, host, function_key, env["REQUESTS_QUEUE"])
+    return LocalStack(services, host, function_key, env["REQUESTS_QUEUE"], env["LOCAL_MASTER_KEY"])
 
 
 def main() -> None:
@@ -275,7 +282,7 @@ mde-alert-gateway is running locally (no Azure tenant needed).
   Entra ID token endpoint         {stack.services.tokens.url}   (customer tenant {LOCAL_CUSTOMER_NAME}; test CA)
   Request queue                   {stack.requests_queue}
   Host log                        {stack.host.log_path}
-  Operator page (open it)         {base}/api/operator?code={key}
+  Operator page (open it)         {base}/api/operator?code={stack.master_key}   (the master key: admin level)
 
 Try:
   curl -s -H 'x-functions-key: {key}' {base}/api/files/{SEED_FILE_SHA1}/alerts

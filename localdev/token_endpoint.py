@@ -11,6 +11,15 @@ the app's federated credential; the app is consented in the tenant) and issues a
 (`tid`) with the Defender roles that tenant's administrator granted. A tenant that has not consented answers as
 Entra ID does: `invalid_client`, AADSTS7000229.
 
+It is also the issuer of the gateway's own callers' tokens, published as Entra ID publishes a tenant's keys:
+
+    GET /{tenant}/v2.0/.well-known/openid-configuration   OpenID metadata: issuer {url}/{tenant}/v2.0, jwks_uri
+    GET /{tenant}/discovery/v2.0/keys                     the JWKS: the endpoint's RS256 key (a fresh one per start)
+
+and the tokens it signs with that key are app-only v2.0 access tokens for the gateway (`caller_token`, or
+POST /_token/callers {"oid", "appid", "roles": [...], "aud", "tenant"?} for `make run`): what a playbook's managed
+identity gets for the gateway's audience, with the app roles assigned to it.
+
 Admin: POST /_token/tenants {"<tenant id>": ["Alert.Read.All", ...] or null (not consented)}; GET /_token/issued.
 """
 
@@ -30,7 +39,8 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from localdev.servers import QuietHandler, RunningServer
-from localdev.tokens import ALL_ROLES, issue_token, read_claims
+from localdev.signing import SigningKey, caller_claims
+from localdev.tokens import ALL_ROLES, LOCAL_TENANT_ID, issue_token, read_claims
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -47,6 +57,8 @@ class TokenEndpoint:
     tenants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     issued: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The key the gateway's callers' tokens are signed with, published as each tenant's JWKS.
+    signing_key: SigningKey = field(default_factory=SigningKey.generate)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -70,10 +82,31 @@ class TokenEndpoint:
         if request.path == "/_token/issued" and request.method == "GET":
             with self.lock:
                 return _json({"issued": list(self.issued)})
+        if request.path == "/_token/callers" and request.method == "POST":
+            payload = request.get_json(force=True, silent=True) or {}
+            token = self.caller_token(request.host_url.rstrip("/"), str(payload.get("oid", "")),
+                                      app_id=str(payload.get("appid", "")), roles=tuple(payload.get("roles") or ()),
+                                      audience=str(payload.get("aud", "")),
+                                      tenant=str(payload.get("tenant") or LOCAL_TENANT_ID))
+            return _json({"token_type": "Bearer", "access_token": token})
         parts = request.path.strip("/").split("/")
+        if request.method == "GET" and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+            base = f"{request.host_url.rstrip('/')}/{parts[0]}"
+            return _json({"issuer": f"{base}/v2.0", "jwks_uri": f"{base}/discovery/v2.0/keys",
+                          "token_endpoint": f"{base}/oauth2/v2.0/token", "response_types_supported": ["token"],
+                          "id_token_signing_alg_values_supported": ["RS256"]})
+        if request.method == "GET" and parts[1:] == ["discovery", "v2.0", "keys"]:
+            return _json(self.signing_key.jwks())
         if request.method != "POST" or len(parts) != 4 or parts[1:] != ["oauth2", "v2.0", "token"]:
             return _json({"error": "not_found"}, 404)
         return self._token(parts[0].lower(), request.form)
+
+    def caller_token(self, base_url: str, object_id: str, *, app_id: str, roles: tuple[str, ...], audience: str,
+                     tenant: str = LOCAL_TENANT_ID, **claims: Any) -> str:
+        """An app-only v2.0 access token of `tenant`'s issuer at `base_url` for the gateway (`audience`), signed
+        with the key the issuer's JWKS publishes (`claims` override any claim)."""
+        return self.signing_key.sign({**caller_claims(f"{base_url}/{tenant}/v2.0", audience, object_id,
+                                                      app_id=app_id, roles=roles, tenant_id=tenant), **claims})
 
     def _token(self, tenant: str, form: Any) -> Response:
         if form.get("grant_type") != "client_credentials" or form.get("client_assertion_type") != JWT_BEARER:
@@ -122,6 +155,15 @@ class TlsServer:
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.running.port}"
+
+    def issuer(self, tenant: str = LOCAL_TENANT_ID) -> str:
+        """The v2.0 issuer of `tenant` here (GATEWAY_TOKEN_ISSUER of a local host in Entra mode)."""
+        return f"{self.url}/{tenant}/v2.0"
+
+    def caller_token(self, object_id: str, *, app_id: str, roles: tuple[str, ...], audience: str,
+                     **claims: Any) -> str:
+        """A token of the home tenant's issuer here for a caller of the gateway (TokenEndpoint.caller_token)."""
+        return self.app.caller_token(self.url, object_id, app_id=app_id, roles=roles, audience=audience, **claims)
 
     def stop(self) -> None:
         self.running.stop()

@@ -13,7 +13,14 @@ import pytest
 
 from localdev.azurite import Azurite
 from localdev.stack import HostProcess, Server, Services, start_host, start_services
-from tests.support.servers import FUNCTION_KEY, GatewayClient, HostFactory, IdentityAdmin, SimulatorAdmin
+from tests.support.servers import (
+    FUNCTION_KEY,
+    MASTER_KEY,
+    GatewayClient,
+    HostFactory,
+    IdentityAdmin,
+    SimulatorAdmin,
+)
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +76,7 @@ def host_factory(services: Services, tmp_path_factory: pytest.TempPathFactory) -
 
     def start(*, unset: tuple[str, ...] = (), **settings: str) -> GatewayClient:
         """A host with these app settings (over the test defaults below); `unset` names settings it lacks."""
+        settings.setdefault("LOCAL_MASTER_KEY", MASTER_KEY)
         settings.setdefault("RATE_LIMIT_TABLE", "t" + uuid.uuid4().hex[:20])
         settings.setdefault("RATE_LIMIT_FILE_ALERTS", "5000/1")
         settings.setdefault("RATE_LIMIT_CREATE_ALERT", "5000/1")

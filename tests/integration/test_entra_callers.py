@@ -1,10 +1,12 @@
 """With Entra ID in front (GATEWAY_AUTH=entra), the caller cannot be forged: the gateway serves only while the
-platform's authentication is on, reads the caller from the platform's claims, checks the allowed callers again,
-and shows an operation only to the principal it was stored for.
+platform's authentication is on, validates the bearer token itself (the local token endpoint's published keys,
+through PyJWT's PyJWKClient over TLS), requires the app role of each call, checks the allowed callers again, and
+shows an operation only to the principal it was stored for.
 
 The local host plays App Service authentication when WEBSITE_AUTH_ENABLED=True (localdev.functions_host,
-PlatformAuthentication): a bearer token signed by the local identity key, for the local audience, becomes the
-X-MS-CLIENT-PRINCIPAL headers, and whatever such headers a caller sends are dropped, as the platform does.
+PlatformAuthentication): a bearer token of GATEWAY_TOKEN_ISSUER (the local token endpoint), for the local audience,
+becomes the X-MS-CLIENT-PRINCIPAL headers, and whatever such headers a caller sends are dropped, as the platform
+does.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import requests
 from localdev.azurite import Azurite
 from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE
 from localdev.simulator.data import SEED_FILE_SHA1
+from localdev.stack import Services
 from localdev.tokens import issue_token
 from shared.http.callers import encode_principal
+from shared.http.settings import Role
 from tests.support.inputs import VALID
 from tests.support.servers import (
     GatewayClient,
@@ -28,16 +32,27 @@ from tests.support.servers import (
     RequestQueue,
     SimulatorAdmin,
     assert_problem,
+    entra_bearer,
 )
 
 ALICE = "5f9a1c2e-0000-4000-8000-0000000a11ce"
 BOB = "5f9a1c2e-0000-4000-8000-000000000b0b"
 PLAYBOOK_APP = "0b7e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b"
 OTHER_APP = "6d4c3a9e-0f7b-4c43-8a4e-2b1f7b8f0e11"
+#: What a playbook's managed identity is assigned: look up and create alerts, read its operations.
+PLAYBOOK_ROLES = (Role.ALERTS_READ.value, Role.ALERTS_CREATE.value, Role.OPERATIONS_READ.value)
+_services: list[Services] = []
 
 
-def bearer(object_id: str, app_id: str = PLAYBOOK_APP, audience: str = DEFAULT_LOCAL_AUDIENCE) -> dict[str, str]:
-    return {"Authorization": "Bearer " + issue_token(audience, app_id=app_id, object_id=object_id, roles=())[0]}
+@pytest.fixture(scope="module", autouse=True)
+def _token_issuer(services: Services) -> None:
+    _services[:] = [services]
+
+
+def bearer(object_id: str, app_id: str = PLAYBOOK_APP, audience: str = DEFAULT_LOCAL_AUDIENCE,
+           roles: tuple[str, ...] = PLAYBOOK_ROLES) -> dict[str, str]:
+    """A caller's token from the local token endpoint, the issuer the test hosts trust."""
+    return entra_bearer(_services[0], object_id, app_id, roles, audience=audience)
 
 
 def forged(object_id: str) -> dict[str, str]:
@@ -76,13 +91,44 @@ def test_forged_principal_headers_are_dropped_and_a_token_is_needed(
     assert lookup(entra_gateway, forged(ALICE)).status_code == 401  # the platform: no token
     wrong_audience = bearer(ALICE, audience="api://someone-else")
     assert lookup(entra_gateway, wrong_audience).status_code == 401
+    # Signed with a key the issuer does not publish (the local identity endpoint's HS256 key).
+    unpublished = {"Authorization": "Bearer " + issue_token(DEFAULT_LOCAL_AUDIENCE, app_id=PLAYBOOK_APP,
+                                                            object_id=ALICE, roles=PLAYBOOK_ROLES)[0]}
+    assert lookup(entra_gateway, unpublished).status_code == 401
     assert sim.calls() == []
     assert lookup(entra_gateway, {**bearer(ALICE), **forged(BOB)}).status_code == 200  # Alice, whatever she adds
 
 
+def test_a_caller_needs_the_app_role_of_the_call(
+        entra_gateway: GatewayClient, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    """Empty allow-lists (here: principals) do not mean everyone: a token for the audience without the role is 403."""
+    for roles in ((), (Role.ALERTS_CREATE.value, Role.OPERATIONS_READ.value)):
+        problem = assert_problem(lookup(entra_gateway, bearer(ALICE, roles=roles)), 403)
+        assert problem["type"].endswith(":caller-not-allowed") and Role.ALERTS_READ.value in problem["detail"]
+    created = requests.post(f"{entra_gateway.url}/api/alerts/CreateAlertByReference", json=VALID, timeout=60,
+                            headers=bearer(ALICE, roles=(Role.ALERTS_READ.value,)))
+    assert Role.ALERTS_CREATE.value in assert_problem(created, 403)["detail"]
+    assert sim.calls() == []
+    health = requests.get(f"{entra_gateway.url}/api/health", timeout=60,
+                          headers={**bearer(ALICE, roles=()), "x-functions-key": entra_gateway.key})
+    assert_problem(health, 403)  # health runs the caller check too
+    healthy = requests.get(f"{entra_gateway.url}/api/health", timeout=60,
+                           headers={**bearer(ALICE), "x-functions-key": entra_gateway.key})
+    assert healthy.status_code == 200, healthy.text
+
+
+def test_the_gateway_validates_the_token_itself_when_the_platform_lets_one_through(
+        host_factory: HostFactory, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    """The platform accepts an audience the gateway does not (a portal change): the gateway still refuses it."""
+    gateway = host_factory(GATEWAY_AUTH="entra", WEBSITE_AUTH_ENABLED="True", LOCAL_AUTH_AUDIENCE="api://widened")
+    problem = assert_problem(lookup(gateway, bearer(ALICE, audience="api://widened")), 401)
+    assert "GATEWAY_TOKEN_AUDIENCES" in problem["detail"]
+    assert sim.calls() == []
+
+
 def test_an_application_the_gateway_does_not_allow_is_403_even_when_the_platform_lets_it_in(
         entra_gateway: GatewayClient, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
-    answer = lookup(entra_gateway, bearer(ALICE, app_id=OTHER_APP))
+    answer = lookup(entra_gateway, bearer(ALICE, app_id=OTHER_APP))  # holding the role: the list narrows further
     problem = assert_problem(answer, 403)
     assert problem["type"].endswith(":caller-not-allowed") and "GATEWAY_ALLOWED_APPLICATIONS" in problem["detail"]
     assert sim.calls() == []

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import requests
 
-from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE
 from localdev.stack import (
     LOCAL_CUSTOMER_TENANT,
     LOCAL_MULTITENANT_APP_ID,
@@ -20,7 +19,8 @@ from localdev.stack import (
     Services,
     many_tenants,
 )
-from localdev.tokens import ALL_ROLES, issue_token
+from localdev.tokens import ALL_ROLES
+from shared.http.settings import Role
 from tests.support.servers import (
     GatewayClient,
     HostFactory,
@@ -28,6 +28,7 @@ from tests.support.servers import (
     RequestQueue,
     SimulatorAdmin,
     assert_problem,
+    entra_bearer,
 )
 
 SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
@@ -145,14 +146,13 @@ def test_two_tenants_stormed_at_once_never_hold_up_a_third(host_factory: HostFac
 
 
 def test_with_entra_id_only_the_mapped_callers_act_for_a_tenant(host_factory: HostFactory, sim: SimulatorAdmin,
-                                                                identity: IdentityAdmin) -> None:
+                                                                identity: IdentityAdmin, services: Services) -> None:
     alice, bob, app = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     host = tenant_host(host_factory, GATEWAY_AUTH="entra", WEBSITE_AUTH_ENABLED="True",
                        GATEWAY_ALLOWED_APPLICATIONS=app, GATEWAY_TENANT_CALLERS=f"{alice}=contoso")
 
     def bearer(who: str) -> dict[str, str]:
-        return {"Authorization": "Bearer " + issue_token(DEFAULT_LOCAL_AUDIENCE, app_id=app, object_id=who,
-                                                         roles=())[0]}
+        return entra_bearer(services, who, app, (Role.ALERTS_READ.value,))
 
     assert alerts_of(host, "contoso", headers=bearer(alice)).status_code == 200
     problem = assert_problem(alerts_of(host, "contoso", headers=bearer(bob)), 403)

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import requests
 
-from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE
-from localdev.tokens import issue_token
-from tests.support.servers import GatewayClient, HostFactory, SimulatorAdmin, assert_problem
+from localdev.stack import Services
+from shared.http.settings import Role
+from tests.support.servers import GatewayClient, HostFactory, SimulatorAdmin, assert_problem, entra_bearer
 
 SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
 ASYNC = {"Prefer": "respond-async"}
@@ -49,7 +49,7 @@ def poison_a_lookup(host: GatewayClient, sim: SimulatorAdmin) -> str:
 def state_with(host: GatewayClient, operation_id: str, *, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        state: dict[str, Any] = host.get("/api/operator/state").json()
+        state: dict[str, Any] = host.get("/api/operator/state", headers={"x-functions-key": host.master_key}).json()
         if any(entry["operationId"] == operation_id for entry in state.get("poisoned") or []):
             return state
         if time.monotonic() > deadline:
@@ -57,11 +57,15 @@ def state_with(host: GatewayClient, operation_id: str, *, timeout: float = 30) -
         time.sleep(0.2)
 
 
-def test_every_operator_function_needs_the_function_key(host: GatewayClient) -> None:
+def test_every_operator_function_needs_the_admin_key_not_a_function_key(host: GatewayClient) -> None:
+    """A function key is what playbooks hold: it reads no one's operations and re-drives nothing (auth level admin,
+    as Azure's host: the master key alone)."""
     for method, path in (("GET", "/api/operator"), ("GET", "/api/operator/state"), ("POST", "/api/operator/redrive")):
-        response = requests.request(method, f"{host.url}{path}", timeout=10)
-        assert response.status_code == 401, (method, path)
-    page = host.get("/api/operator")
+        for headers in ({}, {"x-functions-key": host.key}):
+            response = requests.request(method, f"{host.url}{path}", headers=headers, timeout=10)
+            assert response.status_code == 401, (method, path, headers)
+        assert requests.request(method, f"{host.url}{path}", params={"code": host.key}, timeout=10).status_code == 401
+    page = host.get("/api/operator", headers={"x-functions-key": host.master_key})
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     policy = page.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "script-src 'sha256-" in policy and "connect-src 'self'" in policy
@@ -76,18 +80,18 @@ def test_a_poisoned_lookup_is_listed_then_redriven_and_answered(host: GatewayCli
     assert any(recent["id"] == operation_id and recent["answerStatus"] == 400 for recent in state["recent"])
 
     bad = requests.post(f"{host.url}/api/operator/redrive", json={"queue": "elsewhere", "messageId": "x"},
-                        headers={"x-functions-key": host.key}, timeout=10)
+                        headers={"x-functions-key": host.master_key}, timeout=10)
     assert_problem(bad, 400, "body.queue")
     redriven = requests.post(f"{host.url}/api/operator/redrive",
                              json={"queue": entry["queue"], "messageId": entry["messageId"]},
-                             headers={"x-functions-key": host.key}, timeout=10)
+                             headers={"x-functions-key": host.master_key}, timeout=10)
     assert redriven.status_code == 200, redriven.text
     assert redriven.json()["operationId"] == operation_id
     answered = host.wait_for_operation(f"/api/operations/{operation_id}")
     assert answered.status_code == 200  # Defender answered this time, under the same operation id
     again = requests.post(f"{host.url}/api/operator/redrive",
                           json={"queue": entry["queue"], "messageId": entry["messageId"]},
-                          headers={"x-functions-key": host.key}, timeout=10)
+                          headers={"x-functions-key": host.master_key}, timeout=10)
     assert_problem(again, 404)
 
 
@@ -101,7 +105,7 @@ def test_the_page_shows_budgets_queues_and_the_poisoned_request_in_a_browser(
     operation_id = poison_a_lookup(host, sim)
     state_with(host, operation_id)
     host.get_alerts(SHA1)  # a decision seen, so the budget shows what it holds now
-    url = f"{host.url}/api/operator?code={host.key}"
+    url = f"{host.url}/api/operator?code={host.master_key}"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000"]
@@ -121,19 +125,25 @@ def test_the_page_shows_budgets_queues_and_the_poisoned_request_in_a_browser(
     print(f"operator page screenshot: {screenshot}")
 
 
-def test_with_entra_id_the_page_and_the_redrive_need_a_token_too(host_factory: HostFactory) -> None:
+def test_with_entra_id_the_page_and_the_redrive_need_the_admin_key_and_a_token_with_gateway_operate(
+        host_factory: HostFactory, services: Services) -> None:
     allowed_app, other_app = "0b7e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b", "6d4c3a9e-0f7b-4c43-8a4e-2b1f7b8f0e11"
     gateway = host_factory(GATEWAY_AUTH="entra", WEBSITE_AUTH_ENABLED="True", GATEWAY_ALLOWED_APPLICATIONS=allowed_app)
 
-    def token(app_id: str) -> dict[str, str]:
-        value = issue_token(DEFAULT_LOCAL_AUDIENCE, app_id=app_id, object_id="5f9a1c2e-0000-4000-8000-0000000a11ce",
-                            roles=())[0]
-        return {"Authorization": f"Bearer {value}", "x-functions-key": gateway.key}
+    def token(app_id: str, *roles: str, key: str = gateway.master_key) -> dict[str, str]:
+        return {**entra_bearer(services, "5f9a1c2e-0000-4000-8000-0000000a11ce", app_id, roles),
+                "x-functions-key": key}
 
-    key_only = {"x-functions-key": gateway.key}
+    key_only = {"x-functions-key": gateway.master_key}
     for method, path in (("GET", "/api/operator"), ("GET", "/api/operator/state"), ("POST", "/api/operator/redrive")):
         assert requests.request(method, f"{gateway.url}{path}", headers=key_only, timeout=10).status_code == 401
-    assert requests.get(f"{gateway.url}/api/operator", headers=token(allowed_app), timeout=10).status_code == 200
-    refused = requests.post(f"{gateway.url}/api/operator/redrive", headers=token(other_app), timeout=10,
-                            json={"queue": "q-poison", "messageId": "m"})
+        function_key = token(allowed_app, Role.OPERATE.value, key=gateway.key)
+        assert requests.request(method, f"{gateway.url}{path}", headers=function_key, timeout=10).status_code == 401
+    assert requests.get(f"{gateway.url}/api/operator", headers=token(allowed_app, Role.OPERATE.value),
+                        timeout=10).status_code == 200
+    playbook = token(allowed_app, Role.ALERTS_READ.value, Role.ALERTS_CREATE.value, Role.OPERATIONS_READ.value)
+    assert Role.OPERATE.value in assert_problem(
+        requests.get(f"{gateway.url}/api/operator/state", headers=playbook, timeout=10), 403)["detail"]
+    refused = requests.post(f"{gateway.url}/api/operator/redrive", headers=token(other_app, Role.OPERATE.value),
+                            timeout=10, json={"queue": "q-poison", "messageId": "m"})
     assert_problem(refused, 403)

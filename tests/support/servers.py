@@ -13,9 +13,20 @@ from typing import Any
 import requests
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from localdev.stack import HostProcess
+from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE
+from localdev.stack import HostProcess, Services
 
 FUNCTION_KEY = "test-function-key"
+#: The test hosts' master key (LOCAL_MASTER_KEY): the operator routes (auth level admin) take it alone.
+MASTER_KEY = "test-master-key"
+
+
+def entra_bearer(services: Services, object_id: str, app_id: str, roles: tuple[str, ...], *,
+                 audience: str = DEFAULT_LOCAL_AUDIENCE, **claims: Any) -> dict[str, str]:
+    """`Authorization: Bearer` with a caller's token from the local token endpoint (the issuer whose published keys
+    the test hosts' GATEWAY_TOKEN_ISSUER names): a playbook's managed identity holding `roles` of the gateway."""
+    token = services.tokens.caller_token(object_id, app_id=app_id, roles=roles, audience=audience, **claims)
+    return {"Authorization": f"Bearer {token}"}
 
 
 # Test limits high enough that only the rate-limit tests meet them.
@@ -79,10 +90,11 @@ class IdentityAdmin:
 class GatewayClient:
     """An HTTP client for a running local host."""
 
-    def __init__(self, host: HostProcess, key: str = FUNCTION_KEY) -> None:
+    def __init__(self, host: HostProcess, key: str = FUNCTION_KEY, master_key: str = MASTER_KEY) -> None:
         self.host = host
         self.url = host.url
         self.key = key
+        self.master_key = master_key
 
     def get_alerts(self, sha1: str, **kwargs: Any) -> requests.Response:
         headers = {"x-functions-key": self.key, **kwargs.pop("headers", {})}
