@@ -67,7 +67,7 @@ param mdeCloud string = 'commercial'
   'function-key'
   'entra'
 ])
-@description('How callers authenticate (GATEWAY_AUTH). function-key: callers present a function key. entra: App Service authentication (Entra ID) validates a bearer token on every call (unauthenticated calls get 401) and the functions accept the client principal it forwards; needs entraClientId.')
+@description('How callers authenticate (GATEWAY_AUTH). function-key: callers present a function key (the operator routes the admin key). entra: App Service authentication (Entra ID) validates a bearer token on every call (unauthenticated calls get 401), and the gateway validates it again itself and requires the app role of each call (Alerts.Read, Alerts.Create, Operations.Read, Gateway.Operate; entra-auth.bicep); needs entraClientId.')
 param gatewayAuth string = 'function-key'
 
 @description('Entra ID only (gatewayAuth=entra): application (client) id of the app registration that represents the gateway API. Callers request tokens for it (for example api://<client id>). No client secret is needed: the platform only validates tokens.')
@@ -76,11 +76,14 @@ param entraClientId string = ''
 @description('Entra ID only: accepted token audiences. Empty: api://<entraClientId> and <entraClientId>.')
 param entraAllowedAudiences array = []
 
-@description('Entra ID only: application (client) ids allowed to call, for example the client id of a Logic App\'s managed identity (the appid/azp claim). Empty: any application that can get a token for the audience.')
+@description('Entra ID only: application (client) ids allowed to call, for example the client id of a Logic App\'s managed identity (the appid/azp claim). Empty: any application holding the gateway\'s app role for the call (assigned on its app registration); a list narrows further.')
 param entraAllowedApplications array = []
 
-@description('Entra ID only: object (principal) ids allowed to call, for example the principal id of a Logic App\'s managed identity (the oid claim). Empty: any principal that can get a token for the audience.')
+@description('Entra ID only: object (principal) ids allowed to call, for example the principal id of a Logic App\'s managed identity (the oid claim). Empty: any principal holding the gateway\'s app role for the call; a list narrows further.')
 param entraAllowedPrincipalIds array = []
+
+@description('Entra ID only: uniqueName of the gateway\'s app registration (entraClientId\'s; an app made outside Bicep gets one with a PATCH, docs/deploy.md). With it, entra-auth.bicep defines the gateway\'s app roles on it, asks for v2.0 tokens, requires assignment on its service principal and assigns the playbooks\' identities their roles (Microsoft Graph Bicep; the deployer needs Application.ReadWrite.All and AppRoleAssignment.ReadWrite.All). Empty: do that with the az CLI (docs/deploy.md); the gateway requires the roles either way.')
+param entraAppUniqueName string = ''
 
 @description('When the maintenance sweep runs (MAINTENANCE_SCHEDULE, a six-field NCRONTAB: second minute hour day month weekday): it deletes expired operations and finishes the operations an instance left in flight when it died, so recovery takes the claim lease plus at most this period.')
 param maintenanceSchedule string = '0 */1 * * * *'
@@ -88,7 +91,7 @@ param maintenanceSchedule string = '0 */1 * * * *'
 @description('Entra ID only: OpenID issuer of the tenant. Empty: <login endpoint of this cloud><tenant id>/v2.0.')
 param entraOpenIdIssuer string = ''
 
-@description('Entra ID only (ignored with gatewayAuth=function-key): also deploy the two Microsoft Sentinel playbooks (playbooks.bicep: Logic Apps that call the gateway with their system-assigned managed identity, for the first accepted audience) into this resource group, and, when entraAllowedPrincipalIds lists principals, add the playbooks\' principal ids to it (an empty list already lets any principal with a token for the gateway through, and stays so); with entraAllowedApplications set, add the playbooks\' client ids to it yourself. Not done here: each playbook identity needs the Microsoft Sentinel Responder role on the Sentinel workspace to comment on incidents (see playbooks/README.md); the outputs PLAYBOOK_*_PRINCIPAL_ID name the identities.')
+@description('Entra ID only (ignored with gatewayAuth=function-key): also deploy the two Microsoft Sentinel playbooks (playbooks.bicep: Logic Apps that call the gateway with their system-assigned managed identity, for the first accepted audience) into this resource group, and, when entraAllowedPrincipalIds lists principals, add the playbooks\' principal ids to it (an empty list, any principal holding the gateway\'s app role, stays so); with entraAllowedApplications set, add the playbooks\' client ids to it yourself. With entraAppUniqueName their identities are assigned the gateway\'s app roles they need (enrich: Alerts.Read and Operations.Read; create: Alerts.Create and Operations.Read); without it, assign them yourself (docs/deploy.md). Not done here: each playbook identity needs the Microsoft Sentinel Responder role on the Sentinel workspace to comment on incidents (see playbooks/README.md); the outputs PLAYBOOK_*_PRINCIPAL_ID name the identities.')
 param deployPlaybooks bool = false
 
 @description('Windows of GET files/{sha1}/alerts as calls/seconds, comma-separated (RATE_LIMIT_FILE_ALERTS). Defender allows 100 calls a minute and 1,500 an hour.')
@@ -226,6 +229,17 @@ var entraAudiences = empty(entraAllowedAudiences) ? [
   'api://${entraClientId}'
   entraClientId
 ] : entraAllowedAudiences
+// The tenant's v2.0 issuer: the platform's openIdIssuer and the one the gateway checks tokens against.
+var entraIssuer = empty(entraOpenIdIssuer) ? '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0' : entraOpenIdIssuer
+// The gateway's app roles a playbook's identity is assigned: its call, and the operations it polls.
+var enrichPlaybookRoles = [
+  'Alerts.Read'
+  'Operations.Read'
+]
+var createPlaybookRoles = [
+  'Alerts.Create'
+  'Operations.Read'
+]
 // The playbooks call the gateway with Entra tokens: without Entra authentication they are not deployed.
 var usePlaybooks = deployPlaybooks && useEntra
 // A list of allowed principals gets the playbooks' identities added; an empty list (any principal
@@ -353,6 +367,10 @@ var baseAppSettings = {
   // lists (defence in depth); GATEWAY_ALLOWED_PRINCIPALS, with the playbooks' principals, is set in
   // appSettings below.
   GATEWAY_ALLOWED_APPLICATIONS: join(entraAllowedApplications, ',')
+  // With gatewayAuth=entra the gateway validates each bearer token itself, against the issuer and
+  // audiences the platform is given.
+  GATEWAY_TOKEN_ISSUER: useEntra ? entraIssuer : ''
+  GATEWAY_TOKEN_AUDIENCES: useEntra ? join(entraAudiences, ',') : ''
   // Many tenants (empty: the home tenant alone).
   MDE_TENANTS: join(customerTenants, ',')
   // The app the credential was added to, when the template added it: the two cannot disagree.
@@ -374,10 +392,22 @@ module entraAuth 'entra-auth.bicep' = if (useEntra) {
   params: {
     functionAppName: functionApp.outputs.name
     clientId: entraClientId
-    openIdIssuer: empty(entraOpenIdIssuer) ? '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0' : entraOpenIdIssuer
+    openIdIssuer: entraIssuer
     allowedAudiences: entraAudiences
     allowedApplications: entraAllowedApplications
     allowedPrincipalIds: allowedPrincipalIds
+    appUniqueName: entraAppUniqueName
+    // The playbooks' identities get the roles of their calls (with entraAppUniqueName).
+    callerRoles: usePlaybooks ? [
+      {
+        principalId: playbooks!.outputs.enrichPlaybookPrincipalId
+        roles: enrichPlaybookRoles
+      }
+      {
+        principalId: playbooks!.outputs.createPlaybookPrincipalId
+        roles: createPlaybookRoles
+      }
+    ] : []
   }
 }
 

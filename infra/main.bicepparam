@@ -6,6 +6,7 @@
 //   azd env set MDEGW_IDENTITY_TYPE UserAssigned      # SystemAssigned (default) or UserAssigned
 //   azd env set MDEGW_GATEWAY_AUTH entra              # function-key (default) or entra
 //   azd env set MDEGW_ENTRA_CLIENT_ID <app id>        # with entra: the gateway's app registration
+//   azd env set MDEGW_ENTRA_APP_UNIQUE_NAME <name>    # with entra: its uniqueName (app roles by Graph Bicep)
 //   azd env set MDEGW_ENTRA_ALLOWED_APPLICATIONS <client id>,<client id>
 //   azd env set MDEGW_ENTRA_ALLOWED_PRINCIPAL_IDS <object id>,<object id>
 //   azd env set MDEGW_STORAGE_SKU Standard_LRS        # in a region without availability zones
@@ -29,6 +30,8 @@ param identityType = readEnvironmentVariable('MDEGW_IDENTITY_TYPE', 'SystemAssig
 param gatewayAuth = readEnvironmentVariable('MDEGW_GATEWAY_AUTH', 'function-key')
 
 param entraClientId = readEnvironmentVariable('MDEGW_ENTRA_CLIENT_ID', '')
+
+param entraAppUniqueName = readEnvironmentVariable('MDEGW_ENTRA_APP_UNIQUE_NAME', '')
 
 param entraAllowedApplications = empty(readEnvironmentVariable('MDEGW_ENTRA_ALLOWED_APPLICATIONS', '')) ? [] : split(readEnvironmentVariable('MDEGW_ENTRA_ALLOWED_APPLICATIONS', ''), ',')
 

@@ -147,11 +147,12 @@ def test_only_reviewed_skips_each_with_a_reason(report: dict[str, Any]) -> None:
         assert len(reason.strip()) >= 60, f"{check['check_id']} on {check['resource']}: reason too thin: {reason!r}"
 
 
-@pytest.mark.parametrize("name", ["defender-roles.bicep", "federated-credential.bicep"])
+@pytest.mark.parametrize("name", ["defender-roles.bicep", "federated-credential.bicep", "gateway-app-roles.bicep"])
 def test_the_excluded_files_hold_only_graph_resources(name: str) -> None:
     """The Graph extension's files are excluded (pycep 0.5.1 predates `extension`); they must stay Graph-only."""
     assert _list_option(CONFIG.read_text(), "skip-path") == [r"defender-roles\.bicep$",
-                                                             r"federated-credential\.bicep$"]
+                                                             r"federated-credential\.bicep$",
+                                                             r"gateway-app-roles\.bicep$"]
     tree = bm.parse(bm.INFRA / name)
     assert tree["resources"]
     assert all(res["type"].startswith("Microsoft.Graph/") for res in tree["resources"].values())
