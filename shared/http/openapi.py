@@ -71,6 +71,7 @@ TITLE: Final = "MDE Alert Gateway"
 VERSION: Final = "1.0"
 BASE_PATH: Final = "/api"
 FUNCTION_KEY_HEADER: Final = "x-functions-key"
+_ADMIN_KEY: Final = "admin (master) key"
 _SECURITY_NAMES: Final[Mapping[AuthMode, str]] = {AuthMode.ENTRA: "oauth2_auth", AuthMode.FUNCTION_KEY: "api_key"}
 
 
@@ -137,8 +138,8 @@ def _operation_parameters() -> list[JsonObject]:
 def _health_parameters(auth: AuthMode) -> list[JsonObject]:
     if auth is AuthMode.FUNCTION_KEY:
         return []  # the connection's key is the function key
-    return [_header(FUNCTION_KEY_HEADER, "Function Key", "A function key of the gateway: health needs one even when "
-                    "Entra ID fronts the gateway.", visibility="important", required=True)]
+    return [_header(FUNCTION_KEY_HEADER, "Function Key", "A key of the gateway (health: a function key; the operator's "
+                    "routes: the admin key), even when Entra ID fronts it.", visibility="important", required=True)]
 
 
 # --- responses ----------------------------------------------------------------------------------------------------
@@ -150,6 +151,9 @@ _WAIT_HEADERS = (*_PROBLEM_HEADERS, "Retry-After")
 _ERRORS: Final[Mapping[int, tuple[str, tuple[str, ...]]]] = {
     400: ("Invalid input, named field by field in errors (nothing was sent to Defender), or Defender rejected the "
           "request (upstreamError).", _PROBLEM_HEADERS),
+    403: ("With Entra ID: the caller's token holds no app role for this call (Alerts.Read, Alerts.Create, "
+          "Operations.Read, Gateway.Operate), or it is not an allowed application or principal (caller-not-allowed); "
+          "nothing was sent to Defender.", _PROBLEM_HEADERS),
     404: ("CreateAlertByReference: Defender found no event with this reportId, eventTime and machineId "
           "(event-not-found).", _PROBLEM_HEADERS),
     413: (f"The body is larger than {MAX_BODY_BYTES} bytes.", _PROBLEM_HEADERS),
@@ -161,7 +165,8 @@ _ERRORS: Final[Mapping[int, tuple[str, tuple[str, ...]]]] = {
           _PROBLEM_HEADERS),
     502: ("Defender (or the gateway's managed identity) failed or answered what it should not; the detail says what "
           "to fix.", _PROBLEM_HEADERS),
-    503: ("Defender or the gateway's storage is unavailable: retry after Retry-After seconds.", _WAIT_HEADERS),
+    503: ("Defender or the gateway's storage (or, with Entra ID, the token issuer's keys: token-keys-unavailable) is "
+          "unavailable: retry after Retry-After seconds.", _WAIT_HEADERS),
     504: ("Defender did not answer in time (or the outcome of a create is unknown).", _PROBLEM_HEADERS),
 }
 
@@ -172,11 +177,12 @@ def _error(status: int, description: str | None = None, headers: Sequence[str] |
             "headers": response_headers(*(names if headers is None else headers))}
 
 
-def _unauthorized(auth: AuthMode, *, function_key: bool = False) -> JsonObject:
+def _unauthorized(auth: AuthMode, *, function_key: bool = False, key: str = "function key") -> JsonObject:
     if auth is AuthMode.FUNCTION_KEY or function_key:
-        return {"description": "No or a wrong function key: the Functions host answers, with an empty body."}
-    return {"description": "No valid Entra ID token (App Service authentication answers, with an empty body), or no "
-                           "client principal reached the gateway (a problem, unauthenticated).",
+        return {"description": f"No or a wrong {key}: the Functions host answers, with an empty body"
+                               + ("; or no valid Entra ID token." if auth is AuthMode.ENTRA else ".")}
+    return {"description": "No valid Entra ID token: App Service authentication answers, with an empty body, or the "
+                           "gateway, which validates the token itself (a problem, unauthenticated).",
             "schema": ref("Problem"),
             "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "WWW-Authenticate")}
 
@@ -189,8 +195,13 @@ def _accepted(*, preference: bool) -> JsonObject:
                            "synchronous call gives.", "schema": ref("Operation"), "headers": response_headers(*names)}
 
 
+def _forbidden(auth: AuthMode) -> dict[Any, Any]:
+    """With Entra ID, 403 for a caller without the call's app role (or not an allowed one)."""
+    return {"403": _error(403, headers=(CORRELATION_HEADER, "Cache-Control"))} if auth is AuthMode.ENTRA else {}
+
+
 def _call_responses(auth: AuthMode, success: JsonObject, statuses: Iterable[int]) -> JsonObject:
-    responses: JsonObject = {"200": success, "202": _accepted(preference=True)}
+    responses: JsonObject = {"200": success, "202": _accepted(preference=True), **_forbidden(auth)}
     for status in sorted({*statuses, 401}):
         responses[str(status)] = _unauthorized(auth) if status == 401 else _error(status)
     return responses
@@ -247,7 +258,7 @@ def _operations(auth: AuthMode) -> JsonObject:
             "202": _accepted(preference=False),
             "400": _error(400, "Not an operation id (nothing was looked up), or the finished operation's 400.",
                       (CORRELATION_HEADER, "Cache-Control")),
-            "401": _unauthorized(auth),
+            "401": _unauthorized(auth), **_forbidden(auth),
             "404": _error(404, "No such operation, or it expired (operation-not-found); or the finished create's 404 "
                           "(event-not-found).", (CORRELATION_HEADER, "Cache-Control")),
             **{str(status): _error(status, "Done with a problem: " + replayed) for status in (422, 429, 502, 504)},
@@ -261,11 +272,11 @@ def _operations(auth: AuthMode) -> JsonObject:
         "summary": "Get the gateway's health",
         "description": "Reads whether the gateway's storage, queues and identity answer, the request queue's depth, "
                        "and each Defender API's budget left and pending operations. Takes a function key even when "
-                       "Entra ID fronts the gateway.",
+                       "Entra ID fronts the gateway, and then a token with any of the gateway's app roles.",
         "x-ms-visibility": "advanced", "produces": ["application/json"], "parameters": _health_parameters(auth),
         "responses": {
             "200": {"description": "Healthy.", "schema": ref("Health"), "headers": response_headers("Cache-Control")},
-            "401": _unauthorized(auth, function_key=True),
+            "401": _unauthorized(auth, function_key=True), **_forbidden(auth),
             "503": {"description": "Degraded: something the gateway needs does not answer (see the report).",
                     "schema": ref("Health"), "headers": response_headers("Cache-Control")},
         },
@@ -291,20 +302,22 @@ def _operations(auth: AuthMode) -> JsonObject:
 
 
 def _operator_operations(auth: AuthMode) -> JsonObject:
-    """The operator page, its state and the re-drive: a function key always, like health (internal to connectors)."""
+    """The operator page, its state and the re-drive: the admin (master) key always, and with Entra ID a token with
+    Gateway.Operate (internal to connectors)."""
     common = {"x-ms-visibility": "internal", "parameters": _health_parameters(auth)}
-    page = {"operationId": GET_OPERATOR_PAGE, "summary": "Get the operator page", "produces": ["text/html"],
+    page = {"operationId": GET_OPERATOR_PAGE, "summary": "Get the operator page",
+            "produces": ["text/html", PROBLEM_CONTENT_TYPE],
             "description": "An HTML page of the budgets, queues, poisoned requests and recent operations, refreshed "
-                           "every 5 s; open it with ?code=<function key>.", **common,
+                           "every 5 s; open it with ?code=<admin key>.", **common,
             "responses": {"200": {"description": "The page.", "schema": {"type": "string"},
                                   "headers": response_headers("Cache-Control")},
-                          "401": _unauthorized(auth, function_key=True)}}
+                          "401": _unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth)}}
     state = {"operationId": GET_OPERATOR_STATE, "summary": "Get the operator page's state",
              "description": "The health report, each poison queue's first entries (re-drivable or why not) and the "
                             "operations of the last 15 minutes.", "produces": ["application/json"], **common,
              "responses": {"200": {"description": "Everything read.", "schema": ref("OperatorState"),
                                    "headers": response_headers("Cache-Control")},
-                           "401": _unauthorized(auth, function_key=True),
+                           "401": _unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth),
                            "503": {"description": "Degraded: a part could not be read (it is null).",
                                    "schema": ref("OperatorState"), "headers": response_headers("Cache-Control")}}}
     redrive = {"operationId": REDRIVE_POISONED, "summary": "Re-drive a poisoned request",
@@ -318,7 +331,7 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
                                      "headers": response_headers(CORRELATION_HEADER, "Cache-Control")},
                              "400": _error(400, "Not a poison queue's name, or not a message id.",
                                            (CORRELATION_HEADER, "Cache-Control")),
-                             "401": _unauthorized(auth, function_key=True),
+                             "401": _unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth),
                              **{str(status): _error(status, headers=(CORRELATION_HEADER, "Cache-Control"))
                                 for status in (413, 415)},
                              "404": _error(404, "No such entry (re-driven already?).", (CORRELATION_HEADER,)),
@@ -335,7 +348,8 @@ def _security_definitions(auth: AuthMode) -> JsonObject:
             "type": "oauth2", "flow": "accessCode",
             "authorizationUrl": "https://login.microsoftonline.com/common/oauth2/authorize",
             "tokenUrl": "https://login.microsoftonline.com/common/oauth2/authorize", "scopes": {},
-            "description": "Microsoft Entra ID: a token for the gateway's App ID URI (App Service authentication)."}}
+            "description": "Microsoft Entra ID: a token for the gateway's audience holding the app role of the call "
+                           "(Alerts.Read, Alerts.Create, Operations.Read, Gateway.Operate)."}}
     return {_SECURITY_NAMES[auth]: {
         "type": "apiKey", "in": "header", "name": FUNCTION_KEY_HEADER,
         "description": "A function key of the function app."}}

@@ -33,7 +33,8 @@ def tenant_operation(operation: JsonObject, operation_id: str, problem_headers: 
                                        + ("; or " + responses["404"]["description"] if "404" in responses else "."),
                         "schema": ref("Problem"), "headers": copy.deepcopy(problem_headers)}
     responses["403"] = {"description": "With Entra ID: this caller may not act for the tenant "
-                                       "(tenant-not-allowed; GATEWAY_TENANT_CALLERS), or is not an allowed caller.",
+                                       "(tenant-not-allowed; GATEWAY_TENANT_CALLERS), or its token holds no app role "
+                                       "for the call or it is not an allowed caller (caller-not-allowed).",
                         "schema": ref("Problem"), "headers": copy.deepcopy(problem_headers)}
     found["responses"] = dict(sorted(responses.items()))
     return found

@@ -238,19 +238,24 @@ def test_statuses_of_each_operation() -> None:
     paths = openapi.document(AuthMode.ENTRA)["paths"]
     statuses = {operation["operationId"]: sorted(map(int, operation["responses"]))
                 for item in paths.values() for operation in item.values()}
-    assert statuses == {
-        openapi.GET_FILE_RELATED_ALERTS: [200, 202, 400, 401, 422, 429, 500, 502, 503, 504],
-        openapi.CREATE_ALERT_BY_REFERENCE: [200, 202, 400, 401, 404, 413, 415, 422, 429, 500, 502, 503, 504],
-        openapi.GET_OPERATION: [200, 202, 400, 401, 404, 422, 429, 500, 502, 503, 504],
-        openapi.GET_HEALTH: [200, 401, 503],
+    assert statuses == {  # with Entra ID every operation but the document's may be 403 (the app role of the call)
+        openapi.GET_FILE_RELATED_ALERTS: [200, 202, 400, 401, 403, 422, 429, 500, 502, 503, 504],
+        openapi.CREATE_ALERT_BY_REFERENCE: [200, 202, 400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504],
+        openapi.GET_OPERATION: [200, 202, 400, 401, 403, 404, 422, 429, 500, 502, 503, 504],
+        openapi.GET_HEALTH: [200, 401, 403, 503],
         openapi.GET_OPENAPI_DOCUMENT: [200],
-        openapi.GET_OPERATOR_PAGE: [200, 401],
-        openapi.GET_OPERATOR_STATE: [200, 401, 503],
-        openapi.REDRIVE_POISONED: [200, 400, 401, 404, 409, 413, 415, 500, 503],
+        openapi.GET_OPERATOR_PAGE: [200, 401, 403],
+        openapi.GET_OPERATOR_STATE: [200, 401, 403, 503],
+        openapi.REDRIVE_POISONED: [200, 400, 401, 403, 404, 409, 413, 415, 500, 503],
         GET_TENANT_FILE_RELATED_ALERTS: [200, 202, 400, 401, 403, 404, 422, 429, 500, 502, 503, 504],
         CREATE_TENANT_ALERT_BY_REFERENCE: [200, 202, 400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504],
     }
     assert paths[openapi.OPENAPI_PATH]["get"]["x-ms-visibility"] == "internal"
+    keyed = openapi.document(AuthMode.FUNCTION_KEY)["paths"]  # function keys: 403 only for a customer tenant
+    assert [operation["operationId"] for item in keyed.values() for operation in item.values()
+            if "403" in operation["responses"]] == [GET_TENANT_FILE_RELATED_ALERTS, CREATE_TENANT_ALERT_BY_REFERENCE]
+    operator = keyed[openapi.REDRIVE_PATH]["post"]["responses"]["401"]["description"]
+    assert "admin (master) key" in operator and "function key" not in operator
 
 
 def test_security_matches_the_auth_mode() -> None:
