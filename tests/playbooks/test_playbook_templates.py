@@ -76,8 +76,10 @@ def test_sentinel_metadata_block(name: str, template: pa.Template) -> None:
     # The identity wiring, with commands: Sentinel Responder on the workspace, through the gateway's Entra auth.
     post = "\n".join(metadata["postDeployment"])
     for needed in ("Microsoft Sentinel Responder", "az role assignment create", "entraAllowedPrincipalIds",
-                   "identity.principalId", "gatewayAuth=entra"):
+                   "identity.principalId", "gatewayAuth=entra", "appRoleAssignedTo", "Operations.Read"):
         assert needed in post, f"postDeployment does not mention {needed!r}"
+    # The gateway's app role of the playbook's call (shared.http.settings.Role), which its identity must hold.
+    assert ("Alerts.Read" if "files/{hash}/alerts" in metadata["description"] else "Alerts.Create") in post
 
 
 def test_metadata_entities_name_what_the_playbooks_read() -> None:
