@@ -1,0 +1,99 @@
+"""Tenants bounded by configuration, not by claims, in process: the shared answers, the lookups in flight and the
+budgets are keyed by the tenant a request was routed to (a token that names no tenant, or another one, fails
+closed); an operation read, a queued request and a re-drive are checked against GATEWAY_TENANT_CALLERS as the
+routes are."""
+
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+
+from shared.ratelimit import partition_key
+from shared.validation import validate_file_hash
+from tests.support.rigs import GATEWAY_URL, EdgeRig, make_edge, response_problem
+from tests.support.scripted import (
+    APP_ID,
+    PRINCIPAL,
+    TENANT_ID,
+    FakeTable,
+    StaticCredential,
+    alerts_reply,
+)
+
+SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
+CONTOSO = "c0c0c0c0-1111-4222-8333-444455556666"
+FABRIKAM = "f0f0f0f0-2222-4333-8444-555566667777"
+MULTI_APP = "6f1c2d3e-4a5b-4c6d-8e7f-90a1b2c3d4e5"
+MANY = {"MDE_TENANTS": f"contoso={CONTOSO},fabrikam={FABRIKAM}", "MDE_MULTITENANT_CLIENT_ID": MULTI_APP,
+        "AZURE_CLIENT_ID": APP_ID}
+HOME_ALERT = {"id": "da-home-only", "title": "the home tenant's alert"}
+
+
+def opaque(token: str) -> StaticCredential:
+    """An identity that hands out a token that is not a JWT (an opaque or encrypted one)."""
+    credential = StaticCredential()
+    credential.token = token
+    return credential
+
+
+def tenant_lookup(rig: EdgeRig, tenant: str, *, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """GET /api/tenants/{tenant}/files/{SHA1}/alerts through the edge, as tenants_fn calls it."""
+    req = func.HttpRequest("GET", f"{GATEWAY_URL}/api/tenants/{tenant}/files/{SHA1}/alerts",
+                           headers=headers or {}, route_params={"tenant": tenant, "fileHash": SHA1}, body=b"")
+    return rig.edge.lookup_file_alerts(req, lambda: validate_file_hash(SHA1), tenant)
+
+
+def alert_ids(response: func.HttpResponse) -> list[str]:
+    return [alert["id"] for alert in json.loads(response.get_body()).get("value", [])]
+
+
+def test_tokens_that_are_not_jwts_fail_closed_and_no_tenant_gets_another_tenants_answer() -> None:
+    cache = FakeTable()
+    rig = make_edge([alerts_reply(HOME_ALERT)], settings_env=MANY, credential=opaque("opaque-home-token"),
+                    tenant_credentials={CONTOSO: opaque("opaque-contoso-token")}, cache_table=cache)
+    home = rig.get_alerts(SHA1)
+    contoso = tenant_lookup(rig, "contoso")
+    assert HOME_ALERT["id"] not in alert_ids(contoso)  # main: contoso got the home tenant's cached answer
+    response_problem(home, 502)
+    assert "readable" in response_problem(contoso, 502)["detail"]
+    assert "opaque" not in home.get_body().decode() + contoso.get_body().decode()  # no token in an answer
+    # Fail closed: no shared fallback bucket was read, spent or filled.
+    assert rig.transport.calls == [] and cache.entities == {} and cache.reads == 0 and rig.store.writes == []
+
+
+def test_a_token_naming_another_tenant_than_the_routed_one_is_refused() -> None:
+    cache = FakeTable()
+    rig = make_edge([alerts_reply(HOME_ALERT)], settings_env=MANY, cache_table=cache,
+                    tenant_credentials={CONTOSO: StaticCredential(tenant=TENANT_ID, app=MULTI_APP)})
+    assert alert_ids(rig.get_alerts(SHA1)) == [HOME_ALERT["id"]]
+    contoso = tenant_lookup(rig, "contoso")
+    problem = response_problem(contoso, 502)
+    assert CONTOSO in problem["detail"] and HOME_ALERT["id"] not in contoso.get_body().decode()
+    assert len(rig.transport.calls) == 1  # the home tenant's call only
+
+
+def test_the_home_identitys_token_naming_a_customer_tenant_is_refused() -> None:
+    rig = make_edge([], settings_env=MANY, credential=StaticCredential(tenant=CONTOSO))
+    assert "customer tenant" in response_problem(rig.get_alerts(SHA1), 502)["detail"]
+    assert rig.transport.calls == [] and rig.store.writes == []
+
+
+def test_each_tenant_is_keyed_by_its_routed_tenant_and_the_configured_app_as_state_written_before() -> None:
+    cache = FakeTable()
+    rig = make_edge([alerts_reply(HOME_ALERT), alerts_reply({"id": "da-contoso"}), alerts_reply()],
+                    settings_env=MANY, cache_table=cache, tenant_credentials={
+                        CONTOSO: StaticCredential(tenant=CONTOSO, app=MULTI_APP),
+                        # A token whose app claim is not the configured app: the key is still the configuration's.
+                        FABRIKAM: StaticCredential(tenant=FABRIKAM, app="0b7e6a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b")})
+    assert alert_ids(rig.get_alerts(SHA1)) == [HOME_ALERT["id"]]
+    assert alert_ids(tenant_lookup(rig, "contoso")) == ["da-contoso"]  # its own call, not the home tenant's answer
+    assert alert_ids(tenant_lookup(rig, "fabrikam")) == []
+    assert len(rig.transport.calls) == 3
+    # The keys are what the tokens' own claims gave before (home: the identity's tid|appid; a customer: its id and
+    # the multi-tenant app), so an instance of this version and one of the last count the same budgets.
+    keys = {partition_key(PRINCIPAL), partition_key(f"{CONTOSO}|{MULTI_APP}"), partition_key(f"{FABRIKAM}|{MULTI_APP}")}
+    assert {key for key, _, _ in rig.store.writes} == keys
+    assert {partition for partition, _ in cache.entities} == keys
+    assert alert_ids(tenant_lookup(rig, "contoso")) == ["da-contoso"]  # from its own shared answer: nothing sent
+    assert len(rig.transport.calls) == 3
