@@ -95,6 +95,14 @@ def identity_problem(error: IdentityError) -> Problem:
                    "identity).")
 
 
+def tenant_not_allowed_problem(tenant: str) -> Problem:
+    """403, nothing spent: GATEWAY_TENANT_CALLERS does not let the caller act for `tenant` (what a route named, or
+    the tenant of an operation read or a queued request)."""
+    return Problem(403, "tenant-not-allowed", "Tenant not allowed",
+                   f"This caller may not act for the tenant {tenant!r} (GATEWAY_TENANT_CALLERS). Nothing was sent "
+                   "to Defender.")
+
+
 def _said(error: DefenderError | None) -> str:
     return f" Defender said: {error.code or '?'}: {error.message or '(no message)'}" if error else ""
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -40,6 +41,8 @@ class Refusal(StrEnum):
     ID_REUSED = "id-reused"
     EXPIRED = "operation-expired"
     MAY_HAVE_REACHED_DEFENDER = "may-have-reached-defender"
+    #: The operator may not act for its tenant (GATEWAY_TENANT_CALLERS); decided at the re-drive, per operator.
+    TENANT_NOT_ALLOWED = "tenant-not-allowed"
 
 
 #: How long a re-drive holds the entry out of sight while it queues the request.
@@ -69,6 +72,8 @@ class Poisoned:
     refusal: Refusal | None
     #: What a re-drive puts on the request queue (None when refused).
     requeue: str | None
+    #: The customer tenant of what a re-drive sends (its id; None: the home tenant, or nothing to send).
+    tenant: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"queue": self.queue, "messageId": self.message_id, "operationId": self.operation_id,
@@ -118,7 +123,7 @@ def describe(queue: str, peeked: Peeked, operations: OperationStore, now: float,
             return Poisoned(*base, Refusal.EXPIRED, None)  # it may have run, and its record been purged since
         if operation is not None and _may_have_reached_defender(operation):
             return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
-    return Poisoned(*base, None, peeked.text)
+    return Poisoned(*base, None, peeked.text, message.request.tenant)
 
 
 def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: OperationStore) -> Poisoned:
@@ -138,7 +143,7 @@ def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: 
     if operation.request.method == "POST" and (reason == OUTCOME_UNKNOWN or _may_have_reached_defender(operation)):
         return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
     return Poisoned(*base, None, encode(RequestMessage(operation.id, operation.request, operation.reply_queue,
-                                                       operation.caller)))
+                                                       operation.caller)), operation.request.tenant)
 
 
 def _may_have_reached_defender(operation: Operation) -> bool:
@@ -153,15 +158,19 @@ def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str
 
 
 def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: str, now: float,
-            tenants: MultiTenant | None = None) -> RedriveResult:
-    """Send the poisoned entry `message_id` of `queue` again, if it may be (OperationsStorageError,
-    QueueStorageError). The entry is hidden first, so two operators never re-drive it twice."""
+            tenants: MultiTenant | None = None,
+            may_redrive: Callable[[str | None], bool] | None = None) -> RedriveResult:
+    """Send the poisoned entry `message_id` of `queue` again, if it may be and `may_redrive` its tenant (the
+    operator's GATEWAY_TENANT_CALLERS) (OperationsStorageError, QueueStorageError). The entry is hidden first, so
+    two operators never re-drive it twice."""
     found = next((peeked for peeked in queues.peek(queue) if peeked.id == message_id), None)
     if found is None:
         return NotPoisoned()
     entry = describe(queue, found, operations, now, tenants)
     if entry.refusal is not None or entry.requeue is None:
         return RedriveRefused(entry)
+    if may_redrive is not None and not may_redrive(entry.tenant):
+        return RedriveRefused(replace(entry, refusal=Refusal.TENANT_NOT_ALLOWED, requeue=None))
     hidden = queues.hide(queue, message_id, HIDE_SECONDS)
     if hidden is None:
         return NotPoisoned()

@@ -7,6 +7,8 @@
       -> held by another worker: look again when its lease ends
       -> claimed earlier and never answered: a GET is sent again; a POST is not (it may have reached
          Defender), it ends as 504 upstream-outcome-unknown
+      -> with Entra ID, a caller GATEWAY_TENANT_CALLERS does not let act for the request's tenant: 403, nothing
+         sent (a message naming no caller is the queue writer's own: its data role is the boundary)
       -> a file-alerts lookup goes through shared.lookups (the path the HTTP GET takes too): a SHA-256's SHA-1
          from the shared map, else one file-information call within its own budget, paced, retried and answered
          like any call (an unknown file is 200 with no alerts); then the shared answer, else Defender
@@ -41,6 +43,7 @@ from shared.answers.mapping import (
     interrupted_problem,
     key_reused_problem,
     storage_problem,
+    tenant_not_allowed_problem,
 )
 from shared.answers.problems import Problem
 from shared.asynchronous.messages import InvalidMessageError, parse
@@ -52,6 +55,7 @@ from shared.defender.client import DefenderRequest, IdentityError
 from shared.defender.facts import API_FACTS, Api
 from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent
 from shared.defender.outcomes import Outcome, Success, Throttled, Unavailable
+from shared.defender.tenants import HOME_TENANT
 from shared.lookups.file_alerts import Cached, Deferred, Fetched, FileAlertsLookups, UnknownFile
 from shared.ratelimit import RateLimitStorageError
 from shared.telemetry import catalogue
@@ -106,7 +110,8 @@ class RequestWorker:
 
     def __init__(self, gateway: Gateway, operations: OperationStore, queues: Queues, answers: Answers,
                  settings: AsyncSettings, *, lookups: FileAlertsLookups | None = None,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 may_act: Callable[[str, str | None], bool] | None = None) -> None:
         self.gateway = gateway
         self.operations = operations
         self.queues = queues
@@ -118,6 +123,8 @@ class RequestWorker:
         self._sleep = sleep
         self._random = random.Random()  # noqa: S311 - jitter only
         self._lease_seconds = gateway.retry.attempt_seconds + 30
+        #: With Entra ID, GATEWAY_TENANT_CALLERS: whether caller (an object id) may act for a tenant (None: home).
+        self._may_act = may_act
         self._forbidden_replies = frozenset({*settings.queues, settings.poison_queue,
                                              *(queue + POISON_SUFFIX for queue in settings.queues)})
 
@@ -180,6 +187,13 @@ class RequestWorker:
                            operation.id)
             self._complete(operation, self.answers.problem(request.api, interrupted_problem(),
                                                            operation.correlation_id))
+            return None
+        if operation.caller and self._may_act is not None and not self._may_act(operation.caller, request.tenant):
+            # The caller that will read it may not act for its tenant (no longer, or never was): nothing is sent.
+            logger.warning("%s: operation %s: its caller may not act for its tenant; not sent", request.api,
+                           operation.id)
+            self._complete(operation, self.answers.problem(request.api, tenant_not_allowed_problem(
+                request.tenant or HOME_TENANT), operation.correlation_id))
             return None
         try:
             identity = self.gateway.identity(request.tenant)

@@ -53,13 +53,15 @@ from shared.http.callers import (
     CallerRefusedError,
     TenantRefusedError,
     caller_problem,
+    check_tenant,
     entra_caller,
+    may_act,
     tenant_problem,
 )
 from shared.http.incoming import Incoming
 from shared.http.openapi import served_document
 from shared.http.operator import OperatorConsole
-from shared.http.settings import HOME_TENANT, AuthMode, AuthSettings
+from shared.http.settings import AuthMode, AuthSettings
 from shared.lookups.file_alerts import (
     Cached,
     Deferred,
@@ -195,8 +197,9 @@ class HttpEdge:
         assert self.operator is not None, "a re-drive writes the operations and the queues"
         correlation_id = correlation_id_for(req.headers)
         try:
-            self._caller(req)
-            answer = self.operator.redrive(req.get_body(), req.headers.get("content-type"), correlation_id)
+            caller = self._caller(req)  # with Entra ID, a request of a tenant this caller may act for only
+            answer = self.operator.redrive(req.get_body(), req.headers.get("content-type"), correlation_id,
+                                           lambda tenant: may_act(self.access, caller, tenant))
         except Exception as error:
             answer = self._failure(None, error, correlation_id)
         return http_response(answer)
@@ -214,6 +217,8 @@ class HttpEdge:
             if self.async_calls is None or not OPERATION_ID.fullmatch(operation_id):
                 raise InvalidInputError([FieldError("route.id", "is not an operation id")])
             operation = self.async_calls.status(operation_id, caller)
+            if operation is not None:  # with Entra ID, as the routes of its tenant do
+                check_tenant(self.access, caller, operation.request.tenant)
         except Exception as error:
             return http_response(self._failure(None, error, correlation_id))
         if operation is None:
@@ -323,17 +328,14 @@ class HttpEdge:
     def _tenant(self, named: str | None, caller: str) -> str | None:
         """The id of the customer tenant a route names (None: the home tenant); TenantRefusedError when the gateway
         serves no such tenant, or (with Entra ID) this caller may not act for it."""
-        entra = self.access.mode is AuthMode.ENTRA
         if named is None:
-            if entra and not self.access.tenant_callers.allows(caller, None):
-                raise TenantRefusedError(HOME_TENANT, listed=True)
+            check_tenant(self.access, caller, None)
             return None
         multi = self.gateway.client.settings.multi_tenant
         found = multi.find(named) if multi is not None else None
         if found is None:
             raise TenantRefusedError(named, listed=False)
-        if entra and not self.access.tenant_callers.allows(caller, found.id):
-            raise TenantRefusedError(named, listed=True)  # what was asked: no id-to-name mapping is given away
+        check_tenant(self.access, caller, found.id, named)  # named as asked: no id-to-name mapping is given away
         return found.id
 
     def _caller(self, req: func.HttpRequest) -> str:

@@ -248,6 +248,9 @@ def _operations(auth: AuthMode) -> JsonObject:
             "400": _error(400, "Not an operation id (nothing was looked up), or the finished operation's 400.",
                       (CORRELATION_HEADER, "Cache-Control")),
             "401": _unauthorized(auth),
+            "403": {"description": "With Entra ID: the caller may not act for the operation's tenant "
+                                   "(tenant-not-allowed; GATEWAY_TENANT_CALLERS), or the finished operation's 403.",
+                    "schema": ref("Problem"), "headers": response_headers(CORRELATION_HEADER, "Cache-Control")},
             "404": _error(404, "No such operation, or it expired (operation-not-found); or the finished create's 404 "
                           "(event-not-found).", (CORRELATION_HEADER, "Cache-Control")),
             **{str(status): _error(status, "Done with a problem: " + replayed) for status in (422, 429, 502, 504)},
@@ -319,6 +322,9 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
                              "400": _error(400, "Not a poison queue's name, or not a message id.",
                                            (CORRELATION_HEADER, "Cache-Control")),
                              "401": _unauthorized(auth, function_key=True),
+                             "403": {"description": "With Entra ID: the caller may not act for the request's tenant "
+                                                    "(tenant-not-allowed; GATEWAY_TENANT_CALLERS).",
+                                     "schema": ref("Problem"), "headers": response_headers(CORRELATION_HEADER)},
                              **{str(status): _error(status, headers=(CORRELATION_HEADER, "Cache-Control"))
                                 for status in (413, 415)},
                              "404": _error(404, "No such entry (re-driven already?).", (CORRELATION_HEADER,)),

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from shared.defender.tenants import EVERY_TENANT as EVERY_TENANT
+from shared.defender.tenants import HOME_TENANT as HOME_TENANT
+
 
 class AuthMode(StrEnum):
     """Who lets callers in: the Functions host's keys, or App Service authentication (Entra ID)."""
@@ -15,9 +18,6 @@ class AuthMode(StrEnum):
     ENTRA = "entra"
 
 
-#: GATEWAY_TENANT_CALLERS' word for "every listed tenant", and for the gateway's own (home) tenant.
-EVERY_TENANT = "*"
-HOME_TENANT = "home"
 
 
 @dataclass(frozen=True)

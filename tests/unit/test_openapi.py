@@ -241,12 +241,12 @@ def test_statuses_of_each_operation() -> None:
     assert statuses == {
         openapi.GET_FILE_RELATED_ALERTS: [200, 202, 400, 401, 422, 429, 500, 502, 503, 504],
         openapi.CREATE_ALERT_BY_REFERENCE: [200, 202, 400, 401, 404, 413, 415, 422, 429, 500, 502, 503, 504],
-        openapi.GET_OPERATION: [200, 202, 400, 401, 404, 422, 429, 500, 502, 503, 504],
+        openapi.GET_OPERATION: [200, 202, 400, 401, 403, 404, 422, 429, 500, 502, 503, 504],
         openapi.GET_HEALTH: [200, 401, 503],
         openapi.GET_OPENAPI_DOCUMENT: [200],
         openapi.GET_OPERATOR_PAGE: [200, 401],
         openapi.GET_OPERATOR_STATE: [200, 401, 503],
-        openapi.REDRIVE_POISONED: [200, 400, 401, 404, 409, 413, 415, 500, 503],
+        openapi.REDRIVE_POISONED: [200, 400, 401, 403, 404, 409, 413, 415, 500, 503],
         GET_TENANT_FILE_RELATED_ALERTS: [200, 202, 400, 401, 403, 404, 422, 429, 500, 502, 503, 504],
         CREATE_TENANT_ALERT_BY_REFERENCE: [200, 202, 400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504],
     }
