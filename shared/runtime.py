@@ -10,6 +10,7 @@ and function_app registers no queue function, so nothing queued is taken (or poi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -28,8 +29,8 @@ from shared.defender.client import DefenderClient
 from shared.defender.credentials import build_credential
 from shared.defender.gateway import Gateway, RetryPolicy
 from shared.health import oldest_pending_readings, queue_readings
+from shared.http.callers import may_act
 from shared.http.edge import Edge, HttpEdge, MisconfiguredEdge
-from shared.http.settings import AuthMode
 from shared.lookups.answer_cache import AnswerCache
 from shared.lookups.file_alerts import FileAlertsLookups
 from shared.lookups.hash_map import FileHashMap
@@ -107,8 +108,7 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     edge = HttpEdge(gateway, answers, settings.access, lookups=lookups, async_calls=async_calls,
                     async_on_throttle=asynchronous.async_on_throttle, clock=clock)
     worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, clock=clock,
-                           sleep=sleep, may_act=settings.access.tenant_callers.allows
-                           if settings.access.mode is AuthMode.ENTRA else None)
+                           sleep=sleep, may_act=functools.partial(may_act, settings.access))
     telemetry.observe(RATE_LIMIT_REMAINING, gateway.budget_readings)
     telemetry.observe(RATE_LIMIT_LIMIT, gateway.limit_readings)
     telemetry.observe(QUEUE_DEPTH, lambda: queue_readings(queues, gateway.apis))

@@ -18,8 +18,6 @@ class AuthMode(StrEnum):
     ENTRA = "entra"
 
 
-
-
 @dataclass(frozen=True)
 class TenantCallers:
     """Which Entra callers (object ids) may act for which customer tenants (ids). The home tenant is every allowed
