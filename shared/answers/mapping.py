@@ -206,8 +206,15 @@ def interrupted_problem() -> Problem:
                    "request again (with a new Idempotency-Key or message id) is safe.")
 
 
-def misconfigured_problem(error: ConfigurationError) -> Problem:
-    """503: the app settings are wrong, so the gateway serves nothing until they are fixed (never a value)."""
+def misconfigured_problem(error: ConfigurationError, *, listed: bool) -> Problem:
+    """503: the app settings are wrong, so the gateway serves nothing until they are fixed. `listed`: for a caller the
+    host checked (a key), naming each bad setting and why (never a value that may be a secret); otherwise only that
+    the gateway is misconfigured."""
+    if not listed:
+        return Problem(503, "gateway-misconfigured", "Gateway misconfigured",
+                       "The gateway's app settings are wrong, so it answers no call and takes no queued request until "
+                       "they are fixed (queued requests wait). Its operator finds which in the log, or in this answer "
+                       "on a route called with a function key.")
     settings = [{"setting": problem.setting, "problem": problem.reason} for problem in error.problems]
     names = ", ".join(dict.fromkeys(problem.setting for problem in error.problems))
     return Problem(503, "gateway-misconfigured", "Gateway misconfigured",
