@@ -163,6 +163,9 @@ class DefenderClient:
             backoff = min(longest, first * 2 ** (streak - 1))
             failure = self._identity_error(scope, error, customer).waiting(backoff)
             self._failures[key] = _Failure(failure, streak, self._monotonic() + backoff)
+            logger.warning("identity: no token for %s%s (%s, %d in a row): %s; asked again in %.0f s", scope,
+                           f" in tenant {customer.id}" if customer else "", failure.kind, streak, failure.reason,
+                           backoff)
             raise failure from None
         self._failures.pop(key, None)
         return token
