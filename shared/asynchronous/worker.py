@@ -337,8 +337,7 @@ class RequestWorker:
     def _refuse(self, text: str, error: InvalidMessageError) -> None:
         """An invalid message: its operation (when it has an id) records the 400; the message goes to poison."""
         problem = input_problem(InvalidInputError(list(error.errors)))
-        logger.warning("invalid request message (%s): %s", error.reason,
-                       ", ".join(f"{e.field} {e.message}" for e in error.errors))
+        logger.warning("invalid request message (%s): %s", error.reason, ", ".join(map(str, error.errors)))
         if error.message_id is not None:
             answer = self.answers.problem(None, problem, error.message_id)
             placeholder = self.operations.new(error.message_id, DefenderRequest(Api.CREATE_ALERT, "", None),

@@ -29,9 +29,7 @@ from shared.answers.mapping import (
     identity_problem,
     input_problem,
     key_reused_problem,
-    misconfigured_problem,
     operations_problem,
-    problem_answer,
     queue_problem,
     storage_problem,
 )
@@ -353,47 +351,3 @@ class HttpEdge:
         code = req.params.get("code")
         query = "?" + urlencode({"code": code}) if code else ""
         return f"{parts.scheme}://{parts.netloc}/api/operations/{operation_id}{query}"
-
-
-class MisconfiguredEdge:
-    """The edge while the app settings are wrong: every HTTP function, health included, answers 503
-    gateway-misconfigured naming each bad setting (the app still indexes its functions, so callers and
-    monitors hear why instead of a host-wide 404)."""
-
-    def __init__(self, error: ConfigurationError) -> None:
-        self.error = error
-        self.problem = misconfigured_problem(error)
-
-    def respond(self, req: func.HttpRequest, api: Api, parse: Parse, tenant: str | None = None, *,
-                context: func.Context | None = None) -> func.HttpResponse:
-        return self._answer(req)
-
-    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash],
-                           tenant: str | None = None, *, context: func.Context | None = None) -> func.HttpResponse:
-        return self._answer(req)
-
-    def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:
-        return self._answer(req)
-
-    def health(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def openapi(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def operator_page(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def operator_state(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def operator_redrive(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def _answer(self, req: func.HttpRequest) -> func.HttpResponse:
-        correlation_id = correlation_id_for(req.headers)
-        return http_response(problem_answer(self.problem, correlation_id))
-
-
-#: What the entry points call: the gateway's edge, or the one that says the settings are wrong.
-Edge = HttpEdge | MisconfiguredEdge

@@ -160,7 +160,8 @@ _ERRORS: Final[Mapping[int, tuple[str, tuple[str, ...]]]] = {
     500: ("The gateway is misconfigured or failed unexpectedly; the correlation id finds the details in its logs.",
           _PROBLEM_HEADERS),
     502: ("Defender (or the gateway's managed identity) failed or answered what it should not; the detail says what "
-          "to fix.", _PROBLEM_HEADERS),
+          "to fix (an identity failure: retry after Retry-After seconds, when the gateway asks its identity again).",
+          _WAIT_HEADERS),
     503: ("Defender or the gateway's storage is unavailable: retry after Retry-After seconds.", _WAIT_HEADERS),
     504: ("Defender did not answer in time (or the outcome of a create is unknown).", _PROBLEM_HEADERS),
 }
