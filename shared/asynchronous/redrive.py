@@ -10,24 +10,30 @@ A poison queue holds three kinds of entry:
   re-drive, the sender must send a correct message;
 - a message the Functions host moved after `maxDequeueCount` failed tries (the worker raised: storage down, say):
   queued again as it is; its operation's claim keeps the worker from sending anything twice. A create whose
-  operation is gone is queued again only while it could not have been purged yet (it then never ran).
+  operation record is gone is never queued again: whether it ran cannot be told from the entry (a copy may be
+  poisoned long after its operation began, and a poison entry lives as long as any message), so the sender sends a
+  new request if Defender did not get it. A create that may have reached Defender keeps its record longer than any
+  copy of its message lives (Operation.kept_until), so an entry whose record is gone names no sent create, or an
+  old one.
 
-A re-drive hides the entry first (no second operator takes it), queues the request, then deletes the entry; if
-queueing fails, the operation is put back as it was and the entry shown again: nothing is lost.
+A re-drive hides the entry first (no second operator takes it), checks again on the operation's latest record that
+a create was never sent and reopens it with an ETag-conditional write on that very record (a worker that sent it
+meanwhile makes the write fail), queues the request, then deletes the entry; if queueing fails, the operation is put
+back as it was and the entry shown again: nothing is lost.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from shared.asynchronous.messages import InvalidMessageError, RequestMessage, encode, parse
 from shared.asynchronous.operations import Operation, OperationsStorageError, OperationStore, State
 from shared.asynchronous.queues import Hidden, Peeked, Queues, QueueStorageError
-from shared.defender.facts import OPERATION_NAMES
+from shared.defender.facts import OPERATION_NAMES, Api
 from shared.defender.tenants import MultiTenant
 
 logger = logging.getLogger("mde_alert_gateway.redrive")
@@ -114,9 +120,9 @@ def describe(queue: str, peeked: Peeked, operations: OperationStore, now: float,
             "failed-tries", "The Functions host gave up after its tries (the worker raised each time).", None)
     if message.request.method == "POST":
         operation = operations.get(message.id)
-        if operation is None and now - peeked.inserted_at >= operations.retention_seconds:
-            return Poisoned(*base, Refusal.EXPIRED, None)  # it may have run, and its record been purged since
-        if operation is not None and _may_have_reached_defender(operation):
+        if operation is None:  # it may have run, and its record been purged since: never a second create
+            return Poisoned(*base, Refusal.EXPIRED, None)
+        if operation.may_have_reached_defender:
             return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
     return Poisoned(*base, None, peeked.text)
 
@@ -135,14 +141,10 @@ def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: 
             status if isinstance(status, int) else None)
     if operation is None:
         return Poisoned(*base, Refusal.EXPIRED, None)
-    if operation.request.method == "POST" and (reason == OUTCOME_UNKNOWN or _may_have_reached_defender(operation)):
+    if operation.request.method == "POST" and (reason == OUTCOME_UNKNOWN or operation.may_have_reached_defender):
         return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
     return Poisoned(*base, None, encode(RequestMessage(operation.id, operation.request, operation.reply_queue,
                                                        operation.caller)))
-
-
-def _may_have_reached_defender(operation: Operation) -> bool:
-    return operation.request.method == "POST" and (operation.attempts > 0 or operation.in_flight)
 
 
 def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str], now: float,
@@ -168,9 +170,14 @@ def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: 
     before: Operation | None = None
     reopened: Operation | None = None
     try:
+        latest = operations.get(entry.operation_id) if entry.operation_id is not None else None
+        if _sent_since(entry, latest):
+            queues.show(hidden)
+            return RedriveRefused(replace(entry, refusal=Refusal.MAY_HAVE_REACHED_DEFENDER, requeue=None))
         if entry.operation_id is not None and entry.status is not None:
-            before = operations.get(entry.operation_id)
+            before = latest
             if before is not None and before.done:
+                # Conditional on the very record just checked: had a worker sent it since, the write would fail.
                 # Accepted again now: its age, its expiry and the pending index start from the re-drive.
                 reopened = operations.update(before, state=State.PENDING, answer=None, failures=0, replied=False,
                                              in_flight=False, lease_until=0.0, created_at=now,
@@ -187,6 +194,14 @@ def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: 
         logger.warning("re-drove %s, but its poison entry stays for now: %s", message_id, error)
     logger.info("re-drove %s from %s (operation %s)", message_id, queue, entry.operation_id)
     return Redriven(entry.operation_id, queue)
+
+
+def _sent_since(entry: Poisoned, latest: Operation | None) -> bool:
+    """Whether the create `entry` names has become one that may have reached Defender, or lost its record, since it
+    was described: checked on the record whose ETag the re-drive's write is conditioned on."""
+    if entry.operation != OPERATION_NAMES[Api.CREATE_ALERT]:
+        return False
+    return latest is None or latest.may_have_reached_defender
 
 
 def _undo(queues: Queues, operations: OperationStore, hidden: Hidden, before: Operation | None,
