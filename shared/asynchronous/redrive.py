@@ -101,9 +101,9 @@ class RedriveRefused:
 RedriveResult = Redriven | NotPoisoned | RedriveRefused
 
 
-def describe(queue: str, peeked: Peeked, operations: OperationStore, now: float,
-             tenants: MultiTenant | None = None) -> Poisoned:
-    """What an entry is and whether it may be re-driven (reads its operation; OperationsStorageError)."""
+def describe(queue: str, peeked: Peeked, operations: OperationStore, tenants: MultiTenant | None = None) -> Poisoned:
+    """What an entry is and whether it may be re-driven (reads its operation; OperationsStorageError). Decided by the
+    operation's record alone, never by the entry's age."""
     try:
         document = json.loads(peeked.text)
     except ValueError:
@@ -147,10 +147,10 @@ def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: 
                                                        operation.caller)))
 
 
-def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str], now: float,
+def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str],
              tenants: MultiTenant | None = None) -> list[Poisoned]:
     """The visible entries of each poison queue (at most 32 each), described."""
-    return [describe(queue, peeked, operations, now, tenants) for queue in poison_queues
+    return [describe(queue, peeked, operations, tenants) for queue in poison_queues
             for peeked in queues.peek(queue)]
 
 
@@ -161,7 +161,7 @@ def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: 
     found = next((peeked for peeked in queues.peek(queue) if peeked.id == message_id), None)
     if found is None:
         return NotPoisoned()
-    entry = describe(queue, found, operations, now, tenants)
+    entry = describe(queue, found, operations, tenants)
     if entry.refusal is not None or entry.requeue is None:
         return RedriveRefused(entry)
     hidden = queues.hide(queue, message_id, HIDE_SECONDS)

@@ -38,7 +38,7 @@ def create(message_id: str) -> str:
 def entries(rig: EdgeRig) -> dict[str, dict[str, object]]:
     queues = rig.runtime.queues
     return {str(entry.operation_id): entry.to_json()
-            for entry in poisoned(queues, rig.runtime.operations, [queues.poison_name], rig.clock.now)}
+            for entry in poisoned(queues, rig.runtime.operations, [queues.poison_name])}
 
 
 def test_a_failed_lookup_is_redriven_under_its_own_id_and_answered_again() -> None:
@@ -94,7 +94,7 @@ def test_an_invalid_message_and_an_unknown_entry_are_not_redriven() -> None:
     rig = make_edge([])
     rig.runtime.worker.handle(json.dumps({"version": 1, "id": "bad-1", "operation": "Nope"}))
     queues = rig.runtime.queues
-    (entry,) = poisoned(queues, rig.runtime.operations, [queues.poison_name], rig.clock.now)
+    (entry,) = poisoned(queues, rig.runtime.operations, [queues.poison_name])
     assert entry.refusal is Refusal.INVALID and entry.operation_id == "bad-1"
     refused = redrive(queues, rig.runtime.operations, queues.poison_name, entry.message_id, rig.clock.now)
     assert isinstance(refused, RedriveRefused)
@@ -107,7 +107,7 @@ def test_a_message_the_host_gave_up_on_is_queued_again_as_it_was() -> None:
     host_poison = queues.requests_name + "-poison"
     original = lookup("host-1")
     queues.put(host_poison, original)  # what the Functions host does after maxDequeueCount failed tries
-    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison], rig.clock.now)
+    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison])
     assert entry.refusal is None and entry.reason == "failed-tries" and entry.operation_id == "host-1"
     assert isinstance(redrive(queues, rig.runtime.operations, host_poison, entry.message_id, rig.clock.now), Redriven)
     (message,) = queues.take(queues.requests_name)  # type: ignore[attr-defined]
@@ -134,8 +134,22 @@ def test_a_create_the_host_gave_up_on_long_ago_is_not_queued_again() -> None:
     host_poison = queues.requests_name + "-poison"
     queues.put(host_poison, create("old-1"))
     rig.clock.advance(rig.runtime.operations.retention_seconds + 1)
-    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison], rig.clock.now)
+    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison])
     assert entry.refusal is Refusal.EXPIRED
+
+
+def test_a_create_the_host_gave_up_on_without_a_record_is_not_queued_again_however_young() -> None:
+    """No record: whether it ran cannot be told from the entry (a copy may be poisoned long after its operation
+    began), so a create is never re-driven without one."""
+    rig = make_edge([])
+    queues = rig.runtime.queues
+    host_poison = queues.requests_name + "-poison"
+    queues.put(host_poison, create("young-1"))
+    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison])
+    assert entry.refusal is Refusal.EXPIRED
+    assert isinstance(redrive(queues, rig.runtime.operations, host_poison, entry.message_id, rig.clock.now),
+                      RedriveRefused)
+    assert queues.depth(queues.requests_name) == 0
 
 
 def test_a_redrive_that_cannot_queue_loses_nothing_and_changes_nothing() -> None:
@@ -183,7 +197,7 @@ def test_a_copy_of_a_sent_create_poisoned_later_is_never_redriven_after_the_rete
     queues.put(host_poison, create("sent-1"))  # a copy the host gave up on
     rig.clock.advance(operations.retention_seconds + 60 - 30 * 60)
     for _ in range(2):
-        (entry,) = poisoned(queues, operations, [host_poison], rig.clock.now)
+        (entry,) = poisoned(queues, operations, [host_poison])
         assert entry.refusal is not None
         result = redrive(queues, operations, host_poison, entry.message_id, rig.clock.now)
         assert isinstance(result, RedriveRefused)
@@ -233,7 +247,7 @@ def test_a_create_sent_by_a_synchronous_call_with_an_idempotency_key_is_never_re
     queues = rig.runtime.queues
     queues.put_poison(json.dumps({"reason": "event-not-found", "detail": "", "operation_id": operation_id,
                                   "status": 404, "message": create(operation_id)}))
-    (entry,) = poisoned(queues, rig.runtime.operations, [queues.poison_name], rig.clock.now)
+    (entry,) = poisoned(queues, rig.runtime.operations, [queues.poison_name])
     assert entry.refusal is Refusal.MAY_HAVE_REACHED_DEFENDER
     assert isinstance(redrive(queues, rig.runtime.operations, queues.poison_name, entry.message_id, rig.clock.now),
                       RedriveRefused)
