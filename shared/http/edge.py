@@ -237,12 +237,12 @@ class HttpEdge:
         operation_id = keyed_operation_id(caller, key, incoming.tenant) if key else new_operation_id()
         if incoming.asynchronous:
             return self._submitted(incoming, self.async_calls.submit(operation_id, request, caller, correlation_id))
-        # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer for repeats.
-        ran = self.async_calls.run_here(operation_id, request, caller, correlation_id,
-                                        lambda: self._synchronous_answer(incoming, api, request,
-                                                                         self.gateway.call(request, correlation_id),
-                                                                         may_queue=False))
-        return self._submitted(incoming, ran)
+        # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer (and what it sent).
+        def run() -> tuple[Answer, int]:
+            result = self.gateway.call(request, correlation_id)
+            return self._synchronous_answer(incoming, api, request, result, may_queue=False), result.sent
+
+        return self._submitted(incoming, self.async_calls.run_here(operation_id, request, caller, correlation_id, run))
 
     def _synchronous_answer(self, incoming: Incoming, api: Api, request: DefenderRequest, result: CallResult, *,
                             may_queue: bool = True) -> Answer:

@@ -111,8 +111,9 @@ class OperatorConsole:
 _REFUSALS = {
     "invalid-message": "The message itself cannot run (it is not a valid request message): send a corrected one.",
     "id-reused": "The message's id names another request: send it again with an id of its own.",
-    "operation-expired": "Its operation is older than the retention (OPERATIONS_RETENTION_HOURS): send it again "
-                         "as a new request.",
+    "operation-expired": "Its operation's record is gone (older than the retention, OPERATIONS_RETENTION_HOURS, or "
+                         "never written), so whether a create reached Defender cannot be told: send it again as a "
+                         "new request (a create only if the device has no such alert).",
     "may-have-reached-defender": "A create that was sent to Defender at least once is never sent again: Defender "
                                  "may have acted on it. Check the device's alerts, and send a new request if none "
                                  "was created.",

@@ -154,7 +154,7 @@ def test_a_redrive_is_refused_to_an_operator_not_allowed_for_the_requests_tenant
         tenant_credentials={CONTOSO: StaticCredential(tenant=CONTOSO, app=MULTI_APP)})
     rig.runtime.worker.handle(queued("q-failed", caller=ALICE, tenantId="contoso"))  # Defender's 404: poisoned
     queues = rig.runtime.queues
-    (entry,) = poisoned(queues, rig.runtime.operations, [queues.poison_name], rig.clock.now)
+    (entry,) = poisoned(queues, rig.runtime.operations, [queues.poison_name])
     assert entry.refusal is None
 
     def redrive_as(oid: str) -> func.HttpResponse:
