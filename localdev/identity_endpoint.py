@@ -2,7 +2,7 @@
 
 The gateway's real ManagedIdentityCredential talks to it exactly as it would in Azure:
 `GET {endpoint}?api-version=2019-08-01&resource=...` with header `X-IDENTITY-HEADER`.
-Admin: `POST /_identity/config` {"roles": [...], "fail": bool}, `GET /_identity/stats`.
+Admin: `POST /_identity/config` {"roles": [...], "fail": bool, "opaque": bool}, `GET /_identity/stats`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class IdentityState:
     roles: tuple[str, ...] = ALL_ROLES
     lifetime: int = 3600
     fail: bool = False
+    #: Hand out tokens that are not JWTs (opaque, as an encrypted token is to its client): the gateway fails closed.
+    opaque: bool = False
     issued: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,6 +55,8 @@ class IdentityEndpoint:
                     state.roles = tuple(config["roles"])
                 if "fail" in config:
                     state.fail = bool(config["fail"])
+                if "opaque" in config:
+                    state.opaque = bool(config["opaque"])
                 if "lifetime" in config:
                     state.lifetime = int(config["lifetime"])
                 if config.get("reset_stats"):
@@ -73,6 +77,7 @@ class IdentityEndpoint:
         client_id = request.args.get("client_id") or LOCAL_APP_ID
         with state.lock:
             token, expires_on = issue_token(resource, roles=state.roles, app_id=client_id, lifetime=state.lifetime)
+            token = "opaque-" + token.replace(".", "-") if state.opaque else token
             state.issued.append({"resource": resource, "client_id": client_id})
         return _json({"access_token": token, "expires_on": str(expires_on), "resource": resource,
                       "token_type": "Bearer", "client_id": client_id})

@@ -34,7 +34,7 @@ def operator_state(gateway: Gateway, operations: OperationStore, queues: Queues,
     healthy, state = health_report(gateway, operations, queues, clock=clock)
     try:
         state["poisoned"] = [entry.to_json() for entry in poisoned(
-            queues, operations, poison_queues(queues, gateway), clock(), gateway.client.settings.multi_tenant)]
+            queues, operations, poison_queues(queues, gateway), gateway.client.settings.multi_tenant)]
     except (QueueStorageError, OperationsStorageError):
         state["poisoned"], healthy = None, False
     try:

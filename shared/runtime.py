@@ -10,6 +10,7 @@ and function_app registers no queue function, so nothing queued is taken (or poi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -28,13 +29,15 @@ from shared.defender.client import DefenderClient
 from shared.defender.credentials import build_credential
 from shared.defender.gateway import Gateway, RetryPolicy
 from shared.health import oldest_pending_readings, queue_readings
-from shared.http.edge import Edge, HttpEdge, MisconfiguredEdge
+from shared.http.callers import may_act
+from shared.http.edge import HttpEdge
+from shared.http.misconfigured import Edge, MisconfiguredEdge
 from shared.http.tokens import SigningKeys
 from shared.lookups.answer_cache import AnswerCache
 from shared.lookups.file_alerts import FileAlertsLookups
 from shared.lookups.hash_map import FileHashMap
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_settings, requested_auth
 from shared.tables.clients import DURABLE_CLIENT_OPTIONS, table_client
 from shared.telemetry.catalogue import OLDEST_PENDING_AGE, QUEUE_DEPTH, RATE_LIMIT_LIMIT, RATE_LIMIT_REMAINING
 from shared.telemetry.recorder import Telemetry
@@ -109,7 +112,7 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     edge = HttpEdge(gateway, answers, settings.access, lookups=lookups, async_calls=async_calls,
                     async_on_throttle=asynchronous.async_on_throttle, clock=clock, keys=keys)
     worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, clock=clock,
-                           sleep=sleep)
+                           sleep=sleep, may_act=functools.partial(may_act, settings.access))
     telemetry.observe(RATE_LIMIT_REMAINING, gateway.budget_readings)
     telemetry.observe(RATE_LIMIT_LIMIT, gateway.limit_readings)
     telemetry.observe(QUEUE_DEPTH, lambda: queue_readings(queues, gateway.apis))
@@ -129,13 +132,14 @@ def start(env: Mapping[str, str] | None = None) -> Runtime | Misconfigured:
     """Read the settings (the process environment by default), build this process's runtime from them and keep it
     for the entry points; Misconfigured when they are wrong (never raises for that)."""
     global _runtime
+    env = os.environ if env is None else env
     try:
-        _runtime = build(load_settings(os.environ if env is None else env))
+        _runtime = build(load_settings(env))
     except ConfigurationError as error:
         problems = "; ".join(f"{problem.setting}: {problem.reason}" for problem in error.problems)
         logger.critical("The gateway is misconfigured and serves nothing until its app settings are fixed: %s",
                         problems)
-        _runtime = Misconfigured(MisconfiguredEdge(error))
+        _runtime = Misconfigured(MisconfiguredEdge(error, requested_auth(env)))
     return _runtime
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from shared.asynchronous.queue_names import MAX_REQUESTS_QUEUE_LENGTH, QUEUE_NAME
 from shared.asynchronous.settings import AsyncSettings
 from shared.catalogue import setting
-from shared.configuration import ConfigurationError, SettingProblem
+from shared.configuration import ConfigurationError, SettingProblem, showable, shown, shown_url
 from shared.defender.base_url import judge_base_url
 from shared.defender.clouds import CLOUDS
 from shared.defender.facts import Api
@@ -43,7 +43,7 @@ def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float
     try:
         value = float(raw or "")
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}.", setting=name) from None
+        raise ConfigurationError(f"{name} must be a number, got {shown(raw or '')}.", setting=name) from None
     if not minimum <= value <= maximum:
         raise ConfigurationError(f"{name} must be between {minimum:g} and {maximum:g}, got {value:g}.", setting=name)
     return value
@@ -52,7 +52,7 @@ def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float
 def _switch(env: Mapping[str, str], name: str) -> bool:
     raw = (setting(env, name) or "").lower()
     if raw not in ("true", "false"):
-        raise ConfigurationError(f"{name} must be true or false, got {raw!r}.", setting=name)
+        raise ConfigurationError(f"{name} must be true or false, got {shown(raw)}.", setting=name)
     return raw == "true"
 
 
@@ -61,13 +61,13 @@ def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
     cloud_name = (setting(env, "MDE_CLOUD") or "").lower()
     cloud = CLOUDS.get(cloud_name)
     if cloud is None:
-        raise ConfigurationError(f"MDE_CLOUD must be one of {', '.join(CLOUDS)}, got {cloud_name!r}.",
+        raise ConfigurationError(f"MDE_CLOUD must be one of {', '.join(CLOUDS)}, got {shown(cloud_name)}.",
                                  setting="MDE_CLOUD")
     base_url = setting(env, "MDE_BASE_URL") or cloud.base_url
     target = judge_base_url(base_url)
     credential_kind = (setting(env, "MDE_CREDENTIAL") or "").lower()
     if credential_kind not in ("managed-identity", "default"):
-        raise ConfigurationError(f"MDE_CREDENTIAL must be managed-identity or default, got {credential_kind!r}.",
+        raise ConfigurationError(f"MDE_CREDENTIAL must be managed-identity or default, got {shown(credential_kind)}.",
                                  setting="MDE_CREDENTIAL")
     total = _number(env, "MDE_TOTAL_TIMEOUT_SECONDS", minimum=1, maximum=220)
     connect = _number(env, "MDE_CONNECT_TIMEOUT_SECONDS", minimum=0.1, maximum=60)
@@ -115,19 +115,22 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
     for api, name in POLICY_SETTINGS.items():
         try:
             policies[api] = RatePolicy(api, parse_windows(setting(env, name) or ""))
-        except ValueError as error:
-            raise ConfigurationError(f"{name} {error}.", setting=name) from None
+        except ValueError as error:  # its message repeats the value: only when that may be shown
+            raw = setting(env, name) or ""
+            reason = (f"{name} {error}." if showable(raw) else f"{name} must list windows like `100/60,1500/3600` "
+                      f"(calls/seconds, comma-separated), got {shown(raw)}.")
+            raise ConfigurationError(reason, setting=name) from None
 
     raw_margin = setting(env, "RATE_LIMIT_MARGIN_SECONDS") or ""
     try:
         margin = float(raw_margin)
     except ValueError:
         raise ConfigurationError(
-            f"RATE_LIMIT_MARGIN_SECONDS must be a number of seconds, got {raw_margin!r}.",
+            f"RATE_LIMIT_MARGIN_SECONDS must be a number of seconds, got {shown(raw_margin)}.",
             setting="RATE_LIMIT_MARGIN_SECONDS") from None
     if not 0 <= margin <= MAX_MARGIN_SECONDS:  # also refuses NaN
         raise ConfigurationError(
-            f"RATE_LIMIT_MARGIN_SECONDS must be between 0 and {MAX_MARGIN_SECONDS:g}, got {raw_margin!r}.",
+            f"RATE_LIMIT_MARGIN_SECONDS must be between 0 and {MAX_MARGIN_SECONDS:g}, got {shown(raw_margin)}.",
             setting="RATE_LIMIT_MARGIN_SECONDS")
 
     table = _table_name(env, "RATE_LIMIT_TABLE")
@@ -136,7 +139,7 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
     if not re.fullmatch(r"[0-9]{1,3}", raw_retries, re.ASCII) or int(raw_retries) > MAX_CONFLICT_RETRIES:
         raise ConfigurationError(
             f"RATE_LIMIT_MAX_CONFLICT_RETRIES must be a whole number from 0 to {MAX_CONFLICT_RETRIES}, "
-            f"got {raw_retries!r}.", setting="RATE_LIMIT_MAX_CONFLICT_RETRIES")
+            f"got {shown(raw_retries)}.", setting="RATE_LIMIT_MAX_CONFLICT_RETRIES")
 
     raw_share = setting(env, "RATE_LIMIT_NEW_STATE_SHARE") or ""
     try:
@@ -145,7 +148,7 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
         share = float("nan")
     if not 0 < share <= 1:  # also refuses NaN
         raise ConfigurationError(
-            f"RATE_LIMIT_NEW_STATE_SHARE must be a number greater than 0 and at most 1, got {raw_share!r}.",
+            f"RATE_LIMIT_NEW_STATE_SHARE must be a number greater than 0 and at most 1, got {shown(raw_share)}.",
             setting="RATE_LIMIT_NEW_STATE_SHARE")
 
     return RateLimitSettings(policies=MappingProxyType(policies), margin_seconds=margin, table_name=table,
@@ -173,8 +176,8 @@ def check_distinct_tables(env: Mapping[str, str]) -> None:
 def _table_name(env: Mapping[str, str], name: str) -> str:
     table = setting(env, name) or ""
     if not TABLE_NAME.fullmatch(table):
-        raise ConfigurationError(f"{name} must be a table name (a letter, then 2-62 letters or digits), got {table!r}.",
-                                 setting=name)
+        raise ConfigurationError(f"{name} must be a table name (a letter, then 2-62 letters or digits), "
+                                 f"got {shown(table)}.", setting=name)
     return table
 
 
@@ -196,7 +199,7 @@ def load_storage_settings(env: Mapping[str, str]) -> StorageSettings:
     account = setting(env, "AzureWebJobsStorage__accountName")
     if account and not _ACCOUNT_NAME.fullmatch(account):
         raise ConfigurationError(
-            f"AzureWebJobsStorage__accountName must be 3-24 lowercase letters or digits, got {account!r}.",
+            f"AzureWebJobsStorage__accountName must be 3-24 lowercase letters or digits, got {shown(account)}.",
             setting="AzureWebJobsStorage__accountName")
     endpoint = _service_uri(env, "AzureWebJobsStorage__tableServiceUri", account, "table")
     queue_endpoint = _service_uri(env, "AzureWebJobsStorage__queueServiceUri", account, "queue")
@@ -209,7 +212,7 @@ def load_storage_settings(env: Mapping[str, str]) -> StorageSettings:
     if credential_kind != "managedidentity":
         raise ConfigurationError(
             "AzureWebJobsStorage__credential must be `managedidentity` for identity-based storage, "
-            f"got {credential_kind!r}.", setting="AzureWebJobsStorage__credential")
+            f"got {shown(credential_kind)}.", setting="AzureWebJobsStorage__credential")
     if queue_endpoint is None:
         raise ConfigurationError(
             "No queue endpoint for identity-based storage: set AzureWebJobsStorage__queueServiceUri (or "
@@ -223,7 +226,8 @@ def _service_uri(env: Mapping[str, str], name: str, account: str | None, service
     if uri:
         parts = urlsplit(uri)
         if parts.scheme != "https" or not parts.hostname or parts.query or parts.username or parts.password:
-            raise ConfigurationError(f"{name} must be a plain https URL, got {uri!r}.", setting=name)
+            raise ConfigurationError(f"{name} must be a plain https URL (no user info or query), "
+                                     f"got {shown_url(uri)}.", setting=name)
         return uri.rstrip("/")
     return f"https://{account}.{service}.core.windows.net" if account else None
 
@@ -235,7 +239,8 @@ def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
     raw = setting(env, "FILE_ALERTS_CACHE_SECONDS") or ""
     if not re.fullmatch(r"[0-9]{1,4}", raw, re.ASCII) or int(raw) > MAX_CACHE_SECONDS:
         raise ConfigurationError(
-            f"FILE_ALERTS_CACHE_SECONDS must be a whole number of seconds from 0 to {MAX_CACHE_SECONDS}, got {raw!r}.",
+            f"FILE_ALERTS_CACHE_SECONDS must be a whole number of seconds from 0 to {MAX_CACHE_SECONDS}, "
+            f"got {shown(raw)}.",
             setting="FILE_ALERTS_CACHE_SECONDS")
     return AnswerCacheSettings(int(raw), _table_name(env, "ANSWER_CACHE_TABLE"), _table_name(env, "FILE_HASH_TABLE"))
 
@@ -252,25 +257,25 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
     if not QUEUE_NAME.fullmatch(queue) or len(queue) > MAX_REQUESTS_QUEUE_LENGTH:
         raise ConfigurationError(
             f"REQUESTS_QUEUE must be a queue name (3-{MAX_REQUESTS_QUEUE_LENGTH} lowercase letters, digits and single "
-            f"hyphens, room left for the waiting queues' suffixes and -poison), got {queue!r}.",
+            f"hyphens, room left for the waiting queues' suffixes and -poison), got {shown(queue)}.",
             setting="REQUESTS_QUEUE")
     table = _table_name(env, "OPERATIONS_TABLE")
     raw_hours = setting(env, "OPERATIONS_RETENTION_HOURS") or ""
     if not re.fullmatch(r"[0-9]{1,3}", raw_hours, re.ASCII) or not 1 <= int(raw_hours) <= 720:
         raise ConfigurationError(
-            f"OPERATIONS_RETENTION_HOURS must be a whole number of hours from 1 to 720, got {raw_hours!r}.",
+            f"OPERATIONS_RETENTION_HOURS must be a whole number of hours from 1 to 720, got {shown(raw_hours)}.",
             setting="OPERATIONS_RETENTION_HOURS")
     async_on_throttle = _switch(env, "GATEWAY_ASYNC_ON_THROTTLE")
     raw_retries = setting(env, "QUEUE_MAX_RETRIES") or ""
     if not re.fullmatch(r"[0-9]{1,2}", raw_retries, re.ASCII) or int(raw_retries) > MAX_QUEUE_RETRIES:
         raise ConfigurationError(
-            f"QUEUE_MAX_RETRIES must be a whole number from 0 to {MAX_QUEUE_RETRIES}, got {raw_retries!r}.",
+            f"QUEUE_MAX_RETRIES must be a whole number from 0 to {MAX_QUEUE_RETRIES}, got {shown(raw_retries)}.",
             setting="QUEUE_MAX_RETRIES")
     schedule = setting(env, "MAINTENANCE_SCHEDULE") or ""
     if not _NCRONTAB.fullmatch(schedule.strip()):
         raise ConfigurationError(
             "MAINTENANCE_SCHEDULE must be a six-field NCRONTAB expression (second minute hour day month weekday, "
-            f"e.g. '0 */1 * * * *'), got {schedule!r}.", setting="MAINTENANCE_SCHEDULE")
+            f"e.g. '0 */1 * * * *'), got {shown(schedule)}.", setting="MAINTENANCE_SCHEDULE")
     return AsyncSettings(queue, table, int(raw_hours) * 3600, async_on_throttle, int(raw_retries))
 
 
@@ -282,7 +287,7 @@ def _guids(env: Mapping[str, str], name: str) -> frozenset[str]:
     values = [value.strip().lower() for value in raw.split(",") if value.strip()]
     bad = [value for value in values if not _GUID.fullmatch(value)]
     if bad:
-        raise ConfigurationError(f"{name} must be a comma-separated list of GUIDs, got {bad[0]!r}.", setting=name)
+        raise ConfigurationError(f"{name} must be a comma-separated list of GUIDs, got {shown(bad[0])}.", setting=name)
     return frozenset(values)
 
 
@@ -298,7 +303,8 @@ def load_auth_settings(env: Mapping[str, str]) -> AuthSettings:
     issuer and audiences the gateway validates it against) and the allowed callers."""
     auth = setting(env, "GATEWAY_AUTH") or ""
     if auth not in {mode.value for mode in AuthMode}:
-        raise ConfigurationError(f"GATEWAY_AUTH must be function-key or entra, got {auth!r}.", setting="GATEWAY_AUTH")
+        raise ConfigurationError(f"GATEWAY_AUTH must be function-key or entra, got {shown(auth)}.",
+                                 setting="GATEWAY_AUTH")
     mode = AuthMode(auth)
     if mode is AuthMode.FUNCTION_KEY:
         return AuthSettings(mode)
@@ -327,7 +333,7 @@ def load_telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:
                      or (client_id is not None and not _GUID.fullmatch(client_id.lower()))):
         raise ConfigurationError(
             "APPLICATIONINSIGHTS_AUTHENTICATION_STRING must be `Authorization=AAD` or "
-            f"`ClientId=<client id>;Authorization=AAD`, got {raw_auth!r}.",
+            "`ClientId=<client id>;Authorization=AAD`.",
             setting="APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
     return TelemetrySettings(connection, bool(raw_auth), client_id.lower() if client_id else None,
                              _switch(env, "TELEMETRY_CONSOLE"))

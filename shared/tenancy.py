@@ -9,7 +9,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from shared.catalogue import setting
-from shared.configuration import ConfigurationError
+from shared.configuration import ConfigurationError, showable, shown, shown_url
 from shared.defender.clouds import LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, Cloud
 from shared.defender.tenants import GUID, MultiTenant, parse_tenants
 from shared.http.settings import EVERY_TENANT, HOME_TENANT, TenantCallers
@@ -20,8 +20,10 @@ def load_multi_tenant(env: Mapping[str, str], cloud: Cloud) -> MultiTenant | Non
     raw = setting(env, "MDE_TENANTS") or ""
     try:
         tenants = parse_tenants(raw)
-    except ValueError as error:
-        raise ConfigurationError(f"MDE_TENANTS: {error}.", setting="MDE_TENANTS") from None
+    except ValueError as error:  # its message repeats the entry: only when the list may be shown
+        reason = (f"MDE_TENANTS: {error}." if showable(raw) else "MDE_TENANTS must list `<short name>=<tenant id>` "
+                  f"or tenant ids, comma-separated, got {shown(raw)}.")
+        raise ConfigurationError(reason, setting="MDE_TENANTS") from None
     if not tenants:
         return None
     client_id = (setting(env, "MDE_MULTITENANT_CLIENT_ID") or "").lower()
@@ -47,7 +49,8 @@ def _authority(raw: str | None, cloud: Cloud) -> str:
     loopback = host in LOOPBACK_HOSTS or _loopback_ipv4(host)
     if parts.scheme != "https" or not loopback or parts.path.strip("/") or parts.query or parts.username:
         raise ConfigurationError(f"MDE_AUTHORITY_HOST must be {cloud.login} (the cloud's login endpoint) or an "
-                                 f"https loopback URL (local use), got {raw!r}.", setting="MDE_AUTHORITY_HOST")
+                                 f"https loopback URL (local use), got {shown_url(raw)}.",
+                                 setting="MDE_AUTHORITY_HOST")
     return raw.rstrip("/")
 
 
@@ -67,14 +70,14 @@ def load_tenant_callers(env: Mapping[str, str], multi_tenant: MultiTenant | None
         caller, _, tenants = entry.partition("=")
         caller = caller.strip().lower()
         if not GUID.fullmatch(caller) or not tenants.strip():
-            raise ConfigurationError(f"GATEWAY_TENANT_CALLERS: {entry!r} is not `<object id>=<tenant>+<tenant>`.",
+            raise ConfigurationError(f"GATEWAY_TENANT_CALLERS: {shown(entry)} is not `<object id>=<tenant>+<tenant>`.",
                                      setting="GATEWAY_TENANT_CALLERS")
         ids = set(mapping.get(caller, frozenset()))  # a caller named twice gets both entries' tenants
         for name in (name.strip().lower() for name in tenants.split("+") if name.strip()):
             found = multi_tenant.find(name) if multi_tenant else None
             if name not in (EVERY_TENANT, HOME_TENANT) and found is None:
-                raise ConfigurationError(f"GATEWAY_TENANT_CALLERS names {name!r}, which MDE_TENANTS does not list.",
-                                         setting="GATEWAY_TENANT_CALLERS")
+                raise ConfigurationError(f"GATEWAY_TENANT_CALLERS names {shown(name)}, which MDE_TENANTS does not "
+                                         "list.", setting="GATEWAY_TENANT_CALLERS")
             ids.add(found.id if found else name)
         mapping[caller] = frozenset(ids)
     return TenantCallers(MappingProxyType(mapping))

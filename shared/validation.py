@@ -26,6 +26,11 @@ class FieldError:
     def to_json(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message}
 
+    def __str__(self) -> str:
+        """As a log line names it: the field quoted as Python writes it (repr), since a caller chose the name of an
+        unknown field, and a CR/LF in it written raw would end the line and forge the next one."""
+        return f"{self.field!r} {self.message}"
+
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_LENGTH = 4096

@@ -21,6 +21,7 @@ from shared.answers.headers import policy_header, rate_limit_headers
 from shared.answers.problems import PROBLEM_CONTENT_TYPE, Problem
 from shared.configuration import ConfigurationError
 from shared.defender.client import IdentityError
+from shared.defender.credentials import IdentityFailure
 from shared.defender.facts import API_FACTS, DEFAULT_THROTTLE_SECONDS, DEFENDER_APP_ID, Api
 from shared.defender.gateway import CallResult, Refused, Sent
 from shared.defender.outcomes import (
@@ -75,24 +76,41 @@ def input_problem(error: InputError) -> Problem:
 
 
 def identity_problem(error: IdentityError) -> Problem:
-    """502: the managed identity gave no token, so nothing could be sent (a customer tenant that has not consented
-    to the gateway's app: what its administrator must do)."""
+    """502: the managed identity gave no token, so nothing could be sent: what failed (never a token or a secret), and
+    Retry-After, when the gateway asks its identity again (a customer tenant that has not consented to the gateway's
+    app: what its administrator must do)."""
+    wait = _wait(error.retry_after)
     if error.tenant is not None and error.consent_url is not None:
         return Problem(502, "tenant-not-consented", "Tenant has not consented",
                        f"The customer tenant {error.tenant.name} ({error.tenant.id}) gave the gateway no token: its "
                        "administrator has not consented to the gateway's multi-tenant app, or not granted it the "
                        f"Defender app roles ({error.reason}). The administrator consents at {error.consent_url} and "
                        "grants the roles (scripts/onboard-customer-tenant.sh does both). Nothing was sent.",
+                       retry_after=wait,
                        extensions=MappingProxyType({"tenant": error.tenant.id, "consentUrl": error.consent_url}))
     if error.tenant is not None:
         return Problem(502, "identity-unavailable", "Cannot authenticate to Defender",
                        f"The gateway could not get a token for {error.scope} in the customer tenant "
-                       f"{error.tenant.name} ({error.tenant.id}): {error.reason}.",
-                       extensions=MappingProxyType({"tenant": error.tenant.id}))
+                       f"{error.tenant.name} ({error.tenant.id}): {error.reason}. Nothing was sent.{_again(wait)}",
+                       retry_after=wait, extensions=MappingProxyType({"tenant": error.tenant.id}))
+    advice = ("" if error.kind in (IdentityFailure.UNREACHABLE, IdentityFailure.BAD_ANSWER) else
+              " Check that the function app has a managed identity (or AZURE_CLIENT_ID names its user-assigned "
+              "identity).")
     return Problem(502, "identity-unavailable", "Cannot authenticate to Defender",
-                   f"The gateway could not get a token for {error.scope} from its identity: {error.reason}. Check "
-                   "that the function app has a managed identity (or AZURE_CLIENT_ID names its user-assigned "
-                   "identity).")
+                   f"The gateway could not get a token for {error.scope} from its identity: {error.reason}. Nothing "
+                   f"was sent.{advice}{_again(wait)}", retry_after=wait)
+
+
+def _again(wait: int | None) -> str:
+    return f" The gateway asks its identity again in {wait} s." if wait else ""
+
+
+def tenant_not_allowed_problem(tenant: str) -> Problem:
+    """403, nothing spent: GATEWAY_TENANT_CALLERS does not let the caller act for `tenant` (what a route named, or
+    the tenant of an operation read or a queued request)."""
+    return Problem(403, "tenant-not-allowed", "Tenant not allowed",
+                   f"This caller may not act for the tenant {tenant!r} (GATEWAY_TENANT_CALLERS). Nothing was sent "
+                   "to Defender.")
 
 
 def _said(error: DefenderError | None) -> str:
@@ -206,8 +224,15 @@ def interrupted_problem() -> Problem:
                    "request again (with a new Idempotency-Key or message id) is safe.")
 
 
-def misconfigured_problem(error: ConfigurationError) -> Problem:
-    """503: the app settings are wrong, so the gateway serves nothing until they are fixed (never a value)."""
+def misconfigured_problem(error: ConfigurationError, *, listed: bool) -> Problem:
+    """503: the app settings are wrong, so the gateway serves nothing until they are fixed. `listed`: for a caller the
+    host checked (a key), naming each bad setting and why (never a value that may be a secret); otherwise only that
+    the gateway is misconfigured."""
+    if not listed:
+        return Problem(503, "gateway-misconfigured", "Gateway misconfigured",
+                       "The gateway's app settings are wrong, so it answers no call and takes no queued request until "
+                       "they are fixed (queued requests wait). Its operator finds which in the log, or in this answer "
+                       "on a route called with a function key.")
     settings = [{"setting": problem.setting, "problem": problem.reason} for problem in error.problems]
     names = ", ".join(dict.fromkeys(problem.setting for problem in error.problems))
     return Problem(503, "gateway-misconfigured", "Gateway misconfigured",

@@ -3,7 +3,9 @@
     submit(id, request)    Prefer: respond-async. The record is created, then the request queued; only then
                            may the caller hear 202. A queue failure deletes the record: nothing was accepted.
     run_here(id, request)  An Idempotency-Key on a synchronous call: the first call runs it (claiming the
-                           record, so no other instance sends it too) and keeps its answer; repeats get it.
+                           record as sending, so no other instance sends it too) and keeps its answer and how
+                           many requests it sent; repeats get it. A create that may have been sent is kept as
+                           long as a queued one (Operation.kept_until), so no re-drive sends it again.
     status(id)             GET /api/operations/{id}.
 
 The same id with the same request is the same operation (nothing is sent or spent again); with a
@@ -79,29 +81,38 @@ class AsyncCalls:
         return Accepted(stored.operation)
 
     def run_here(self, operation_id: str, request: DefenderRequest, caller: str, correlation_id: str,
-                 run: Callable[[], Answer]) -> Submitted:
+                 run: Callable[[], tuple[Answer, int]]) -> Submitted:
         """Run the operation in this call (once), keeping its answer; a repeat gets the kept answer (or 202 while
-        the first is still running)."""
+        the first is still running). `run` gives the answer and how many requests went to Defender.
+
+        The claim marks it as sending before `run` (the synchronous path takes its slot inside the call): a crash
+        during the call reads as a request that may have reached Defender."""
         operation = self.operations.new(operation_id, request, caller=caller, source=Source.HTTP,
                                         correlation_id=correlation_id)
         stored = self.operations.create(operation)
         if not isinstance(stored, Created):
             return Accepted(stored.operation) if stored.same else KeyReused(stored.operation)
         self.telemetry.operation_created(request.api.value, Source.HTTP.value)
-        claimed = self.operations.update(stored.operation, lease_until=self._clock() + self._lease_seconds,
-                                         in_flight=True)
+        now = self._clock()
+        claimed = self.operations.update(stored.operation, lease_until=now + self._lease_seconds, in_flight=True,
+                                         expires_at=stored.operation.kept_until(now))
         if claimed is None:  # changed under us: whoever did holds it
             found = self.operations.get(operation_id)
             return Accepted(found or stored.operation)
         try:
-            answer = run()
+            answer, sent = run()
         except Exception:
             self.operations.delete(claimed)  # nothing kept: a repeat may try again
             raise
         if answer.status in _RETRY_STATUSES:
             self.operations.delete(claimed)
             return Accepted(_done(claimed, answer))
-        done = self.operations.update(claimed, state=State.DONE, answer=answer, in_flight=False, lease_until=0.0)
+        # A 429 or 503 is Defender's (or the budget's) refusal without acting: not kept, so a repeat tries again.
+        # Anything else keeps how many requests were sent: a create sent once is never sent again (re-drive).
+        done = self.operations.update(claimed, state=State.DONE, answer=answer, in_flight=False, lease_until=0.0,
+                                      attempts=claimed.attempts + sent,
+                                      expires_at=claimed.kept_until(self._clock()) if sent
+                                      else stored.operation.expires_at)
         self.telemetry.operation_finished(request.api.value, answer.status, self._clock() - claimed.created_at)
         return Accepted(done or _done(claimed, answer))
 

@@ -3,9 +3,10 @@
 - expired operation records are deleted in bounded batches, found through the expiry index of the hours
   gone by (records kept before that index existed: by a scan, until one finds none);
 - what a dead instance left is finished: a pending operation whose claim lease has passed without an
-  answer is released (its lease dropped, still marked in flight) and queued again on its API's waiting
-  queue, so that a worker ends it as it ends any such operation, exactly once: a lookup is sent again,
-  a create ends as 504 upstream-outcome-unknown (it may have reached Defender, and is never sent twice).
+  answer is released (its lease dropped, its stage kept) and queued again on its API's waiting queue, so
+  that a worker ends it as it ends any such operation, exactly once: one that was waiting for a slot was
+  never sent and is run as any pending operation (sent now); one marked as sending may have reached
+  Defender: a lookup is sent again, a create ends as 504 upstream-outcome-unknown (never sent twice).
   The release is ETag-conditional, so of two sweeps (or a sweep and a late worker) only one acts. The
   instance's own message would come back only when the platform's 10-minute lease ends; it then finds
   the operation done and is dropped;
@@ -86,14 +87,16 @@ class Maintenance:
                 self.operations.unindex_pending(entry.operation_id)
                 stale += 1
                 continue
-            if not operation.in_flight or not operation.lease_until or operation.lease_until > now:
-                continue  # waiting for its budget, or held by a live worker
+            if not operation.lease_until or operation.lease_until > now:
+                continue  # not claimed (queued, or on a waiting queue for its budget), or held by a live worker
             released = self.operations.update(operation, lease_until=0.0)
             if released is None:
                 continue  # changed meanwhile: a worker (or another sweep) has it
             self.queues.put_waiting(operation.api, encode(RequestMessage(
                 operation.id, operation.request, operation.reply_queue, operation.caller)))
-            logger.warning("maintenance: %s operation %s was abandoned in flight (its claim lease passed %.0f s ago); "
-                           "queued again to be finished", operation.api, operation.id, now - operation.lease_until)
+            logger.warning("maintenance: %s operation %s was abandoned %s (its claim lease passed %.0f s ago); queued "
+                           "again to be finished", operation.api, operation.id,
+                           "in flight" if operation.in_flight else "waiting for a slot, never sent",
+                           now - operation.lease_until)
             recovered.append(operation.id)
         return recovered, stale

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from shared.answers.answer import Answer
 from shared.asynchronous.operations import OPERATION_ID_PATTERN
 from shared.asynchronous.queue_names import QUEUE_NAME
 from shared.defender.client import DefenderRequest
@@ -184,3 +185,19 @@ def _unwrap_event(document: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         raise InvalidMessageError("invalid-message", [FieldError("data", "must be a request message (an object)")],
                                   None)
     return data, document.get("id")
+
+
+def reply(operation_id: str, answer: Answer) -> str:
+    """The reply message: the operation's answer, its body inline when it fits a queue message."""
+    document: dict[str, object] = {"version": 1, "id": operation_id, "status": answer.status,
+                                   "headers": dict(answer.headers)}
+    try:
+        document["body"] = json.loads(answer.body)
+    except ValueError:
+        document["body"] = answer.body.decode("utf-8", "replace")
+    text = json.dumps(document)
+    if len(text.encode()) > 60 * 1024:
+        del document["body"]
+        document["bodyOmitted"] = True  # larger than a queue message: GET /api/operations/{id} has it
+        text = json.dumps(document)
+    return text

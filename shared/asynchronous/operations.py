@@ -4,9 +4,13 @@ An operation holds the validated request (so any instance can run it), a fingerp
 idempotency key or message id used again with a different request is refused), who may read it, and, once
 done, the answer the synchronous call would have given.
 
-Exactly-once sending rests on `claim`: before a request goes to Defender the record is updated with an ETag
-condition, so of two workers holding the same message only one sends; a claim that expired without an answer
-tells the next worker that the request may have reached Defender. Records expire after the retention.
+Exactly-once sending rests on the claim: before a request goes to Defender the record is updated with an ETag
+condition, so of two workers holding the same message only one sends. A claimed operation is in one of two stages
+(`Stage`): waiting for a slot of its budget (a lease, nothing sent), or sending (`in_flight`: the request may have
+left). A claim that expired while waiting is a request never sent; one that expired while sending tells the next
+worker that the request may have reached Defender. Records expire after the retention; a create that may have
+reached Defender is kept at least SENT_CREATE_RETENTION_SECONDS, longer than any copy of its message can live in a
+queue (MESSAGE_TTL_SECONDS), so no copy, re-driven or replayed, finds its record gone and sends it again.
 
 Where they are kept is an OperationStore: TableOperationStore (shared.asynchronous.operations_table, Azure Table
 Storage) or MemoryOperationStore (shared.asynchronous.operations_memory, process memory).
@@ -25,6 +29,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from shared.answers.answer import Answer
+from shared.asynchronous.queue_names import MESSAGE_TTL_SECONDS
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import OPERATION_NAMES, Api
 
@@ -32,6 +37,9 @@ logger = logging.getLogger("mde_alert_gateway.operations")
 
 #: Operation ids: the gateway's own are 32 hex digits; a queue message's id is its caller's (a GUID, say).
 OPERATION_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+#: How long the record of a create that may have reached Defender is kept at least: longer than a copy of its message
+#: put as late as it finishes can live in a queue (a day's slack over MESSAGE_TTL_SECONDS).
+SENT_CREATE_RETENTION_SECONDS = MESSAGE_TTL_SECONDS + 24 * 3600
 
 
 class OperationsStorageError(RuntimeError):
@@ -40,6 +48,18 @@ class OperationsStorageError(RuntimeError):
 
 class State(StrEnum):
     PENDING = "pending"
+    DONE = "done"
+
+
+class Stage(StrEnum):
+    """Where a pending operation stands (derived from its lease and `in_flight`)."""
+
+    #: Nobody holds it: queued, or waiting on a waiting queue.
+    QUEUED = "queued"
+    #: A worker claimed it and waits for a slot of its budget: nothing has been sent by this claim.
+    WAITING = "waiting"
+    #: A worker marked it just before the request left: it may have reached Defender.
+    SENDING = "sending"
     DONE = "done"
 
 
@@ -66,9 +86,9 @@ class Operation:
     attempts: int = 0
     #: Transient failures met so far (throttling is never counted).
     failures: int = 0
-    #: Until when a worker holds it (epoch seconds; 0: nobody). A send may be under way while it holds.
+    #: Until when a worker holds it (epoch seconds; 0: nobody): waiting for a slot, or sending (`in_flight`).
     lease_until: float = 0.0
-    #: A worker claimed it to send and has not recorded the answer: the request may have reached Defender.
+    #: A worker marked it as sending and has not recorded the answer: the request may have reached Defender.
     in_flight: bool = False
     answer: Answer | None = None
     reply_queue: str | None = None
@@ -82,6 +102,26 @@ class Operation:
     @property
     def done(self) -> bool:
         return self.state is State.DONE
+
+    @property
+    def stage(self) -> Stage:
+        if self.done:
+            return Stage.DONE
+        if self.in_flight:
+            return Stage.SENDING
+        return Stage.WAITING if self.lease_until else Stage.QUEUED
+
+    @property
+    def may_have_reached_defender(self) -> bool:
+        """A create sent at least once, or marked as sending and never answered: it is never sent again."""
+        return self.request.method == "POST" and (self.attempts > 0 or self.in_flight)
+
+    def kept_until(self, now: float) -> float:
+        """Its expiry once its request may leave at `now`: a create is kept as long as a copy of its message may
+        come back (SENT_CREATE_RETENTION_SECONDS); a lookup keeps its retention (sent again, it is harmless)."""
+        if self.request.method != "POST":
+            return self.expires_at
+        return max(self.expires_at, now + SENT_CREATE_RETENTION_SECONDS)
 
     def summary(self) -> dict[str, object]:
         """What a 202 Accepted says of the operation (the OpenAPI document's Operation schema)."""
@@ -154,7 +194,8 @@ class OperationStore(Protocol):
 
     def update(self, operation: Operation, **changes: Any) -> Operation | None:
         """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it.
-        A done operation made pending again (a re-drive) is in the pending index again."""
+        A done operation made pending again (a re-drive) is in the pending index again; a new `expires_at` is
+        the one `purge_expired` goes by."""
 
     def delete(self, operation: Operation) -> bool:
         """Delete the record if unchanged since read."""

@@ -112,10 +112,14 @@ class TableOperationStore:
     def update(self, operation: Operation, **changes: Any) -> Operation | None:
         """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it.
 
-        An operation that becomes done leaves the pending index (best effort: the sweep removes what is left)."""
+        An operation that becomes done leaves the pending index (best effort: the sweep removes what is left). A
+        new expiry gets its expiry row before the record says so (the row of the old one is dropped by the purge
+        of its hour, which finds the record not expired)."""
         updated = replace(operation, **changes)
         if operation.done and not updated.done:
             self._index(updated)  # made pending again (a re-drive): indexed before the record says so
+        elif updated.expires_at != operation.expires_at:
+            self._call(functools.partial(self._upsert, _expiry_row(updated)))
         try:
             metadata = self._call(lambda: self._client.update_entity(
                 _entity(updated), mode=UpdateMode.REPLACE, etag=operation.etag,
@@ -251,9 +255,7 @@ class TableOperationStore:
         """The pending and expiry index rows of a new record (upserts: a retry writes them again harmlessly)."""
         pending = {"PartitionKey": PENDING_PARTITION, "RowKey": operation.id, "Api": operation.api.value,
                    "CreatedAt": _ms(operation.created_at)}
-        expiry = {"PartitionKey": EXPIRY_PREFIX + _hour(operation.expires_at), "RowKey": operation.id,
-                  "ExpiresAt": _ms(operation.expires_at)}
-        for row in (pending, expiry):
+        for row in (pending, _expiry_row(operation)):
             self._call(functools.partial(self._upsert, row))
 
     def _upsert(self, row: dict[str, Any]) -> Any:
@@ -294,6 +296,11 @@ class TableOperationStore:
 
 def _hour(epoch: float) -> str:
     return time.strftime("%Y%m%d%H", time.gmtime(epoch))
+
+
+def _expiry_row(operation: Operation) -> dict[str, Any]:
+    return {"PartitionKey": EXPIRY_PREFIX + _hour(operation.expires_at), "RowKey": operation.id,
+            "ExpiresAt": _ms(operation.expires_at)}
 
 
 def _ms(seconds: float) -> EntityProperty:

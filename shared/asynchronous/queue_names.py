@@ -9,6 +9,9 @@ from shared.defender.facts import Api
 
 #: Azure Storage queue names: 3-63 lowercase letters, digits and single hyphens, starting and ending alphanumeric.
 QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", re.ASCII)
+#: How long a message the gateway puts on a queue lives (Azure's default, set explicitly on every message it sends).
+#: The Functions host copies a message it gives up on to `<queue>-poison` with the same default.
+MESSAGE_TTL_SECONDS = 7 * 24 * 3600
 #: The poison queue of any queue `q` (the Functions host's name for it): `q-poison`.
 POISON_SUFFIX = "-poison"
 

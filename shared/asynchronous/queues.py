@@ -15,6 +15,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
+from shared.asynchronous.queue_names import MESSAGE_TTL_SECONDS
 from shared.asynchronous.settings import AsyncSettings
 from shared.configuration import ConfigurationError
 from shared.defender.facts import Api
@@ -140,12 +141,13 @@ class StorageQueues(Queues):
         self._service = service
 
     def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
-        """Raises QueueStorageError when the message could not be stored."""
+        """Raises QueueStorageError when the message could not be stored. Every message lives MESSAGE_TTL_SECONDS:
+        a create's record is kept longer once it may have been sent (shared.asynchronous.operations)."""
         delay = visibility_delay(delay_seconds)
         client = self._service.get_queue_client(queue)
         for attempt in range(2):
             try:
-                client.send_message(text, visibility_timeout=delay or None)
+                client.send_message(text, visibility_timeout=delay or None, time_to_live=MESSAGE_TTL_SECONDS)
                 return
             except ResourceNotFoundError:
                 if attempt == 0 and self._create(client):

@@ -10,24 +10,31 @@ A poison queue holds three kinds of entry:
   re-drive, the sender must send a correct message;
 - a message the Functions host moved after `maxDequeueCount` failed tries (the worker raised: storage down, say):
   queued again as it is; its operation's claim keeps the worker from sending anything twice. A create whose
-  operation is gone is queued again only while it could not have been purged yet (it then never ran).
+  operation record is gone is never queued again: whether it ran cannot be told from the entry (a copy may be
+  poisoned long after its operation began, and a poison entry lives as long as any message), so the sender sends a
+  new request if Defender did not get it. A create that may have reached Defender keeps its record longer than any
+  copy of its message lives (Operation.kept_until), so an entry whose record is gone names no sent create, or an
+  old one.
 
-A re-drive hides the entry first (no second operator takes it), queues the request, then deletes the entry; if
-queueing fails, the operation is put back as it was and the entry shown again: nothing is lost.
+A re-drive hides the entry first (no second operator takes it), checks again on the operation's latest record that
+a create was never sent and reopens it with an ETag-conditional write on that very record (a worker that sent it
+meanwhile makes the write fail), queues the request, then deletes the entry; if queueing fails, the operation is put
+back as it was and the entry shown again: nothing is lost.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from shared.asynchronous.messages import InvalidMessageError, RequestMessage, encode, parse
 from shared.asynchronous.operations import Operation, OperationsStorageError, OperationStore, State
 from shared.asynchronous.queues import Hidden, Peeked, Queues, QueueStorageError
-from shared.defender.facts import OPERATION_NAMES
+from shared.defender.facts import OPERATION_NAMES, Api
 from shared.defender.tenants import MultiTenant
 
 logger = logging.getLogger("mde_alert_gateway.redrive")
@@ -40,6 +47,8 @@ class Refusal(StrEnum):
     ID_REUSED = "id-reused"
     EXPIRED = "operation-expired"
     MAY_HAVE_REACHED_DEFENDER = "may-have-reached-defender"
+    #: The operator may not act for its tenant (GATEWAY_TENANT_CALLERS); decided at the re-drive, per operator.
+    TENANT_NOT_ALLOWED = "tenant-not-allowed"
 
 
 #: How long a re-drive holds the entry out of sight while it queues the request.
@@ -69,6 +78,8 @@ class Poisoned:
     refusal: Refusal | None
     #: What a re-drive puts on the request queue (None when refused).
     requeue: str | None
+    #: The customer tenant of what a re-drive sends (its id; None: the home tenant, or nothing to send).
+    tenant: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"queue": self.queue, "messageId": self.message_id, "operationId": self.operation_id,
@@ -95,9 +106,9 @@ class RedriveRefused:
 RedriveResult = Redriven | NotPoisoned | RedriveRefused
 
 
-def describe(queue: str, peeked: Peeked, operations: OperationStore, now: float,
-             tenants: MultiTenant | None = None) -> Poisoned:
-    """What an entry is and whether it may be re-driven (reads its operation; OperationsStorageError)."""
+def describe(queue: str, peeked: Peeked, operations: OperationStore, tenants: MultiTenant | None = None) -> Poisoned:
+    """What an entry is and whether it may be re-driven (reads its operation; OperationsStorageError). Decided by the
+    operation's record alone, never by the entry's age."""
     try:
         document = json.loads(peeked.text)
     except ValueError:
@@ -114,11 +125,11 @@ def describe(queue: str, peeked: Peeked, operations: OperationStore, now: float,
             "failed-tries", "The Functions host gave up after its tries (the worker raised each time).", None)
     if message.request.method == "POST":
         operation = operations.get(message.id)
-        if operation is None and now - peeked.inserted_at >= operations.retention_seconds:
-            return Poisoned(*base, Refusal.EXPIRED, None)  # it may have run, and its record been purged since
-        if operation is not None and _may_have_reached_defender(operation):
+        if operation is None:  # it may have run, and its record been purged since: never a second create
+            return Poisoned(*base, Refusal.EXPIRED, None)
+        if operation.may_have_reached_defender:
             return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
-    return Poisoned(*base, None, peeked.text)
+    return Poisoned(*base, None, peeked.text, message.request.tenant)
 
 
 def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: OperationStore) -> Poisoned:
@@ -135,42 +146,47 @@ def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: 
             status if isinstance(status, int) else None)
     if operation is None:
         return Poisoned(*base, Refusal.EXPIRED, None)
-    if operation.request.method == "POST" and (reason == OUTCOME_UNKNOWN or _may_have_reached_defender(operation)):
+    if operation.request.method == "POST" and (reason == OUTCOME_UNKNOWN or operation.may_have_reached_defender):
         return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
     return Poisoned(*base, None, encode(RequestMessage(operation.id, operation.request, operation.reply_queue,
-                                                       operation.caller)))
+                                                       operation.caller)), operation.request.tenant)
 
 
-def _may_have_reached_defender(operation: Operation) -> bool:
-    return operation.request.method == "POST" and (operation.attempts > 0 or operation.in_flight)
-
-
-def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str], now: float,
+def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str],
              tenants: MultiTenant | None = None) -> list[Poisoned]:
     """The visible entries of each poison queue (at most 32 each), described."""
-    return [describe(queue, peeked, operations, now, tenants) for queue in poison_queues
+    return [describe(queue, peeked, operations, tenants) for queue in poison_queues
             for peeked in queues.peek(queue)]
 
 
 def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: str, now: float,
-            tenants: MultiTenant | None = None) -> RedriveResult:
-    """Send the poisoned entry `message_id` of `queue` again, if it may be (OperationsStorageError,
-    QueueStorageError). The entry is hidden first, so two operators never re-drive it twice."""
+            tenants: MultiTenant | None = None,
+            may_redrive: Callable[[str | None], bool] | None = None) -> RedriveResult:
+    """Send the poisoned entry `message_id` of `queue` again, if it may be and `may_redrive` its tenant (the
+    operator's GATEWAY_TENANT_CALLERS) (OperationsStorageError, QueueStorageError). The entry is hidden first, so
+    two operators never re-drive it twice."""
     found = next((peeked for peeked in queues.peek(queue) if peeked.id == message_id), None)
     if found is None:
         return NotPoisoned()
-    entry = describe(queue, found, operations, now, tenants)
+    entry = describe(queue, found, operations, tenants)
     if entry.refusal is not None or entry.requeue is None:
         return RedriveRefused(entry)
+    if may_redrive is not None and not may_redrive(entry.tenant):
+        return RedriveRefused(replace(entry, refusal=Refusal.TENANT_NOT_ALLOWED, requeue=None))
     hidden = queues.hide(queue, message_id, HIDE_SECONDS)
     if hidden is None:
         return NotPoisoned()
     before: Operation | None = None
     reopened: Operation | None = None
     try:
+        latest = operations.get(entry.operation_id) if entry.operation_id is not None else None
+        if _sent_since(entry, latest):
+            queues.show(hidden)
+            return RedriveRefused(replace(entry, refusal=Refusal.MAY_HAVE_REACHED_DEFENDER, requeue=None))
         if entry.operation_id is not None and entry.status is not None:
-            before = operations.get(entry.operation_id)
+            before = latest
             if before is not None and before.done:
+                # Conditional on the very record just checked: had a worker sent it since, the write would fail.
                 # Accepted again now: its age, its expiry and the pending index start from the re-drive.
                 reopened = operations.update(before, state=State.PENDING, answer=None, failures=0, replied=False,
                                              in_flight=False, lease_until=0.0, created_at=now,
@@ -187,6 +203,14 @@ def redrive(queues: Queues, operations: OperationStore, queue: str, message_id: 
         logger.warning("re-drove %s, but its poison entry stays for now: %s", message_id, error)
     logger.info("re-drove %s from %s (operation %s)", message_id, queue, entry.operation_id)
     return Redriven(entry.operation_id, queue)
+
+
+def _sent_since(entry: Poisoned, latest: Operation | None) -> bool:
+    """Whether the create `entry` names has become one that may have reached Defender, or lost its record, since it
+    was described: checked on the record whose ETag the re-drive's write is conditioned on."""
+    if entry.operation != OPERATION_NAMES[Api.CREATE_ALERT]:
+        return False
+    return latest is None or latest.may_have_reached_defender
 
 
 def _undo(queues: Queues, operations: OperationStore, hidden: Hidden, before: Operation | None,

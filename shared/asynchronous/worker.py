@@ -5,8 +5,10 @@
       -> the operation (created, or found: a different request under the same id goes to poison, 422)
       -> done already: reply if not yet replied; nothing is sent again
       -> held by another worker: look again when its lease ends
-      -> claimed earlier and never answered: a GET is sent again; a POST is not (it may have reached
-         Defender), it ends as 504 upstream-outcome-unknown
+      -> marked as sending and never answered: a GET is sent again; a POST ends 504 upstream-outcome-unknown (it
+         may have reached Defender). A claim that lapsed while waiting for a slot sent nothing: simply run again
+      -> with Entra ID, a caller GATEWAY_TENANT_CALLERS does not let act for the request's tenant: 403, nothing
+         sent (a message naming no caller is the queue writer's own: its data role is the boundary)
       -> a file-alerts lookup goes through shared.lookups (the path the HTTP GET takes too): a SHA-256's SHA-1
          from the shared map, else one file-information call within its own budget, paced, retried and answered
          like any call (an unknown file is 200 with no alerts); then the shared answer, else Defender
@@ -15,7 +17,9 @@
          budget never holds up requests for the other APIs. A message from a waiting queue waits in place up to
          MAX_HOLD_SECONDS (the slot is taken the moment it frees), else it is queued there again for later.
          Neither counts as a failure: throttling never poisons
-      -> claim (ETag), send once, record the answer; a Defender 429 is scheduled again like a refusal;
+      -> claim (ETag), take the slot, mark a create as sending (ETag), send once, record the answer (a create
+         that may have been sent is kept SENT_CREATE_RETENTION_SECONDS); a Defender 429 is scheduled again like a
+         refusal;
          transient failures back off and are retried QUEUE_MAX_RETRIES times, then the answer is final
       -> reply queue, and the poison queue for any answer that is not a success
 
@@ -41,9 +45,11 @@ from shared.answers.mapping import (
     interrupted_problem,
     key_reused_problem,
     storage_problem,
+    tenant_not_allowed_problem,
 )
 from shared.answers.problems import Problem
-from shared.asynchronous.messages import InvalidMessageError, parse
+from shared.asynchronous.claims import Claim
+from shared.asynchronous.messages import InvalidMessageError, parse, reply
 from shared.asynchronous.operations import Created, Operation, OperationsStorageError, OperationStore, Source, State
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.asynchronous.queues import Queues, QueueStorageError
@@ -52,6 +58,7 @@ from shared.defender.client import DefenderRequest, IdentityError
 from shared.defender.facts import API_FACTS, Api
 from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent
 from shared.defender.outcomes import Outcome, Success, Throttled, Unavailable
+from shared.defender.tenants import HOME_TENANT
 from shared.lookups.file_alerts import Cached, Deferred, Fetched, FileAlertsLookups, UnknownFile
 from shared.ratelimit import RateLimitStorageError
 from shared.telemetry import catalogue
@@ -92,7 +99,7 @@ class _Sender:
         if request.api is Api.FILE_INFO:
             sent = worker._send_on_a_slot(request, self.identity, self.operation.correlation_id, self.hold_until)
             if not isinstance(sent, Sent):
-                return Deferred(_Later(Api.FILE_INFO, max(0.0, sent - EARLY_SECONDS)))
+                return Deferred(_Later(Api.FILE_INFO, max(0.0, (sent or 0.0) - EARLY_SECONDS)))
             return CallResult(sent, 1, sent.outcome)
         claimed = worker._claim_and_send(self.operation, request, self.identity, self.hold_until)
         if isinstance(claimed, Deferred):
@@ -106,7 +113,8 @@ class RequestWorker:
 
     def __init__(self, gateway: Gateway, operations: OperationStore, queues: Queues, answers: Answers,
                  settings: AsyncSettings, *, lookups: FileAlertsLookups | None = None,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 may_act: Callable[[str, str | None], bool] | None = None) -> None:
         self.gateway = gateway
         self.operations = operations
         self.queues = queues
@@ -118,6 +126,8 @@ class RequestWorker:
         self._sleep = sleep
         self._random = random.Random()  # noqa: S311 - jitter only
         self._lease_seconds = gateway.retry.attempt_seconds + 30
+        #: With Entra ID, GATEWAY_TENANT_CALLERS: whether caller (an object id) may act for a tenant (None: home).
+        self._may_act = may_act
         self._forbidden_replies = frozenset({*settings.queues, settings.poison_queue,
                                              *(queue + POISON_SUFFIX for queue in settings.queues)})
 
@@ -181,6 +191,12 @@ class RequestWorker:
             self._complete(operation, self.answers.problem(request.api, interrupted_problem(),
                                                            operation.correlation_id))
             return None
+        if operation.caller and self._may_act is not None and not self._may_act(operation.caller, request.tenant):
+            logger.warning("%s: operation %s: its caller may not act for its tenant (no longer, or never); not sent",
+                           request.api, operation.id)
+            self._complete(operation, self.answers.problem(request.api, tenant_not_allowed_problem(
+                request.tenant or HOME_TENANT), operation.correlation_id))
+            return None
         try:
             identity = self.gateway.identity(request.tenant)
         except IdentityError as error:
@@ -238,16 +254,24 @@ class RequestWorker:
         if refusal is not None and self._clock() + refusal.retry_after_ms / 1000 > hold_until:
             # The budget is spent for longer than this message may wait here (nothing claimed, nothing written).
             return Deferred(_Later(request.api, max(0.0, refusal.retry_after_ms / 1000 - EARLY_SECONDS)))
-        # Claim first (ETag), so that nothing stands between the slot and the request: the margin of the
-        # windows then covers only the request's own way to Defender.
-        claimed = self.operations.update(operation, lease_until=self._clock() + self._lease_seconds, in_flight=True)
+        # Claim first (ETag), so that no worker holds a slot while it competes for the operation. A create is
+        # claimed as waiting for its slot and marked as sending once it holds one (one write between slot and
+        # request: the windows' margin covers it, and a slot grown stale is never used); a lookup, harmless to
+        # send again, is claimed as sending at once.
+        post = request.method == "POST"
+        claimed = self.operations.update(operation, lease_until=self._clock() + self._lease_seconds, in_flight=not post)
         if claimed is None:  # another worker changed it since it was read: look again
             return Deferred(_Later(request.api, 1))
+        claim = Claim(self.operations, claimed, self._clock, self._lease_seconds) if post else None
         try:
-            sent = self._send_on_a_slot(request, identity, operation.correlation_id, hold_until)
+            sent = self._send_on_a_slot(request, identity, operation.correlation_id, hold_until, claim)
         except RateLimitStorageError:
-            self._release(claimed)
+            self._release(claim.record if claim else claimed)
             raise
+        if sent is None:  # the record changed under the claim: whoever changed it has the operation
+            return Deferred(None)
+        if claim is not None:
+            claimed = claim.record
         if not isinstance(sent, Sent):
             released = self._release(claimed)
             return Deferred(_Later(request.api, max(0.0, sent - EARLY_SECONDS)) if released else None)
@@ -264,14 +288,24 @@ class RequestWorker:
         return claimed, CallResult(sent, 1, outcome)
 
     def _send_on_a_slot(self, request: DefenderRequest, identity: Identity, correlation_id: str,
-                        hold_until: float) -> Sent | float:
+                        hold_until: float, claim: Claim | None = None) -> Sent | float | None:
         """Send `request` once on a slot of its API's shared budget, waiting here for one until `hold_until`;
-        else the seconds until the budget frees. Raises RateLimitStorageError."""
+        else the seconds until the budget frees. With a `claim`, the record is marked as sending once the slot is
+        held, just before the request leaves (None: the record changed under the claim, nothing was sent).
+        Raises RateLimitStorageError."""
         while True:
-            attempt = self.gateway.attempt(request, identity, correlation_id, time_left=self._lease_seconds - 30)
-            if isinstance(attempt, Sent):
-                return attempt
-            wait = attempt.decision.retry_after_ms / 1000
+            decision = self.gateway.admit(request.api, identity, correlation_id)
+            if decision.admitted:
+                if claim is not None and not claim.sending():
+                    return None
+                attempt = self.gateway.send(request, identity, decision, correlation_id,
+                                            time_left=self._lease_seconds - 30)
+                if isinstance(attempt, Sent):
+                    return attempt
+                decision = attempt.decision  # the slot went stale and no other was free: nothing left
+                if claim is not None and not claim.waiting():
+                    return None
+            wait = decision.retry_after_ms / 1000
             if self._clock() + wait > hold_until:
                 return wait
             self._sleep(wait)
@@ -294,14 +328,16 @@ class RequestWorker:
         return self.operations.update(operation, in_flight=False, lease_until=0.0, **changes) is not None
 
     def _complete(self, operation: Operation, answer: Answer, **changes: int) -> None:
+        """Record the final answer. A create that may have reached Defender is kept from now on as long as a copy of
+        its message may still come back (a copy put while it was pending is found done and dropped)."""
         done = self.operations.update(operation, state=State.DONE, answer=answer, in_flight=False, lease_until=0.0,
-                                      **changes)
+                                      expires_at=self._kept(operation, changes), **changes)
         if done is None:
             current = self.operations.get(operation.id)
             if current is None or current.done:
                 return  # someone else finished it (and delivers it)
             done = self.operations.update(current, state=State.DONE, answer=answer, in_flight=False,
-                                          lease_until=0.0, **changes)
+                                          lease_until=0.0, expires_at=self._kept(current, changes), **changes)
             if done is None:
                 raise RuntimeError(f"operation {operation.id}: the answer could not be recorded")
         logger.info("%s: operation %s done: %d", operation.api, operation.id, answer.status)
@@ -309,12 +345,17 @@ class RequestWorker:
                                                   self._clock() - operation.created_at)
         self._deliver(done, None)
 
+    def _kept(self, operation: Operation, changes: dict[str, int]) -> float:
+        """The record's expiry once `changes` (attempts) are written."""
+        sent = operation.may_have_reached_defender or changes.get("attempts", operation.attempts) > 0
+        return operation.kept_until(self._clock()) if sent else operation.expires_at
+
     def _deliver(self, operation: Operation, text: str | None) -> None:
         """The reply (once per operation), and the poison queue for an answer that is not a success."""
         answer = operation.answer
         assert answer is not None
         if operation.reply_queue and not operation.replied:
-            self.queues.put(operation.reply_queue, _reply(operation, answer))
+            self.queues.put(operation.reply_queue, reply(operation.id, answer))
             self.operations.update(operation, replied=True)
         if text is None and answer.status >= 400:
             self._poison(json.dumps({"version": 1, "id": operation.id, "operation": operation.api.value}),
@@ -323,8 +364,7 @@ class RequestWorker:
     def _refuse(self, text: str, error: InvalidMessageError) -> None:
         """An invalid message: its operation (when it has an id) records the 400; the message goes to poison."""
         problem = input_problem(InvalidInputError(list(error.errors)))
-        logger.warning("invalid request message (%s): %s", error.reason,
-                       ", ".join(f"{e.field} {e.message}" for e in error.errors))
+        logger.warning("invalid request message (%s): %s", error.reason, ", ".join(map(str, error.errors)))
         if error.message_id is not None:
             answer = self.answers.problem(None, problem, error.message_id)
             placeholder = self.operations.new(error.message_id, DefenderRequest(Api.CREATE_ALERT, "", None),
@@ -341,22 +381,6 @@ class RequestWorker:
 
 def _retry_after(outcome: Outcome) -> float | None:
     return outcome.retry_after if isinstance(outcome, Unavailable) else None
-
-
-def _reply(operation: Operation, answer: Answer) -> str:
-    """The reply message: the operation's answer, its body inline when it fits a queue message."""
-    document: dict[str, object] = {"version": 1, "id": operation.id, "status": answer.status,
-                                   "headers": dict(answer.headers)}
-    try:
-        document["body"] = json.loads(answer.body)
-    except ValueError:
-        document["body"] = answer.body.decode("utf-8", "replace")
-    text = json.dumps(document)
-    if len(text.encode()) > 60 * 1024:
-        del document["body"]
-        document["bodyOmitted"] = True  # larger than a queue message: GET /api/operations/{id} has it
-        text = json.dumps(document)
-    return text
 
 
 def _problem_field(answer: Answer, name: str) -> str:

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from shared.configuration import ConfigurationError
+from shared.configuration import ConfigurationError, shown_url
 from shared.defender.clouds import ALLOWED_HOST_SUFFIXES, LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK
 from shared.defender.outbound import DEFAULT_PORTS, Target, connection_target
 
@@ -35,7 +35,7 @@ def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
     non-canonical IP address ...), and the target judged here must be the one requests connects to.
     """
     def refused(problem: str) -> ConfigurationError:
-        return ConfigurationError(f"{setting_name} {problem}, got {url!r}.", setting=setting_name)
+        return ConfigurationError(f"{setting_name} {problem}, got {shown_url(url)}.", setting=setting_name)
 
     if not _URL_CHARACTERS.fullmatch(url):
         raise refused("must be printable ASCII without spaces (an international host name in its xn-- form)")
@@ -48,8 +48,8 @@ def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as error:
-        raise refused(f"is not a valid URL ({error})") from None
+    except ValueError:  # its message repeats part of the URL (a "port" may be a password)
+        raise refused("is not a valid URL") from None
     if parts.scheme not in DEFAULT_PORTS:
         raise refused("must use http or https")
     if parts.path not in ("", "/"):

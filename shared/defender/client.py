@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import NoReturn
 
 import requests
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ServiceRequestError
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from shared.configuration import ConfigurationError
+from shared.defender.credentials import IdentityFailure, IdentityUnavailableError
 from shared.defender.facts import API_FACTS, CREATE_ALERT_PATH, Api, file_alerts_path, file_info_path
 from shared.defender.outbound import prepared_target
 from shared.defender.outcomes import Outcome, Reach, Unavailable, classify
@@ -38,17 +39,25 @@ class AccessToken:
 
 
 class IdentityError(Exception):
-    """The managed identity gave no token for `scope` (refused, or unreachable); `reason` is its first line.
-    `tenant`: the customer tenant asked for (None: the home tenant); `consent_url`: set when that tenant has not
-    consented to the gateway's app (its administrator must)."""
+    """The managed identity gave no token for `scope`; `reason` says what failed (never a token or a secret), `kind`
+    how (None: not the identity's doing, e.g. a tenant MDE_TENANTS does not list). `tenant`: the customer tenant asked
+    for (None: the home tenant); `consent_url`: set when that tenant has not consented to the gateway's app (its
+    administrator must); `retry_after`: seconds until the identity is asked again (DefenderClient's backoff)."""
 
-    def __init__(self, scope: str, reason: str, *, tenant: Tenant | None = None,
-                 consent_url: str | None = None) -> None:
+    def __init__(self, scope: str, reason: str, *, tenant: Tenant | None = None, consent_url: str | None = None,
+                 kind: IdentityFailure | None = None, retry_after: float | None = None) -> None:
         super().__init__(f"no token for {scope}: {reason}")
         self.scope = scope
         self.reason = reason
         self.tenant = tenant
         self.consent_url = consent_url
+        self.kind = kind
+        self.retry_after = retry_after
+
+    def waiting(self, seconds: float) -> IdentityError:
+        """The same failure, answered again from memory `seconds` before the identity is asked again."""
+        return IdentityError(self.scope, self.reason, tenant=self.tenant, consent_url=self.consent_url,
+                             kind=self.kind, retry_after=seconds)
 
 
 @dataclass(frozen=True)
@@ -89,22 +98,34 @@ class DefenderRequest:
         return cls(Api.FILE_INFO, file_info_path(sha256))
 
 
-#: How long a customer tenant's failure to give a token is answered without asking its token endpoint again.
-TENANT_FAILURE_SECONDS = 60
+#: After the identity gave no token (the home identity, or a customer tenant's exchange): seconds until it is asked
+#: again, doubling with each failure in a row up to the last; meanwhile the failure is answered from memory (with
+#: Retry-After), so a broken identity endpoint is neither hammered by every call nor remembered for ever.
+IDENTITY_BACKOFF_SECONDS = (2.0, 60.0)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: IdentityError
+    #: Failures in a row, and when (monotonic seconds) the identity is asked again.
+    streak: int
+    until: float
 
 
 class DefenderClient:
     """One per worker process: one credential (token cache) and one pooled HTTP session."""
 
     def __init__(self, settings: DefenderSettings, credential: TokenCredential,
-                 session: requests.Session | None = None, *, tenants: TenantCredentials | None = None) -> None:
+                 session: requests.Session | None = None, *, tenants: TenantCredentials | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self._credential = credential
         self._session = session or self._new_session()
         self._tenants = tenants or (TenantCredentials(settings.multi_tenant, credential)
                                     if settings.multi_tenant else None)
-        #: A customer tenant's last failure to give a token, until when it is answered from here.
-        self._tenant_failures: dict[str, tuple[float, IdentityError]] = {}
+        #: The identity's last failure per tenant ("" : the home tenant), answered from here until its backoff ends.
+        self._failures: dict[str, _Failure] = {}
+        self._monotonic = monotonic
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -120,32 +141,47 @@ class DefenderClient:
         """A token for the configured cloud's scope in the home tenant, or in customer tenant `tenant` (an id of
         MDE_TENANTS) through the federated exchange; cached by azure-identity until near expiry.
 
-        Raises IdentityError when the identity refuses or cannot be reached, or the tenant has not consented (a
-        customer tenant's failure is remembered for TENANT_FAILURE_SECONDS: its token endpoint is not asked again
-        at every call meanwhile).
+        Raises IdentityError when the identity refuses or cannot be reached, or the tenant has not consented. A failure
+        is answered from memory until its backoff (IDENTITY_BACKOFF_SECONDS) ends, then the identity is asked again.
         """
         scope = self.settings.cloud.scope
         multi = self.settings.multi_tenant
         customer = multi.find(tenant) if tenant is not None and multi is not None else None
         if tenant is not None and (customer is None or self._tenants is None):
             raise IdentityError(scope, f"tenant {tenant} is not one of MDE_TENANTS")
-        if customer is not None:
-            failed = self._tenant_failures.get(customer.id)
-            if failed is not None and time.monotonic() < failed[0]:
-                raise failed[1]
+        key = customer.id if customer else ""
+        failed = self._failures.get(key)
+        now = self._monotonic()
+        if failed is not None and now < failed.until:
+            raise failed.error.waiting(failed.until - now)
         try:
             credential = self._tenants.credential(customer) if customer and self._tenants else self._credential
-            return AccessToken(credential.get_token(scope).token)
+            token = AccessToken(credential.get_token(scope).token)
         except AzureError as error:
-            # azure-identity's messages name the failing credential and never contain a token.
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            if customer is None or multi is None:
-                raise IdentityError(scope, reason) from None
-            consent = any(code in str(error) for code in CONSENT_ERRORS)
-            failure = IdentityError(scope, reason, tenant=customer,
-                                    consent_url=multi.consent_url(customer, scope) if consent else None)
-            self._tenant_failures[customer.id] = (time.monotonic() + TENANT_FAILURE_SECONDS, failure)
+            streak = failed.streak + 1 if failed else 1
+            first, longest = IDENTITY_BACKOFF_SECONDS
+            backoff = min(longest, first * 2 ** (streak - 1))
+            failure = self._identity_error(scope, error, customer).waiting(backoff)
+            self._failures[key] = _Failure(failure, streak, self._monotonic() + backoff)
+            logger.warning("identity: no token for %s%s (%s, %d in a row): %s; asked again in %.0f s", scope,
+                           f" in tenant {customer.id}" if customer else "", failure.kind, streak, failure.reason,
+                           backoff)
             raise failure from None
+        self._failures.pop(key, None)
+        return token
+
+    def _identity_error(self, scope: str, error: AzureError, customer: Tenant | None) -> IdentityError:
+        multi = self.settings.multi_tenant
+        if isinstance(error, IdentityUnavailableError):  # the home identity (or the assertion of an exchange)
+            reason, kind = str(error.message), error.kind
+        else:  # a customer tenant's token endpoint: azure-identity's first line (an AADSTS code), never a token
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            kind = IdentityFailure.UNREACHABLE if isinstance(error, ServiceRequestError) else IdentityFailure.REFUSED
+        if customer is None or multi is None:
+            return IdentityError(scope, reason, kind=kind)
+        consent = any(code in str(error) for code in CONSENT_ERRORS)
+        return IdentityError(scope, reason, tenant=customer, kind=kind,
+                             consent_url=multi.consent_url(customer, scope) if consent else None)
 
     def send(self, request: DefenderRequest, token: AccessToken, *, correlation_id: str,
              time_left: float | None = None) -> Outcome:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from shared.defender.client import AccessToken, DefenderClient, DefenderRequest
+from shared.defender.client import AccessToken, DefenderClient, DefenderRequest, IdentityError
 from shared.defender.credentials import principal_of
 from shared.defender.facts import DEFAULT_THROTTLE_SECONDS, Api
 from shared.defender.outcomes import Outcome, Reach, Throttled, Unavailable, outcome_name, outcome_status
@@ -159,9 +159,16 @@ class Gateway:
 
     def identity(self, tenant: str | None = None) -> Identity:
         """The token to call with in the home tenant or customer tenant `tenant`, and whose quota it uses (each
-        tenant's own); IdentityError if the identity gives none."""
+        tenant's own, see principal_of); IdentityError if the identity gives none, or one that names no tenant or
+        another tenant."""
         token = self.client.token(tenant)
-        return Identity(token, principal_of(token.value))
+        multi = self.client.settings.multi_tenant
+        try:
+            principal = principal_of(token.value, tenant, multi)
+        except ValueError as error:  # fail closed: nothing is read, spent or sent for an unknown principal
+            raise IdentityError(self.client.settings.cloud.scope, str(error),
+                                tenant=multi.find(tenant) if multi and tenant else None) from None
+        return Identity(token, principal)
 
     def admit(self, api: Api, identity: Identity, correlation_id: str) -> Decision:
         """Take a slot of `api`'s shared budget (or be refused). Raises RateLimitStorageError if it cannot be read."""

@@ -23,6 +23,9 @@ GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 #: What a tenant that has not consented answers: the app has no service principal there (7000229; 700016, "not
 #: installed by the administrator of the tenant"), or no consent for it (650052, 65001).
 CONSENT_ERRORS = ("AADSTS7000229", "AADSTS700016", "AADSTS650052", "AADSTS65001")
+#: GATEWAY_TENANT_CALLERS' word for "every listed tenant", and the gateway's own (home) tenant's name.
+EVERY_TENANT = "*"
+HOME_TENANT = "home"
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
+from shared.answers.mapping import tenant_not_allowed_problem
 from shared.answers.problems import Problem
 from shared.defender.facts import Api
-from shared.http.settings import AuthMode, AuthSettings, Role, is_guid
+from shared.http.settings import HOME_TENANT, AuthMode, AuthSettings, Role, is_guid
 from shared.http.tokens import IssuerKeys, KeysUnavailableError, SigningKeys, TokenRefusedError, validated_claims
 from shared.validation import FieldError
 
@@ -196,6 +197,19 @@ class TenantRefusedError(Exception):
         self.listed = listed
 
 
+def may_act(access: AuthSettings, caller: str, tenant: str | None) -> bool:
+    """Whether `caller` may act for `tenant` (an id; None: the home tenant): with Entra ID as GATEWAY_TENANT_CALLERS
+    says; with function keys every key holder may."""
+    return access.mode is not AuthMode.ENTRA or access.tenant_callers.allows(caller, tenant)
+
+
+def check_tenant(access: AuthSettings, caller: str, tenant: str | None, named: str | None = None) -> None:
+    """TenantRefusedError (403) unless `caller` may act for `tenant` (may_act); the answer names it as `named` (what
+    the caller asked for), else by its id or `home`."""
+    if not may_act(access, caller, tenant):
+        raise TenantRefusedError(named or tenant or HOME_TENANT, listed=True)
+
+
 def tenant_problem(error: TenantRefusedError) -> Problem:
     """Before anything is spent: a tenant not in MDE_TENANTS is 404, one the caller may not use 403."""
     if not error.listed:
@@ -204,6 +218,4 @@ def tenant_problem(error: TenantRefusedError) -> Problem:
                        "id or short name). Nothing was sent to Defender.", errors=(FieldError("route.tenant",
                                                                                              "is not a tenant of "
                                                                                              "this gateway"),))
-    return Problem(403, "tenant-not-allowed", "Tenant not allowed",
-                   f"This caller may not act for the tenant {error.tenant!r} (GATEWAY_TENANT_CALLERS). Nothing was "
-                   "sent to Defender.")
+    return tenant_not_allowed_problem(error.tenant)

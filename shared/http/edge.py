@@ -29,9 +29,7 @@ from shared.answers.mapping import (
     identity_problem,
     input_problem,
     key_reused_problem,
-    misconfigured_problem,
     operations_problem,
-    problem_answer,
     queue_problem,
     storage_problem,
 )
@@ -56,12 +54,14 @@ from shared.http.callers import (
     CallerRefusedError,
     TenantRefusedError,
     caller_problem,
+    check_tenant,
+    may_act,
     tenant_problem,
 )
 from shared.http.incoming import Incoming
 from shared.http.openapi import served_document
 from shared.http.operator import OperatorConsole
-from shared.http.settings import HOME_TENANT, AuthMode, AuthSettings, Role
+from shared.http.settings import AuthSettings, Role
 from shared.http.tokens import SigningKeys
 from shared.lookups.file_alerts import (
     Cached,
@@ -203,8 +203,9 @@ class HttpEdge:
         assert self.operator is not None, "a re-drive writes the operations and the queues"
         correlation_id = correlation_id_for(req.headers)
         try:
-            self.callers.caller(req.headers, {Role.OPERATE})
-            answer = self.operator.redrive(req.get_body(), req.headers.get("content-type"), correlation_id)
+            caller = self.callers.caller(req.headers, {Role.OPERATE})  # with Entra ID, of its tenants only
+            answer = self.operator.redrive(req.get_body(), req.headers.get("content-type"), correlation_id,
+                                           lambda tenant: may_act(self.access, caller, tenant))
         except Exception as error:
             answer = self._failure(None, error, correlation_id)
         return http_response(answer)
@@ -222,6 +223,8 @@ class HttpEdge:
             if self.async_calls is None or not OPERATION_ID.fullmatch(operation_id):
                 raise InvalidInputError([FieldError("route.id", "is not an operation id")])
             operation = self.async_calls.status(operation_id, caller)
+            if operation is not None:  # with Entra ID, as the routes of its tenant do
+                check_tenant(self.access, caller, operation.request.tenant)
         except Exception as error:
             return http_response(self._failure(None, error, correlation_id))
         if operation is None:
@@ -242,12 +245,12 @@ class HttpEdge:
         operation_id = keyed_operation_id(caller, key, incoming.tenant) if key else new_operation_id()
         if incoming.asynchronous:
             return self._submitted(incoming, self.async_calls.submit(operation_id, request, caller, correlation_id))
-        # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer for repeats.
-        ran = self.async_calls.run_here(operation_id, request, caller, correlation_id,
-                                        lambda: self._synchronous_answer(incoming, api, request,
-                                                                         self.gateway.call(request, correlation_id),
-                                                                         may_queue=False))
-        return self._submitted(incoming, ran)
+        # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer (and what it sent).
+        def run() -> tuple[Answer, int]:
+            result = self.gateway.call(request, correlation_id)
+            return self._synchronous_answer(incoming, api, request, result, may_queue=False), result.sent
+
+        return self._submitted(incoming, self.async_calls.run_here(operation_id, request, caller, correlation_id, run))
 
     def _synchronous_answer(self, incoming: Incoming, api: Api, request: DefenderRequest, result: CallResult, *,
                             may_queue: bool = True) -> Answer:
@@ -331,17 +334,14 @@ class HttpEdge:
     def _tenant(self, named: str | None, caller: str) -> str | None:
         """The id of the customer tenant a route names (None: the home tenant); TenantRefusedError when the gateway
         serves no such tenant, or (with Entra ID) this caller may not act for it."""
-        entra = self.access.mode is AuthMode.ENTRA
         if named is None:
-            if entra and not self.access.tenant_callers.allows(caller, None):
-                raise TenantRefusedError(HOME_TENANT, listed=True)
+            check_tenant(self.access, caller, None)
             return None
         multi = self.gateway.client.settings.multi_tenant
         found = multi.find(named) if multi is not None else None
         if found is None:
             raise TenantRefusedError(named, listed=False)
-        if entra and not self.access.tenant_callers.allows(caller, found.id):
-            raise TenantRefusedError(named, listed=True)  # what was asked: no id-to-name mapping is given away
+        check_tenant(self.access, caller, found.id, named)  # named as asked: no id-to-name mapping is given away
         return found.id
 
     @staticmethod
@@ -352,47 +352,3 @@ class HttpEdge:
         code = req.params.get("code")
         query = "?" + urlencode({"code": code}) if code else ""
         return f"{parts.scheme}://{parts.netloc}/api/operations/{operation_id}{query}"
-
-
-class MisconfiguredEdge:
-    """The edge while the app settings are wrong: every HTTP function, health included, answers 503
-    gateway-misconfigured naming each bad setting (the app still indexes its functions, so callers and
-    monitors hear why instead of a host-wide 404)."""
-
-    def __init__(self, error: ConfigurationError) -> None:
-        self.error = error
-        self.problem = misconfigured_problem(error)
-
-    def respond(self, req: func.HttpRequest, api: Api, parse: Parse, tenant: str | None = None, *,
-                context: func.Context | None = None) -> func.HttpResponse:
-        return self._answer(req)
-
-    def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash],
-                           tenant: str | None = None, *, context: func.Context | None = None) -> func.HttpResponse:
-        return self._answer(req)
-
-    def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:
-        return self._answer(req)
-
-    def health(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def openapi(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def operator_page(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def operator_state(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def operator_redrive(self, req: func.HttpRequest) -> func.HttpResponse:
-        return self._answer(req)
-
-    def _answer(self, req: func.HttpRequest) -> func.HttpResponse:
-        correlation_id = correlation_id_for(req.headers)
-        return http_response(problem_answer(self.problem, correlation_id))
-
-
-#: What the entry points call: the gateway's edge, or the one that says the settings are wrong.
-Edge = HttpEdge | MisconfiguredEdge

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from shared.answers.correlation import CORRELATION_HEADER
 from shared.answers.problems import PROBLEM_CONTENT_TYPE
 from shared.defender.facts import OPERATION_NAMES, Api
-from shared.http.openapi_blocks import JsonObject, ref, response_headers
+from shared.http.openapi_blocks import JsonObject, ref, response_headers, unauthorized
 from shared.http.openapi_schemas import (
     CORRELATION_ID_PATTERN,
     FILE_HASH_PATTERN,
@@ -164,7 +164,8 @@ _ERRORS: Final[Mapping[int, tuple[str, tuple[str, ...]]]] = {
     500: ("The gateway is misconfigured or failed unexpectedly; the correlation id finds the details in its logs.",
           _PROBLEM_HEADERS),
     502: ("Defender (or the gateway's managed identity) failed or answered what it should not; the detail says what "
-          "to fix.", _PROBLEM_HEADERS),
+          "to fix (an identity failure: retry after Retry-After seconds, when the gateway asks its identity again).",
+          _WAIT_HEADERS),
     503: ("Defender or the gateway's storage (or, with Entra ID, the token issuer's keys: token-keys-unavailable) is "
           "unavailable: retry after Retry-After seconds.", _WAIT_HEADERS),
     504: ("Defender did not answer in time (or the outcome of a create is unknown).", _PROBLEM_HEADERS),
@@ -175,16 +176,6 @@ def _error(status: int, description: str | None = None, headers: Sequence[str] |
     meaning, names = _ERRORS[status]
     return {"description": description or meaning, "schema": ref("Problem"),
             "headers": response_headers(*(names if headers is None else headers))}
-
-
-def _unauthorized(auth: AuthMode, *, function_key: bool = False, key: str = "function key") -> JsonObject:
-    if auth is AuthMode.FUNCTION_KEY or function_key:
-        return {"description": f"No or a wrong {key}: the Functions host answers, with an empty body"
-                               + ("; or no valid Entra ID token." if auth is AuthMode.ENTRA else ".")}
-    return {"description": "No valid Entra ID token: App Service authentication answers, with an empty body, or the "
-                           "gateway, which validates the token itself (a problem, unauthenticated).",
-            "schema": ref("Problem"),
-            "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "WWW-Authenticate")}
 
 
 def _accepted(*, preference: bool) -> JsonObject:
@@ -203,7 +194,7 @@ def _forbidden(auth: AuthMode) -> dict[Any, Any]:
 def _call_responses(auth: AuthMode, success: JsonObject, statuses: Iterable[int]) -> JsonObject:
     responses: JsonObject = {"200": success, "202": _accepted(preference=True), **_forbidden(auth)}
     for status in sorted({*statuses, 401}):
-        responses[str(status)] = _unauthorized(auth) if status == 401 else _error(status)
+        responses[str(status)] = unauthorized(auth) if status == 401 else _error(status)
     return responses
 
 
@@ -258,7 +249,11 @@ def _operations(auth: AuthMode) -> JsonObject:
             "202": _accepted(preference=False),
             "400": _error(400, "Not an operation id (nothing was looked up), or the finished operation's 400.",
                       (CORRELATION_HEADER, "Cache-Control")),
-            "401": _unauthorized(auth), **_forbidden(auth),
+            "401": unauthorized(auth),
+            "403": {"description": "With Entra ID: the token holds no Operations.Read (caller-not-allowed), the "
+                                   "caller may not act for the operation's tenant (tenant-not-allowed; "
+                                   "GATEWAY_TENANT_CALLERS), or the finished operation's 403.",
+                    "schema": ref("Problem"), "headers": response_headers(CORRELATION_HEADER, "Cache-Control")},
             "404": _error(404, "No such operation, or it expired (operation-not-found); or the finished create's 404 "
                           "(event-not-found).", (CORRELATION_HEADER, "Cache-Control")),
             **{str(status): _error(status, "Done with a problem: " + replayed) for status in (422, 429, 502, 504)},
@@ -276,7 +271,7 @@ def _operations(auth: AuthMode) -> JsonObject:
         "x-ms-visibility": "advanced", "produces": ["application/json"], "parameters": _health_parameters(auth),
         "responses": {
             "200": {"description": "Healthy.", "schema": ref("Health"), "headers": response_headers("Cache-Control")},
-            "401": _unauthorized(auth, function_key=True), **_forbidden(auth),
+            "401": unauthorized(auth, function_key=True), **_forbidden(auth),
             "503": {"description": "Degraded: something the gateway needs does not answer (see the report).",
                     "schema": ref("Health"), "headers": response_headers("Cache-Control")},
         },
@@ -311,13 +306,13 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
                            "every 5 s; open it with ?code=<admin key>.", **common,
             "responses": {"200": {"description": "The page.", "schema": {"type": "string"},
                                   "headers": response_headers("Cache-Control")},
-                          "401": _unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth)}}
+                          "401": unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth)}}
     state = {"operationId": GET_OPERATOR_STATE, "summary": "Get the operator page's state",
              "description": "The health report, each poison queue's first entries (re-drivable or why not) and the "
                             "operations of the last 15 minutes.", "produces": ["application/json"], **common,
              "responses": {"200": {"description": "Everything read.", "schema": ref("OperatorState"),
                                    "headers": response_headers("Cache-Control")},
-                           "401": _unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth),
+                           "401": unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth),
                            "503": {"description": "Degraded: a part could not be read (it is null).",
                                    "schema": ref("OperatorState"), "headers": response_headers("Cache-Control")}}}
     redrive = {"operationId": REDRIVE_POISONED, "summary": "Re-drive a poisoned request",
@@ -331,7 +326,11 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
                                      "headers": response_headers(CORRELATION_HEADER, "Cache-Control")},
                              "400": _error(400, "Not a poison queue's name, or not a message id.",
                                            (CORRELATION_HEADER, "Cache-Control")),
-                             "401": _unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth),
+                             "401": unauthorized(auth, function_key=True, key=_ADMIN_KEY),
+                             "403": {"description": "With Entra ID: the token holds no Gateway.Operate "
+                                                    "(caller-not-allowed), or the caller may not act for the request's "
+                                                    "tenant (tenant-not-allowed; GATEWAY_TENANT_CALLERS).",
+                                     "schema": ref("Problem"), "headers": response_headers(CORRELATION_HEADER)},
                              **{str(status): _error(status, headers=(CORRELATION_HEADER, "Cache-Control"))
                                 for status in (413, 415)},
                              "404": _error(404, "No such entry (re-driven already?).", (CORRELATION_HEADER,)),

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from shared.answers.correlation import CORRELATION_HEADER
+from shared.http.settings import AuthMode
 
 JsonObject = dict[str, Any]
 
@@ -75,3 +76,14 @@ RESPONSE_HEADERS: Final[Mapping[str, JsonObject]] = {
 def response_headers(*names: str) -> JsonObject:
     """The documented response headers `names`, each a fresh copy."""
     return {name: dict(RESPONSE_HEADERS[name]) for name in names}
+
+
+def unauthorized(auth: AuthMode, *, function_key: bool = False, key: str = "function key") -> JsonObject:
+    """401: the host's (no or a wrong key: an empty body), or with Entra ID the platform's or the gateway's."""
+    if auth is AuthMode.FUNCTION_KEY or function_key:
+        return {"description": f"No or a wrong {key}: the Functions host answers, with an empty body"
+                               + ("; or no valid Entra ID token." if auth is AuthMode.ENTRA else ".")}
+    return {"description": "No valid Entra ID token: App Service authentication answers, with an empty body, or the "
+                           "gateway, which validates the token itself (a problem, unauthenticated).",
+            "schema": ref("Problem"),
+            "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "WWW-Authenticate")}

@@ -21,11 +21,12 @@ from typing import Any
 import azure.functions as func
 
 from shared.answers.answer import Answer
-from shared.answers.mapping import Answers
+from shared.answers.mapping import Answers, tenant_not_allowed_problem
 from shared.answers.problems import Problem
 from shared.asynchronous.calls import AsyncCalls
-from shared.asynchronous.redrive import NotPoisoned, RedriveRefused, redrive
+from shared.asynchronous.redrive import NotPoisoned, RedriveRefused, Refusal, redrive
 from shared.defender.gateway import Gateway
+from shared.defender.tenants import HOME_TENANT
 from shared.http.openapi_operator import MESSAGE_ID_PATTERN, POISON_QUEUE_PATTERN
 from shared.operator import operator_state, poison_queues
 from shared.validation import FieldError, InvalidInputError, parse_json_object
@@ -67,9 +68,11 @@ class OperatorConsole:
         return func.HttpResponse(json.dumps(state), status_code=200 if healthy else 503, mimetype=_JSON,
                                  headers={"Cache-Control": "no-store"})
 
-    def redrive(self, body: bytes | None, content_type: str | None, correlation_id: str) -> Answer:
-        """Re-drive the poisoned entry the body names ({"queue", "messageId"}). Raises InputError (400, nothing
-        changed), QueueStorageError and OperationsStorageError for the edge to answer."""
+    def redrive(self, body: bytes | None, content_type: str | None, correlation_id: str,
+                may_redrive: Callable[[str | None], bool] | None = None) -> Answer:
+        """Re-drive the poisoned entry the body names ({"queue", "messageId"}), if `may_redrive` its tenant (403
+        tenant-not-allowed otherwise). Raises InputError (400, nothing changed), QueueStorageError and
+        OperationsStorageError for the edge to answer."""
         queues = self.async_calls.queues
         document = parse_json_object(body or b"", content_type)
         queue, message_id = document.get("queue"), document.get("messageId")
@@ -83,13 +86,16 @@ class OperatorConsole:
         assert isinstance(queue, str) and isinstance(message_id, str)
         # Only the gateway's own poison queues are read: any other name holds nothing to re-drive.
         result = redrive(queues, self.async_calls.operations, queue, message_id, self._clock(),
-                         self.gateway.client.settings.multi_tenant) \
+                         self.gateway.client.settings.multi_tenant, may_redrive) \
             if queue in poison_queues(queues, self.gateway) else NotPoisoned()
         if isinstance(result, NotPoisoned):
             return self.answers.problem(None, Problem(
                 404, "poisoned-message-not-found", "Poisoned message not found",
                 "The queue shows no such message: it was re-driven already, or is not among the 32 it shows first."),
                 correlation_id)
+        if isinstance(result, RedriveRefused) and result.entry.refusal is Refusal.TENANT_NOT_ALLOWED:
+            return self.answers.problem(None, tenant_not_allowed_problem(result.entry.tenant or HOME_TENANT),
+                                        correlation_id)
         if isinstance(result, RedriveRefused):
             entry = result.entry
             return self.answers.problem(None, Problem(
@@ -105,8 +111,9 @@ class OperatorConsole:
 _REFUSALS = {
     "invalid-message": "The message itself cannot run (it is not a valid request message): send a corrected one.",
     "id-reused": "The message's id names another request: send it again with an id of its own.",
-    "operation-expired": "Its operation is older than the retention (OPERATIONS_RETENTION_HOURS): send it again "
-                         "as a new request.",
+    "operation-expired": "Its operation's record is gone (older than the retention, OPERATIONS_RETENTION_HOURS, or "
+                         "never written), so whether a create reached Defender cannot be told: send it again as a "
+                         "new request (a create only if the device has no such alert).",
     "may-have-reached-defender": "A create that was sent to Defender at least once is never sent again: Defender "
                                  "may have acted on it. Check the device's alerts, and send a new request if none "
                                  "was created.",

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from shared.configuration import ConfigurationError
 from shared.defender.clouds import LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, PUBLIC_LOGIN, US_GOVERNMENT_LOGIN
+from shared.defender.tenants import EVERY_TENANT as EVERY_TENANT
+from shared.defender.tenants import HOME_TENANT as HOME_TENANT
 
 
 class AuthMode(StrEnum):
@@ -19,11 +21,6 @@ class AuthMode(StrEnum):
 
     FUNCTION_KEY = "function-key"
     ENTRA = "entra"
-
-
-#: GATEWAY_TENANT_CALLERS' word for "every listed tenant", and for the gateway's own (home) tenant.
-EVERY_TENANT = "*"
-HOME_TENANT = "home"
 
 
 @dataclass(frozen=True)

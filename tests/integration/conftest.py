@@ -58,9 +58,10 @@ def sim(simulator_server: Server) -> SimulatorAdmin:
 @pytest.fixture
 def identity(identity_server: Server) -> Iterator[IdentityAdmin]:
     admin = IdentityAdmin(identity_server.url)
-    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False, reset_stats=True)
+    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False, opaque=False,
+                    reset_stats=True)
     yield admin
-    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False)
+    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False, opaque=False)
 
 
 

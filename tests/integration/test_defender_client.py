@@ -21,7 +21,7 @@ from shared.answers.mapping import identity_problem, outcome_problem, refusal_pr
 from shared.answers.problems import Problem
 from shared.configuration import ConfigurationError
 from shared.defender.client import DefenderClient, DefenderRequest, IdentityError
-from shared.defender.credentials import build_credential, principal_of
+from shared.defender.credentials import RenewingCredential, build_credential, principal_of
 from shared.defender.facts import Api
 from shared.defender.gateway import CallResult, Gateway, Refused, RetryPolicy
 from shared.defender.outbound import Target, connection_target
@@ -90,7 +90,8 @@ def problem_of(gateway: Gateway, request: DefenderRequest, correlation_id: str) 
 def test_real_managed_identity_credential_fetches_once_and_reuses(make_client: ClientFactory,
                                                                   identity: IdentityAdmin) -> None:
     client = make_client()
-    assert isinstance(client._credential, ManagedIdentityCredential)
+    assert isinstance(client._credential, RenewingCredential)
+    assert isinstance(client._credential.current, ManagedIdentityCredential)
     for _ in range(5):
         token = client.token()
         assert isinstance(client.send(FILE_ALERTS, token, correlation_id="reuse-test-1"), Success)

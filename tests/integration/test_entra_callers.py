@@ -26,6 +26,7 @@ from shared.http.callers import encode_principal
 from shared.http.settings import Role
 from tests.support.inputs import VALID
 from tests.support.servers import (
+    FUNCTION_KEY,
     GatewayClient,
     HostFactory,
     IdentityAdmin,
@@ -82,7 +83,10 @@ def test_without_the_platforms_authentication_entra_mode_serves_nothing(
                                 timeout=60)):
         problem = assert_problem(answer, 503)
         assert problem["type"].endswith(":gateway-misconfigured")
-        assert [entry["setting"] for entry in problem["settings"]] == ["WEBSITE_AUTH_ENABLED"]
+        assert "settings" not in problem  # no key checked: which settings are wrong is for the key holder
+    health = assert_problem(requests.get(f"{gateway.url}/api/health", headers={"x-functions-key": FUNCTION_KEY},
+                                         timeout=60), 503)
+    assert [entry["setting"] for entry in health["settings"]] == ["WEBSITE_AUTH_ENABLED"]
     assert sim.calls() == []
 
 

@@ -159,3 +159,54 @@ def test_health_counts_pending_operations_from_the_pending_index(
     assert json.loads(requests.get(f"{gateway.url}/api/health", headers={"x-functions-key": FUNCTION_KEY},
                                    timeout=30).text)["apis"]["file_alerts"]["pendingOperations"] == 0
     gateway.host.stop()  # three creates still wait for 1/60: they must not spend a later test's budget
+
+
+@pytest.mark.timeout(300)
+def test_a_create_killed_while_waiting_for_its_slot_is_sent_and_one_killed_while_sending_ends_504(
+        host_factory: HostFactory, azurite: Azurite, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    """Unknown means unknown: one host dies with one create on its way to Defender and another waiting in place for
+    the slot the first one holds. After the claim lease, the sweep finishes both: the one that may have reached
+    Defender ends 504 upstream-outcome-unknown and is not sent again; the one that never left is sent (200)."""
+    read = 8  # the first create's answer is delayed past the moment the host dies
+    shared = settings(MDE_READ_TIMEOUT_SECONDS=str(read), RATE_LIMIT_CREATE_ALERT="1/3",
+                      RATE_LIMIT_MARGIN_SECONDS="1", RATE_LIMIT_NEW_STATE_SHARE="1")
+    operations = store(azurite, shared["OPERATIONS_TABLE"])
+    sending_id, waiting_id = uuid.uuid4().hex, uuid.uuid4().hex
+    titles = {sending_id: f"sending {sending_id}", waiting_id: f"waiting {waiting_id}"}
+
+    def create(operation_id: str) -> dict[str, Any]:
+        return {"version": 1, "id": operation_id, "operation": "CreateAlertByReference",
+                "body": {**VALID, "title": titles[operation_id]}}
+
+    def sent(operation_id: str) -> int:
+        return sum(json.loads(call["body"])["title"] == titles[operation_id] for call in sim.calls("create_alert"))
+
+    doomed = host_factory(**shared)
+    sim.fault("latency", api="*", delay=read - 0.5, count=1)
+    RequestQueue(azurite.connection_string, shared["REQUESTS_QUEUE"]).put(create(sending_id))
+    wait_until(lambda: (found := operations.get(sending_id)) is not None and found.in_flight, 30, "the first sending")
+    # The second waits on the waiting queue's function for the slot the first took (it frees within the hold).
+    RequestQueue(azurite.connection_string, shared["REQUESTS_QUEUE"] + "-create-alert").put(create(waiting_id))
+
+    def waiting_for_its_slot() -> bool:
+        found = operations.get(waiting_id)
+        return found is not None and found.lease_until > 0 and sent(waiting_id) == 0
+
+    wait_until(waiting_for_its_slot, 30, "the second claimed, waiting for its slot")
+    os.killpg(doomed.host.process.pid, signal.SIGKILL)
+    survivor = host_factory(**shared)
+
+    def answer(operation_id: str) -> requests.Response | None:
+        response = survivor.get(f"/api/operations/{operation_id}")
+        return response if response.status_code not in (202, 404) else None
+
+    lease = CONNECT + read + 30
+    interrupted = wait_until(lambda: answer(sending_id), lease + SWEEP_SECONDS + 30, "the first create's answer")
+    recovered = wait_until(lambda: answer(waiting_id), lease + SWEEP_SECONDS + 30, "the second create's answer")
+    sim.wait_for_calls(2, "create_alert", timeout=10)
+    assert interrupted.status_code == 504 and interrupted.json()["type"].endswith(":upstream-outcome-unknown")
+    assert recovered.status_code == 200 and recovered.json()["title"] == titles[waiting_id]
+    # Each answer against what Defender got: the 504 one reached it (once), the 200 one was sent once, after the kill.
+    assert (sent(sending_id), sent(waiting_id)) == (1, 1)
+    assert "waiting for a slot, never sent" in survivor.host.log()
+    survivor.host.stop()

@@ -161,3 +161,43 @@ def test_with_entra_id_only_the_mapped_callers_act_for_a_tenant(host_factory: Ho
     confined = assert_problem(host.get_alerts(SHA1, headers=bearer(alice)), 403)  # listed for contoso alone
     assert confined["type"].endswith(":tenant-not-allowed")
     assert [call["caller"].split("|")[0] for call in sim.calls()].count(LOCAL_CUSTOMER_TENANT) == 1
+
+
+def test_tokens_that_are_not_jwts_fail_closed_and_no_tenant_gets_another_tenants_answer(
+        host_factory: HostFactory, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    """The identity endpoint hands out opaque tokens: no tenant's budget or shared answer is keyed by a fallback
+    that every tenant would share; nothing is sent, and no answer carries a token."""
+    identity.configure(opaque=True)
+    host = tenant_host(host_factory, FILE_ALERTS_CACHE_SECONDS="60", ANSWER_CACHE_TABLE="a" + uuid.uuid4().hex[:20])
+    home, contoso = host.get_alerts(SHA1), alerts_of(host, "contoso")
+    problem = assert_problem(home, 502)
+    assert problem["type"].endswith(":identity-unavailable") and "readable" in problem["detail"]
+    assert_problem(contoso, 502)  # the exchange refuses an opaque assertion too
+    assert "opaque-" not in home.text + contoso.text
+    assert sim.calls() == []
+
+
+def test_with_entra_id_a_caller_no_longer_allowed_for_a_tenant_reads_and_queues_nothing_there(
+        host_factory: HostFactory, sim: SimulatorAdmin, identity: IdentityAdmin, services: Services) -> None:
+    alice, app = str(uuid.uuid4()), str(uuid.uuid4())
+    operations, queue, replies = ("o" + uuid.uuid4().hex[:20], "q" + uuid.uuid4().hex[:20],
+                                  "r" + uuid.uuid4().hex[:20])
+    entra = {"GATEWAY_AUTH": "entra", "WEBSITE_AUTH_ENABLED": "True", "GATEWAY_ALLOWED_APPLICATIONS": app,
+             "OPERATIONS_TABLE": operations}
+    alice_token = entra_bearer(services, alice, app, (Role.ALERTS_READ.value, Role.OPERATIONS_READ.value))
+    before = tenant_host(host_factory, GATEWAY_TENANT_CALLERS=f"{alice}=contoso", **entra)
+    accepted = alerts_of(before, "contoso", headers={**alice_token, "Prefer": "respond-async"})
+    assert accepted.status_code == 202
+    assert before.wait_for_operation(accepted.headers["Location"], headers=alice_token).status_code == 200
+    # The same operations, read where GATEWAY_TENANT_CALLERS no longer lets alice act for contoso.
+    after = tenant_host(host_factory, GATEWAY_TENANT_CALLERS=f"{alice}=home", REQUESTS_QUEUE=queue, **entra)
+    path = accepted.headers["Location"].removeprefix(before.url)
+    refused = assert_problem(after.get(path, headers=alice_token), 403)
+    assert refused["type"].endswith(":tenant-not-allowed")
+    # A queued request naming her as its caller for contoso is answered 403 there, and nothing is sent.
+    RequestQueue(services.azurite.connection_string, queue).put({
+        "version": 1, "id": "tenant-q-" + uuid.uuid4().hex, "operation": "GetFileRelatedAlerts", "fileHash": SHA1,
+        "tenantId": "contoso", "caller": alice, "replyQueue": replies})
+    (reply,) = RequestQueue(services.azurite.connection_string, queue).drain(replies, count=1)
+    assert reply["status"] == 403 and reply["body"]["type"].endswith(":tenant-not-allowed")
+    assert [call["caller"].split("|")[0] for call in sim.calls()] == [LOCAL_CUSTOMER_TENANT]  # the first lookup

@@ -114,3 +114,21 @@ def test_recent_operations_are_the_newest_created_since_first(make_store: StoreF
         assert isinstance(new(store, name), Created)
     assert [operation.id for operation in store.recent(since, limit=2)] == ["third", "second"]
     assert [operation.id for operation in store.recent(since)] == ["third", "second", "first"]
+
+
+def test_a_record_kept_longer_is_purged_at_its_new_expiry_not_before(make_store: StoreFactory) -> None:
+    """A create that may have reached Defender is kept past the retention (Operation.kept_until): the expiry index
+    follows the new expiry, so the record is neither purged early nor left behind."""
+    clock = FakeClock(time.time())
+    store = make_store(clock)
+    created = new(store, "kept", CREATE)
+    assert isinstance(created, Created)
+    kept = store.update(created.operation, attempts=1, expires_at=clock.now + 5 * RETENTION)
+    assert kept is not None
+    clock.advance(RETENTION + 3600 + 1)  # the old expiry's hour has gone by
+    assert store.purge_expired(10) == 0
+    found = store.get("kept")
+    assert found is not None and found.attempts == 1
+    clock.advance(4 * RETENTION)
+    assert store.purge_expired(10) == 1
+    assert store.get("kept") is None

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import azure.functions as func
 import requests
+from azure.core.credentials import TokenCredential
 from azure.data.tables import TableClient
 
 from localdev.signing import SigningKey, caller_claims
@@ -27,6 +28,7 @@ from shared.catalogue import CATALOGUE_BY_NAME
 from shared.defender.client import DefenderClient, DefenderRequest
 from shared.defender.facts import Api
 from shared.defender.gateway import Gateway
+from shared.defender.tenants import MultiTenant, Tenant, TenantCredentials
 from shared.http.edge import HttpEdge
 from shared.lookups.answer_cache import AnswerCache
 from shared.lookups.hash_map import FileHashMap
@@ -106,10 +108,12 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
               limits: Mapping[Api, str] | None = None, clock: FakeClock | None = None,
               store: RecordingStore | None = None, credential: StaticCredential | None = None,
               telemetry: Telemetry | None = None, cache_table: FakeTable | None = None,
-              hash_table: FakeTable | None = None) -> EdgeRig:
+              hash_table: FakeTable | None = None,
+              tenant_credentials: Mapping[str, StaticCredential] | None = None) -> EdgeRig:
     """The gateway's real edge, gateway, client and limiters over a scripted Defender, built from settings.
 
-    `limits` sets RATE_LIMIT_* per API; `settings_env` overrides any app setting. Pass another rig's `store`
+    `limits` sets RATE_LIMIT_* per API; `settings_env` overrides any app setting (MDE_TENANTS among them: then
+    `tenant_credentials` hands out each customer tenant's token, by tenant id). Pass another rig's `store`
     (and `clock`) to get a second instance sharing its rate-limit state. The limiters' clock and the
     gateway's monotonic clock both move only with FakeSleep (the gateway's waits) and scripted `takes`.
     """
@@ -125,7 +129,9 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
     session.mount("https://", transport)
     session.mount("http://", transport)
     credential = credential or StaticCredential()
-    client = DefenderClient(settings.defender, credential, session)
+    multi = settings.defender.multi_tenant
+    tenants = StaticTenantCredentials(multi, credential, tenant_credentials or {}) if multi is not None else None
+    client = DefenderClient(settings.defender, credential, session, tenants=tenants)
     store = store if store is not None else RecordingStore()
     rate = settings.rate_limits
     limiters = build_rate_limiters(store, rate.policies.values(), margin_seconds=rate.margin_seconds,
@@ -139,6 +145,18 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
                             keys=UNIT_SIGNING_KEY)
     return EdgeRig(built.edge, built.gateway, client, session, transport, store, limiters, settings,
                    credential, clock, monotonic, sleep, built)
+
+
+class StaticTenantCredentials(TenantCredentials):
+    """The customer tenants' credentials: a StaticCredential per tenant id in place of the federated exchange."""
+
+    def __init__(self, multi_tenant: MultiTenant, identity: StaticCredential,
+                 by_tenant: Mapping[str, StaticCredential]) -> None:
+        super().__init__(multi_tenant, identity)
+        self.by_tenant = by_tenant
+
+    def credential(self, tenant: Tenant) -> TokenCredential:
+        return self.by_tenant[tenant.id]
 
 
 GATEWAY_URL = "https://mdegw.example.net"

@@ -112,14 +112,16 @@ class GatewayClient:
         headers = {"x-functions-key": self.key, **kwargs.pop("headers", {})}
         return requests.get(url, headers=headers, timeout=60, **kwargs)
 
-    def wait_for_operation(self, location: str, *, timeout: float = 60, queued: bool = False) -> requests.Response:
+    def wait_for_operation(self, location: str, *, timeout: float = 60, queued: bool = False,
+                           headers: Mapping[str, str] | None = None) -> requests.Response:
         """Poll an operation until it is no longer 202 (the answer), or fail after `timeout` seconds.
 
-        `queued`: the operation comes from a queue message, so it is 404 until the worker has taken it.
+        `queued`: the operation comes from a queue message, so it is 404 until the worker has taken it. `headers`:
+        sent along (an Entra caller's bearer token).
         """
         deadline = time.monotonic() + timeout
         while True:
-            response = self.get(location)
+            response = self.get(location, headers=dict(headers or {}))
             if response.status_code != 202 and not (queued and response.status_code == 404):
                 return response
             if time.monotonic() > deadline:

@@ -45,7 +45,7 @@ def test_empty_values_fall_back_to_defaults() -> None:
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("RATE_LIMIT_FILE_ALERTS", "100", "RATE_LIMIT_FILE_ALERTS must list windows like"),
     ("RATE_LIMIT_FILE_ALERTS", "100/60,", "'' is not one"),
-    ("RATE_LIMIT_FILE_ALERTS", "100/60;1500/3600", "is not one"),
+    ("RATE_LIMIT_FILE_ALERTS", "100/60;1500/3600", r"must list windows like .*not shown"),
     ("RATE_LIMIT_FILE_ALERTS", "-1/60", "is not one"),
     ("RATE_LIMIT_FILE_ALERTS", "1.5/60", "is not one"),
     ("RATE_LIMIT_FILE_ALERTS", "0/60", "limit must be between 1 and 5000"),

@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from shared.asynchronous.operations import Created, Source, State
+from shared.asynchronous.operations import (
+    SENT_CREATE_RETENTION_SECONDS,
+    Created,
+    Operation,
+    Source,
+    State,
+    keyed_operation_id,
+)
 from shared.asynchronous.queues import QueueStorageError
 from shared.asynchronous.redrive import NotPoisoned, Redriven, RedriveRefused, Refusal, poisoned, redrive
 from shared.defender.client import DefenderRequest
@@ -31,7 +38,7 @@ def create(message_id: str) -> str:
 def entries(rig: EdgeRig) -> dict[str, dict[str, object]]:
     queues = rig.runtime.queues
     return {str(entry.operation_id): entry.to_json()
-            for entry in poisoned(queues, rig.runtime.operations, [queues.poison_name], rig.clock.now)}
+            for entry in poisoned(queues, rig.runtime.operations, [queues.poison_name])}
 
 
 def test_a_failed_lookup_is_redriven_under_its_own_id_and_answered_again() -> None:
@@ -87,7 +94,7 @@ def test_an_invalid_message_and_an_unknown_entry_are_not_redriven() -> None:
     rig = make_edge([])
     rig.runtime.worker.handle(json.dumps({"version": 1, "id": "bad-1", "operation": "Nope"}))
     queues = rig.runtime.queues
-    (entry,) = poisoned(queues, rig.runtime.operations, [queues.poison_name], rig.clock.now)
+    (entry,) = poisoned(queues, rig.runtime.operations, [queues.poison_name])
     assert entry.refusal is Refusal.INVALID and entry.operation_id == "bad-1"
     refused = redrive(queues, rig.runtime.operations, queues.poison_name, entry.message_id, rig.clock.now)
     assert isinstance(refused, RedriveRefused)
@@ -100,7 +107,7 @@ def test_a_message_the_host_gave_up_on_is_queued_again_as_it_was() -> None:
     host_poison = queues.requests_name + "-poison"
     original = lookup("host-1")
     queues.put(host_poison, original)  # what the Functions host does after maxDequeueCount failed tries
-    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison], rig.clock.now)
+    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison])
     assert entry.refusal is None and entry.reason == "failed-tries" and entry.operation_id == "host-1"
     assert isinstance(redrive(queues, rig.runtime.operations, host_poison, entry.message_id, rig.clock.now), Redriven)
     (message,) = queues.take(queues.requests_name)  # type: ignore[attr-defined]
@@ -127,8 +134,22 @@ def test_a_create_the_host_gave_up_on_long_ago_is_not_queued_again() -> None:
     host_poison = queues.requests_name + "-poison"
     queues.put(host_poison, create("old-1"))
     rig.clock.advance(rig.runtime.operations.retention_seconds + 1)
-    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison], rig.clock.now)
+    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison])
     assert entry.refusal is Refusal.EXPIRED
+
+
+def test_a_create_the_host_gave_up_on_without_a_record_is_not_queued_again_however_young() -> None:
+    """No record: whether it ran cannot be told from the entry (a copy may be poisoned long after its operation
+    began), so a create is never re-driven without one."""
+    rig = make_edge([])
+    queues = rig.runtime.queues
+    host_poison = queues.requests_name + "-poison"
+    queues.put(host_poison, create("young-1"))
+    (entry,) = poisoned(queues, rig.runtime.operations, [host_poison])
+    assert entry.refusal is Refusal.EXPIRED
+    assert isinstance(redrive(queues, rig.runtime.operations, host_poison, entry.message_id, rig.clock.now),
+                      RedriveRefused)
+    assert queues.depth(queues.requests_name) == 0
 
 
 def test_a_redrive_that_cannot_queue_loses_nothing_and_changes_nothing() -> None:
@@ -163,3 +184,71 @@ def test_a_redriven_operation_is_pending_from_the_redrive_on() -> None:
                               rig.clock.now), Redriven)
     (pending,) = rig.runtime.operations.pending()
     assert pending.created_at == rig.clock.now  # the oldest-pending age starts from the re-drive
+
+
+def test_a_copy_of_a_sent_create_poisoned_later_is_never_redriven_after_the_retention() -> None:
+    """Scripted from the review: sent (attempts 1), a copy poisoned 30 minutes later, looked at retention + 60 s after
+    the create began: the record still says it was sent; once the record is gone, a create is never re-driven."""
+    rig = make_edge([alert_reply()])
+    rig.runtime.worker.handle(create("sent-1"))
+    queues, operations = rig.runtime.queues, rig.runtime.operations
+    host_poison = queues.requests_name + "-poison"
+    rig.clock.advance(30 * 60)
+    queues.put(host_poison, create("sent-1"))  # a copy the host gave up on
+    rig.clock.advance(operations.retention_seconds + 60 - 30 * 60)
+    for _ in range(2):
+        (entry,) = poisoned(queues, operations, [host_poison])
+        assert entry.refusal is not None
+        result = redrive(queues, operations, host_poison, entry.message_id, rig.clock.now)
+        assert isinstance(result, RedriveRefused)
+        rig.clock.advance(SENT_CREATE_RETENTION_SECONDS)  # and when even the kept record is gone
+    assert queues.depth(queues.requests_name) == 0 and len(rig.transport.calls) == 1
+
+
+def test_a_redrive_checks_again_on_the_record_it_reopens() -> None:
+    """Two entries of one failed create, re-driven by two operators: the first re-drive's create is sent between the
+    second's look at its entry and its write; the second must not reopen it."""
+    rig = make_edge([alert_reply(), alert_reply()], settings_env={"QUEUE_MAX_RETRIES": "0"})
+    rig.store.available = False  # nothing is sent: the create fails before its request leaves
+    rig.runtime.worker.handle(create("twice-1"))
+    rig.store.available = True
+    queues, operations = rig.runtime.queues, rig.runtime.operations
+    (first,) = queues.peek(queues.poison_name)
+    queues.put(queues.poison_name, first.text)  # a second entry of the same operation
+    second = next(peeked for peeked in queues.peek(queues.poison_name) if peeked.id != first.id)
+    real_get = operations.get
+    raced: list[bool] = []
+
+    def get_while_another_redrives(operation_id: str) -> Operation | None:
+        found = real_get(operation_id)
+        if not raced:  # the second re-drive has described its entry: now the first one runs to its end
+            raced.append(True)
+            assert isinstance(redrive(queues, operations, queues.poison_name, first.id, rig.clock.now), Redriven)
+            (message,) = queues.take(queues.requests_name)  # type: ignore[attr-defined]
+            rig.runtime.worker.handle(message.text)
+        return found
+
+    operations.get = get_while_another_redrives  # type: ignore[method-assign]
+    result = redrive(queues, operations, queues.poison_name, second.id, rig.clock.now)
+    operations.get = real_get  # type: ignore[method-assign]
+    assert isinstance(result, RedriveRefused) and result.entry.refusal is Refusal.MAY_HAVE_REACHED_DEFENDER
+    assert queues.depth(queues.requests_name) == 0 and len(rig.transport.calls) == 1
+    done = operations.get("twice-1")
+    assert done is not None and done.done and done.attempts == 1
+
+
+def test_a_create_sent_by_a_synchronous_call_with_an_idempotency_key_is_never_redriven() -> None:
+    rig = make_edge([error_reply(404, "ResourceNotFound", "Event not found")])
+    response = rig.create(VALID, headers={"Idempotency-Key": "sync-1"})
+    assert response.status_code == 404
+    operation_id = keyed_operation_id("", "sync-1")
+    kept = rig.runtime.operations.get(operation_id)
+    assert kept is not None and kept.attempts == 1
+    queues = rig.runtime.queues
+    queues.put_poison(json.dumps({"reason": "event-not-found", "detail": "", "operation_id": operation_id,
+                                  "status": 404, "message": create(operation_id)}))
+    (entry,) = poisoned(queues, rig.runtime.operations, [queues.poison_name])
+    assert entry.refusal is Refusal.MAY_HAVE_REACHED_DEFENDER
+    assert isinstance(redrive(queues, rig.runtime.operations, queues.poison_name, entry.message_id, rig.clock.now),
+                      RedriveRefused)
+    assert len(rig.transport.calls) == 1

@@ -8,9 +8,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from shared.asynchronous.maintenance import Maintenance
-from shared.asynchronous.operations import Source, State
+from shared.asynchronous.operations import SENT_CREATE_RETENTION_SECONDS, Source, Stage, State
 from shared.asynchronous.operations_memory import MemoryOperationStore
+from shared.asynchronous.queue_names import MESSAGE_TTL_SECONDS
 from shared.asynchronous.queues_memory import MemoryQueues
 from shared.asynchronous.worker import EARLY_SECONDS, MAX_HOLD_SECONDS, RequestWorker
 from shared.defender.client import DefenderRequest
@@ -213,3 +216,61 @@ def test_the_sweep_deletes_expired_operations_in_batches() -> None:
     assert sweep.sweep().purged == 2
     assert sweep.sweep().purged == 1
     assert all(w.operations.get(f"old-{index}") is None for index in range(3))
+
+
+class Killed(BaseException):
+    """The instance dies here (nothing below it runs, nothing catches it)."""
+
+
+def _die(*_: object) -> None:
+    raise Killed
+
+
+def test_a_create_killed_while_waiting_for_its_slot_was_never_sent_and_is_sent_by_the_sweep() -> None:
+    """Unknown means unknown: a claim that lapsed while it waited for a slot is finished as a request never sent."""
+    w = worker_rig([alert_reply(), alert_reply()], create_alert="1/3")
+    w.handle(create("first"))
+    w.rig.clock.advance(1)  # the slot frees 4 s on: within the hold, so the waiting copy waits here for it
+    w.worker._sleep = _die  # the instance dies during that wait
+    with pytest.raises(Killed):
+        w.handle(create("second"), waiting=True)
+    waiting = w.operations.get("second")
+    assert waiting is not None and waiting.stage is Stage.WAITING and not waiting.in_flight
+    assert len(w.rig.transport.calls) == 1  # the first create only
+    w.rig.clock.advance(waiting.lease_until - w.rig.clock.now + 1)  # its claim lease has passed
+    assert Maintenance(w.operations, w.queues, clock=w.rig.clock).sweep().recovered == ("second",)
+    (message,) = w.queues.take(w.queues.waiting_name(Api.CREATE_ALERT))
+    w.worker._sleep = w.rig.sleep
+    w.worker.handle(message.text, waiting=True)
+    done = w.operations.get("second")
+    assert done is not None and done.answer is not None and done.answer.status == 200 and done.attempts == 1
+    assert len(w.rig.transport.calls) == 2  # each create once
+
+
+def test_a_create_killed_while_sending_ends_504_and_is_never_sent_again() -> None:
+    w = worker_rig([alert_reply()])
+    w.rig.transport.on_send = _die  # the request has left when the instance dies
+    with pytest.raises(Killed):
+        w.handle(create("gone"))
+    sending = w.operations.get("gone")
+    assert sending is not None and sending.stage is Stage.SENDING
+    assert sending.expires_at >= w.rig.clock.now + SENT_CREATE_RETENTION_SECONDS  # kept past any copy's life
+    w.rig.clock.advance(sending.lease_until - w.rig.clock.now + 1)
+    assert Maintenance(w.operations, w.queues, clock=w.rig.clock).sweep().recovered == ("gone",)
+    (message,) = w.queues.take(w.queues.waiting_name(Api.CREATE_ALERT))
+    w.worker.handle(message.text, waiting=True)
+    done = w.operations.get("gone")
+    assert done is not None and done.answer is not None and done.answer.status == 504
+    assert json.loads(done.answer.body)["type"].endswith(":upstream-outcome-unknown")
+    assert len(w.rig.transport.calls) == 1
+
+
+def test_a_copy_of_a_sent_create_that_comes_back_after_the_retention_sends_nothing() -> None:
+    """A waiting copy (or a replayed message) may come back as long as a queue keeps it: the record outlives it."""
+    w = worker_rig([alert_reply()])
+    w.handle(create("made"))
+    w.rig.clock.advance(w.operations.retention_seconds + 60)
+    w.handle(create("made"), waiting=True)
+    w.rig.clock.advance(MESSAGE_TTL_SECONDS - w.operations.retention_seconds)
+    w.handle(create("made"), waiting=True)
+    assert len(w.rig.transport.calls) == 1
