@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jwt
@@ -31,6 +32,8 @@ LEEWAY_SECONDS = 60
 #: How long the metadata and the key set are kept before they are read again.
 KEYS_LIFESPAN_SECONDS = 3600
 FETCH_TIMEOUT_SECONDS = 10
+#: After the metadata could not be read, how long callers are answered 503 before it is asked for again.
+METADATA_RETRY_SECONDS = 10
 
 
 class TokenRefusedError(Exception):
@@ -55,11 +58,17 @@ class IssuerKeys:
     """The issuer's published keys: its OpenID metadata read once, then its JWKS through `PyJWKClient`.
 
     Requests go through `requests` for the metadata and urllib (PyJWKClient) for the key set, both trusting what
-    `requests` trusts (REQUESTS_CA_BUNDLE, as azure-identity does: the local token endpoint's test CA)."""
+    `requests` trusts (REQUESTS_CA_BUNDLE, as azure-identity does: the local token endpoint's test CA). Metadata
+    that cannot be read is not asked for again within METADATA_RETRY_SECONDS: meanwhile callers hear 503 at once
+    instead of each waiting out a timeout. `get` and `clock`: the unit tests' own."""
 
-    def __init__(self, check: TokenCheck) -> None:
+    def __init__(self, check: TokenCheck, *, get: Callable[..., Any] = requests.get,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.check = check
+        self._get = get
+        self._clock = clock
         self._client: jwt.PyJWKClient | None = None
+        self._failed_at: float | None = None
         self._lock = threading.Lock()
 
     def key_for(self, token: str) -> Any:
@@ -75,7 +84,13 @@ class IssuerKeys:
     def _jwks(self) -> jwt.PyJWKClient:
         with self._lock:
             if self._client is None:
-                jwks_uri = self._jwks_uri()
+                if self._failed_at is not None and self._clock() - self._failed_at < METADATA_RETRY_SECONDS:
+                    raise KeysUnavailableError
+                try:
+                    jwks_uri = self._jwks_uri()
+                except KeysUnavailableError:
+                    self._failed_at = self._clock()
+                    raise
                 self._client = jwt.PyJWKClient(jwks_uri, cache_jwk_set=True, lifespan=KEYS_LIFESPAN_SECONDS,
                                                timeout=FETCH_TIMEOUT_SECONDS, ssl_context=_ssl_context(jwks_uri))
             return self._client
@@ -83,7 +98,7 @@ class IssuerKeys:
     def _jwks_uri(self) -> str:
         url = self.check.metadata_url
         try:
-            answer = requests.get(url, timeout=FETCH_TIMEOUT_SECONDS, allow_redirects=False)
+            answer = self._get(url, timeout=FETCH_TIMEOUT_SECONDS, allow_redirects=False)
             answer.raise_for_status()
             metadata = answer.json()
         except (requests.RequestException, ValueError) as error:

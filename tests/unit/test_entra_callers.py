@@ -12,13 +12,14 @@ from typing import Any
 import azure.functions as func
 import jwt
 import pytest
+import requests
 
 from localdev.signing import SigningKey
 from shared.configuration import ConfigurationError
 from shared.defender.facts import Api
 from shared.http.callers import encode_principal
 from shared.http.settings import Role, token_check
-from shared.http.tokens import KeysUnavailableError
+from shared.http.tokens import METADATA_RETRY_SECONDS, IssuerKeys, KeysUnavailableError
 from shared.settings import load_settings
 from tests.support.inputs import VALID
 from tests.support.rigs import GATEWAY_URL, UNIT_ENV, EdgeRig, bearer, make_edge, response_problem
@@ -213,3 +214,38 @@ def test_the_issuer_is_an_entra_tenants_v2_issuer(issuer: str) -> None:
                        "a, b").audiences == {"a", "b"}
     assert token_check("https://127.0.0.1:8443/a839b112-1253-6432-9bf6-94542403f21c/v2.0", "a").metadata_url == \
         "https://127.0.0.1:8443/a839b112-1253-6432-9bf6-94542403f21c/v2.0/.well-known/openid-configuration"
+
+
+class FakeMetadata:
+    """The issuer's OpenID metadata endpoint as `requests.get` would reach it (no socket): a scripted answer."""
+
+    def __init__(self, document: Any | None) -> None:
+        self.document = document
+        self.asked = 0
+
+    def __call__(self, url: str, **_: Any) -> Any:
+        self.asked += 1
+        if self.document is None:
+            raise requests.ConnectionError("issuer unreachable")
+        answer = requests.Response()
+        answer.status_code, answer._content = 200, json.dumps(self.document).encode()
+        return answer
+
+
+def test_unreadable_or_foreign_issuer_metadata_is_503_and_not_asked_for_on_every_call() -> None:
+    check = token_check(UNIT_ENV["GATEWAY_TOKEN_ISSUER"], "api://gateway")
+    now = [1000.0]
+    unreachable = FakeMetadata(None)
+    keys = IssuerKeys(check, get=unreachable, clock=lambda: now[0])
+    for _ in range(3):
+        with pytest.raises(KeysUnavailableError):
+            keys.key_for("a.b.c")
+    assert unreachable.asked == 1  # callers heard 503 at once, without each waiting for the issuer
+    now[0] += METADATA_RETRY_SECONDS
+    with pytest.raises(KeysUnavailableError):
+        keys.key_for("a.b.c")
+    assert unreachable.asked == 2
+    for document in ({"issuer": "https://login.microsoftonline.com/other/v2.0", "jwks_uri": "https://x.example/k"},
+                     {"issuer": check.issuer, "jwks_uri": "http://plain.example/keys"}, ["not", "an", "object"]):
+        with pytest.raises(KeysUnavailableError):  # another issuer's keys, or keys over plain http: none
+            IssuerKeys(check, get=FakeMetadata(document)).key_for("a.b.c")
