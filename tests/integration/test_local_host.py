@@ -210,6 +210,16 @@ class Recorder:
         self.release.wait(30)
 
 
+class CountingQueueClient(QueueClient):
+    """A real queue client that counts the listener's polls (each a receive_messages call)."""
+
+    receives = 0
+
+    def receive_messages(self, *args: Any, **kwargs: Any) -> Any:
+        self.receives += 1
+        return super().receive_messages(*args, **kwargs)
+
+
 def queue_pair(azurite: Azurite, name: str) -> tuple[QueueClient, QueueClient]:
     return (QueueClient.from_connection_string(azurite.connection_string, name),
             QueueClient.from_connection_string(azurite.connection_string, name + "-poison"))
@@ -252,12 +262,17 @@ def _exists(client: QueueClient) -> bool:
 
 def test_a_listener_does_not_create_the_queue_it_watches(azurite: Azurite) -> None:
     name = "missing-" + uuid.uuid4().hex[:12]
-    client, poison = queue_pair(azurite, name)
+    client = CountingQueueClient.from_connection_string(azurite.connection_string, name)
+    assert isinstance(client, CountingQueueClient)
+    poison = QueueClient.from_connection_string(azurite.connection_string, name + "-poison")
     recorder = Recorder()
     listener = QueueListener(QueueFunction("Missing", name, "AzureWebJobsStorage", recorder), client, poison, FAST)
     listener.start()
     try:
-        time.sleep(1.0)  # several polls
+        deadline = time.monotonic() + 15
+        while client.receives < 3:  # several polls of the missing queue
+            assert time.monotonic() < deadline, f"only {client.receives} polls"
+            time.sleep(0.05)
         assert not _exists(client) and not _exists(poison)
         client.create_queue()  # the deployment creates it: the listener finds it and runs its messages
         client.send_message("hello")
