@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import pytest
 
 from shared.catalogue import CATALOGUE
@@ -9,7 +12,12 @@ from shared.configuration import ConfigurationError
 from shared.defender.base_url import validate_base_url
 from shared.defender.clouds import CLOUDS
 from shared.defender.outbound import Target, connection_target
-from shared.settings import load_defender_settings
+from shared.settings import (
+    load_answer_cache_settings,
+    load_async_settings,
+    load_defender_settings,
+    load_rate_limit_settings,
+)
 
 
 @pytest.mark.parametrize(("cloud", "base_url", "scope"), [
@@ -186,11 +194,43 @@ def test_target_reads_as_a_url_origin() -> None:
     ("MDE_CREDENTIAL", "client-secret", "MDE_CREDENTIAL must be managed-identity or default"),
     ("MDE_READ_TIMEOUT_SECONDS", "soon", "must be a number"),
     ("MDE_TOTAL_TIMEOUT_SECONDS", "600", "between 1 and 220"),
-    ("MDE_MAX_RETRIES", "-1", "between 0 and 10"),
+    ("MDE_MAX_RETRIES", "-1", "whole number from 0 to 10"),
 ])
 def test_bad_numbers_and_choices_are_named(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load_defender_settings({name: value})
+
+
+WHOLE_NUMBER_SETTINGS = [
+    (load_defender_settings, "MDE_MAX_RETRIES", "whole number from 0 to 10"),
+    (load_rate_limit_settings, "RATE_LIMIT_MAX_CONFLICT_RETRIES", "whole number from 0 to 100"),
+    (load_answer_cache_settings, "FILE_ALERTS_CACHE_SECONDS", "whole number of seconds from 0 to 3600"),
+    (load_async_settings, "OPERATIONS_RETENTION_HOURS", "whole number of hours from 1 to 720"),
+    (load_async_settings, "QUEUE_MAX_RETRIES", "whole number from 0 to 20"),
+]
+
+
+@pytest.mark.parametrize(("load", "name", "message"), WHOLE_NUMBER_SETTINGS)
+@pytest.mark.parametrize("value", ["2.5", "2.0", "1e1", "+2", "2 2", "\u0662", "0x2", "1_0", "9" * 5])
+def test_whole_number_settings_take_ascii_digits_only(load: Callable[[dict[str, str]], object], name: str,
+                                                      message: str, value: str) -> None:
+    """One rule for every whole-number setting: a count is written in digits, nothing a float parser also reads."""
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        load({name: value})
+    assert [problem.setting for problem in caught.value.problems] == [name]
+
+
+@pytest.mark.parametrize(("load", "name", "message"), WHOLE_NUMBER_SETTINGS)
+def test_whole_number_settings_take_their_range(load: Callable[[dict[str, str]], object], name: str,
+                                                message: str) -> None:
+    bounds = re.search(r"from ([0-9]+) to ([0-9]+)", message)
+    assert bounds is not None
+    low, high = int(bounds[1]), int(bounds[2])
+    for accepted in (str(low), str(high), f"0{high}"[-len(str(high)):]):
+        load({name: accepted})
+    for refused in (str(low - 1), str(high + 1)):
+        with pytest.raises(ConfigurationError, match=message):
+            load({name: refused})
 
 
 def test_timeouts_must_fit_in_the_total() -> None:
