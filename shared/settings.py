@@ -25,6 +25,7 @@ from shared.defender.clouds import CLOUDS
 from shared.defender.facts import Api
 from shared.defender.settings import DefenderSettings
 from shared.http.settings import AuthMode, AuthSettings, token_check
+from shared.identifiers import GUID
 from shared.lookups.settings import AnswerCacheSettings
 from shared.ratelimit import (
     MAX_CONFLICT_RETRIES,
@@ -260,13 +261,10 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
     return AsyncSettings(queue, table, hours * 3600, async_on_throttle, retries)
 
 
-_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
-
-
 def _guids(env: Mapping[str, str], name: str) -> frozenset[str]:
     raw = setting(env, name) or ""
     values = [value.strip().lower() for value in raw.split(",") if value.strip()]
-    bad = [value for value in values if not _GUID.fullmatch(value)]
+    bad = [value for value in values if not GUID.fullmatch(value)]
     if bad:
         raise ConfigurationError(f"{name} must be a comma-separated list of GUIDs, got {shown(bad[0])}.", setting=name)
     return frozenset(values)
@@ -311,7 +309,7 @@ def load_telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:
              (part.partition("=") for part in raw_auth.split(";") if part.strip())}
     client_id = parts.get("clientid") or None
     if raw_auth and (parts.get("authorization", "").upper() != "AAD" or set(parts) - {"authorization", "clientid"}
-                     or (client_id is not None and not _GUID.fullmatch(client_id.lower()))):
+                     or (client_id is not None and not GUID.fullmatch(client_id.lower()))):
         raise ConfigurationError(
             "APPLICATIONINSIGHTS_AUTHENTICATION_STRING must be `Authorization=AAD` or "
             "`ClientId=<client id>;Authorization=AAD`.",

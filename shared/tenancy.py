@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 from shared.catalogue import setting
 from shared.configuration import ConfigurationError, showable, shown, shown_url
 from shared.defender.clouds import LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, Cloud
-from shared.defender.tenants import GUID, MultiTenant, parse_tenants
+from shared.defender.tenants import MultiTenant, parse_tenants
 from shared.http.settings import EVERY_TENANT, HOME_TENANT, TenantCallers
+from shared.identifiers import GUID
 
 
 def load_multi_tenant(env: Mapping[str, str], cloud: Cloud) -> MultiTenant | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -14,6 +13,7 @@ from shared.configuration import ConfigurationError
 from shared.defender.clouds import LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, PUBLIC_LOGIN, US_GOVERNMENT_LOGIN
 from shared.defender.tenants import EVERY_TENANT as EVERY_TENANT
 from shared.defender.tenants import HOME_TENANT as HOME_TENANT
+from shared.identifiers import GUID
 
 
 class AuthMode(StrEnum):
@@ -55,12 +55,11 @@ class Role(StrEnum):
 
 #: Where an Entra ID v2.0 issuer may be: the clouds' login endpoints, or https on loopback (the local token endpoint).
 ENTRA_LOGINS = (PUBLIC_LOGIN, US_GOVERNMENT_LOGIN)
-_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
 
 
 def is_guid(value: str) -> bool:
     """A GUID in its canonical lower-case form (object ids, client ids, tenant ids)."""
-    return bool(_GUID.fullmatch(value))
+    return bool(GUID.fullmatch(value))
 
 
 @dataclass(frozen=True)

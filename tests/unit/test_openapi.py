@@ -44,7 +44,6 @@ from shared.validation import (
     UnsupportedMediaTypeError,
     validate_create_alert,
     validate_file_hash,
-    validate_sha1,
 )
 from tests.support.inputs import VALID
 from tests.support.rigs import make_edge
@@ -450,7 +449,7 @@ def test_the_report_id_pattern_is_exactly_the_validators(text: str) -> None:
 def test_file_hash_and_machine_id_patterns_agree_with_the_validator(text: str) -> None:
     sha1_documented = re.fullmatch(CREATE_REQUEST["properties"]["machineId"]["pattern"], text) is not None
     try:
-        validate_sha1(text)
+        validate_create_alert({**VALID, "machineId": text})
         sha1_accepted = True
     except InvalidInputError:
         sha1_accepted = False
