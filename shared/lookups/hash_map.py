@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 
-from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import TableClient
 
 from shared.identifiers import SHA1, SHA256
 from shared.tables.clients import upsert_best_effort
+from shared.tables.errors import read_or_none
 
 logger = logging.getLogger("mde_alert_gateway.hash_map")
 
@@ -38,14 +38,8 @@ class FileHashMap:
         """The SHA-1 stored for `sha256` (lower case), or None (unknown, unreadable, or storage failed)."""
         if not SHA256.fullmatch(sha256):
             return None
-        try:
-            entity = self._client.get_entity(partition(tenant), sha256)
-        except HttpResponseError as error:
-            if error.status_code != 404:
-                logger.warning("file hash map: read failed (HTTP %s); asking Defender", error.status_code)
-            return None
-        except AzureError as error:
-            logger.warning("file hash map: read failed (%s); asking Defender", type(error).__name__)
+        entity = read_or_none(self._client, partition(tenant), sha256, logger, "file hash map")
+        if entity is None:
             return None
         sha1 = entity.get("Sha1")
         if not isinstance(sha1, str) or not SHA1.fullmatch(sha1):
