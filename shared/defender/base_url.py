@@ -21,12 +21,6 @@ _URL_CHARACTERS = re.compile(r"[!-~]+", re.ASCII)
 _DNS_NAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*", re.ASCII)
 
 
-def validate_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> str:
-    """`url` without its trailing slash, once `judge_base_url` has accepted it."""
-    judge_base_url(url, setting_name=setting_name)
-    return url.rstrip("/")
-
-
 def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
     """Accept https on a documented Defender domain or http(s) on loopback and return where it connects.
 

@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.ratelimit import Decision, MemoryStore, RateLimiter, RateLimitStorageError, Reason, Snapshot, Tally
+from shared.ratelimit import Decision, RateLimiter, RateLimitStorageError, Reason, Snapshot, Tally
 from shared.ratelimit.entity import partition_key
+from shared.ratelimit.memory_store import MemoryStore
 from shared.ratelimit.sliding_log import LogState
 from tests.support.limiter_contract import LimiterContract
 from tests.support.scripted import FakeClock, RecordingStore, policy

@@ -9,7 +9,6 @@ import pytest
 
 from shared.catalogue import CATALOGUE
 from shared.configuration import ConfigurationError
-from shared.defender.base_url import validate_base_url
 from shared.defender.clouds import CLOUDS
 from shared.defender.outbound import Target, connection_target
 from shared.settings import (
@@ -74,7 +73,7 @@ def test_base_url_override_keeps_the_cloud_scope() -> None:
     "http://[::1]",
 ])
 def test_allowed_base_urls(url: str) -> None:
-    assert validate_base_url(url) == url.rstrip("/")
+    assert load_defender_settings({"MDE_BASE_URL": url}).base_url == url.rstrip("/")
 
 
 @pytest.mark.parametrize(("url", "reason"), [
