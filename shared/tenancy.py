@@ -64,7 +64,8 @@ def _loopback_ipv4(host: str) -> bool:
 
 
 def load_tenant_callers(env: Mapping[str, str], multi_tenant: MultiTenant | None) -> TenantCallers:
-    """GATEWAY_TENANT_CALLERS: `<object id>=<tenant>+<tenant>;...` (a tenant by id or short name, `*` for all)."""
+    """GATEWAY_TENANT_CALLERS: `<object id>=<tenant>+<tenant>;...` (a tenant by id or short name, `*` for every customer
+    tenant, `home` for the gateway's own)."""
     raw = setting(env, "GATEWAY_TENANT_CALLERS") or ""
     mapping: dict[str, frozenset[str]] = {}
     for entry in (part.strip() for part in raw.split(";") if part.strip()):
