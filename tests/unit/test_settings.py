@@ -9,14 +9,22 @@ import pytest
 
 from shared.catalogue import CATALOGUE
 from shared.configuration import ConfigurationError
-from shared.defender.clouds import CLOUDS
+from shared.defender.base_url import judge_base_url
+from shared.defender.clouds import CLOUDS, is_loopback
 from shared.defender.outbound import Target, connection_target
+from shared.http.settings import token_check
 from shared.settings import (
     load_answer_cache_settings,
     load_async_settings,
     load_defender_settings,
     load_rate_limit_settings,
+    load_settings,
 )
+from tests.support.rigs import UNIT_ENV
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+MANY_TENANTS = {"MDE_TENANTS": f"contoso={TENANT}", "MDE_MULTITENANT_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+                "AZURE_CLIENT_ID": "66666666-7777-8888-9999-000000000000"}
 
 
 @pytest.mark.parametrize(("cloud", "base_url", "scope"), [
@@ -241,3 +249,27 @@ def test_catalogue_names_are_unique_and_described() -> None:
     names = [spec.name for spec in CATALOGUE]
     assert len(names) == len(set(names))
     assert all(spec.description.strip() for spec in CATALOGUE)
+
+
+LOOPBACK_SPELLINGS = [("localhost", True), ("[::1]", True), ("127.0.0.1", True), ("127.9.8.7", True),
+                      ("127.1", False), ("0x7f.0.0.1", False), ("2130706433", False), ("127.000.0.1", False),
+                      ("128.0.0.1", False), ("localhost.", False), ("[::ffff:127.0.0.1]", False)]
+
+
+@pytest.mark.parametrize(("host", "loopback"), LOOPBACK_SPELLINGS)
+def test_one_loopback_rule_for_every_url_that_may_point_here(host: str, loopback: bool) -> None:
+    """The base URL, the token exchange's authority and the token issuer each accept a loopback host only as
+    shared.defender.clouds.is_loopback reads it: one rule, the same answer everywhere."""
+    assert is_loopback(host.strip("[]")) is loopback
+
+    def accepted(check: Callable[[], object]) -> bool:
+        try:
+            check()
+        except ConfigurationError:
+            return False
+        return True
+
+    assert accepted(lambda: judge_base_url(f"http://{host}:7073")) is loopback
+    assert accepted(lambda: load_settings({**UNIT_ENV, **MANY_TENANTS,
+                                           "MDE_AUTHORITY_HOST": f"https://{host}:8443"})) is loopback
+    assert accepted(lambda: token_check(f"https://{host}:8443/{TENANT}/v2.0", "api://gateway")) is loopback
