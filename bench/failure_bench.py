@@ -34,7 +34,6 @@ from shared.defender.facts import Api
 from shared.defender.gateway import Gateway, RetryPolicy
 from shared.ratelimit import (
     CLIENT_OPTIONS,
-    MemoryStore,
     RateLimiter,
     RateLimitStorageError,
     RatePolicy,
@@ -42,6 +41,7 @@ from shared.ratelimit import (
     build_rate_limiters,
     parse_windows,
 )
+from shared.ratelimit.memory_store import MemoryStore
 from shared.settings import load_defender_settings
 
 #: The bounds (seconds) each figure is divided by.

@@ -38,6 +38,7 @@ Run: `python -m localdev.functions_host --port 7071`.
 from __future__ import annotations
 
 import argparse
+import base64
 import hmac
 import importlib
 import json
@@ -66,7 +67,6 @@ from localdev.queue_host import (
 )
 from localdev.servers import QuietHandler, quiet_server
 from localdev.timer_host import TimerFunction, start_timers
-from shared.http.callers import encode_principal
 from shared.http.settings import TokenCheck
 from shared.http.tokens import IssuerKeys, KeysUnavailableError, TokenRefusedError, validated_claims
 
@@ -82,6 +82,14 @@ DEFAULT_FUNCTION_TIMEOUT = 30 * 60.0
 RAW_HEADERS_KEY = "localdev.raw_headers"
 
 logger = logging.getLogger("localdev.functions_host")
+
+
+def encode_principal(claims: Mapping[str, str], *, auth_type: str = "aad") -> str:
+    """The X-MS-CLIENT-PRINCIPAL value the platform sends for these claims (the local host plays the platform)."""
+    document = {"auth_typ": auth_type, "claims": [{"typ": typ, "val": val} for typ, val in claims.items()],
+                "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+                "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
+    return base64.b64encode(json.dumps(document).encode()).decode()
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "https loopback URL (the local token endpoint), is accepted."),
     SettingSpec("GATEWAY_TENANT_CALLERS", "",
                 "With MDE_TENANTS and GATEWAY_AUTH=entra: which callers may act for which tenants, "
-                "`<object id>=<tenant>+<tenant>;...` (tenants by short name or id, `*` for all). Anyone else gets "
-                "403 for a customer tenant; the home tenant is every allowed caller's.", True),
+                "`<object id>=<tenant>+<tenant>;...` (tenants by short name or id, `*` for every customer tenant, "
+                "`home` for the gateway's own). Anyone else gets 403 for a customer tenant; a caller listed here "
+                "reaches the home tenant only if its entry names `home`, an unlisted one as before.", True),
     SettingSpec("MDE_CONNECT_TIMEOUT_SECONDS", "5", "TCP/TLS connect timeout for one call to Defender."),
     SettingSpec("MDE_READ_TIMEOUT_SECONDS", "30", "Read timeout for one call to Defender."),
     SettingSpec("MDE_TOTAL_TIMEOUT_SECONDS", "100",

@@ -25,6 +25,7 @@ from shared.defender.clouds import CLOUDS
 from shared.defender.facts import Api
 from shared.defender.settings import DefenderSettings
 from shared.http.settings import AuthMode, AuthSettings, token_check
+from shared.identifiers import GUID
 from shared.lookups.settings import AnswerCacheSettings
 from shared.ratelimit import (
     MAX_CONFLICT_RETRIES,
@@ -38,15 +39,35 @@ from shared.telemetry.settings import TelemetrySettings
 from shared.tenancy import load_multi_tenant, load_tenant_callers
 
 
-def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float) -> float:
-    raw = setting(env, name)
+def _number(env: Mapping[str, str], name: str, *, minimum: float, maximum: float, unit: str = "",
+            above: bool = False) -> float:
+    """A number setting from `minimum` (or, with `above`, greater than it) to `maximum`; NaN is never in range."""
+    raw = setting(env, name) or ""
     try:
-        value = float(raw or "")
+        value: float | None = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {shown(raw or '')}.", setting=name) from None
-    if not minimum <= value <= maximum:
-        raise ConfigurationError(f"{name} must be between {minimum:g} and {maximum:g}, got {value:g}.", setting=name)
-    return value
+        value = None
+    if value is not None and (minimum < value if above else minimum <= value) and value <= maximum:
+        return value
+    of = f" of {unit}" if unit else ""
+    if above:
+        reason = f"must be a number{of} greater than {minimum:g} and at most {maximum:g}"
+    elif value is None:
+        reason = f"must be a number{of}"
+    else:
+        reason = f"must be between {minimum:g} and {maximum:g}"
+    raise ConfigurationError(f"{name} {reason}, got {shown(raw)}.", setting=name)
+
+
+def _whole(env: Mapping[str, str], name: str, *, minimum: int, maximum: int, unit: str = "") -> int:
+    """A whole-number setting from `minimum` to `maximum`: ASCII digits only (no sign, point, exponent or space), at
+    most as many as `maximum` has."""
+    raw = setting(env, name) or ""
+    if not re.fullmatch(f"[0-9]{{1,{len(str(maximum))}}}", raw, re.ASCII) or not minimum <= int(raw) <= maximum:
+        of = f" of {unit}" if unit else ""
+        raise ConfigurationError(f"{name} must be a whole number{of} from {minimum} to {maximum}, got {shown(raw)}.",
+                                 setting=name)
+    return int(raw)
 
 
 def _switch(env: Mapping[str, str], name: str) -> bool:
@@ -84,7 +105,7 @@ def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
         connect_timeout=connect,
         read_timeout=read,
         total_timeout=total,
-        max_retries=int(_number(env, "MDE_MAX_RETRIES", minimum=0, maximum=10)),
+        max_retries=_whole(env, "MDE_MAX_RETRIES", minimum=0, maximum=10),
         max_retry_after=_number(env, "MDE_MAX_RETRY_AFTER_SECONDS", minimum=0, maximum=120),
         multi_tenant=load_multi_tenant(env, cloud),
     )
@@ -121,38 +142,12 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
                       f"(calls/seconds, comma-separated), got {shown(raw)}.")
             raise ConfigurationError(reason, setting=name) from None
 
-    raw_margin = setting(env, "RATE_LIMIT_MARGIN_SECONDS") or ""
-    try:
-        margin = float(raw_margin)
-    except ValueError:
-        raise ConfigurationError(
-            f"RATE_LIMIT_MARGIN_SECONDS must be a number of seconds, got {shown(raw_margin)}.",
-            setting="RATE_LIMIT_MARGIN_SECONDS") from None
-    if not 0 <= margin <= MAX_MARGIN_SECONDS:  # also refuses NaN
-        raise ConfigurationError(
-            f"RATE_LIMIT_MARGIN_SECONDS must be between 0 and {MAX_MARGIN_SECONDS:g}, got {shown(raw_margin)}.",
-            setting="RATE_LIMIT_MARGIN_SECONDS")
-
+    margin = _number(env, "RATE_LIMIT_MARGIN_SECONDS", minimum=0, maximum=MAX_MARGIN_SECONDS, unit="seconds")
     table = _table_name(env, "RATE_LIMIT_TABLE")
-
-    raw_retries = setting(env, "RATE_LIMIT_MAX_CONFLICT_RETRIES") or ""
-    if not re.fullmatch(r"[0-9]{1,3}", raw_retries, re.ASCII) or int(raw_retries) > MAX_CONFLICT_RETRIES:
-        raise ConfigurationError(
-            f"RATE_LIMIT_MAX_CONFLICT_RETRIES must be a whole number from 0 to {MAX_CONFLICT_RETRIES}, "
-            f"got {shown(raw_retries)}.", setting="RATE_LIMIT_MAX_CONFLICT_RETRIES")
-
-    raw_share = setting(env, "RATE_LIMIT_NEW_STATE_SHARE") or ""
-    try:
-        share = float(raw_share)
-    except ValueError:
-        share = float("nan")
-    if not 0 < share <= 1:  # also refuses NaN
-        raise ConfigurationError(
-            f"RATE_LIMIT_NEW_STATE_SHARE must be a number greater than 0 and at most 1, got {shown(raw_share)}.",
-            setting="RATE_LIMIT_NEW_STATE_SHARE")
-
+    retries = _whole(env, "RATE_LIMIT_MAX_CONFLICT_RETRIES", minimum=0, maximum=MAX_CONFLICT_RETRIES)
+    share = _number(env, "RATE_LIMIT_NEW_STATE_SHARE", minimum=0, maximum=1, above=True)
     return RateLimitSettings(policies=MappingProxyType(policies), margin_seconds=margin, table_name=table,
-                             max_conflict_retries=int(raw_retries), new_state_share=share)
+                             max_conflict_retries=retries, new_state_share=share)
 
 
 #: Every table the gateway keeps, each for one kind of record (names are case-insensitive in Table Storage).
@@ -236,13 +231,8 @@ MAX_CACHE_SECONDS = 3600
 
 
 def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
-    raw = setting(env, "FILE_ALERTS_CACHE_SECONDS") or ""
-    if not re.fullmatch(r"[0-9]{1,4}", raw, re.ASCII) or int(raw) > MAX_CACHE_SECONDS:
-        raise ConfigurationError(
-            f"FILE_ALERTS_CACHE_SECONDS must be a whole number of seconds from 0 to {MAX_CACHE_SECONDS}, "
-            f"got {shown(raw)}.",
-            setting="FILE_ALERTS_CACHE_SECONDS")
-    return AnswerCacheSettings(int(raw), _table_name(env, "ANSWER_CACHE_TABLE"), _table_name(env, "FILE_HASH_TABLE"))
+    seconds = _whole(env, "FILE_ALERTS_CACHE_SECONDS", minimum=0, maximum=MAX_CACHE_SECONDS, unit="seconds")
+    return AnswerCacheSettings(seconds, _table_name(env, "ANSWER_CACHE_TABLE"), _table_name(env, "FILE_HASH_TABLE"))
 
 
 MAX_QUEUE_RETRIES = 20
@@ -260,32 +250,21 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
             f"hyphens, room left for the waiting queues' suffixes and -poison), got {shown(queue)}.",
             setting="REQUESTS_QUEUE")
     table = _table_name(env, "OPERATIONS_TABLE")
-    raw_hours = setting(env, "OPERATIONS_RETENTION_HOURS") or ""
-    if not re.fullmatch(r"[0-9]{1,3}", raw_hours, re.ASCII) or not 1 <= int(raw_hours) <= 720:
-        raise ConfigurationError(
-            f"OPERATIONS_RETENTION_HOURS must be a whole number of hours from 1 to 720, got {shown(raw_hours)}.",
-            setting="OPERATIONS_RETENTION_HOURS")
+    hours = _whole(env, "OPERATIONS_RETENTION_HOURS", minimum=1, maximum=720, unit="hours")
     async_on_throttle = _switch(env, "GATEWAY_ASYNC_ON_THROTTLE")
-    raw_retries = setting(env, "QUEUE_MAX_RETRIES") or ""
-    if not re.fullmatch(r"[0-9]{1,2}", raw_retries, re.ASCII) or int(raw_retries) > MAX_QUEUE_RETRIES:
-        raise ConfigurationError(
-            f"QUEUE_MAX_RETRIES must be a whole number from 0 to {MAX_QUEUE_RETRIES}, got {shown(raw_retries)}.",
-            setting="QUEUE_MAX_RETRIES")
+    retries = _whole(env, "QUEUE_MAX_RETRIES", minimum=0, maximum=MAX_QUEUE_RETRIES)
     schedule = setting(env, "MAINTENANCE_SCHEDULE") or ""
     if not _NCRONTAB.fullmatch(schedule.strip()):
         raise ConfigurationError(
             "MAINTENANCE_SCHEDULE must be a six-field NCRONTAB expression (second minute hour day month weekday, "
             f"e.g. '0 */1 * * * *'), got {shown(schedule)}.", setting="MAINTENANCE_SCHEDULE")
-    return AsyncSettings(queue, table, int(raw_hours) * 3600, async_on_throttle, int(raw_retries))
-
-
-_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+    return AsyncSettings(queue, table, hours * 3600, async_on_throttle, retries)
 
 
 def _guids(env: Mapping[str, str], name: str) -> frozenset[str]:
     raw = setting(env, name) or ""
     values = [value.strip().lower() for value in raw.split(",") if value.strip()]
-    bad = [value for value in values if not _GUID.fullmatch(value)]
+    bad = [value for value in values if not GUID.fullmatch(value)]
     if bad:
         raise ConfigurationError(f"{name} must be a comma-separated list of GUIDs, got {shown(bad[0])}.", setting=name)
     return frozenset(values)
@@ -330,7 +309,7 @@ def load_telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:
              (part.partition("=") for part in raw_auth.split(";") if part.strip())}
     client_id = parts.get("clientid") or None
     if raw_auth and (parts.get("authorization", "").upper() != "AAD" or set(parts) - {"authorization", "clientid"}
-                     or (client_id is not None and not _GUID.fullmatch(client_id.lower()))):
+                     or (client_id is not None and not GUID.fullmatch(client_id.lower()))):
         raise ConfigurationError(
             "APPLICATIONINSIGHTS_AUTHENTICATION_STRING must be `Authorization=AAD` or "
             "`ClientId=<client id>;Authorization=AAD`.",

@@ -3,16 +3,16 @@ read and checked with the others by shared.settings: a bad list stops the gatewa
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from shared.catalogue import setting
 from shared.configuration import ConfigurationError, showable, shown, shown_url
-from shared.defender.clouds import LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, Cloud
-from shared.defender.tenants import GUID, MultiTenant, parse_tenants
+from shared.defender.clouds import Cloud, is_loopback
+from shared.defender.tenants import MultiTenant, parse_tenants
 from shared.http.settings import EVERY_TENANT, HOME_TENANT, TenantCallers
+from shared.identifiers import GUID
 
 
 def load_multi_tenant(env: Mapping[str, str], cloud: Cloud) -> MultiTenant | None:
@@ -46,7 +46,7 @@ def _authority(raw: str | None, cloud: Cloud) -> str:
         return cloud.login
     parts = urlsplit(raw)
     host = parts.hostname or ""
-    loopback = host in LOOPBACK_HOSTS or _loopback_ipv4(host)
+    loopback = is_loopback(host)
     if parts.scheme != "https" or not loopback or parts.path.strip("/") or parts.query or parts.username:
         raise ConfigurationError(f"MDE_AUTHORITY_HOST must be {cloud.login} (the cloud's login endpoint) or an "
                                  f"https loopback URL (local use), got {shown_url(raw)}.",
@@ -54,16 +54,9 @@ def _authority(raw: str | None, cloud: Cloud) -> str:
     return raw.rstrip("/")
 
 
-def _loopback_ipv4(host: str) -> bool:
-    try:
-        address = ipaddress.IPv4Address(host)
-    except ValueError:
-        return False
-    return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)
-
-
 def load_tenant_callers(env: Mapping[str, str], multi_tenant: MultiTenant | None) -> TenantCallers:
-    """GATEWAY_TENANT_CALLERS: `<object id>=<tenant>+<tenant>;...` (a tenant by id or short name, `*` for all)."""
+    """GATEWAY_TENANT_CALLERS: `<object id>=<tenant>+<tenant>;...` (a tenant by id or short name, `*` for every customer
+    tenant, `home` for the gateway's own)."""
     raw = setting(env, "GATEWAY_TENANT_CALLERS") or ""
     mapping: dict[str, frozenset[str]] = {}
     for entry in (part.strip() for part in raw.split(";") if part.strip()):

@@ -14,6 +14,7 @@ from enum import Enum, StrEnum
 from typing import Any, NamedTuple, NoReturn
 
 from shared.defender.facts import CATEGORIES, CREATE_FIELDS, SEVERITIES
+from shared.identifiers import SHA1_ANY_CASE, SHA256_ANY_CASE
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ MAX_TEXT_LENGTH = 4096
 
 # Every pattern here means ASCII: re.ASCII keeps \d from matching other scripts' digits (e.g. Arabic-Indic
 # or full-width ones) and IGNORECASE from folding non-ASCII letters (e.g. the Kelvin sign) onto ASCII.
-HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
+_HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
 _HASH_NAMES = {32: "an MD5", 40: "a SHA-1", 64: "a SHA-256", 128: "a SHA-512"}
 # Advanced hunting gives UTC times with up to 7 fractional digits, e.g. 2018-08-03T16:45:21.7115183Z.
 _EVENT_TIME = re.compile(
@@ -52,19 +53,6 @@ _REPORT_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
 # C0 and C1 control characters except tab, LF and CR (DEL included), and surrogates: in a str from JSON a
 # surrogate is always unpaired, because the decoder joins every valid pair into one character.
 FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def validate_sha1(raw: str, *, field: str = "route.sha1") -> str:
-    """Return the SHA-1 in lower case, or raise a 400 naming `field` and saying what the value is instead."""
-    value = _ascii_stripped(raw) or ""
-    if len(value) == 40 and HEX.fullmatch(value):
-        return value.lower()
-    if HEX.fullmatch(value) and len(value) in _HASH_NAMES:
-        message = (f"'{value}' looks like {_HASH_NAMES[len(value)]} hash; Defender's file alerts API supports "
-                   "only SHA-1 (40 hexadecimal characters).")
-    else:
-        message = "must be a SHA-1 hash: exactly 40 hexadecimal characters."
-    raise InvalidInputError([FieldError(field, message)])
 
 
 class HashKind(StrEnum):
@@ -82,15 +70,16 @@ class FileHash(NamedTuple):
     value: str
 
 
-_FILE_HASH_KINDS = {40: HashKind.SHA1, 64: HashKind.SHA256}
+_FILE_HASH_KINDS = ((SHA1_ANY_CASE, HashKind.SHA1), (SHA256_ANY_CASE, HashKind.SHA256))
 
 
 def validate_file_hash(raw: Any, *, field: str = "route.fileHash") -> FileHash:
     """A SHA-1 or SHA-256 in lower case, or a 400 naming `field` and saying what the value is instead."""
     value = _ascii_stripped(raw) or ""
-    if len(value) in _FILE_HASH_KINDS and HEX.fullmatch(value):
-        return FileHash(_FILE_HASH_KINDS[len(value)], value.lower())
-    if HEX.fullmatch(value) and len(value) in _HASH_NAMES:
+    for pattern, kind in _FILE_HASH_KINDS:
+        if pattern.fullmatch(value):
+            return FileHash(kind, value.lower())
+    if _HEX.fullmatch(value) and len(value) in _HASH_NAMES:
         message = (f"'{value}' looks like {_HASH_NAMES[len(value)]} hash; the gateway looks files up by SHA-1 "
                    "(40 hexadecimal characters) or SHA-256 (64) only.")
     else:
@@ -263,8 +252,7 @@ def validate_create_alert(document: dict[str, Any]) -> dict[str, str]:
           f"non-negative integer, at most {MAX_REPORT_ID}")
     machine_id = document.get("machineId")
     check("machineId",
-          machine_id.lower() if isinstance(machine_id, str) and len(machine_id) == 40 and HEX.fullmatch(machine_id)
-          else None,
+          machine_id.lower() if isinstance(machine_id, str) and SHA1_ANY_CASE.fullmatch(machine_id) else None,
           "must be the device id: 40 hexadecimal characters")
     check("severity", _canonical(document.get("severity"), SEVERITIES), "must be one of " + ", ".join(SEVERITIES))
     check("category", _canonical(document.get("category"), CATEGORIES), "must be one of " + ", ".join(CATEGORIES))

@@ -48,6 +48,7 @@ from shared.defender.facts import (
     file_alerts_path,
     file_info_path,
 )
+from shared.identifiers import SHA1_ANY_CASE, SHA256_ANY_CASE
 
 COMMERCIAL_AUDIENCE = "https://api.securitycenter.microsoft.com"
 _ID = "{id}"
@@ -69,8 +70,6 @@ ROUTES: dict[Api, tuple[str, re.Pattern[str]]] = {
     Api.CREATE_ALERT: (API_FACTS[Api.CREATE_ALERT].method, CREATE_PATH),
     Api.FILE_INFO: (API_FACTS[Api.FILE_INFO].method, FILE_INFO_PATH),
 }
-SHA1_HEX = re.compile(r"[0-9a-fA-F]{40}")
-SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 REQUIRED_ROLES = {api.value: facts.roles for api, facts in API_FACTS.items()}
 ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
 
@@ -240,7 +239,7 @@ class Simulator:
                       f"Injected fault: {fault.status}.", headers)
 
     def _file_alerts(self, file_id: str, tenant: str | None = None) -> Response:
-        if not re.fullmatch(r"[0-9a-fA-F]{40}", file_id):
+        if not SHA1_ANY_CASE.fullmatch(file_id):
             return _error(400, "InvalidHashValue",
                           f"Hash value {file_id} is not valid: only SHA-1 file hashes are supported.")
         sha1 = file_id.lower()
@@ -250,7 +249,7 @@ class Simulator:
             return _ok({"@odata.context": f"{self.context_base}/api/$metadata#Alerts", "value": related})
 
     def _file_info(self, file_id: str, tenant: str | None = None) -> Response:
-        if not (SHA1_HEX.fullmatch(file_id) or SHA256_HEX.fullmatch(file_id)):
+        if not (SHA1_ANY_CASE.fullmatch(file_id) or SHA256_ANY_CASE.fullmatch(file_id)):
             return _error(400, "InvalidHashValue",
                           f"Hash value {file_id} is not valid: only SHA-1 and SHA-256 file hashes are supported.")
         found = self._find_file(file_id.lower(), tenant)
@@ -401,9 +400,9 @@ class Simulator:
         """POST /_sim/files: a file entity (documented properties only, an `@odata.context` is ignored; sha1
         required, sha256 optional) that Get file information finds by either hash. Replaces a file with its SHA-1."""
         sha1, sha256 = payload.get("sha1"), payload.get("sha256")
-        if not isinstance(sha1, str) or not SHA1_HEX.fullmatch(sha1):
+        if not isinstance(sha1, str) or not SHA1_ANY_CASE.fullmatch(sha1):
             return _error(400, "BadRequest", "sha1 must be 40 hex digits")
-        if sha256 is not None and (not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256)):
+        if sha256 is not None and (not isinstance(sha256, str) or not SHA256_ANY_CASE.fullmatch(sha256)):
             return _error(400, "BadRequest", "sha256 must be 64 hex digits or null")
         try:
             entity = file_entity(sha1, sha256, **{k: v for k, v in payload.items()

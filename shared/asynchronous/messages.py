@@ -33,7 +33,8 @@ from shared.asynchronous.operations import OPERATION_ID_PATTERN
 from shared.asynchronous.queue_names import QUEUE_NAME
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import OPERATION_NAMES, Api
-from shared.defender.tenants import GUID, MultiTenant, Tenant
+from shared.defender.tenants import MultiTenant, Tenant
+from shared.identifiers import GUID, GUID_ANY_CASE
 from shared.telemetry.catalogue import TRACEPARENT
 from shared.validation import FieldError, InvalidInputError, validate_create_alert, validate_file_hash
 
@@ -46,7 +47,6 @@ _ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
 _FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue", "caller", "tenantId", TRACEPARENT}
 #: A W3C trace context `traceparent` (version 00): trace id and parent id not all zero.
 _TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}", re.ASCII)
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset(),
         errors.append(FieldError("replyQueue", "must be a queue name (3-63 lowercase letters, digits and single "
                                                "hyphens) other than the gateway's request and poison queues"))
     caller = document.get("caller", "")
-    if not isinstance(caller, str) or (caller and not _GUID.fullmatch(caller)):
+    if not isinstance(caller, str) or (caller and not GUID_ANY_CASE.fullmatch(caller)):
         errors.append(FieldError("caller", "must be the Entra object id (a GUID) of the principal that may read the "
                                            "operation"))
     named_tenant = document.get("tenantId")

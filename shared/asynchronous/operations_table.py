@@ -42,6 +42,7 @@ from shared.asynchronous.operations import (
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import Api
 from shared.tables.chunks import integer, pack, unpack
+from shared.tables.errors import described, status_of, translated
 
 logger = logging.getLogger("mde_alert_gateway.operations")
 
@@ -124,13 +125,8 @@ class TableOperationStore:
             metadata = self._call(lambda: self._client.update_entity(
                 _entity(updated), mode=UpdateMode.REPLACE, etag=operation.etag,
                 match_condition=MatchConditions.IfNotModified))
-        except (ResourceNotFoundError, ResourceExistsError):
+        except HttpResponseError:  # what _call lets through: changed (412) or gone (404) meanwhile
             return None
-        except HttpResponseError as error:
-            if error.status_code == 412:
-                return None
-            raise OperationsStorageError(f"operation {operation.id}: update failed (HTTP {error.status_code})") \
-                from None
         if updated.done and not operation.done:
             self.unindex_pending(operation.id)
         return replace(updated, etag=str(metadata.get("etag", "")))
@@ -149,17 +145,10 @@ class TableOperationStore:
         """The pending index: one entry per pending operation (a row may outlive its operation by a crash until the
         next sweep). Reads the index partition alone: its cost follows what is pending, not the table's size."""
         query = f"PartitionKey eq '{PENDING_PARTITION}'"
-        try:
+        with self._translated("query failed"), _unless_no_table():  # created with the first operation
             for entity in self._client.query_entities(query, select=["RowKey", "Api", "CreatedAt"]):
-                try:
+                with contextlib.suppress(KeyError, TypeError, ValueError):
                     yield PendingEntry(str(entity["RowKey"]), Api(entity["Api"]), integer(entity["CreatedAt"]) / 1000)
-                except (KeyError, TypeError, ValueError):
-                    continue
-        except ResourceNotFoundError:  # created with the first operation: none is pending yet
-            return
-        except AzureError as error:
-            raise OperationsStorageError(f"operations table {self.name}: query failed ({type(error).__name__})") \
-                from None
 
     def recent(self, since: float, limit: int = 25) -> list[Operation]:
         """Up to `limit` operations created since `since`, the newest first, found through the expiry index: a
@@ -168,7 +157,7 @@ class TableOperationStore:
         first, last = since + self.retention_seconds, self._clock() + self.retention_seconds + CLOCK_SLACK_SECONDS
         hours = sorted({_hour(first + step) for step in range(0, int(last - first) + 3600, 3600)} | {_hour(last)})
         candidates: list[tuple[float, str]] = []
-        try:
+        with self._translated("query failed"), _unless_no_table():
             for hour in hours:
                 for row in self._client.query_entities(f"PartitionKey eq '{EXPIRY_PREFIX}{hour}'",
                                                        select=["RowKey", "ExpiresAt"]):
@@ -176,11 +165,6 @@ class TableOperationStore:
                         created = integer(row["ExpiresAt"]) / 1000 - self.retention_seconds
                         if created >= since:
                             candidates.append((created, str(row["RowKey"])))
-        except ResourceNotFoundError:
-            return []
-        except AzureError as error:
-            raise OperationsStorageError(f"operations table {self.name}: query failed ({type(error).__name__})") \
-                from None
         found: list[Operation] = []
         for _, operation_id in sorted(candidates, reverse=True):
             operation = self.get(operation_id)
@@ -196,7 +180,7 @@ class TableOperationStore:
             self._client.delete_entity(PENDING_PARTITION, operation_id)
         except AzureError as error:
             if not isinstance(error, ResourceNotFoundError):
-                logger.warning("operation %s: pending index row kept (%s)", operation_id, type(error).__name__)
+                logger.warning("operation %s: pending index row kept (%s)", operation_id, described(error))
 
     def purge_expired(self, limit: int = 100) -> int:
         """Delete up to `limit` expired records, found through the expiry index of the hours gone by; how many went.
@@ -207,17 +191,16 @@ class TableOperationStore:
         query = f"PartitionKey ge '{EXPIRY_PREFIX}' and PartitionKey le '{upper}'"
         deleted = 0
         try:
-            for row in self._client.query_entities(query, select=["PartitionKey", "RowKey", "ExpiresAt"]):
-                if integer(row["ExpiresAt"]) / 1000 >= now:
-                    continue  # later in the current hour
-                if self._purge(str(row["RowKey"])):
-                    deleted += 1
-                self._client.delete_entity(row["PartitionKey"], row["RowKey"])
-                if deleted >= limit:
-                    break
-        except ResourceNotFoundError:
-            return deleted
-        except (AzureError, KeyError, TypeError) as error:
+            with self._translated(lambda: f"purge stopped after {deleted} record(s)"), _unless_no_table():
+                for row in self._client.query_entities(query, select=["PartitionKey", "RowKey", "ExpiresAt"]):
+                    if integer(row["ExpiresAt"]) / 1000 >= now:
+                        continue  # later in the current hour
+                    if self._purge(str(row["RowKey"])):
+                        deleted += 1
+                    self._client.delete_entity(row["PartitionKey"], row["RowKey"])
+                    if deleted >= limit:
+                        break
+        except (KeyError, TypeError) as error:  # an index row this version cannot read
             raise OperationsStorageError(f"operations table {self.name}: purge stopped after {deleted} record(s) "
                                          f"({type(error).__name__})") from None
         return deleted
@@ -227,18 +210,13 @@ class TableOperationStore:
         of the records, for a sweep to run until it finds none."""
         now_ms = round(self._clock() * 1000)
         deleted = 0
-        try:
+        with self._translated(lambda: f"purge stopped after {deleted} record(s)"), _unless_no_table():
             for entity in self._client.query_entities(f"RowKey eq '{ROW_KEY}' and ExpiresAt lt {now_ms}L",
                                                       select=["PartitionKey"], results_per_page=limit):
                 if self._purge(str(entity["PartitionKey"])):
                     deleted += 1
                 if deleted >= limit:
                     break
-        except ResourceNotFoundError:
-            return deleted
-        except AzureError as error:
-            raise OperationsStorageError(f"operations table {self.name}: purge stopped after {deleted} record(s) "
-                                         f"({type(error).__name__})") from None
         return deleted
 
     def _purge(self, operation_id: str) -> bool:
@@ -259,20 +237,20 @@ class TableOperationStore:
             self._call(functools.partial(self._upsert, row))
 
     def _upsert(self, row: dict[str, Any]) -> Any:
-        try:
-            return self._client.upsert_entity(row, mode=UpdateMode.REPLACE)
-        except ResourceNotFoundError:  # the table itself (Azurite, or a deployment that did not create it)
-            with contextlib.suppress(ResourceExistsError):
-                self._client.create_table()
-            return self._client.upsert_entity(row, mode=UpdateMode.REPLACE)
+        return self._creating_table(lambda: self._client.upsert_entity(row, mode=UpdateMode.REPLACE))
 
     def _create_entity(self, entity: dict[str, Any]) -> Mapping[str, Any]:
+        written: Mapping[str, Any] = self._creating_table(lambda: self._client.create_entity(entity))
+        return written
+
+    def _creating_table(self, write: Callable[[], Any]) -> Any:
+        """`write`, again once the table is created if it is missing (Azurite, or a deployment that did not)."""
         try:
-            return self._client.create_entity(entity)
-        except ResourceNotFoundError:  # the table itself (Azurite, or a deployment that did not create it)
+            return write()
+        except ResourceNotFoundError:
             with contextlib.suppress(ResourceExistsError):
                 self._client.create_table()
-            return self._client.create_entity(entity)
+            return write()
 
     def _get_entity(self, operation_id: str) -> Mapping[str, Any] | None:
         try:
@@ -282,16 +260,28 @@ class TableOperationStore:
         return entity
 
     def _call(self, request: Callable[[], Any]) -> Any:
-        try:
+        """`request()`; a lost race (409, 412) or a missing entity (404) is raised as it is, for the caller to take."""
+        with self._translated(None, letting=_lost_race):
             return request()
-        except (ResourceExistsError, ResourceNotFoundError):
-            raise
-        except HttpResponseError as error:
-            if error.status_code == 412:
-                raise
-            raise OperationsStorageError(f"operations table {self.name}: HTTP {error.status_code}") from None
-        except AzureError as error:
-            raise OperationsStorageError(f"operations table {self.name}: {type(error).__name__}") from None
+
+    def _translated(self, doing: str | Callable[[], str] | None, *,
+                    letting: Callable[[AzureError], bool] | None = None) -> contextlib.AbstractContextManager[None]:
+        """Azure's errors as OperationsStorageError naming this table and what it was `doing` (read when it fails)."""
+        def error(what: str) -> OperationsStorageError:
+            done = doing() if callable(doing) else doing
+            return OperationsStorageError(f"operations table {self.name}: " + (f"{done} ({what})" if done else what))
+        return translated(error, letting=letting)
+
+
+def _lost_race(error: AzureError) -> bool:
+    return isinstance(error, (ResourceExistsError, ResourceNotFoundError)) or status_of(error) == 412
+
+
+@contextlib.contextmanager
+def _unless_no_table() -> Iterator[None]:
+    """A missing table holds nothing: the block ends there, as if it had found no more."""
+    with contextlib.suppress(ResourceNotFoundError):
+        yield
 
 
 def _hour(epoch: float) -> str:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from shared.asynchronous.queue_names import MESSAGE_TTL_SECONDS
 from shared.asynchronous.settings import AsyncSettings
 from shared.configuration import ConfigurationError
 from shared.defender.facts import Api
+from shared.tables.errors import described, translated
 from shared.tables.settings import StorageSettings
 
 logger = logging.getLogger("mde_alert_gateway.queues")
@@ -146,17 +148,14 @@ class StorageQueues(Queues):
         delay = visibility_delay(delay_seconds)
         client = self._service.get_queue_client(queue)
         for attempt in range(2):
-            try:
-                client.send_message(text, visibility_timeout=delay or None, time_to_live=MESSAGE_TTL_SECONDS)
-                return
-            except ResourceNotFoundError:
-                if attempt == 0 and self._create(client):
-                    continue
-                raise QueueStorageError(f"queue {queue} does not exist and could not be created") from None
-            except HttpResponseError as error:
-                raise QueueStorageError(f"queue {queue}: HTTP {error.status_code}") from None
-            except AzureError as error:
-                raise QueueStorageError(f"queue {queue}: {type(error).__name__}") from None
+            with _translated(queue):
+                try:
+                    client.send_message(text, visibility_timeout=delay or None, time_to_live=MESSAGE_TTL_SECONDS)
+                    return
+                except ResourceNotFoundError:
+                    if attempt == 0 and self._create(client):
+                        continue
+                    raise QueueStorageError(f"queue {queue} does not exist and could not be created") from None
 
     def depth(self, queue: str) -> int | None:
         """Approximate number of messages (None when the queue cannot be read)."""
@@ -165,16 +164,15 @@ class StorageQueues(Queues):
         except ResourceNotFoundError:
             return 0
         except AzureError as error:
-            logger.warning("queue %s: depth unknown (%s)", queue, type(error).__name__)
+            logger.warning("queue %s: depth unknown (%s)", queue, described(error))
             return None
 
     def peek(self, queue: str, limit: int = MAX_PEEK) -> list[Peeked]:
-        try:
-            found = self._service.get_queue_client(queue).peek_messages(max_messages=max(1, min(limit, MAX_PEEK)))
-        except ResourceNotFoundError:
-            return []
-        except AzureError as error:
-            raise QueueStorageError(f"queue {queue}: {type(error).__name__}") from None
+        with _translated(queue):
+            try:
+                found = self._service.get_queue_client(queue).peek_messages(max_messages=max(1, min(limit, MAX_PEEK)))
+            except ResourceNotFoundError:
+                return []
         return [Peeked(message.id, str(message.content), message.inserted_on.timestamp() if message.inserted_on
                        else 0.0, message.dequeue_count or 0) for message in found]
 
@@ -185,44 +183,44 @@ class StorageQueues(Queues):
         client = self._service.get_queue_client(queue)
         others: list[Any] = []
         try:
-            while len(others) < HIDE_SCAN:
-                page = list(client.receive_messages(messages_per_page=MAX_PEEK, max_messages=MAX_PEEK,
-                                                    visibility_timeout=seconds))
-                if not page:
-                    return None
-                for message in page:
-                    if message.id == message_id:
-                        others.extend(other for other in page if other is not message)
-                        return Hidden(queue, message.id, str(message.content), str(message.pop_receipt))
-                others.extend(page)
+            with _translated(queue), suppress(ResourceNotFoundError):  # no queue: no message to hide
+                return self._hide(client, queue, message_id, seconds, others)
             return None
-        except ResourceNotFoundError:
-            return None
-        except AzureError as error:
-            raise QueueStorageError(f"queue {queue}: {type(error).__name__}") from None
         finally:
             for other in others:
                 try:
                     client.update_message(other, visibility_timeout=0)
                 except AzureError as error:  # it shows again when its own time is up
                     logger.warning("queue %s: message %s stays hidden %d s (%s)", queue, other.id, seconds,
-                                   type(error).__name__)
+                                   described(error))
+
+    @staticmethod
+    def _hide(client: QueueClient, queue: str, message_id: str, seconds: int, others: list[Any]) -> Hidden | None:
+        """`hide`'s scan: each message received that is not `message_id` goes to `others`, to be shown again."""
+        while len(others) < HIDE_SCAN:
+            page = list(client.receive_messages(messages_per_page=MAX_PEEK, max_messages=MAX_PEEK,
+                                                visibility_timeout=seconds))
+            if not page:
+                return None
+            for message in page:
+                if message.id == message_id:
+                    others.extend(other for other in page if other is not message)
+                    return Hidden(queue, message.id, str(message.content), str(message.pop_receipt))
+            others.extend(page)
+        return None
 
     def delete(self, hidden: Hidden) -> None:
-        try:
+        with _translated(hidden.queue):
             self._service.get_queue_client(hidden.queue).delete_message(hidden.id, hidden.receipt)
-        except AzureError as error:
-            raise QueueStorageError(f"queue {hidden.queue}: {type(error).__name__}") from None
 
     def show(self, hidden: Hidden) -> None:
-        try:
+        with _translated(hidden.queue):
             self._service.get_queue_client(hidden.queue).update_message(hidden.id, hidden.receipt,
                                                                         visibility_timeout=0)
-        except AzureError as error:
-            raise QueueStorageError(f"queue {hidden.queue}: {type(error).__name__}") from None
 
     @staticmethod
     def _create(client: QueueClient) -> bool:
+        """Create `client`'s queue; True when it exists now (another instance may have created it meanwhile)."""
         try:
             client.create_queue()
         except ResourceExistsError:
@@ -230,3 +228,8 @@ class StorageQueues(Queues):
         except AzureError:
             return False
         return True
+
+
+def _translated(queue: str) -> AbstractContextManager[None]:
+    """Azure's errors as QueueStorageError naming `queue`."""
+    return translated(lambda what: QueueStorageError(f"queue {queue}: {what}"))

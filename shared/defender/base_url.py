@@ -7,24 +7,17 @@ start-up for MDE_BASE_URL (shared.settings); the client checks every request aga
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from urllib.parse import urlsplit
 
 from shared.configuration import ConfigurationError, shown_url
-from shared.defender.clouds import ALLOWED_HOST_SUFFIXES, LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK
+from shared.defender.clouds import ALLOWED_HOST_SUFFIXES, is_loopback
 from shared.defender.outbound import DEFAULT_PORTS, Target, connection_target
 
 #: Printable ASCII without space (0x21-0x7E): no whitespace, control or non-ASCII character in a base URL.
 _URL_CHARACTERS = re.compile(r"[!-~]+", re.ASCII)
 #: A host name as DNS spells it: letters, digits and hyphens in non-empty labels (an IDN in its xn-- form).
 _DNS_NAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*", re.ASCII)
-
-
-def validate_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> str:
-    """`url` without its trailing slash, once `judge_base_url` has accepted it."""
-    judge_base_url(url, setting_name=setting_name)
-    return url.rstrip("/")
 
 
 def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
@@ -60,7 +53,7 @@ def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
     if host.endswith("."):
         raise refused(f"host {host!r} must not end with a dot")
     judged = Target(parts.scheme, host, DEFAULT_PORTS[parts.scheme] if port is None else port)
-    problem = None if _is_loopback(host) else _defender_target_problem(judged)
+    problem = None if is_loopback(host) else _defender_target_problem(judged)
     if problem:
         raise refused(problem)
     try:
@@ -86,12 +79,3 @@ def _defender_target_problem(judged: Target) -> str | None:
     return None
 
 
-def _is_loopback(host: str) -> bool:
-    """`localhost`, `::1`, or a canonical dotted IPv4 address in 127.0.0.0/8."""
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        address = ipaddress.IPv4Address(host)
-    except ValueError:
-        return False
-    return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 COMMERCIAL_SCOPE = "https://api.securitycenter.microsoft.com/.default"
@@ -60,3 +61,14 @@ ALLOWED_HOST_SUFFIXES: tuple[str, ...] = (
 # because resolvers and URL parsers disagree on them.
 LOOPBACK_HOSTS: frozenset[str] = frozenset({"localhost", "::1"})
 LOOPBACK_IPV4_NETWORK = "127.0.0.0/8"
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, `::1`, or a canonical dotted IPv4 address in LOOPBACK_IPV4_NETWORK (as URL parsers give a host)."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)

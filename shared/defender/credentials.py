@@ -15,7 +15,8 @@ from azure.core.pipeline import PipelineResponse
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from shared.defender.settings import DefenderSettings
-from shared.defender.tenants import GUID, MultiTenant
+from shared.defender.tenants import MultiTenant
+from shared.identifiers import GUID
 
 
 class IdentityFailure(StrEnum):

@@ -6,13 +6,13 @@ Nothing here chooses an HTTP status for the gateway's caller or writes text for 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from shared.defender.facts import Api
+from shared.identifiers import SHA1_ANY_CASE
 
 
 class Reach(Enum):
@@ -143,16 +143,13 @@ def _error_of(document: Any) -> DefenderError | None:
     return DefenderError(**values) if values else None
 
 
-_SHA1 = re.compile(r"[0-9a-fA-F]{40}", re.ASCII)
-
-
 def file_entity_sha1(document: Any) -> str | None:
     """The SHA-1 (lower case) of Defender's file entity (Get file information), or None when it names none.
 
     The gateway puts it in the path of the file-alerts call, so only 40 hexadecimal characters count.
     """
     sha1 = document.get("sha1") if isinstance(document, dict) else None
-    return sha1.lower() if isinstance(sha1, str) and _SHA1.fullmatch(sha1) else None
+    return sha1.lower() if isinstance(sha1, str) and SHA1_ANY_CASE.fullmatch(sha1) else None
 
 
 def _documented_success(api: Api, document: Any) -> bool:

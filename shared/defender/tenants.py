@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from azure.core.credentials import TokenCredential
 from azure.identity import ClientAssertionCredential
 
+from shared.identifiers import GUID
+
 #: A short name for a tenant, used in routes and messages instead of its id.
 TENANT_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?", re.ASCII)
-GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
 #: What a tenant that has not consented answers: the app has no service principal there (7000229; 700016, "not
 #: installed by the administrator of the tenant"), or no consent for it (650052, 65001).
 CONSENT_ERRORS = ("AADSTS7000229", "AADSTS700016", "AADSTS650052", "AADSTS65001")

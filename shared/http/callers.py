@@ -137,14 +137,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(name) or headers.get(name.lower())
 
 
-def encode_principal(claims: Mapping[str, str], *, auth_type: str = "aad") -> str:
-    """The X-MS-CLIENT-PRINCIPAL value the platform sends for these claims (for the local host and tests)."""
-    document = {"auth_typ": auth_type, "claims": [{"typ": typ, "val": val} for typ, val in claims.items()],
-                "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
-                "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
-    return base64.b64encode(json.dumps(document).encode()).decode()
-
-
 def _claims(raw: str | None) -> dict[str, list[str]]:
     if not raw:
         raise CallerRefusedError(Refusal.UNAUTHENTICATED, "no client principal came with the request")

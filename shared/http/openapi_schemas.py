@@ -15,13 +15,13 @@ from shared.asynchronous.operations import OPERATION_ID_PATTERN, State
 from shared.defender.facts import CATEGORIES, CREATE_FIELDS, OPERATION_NAMES, SEVERITIES, Api
 from shared.http.openapi_blocks import JsonObject, array, bare, obj, prop, ref
 from shared.http.openapi_operator import operator_definitions
-from shared.validation import FORBIDDEN_IN_TEXT, HEX, MAX_REPORT_ID, MAX_TEXT_LENGTH
+from shared.identifiers import SHA1_ANY_CASE, SHA256_ANY_CASE
+from shared.validation import FORBIDDEN_IN_TEXT, MAX_REPORT_ID, MAX_TEXT_LENGTH
 
 # --- patterns: the validation's own rules, as anchored JSON-schema patterns (ECMA 262 and Python read them alike) --
 
-_HEX_DIGIT = HEX.pattern.removesuffix("+")  # "[0-9a-fA-F]", the validator's character class
-SHA1_PATTERN: Final = f"^{_HEX_DIGIT}{{40}}$"
-FILE_HASH_PATTERN: Final = f"^(?:{_HEX_DIGIT}{{40}}|{_HEX_DIGIT}{{64}})$"
+SHA1_PATTERN: Final = f"^{SHA1_ANY_CASE.pattern}$"
+FILE_HASH_PATTERN: Final = f"^(?:{SHA1_ANY_CASE.pattern}|{SHA256_ANY_CASE.pattern})$"
 MACHINE_ID_PATTERN: Final = SHA1_PATTERN
 #: The UTC form advanced hunting gives (the validator also reads a +00:00 zone and lower case; documented: Z).
 #: Years 0001-9999 (datetime's); months, days, hours, minutes and seconds in range (a 31st in a short month still

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import copy
 
+from shared.defender.tenants import TENANT_NAME
 from shared.http.openapi_blocks import JsonObject, ref
+from shared.identifiers import GUID
 
 GET_TENANT_FILE_RELATED_ALERTS = "GetTenantFileRelatedAlerts"
 CREATE_TENANT_ALERT_BY_REFERENCE = "CreateTenantAlertByReference"
 TENANT_PREFIX = "/tenants/{tenant}"
 #: A listed tenant's id (a GUID) or short name, as MDE_TENANTS names it.
-TENANT_PATTERN = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?)$"
+TENANT_PATTERN = f"^({GUID.pattern}|{TENANT_NAME.pattern})$"
 
 _TENANT_PARAMETER: JsonObject = {
     "name": "tenant", "in": "path", "required": True, "type": "string", "x-ms-summary": "Tenant",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -11,9 +9,10 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from shared.configuration import ConfigurationError
-from shared.defender.clouds import LOOPBACK_HOSTS, LOOPBACK_IPV4_NETWORK, PUBLIC_LOGIN, US_GOVERNMENT_LOGIN
+from shared.defender.clouds import PUBLIC_LOGIN, US_GOVERNMENT_LOGIN, is_loopback
 from shared.defender.tenants import EVERY_TENANT as EVERY_TENANT
 from shared.defender.tenants import HOME_TENANT as HOME_TENANT
+from shared.identifiers import GUID
 
 
 class AuthMode(StrEnum):
@@ -55,12 +54,11 @@ class Role(StrEnum):
 
 #: Where an Entra ID v2.0 issuer may be: the clouds' login endpoints, or https on loopback (the local token endpoint).
 ENTRA_LOGINS = (PUBLIC_LOGIN, US_GOVERNMENT_LOGIN)
-_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
 
 
 def is_guid(value: str) -> bool:
     """A GUID in its canonical lower-case form (object ids, client ids, tenant ids)."""
-    return bool(_GUID.fullmatch(value))
+    return bool(GUID.fullmatch(value))
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def token_check(issuer: str | None, audiences: str | None) -> TokenCheck:
     parts = urlsplit(raw)
     host = parts.hostname or ""
     origin = f"{parts.scheme}://{parts.netloc}"
-    loopback = host in LOOPBACK_HOSTS or _loopback_ipv4(host)
+    loopback = is_loopback(host)
     tenant, _, version = parts.path.strip("/").partition("/")
     if (parts.scheme != "https" or not (origin in ENTRA_LOGINS or loopback) or parts.query or parts.username
             or not is_guid(tenant) or version != "v2.0"):
@@ -100,14 +98,6 @@ def token_check(issuer: str | None, audiences: str | None) -> TokenCheck:
                                  "app registration's client id, and its App ID URI).",
                                  setting="GATEWAY_TOKEN_AUDIENCES")
     return TokenCheck(raw, accepted)
-
-
-def _loopback_ipv4(host: str) -> bool:
-    try:
-        address = ipaddress.IPv4Address(host)
-    except ValueError:
-        return False
-    return str(address) == host and address in ipaddress.IPv4Network(LOOPBACK_IPV4_NETWORK)
 
 
 @dataclass(frozen=True)

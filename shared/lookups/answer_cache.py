@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import EdmType, EntityProperty, TableClient
 
 from shared.ratelimit import partition_key
 from shared.tables.chunks import integer, pack, unpack
 from shared.tables.clients import upsert_best_effort
+from shared.tables.errors import read_or_none
 
 logger = logging.getLogger("mde_alert_gateway.cache")
 
@@ -50,14 +50,8 @@ class AnswerCache:
 
     def get(self, principal: str, sha1: str) -> CachedAnswer | None:
         """The answer stored for `sha1` within the TTL, or None."""
-        try:
-            entity = self._client.get_entity(partition_key(principal), _row(sha1))
-        except HttpResponseError as error:
-            if error.status_code != 404:
-                logger.warning("answer cache: read failed (HTTP %s); asking Defender", error.status_code)
-            return None
-        except AzureError as error:
-            logger.warning("answer cache: read failed (%s); asking Defender", type(error).__name__)
+        entity = read_or_none(self._client, partition_key(principal), _row(sha1), logger, "answer cache")
+        if entity is None:
             return None
         try:
             age_ms = round(self._clock() * 1000) - integer(entity.get("StoredAt"))

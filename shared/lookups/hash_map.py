@@ -11,18 +11,16 @@ The map never fails a lookup: a storage error is a miss (on read) or a skipped s
 from __future__ import annotations
 
 import logging
-import re
 
-from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import TableClient
 
+from shared.identifiers import SHA1, SHA256
 from shared.tables.clients import upsert_best_effort
+from shared.tables.errors import read_or_none
 
 logger = logging.getLogger("mde_alert_gateway.hash_map")
 
 PARTITION = "sha256"
-_SHA1 = re.compile(r"[0-9a-f]{40}", re.ASCII)
-_SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
 def partition(tenant: str | None) -> str:
@@ -38,26 +36,20 @@ class FileHashMap:
 
     def get(self, sha256: str, tenant: str | None = None) -> str | None:
         """The SHA-1 stored for `sha256` (lower case), or None (unknown, unreadable, or storage failed)."""
-        if not _SHA256.fullmatch(sha256):
+        if not SHA256.fullmatch(sha256):
             return None
-        try:
-            entity = self._client.get_entity(partition(tenant), sha256)
-        except HttpResponseError as error:
-            if error.status_code != 404:
-                logger.warning("file hash map: read failed (HTTP %s); asking Defender", error.status_code)
-            return None
-        except AzureError as error:
-            logger.warning("file hash map: read failed (%s); asking Defender", type(error).__name__)
+        entity = read_or_none(self._client, partition(tenant), sha256, logger, "file hash map")
+        if entity is None:
             return None
         sha1 = entity.get("Sha1")
-        if not isinstance(sha1, str) or not _SHA1.fullmatch(sha1):
+        if not isinstance(sha1, str) or not SHA1.fullmatch(sha1):
             logger.warning("file hash map: entry for %s is unreadable; asking Defender", sha256)
             return None
         return sha1
 
     def put(self, sha256: str, sha1: str, tenant: str | None = None) -> bool:
         """Keep `sha256` -> `sha1`; False when either is not a lower-case hash or the store failed (logged)."""
-        if not (_SHA256.fullmatch(sha256) and _SHA1.fullmatch(sha1)):
+        if not (SHA256.fullmatch(sha256) and SHA1.fullmatch(sha1)):
             return False
         entity = {"PartitionKey": partition(tenant), "RowKey": sha256, "Sha1": sha1}
         return upsert_best_effort(self._client, entity, logger, "file hash map")

@@ -9,14 +9,13 @@ A small library: it reads no settings and knows nothing of HTTP. Typical use::
     if not decision.admitted: ...                                      # wait decision.retry_after seconds
     # on a 429 from upstream: limiters.for_api("file_alerts").block(principal, retry_after)
 
-`MemoryStore` keeps the same contract in process memory (tests, single-process use).
+`memory_store.MemoryStore` keeps the same contract in process memory for the in-process tests (not deployed).
 """
 
 from shared.ratelimit.decision import Decision, Reason, WindowState
 from shared.ratelimit.entity import partition_key
 from shared.ratelimit.factory import RateLimiters, build_rate_limiters
 from shared.ratelimit.limiter import RateLimiter
-from shared.ratelimit.memory_store import MemoryStore
 from shared.ratelimit.policy import (
     DEFAULT_NEW_STATE_SHARE,
     MAX_CONFLICT_RETRIES,
@@ -35,7 +34,6 @@ __all__ = [
     "MAX_MARGIN_SECONDS",
     "TABLE_NAME",
     "Decision",
-    "MemoryStore",
     "RateLimitStorageError",
     "RateLimiter",
     "RateLimiters",

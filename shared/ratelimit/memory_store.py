@@ -1,4 +1,7 @@
-"""The state store in process memory: the same contract as the table, for tests and single-process use."""
+"""The state store in process memory: the same contract as the table, for the in-process tests.
+
+Not deployed (.funcignore): the app keeps its rate limits in Table Storage alone.
+"""
 
 from __future__ import annotations
 
@@ -40,11 +43,6 @@ class MemoryStore:
             new_etag = str(next(self._etags))
             self._states[(key, api)] = (state, new_etag)
             return new_etag
-
-    def forget(self) -> None:
-        """Lose every state, as a deleted table or a restarted in-memory Azurite would."""
-        with self._lock:
-            self._states.clear()
 
     def _check(self) -> None:
         if not self.available:

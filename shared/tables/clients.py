@@ -9,12 +9,26 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import AzureError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.configuration import ConfigurationError
-from shared.ratelimit import CLIENT_OPTIONS
+from shared.tables.errors import described, status_of
 from shared.tables.settings import StorageSettings
+
+#: Fail fast (the rate limiter's tables and the best-effort ones): an unreachable table must turn into a refusal in
+#: about 2 s, not minutes of SDK retries. One retry covers a pooled connection the server closed; 5xx answers are
+#: not retried here.
+CLIENT_OPTIONS: Mapping[str, Any] = {
+    "connection_timeout": 1.0,
+    "read_timeout": 1.0,
+    "retry_total": 1,
+    "retry_connect": 1,
+    "retry_read": 1,
+    "retry_status": 0,
+    "retry_backoff_factor": 0.1,
+    "retry_backoff_max": 1,
+}
 
 #: For records that must be written (operations): more patience than the rate limiter's fail-fast options.
 DURABLE_CLIENT_OPTIONS: Mapping[str, Any] = {
@@ -47,10 +61,8 @@ def create_table(client: TableClient) -> bool:
     """Create `client`'s table; True when it exists now (another instance may have created it meanwhile)."""
     try:
         client.create_table()
-    except HttpResponseError as error:
-        return error.status_code == 409
-    except AzureError:
-        return False
+    except AzureError as error:
+        return status_of(error) == 409
     return True
 
 
@@ -63,11 +75,9 @@ def upsert_best_effort(client: TableClient, entity: Mapping[str, Any], log: logg
         try:
             client.upsert_entity(dict(entity), mode=UpdateMode.REPLACE)
             return True
-        except HttpResponseError as error:
-            if attempt == 0 and error.status_code == 404 and create_table(client):
-                continue
-            log.warning("%s: store failed (HTTP %s)", what, error.status_code)
         except AzureError as error:
-            log.warning("%s: store failed (%s)", what, type(error).__name__)
+            if attempt == 0 and status_of(error) == 404 and create_table(client):
+                continue
+            log.warning("%s: store failed (%s)", what, described(error))
         return False
     return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from types import MappingProxyType
 
 
 class Kind(StrEnum):
@@ -83,7 +82,6 @@ METRICS: tuple[MetricSpec, ...] = (
     RATE_LIMIT_LIMIT, CACHE_LOOKUPS, SHA256_RESOLUTIONS, OPERATIONS_CREATED, OPERATIONS_FINISHED, OPERATION_DURATION,
     QUEUE_DEPTH, OLDEST_PENDING_AGE, POISONED, ERRORS,
 )
-METRICS_BY_NAME = MappingProxyType({spec.name: spec for spec in METRICS})
 
 
 class ErrorKind(StrEnum):

@@ -7,8 +7,9 @@ import json
 import re
 from typing import Any
 
-from shared.telemetry.catalogue import METRICS_BY_NAME, SpanName
+from shared.telemetry.catalogue import SpanName
 from tests.infra import bicep_model as bm
+from tests.support.metrics import METRICS_BY_NAME
 
 OBSERVABILITY = bm.INFRA / "observability.bicep"
 WORKBOOK = bm.INFRA / "workbook.json"

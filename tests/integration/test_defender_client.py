@@ -26,7 +26,8 @@ from shared.defender.facts import Api
 from shared.defender.gateway import CallResult, Gateway, Refused, RetryPolicy
 from shared.defender.outbound import Target, connection_target
 from shared.defender.outcomes import Success, Throttled, Unauthorized
-from shared.ratelimit import MemoryStore, RatePolicy, build_rate_limiters, parse_windows
+from shared.ratelimit import RatePolicy, build_rate_limiters, parse_windows
+from shared.ratelimit.memory_store import MemoryStore
 from shared.settings import load_defender_settings
 from tests.support.scripted import FakeSleep
 from tests.support.servers import IdentityAdmin, SimulatorAdmin

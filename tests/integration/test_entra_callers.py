@@ -18,11 +18,10 @@ import pytest
 import requests
 
 from localdev.azurite import Azurite
-from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE
+from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE, encode_principal
 from localdev.simulator.data import SEED_FILE_SHA1
 from localdev.stack import Services
 from localdev.tokens import issue_token
-from shared.http.callers import encode_principal
 from shared.http.settings import Role
 from tests.support.inputs import VALID
 from tests.support.servers import (

@@ -1,4 +1,4 @@
-"""The quickstart, as a stranger runs it: `make run` in a clean shell (PATH and HOME only), the two curl commands it
+"""The quickstart, as a stranger runs it: `make run` in a clean shell (PATH and HOME only), the three curl commands it
 prints, the README's queue snippet as printed, then Ctrl-C, after which every process and port is released.
 
 `make run` listens on the fixed ports the README prints (7071-7073, 10000-10002). Where something else holds

@@ -380,6 +380,11 @@ class RecordingStore(MemoryStore):
             while self.after_read:
                 self.after_read.pop(0)()
 
+    def forget(self) -> None:
+        """Lose every state, as a deleted table or a restarted in-memory Azurite would."""
+        with self._lock:
+            self._states.clear()
+
     def write(self, key: str, api: str, state: LogState, etag: str | None, tally: Tally) -> str | None:
         written = super().write(key, api, state, etag, tally)
         if written is not None:

@@ -16,7 +16,7 @@ def settings_read_by_code() -> set[str]:
     names: set[str] = set()
     for path in APP_SOURCES:
         text = path.read_text()
-        names |= set(re.findall(r"(?:setting|_number)\(\s*\w+\s*,\s*\"([^\"]+)\"", text))
+        names |= set(re.findall(r"(?:setting|_number|_whole)\(\s*\w+\s*,\s*\"([^\"]+)\"", text))
         names |= set(re.findall(r"environ(?:\.get)?\(\s*\"([^\"]+)\"", text))
         names |= set(re.findall(r"environ\[\"([^\"]+)\"\]", text))
     return names

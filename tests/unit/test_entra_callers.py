@@ -14,10 +14,10 @@ import jwt
 import pytest
 import requests
 
+from localdev.functions_host import encode_principal
 from localdev.signing import SigningKey
 from shared.configuration import ConfigurationError
 from shared.defender.facts import Api
-from shared.http.callers import encode_principal
 from shared.http.settings import Role, token_check
 from shared.http.tokens import METADATA_RETRY_SECONDS, IssuerKeys, KeysUnavailableError
 from shared.settings import load_settings

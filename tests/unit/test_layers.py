@@ -17,9 +17,11 @@ SHARED = ROOT / "shared"
 #: Lowest first. A unit (a package of shared/, or a top-level module) may import from its own layer's units only
 #: when it is the same unit, and from any unit of a lower layer.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"shared.configuration", "shared.ratelimit", "shared.telemetry"}),
+    frozenset({"shared.configuration", "shared.identifiers", "shared.telemetry"}),
+    frozenset({"shared.tables"}),
+    frozenset({"shared.ratelimit"}),
     frozenset({"shared.defender"}),
-    frozenset({"shared.tables", "shared.validation", "shared.catalogue"}),
+    frozenset({"shared.validation", "shared.catalogue"}),
     frozenset({"shared.answers"}),
     frozenset({"shared.lookups"}),
     frozenset({"shared.asynchronous"}),

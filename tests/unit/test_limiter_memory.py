@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.ratelimit import Decision, MemoryStore, RateLimiter, RateLimitStorageError, Reason, Tally
+from shared.ratelimit import Decision, RateLimiter, RateLimitStorageError, Reason, Tally
 from shared.ratelimit.entity import partition_key
+from shared.ratelimit.memory_store import MemoryStore
 from tests.support.limiter_contract import LimiterContract
 from tests.support.scripted import FakeClock, RecordingStore, policy
 

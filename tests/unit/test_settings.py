@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import pytest
 
 from shared.catalogue import CATALOGUE
 from shared.configuration import ConfigurationError
-from shared.defender.base_url import validate_base_url
-from shared.defender.clouds import CLOUDS
+from shared.defender.base_url import judge_base_url
+from shared.defender.clouds import CLOUDS, is_loopback
 from shared.defender.outbound import Target, connection_target
-from shared.settings import load_defender_settings
+from shared.http.settings import token_check
+from shared.settings import (
+    load_answer_cache_settings,
+    load_async_settings,
+    load_defender_settings,
+    load_rate_limit_settings,
+    load_settings,
+)
+from tests.support.rigs import UNIT_ENV
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+MANY_TENANTS = {"MDE_TENANTS": f"contoso={TENANT}", "MDE_MULTITENANT_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+                "AZURE_CLIENT_ID": "66666666-7777-8888-9999-000000000000"}
 
 
 @pytest.mark.parametrize(("cloud", "base_url", "scope"), [
@@ -66,7 +81,7 @@ def test_base_url_override_keeps_the_cloud_scope() -> None:
     "http://[::1]",
 ])
 def test_allowed_base_urls(url: str) -> None:
-    assert validate_base_url(url) == url.rstrip("/")
+    assert load_defender_settings({"MDE_BASE_URL": url}).base_url == url.rstrip("/")
 
 
 @pytest.mark.parametrize(("url", "reason"), [
@@ -186,11 +201,43 @@ def test_target_reads_as_a_url_origin() -> None:
     ("MDE_CREDENTIAL", "client-secret", "MDE_CREDENTIAL must be managed-identity or default"),
     ("MDE_READ_TIMEOUT_SECONDS", "soon", "must be a number"),
     ("MDE_TOTAL_TIMEOUT_SECONDS", "600", "between 1 and 220"),
-    ("MDE_MAX_RETRIES", "-1", "between 0 and 10"),
+    ("MDE_MAX_RETRIES", "-1", "whole number from 0 to 10"),
 ])
 def test_bad_numbers_and_choices_are_named(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load_defender_settings({name: value})
+
+
+WHOLE_NUMBER_SETTINGS = [
+    (load_defender_settings, "MDE_MAX_RETRIES", "whole number from 0 to 10"),
+    (load_rate_limit_settings, "RATE_LIMIT_MAX_CONFLICT_RETRIES", "whole number from 0 to 100"),
+    (load_answer_cache_settings, "FILE_ALERTS_CACHE_SECONDS", "whole number of seconds from 0 to 3600"),
+    (load_async_settings, "OPERATIONS_RETENTION_HOURS", "whole number of hours from 1 to 720"),
+    (load_async_settings, "QUEUE_MAX_RETRIES", "whole number from 0 to 20"),
+]
+
+
+@pytest.mark.parametrize(("load", "name", "message"), WHOLE_NUMBER_SETTINGS)
+@pytest.mark.parametrize("value", ["2.5", "2.0", "1e1", "+2", "2 2", "\u0662", "0x2", "1_0", "9" * 5])
+def test_whole_number_settings_take_ascii_digits_only(load: Callable[[dict[str, str]], object], name: str,
+                                                      message: str, value: str) -> None:
+    """One rule for every whole-number setting: a count is written in digits, nothing a float parser also reads."""
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        load({name: value})
+    assert [problem.setting for problem in caught.value.problems] == [name]
+
+
+@pytest.mark.parametrize(("load", "name", "message"), WHOLE_NUMBER_SETTINGS)
+def test_whole_number_settings_take_their_range(load: Callable[[dict[str, str]], object], name: str,
+                                                message: str) -> None:
+    bounds = re.search(r"from ([0-9]+) to ([0-9]+)", message)
+    assert bounds is not None
+    low, high = int(bounds[1]), int(bounds[2])
+    for accepted in (str(low), str(high), f"0{high}"[-len(str(high)):]):
+        load({name: accepted})
+    for refused in (str(low - 1), str(high + 1)):
+        with pytest.raises(ConfigurationError, match=message):
+            load({name: refused})
 
 
 def test_timeouts_must_fit_in_the_total() -> None:
@@ -202,3 +249,27 @@ def test_catalogue_names_are_unique_and_described() -> None:
     names = [spec.name for spec in CATALOGUE]
     assert len(names) == len(set(names))
     assert all(spec.description.strip() for spec in CATALOGUE)
+
+
+LOOPBACK_SPELLINGS = [("localhost", True), ("[::1]", True), ("127.0.0.1", True), ("127.9.8.7", True),
+                      ("127.1", False), ("0x7f.0.0.1", False), ("2130706433", False), ("127.000.0.1", False),
+                      ("128.0.0.1", False), ("localhost.", False), ("[::ffff:127.0.0.1]", False)]
+
+
+@pytest.mark.parametrize(("host", "loopback"), LOOPBACK_SPELLINGS)
+def test_one_loopback_rule_for_every_url_that_may_point_here(host: str, loopback: bool) -> None:
+    """The base URL, the token exchange's authority and the token issuer each accept a loopback host only as
+    shared.defender.clouds.is_loopback reads it: one rule, the same answer everywhere."""
+    assert is_loopback(host.strip("[]")) is loopback
+
+    def accepted(check: Callable[[], object]) -> bool:
+        try:
+            check()
+        except ConfigurationError:
+            return False
+        return True
+
+    assert accepted(lambda: judge_base_url(f"http://{host}:7073")) is loopback
+    assert accepted(lambda: load_settings({**UNIT_ENV, **MANY_TENANTS,
+                                           "MDE_AUTHORITY_HOST": f"https://{host}:8443"})) is loopback
+    assert accepted(lambda: token_check(f"https://{host}:8443/{TENANT}/v2.0", "api://gateway")) is loopback

@@ -24,7 +24,7 @@ from shared.defender.facts import DEFENDER_APP_ID, Api
 from shared.defender.outcomes import Malformed, Rejected, Success, classify
 from shared.lookups.hash_map import PARTITION, FileHashMap
 from shared.settings import load_settings
-from shared.validation import FileHash, HashKind, InvalidInputError, validate_file_hash, validate_sha1
+from shared.validation import FileHash, HashKind, InvalidInputError, validate_file_hash
 from tests.support.rigs import GATEWAY_URL, UNIT_ENV, EdgeRig, make_edge, response_problem
 from tests.support.scripted import DEFENDER_URL, FakeTable, Reply, alerts_reply, error_reply
 
@@ -101,12 +101,6 @@ def test_anything_else_is_400_naming_the_field(raw: str, says: str) -> None:
     with pytest.raises(InvalidInputError) as named:
         validate_file_hash(raw, field="fileHash")
     assert named.value.errors[0].field == "fileHash"
-
-
-def test_validate_sha1_still_takes_sha1_only() -> None:
-    assert validate_sha1(SHA1.upper()) == SHA1
-    with pytest.raises(InvalidInputError, match=r"route\.sha1"):
-        validate_sha1(SHA256)
 
 
 # --- the file entity's documented shape ---------------------------------------------------------------------------

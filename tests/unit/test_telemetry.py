@@ -30,11 +30,12 @@ from shared.asynchronous.operations import OperationsStorageError
 from shared.defender.facts import Api
 from shared.ratelimit import RateLimitStorageError
 from shared.telemetry import catalogue
-from shared.telemetry.catalogue import METRICS, METRICS_BY_NAME, Kind, SpanName
+from shared.telemetry.catalogue import METRICS, Kind, SpanName
 from shared.telemetry.recorder import Telemetry
 from shared.telemetry.settings import TelemetrySettings
 from shared.telemetry.setup import console_sampler, start_telemetry
 from tests.support.inputs import VALID
+from tests.support.metrics import METRICS_BY_NAME
 from tests.support.rigs import EdgeRig, create_alert_request, get_alerts_request, make_edge
 from tests.support.scripted import (
     FakeTable,

@@ -17,12 +17,14 @@ from shared.validation import (
     BodyFault,
     BodyTooLargeError,
     FieldError,
+    FileHash,
+    HashKind,
     InputError,
     InvalidInputError,
     UnsupportedMediaTypeError,
     parse_json_object,
     validate_create_alert,
-    validate_sha1,
+    validate_file_hash,
 )
 from tests.support.inputs import VALID
 
@@ -42,7 +44,7 @@ def only_error(error: InvalidInputError, field: str) -> str:
     return error.errors[0].message
 
 
-# --- validate_sha1 -------------------------------------------------------------------------------------------
+# --- validate_file_hash: a SHA-1 (or SHA-256), and nothing that only looks like one ---------------------------
 
 @pytest.mark.parametrize(("raw", "expected"), [
     (SHA1, SHA1),
@@ -51,17 +53,16 @@ def only_error(error: InvalidInputError, field: str) -> str:
     (f" {SHA1}\t", SHA1),  # JSON/HTTP whitespace around it only
 ])
 def test_sha1_is_returned_in_lower_case(raw: str, expected: str) -> None:
-    assert validate_sha1(raw) == expected
+    assert validate_file_hash(raw) == FileHash(HashKind.SHA1, expected)
 
 
 @pytest.mark.parametrize(("raw", "says"), [
     ("d41d8cd98f00b204e9800998ecf8427e", "looks like an MD5 hash"),
-    ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "looks like a SHA-256 hash"),
     ("ab" * 64, "looks like a SHA-512 hash"),
 ])
 def test_other_hashes_are_named_and_refused(raw: str, says: str) -> None:
-    message = only_error(refused(validate_sha1, raw), "route.sha1")
-    assert says in message and "only SHA-1" in message and raw in message
+    message = only_error(refused(validate_file_hash, raw), "route.fileHash")
+    assert says in message and "SHA-1" in message and raw in message
 
 
 @pytest.mark.parametrize("raw", [
@@ -71,9 +72,10 @@ def test_other_hashes_are_named_and_refused(raw: str, says: str) -> None:
     SHA1 + "\u3000",  # an ideographic space, which str.strip() would remove
     "\u00a0" + SHA1,
 ])
-def test_anything_else_is_not_a_sha1(raw: str) -> None:
-    error = refused(validate_sha1, raw)
-    assert only_error(error, "route.sha1") == "must be a SHA-1 hash: exactly 40 hexadecimal characters."
+def test_anything_else_is_not_a_file_hash(raw: str) -> None:
+    error = refused(validate_file_hash, raw)
+    assert only_error(error, "route.fileHash") == ("must be a SHA-1 or SHA-256 hash: exactly 40 or 64 hexadecimal "
+                                                   "characters.")
     assert error.fault is None
     assert isinstance(error, InputError)
 
