@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from tests.infra import bicep_model as bm
+from tests.support.pythons import supported_pythons
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEX_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
@@ -44,12 +44,6 @@ def _main_param(name: str) -> dict[str, Any]:
 def _module_param(name: str) -> dict[str, Any]:
     param: dict[str, Any] = bm.module("functionApp")["parameters"][name]
     return param
-
-
-def supported_pythons() -> list[str]:
-    """The minor versions pyproject.toml's requires-python admits (">=3.A,<3.B"), as scripts/python.sh reads it."""
-    spec = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
-    return [f"3.{minor}" for minor in range(0, 30) if f"3.{minor}" in spec]
 
 
 def requirement_lines(path: Path) -> list[Requirement]:
