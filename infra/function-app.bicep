@@ -1,4 +1,4 @@
-// The function app: a Python 3.11 app on a Flex Consumption (FC1) plan, deployed from a blob container with
+// The function app: a Python app (main.bicep's pythonVersion) on a Flex Consumption (FC1) plan, deployed from a blob container with
 // its managed identity, HTTPS only, no basic publishing credentials. Its app settings are main.bicep's (they
 // need the playbooks' identities); authentication is entra-auth.bicep's. Deployed by main.bicep.
 
@@ -30,17 +30,24 @@ param storageAccountName string
 @description('Blob container the app package is deployed to.')
 param deploymentContainerName string
 
-@minValue(1)
+@allowed([
+  '3.11'
+  '3.12'
+  '3.13'
+])
+@description('Python version of the app (main.bicep\'s pythonVersion, where the choice is explained).')
+param pythonVersion string
+
+@minValue(40)
 @maxValue(1000)
-@description('The most instances the app may scale out to.')
+@description('The most instances the app may scale out to (main.bicep\'s maximumInstanceCount: 40 is the lowest Flex accepts in most regions).')
 param maximumInstanceCount int
 
 @allowed([
-  512
   2048
   4096
 ])
-@description('Memory of each instance in MB.')
+@description('Memory of each instance in MB (main.bicep\'s instanceMemoryMB).')
 param instanceMemoryMB int
 
 @minValue(1)
@@ -142,7 +149,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: pythonVersion
       }
     }
   }

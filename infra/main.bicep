@@ -1,6 +1,6 @@
 // mde-alert-gateway: the Azure resources for one deployment of the gateway.
 //
-// A Python 3.11 function app on the Flex Consumption (FC1) plan, its storage account (deployment
+// A Python function app (pythonVersion, 3.13 by default) on the Flex Consumption (FC1) plan, its storage account (deployment
 // packages, host state and the rate-limit table; no account keys), Log Analytics + Application
 // Insights (Entra-only ingestion), the RBAC role assignments of the app's managed identity, and
 // optionally App Service authentication (Entra ID) in front of the functions and the two Microsoft
@@ -123,10 +123,27 @@ param fileHashTableName string = 'mdegatewayfilehashes'
 @description('Seconds a successful file-alerts answer is shared by every instance, so a repeated SHA-1 spends no Defender quota (FILE_ALERTS_CACHE_SECONDS); 0 turns the cache off.')
 param fileAlertsCacheSeconds int = 60
 
-@minValue(1)
+// Flex Consumption runs Python 3.10 to 3.13 (functionAppConfig.runtime; which ones a region offers:
+// `az functionapp list-flexconsumption-runtimes --location <region> --runtime python`); the app's requirements
+// support 3.11 to 3.13 (pyproject.toml requires-python, the azure-functions markers in requirements.txt), so the
+// choice is their intersection, and the default the newest: Azure Functions supports a Python version until
+// Python's own end of life, 3.11 until October 2027, 3.12 until October 2028, 3.13 until October 2029
+// (docs/deploy.md). tests/infra/test_deploy_defaults.py checks this list against the requirements.
+@allowed([
+  '3.11'
+  '3.12'
+  '3.13'
+])
+@description('Python version of the function app (functionAppConfig.runtime.version). The newest by default: it is supported longest (3.13 until October 2029).')
+param pythonVersion string = '3.13'
+
+// Flex Consumption accepts 1-1000 per the resource schema, but the documented lowest value it accepts is 40
+// outside a few preview regions (Azure/azure-functions-host#10523, MicrosoftDocs/azure-docs PR 128255): a lower
+// value fails the deployment in most regions, so 40 is both the default and the floor here.
+@minValue(40)
 @maxValue(1000)
-@description('Flex Consumption: the most instances the app may scale out to, the queue function (which scales on its own) included. Defender\'s limits are per application and tenant and the gateway shares its rate-limit state across instances, so more instances do not buy more Defender calls: they would only wait on a spent budget. host.json caps each instance\'s queue batch (8, then 4 more).')
-param maximumInstanceCount int = 10
+@description('Flex Consumption: the most instances the app may scale out to (40-1000; 40 is the lowest Flex accepts in most regions), the queue functions (which scale on their own) included. Defender\'s limits are per application and tenant and the gateway shares its rate-limit state across instances, so more instances do not buy more Defender calls: they would only wait on a spent budget. host.json caps each instance\'s queue batch (8, then 4 more).')
+param maximumInstanceCount int = 40
 
 @minValue(1)
 @maxValue(32)
@@ -153,12 +170,13 @@ param requestsQueueName string = 'mde-gateway-requests'
 @description('Name of the Azure Table that holds asynchronous operations, their status and answers (OPERATIONS_TABLE); created here.')
 param operationsTableName string = 'mdegatewayoperations'
 
+// Flex Consumption documents 2048 MB (the default) and 4096 MB instances everywhere; 512 MB only in some regions,
+// where it would also leave the worker's 16 threads (pythonThreadCount) a fraction of a vCPU: not offered here.
 @allowed([
-  512
   2048
   4096
 ])
-@description('Flex Consumption: memory of each instance in MB.')
+@description('Flex Consumption: memory of each instance in MB, 2048 (default; one vCPU) or 4096.')
 param instanceMemoryMB int = 2048
 
 @allowed([
@@ -316,6 +334,7 @@ module functionApp 'function-app.bicep' = {
     userAssignedIdentityId: useUserAssigned ? userAssignedIdentity.id : ''
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainerName
+    pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     httpPerInstanceConcurrency: httpPerInstanceConcurrency

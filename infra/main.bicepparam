@@ -16,7 +16,8 @@
 //
 // The MDEGW_ prefix keeps these deployment choices apart from the app's own settings (MDE_CLOUD,
 // GATEWAY_AUTH, ...) that a developer may have in the shell for local runs. Parameters not listed
-// here keep the defaults of main.bicep (rate limits = Defender's documented limits, 40 instances of
+// here keep the defaults of main.bicep (rate limits = Defender's documented limits, Python 3.13, at most
+// 40 instances (the lowest maximumInstanceCount Flex Consumption accepts outside a few preview regions) of
 // 2048 MB, 90 days of logs, location = the resource group's).
 
 using 'main.bicep'

@@ -1,6 +1,9 @@
 """The quickstart, as a stranger runs it: `make run` in a clean shell (PATH and HOME only), the three curl commands it
 prints, the README's queue snippet as printed, then Ctrl-C, after which every process and port is released.
 
+`make test` runs it once on each Python it tests: MDEGW_QUICKSTART_PYTHON names the interpreter to pass as
+`make run PYTHON=...` (unset: none, as a stranger types it); either way `make run` must say which it uses.
+
 `make run` listens on the fixed ports the README prints (7071-7073, 10000-10002). Where something else holds
 one of them (a developer's own `make run`), the test is skipped, except in CI, where it fails.
 """
@@ -28,6 +31,12 @@ README_SNIPPET_MARKER = "<!-- make-test: queue-snippet"
 def clean_environment() -> dict[str, str]:
     """What `env -i PATH="$PATH" HOME="$HOME" bash` leaves."""
     return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+
+
+def make_run_command() -> list[str]:
+    """`make run`, with the interpreter `make test` is testing (MDEGW_QUICKSTART_PYTHON), if any."""
+    python = os.environ.get("MDEGW_QUICKSTART_PYTHON", "")
+    return ["make", "run", f"PYTHON={python}"] if python else ["make", "run"]
 
 
 def listening(port: int) -> bool:
@@ -86,7 +95,7 @@ def test_make_run_and_what_it_prints_work_in_a_clean_shell(tmp_path: Path) -> No
             "stop what holds them (a `make run` of your own?): the quickstart needs them")
     log_path = tmp_path / "make-run.log"
     with log_path.open("wb") as log:
-        make = subprocess.Popen(["make", "run"], cwd=ROOT, env=clean_environment(), stdin=subprocess.DEVNULL,
+        make = subprocess.Popen(make_run_command(), cwd=ROOT, env=clean_environment(), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     processes = {make.pid}
     try:
@@ -96,6 +105,10 @@ def test_make_run_and_what_it_prints_work_in_a_clean_shell(tmp_path: Path) -> No
             assert time.monotonic() < deadline, f"make run printed no banner in time:\n{log_path.read_text()}"
             time.sleep(0.5)
         banner = log_path.read_text(errors="replace")
+        interpreter = re.search(r"^Python 3\.\d+\.\d+: (/\S+) \(venv ", banner, re.MULTILINE)
+        assert interpreter, f"make run does not say which Python it uses:\n{banner}"
+        if os.environ.get("MDEGW_QUICKSTART_PYTHON"):
+            assert interpreter.group(1) == os.environ["MDEGW_QUICKSTART_PYTHON"], banner
         for port in PORTS:
             assert f":{port}" in banner, f"the banner does not show port {port}"
 
