@@ -11,6 +11,9 @@ from shared.http.openapi_blocks import JsonObject, ref
 GET_TENANT_FILE_RELATED_ALERTS = "GetTenantFileRelatedAlerts"
 CREATE_TENANT_ALERT_BY_REFERENCE = "CreateTenantAlertByReference"
 TENANT_PREFIX = "/tenants/{tenant}"
+#: The document's example tenant: the customer tenant the local stack lists (localdev.stack), so that a tester
+#: driven by the document reaches the tenant routes there.
+TENANT_EXAMPLE = "contoso"
 #: A listed tenant's id (a GUID) or short name, as MDE_TENANTS names it.
 TENANT_PATTERN = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?)$"
 
@@ -18,6 +21,7 @@ _TENANT_PARAMETER: JsonObject = {
     "name": "tenant", "in": "path", "required": True, "type": "string", "x-ms-summary": "Tenant",
     "description": "The customer tenant: its id or the short name the gateway gives it (MDE_TENANTS).",
     "pattern": TENANT_PATTERN, "x-ms-url-encoding": "single", "x-ms-visibility": "important",
+    "x-example": TENANT_EXAMPLE,
 }
 
 

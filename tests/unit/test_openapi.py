@@ -13,8 +13,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from openapi_spec_validator import OpenAPIV2SpecValidator
 
 import openapi_fn
 from scripts import connector
-from shared.answers.correlation import correlation_id_for
+from shared.answers.correlation import CORRELATION_HEADER, correlation_id_for
 from shared.answers.mapping import input_problem, key_reused_problem
 from shared.answers.problems import PROBLEM_TYPE_BASE
 from shared.asynchronous.operations import OPERATION_ID_PATTERN, State
@@ -380,14 +379,6 @@ def test_the_documented_examples_are_valid() -> None:
     assert validate_file_hash(file_hash["x-example"]).value == file_hash["x-example"]
 
 
-def _calendar_date(event_time: str) -> bool:
-    try:
-        datetime.strptime(event_time[:19], "%Y-%m-%dT%H:%M:%S")
-    except ValueError:
-        return False
-    return True
-
-
 def _case_strategy(path: str, method: str) -> st.SearchStrategy[schemathesis.Case[Any]]:
     operation = schemathesis.openapi.from_dict(openapi.document(AuthMode.FUNCTION_KEY))[path][method]
     return operation.as_strategy()
@@ -397,16 +388,30 @@ def _case_strategy(path: str, method: str) -> st.SearchStrategy[schemathesis.Cas
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
 @given(case=_case_strategy(openapi.CREATE_ALERT_PATH, "POST"))
 def test_bodies_generated_from_the_schema_pass_the_validator(case: schemathesis.Case[Any]) -> None:
-    """Everything the schema allows, the validator accepts, except a date that is not in the calendar (31 February):
-    the pattern checks digits and ranges, not months' lengths."""
+    """Everything the schema allows, the validator accepts."""
     assert isinstance(case.body, dict)
     body: dict[str, Any] = case.body
-    if not _calendar_date(body["eventTime"]):
-        with pytest.raises(InvalidInputError) as refused:
-            validate_create_alert(body)
-        assert [error.field for error in refused.value.errors] == ["body.eventTime"]
-        return
     assert validate_create_alert(body) == {**body, "machineId": body["machineId"].lower()}  # sent in lower case
+
+
+@pytest.mark.parametrize("years", [range(1, 2101), (2400, 9996, 9999)])
+def test_the_event_time_pattern_has_exactly_the_calendars_days(years: Iterable[int]) -> None:
+    """Every day 00-32 of months 00-13: the pattern matches exactly the dates the validator accepts (a 31st of a
+    short month, 29 February of a year that is not leap, and 30 February are refused by both)."""
+    pattern = re.compile(CREATE_REQUEST["properties"]["eventTime"]["pattern"])
+    disagree = []
+    for year in years:
+        for month in range(14):
+            for day in range(33):
+                event_time = f"{year:04d}-{month:02d}-{day:02d}T16:45:21.7115183Z"
+                try:
+                    validate_create_alert({**VALID, "eventTime": event_time})
+                    accepted = True
+                except InvalidInputError:
+                    accepted = False
+                if (pattern.fullmatch(event_time) is not None) != accepted:
+                    disagree.append(event_time)
+    assert disagree == []
 
 
 def test_the_text_pattern_refuses_exactly_what_the_validator_refuses() -> None:
@@ -480,9 +485,15 @@ def test_md5_is_documented_as_refused() -> None:
 
 @settings(max_examples=200, derandomize=True, database=None)
 @given(text=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=140))
-def test_the_correlation_id_pattern_is_what_the_gateway_keeps(text: str) -> None:
-    documented = re.fullmatch(_pattern(openapi.OPERATION_PATH, "X-Correlation-ID"), text) is not None
-    assert documented == (correlation_id_for({"X-Correlation-ID": text}) == text), text
+def test_the_correlation_id_pattern_is_what_the_gateway_answers_with(text: str) -> None:
+    """The answer's X-Correlation-ID has the documented pattern: the caller's id when it matches it (kept), else a new
+    one; the request's parameter takes any value (never refused), so it has no pattern."""
+    parameters = KEYED["paths"][openapi.OPERATION_PATH]["get"]["parameters"]
+    assert "pattern" not in next(p for p in parameters if p["name"] == CORRELATION_HEADER)
+    header = KEYED["paths"][openapi.OPERATION_PATH]["get"]["responses"]["200"]["headers"][CORRELATION_HEADER]
+    answered = correlation_id_for({CORRELATION_HEADER: text})
+    assert re.fullmatch(header["pattern"], answered)
+    assert (re.fullmatch(header["pattern"], text) is not None) == (answered == text), text
 
 
 @settings(max_examples=200, derandomize=True, database=None)
