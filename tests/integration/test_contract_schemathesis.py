@@ -16,6 +16,9 @@ The re-drive (POST /api/operator/redrive) is exercised, not excluded: it acts on
 and the test first poisons a few lookups (Defender refuses them) so that the state lists entries; the document's
 link from the state to the re-drive (`x-links`) lets the stateful phase re-drive them, and the generated requests
 get their 400, 404 and 409.
+
+What the tool cannot express stays a test of its own here: that the document the host serves, anonymously, is the
+one shared/http/openapi.py generates for it (the tool takes whatever document it is given).
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from localdev.simulator.data import SEED_FILE_SHA1
 from localdev.stack import LOCAL_CUSTOMER_TENANT, many_tenants
+from shared.http import openapi
+from shared.http.settings import AuthMode
 from tests.support.servers import FUNCTION_KEY, MASTER_KEY, GatewayClient, HostFactory, SimulatorAdmin
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -84,3 +90,13 @@ def test_schemathesis_finds_no_disagreement_between_the_document_and_the_answers
         "examples": "success", "coverage": "success", "fuzzing": "success", "stateful": "success"}, output
     assert all(not found for found in report["warnings"].values()), output
     print(f"schemathesis: {report['test_cases']['generated']} test cases, seed {report['seed']}")
+
+
+def test_the_host_serves_the_generated_document_without_a_key(contract_gateway: GatewayClient) -> None:
+    url = f"{contract_gateway.url}/api/openapi.json"
+    response = requests.get(url, timeout=30)  # anonymous: no function key
+    assert response.status_code == 200, (
+        f"GET /api/openapi.json answered {response.status_code}: is openapi_fn's blueprint registered in "
+        "function_app.py?")
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == openapi.served_document(AuthMode.FUNCTION_KEY, url)

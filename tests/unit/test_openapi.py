@@ -33,6 +33,7 @@ from shared.asynchronous.operations import OPERATION_ID_PATTERN, State
 from shared.defender.facts import CATEGORIES, CREATE_FIELDS, OPERATION_NAMES, SEVERITIES, Api
 from shared.http import openapi
 from shared.http.incoming import Incoming
+from shared.http.openapi_blocks import HOST_401_MEDIA_TYPE
 from shared.http.openapi_tenants import CREATE_TENANT_ALERT_BY_REFERENCE, GET_TENANT_FILE_RELATED_ALERTS
 from shared.http.settings import AuthMode
 from shared.validation import (
@@ -220,6 +221,9 @@ def test_every_error_is_a_problem() -> None:
                     continue
                 if status == "401" and "schema" not in response:  # answered by the host or the platform, no body
                     assert "empty body" in response["description"]
+                    # Its media type (the local host's; Azure's gives none) is among the operation's: Swagger 2.0
+                    # names media types per operation, so a tester checks the 401's against `produces`.
+                    assert HOST_401_MEDIA_TYPE in produces, (method, path)
                     continue
                 assert response["schema"] == {"$ref": "#/definitions/Problem"}, (method, path, status)
                 assert "application/problem+json" in produces
@@ -231,6 +235,32 @@ def test_every_error_is_a_problem() -> None:
         body = made.body("correlation-1234")
         assert re.fullmatch(problem["properties"]["type"]["pattern"], body["type"]), body
         assert body["type"].startswith(PROBLEM_TYPE_BASE)
+
+
+#: The header parameters the gateway may refuse: a malformed Idempotency-Key (400) and, on the routes that ask for it in
+#: Entra mode, the function key (the host's 401).
+_REFUSABLE_HEADERS = {"Idempotency-Key", openapi.FUNCTION_KEY_HEADER}
+
+
+def test_optional_headers_the_gateway_never_refuses_have_no_constraint() -> None:
+    """X-Correlation-ID (an odd one is replaced), Prefer and Cache-Control (what is not understood is ignored, RFC 7240
+    and RFC 9111) accept any value, so their parameters constrain none: a tester sending an empty or odd value must
+    not expect a refusal. Each is read without refusing such values."""
+    seen = set()
+    for name, spec in DOCUMENTS.items():
+        for path, method, operation in operations(spec):
+            for parameter in operation["parameters"]:
+                if parameter["in"] != "header" or parameter["name"] in _REFUSABLE_HEADERS:
+                    continue
+                seen.add(parameter["name"])
+                constraints = set(parameter) & {"enum", "pattern", "minLength", "maxLength", "format"}
+                assert not constraints, (name, method, path, parameter["name"], constraints)
+    assert seen == {CORRELATION_HEADER, "Prefer", "Cache-Control"}
+    for value in ("", "`", "x" * 200, "respond-sync", "[", "s!q(37f"):
+        headers = {CORRELATION_HEADER: value, "Prefer": value, "Cache-Control": value}
+        incoming = Incoming(func.HttpRequest("GET", "https://gw.example/api/x", headers=headers, body=b""),
+                            correlation_id_for(headers), "")
+        assert not incoming.asynchronous and not incoming.fresh and incoming.idempotency_key is None
 
 
 def test_statuses_of_each_operation() -> None:
