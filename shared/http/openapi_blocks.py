@@ -17,6 +17,7 @@ CORRELATION_ID_PATTERN: Final = f"^{CORRELATION_ID_FORMAT.pattern}$"
 #: Swagger 2.0 names media types per operation, not per answer, so each keyed operation lists it in `produces`.
 HOST_401_MEDIA_TYPE: Final = "text/plain"
 
+
 def prop(summary: str, description: str, kind: str = "string", *, nullable: bool = False,
            **extra: Any) -> JsonObject:
     """A property: its type (`date-time`, `int64` and `int32` are strings with a format / integers), Title Case

@@ -72,7 +72,7 @@ def schemathesis_run(gateway: GatewayClient, report: Path) -> subprocess.Complet
                "--max-examples", str(MAX_EXAMPLES), "--generation-database", "none", "--workers", "1",
                "--request-timeout", "60", "--no-color", "--report", "json", "--report-json-path", str(report)]
     env = {**os.environ, "GATEWAY_FUNCTION_KEY": FUNCTION_KEY, "GATEWAY_MASTER_KEY": MASTER_KEY}
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=270, check=False, env=env)
 
 
 def test_schemathesis_finds_no_disagreement_between_the_document_and_the_answers(
