@@ -25,13 +25,14 @@ from hypothesis import strategies as st
 from openapi_spec_validator import OpenAPIV2SpecValidator
 
 import openapi_fn
+from localdev.stack import LOCAL_CUSTOMER_NAME
 from scripts import connector
 from shared.answers.correlation import CORRELATION_HEADER, correlation_id_for
 from shared.answers.mapping import input_problem, key_reused_problem
 from shared.answers.problems import PROBLEM_TYPE_BASE
 from shared.asynchronous.operations import OPERATION_ID_PATTERN, State
 from shared.defender.facts import CATEGORIES, CREATE_FIELDS, OPERATION_NAMES, SEVERITIES, Api
-from shared.http import openapi
+from shared.http import openapi, openapi_tenants
 from shared.http.incoming import Incoming
 from shared.http.openapi_blocks import HOST_401_MEDIA_TYPE
 from shared.http.openapi_tenants import CREATE_TENANT_ALERT_BY_REFERENCE, GET_TENANT_FILE_RELATED_ALERTS
@@ -407,6 +408,21 @@ def test_the_documented_examples_are_valid() -> None:
     assert validate_create_alert({**VALID, **example})
     file_hash = KEYED["paths"][openapi.FILE_ALERTS_PATH]["get"]["parameters"][0]
     assert validate_file_hash(file_hash["x-example"]).value == file_hash["x-example"]
+    # Every parameter's x-example satisfies the parameter (a tester sends them as they are); the tenant's is the one
+    # the local stack lists, so the tenant routes are reached there.
+    for path, method, operation in operations(KEYED):
+        for parameter in operation["parameters"]:
+            if "x-example" in parameter and "pattern" in parameter:
+                assert re.fullmatch(parameter["pattern"], parameter["x-example"]), (method, path, parameter["name"])
+    tenant = KEYED["paths"][openapi_tenants.TENANT_PREFIX + openapi.FILE_ALERTS_PATH]["get"]["parameters"][0]
+    assert tenant["x-example"] == LOCAL_CUSTOMER_NAME
+    parameters = {p["name"]: p for p in KEYED["paths"][openapi.FILE_ALERTS_PATH]["get"]["parameters"]}
+    assert correlation_id_for({CORRELATION_HEADER: parameters[CORRELATION_HEADER]["x-example"]}) == \
+        parameters[CORRELATION_HEADER]["x-example"]
+    request = func.HttpRequest("GET", "https://gw.example/api/x", body=b"", headers={
+        name: parameters[name]["x-example"] for name in ("Prefer", "Cache-Control")})
+    incoming = Incoming(request, "correlation-1", "")
+    assert incoming.asynchronous and incoming.fresh
 
 
 def _case_strategy(path: str, method: str) -> st.SearchStrategy[schemathesis.Case[Any]]:
