@@ -119,6 +119,8 @@ class SimState:
 
 #: Where a request's caller (tenant|application of its token) is kept for the call log.
 CALLER_KEY = "localdev.simulator.caller"
+#: The kind of fault a call was given (None: none), for its entry in the call log.
+FAULT_KEY = "simulator.fault"
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -174,6 +176,7 @@ class Simulator:
         environ[CALLER_KEY] = caller_or_error
         fault = self._take_fault(api)
         if fault is not None:
+            environ[FAULT_KEY] = fault.kind
             if fault.kind == "latency":
                 time.sleep(fault.delay)
             else:
@@ -336,7 +339,7 @@ class Simulator:
             self.state.calls.append({"method": request.method, "path": request.path, "api": api, "status": status,
                                      "time": started, "duration": time.time() - started, "body": body,
                                      "client_request_id": request.headers.get("client-request-id"),
-                                     "caller": environ.get(CALLER_KEY)})
+                                     "caller": environ.get(CALLER_KEY), "fault": environ.get(FAULT_KEY)})
 
     # -- admin API --------------------------------------------------------------------------------
     def _admin(self, request: Request) -> Response:

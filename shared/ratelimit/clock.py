@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,11 +48,15 @@ class ClockSync:
 
     `now()` is the corrected time. Each storage answer's `Date`, with the local times its request
     was sent and answered, goes to `observe`. With `enabled=False` (a hand-driven test clock)
-    nothing is corrected.
+    nothing is corrected. `sleep` is how waiting passes on this clock (`time.sleep` for the real
+    one): whoever waits (the limiter's backoff) asks the clock, so a hand-driven clock's time
+    passes by its own hand and no test really waits.
     """
 
-    def __init__(self, clock: Callable[[], float], *, enabled: bool = True) -> None:
+    def __init__(self, clock: Callable[[], float], *, enabled: bool = True,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._clock = clock
+        self._sleep = sleep
         self.enabled = enabled
         self._samples: deque[OffsetBounds] = deque(maxlen=MAX_SAMPLES)
         self._offset = 0.0
@@ -72,6 +77,10 @@ class ClockSync:
             if not self._samples:
                 return None
             return max(s.low for s in self._samples), min(s.high for s in self._samples)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` on this clock."""
+        self._sleep(seconds)
 
     def local(self) -> float:
         """The uncorrected clock, for timing requests to the storage service."""

@@ -64,19 +64,21 @@ class RateLimiter:
     Thread-safe; create one per API per process and keep it (it holds the in-process memory).
     `clock` gives epoch seconds; with `sync_clock` (the default) it is corrected towards the
     store's clock (the `Date` of its answers), which only a hand-driven test clock should turn off.
+    `sleep` waits on that clock (the backoff after a lost race): a hand-driven clock brings its own.
     `new_state_share` is the share of each window a log re-created from nothing admits until that
     window has passed.
     """
 
     def __init__(self, store: StateStore, policy: RatePolicy, *, margin_seconds: float,
                  max_conflict_retries: int, clock: Callable[[], float] = time.time, sync_clock: bool = True,
-                 new_state_share: float = DEFAULT_NEW_STATE_SHARE, memory_size: int = 1024) -> None:
+                 sleep: Callable[[float], None] = time.sleep, new_state_share: float = DEFAULT_NEW_STATE_SHARE,
+                 memory_size: int = 1024) -> None:
         if margin_seconds < 0 or max_conflict_retries < 0 or memory_size < 1:
             raise ValueError("margin_seconds and max_conflict_retries must be >= 0, memory_size >= 1")
         if not 0 < new_state_share <= 1:
             raise ValueError("new_state_share must be in (0, 1]")
         self.policy = policy
-        self.clock = ClockSync(clock, enabled=sync_clock)
+        self.clock = ClockSync(clock, enabled=sync_clock, sleep=sleep)
         self._store = store
         self._margin_ms = to_ms(margin_seconds)
         self._max_conflict_retries = max_conflict_retries
@@ -298,4 +300,4 @@ class RateLimiter:
                 self._memory.popitem(last=False)
 
     def _backoff(self, attempt: int) -> None:
-        time.sleep(self._random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt)))
+        self.clock.sleep(self._random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt)))

@@ -21,11 +21,16 @@ from tests.infra.fake_az import (
     FakeCloud,
     fake_cloud,
 )
+from tests.support.requirements import require
 
 SCRIPT = bm.REPO / "scripts" / "grant-defender-roles.sh"
 FAKE_AZ = Path(__file__).with_name("fake_az.py")
 
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+@pytest.fixture(autouse=True)
+def bash() -> None:
+    require(shutil.which("bash") is not None, "bash", "apt-get install bash")
 
 
 @pytest.fixture(params=["https://graph.microsoft.com/"])

@@ -74,9 +74,11 @@ def test_invalid_input_is_answered_at_once_and_nothing_is_queued(async_gateway: 
 def test_an_idempotency_key_repeat_is_the_same_operation_and_spends_nothing(
         async_gateway: GatewayClient, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
     key = {"Idempotency-Key": str(uuid.uuid4()), **ASYNC}
+    sim.fault("latency", api="create_alert", delay=3, count=1)  # the first is still pending when repeated
     first = async_gateway.create(VALID, headers=key)
     second = async_gateway.create(VALID, headers=key)
-    assert first.status_code == 202 and second.status_code in (200, 202)
+    assert first.status_code == 202 and second.status_code == 202  # pending: the same operation, again
+    assert second.headers["Location"] == first.headers["Location"]
     final = async_gateway.wait_for_operation(first.headers["Location"])
     assert final.status_code == 200
     repeat = async_gateway.create(VALID, headers=key)

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "cache_bench": "upstream_calls_per_lookup_cached",
     "storm_bench": "storm_upstream_429",
     "health_bench": "health_ratio_10k_expired_vs_empty",
+    "failure_bench": "failure_table_hanging_ratio",
 }
 
 

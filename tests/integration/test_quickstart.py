@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.requirements import require
+
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = (7071, 7072, 7073, 10000, 10001, 10002)
 README_SNIPPET_MARKER = "<!-- make-test: queue-snippet"
@@ -80,11 +82,8 @@ def readme_snippet() -> str:
 @pytest.mark.timeout(420)
 def test_make_run_and_what_it_prints_work_in_a_clean_shell(tmp_path: Path) -> None:
     busy = [port for port in PORTS if listening(port)]
-    if busy:
-        message = f"ports {busy} are in use (a `make run` of your own?): the quickstart needs them"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require(not busy, f"free ports {busy}",
+            "stop what holds them (a `make run` of your own?): the quickstart needs them")
     log_path = tmp_path / "make-run.log"
     with log_path.open("wb") as log:
         make = subprocess.Popen(["make", "run"], cwd=ROOT, env=clean_environment(), stdin=subprocess.DEVNULL,

@@ -32,16 +32,27 @@ from shared.ratelimit.store import Snapshot, Tally
 
 
 class FakeClock:
-    """A clock the test moves by hand (epoch seconds)."""
+    """A clock the test moves by hand (epoch seconds); `sleep` is waiting on it: no real time, the clock moves on
+    by the wait (thread-safe), and each wait is recorded in `sleeps`."""
 
     def __init__(self, now: float = 1_800_000_000.0) -> None:
         self.now = now
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        with self._lock:
+            self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
 
 
 def policy(text: str, api: str = "file_alerts") -> RatePolicy:
@@ -321,10 +332,35 @@ class FakeSleep:
             clock.advance(seconds)
 
 
+class Rendezvous:
+    """Makes threads meet: once armed with `count`, the next `count` callers of `meet` each wait (up to `timeout`
+    seconds, a deadline, never a fixed sleep) until all of them have arrived. A store whose reads meet this way
+    has that many instances decide on the same state, the race a real table's latency makes by itself."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._expected = 0
+        self._arrived = 0
+        self._timeout = 0.0
+
+    def arm(self, count: int, timeout: float = 10.0) -> None:
+        with self._condition:
+            self._expected, self._arrived, self._timeout = count, 0, timeout
+
+    def meet(self) -> None:
+        with self._condition:
+            if self._arrived >= self._expected:
+                return
+            self._arrived += 1
+            self._condition.notify_all()
+            self._condition.wait_for(lambda: self._arrived >= self._expected, timeout=self._timeout)
+
+
 class RecordingStore(MemoryStore):
     """The real MemoryStore, also recording every successful write and running `after_read` hooks once each.
 
-    `after_read` actions run right after a read returns: another instance's write slipped in between.
+    `after_read` actions run right after a read returns: another instance's write slipped in between. Reads also
+    meet at `rendezvous` once it is armed (see Rendezvous).
     """
 
     def __init__(self, name: str = "memory") -> None:
@@ -332,11 +368,13 @@ class RecordingStore(MemoryStore):
         self.writes: list[tuple[str, str, LogState]] = []
         self.reads = 0
         self.after_read: list[Callable[[], object]] = []
+        self.rendezvous = Rendezvous()
 
     def read(self, key: str, api: str, tally: Tally) -> Snapshot:
         try:
             snapshot = super().read(key, api, tally)
             self.reads += 1
+            self.rendezvous.meet()
             return snapshot
         finally:
             while self.after_read:

@@ -4,14 +4,12 @@ fails on demand, and one whose requests are counted)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 
-from shared.ratelimit import Decision, MemoryStore, RateLimiter, RateLimitStorageError, Reason, Snapshot, Tally
+from shared.ratelimit import Decision, MemoryStore, RateLimiter, RateLimitStorageError, Reason, Tally
 from shared.ratelimit.entity import partition_key
-from shared.ratelimit.sliding_log import LogState
 from tests.support.limiter_contract import LimiterContract
 from tests.support.scripted import FakeClock, RecordingStore, policy
 
@@ -30,7 +28,7 @@ def limiter_on(store: MemoryStore, clock: FakeClock, windows: str, *, margin: fl
                retries: int = 10) -> RateLimiter:
     """One instance's limiter: its own memory, the shared store, the test's clock (not synchronised)."""
     return RateLimiter(store, policy(windows), margin_seconds=margin, max_conflict_retries=retries, clock=clock,
-                       sync_clock=False, new_state_share=share)
+                       sync_clock=False, sleep=clock.sleep, new_state_share=share)
 
 
 def remaining(decision: Decision) -> list[int]:
@@ -108,17 +106,16 @@ def test_known_refusal_answers_from_memory_and_takes_no_slot(store: RecordingSto
     assert limiter.acquire("app").admitted  # and asking took no slot before
 
 
-class SlowRecordingStore(RecordingStore):
-    """The recording MemoryStore with requests that take a moment (as a table's do), so that threads really race
-    between deciding and writing."""
-
-    def read(self, key: str, api: str, tally: Tally) -> Snapshot:
-        time.sleep(0.001)
-        return super().read(key, api, tally)
-
-    def write(self, key: str, api: str, state: LogState, etag: str | None, tally: Tally) -> str | None:
-        time.sleep(0.001)
-        return super().write(key, api, state, etag, tally)
+def test_the_backoff_after_a_lost_race_waits_on_the_limiters_clock(store: RecordingStore, clock: FakeClock) -> None:
+    a = limiter_on(store, clock, "4/60")
+    b = limiter_on(store, clock, "4/60")
+    start = clock.now
+    store.after_read.append(lambda: b.acquire("p"))  # b writes between a's read and a's write: a lost the race
+    first = a.acquire("p")
+    assert first.admitted and first.conflicts == 1
+    # One backoff (jitter in [0, 10 ms] before the 2nd attempt), taken on the given clock: no real wait.
+    assert len(clock.sleeps) == 1 and 0 <= clock.sleeps[0] <= 0.01
+    assert clock.now == start + clock.sleeps[0] and first.decided_at == clock.now
 
 
 class MemoryBackend:
@@ -126,11 +123,14 @@ class MemoryBackend:
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
-        self.store = SlowRecordingStore()
+        self.store = RecordingStore()
 
     def limiter(self, windows: str, *, margin: float = 0.0, share: float = 1.0, retries: int = 10,
                 racing: bool = False) -> RateLimiter:
         return limiter_on(self.store, self.clock, windows, margin=margin, share=share, retries=retries)
+
+    def race_next_reads(self, count: int) -> None:
+        self.store.rendezvous.arm(count)
 
     def after_read(self, action: Callable[[], object]) -> None:
         self.store.after_read.append(action)  # the next read is the racing instance's: the test reads nothing else

@@ -99,6 +99,9 @@ class TableBackend:
     def after_read(self, action: Callable[[], object]) -> None:
         self._interleaving.after_read.append(action)
 
+    def race_next_reads(self, count: int) -> None:
+        """Nothing to arrange: each instance's read is a round trip to Azurite, long enough for threads to race."""
+
     def lose_state(self) -> None:
         _delete_entity(self._new_client())
 

@@ -47,7 +47,9 @@ def test_no_window_ever_exceeds_its_limit_across_processes(azurite: Azurite, tab
     # Contention was real and the budget was used, not starved.
     assert sum(r["conflicts"] for r in reports) > 0
     assert sum(r["refused"] for r in reports) > len(decided)
-    assert len(decided) >= 0.9 * ideal_admissions(policy(WINDOWS), MARGIN, start, DURATION)
+    # Each window was filled to its limit (the drain against the ideal is storm_bench's figure, not a test's).
+    assert [max_in_any_interval([float(t) for t in decided], (seconds + MARGIN) * 1000) for _, seconds in LIMITS] \
+        == [limit for limit, _ in LIMITS]
     print(f"admitted {len(decided)} (ideal {ideal_admissions(policy(WINDOWS), MARGIN, start, DURATION)}), "
           f"refused {sum(r['refused'] for r in reports)}, conflicts {sum(r['conflicts'] for r in reports)}, "
           f"contention {sum(r['contention'] for r in reports)}, "

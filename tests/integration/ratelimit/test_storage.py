@@ -1,10 +1,9 @@
-"""The table failing or unreachable: a dedicated error, fast, never an admission; recovery after."""
+"""The table failing or unreachable: a dedicated error within the client's bounded attempts, never an admission;
+recovery after. How long a failure takes is the machine's: bench/failure_bench.py measures it."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ from azure.data.tables import TableClient
 
 from localdev.azurite import DEV_ACCOUNT, DEV_KEY, Azurite, start_azurite
 from localdev.processes import free_port
+from localdev.silent import SilentServer
 from shared.ratelimit import CLIENT_OPTIONS, RateLimiter, RateLimitStorageError, TableStore
 from tests.support.scripted import FakeClock, policy
 
@@ -27,51 +27,30 @@ def limiter_on(conn: str, table: str = "ratelimits") -> RateLimiter:
                        clock=FakeClock(), sync_clock=False)
 
 
-def test_nothing_listening_fails_fast() -> None:
+def test_nothing_listening_is_a_storage_error() -> None:
     limiter = limiter_on(connection_string(free_port()))
-    started = time.monotonic()
     with pytest.raises(RateLimitStorageError, match="read failed"):
         limiter.acquire("p")
     with pytest.raises(RateLimitStorageError):
         limiter.block("p", 10)
-    assert time.monotonic() - started < 2
 
 
 @pytest.fixture
-def silent_port() -> Iterator[int]:
+def silent() -> Iterator[SilentServer]:
     """A server that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    server.close()
+    with SilentServer() as server:
+        yield server
 
 
-def test_hanging_storage_fails_within_the_timeouts(silent_port: int) -> None:
-    limiter = limiter_on(connection_string(silent_port))
-    started = time.monotonic()
+def test_hanging_storage_fails_after_one_retry(silent: SilentServer) -> None:
+    limiter = limiter_on(connection_string(silent.port))
     with pytest.raises(RateLimitStorageError, match="ServiceResponseTimeoutError"):
         limiter.acquire("p")
-    assert time.monotonic() - started < 3  # 1 s read timeout, one retry
+    assert silent.connections == 2  # the read timed out, was retried once (CLIENT_OPTIONS), then given up
 
 
-def test_threads_waiting_on_a_hanging_table_do_not_queue_up(silent_port: int) -> None:
-    limiter = limiter_on(connection_string(silent_port))
+def test_threads_waiting_on_a_hanging_table_do_not_queue_up(silent: SilentServer) -> None:
+    limiter = limiter_on(connection_string(silent.port))
     errors: list[Exception] = []
 
     def call() -> None:
@@ -81,13 +60,13 @@ def test_threads_waiting_on_a_hanging_table_do_not_queue_up(silent_port: int) ->
             errors.append(exc)
 
     threads = [threading.Thread(target=call) for _ in range(6)]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
-    assert len(errors) == 6
-    assert time.monotonic() - started < 4.5  # at most 1 s in the queue, then 2 x 1 s timeouts each
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(errors) == 6  # every thread was answered; none waited on another's hanging request for ever
+    assert silent.connections <= 12  # and each made at most its two attempts
 
 
 def test_rejected_credentials_are_a_storage_error(azurite: Azurite) -> None:
@@ -111,11 +90,9 @@ def test_storage_down_then_back() -> None:
     try:
         assert limiter.acquire("p").admitted
         server.stop()
-        started = time.monotonic()
         for _ in range(3):
             with pytest.raises(RateLimitStorageError):
                 limiter.acquire("p")
-        assert time.monotonic() - started < 3
         server = start_azurite(blob_port=server.blob_port, queue_port=server.queue_port,
                                table_port=server.table_port)
         # In-memory Azurite lost the table: it is created again on first use.
