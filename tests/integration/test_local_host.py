@@ -34,6 +34,7 @@ from localdev.functions_host import (
 )
 from localdev.queue_host import DEFAULT_LEASE_SECONDS, QueueFunction, QueueListener, QueueOptions, start_listeners
 from localdev.servers import RunningServer, quiet_server
+from localdev.workers import IndexedFunction
 from localdev.simulator.data import SEED_FILE_SHA1
 from tests.support.servers import FUNCTION_KEY, HostFactory, IdentityAdmin, SimulatorAdmin
 
@@ -66,7 +67,7 @@ def invocation(req: func.HttpRequest, context: func.Context) -> func.HttpRespons
 
 def route(name: str, template: str, handler: Callable[..., func.HttpResponse],
           methods: tuple[str, ...] = ("GET", "POST")) -> Route:
-    return Route(name, _route_regex(template), frozenset(methods), "function", handler)
+    return Route(name, _route_regex(template), frozenset(methods), "function", IndexedFunction(name, (), handler))
 
 
 @pytest.fixture(scope="module")
