@@ -34,8 +34,8 @@ from localdev.functions_host import (
 )
 from localdev.queue_host import DEFAULT_LEASE_SECONDS, QueueFunction, QueueListener, QueueOptions, start_listeners
 from localdev.servers import RunningServer, quiet_server
-from localdev.workers import IndexedFunction
 from localdev.simulator.data import SEED_FILE_SHA1
+from localdev.workers import IndexedFunction
 from tests.support.servers import FUNCTION_KEY, HostFactory, IdentityAdmin, SimulatorAdmin
 
 ROOT = Path(__file__).resolve().parents[2]
