@@ -67,7 +67,7 @@ from localdev.invocation import request_activity
 from localdev.queue_host import QueueFunction, QueueOptions, host_timespan, start_listeners
 from localdev.servers import QuietHandler, quiet_server
 from localdev.timer_host import TimerFunction, start_timers
-from localdev.worker_pool import format_timespan
+from localdev.worker_pool import format_timespan, thread_count
 from localdev.workers import EmulatedWorker, HttpCall, IndexedFunction, IndexingError, Worker, choose_worker
 from shared.http.settings import TokenCheck
 from shared.http.tokens import IssuerKeys, KeysUnavailableError, TokenRefusedError, validated_claims
@@ -315,7 +315,6 @@ def http_cap(env: Mapping[str, str]) -> float:
 
 def build_host(host_json: Mapping[str, Any], app_directory: Path = ROOT) -> tuple[FunctionsHost, Functions]:
     worker = choose_worker(os.environ)
-    logger.info("Worker: %s indexes the app and runs its functions (%s)", worker.name, sys.version.split()[0])
     try:
         functions = host_functions(worker.index(app_directory), route_prefix(host_json))
     except IndexingError:  # as the worker's failed indexing: the host runs on with no function
@@ -345,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     load_local_settings(args.settings)
     host_json = json.loads(args.host_json.read_text())
     host, functions = build_host(host_json)
+    print(f"Worker: {host.worker.name} indexed the app and runs its functions (Python {sys.version.split()[0]}; "
+          f"{thread_count(os.environ)} threads)", flush=True)
     for route in host.routes:
         print(f"  {route.name}: {'/'.join(sorted(route.methods))} {route.pattern.pattern} ({route.auth_level})",
               flush=True)
