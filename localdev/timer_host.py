@@ -24,7 +24,8 @@ from azure.functions.timer import TimerRequest
 from croniter import croniter
 
 from localdev.invocation import run
-from localdev.queue_host import FunctionTimeoutError, UnresolvedSettingError, invoke_with_timeout, resolve
+from localdev.queue_host import UnresolvedSettingError, resolve
+from localdev.worker_pool import FunctionTimeoutError, Submit, invoke_with_timeout, worker_pool
 
 logger = logging.getLogger("localdev.timer_host")
 
@@ -40,8 +41,10 @@ class TimerFunction:
 class TimerRunner:
     """Runs one timer function on its schedule until `stop()`."""
 
-    def __init__(self, function: TimerFunction, schedule: str, *, function_timeout: float = float("inf")) -> None:
+    def __init__(self, function: TimerFunction, schedule: str, *, function_timeout: float = float("inf"),
+                 submit: Submit | None = None) -> None:
         self.function = function
+        self._submit = submit or worker_pool({}).submit  # the instance's pool (localdev.worker_pool)
         self.schedule = schedule
         self._function_timeout = function_timeout
         self._stopping = threading.Event()
@@ -71,7 +74,7 @@ class TimerRunner:
         request = TimerRequest(past_due=past_due)  # what the worker hands a timer function
         try:
             invoke_with_timeout(self.function.name, lambda: run(self.function.name, self.function.handler, request),
-                                self._function_timeout)
+                                self._function_timeout, self._submit)
         except FunctionTimeoutError:
             pass
         except Exception:
@@ -79,7 +82,7 @@ class TimerRunner:
 
 
 def start_timers(functions: list[TimerFunction], env: Mapping[str, str], *,
-                 function_timeout: float = float("inf")) -> list[TimerRunner]:
+                 function_timeout: float = float("inf"), submit: Submit | None = None) -> list[TimerRunner]:
     """A running TimerRunner per timer function whose schedule resolves; one that does not is reported in error."""
     runners = []
     for function in functions:
@@ -91,7 +94,7 @@ def start_timers(functions: list[TimerFunction], env: Mapping[str, str], *,
             logger.error("The '%s' function is in error: Microsoft.Azure.WebJobs.Host: Error indexing method "
                          "'Functions.%s'. Microsoft.Azure.WebJobs.Host: %s", function.name, function.name, error)
             continue
-        runner = TimerRunner(function, schedule, function_timeout=function_timeout)
+        runner = TimerRunner(function, schedule, function_timeout=function_timeout, submit=submit)
         runner.start()
         runners.append(runner)
     return runners
