@@ -115,6 +115,10 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("OPERATIONS_TABLE", "mdegatewayoperations",
                 "Table (created on first use) holding the status and final answer of every asynchronous operation.",
                 True),
+    SettingSpec("HISTORY_TABLE", "mdegatewayhistory",
+                "Table (created on first use) holding the operator page's last hour, per minute: refusals and "
+                "Defender's 429s per API and tenant, queue depths and the oldest pending age per API (kept 90 "
+                "minutes)."),
     SettingSpec("OPERATIONS_RETENTION_HOURS", "24",
                 "How long (1-720 h) an operation's record and answer stay readable at /api/operations/{id}, and an "
                 "idempotency key or message id is remembered."),

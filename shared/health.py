@@ -19,14 +19,19 @@ from shared.asynchronous.queues import Queues
 from shared.defender.client import IdentityError
 from shared.defender.facts import Api
 from shared.defender.gateway import Gateway
-from shared.ratelimit import RateLimitStorageError
+from shared.ratelimit import Decision, RateLimitStorageError
+from shared.ratelimit.sliding_log import LogState
 from shared.telemetry import catalogue
 from shared.telemetry.recorder import Readings
 
+#: The budgets' logs a report read, by (tenant id, API): the operator page charts their admissions.
+Logs = dict[tuple[str, Api], LogState]
+
 
 def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, *,
-                  clock: Callable[[], float] = time.time) -> tuple[bool, dict[str, Any]]:
-    """(healthy, report): healthy when storage, queues and the identity all answer."""
+                  clock: Callable[[], float] = time.time, logs: Logs | None = None) -> tuple[bool, dict[str, Any]]:
+    """(healthy, report): healthy when storage, queues and the identity all answer. `logs`, when given, gets each
+    budget's log as read for the report (no further storage request)."""
     now = clock()
     pending: dict[Api, list[float]] = {api: [] for api in gateway.apis}
     tables_ok = True
@@ -50,10 +55,10 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
                                  "waitingQueue": _queue(queues.waiting_name(api), depths)}
         if identity is not None:
             try:
-                decision = gateway.peek(api, identity)
-                entry.update({"admitsNow": decision.admitted, "retryAfter": decision.retry_after, "windows": [
-                    {"limit": w.limit, "windowSeconds": w.window_seconds, "remaining": w.remaining,
-                     "resetSeconds": w.reset_seconds} for w in decision.windows]})
+                decision, log = gateway.inspect(api, identity)
+                if logs is not None:
+                    logs[(identity.tenant, api)] = log
+                entry.update(_budget(decision))
             except RateLimitStorageError:
                 tables_ok = False
         apis[api.value] = entry
@@ -67,11 +72,19 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
     }
     multi = gateway.client.settings.multi_tenant
     if multi is not None:
-        report["tenants"] = [_tenant(gateway, tenant.id, tenant.name) for tenant in multi.tenants]
+        report["tenants"] = [_tenant(gateway, tenant.id, tenant.name, logs) for tenant in multi.tenants]
     return healthy, report
 
 
-def _tenant(gateway: Gateway, tenant_id: str, name: str) -> dict[str, Any]:
+def _budget(decision: Decision) -> dict[str, Any]:
+    """An API's budget as the report shows it; `currentLimit` is below `limit` while a new state admits only its
+    share of the window (see shared.ratelimit.sliding_log)."""
+    return {"admitsNow": decision.admitted, "retryAfter": decision.retry_after, "windows": [
+        {"limit": w.limit, "windowSeconds": w.window_seconds, "remaining": w.remaining,
+         "resetSeconds": w.reset_seconds, "currentLimit": w.current_limit} for w in decision.windows]}
+
+
+def _tenant(gateway: Gateway, tenant_id: str, name: str, logs: Logs | None) -> dict[str, Any]:
     """A customer tenant's budgets (its own: Defender counts per tenant), or why its token is missing. A tenant
     that has not consented does not make the gateway unhealthy: the others are served."""
     entry: dict[str, Any] = {"id": tenant_id, "name": name}
@@ -82,12 +95,12 @@ def _tenant(gateway: Gateway, tenant_id: str, name: str) -> dict[str, Any]:
     apis: dict[str, Any] = {}
     for api in gateway.apis:
         try:
-            decision = gateway.peek(api, identity)
+            decision, log = gateway.inspect(api, identity)
         except RateLimitStorageError:
             continue
-        apis[api.value] = {"admitsNow": decision.admitted, "retryAfter": decision.retry_after, "windows": [
-            {"limit": w.limit, "windowSeconds": w.window_seconds, "remaining": w.remaining,
-             "resetSeconds": w.reset_seconds} for w in decision.windows]}
+        if logs is not None:
+            logs[(identity.tenant, api)] = log
+        apis[api.value] = _budget(decision)
     return {**entry, "identity": True, "apis": apis}
 
 

@@ -1,6 +1,7 @@
 """The operator page's state (GET /api/operator/state): the health report (budgets per API and window, pending
 operations, queue depths), the poisoned requests with whether each may be re-driven, and the operations of the
-last minutes with their outcome. Each part that cannot be read is null and the state says degraded."""
+last minutes with their outcome, and the last hour per minute (`history`: see shared.history). Each part that
+cannot be read is null and the state says degraded."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from shared.asynchronous.queues import Queues, QueueStorageError
 from shared.asynchronous.redrive import poisoned
 from shared.defender.facts import OPERATION_NAMES
 from shared.defender.gateway import Gateway
-from shared.health import health_report
+from shared.health import Logs, health_report
+from shared.history.series import Budget, first_minute, history
+from shared.history.store import HistoryStorageError
 
 #: How far back the page lists operations, and how many.
 RECENT_MINUTES = 15
@@ -31,7 +34,9 @@ def poison_queues(queues: Queues, gateway: Gateway) -> list[str]:
 def operator_state(gateway: Gateway, operations: OperationStore, queues: Queues, *,
                    clock: Callable[[], float] = time.time) -> tuple[bool, dict[str, Any]]:
     """(healthy, state)."""
-    healthy, state = health_report(gateway, operations, queues, clock=clock)
+    logs: Logs = {}
+    healthy, state = health_report(gateway, operations, queues, clock=clock, logs=logs)
+    state["history"] = _history(gateway, queues, logs, clock()) if gateway.counters is not None else None
     try:
         state["poisoned"] = [entry.to_json() for entry in poisoned(
             queues, operations, poison_queues(queues, gateway), gateway.client.settings.multi_tenant)]
@@ -49,3 +54,28 @@ def operator_state(gateway: Gateway, operations: OperationStore, queues: Queues,
         state["recent"], healthy = None, False
     state["status"] = "healthy" if healthy else "degraded"
     return healthy, state
+
+
+def _history(gateway: Gateway, queues: Queues, logs: Logs, now: float) -> dict[str, Any] | None:
+    """The last hour: admissions from the budgets' logs just read, the rest from the history (this instance's
+    counts flushed first, so what it counted shows at once). None when the history cannot be read."""
+    counters = gateway.counters
+    assert counters is not None
+    counters.flush()
+    try:
+        rows = counters.store.since(first_minute(now))
+    except HistoryStorageError:
+        return None
+    multi = gateway.client.settings.multi_tenant
+    names = {tenant.id: tenant.name for tenant in multi.tenants} if multi is not None else {}
+    budgets = []
+    for (tenant, api), log in logs.items():
+        policy = gateway.policy(api)
+        shortest = min(policy.windows, key=lambda window: window.seconds)
+        span_ms = max(window.seconds for window in policy.windows) * 1000
+        full = len(log.admissions_ms) >= policy.longest_log
+        budgets.append(Budget(
+            names.get(tenant, "home"), tenant, api.value, log.admissions_ms, shortest.limit * 60 / shortest.seconds,
+            log.admissions_ms[0] if full else max(log.since_ms, int(now * 1000) - span_ms)))
+    return history(now, rows, budgets, [("requests", queues.requests_name),
+                                         *((api.value, queues.waiting_name(api)) for api in gateway.apis)])

@@ -29,6 +29,9 @@ from shared.defender.client import DefenderClient
 from shared.defender.credentials import build_credential
 from shared.defender.gateway import Gateway, RetryPolicy
 from shared.health import oldest_pending_readings, queue_readings
+from shared.history.counters import MinuteCounters
+from shared.history.store import HistoryStore
+from shared.history.table_store import TableHistoryStore
 from shared.http.callers import may_act
 from shared.http.edge import HttpEdge
 from shared.http.misconfigured import Edge, MisconfiguredEdge
@@ -87,6 +90,7 @@ def build(settings: Settings) -> Runtime:
         StorageQueues(queue_service(storage), asynchronous),
         cache=answer_cache(settings),
         hash_map=FileHashMap(table_client(storage, settings.answer_cache.file_hash_table)),
+        history=TableHistoryStore(table_client(storage, asynchronous.history_table)),
         telemetry=start_telemetry(settings.telemetry))
 
 
@@ -94,16 +98,19 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
             queues: Queues, *, cache: AnswerCache | None = None, hash_map: FileHashMap | None = None,
             clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
             monotonic: Callable[[], float] = time.monotonic, telemetry: Telemetry | None = None,
-            keys: SigningKeys | None = None) -> Runtime:
+            keys: SigningKeys | None = None, history: HistoryStore | None = None) -> Runtime:
     """The runtime over the given client, limiters and stores (Azure's in `build`; in-process twins in the unit
     tests): one gateway, one lookups object and one answer mapping that the edge and the worker share. `keys`: the
-    Entra token issuer's signing keys (None: its published JWKS, read when a token first comes)."""
+    Entra token issuer's signing keys (None: its published JWKS, read when a token first comes); `history`: where
+    the operator page's last hour is kept (None: no history)."""
     defender = settings.defender
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
                         attempt_seconds=defender.connect_timeout + defender.read_timeout)
     telemetry = telemetry or Telemetry()
-    gateway = Gateway(client, limiters, retry, sleep=sleep, monotonic=monotonic, telemetry=telemetry)
+    counters = MinuteCounters(history, clock=clock) if history is not None else None
+    gateway = Gateway(client, limiters, retry, sleep=sleep, monotonic=monotonic, telemetry=telemetry,
+                      counters=counters)
     answers = Answers(defender, settings.rate_limits.policies, cache.ttl_seconds if cache else None)
     lookups = FileAlertsLookups(gateway, cache, hash_map)
     asynchronous = settings.asynchronous
@@ -117,7 +124,8 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     telemetry.observe(RATE_LIMIT_LIMIT, gateway.limit_readings)
     telemetry.observe(QUEUE_DEPTH, lambda: queue_readings(queues, gateway.apis))
     telemetry.observe(OLDEST_PENDING_AGE, lambda: oldest_pending_readings(operations, clock))
-    return Runtime(settings, gateway, operations, queues, edge, worker, Maintenance(operations, queues, clock=clock))
+    return Runtime(settings, gateway, operations, queues, edge, worker,
+                   Maintenance(operations, queues, clock=clock, counters=counters, apis=gateway.apis))
 
 
 def answer_cache(settings: Settings) -> AnswerCache | None:

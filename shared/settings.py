@@ -151,7 +151,7 @@ def load_rate_limit_settings(env: Mapping[str, str]) -> RateLimitSettings:
 
 
 #: Every table the gateway keeps, each for one kind of record (names are case-insensitive in Table Storage).
-TABLE_SETTINGS = ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE", "OPERATIONS_TABLE", "FILE_HASH_TABLE")
+TABLE_SETTINGS = ("RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE", "OPERATIONS_TABLE", "FILE_HASH_TABLE", "HISTORY_TABLE")
 
 
 def check_distinct_tables(env: Mapping[str, str]) -> None:
@@ -258,7 +258,7 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
         raise ConfigurationError(
             "MAINTENANCE_SCHEDULE must be a six-field NCRONTAB expression (second minute hour day month weekday, "
             f"e.g. '0 */1 * * * *'), got {shown(schedule)}.", setting="MAINTENANCE_SCHEDULE")
-    return AsyncSettings(queue, table, hours * 3600, async_on_throttle, retries)
+    return AsyncSettings(queue, table, hours * 3600, async_on_throttle, retries, _table_name(env, "HISTORY_TABLE"))
 
 
 def _guids(env: Mapping[str, str], name: str) -> frozenset[str]:

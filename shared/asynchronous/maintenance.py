@@ -15,6 +15,10 @@
 
 Each sweep reads the pending index and the expiry index of the hours gone by: its cost follows what is
 pending and what expired, never the table's history.
+
+With a history (the operator page's charts), each sweep also records the queues' depths and the oldest pending
+age per API for its minute (1 + APIs writes, plus the depth reads), flushes this instance's counts, and deletes
+the rows older than the history's retention (a query, then one request per row: the rows of about one minute).
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ from dataclasses import dataclass
 
 from shared.asynchronous.messages import RequestMessage, encode
 from shared.asynchronous.operations import OperationsStorageError, OperationStore
+from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.asynchronous.queues import Queues
+from shared.defender.facts import Api
+from shared.history.counters import MinuteCounters
+from shared.history.store import RETENTION_MINUTES, HistoryStorageError, Reading, minute_of, queue_key
 
 logger = logging.getLogger("mde_alert_gateway.maintenance")
 
@@ -50,9 +58,12 @@ class Maintenance:
     """One per process; `sweep` is the timer function's whole body."""
 
     def __init__(self, operations: OperationStore, queues: Queues, *, purge_batch: int = PURGE_BATCH,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, counters: MinuteCounters | None = None,
+                 apis: tuple[Api, ...] = tuple(Api)) -> None:
         self.operations = operations
         self.queues = queues
+        self.counters = counters
+        self.apis = apis
         self.purge_batch = purge_batch
         self._clock = clock
         self._unindexed_left = True
@@ -60,6 +71,7 @@ class Maintenance:
     def sweep(self) -> SweepReport:
         """One pass. Raises OperationsStorageError or QueueStorageError when storage fails (the next sweep goes on)."""
         recovered, stale = self._finish_abandoned()
+        self.record()
         purged = self.operations.purge_expired(self.purge_batch)
         if self._unindexed_left and purged < self.purge_batch:
             unindexed = self.operations.purge_unindexed(self.purge_batch - purged)
@@ -70,6 +82,35 @@ class Maintenance:
             logger.info("maintenance: %d expired record(s) deleted, %d abandoned operation(s) queued again (%s), "
                         "%d stale pending row(s) removed", purged, len(recovered), ", ".join(recovered), stale)
         return report
+
+    def record(self) -> None:
+        """The history's readings for this minute, this instance's counts, and the purge of the oldest rows. A
+        history that cannot be written is logged, never a failed sweep."""
+        if self.counters is None:
+            return
+        now = self._clock()
+        minute, store = minute_of(now), self.counters.store
+        created: dict[Api, list[float]] = {api: [] for api in self.apis}
+        for entry in self.operations.pending():
+            created.setdefault(entry.api, []).append(entry.created_at)
+        rows = {queue_key("requests"): self._depths(self.queues.requests_name)}
+        for api in self.apis:
+            ages = created.get(api, [])
+            rows[queue_key(api.value)] = {**self._depths(self.queues.waiting_name(api)),
+                                          Reading.PENDING.value: len(ages),
+                                          Reading.OLDEST_AGE.value: int(now - min(ages)) if ages else 0}
+        try:
+            for key, values in rows.items():
+                store.put(minute, key, values)
+            self.counters.flush()
+            store.purge_before(minute - RETENTION_MINUTES, self.purge_batch)
+        except HistoryStorageError as error:
+            logger.warning("maintenance: the operator page's history not recorded (%s)", error)
+
+    def _depths(self, queue: str) -> dict[str, int]:
+        depths = {Reading.DEPTH.value: self.queues.depth(queue),
+                  Reading.POISON_DEPTH.value: self.queues.depth(queue + POISON_SUFFIX)}
+        return {name: depth for name, depth in depths.items() if depth is not None}
 
     def _finish_abandoned(self) -> tuple[list[str], int]:
         recovered: list[str] = []

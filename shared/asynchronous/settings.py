@@ -17,6 +17,8 @@ class AsyncSettings:
     retention_seconds: int
     async_on_throttle: bool
     max_retries: int
+    #: HISTORY_TABLE: the operator page's last hour (refusals, Defender's 429s, queue depths per minute).
+    history_table: str
 
     @property
     def poison_queue(self) -> str:

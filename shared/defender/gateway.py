@@ -22,7 +22,10 @@ from shared.defender.client import AccessToken, DefenderClient, DefenderRequest,
 from shared.defender.credentials import principal_of
 from shared.defender.facts import DEFAULT_THROTTLE_SECONDS, Api
 from shared.defender.outcomes import Outcome, Reach, Throttled, Unavailable, outcome_name, outcome_status
-from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError, WindowState
+from shared.history.counters import MinuteCounters
+from shared.history.store import Count
+from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError, RatePolicy, WindowState
+from shared.ratelimit.sliding_log import LogState
 from shared.telemetry import catalogue
 from shared.telemetry.catalogue import SpanName
 from shared.telemetry.recorder import Readings, Telemetry
@@ -41,6 +44,11 @@ class Identity:
 
     token: AccessToken
     principal: str
+
+    @property
+    def tenant(self) -> str:
+        """The tenant id whose quota the token spends (the principal's first part)."""
+        return self.principal.split("|", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,10 @@ class Gateway:
 
     def __init__(self, client: DefenderClient, limiters: RateLimiters, retry: RetryPolicy, *,
                  sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
-                 telemetry: Telemetry | None = None) -> None:
+                 telemetry: Telemetry | None = None, counters: MinuteCounters | None = None) -> None:
         self.client = client
+        #: The operator page's history of refusals and Defender's 429s (None: not kept).
+        self.counters = counters
         self._limiters = limiters
         self.retry = retry
         self._sleep = sleep
@@ -179,6 +189,7 @@ class Gateway:
         self._last[api] = decision
         self.telemetry.rate_limit_decision(api.value, decision.reason.value)
         if not decision.admitted:
+            self._count(api, identity, Count.REFUSED)
             logger.info("%s refused by the shared rate limit (%s), retry after %d s [correlation %s]", api,
                         decision.reason, decision.retry_after, correlation_id)
         return decision
@@ -190,6 +201,18 @@ class Gateway:
     def peek(self, api: Api, identity: Identity) -> Decision:
         """What a call to `api` would be told now, without taking a slot (for reports)."""
         return self._limiters.for_api(api).peek(identity.principal)
+
+    def inspect(self, api: Api, identity: Identity) -> tuple[Decision, LogState]:
+        """`peek`, and the budget's log of admissions (for the operator page's history); one storage read."""
+        return self._limiters.for_api(api).inspect(identity.principal)
+
+    def policy(self, api: Api) -> RatePolicy:
+        """The windows of `api`'s budget."""
+        return self._limiters.for_api(api).policy
+
+    def _count(self, api: Api, identity: Identity, what: Count) -> None:
+        if self.counters is not None:
+            self.counters.count(api.value, identity.tenant, what)
 
     def send(self, request: DefenderRequest, identity: Identity, decision: Decision, correlation_id: str, *,
              time_left: float | None = None) -> Attempt:
@@ -214,6 +237,7 @@ class Gateway:
             span.set_attributes({catalogue.OUTCOME: name, catalogue.STATUS: status or 0})
         self.telemetry.defender_request(request.api.value, name, status, self._monotonic() - started)
         if isinstance(outcome, Throttled):
+            self._count(request.api, identity, Count.THROTTLED)
             # Defender said 429: every instance holds this API until its Retry-After has passed.
             wait = outcome.retry_after if outcome.retry_after is not None else DEFAULT_THROTTLE_SECONDS
             try:

@@ -41,6 +41,38 @@ def _recent() -> JsonObject:
     }, required=["id", "operation", "status", "source", "attempts", "createdAt"]))
 
 
+def _history() -> JsonObject:
+    def series(summary: str, description: str, *, nullable: bool = False) -> JsonObject:
+        return array(summary, description + " One point per minute, the oldest first; the last is the minute under "
+                     "way.", prop("Point", "The minute's value.", "int32", nullable=nullable, minimum=0))
+
+    budget = bare(obj("Budget History", "One API's budget in one tenant, per minute.", {
+        "scope": prop("Scope", "home, or the customer tenant's name."),
+        "tenant": prop("Tenant", "The tenant id whose quota it is."),
+        "api": prop("API", "The Defender API."),
+        "limitPerMinute": prop("Limit Per Minute", "The shortest window's limit, per minute.", "number", minimum=0),
+        "admittedFrom": prop("Admitted From", "Since when the budget's log holds every admission (UTC): earlier "
+                             "points of admitted are 0 for want of data.", "date-time"),
+        "admitted": series("Admitted", "Calls the budget admitted (from its log)."),
+        "refused": series("Refused", "Calls the gateway refused (nothing sent)."),
+        "throttled": series("Throttled", "Defender's 429 answers."),
+    }, required=["scope", "tenant", "api", "limitPerMinute", "admitted", "refused", "throttled"]))
+    queue = bare(obj("Queue History", "One queue, per minute, as the maintenance sweep read it.", {
+        "api": prop("API", "The API whose waiting queue it is (null: the request queue).", nullable=True),
+        "name": prop("Name", "The queue."),
+        "depth": series("Depth", "Messages waiting (null: no reading that minute).", nullable=True),
+        "pending": series("Pending", "Pending operations of the API (null: no reading).", nullable=True),
+        "oldestPendingAgeSeconds": series("Oldest Pending Age Seconds", "Age of the oldest pending operation (0: "
+                                          "none; null: no reading).", nullable=True),
+    }, required=["name", "depth", "pending", "oldestPendingAgeSeconds"]))
+    return obj("History", "The last hour, per minute (null: the history cannot be read).", {
+        "startsAt": prop("Starts At", "The first minute (UTC).", "date-time"),
+        "minutes": prop("Minutes", "Points in each series.", "int32", minimum=1),
+        "budgets": array("Budgets", "Each API's budget per tenant.", budget),
+        "queues": array("Queues", "The request queue, then each API's waiting queue.", queue),
+    }, required=["startsAt", "minutes", "budgets", "queues"], nullable=True)
+
+
 def operator_definitions(health: JsonObject) -> dict[str, JsonObject]:
     """OperatorState (`health`'s report and more), RedriveRequest, RedriveResult."""
     state = dict(health)
@@ -51,6 +83,7 @@ def operator_definitions(health: JsonObject) -> dict[str, JsonObject]:
         "poisoned": array("Poisoned", "The first 32 entries of each poison queue.", _poisoned(), nullable=True),
         "recent": array("Recent", "Up to 25 operations of the last 15 minutes, the newest first.", _recent(),
                         nullable=True),
+        "history": _history(),
     }
     return {
         "OperatorState": state,

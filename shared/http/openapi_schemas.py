@@ -248,6 +248,9 @@ def _health() -> JsonObject:
         "remaining": prop("Remaining", "Calls the window admits now.", "int32", minimum=0),
         "resetSeconds": prop("Reset Seconds", "Seconds until its oldest call leaves the window.", "int32",
                                minimum=0),
+        "currentLimit": prop("Current Limit", "Calls the window admits now in all: the limit, or only the new-state "
+                             "share of it while the budget's state is younger than the window (calls made before it "
+                             "began may still count at Defender).", "int32", minimum=0),
     }, required=["limit", "windowSeconds", "remaining", "resetSeconds"]))
 
     def queue(title: str, description: str) -> JsonObject:

@@ -29,6 +29,14 @@ class WindowState:
     remaining: int
     #: Seconds (rounded up) until the oldest call counted in this window leaves it; 0 if it holds none.
     reset_seconds: int
+    #: What the window admits now: `limit`, or only the new-state share of it while the log is younger than the
+    #: window (calls made before the log began, which nobody remembers, may still count upstream).
+    current_limit: int = 0
+
+    @property
+    def young(self) -> bool:
+        """Whether the window admits only the new-state share of its limit now."""
+        return 0 < self.current_limit < self.limit
 
 
 @dataclass(frozen=True)

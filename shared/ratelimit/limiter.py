@@ -143,6 +143,11 @@ class RateLimiter:
         before that call (an admitted call's own decision describes the state after it). The state read is
         remembered like any other read. Raises RateLimitStorageError when the store fails.
         """
+        return self.inspect(principal)[0]
+
+    def inspect(self, principal: str) -> tuple[Decision, LogState]:
+        """`peek`'s decision and the log it read (the admissions of the longest window: the page's history of
+        admitted calls, read rather than copied). One store read."""
         key = partition_key(principal)
         tally = Tally()
         snapshot = self._read(key, tally)
@@ -152,7 +157,7 @@ class RateLimiter:
         self._remember(key, state, snapshot.etag if snapshot.state == state else None)
         verdict = self._evaluate(state, now_ms)
         before = window_states(self.policy, self._margin_ms, state, now_ms, new_state_share=self._new_state_share)
-        return self._decision(replace(verdict, windows=before), now, tally)
+        return self._decision(replace(verdict, windows=before), now, tally), state
 
     def block(self, principal: str, seconds: float) -> None:
         """Refuse every call for `principal` for the next `seconds`, on every instance.

@@ -171,5 +171,6 @@ def window_states(policy: RatePolicy, margin_ms: int, state: LogState, now_ms: i
             window_seconds=window.seconds,
             remaining=max(0, limit - active),
             reset_seconds=ceil_seconds(reset_ms),
+            current_limit=limit,
         ))
     return tuple(states)

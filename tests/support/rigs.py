@@ -29,6 +29,7 @@ from shared.defender.client import DefenderClient, DefenderRequest
 from shared.defender.facts import Api
 from shared.defender.gateway import Gateway
 from shared.defender.tenants import MultiTenant, Tenant, TenantCredentials
+from shared.history.memory_store import MemoryHistoryStore
 from shared.http.edge import HttpEdge
 from shared.lookups.answer_cache import AnswerCache
 from shared.lookups.hash_map import FileHashMap
@@ -109,7 +110,8 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
               store: RecordingStore | None = None, credential: StaticCredential | None = None,
               telemetry: Telemetry | None = None, cache_table: FakeTable | None = None,
               hash_table: FakeTable | None = None,
-              tenant_credentials: Mapping[str, StaticCredential] | None = None) -> EdgeRig:
+              tenant_credentials: Mapping[str, StaticCredential] | None = None,
+              history: MemoryHistoryStore | None = None) -> EdgeRig:
     """The gateway's real edge, gateway, client and limiters over a scripted Defender, built from settings.
 
     `limits` sets RATE_LIMIT_* per API; `settings_env` overrides any app setting (MDE_TENANTS among them: then
@@ -142,7 +144,7 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
                             monotonic=monotonic, telemetry=telemetry,
                             cache=AnswerCache(cast(TableClient, cache_table), 60, clock=clock) if cache_table else None,
                             hash_map=FileHashMap(cast(TableClient, hash_table)) if hash_table else None,
-                            keys=UNIT_SIGNING_KEY)
+                            keys=UNIT_SIGNING_KEY, history=history if history is not None else MemoryHistoryStore())
     return EdgeRig(built.edge, built.gateway, client, session, transport, store, limiters, settings,
                    credential, clock, monotonic, sleep, built)
 

@@ -19,7 +19,7 @@ SHARED = ROOT / "shared"
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"shared.configuration", "shared.identifiers", "shared.telemetry"}),
     frozenset({"shared.tables"}),
-    frozenset({"shared.ratelimit"}),
+    frozenset({"shared.ratelimit", "shared.history"}),
     frozenset({"shared.defender"}),
     frozenset({"shared.validation", "shared.catalogue"}),
     frozenset({"shared.answers"}),

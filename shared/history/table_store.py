@@ -1,0 +1,119 @@
+"""The history in Table Storage: PartitionKey the minute (ten digits, so the keys sort as the minutes do), RowKey
+the row's key, one Int64 property per value. The page's read is one range query over the partitions of the last
+hour (a page of up to 1,000 rows per request); an addition is a read and an ETag-conditional write."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
+
+from shared.history.store import HistoryStorageError, Row
+from shared.tables.clients import create_table
+from shared.tables.errors import status_of, translated
+
+#: Lost races an addition retries before it gives up (the counts stay in memory for the next flush).
+_ADD_ATTEMPTS = 5
+_KEYS = ("PartitionKey", "RowKey")
+
+
+def _partition(minute: int) -> str:
+    return f"{minute:010d}"
+
+
+class TableHistoryStore:
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+
+    def add(self, minute: int, key: str, counts: Mapping[str, int]) -> None:
+        for _ in range(_ADD_ATTEMPTS):
+            with translated(HistoryStorageError, letting=_lost_race):
+                try:
+                    current = self._get(minute, key)
+                    if current is None:
+                        self._write_new(minute, key, counts)
+                        return
+                    values, etag = current
+                    merged = {name: values.get(name, 0) + counts.get(name, 0) for name in {*values, *counts}}
+                    self._client.update_entity(self._entity(minute, key, merged), mode=UpdateMode.REPLACE,
+                                               etag=etag, match_condition=MatchConditions.IfNotModified)
+                    return
+                except AzureError as error:
+                    if not _lost_race(error):
+                        raise
+                    continue  # created or changed meanwhile: read it and add again
+        raise HistoryStorageError(f"history table: {_ADD_ATTEMPTS} lost races on one row")
+
+    def put(self, minute: int, key: str, values: Mapping[str, int]) -> None:
+        with translated(HistoryStorageError):
+            self._with_table(lambda: self._client.upsert_entity(self._entity(minute, key, values),
+                                                                mode=UpdateMode.REPLACE))
+
+    def since(self, minute: int) -> Sequence[Row]:
+        with translated(HistoryStorageError, letting=_missing):
+            try:
+                entities = list(self._client.query_entities(f"PartitionKey ge '{_partition(minute)}'"))
+            except ResourceNotFoundError:
+                return []  # nothing recorded yet
+        return [Row(int(entity["PartitionKey"]), str(entity["RowKey"]), _values(entity)) for entity in entities]
+
+    def purge_before(self, minute: int, limit: int) -> int:
+        deleted = 0
+        with translated(HistoryStorageError, letting=_missing):
+            try:
+                for entity in self._client.query_entities(f"PartitionKey lt '{_partition(minute)}'",
+                                                          select=list(_KEYS), results_per_page=min(limit, 1000)):
+                    if deleted >= limit:
+                        break
+                    self._client.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                    deleted += 1
+            except ResourceNotFoundError:
+                pass  # no table yet: nothing to purge
+        return deleted
+
+    def _get(self, minute: int, key: str) -> tuple[dict[str, int], str] | None:
+        try:
+            entity = self._client.get_entity(_partition(minute), key)
+        except ResourceNotFoundError:
+            return None
+        return _values(entity), str(entity.metadata["etag"])
+
+    def _write_new(self, minute: int, key: str, counts: Mapping[str, int]) -> None:
+        self._with_table(lambda: self._client.create_entity(self._entity(minute, key, counts)))
+
+    def _with_table(self, write: Any) -> None:
+        """Run `write`, creating the table once when it is missing."""
+        try:
+            write()
+        except ResourceNotFoundError:
+            if not create_table(self._client):
+                raise
+            write()
+
+    @staticmethod
+    def _entity(minute: int, key: str, values: Mapping[str, int]) -> dict[str, Any]:
+        return {"PartitionKey": _partition(minute), "RowKey": key,
+                **{name: EntityProperty(int(value), EdmType.INT64) for name, value in values.items()}}
+
+
+def _lost_race(error: AzureError) -> bool:
+    """Another writer created the row (409) or changed it (412) since it was read."""
+    return status_of(error) in (409, 412)
+
+
+def _missing(error: AzureError) -> bool:
+    return isinstance(error, ResourceNotFoundError)
+
+
+def _values(entity: Mapping[str, Any]) -> dict[str, int]:
+    values: dict[str, int] = {}
+    for name, value in entity.items():
+        if name in _KEYS or name == "Timestamp":
+            continue
+        raw = value.value if isinstance(value, EntityProperty) else value
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            values[name] = raw
+    return values
