@@ -4,6 +4,8 @@ hour (a page of up to 1,000 rows per request); an addition is a read and an ETag
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,8 +17,10 @@ from shared.history.store import HistoryStorageError, Row
 from shared.tables.clients import create_table
 from shared.tables.errors import status_of, translated
 
-#: Lost races an addition retries before it gives up (the counts stay in memory for the next flush).
-_ADD_ATTEMPTS = 5
+#: Lost races an addition retries, each after a random pause of up to _BACKOFF_SECONDS, before it gives up (the
+#: counts stay in memory for the next flush).
+_ADD_ATTEMPTS = 10
+_BACKOFF_SECONDS = 0.05
 _KEYS = ("PartitionKey", "RowKey")
 
 
@@ -29,7 +33,9 @@ class TableHistoryStore:
         self._client = client
 
     def add(self, minute: int, key: str, counts: Mapping[str, int]) -> None:
-        for _ in range(_ADD_ATTEMPTS):
+        for attempt in range(_ADD_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, _BACKOFF_SECONDS))  # noqa: S311 - jitter only
             with translated(HistoryStorageError, letting=_lost_race):
                 try:
                     current = self._get(minute, key)
