@@ -17,8 +17,8 @@ Each sweep reads the pending index and the expiry index of the hours gone by: it
 pending and what expired, never the table's history.
 
 With a history (the operator page's charts), each sweep also records the queues' depths and the oldest pending
-age per API for its minute (1 + APIs writes, plus the depth reads), flushes this instance's counts, and deletes
-the rows older than the history's retention (a query, then one request per row: the rows of about one minute).
+age per API, the highest of its minute (1 + APIs rows: a read and a write each, plus the depth reads), flushes this
+instance's counts, and deletes the rows older than the history's retention (a query, then one request per row).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Maintenance:
                                           Reading.OLDEST_AGE.value: int(now - min(ages)) if ages else 0}
         try:
             for key, values in rows.items():
-                store.put(minute, key, values)
+                store.peak(minute, key, values)
             self.counters.flush()
             store.purge_before(minute - RETENTION_MINUTES, self.purge_batch)
         except HistoryStorageError as error:

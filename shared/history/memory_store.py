@@ -33,10 +33,12 @@ class MemoryHistoryStore:
             for name, value in counts.items():
                 row[name] = row.get(name, 0) + value
 
-    def put(self, minute: int, key: str, values: Mapping[str, int]) -> None:
+    def peak(self, minute: int, key: str, values: Mapping[str, int]) -> None:
         with self._lock:
             self._check()
-            self._rows[(minute, key)] = dict(values)
+            row = self._rows.setdefault((minute, key), {})
+            for name, value in values.items():
+                row[name] = max(row.get(name, value), value)
 
     def since(self, minute: int) -> Sequence[Row]:
         with self._lock:

@@ -1,7 +1,8 @@
 """The history's rows: one per (minute, key), with a few whole-number values, and where they are kept.
 
 A minute is whole minutes since the epoch (UTC). A key is `count~<api>~<tenant id>` (the call path's counts, added
-to) or `queue~<queue label>` (the sweep's readings, replaced). Rows older than RETENTION_MINUTES are purged by the
+to) or `queue~<queue label>` (the sweep's readings: the highest of the minute, so a backlog that comes and drains
+between two readings of one minute still shows). Rows older than RETENTION_MINUTES are purged by the
 sweep, so the store holds at most RETENTION_MINUTES x (APIs x tenants + queues) rows.
 """
 
@@ -66,8 +67,8 @@ class HistoryStore(Protocol):
         """Add `counts` to the row's (created when absent), without losing another writer's additions."""
         ...
 
-    def put(self, minute: int, key: str, values: Mapping[str, int]) -> None:
-        """Replace the row's values."""
+    def peak(self, minute: int, key: str, values: Mapping[str, int]) -> None:
+        """Keep the larger of each value and the row's (created when absent): a reading's highest in its minute."""
         ...
 
     def since(self, minute: int) -> Sequence[Row]:

@@ -1,12 +1,12 @@
 """The history in Table Storage: PartitionKey the minute (ten digits, so the keys sort as the minutes do), RowKey
 the row's key, one Int64 property per value. The page's read is one range query over the partitions of the last
-hour (a page of up to 1,000 rows per request); an addition is a read and an ETag-conditional write."""
+hour (a page of up to 1,000 rows per request); an addition (or a peak) is a read and an ETag-conditional write."""
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from azure.core import MatchConditions
@@ -33,6 +33,13 @@ class TableHistoryStore:
         self._client = client
 
     def add(self, minute: int, key: str, counts: Mapping[str, int]) -> None:
+        self._merge(minute, key, counts, lambda old, new: old + new)
+
+    def peak(self, minute: int, key: str, values: Mapping[str, int]) -> None:
+        self._merge(minute, key, values, max)
+
+    def _merge(self, minute: int, key: str, values: Mapping[str, int], combine: Callable[[int, int], int]) -> None:
+        """Read the row, combine each value with `values`, write it back if nobody changed it meanwhile."""
         for attempt in range(_ADD_ATTEMPTS):
             if attempt:
                 time.sleep(random.uniform(0, _BACKOFF_SECONDS))  # noqa: S311 - jitter only
@@ -40,23 +47,19 @@ class TableHistoryStore:
                 try:
                     current = self._get(minute, key)
                     if current is None:
-                        self._write_new(minute, key, counts)
+                        self._write_new(minute, key, values)
                         return
-                    values, etag = current
-                    merged = {name: values.get(name, 0) + counts.get(name, 0) for name in {*values, *counts}}
+                    stored, etag = current
+                    merged = {**stored, **{name: combine(stored[name], value) if name in stored else value
+                                           for name, value in values.items()}}
                     self._client.update_entity(self._entity(minute, key, merged), mode=UpdateMode.REPLACE,
                                                etag=etag, match_condition=MatchConditions.IfNotModified)
                     return
                 except AzureError as error:
                     if not _lost_race(error):
                         raise
-                    continue  # created or changed meanwhile: read it and add again
+                    continue  # created or changed meanwhile: read it and combine again
         raise HistoryStorageError(f"history table: {_ADD_ATTEMPTS} lost races on one row")
-
-    def put(self, minute: int, key: str, values: Mapping[str, int]) -> None:
-        with translated(HistoryStorageError):
-            self._with_table(lambda: self._client.upsert_entity(self._entity(minute, key, values),
-                                                                mode=UpdateMode.REPLACE))
 
     def since(self, minute: int) -> Sequence[Row]:
         with translated(HistoryStorageError, letting=_missing):

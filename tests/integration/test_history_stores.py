@@ -44,10 +44,11 @@ def test_concurrent_additions_add_up(store: HistoryStore) -> None:
 
 def test_rows_are_read_from_a_minute_on_and_purged_before_one(store: HistoryStore) -> None:
     for minute in (29_000_000, 29_000_001, 29_000_002):
-        store.put(minute, "queue~requests", {"depth": minute - 29_000_000})
-    store.put(29_000_002, "queue~requests", {"depth": 7})  # replaced
+        store.peak(minute, "queue~requests", {"depth": minute - 29_000_000})
+    store.peak(29_000_002, "queue~requests", {"depth": 7, "pending": 0})  # the minute's highest
+    store.peak(29_000_002, "queue~requests", {"depth": 3, "pending": 1})
     assert [(row.minute, dict(row.values)) for row in store.since(29_000_001)] == [
-        (29_000_001, {"depth": 1}), (29_000_002, {"depth": 7})]
+        (29_000_001, {"depth": 1}), (29_000_002, {"depth": 7, "pending": 1})]
     assert store.purge_before(29_000_002, 1) == 1  # bounded per call
     assert store.purge_before(29_000_002, 10) == 1
     assert [row.minute for row in store.since(0)] == [29_000_002]

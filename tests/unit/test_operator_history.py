@@ -98,21 +98,23 @@ def test_the_sweep_records_depths_and_the_oldest_age_and_purges_old_rows() -> No
     history = MemoryHistoryStore()
     rig = make_edge(history=history)
     operations, queues = rig.runtime.operations, rig.runtime.queues
-    history.put(minute_of(rig.clock()) - RETENTION_MINUTES - 1, "queue~requests", {"depth": 9})
+    history.peak(minute_of(rig.clock()) - RETENTION_MINUTES - 1, "queue~requests", {"depth": 9})
     operations.create(operations.new("op-1", FILE_ALERTS, caller="", source=Source.QUEUE, correlation_id="c"))
     queues.put_waiting(Api.FILE_ALERTS, "one")
     queues.put_waiting(Api.FILE_ALERTS, "two")
     rig.clock.advance(90)
     rig.runtime.maintenance.sweep()
-    rig.clock.advance(60)
     assert isinstance(queues, MemoryQueues)
     queues.take(queues.waiting_name(Api.FILE_ALERTS))
+    rig.clock.advance(1)
+    rig.runtime.maintenance.sweep()  # the same minute: its highest reading stays
+    rig.clock.advance(60)
     rig.runtime.maintenance.sweep()
     charts = {entry["api"]: entry for entry in state(rig)["history"]["queues"]}
     waiting = charts[Api.FILE_ALERTS.value]
     assert waiting["name"] == queues.waiting_name(Api.FILE_ALERTS)
     assert waiting["depth"][-2:] == [2, 0] and waiting["depth"][0] is None  # the drain; no sweep an hour ago
-    assert waiting["oldestPendingAgeSeconds"][-2:] == [90, 150]
+    assert waiting["oldestPendingAgeSeconds"][-2:] == [91, 151]
     assert charts[None]["name"] == queues.requests_name
     assert min(row.minute for row in history.since(0)) > minute_of(rig.clock()) - RETENTION_MINUTES
 
