@@ -88,6 +88,7 @@ def host_factory(services: Services, tmp_path_factory: pytest.TempPathFactory) -
         # Azure's 10 minutes (LOCAL_QUEUE_LEASE_SECONDS unset), as in Azure.
         settings.setdefault("REQUESTS_QUEUE", "q" + uuid.uuid4().hex[:20])
         settings.setdefault("OPERATIONS_TABLE", "o" + uuid.uuid4().hex[:20])
+        settings.setdefault("HISTORY_TABLE", "h" + uuid.uuid4().hex[:20])
         env = services.host_environment(function_key=FUNCTION_KEY, **settings)
         for name in unset:
             env.pop(name, None)

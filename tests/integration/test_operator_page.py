@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,80 @@ def test_the_page_shows_budgets_queues_and_the_poisoned_request_in_a_browser(
                           capture_output=True, text=True, timeout=120, check=False)
     assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
     print(f"operator page screenshot: {screenshot}")
+
+
+class Charts(HTMLParser):
+    """The charts the page drew (its dumped DOM): per figure's data attributes, each drawn point's series and value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figures: list[tuple[dict[str, str], list[tuple[str, int]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {name: value or "" for name, value in attrs}
+        if tag == "figure" and "chart" in found.get("class", ""):
+            self.figures.append(({k[5:]: v for k, v in found.items() if k.startswith("data-")}, []))
+        elif tag in ("rect", "circle") and "data-series" in found and self.figures:
+            self.figures[-1][1].append((found["data-series"], int(found["data-value"])))
+
+    def points(self, series: str, **where: str) -> list[int]:
+        matching = [points for attributes, points in self.figures
+                    if all(attributes.get(name) == value for name, value in where.items())]
+        assert len(matching) == 1, (where, [attributes for attributes, _ in self.figures])
+        return [value for name, value in matching[0] if name == series]
+
+
+def test_the_page_charts_a_storm_as_the_simulator_counted_it(
+        host_factory: HostFactory, sim: SimulatorAdmin, tmp_path: Path) -> None:
+    """A Defender 429, a spent budget (4 calls in 10 s: the rest refused and queued, answered 202) and the backlog
+    draining as the window frees (the hour-long window keeps the budget's log, so the admissions, for the hour): the
+    page's charts draw the calls the simulator counted, Defender's 429, the refusals and the waiting queue's depth;
+    screenshots are kept (wide and narrow)."""
+    require(CHROMIUM is not None, "Chromium", "`make browser` (or `make test`) installs Debian's chromium package")
+    assert CHROMIUM is not None
+    storm = host_factory(RATE_LIMIT_FILE_ALERTS="4/10,100/3600", RATE_LIMIT_NEW_STATE_SHARE="1",
+                         RATE_LIMIT_MARGIN_SECONDS="0", GATEWAY_ASYNC_ON_THROTTLE="true",
+                         MAINTENANCE_SCHEDULE="* * * * * *")
+    sim.fault("status", status=429, api="file_alerts", count=1, retry_after=1)
+    answers = [storm.get_alerts(SHA1) for _ in range(8)]
+    queued = [answer.headers["Location"] for answer in answers if answer.status_code == 202]
+    assert queued, [answer.status_code for answer in answers]  # the budget ran out: requests wait on its queue
+    for location in queued:
+        assert storm.wait_for_operation(location).status_code == 200  # the backlog drained
+    calls = sim.calls("file_alerts")
+    sent, throttled = len(calls), sum(1 for call in calls if call["status"] == 429)
+    assert throttled == 1 and sent > 4  # the 429, and more calls than one window's budget
+
+    deadline = time.monotonic() + 30
+    while True:  # the sweep (every second here) has read the waiting queue empty again
+        state = storm.get("/api/operator/state", headers={"x-functions-key": storm.master_key}).json()
+        waiting = next(queue for queue in state["history"]["queues"] if queue["api"] == "file_alerts")
+        if state["apis"]["file_alerts"]["waitingQueue"]["depth"] == 0 and waiting["depth"][-1] is not None:
+            break
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    url = f"{storm.url}/api/operator?code={storm.master_key}"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    charts = Charts()
+    charts.feed(dom.stdout)
+    budget = {"chart": "budget", "api": "file_alerts", "scope": "home"}
+    assert sum(charts.points("admitted", **budget)) == sent  # every call Defender saw had its slot
+    assert sum(charts.points("Defender 429s", **budget)) == throttled
+    assert sum(charts.points("refused", **budget)) >= len(queued)  # each queued call was refused a slot first
+    depth = charts.points("depth", chart="depth", queue=waiting["name"])
+    assert max(depth) >= 1  # the backlog (drained since: the live depth above is 0)
+    assert "calls a minute; limit 24 a minute" in dom.stdout  # each chart names its unit (4 per 10 s: 24 a minute)
+    for name, size in (("operator-page-storm.png", "1280,2400"), ("operator-page-storm-narrow.png", "420,4000")):
+        screenshot = tmp_path / name
+        shot = subprocess.run([CHROMIUM, *flags, f"--window-size={size}", f"--screenshot={screenshot}", url],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
+        print(f"operator page screenshot after a storm: {screenshot}")
 
 
 def test_with_entra_id_the_page_and_the_redrive_need_the_admin_key_and_a_token_with_gateway_operate(
