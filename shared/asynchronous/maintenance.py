@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.asynchronous.messages import RequestMessage, encode
-from shared.asynchronous.operations import OperationsStorageError, OperationStore
+from shared.asynchronous.operations import OperationsStorageError, OperationStore, PendingEntry
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.asynchronous.queues import Queues
 from shared.defender.facts import Api
@@ -70,8 +70,9 @@ class Maintenance:
 
     def sweep(self) -> SweepReport:
         """One pass. Raises OperationsStorageError or QueueStorageError when storage fails (the next sweep goes on)."""
-        recovered, stale = self._finish_abandoned()
-        self.record()
+        pending = list(self.operations.pending())
+        recovered, stale = self._finish_abandoned(pending)
+        self.record(pending)
         purged = self.operations.purge_expired(self.purge_batch)
         if self._unindexed_left and purged < self.purge_batch:
             unindexed = self.operations.purge_unindexed(self.purge_batch - purged)
@@ -83,7 +84,7 @@ class Maintenance:
                         "%d stale pending row(s) removed", purged, len(recovered), ", ".join(recovered), stale)
         return report
 
-    def record(self) -> None:
+    def record(self, pending: list[PendingEntry]) -> None:
         """The history's readings for this minute, this instance's counts, and the purge of the oldest rows. A
         history that cannot be written is logged, never a failed sweep."""
         if self.counters is None:
@@ -91,7 +92,7 @@ class Maintenance:
         now = self._clock()
         minute, store = minute_of(now), self.counters.store
         created: dict[Api, list[float]] = {api: [] for api in self.apis}
-        for entry in self.operations.pending():
+        for entry in pending:
             created.setdefault(entry.api, []).append(entry.created_at)
         rows = {queue_key("requests"): self._depths(self.queues.requests_name)}
         for api in self.apis:
@@ -112,11 +113,11 @@ class Maintenance:
                   Reading.POISON_DEPTH.value: self.queues.depth(queue + POISON_SUFFIX)}
         return {name: depth for name, depth in depths.items() if depth is not None}
 
-    def _finish_abandoned(self) -> tuple[list[str], int]:
+    def _finish_abandoned(self, pending: list[PendingEntry]) -> tuple[list[str], int]:
         recovered: list[str] = []
         stale = 0
         now = self._clock()
-        for entry in list(self.operations.pending()):
+        for entry in pending:
             try:
                 operation = self.operations.get(entry.operation_id)
             except OperationsStorageError as error:

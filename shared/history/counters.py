@@ -1,6 +1,7 @@
 """Counts of the call path (refusals, Defender's 429s) per minute, API and tenant, kept in memory and flushed to
-the history store at most once a minute per instance (and whenever the page reads the history), as additions, so
-instances never overwrite each other's counts.
+the history store at most once a minute per instance (in a thread of its own, so no call waits for it; and
+whenever the page reads the history, or the sweep runs), as additions, so instances never overwrite each other's
+counts.
 
 A flush costs two storage requests per (minute, API, tenant) that counted anything; an idle tenant costs nothing.
 A flush that fails keeps the counts for the next one; counts older than the retention are dropped then (they
@@ -24,13 +25,20 @@ logger = logging.getLogger("mde_alert_gateway.history")
 FLUSH_SECONDS = 60.0
 
 
+def in_background(flush: Callable[[], object]) -> None:
+    """Run a due flush beside the call that found it due: that call waits for no storage request."""
+    threading.Thread(target=flush, name="history-flush", daemon=True).start()
+
+
 class MinuteCounters:
     """Thread-safe; one per process."""
 
     def __init__(self, store: HistoryStore, *, clock: Callable[[], float] = time.time,
-                 flush_seconds: float = FLUSH_SECONDS) -> None:
+                 flush_seconds: float = FLUSH_SECONDS,
+                 run_flush: Callable[[Callable[[], object]], None] = in_background) -> None:
         self.store = store
         self._clock = clock
+        self._run_flush = run_flush
         self._flush_seconds = flush_seconds
         self._counts: dict[tuple[int, str], Counter[str]] = {}
         self._lock = threading.Lock()
@@ -38,13 +46,15 @@ class MinuteCounters:
         self._last_flush = clock()
 
     def count(self, api: str, tenant: str, what: Count) -> None:
-        """Count one event now; flush when the last flush is a minute old."""
+        """Count one event now; when the last flush is a minute old, flush (beside the caller, by default)."""
         now = self._clock()
         with self._lock:
             self._counts.setdefault((minute_of(now), count_key(api, tenant)), Counter())[what.value] += 1
             due = now - self._last_flush >= self._flush_seconds
+            if due:
+                self._last_flush = now  # one flush per interval, however many calls find it due
         if due:
-            self.flush()
+            self._run_flush(self.flush)
 
     def flush(self) -> bool:
         """Add every count kept to the store; False when the store failed (the counts are kept for the next flush).

@@ -5,6 +5,7 @@ memory stores and a scripted Defender."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from shared.asynchronous.operations import Source
@@ -84,14 +85,18 @@ def test_a_history_that_fails_loses_no_count_and_counts_none_twice() -> None:
 def test_the_call_path_flushes_at_most_once_a_minute() -> None:
     history = MemoryHistoryStore()
     clock_now = [1_800_000_000.0]
-    counters = MinuteCounters(history, clock=lambda: clock_now[0])
+    flushes: list[Callable[[], object]] = []
+    counters = MinuteCounters(history, clock=lambda: clock_now[0], run_flush=flushes.append)
     for _ in range(50):
         counters.count("file_alerts", "t", Count.REFUSED)
     assert history.requests == 0  # nothing written within the minute
     clock_now[0] += 60
     counters.count("file_alerts", "t", Count.REFUSED)
+    counters.count("file_alerts", "t", Count.REFUSED)
+    assert len(flushes) == 1 and history.requests == 0  # due once, run beside the call, not in it
+    flushes[0]()
     assert history.requests == 2  # one addition per (minute, API, tenant) that counted
-    assert sum(row.values["refused"] for row in history.since(0)) == 51
+    assert sum(row.values["refused"] for row in history.since(0)) == 52
 
 
 def test_the_sweep_records_depths_and_the_oldest_age_and_purges_old_rows() -> None:
