@@ -57,13 +57,13 @@ def operator_state(gateway: Gateway, operations: OperationStore, queues: Queues,
 
 
 def _history(gateway: Gateway, queues: Queues, logs: Logs, now: float) -> dict[str, Any] | None:
-    """The last hour: admissions from the budgets' logs just read, the rest from the history (this instance's
-    counts flushed first, so what it counted shows at once). None when the history cannot be read."""
+    """The last hour: admissions from the budgets' logs just read, the rest from the history and the counts this
+    instance has not flushed yet (so what it counted shows at once, and the read writes nothing). None when the
+    history cannot be read."""
     counters = gateway.counters
     assert counters is not None
-    counters.flush()
     try:
-        rows = counters.store.since(first_minute(now))
+        rows = [*counters.store.since(first_minute(now)), *counters.unflushed()]
     except HistoryStorageError:
         return None
     multi = gateway.client.settings.multi_tenant

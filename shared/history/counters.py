@@ -1,7 +1,7 @@
 """Counts of the call path (refusals, Defender's 429s) per minute, API and tenant, kept in memory and flushed to
-the history store at most once a minute per instance (in a thread of its own, so no call waits for it; and
-whenever the page reads the history, or the sweep runs), as additions, so instances never overwrite each other's
-counts.
+the history store at most once a minute per instance (in a thread of its own, so no call waits for it; and when
+the sweep runs), as additions, so instances never overwrite each other's counts. The page's read adds the counts
+this instance has not flushed yet to what it reads (`unflushed`), writing nothing.
 
 A flush costs two storage requests per (minute, API, tenant) that counted anything; an idle tenant costs nothing.
 A flush that fails keeps the counts for the next one; counts older than the retention are dropped then (they
@@ -17,7 +17,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from shared.history.store import RETENTION_MINUTES, Count, HistoryStorageError, HistoryStore, count_key, minute_of
+from shared.history.store import (
+    RETENTION_MINUTES,
+    Count,
+    HistoryStorageError,
+    HistoryStore,
+    Row,
+    count_key,
+    minute_of,
+)
 
 logger = logging.getLogger("mde_alert_gateway.history")
 
@@ -55,6 +63,11 @@ class MinuteCounters:
                 self._last_flush = now  # one flush per interval, however many calls find it due
         if due:
             self._run_flush(self.flush)
+
+    def unflushed(self) -> list[Row]:
+        """The counts kept here, not in the store yet (a flush under way has taken its own: they show once written)."""
+        with self._lock:
+            return [Row(minute, key, dict(counts)) for (minute, key), counts in self._counts.items()]
 
     def flush(self) -> bool:
         """Add every count kept to the store; False when the store failed (the counts are kept for the next flush).

@@ -48,9 +48,13 @@ def history(now: float, rows: Sequence[Row], budgets: Sequence[Budget],
     """The `history` part of the operator state. `queues`: (label, queue name): `requests` or an API's name."""
     first = first_minute(now)
     by_key: dict[str, list[dict[str, int] | None]] = {}
-    for row in rows:
+    for row in rows:  # a key's minute may come twice (stored, and counted here but not flushed yet): added up
         if first <= row.minute < first + WINDOW_MINUTES:
-            by_key.setdefault(row.key, [None] * WINDOW_MINUTES)[row.minute - first] = dict(row.values)
+            points = by_key.setdefault(row.key, [None] * WINDOW_MINUTES)
+            point = dict(points[row.minute - first] or {})
+            for name, value in row.values.items():
+                point[name] = point.get(name, 0) + value
+            points[row.minute - first] = point
 
     def values(key: str, name: str, default: int | None) -> list[int | None]:
         return [default if point is None else point.get(name, default)
