@@ -17,6 +17,13 @@ or the queue extension behave in a way a test could tell apart, this host does t
 - host.json's `functionTimeout` ends an invocation that runs longer: 500 with an empty body, a queue
   message retried (the real host then also restarts the Python worker, failing whatever else ran on
   it; this host lets the thread run on unobserved instead);
+- the platform cuts an HTTP response at 230 s whatever `functionTimeout` says (Azure Load Balancer's idle
+  timeout): 502 with an empty body, the function running on without a caller (LOCAL_HTTP_RESPONSE_CAP_SECONDS,
+  a local-host-only setting, lowers the cap for tests);
+- routes sit under host.json's `extensions.http.routePrefix` (default "api"; "" puts them at the root);
+- the worker's side runs in localdev.workers: on Python 3.13 and later `azure-functions-runtime` itself indexes
+  the app and converts the bindings (as in Azure), on 3.11 and 3.12 an emulation; every sync function of the
+  instance, HTTP, queue and timer, runs on the worker's one pool of PYTHON_THREADPOOL_THREAD_COUNT threads;
 - a `%NAME%` binding expression that names no app setting puts that function alone in error, named
   in the log; the host serves the others (localdev.queue_host);
 - the master key is random unless LOCAL_MASTER_KEY names one;
@@ -40,38 +47,39 @@ from __future__ import annotations
 import argparse
 import base64
 import hmac
-import importlib
 import json
 import logging
 import os
 import re
 import secrets
 import sys
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
-from azure.functions.http import HttpResponseConverter
 from werkzeug.wrappers import Request, Response
 
-from localdev.invocation import request_activity, run, takes_context
-from localdev.queue_host import (
-    FunctionTimeoutError,
-    QueueFunction,
-    QueueOptions,
-    host_timespan,
-    invoke_with_timeout,
-    start_listeners,
-)
+from localdev.invocation import request_activity
+from localdev.queue_host import QueueFunction, QueueOptions, host_timespan, start_listeners
 from localdev.servers import QuietHandler, quiet_server
 from localdev.timer_host import TimerFunction, start_timers
+from localdev.worker_pool import format_timespan, thread_count
+from localdev.workers import EmulatedWorker, HttpCall, IndexedFunction, IndexingError, Worker, choose_worker
 from shared.http.settings import TokenCheck
 from shared.http.tokens import IssuerKeys, KeysUnavailableError, TokenRefusedError, validated_claims
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUTE_PREFIX = "api"
+#: host.json's `extensions.http.routePrefix` when it names none.
+DEFAULT_ROUTE_PREFIX = "api"
+#: The platform cuts an HTTP response at 230 s whatever functionTimeout says (Azure Load Balancer's idle timeout;
+#: the caller gets 502, the function runs on).
+HTTP_RESPONSE_CAP = 230.0
+#: A local-host-only setting: a lower cap, so a test sees the platform's answer without waiting 230 s.
+HTTP_CAP_SETTING = "LOCAL_HTTP_RESPONSE_CAP_SECONDS"
 #: The documented local default key; override with LOCAL_FUNCTION_KEY. Never used in Azure.
 DEFAULT_LOCAL_KEY = "local-dev-function-key"
 #: How the host hands a repeated request header to the worker: `StringValues.ToString()` joins with ",".
@@ -98,10 +106,10 @@ class Route:
     pattern: re.Pattern[str]
     methods: frozenset[str]
     auth_level: str
-    handler: Callable[..., func.HttpResponse]  # called as the worker calls it (localdev.invocation.run)
+    function: IndexedFunction  # what the worker runs for it (localdev.workers)
 
 
-def _route_regex(template: str) -> re.Pattern[str]:
+def _route_regex(template: str, prefix: str = DEFAULT_ROUTE_PREFIX) -> re.Pattern[str]:
     """`files/{sha1}/alerts` -> a regex with named groups; `{name:constraint}` and `{name?}` are accepted."""
     parts: list[str] = []
     position = 0
@@ -110,7 +118,14 @@ def _route_regex(template: str) -> re.Pattern[str]:
         parts.append(f"(?P<{match[1]}>[^/]+)" + ("?" if match[2] else ""))
         position = match.end()
     parts.append(re.escape(template[position:]))
-    return re.compile(f"^/{ROUTE_PREFIX}/" + "".join(parts).strip("/") + "/?$", re.IGNORECASE)
+    path = "/".join(part for part in (prefix.strip("/"), "".join(parts).strip("/")) if part)
+    return re.compile(f"^/{path}/?$", re.IGNORECASE)
+
+
+def route_prefix(host_json: Mapping[str, Any]) -> str:
+    """host.json's `extensions.http.routePrefix` ("api" when absent; "" allowed: the routes at the root)."""
+    prefix = host_json.get("extensions", {}).get("http", {}).get("routePrefix")
+    return DEFAULT_ROUTE_PREFIX if prefix is None else str(prefix).strip("/")
 
 
 @dataclass(frozen=True)
@@ -127,35 +142,33 @@ def discover_routes(app: func.FunctionApp) -> list[Route]:
     return discover(app).routes
 
 
-def discover(app: func.FunctionApp) -> Functions:
-    """The HTTP, queue and timer functions of `app` (call once per app object, like `discover_routes`).
+def discover(app: func.FunctionApp, prefix: str = DEFAULT_ROUTE_PREFIX) -> Functions:
+    """The HTTP, queue and timer functions of `app` as the emulated worker indexes them (call once per app object).
     FunctionLoadError: a function the worker would not index (the indexing fails as a whole)."""
+    return host_functions(EmulatedWorker.index_app(app), prefix)
+
+
+def host_functions(indexed: list[IndexedFunction], prefix: str = DEFAULT_ROUTE_PREFIX) -> Functions:
+    """The host's side of the worker's metadata: routes, queue listeners and timers, read from each function's
+    trigger binding as the host reads it."""
     routes = []
     queue_functions = []
     timers = []
-    for function in app.get_functions():
-        trigger = function.get_trigger()
-        takes_context(function.get_function_name() or "function", function.get_user_function())
-        if trigger is not None and getattr(trigger, "type", None) == "queueTrigger":
-            queue_functions.append(QueueFunction(function.get_function_name() or "function",
-                                                 str(getattr(trigger, "queue_name", "")),
-                                                 str(getattr(trigger, "connection", None) or "AzureWebJobsStorage"),
-                                                 function.get_user_function()))
-            continue
-        if trigger is not None and getattr(trigger, "type", None) == "timerTrigger":
-            timers.append(TimerFunction(function.get_function_name() or "function",
-                                        str(getattr(trigger, "schedule", "")),
-                                        bool(getattr(trigger, "run_on_startup", None)), function.get_user_function()))
-            continue
-        if trigger is None or getattr(trigger, "type", None) != "httpTrigger":
-            continue
-        name = function.get_function_name() or "function"
-        template = str(getattr(trigger, "route", None) or name)
-        methods = frozenset(str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or []))
-        level = getattr(trigger, "auth_level", func.AuthLevel.FUNCTION)
-        routes.append(Route(name, _route_regex(template),
-                            methods or frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}),
-                            str(getattr(level, "value", level)).lower(), function.get_user_function()))
+    for function in indexed:
+        trigger = function.trigger
+        kind = trigger.get("type")
+        if kind == "queueTrigger":
+            queue_functions.append(QueueFunction(function.name, str(trigger.get("queueName", "")),
+                                                 str(trigger.get("connection") or "AzureWebJobsStorage"),
+                                                 function.handler))
+        elif kind == "timerTrigger":
+            timers.append(TimerFunction(function.name, str(trigger.get("schedule", "")),
+                                        bool(trigger.get("runOnStartup")), function.handler))
+        elif kind == "httpTrigger":
+            methods = frozenset(str(m).upper() for m in (trigger.get("methods") or []))
+            routes.append(Route(function.name, _route_regex(str(trigger.get("route") or function.name), prefix),
+                                methods or frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}),
+                                str(trigger.get("authLevel") or "function").lower(), function))
     return Functions(routes, queue_functions, timers)
 
 
@@ -201,12 +214,14 @@ class FunctionsHost:
     """WSGI app dispatching to the discovered functions."""
 
     def __init__(self, routes: list[Route], function_key: str, master_key: str, *,
-                 function_timeout: float = DEFAULT_FUNCTION_TIMEOUT,
-                 authentication: PlatformAuthentication | None = None) -> None:
+                 worker: Worker | None = None, function_timeout: float = DEFAULT_FUNCTION_TIMEOUT,
+                 http_cap: float = HTTP_RESPONSE_CAP, authentication: PlatformAuthentication | None = None) -> None:
         self.routes = routes
         self.function_key = function_key
         self.master_key = master_key
+        self.worker: Worker = worker or EmulatedWorker(os.environ)
         self.function_timeout = function_timeout
+        self.http_cap = http_cap
         self.authentication = authentication
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -241,26 +256,25 @@ class FunctionsHost:
     def _invoke(self, route: Route, request: Request, raw_headers: list[tuple[str, str]],
                 route_params: dict[str, str]) -> Response:
         length = request.content_length or 0
-        http_request = func.HttpRequest(
-            method=request.method.upper(),
-            url=request.url,
-            headers=joined(raw_headers, lower_case=True),
-            params=joined(list(request.args.items(multi=True)), drop_empty=True),
-            route_params=route_params,
-            body=request.get_data() if length > 0 else b"",
-        )
+        call = HttpCall(method=request.method.upper(), url=request.url, headers=joined(raw_headers, lower_case=True),
+                        params=joined(list(request.args.items(multi=True)), drop_empty=True),
+                        route_params=route_params, body=request.get_data() if length > 0 else b"")
+        activity = request_activity(request.headers.get("traceparent"), request.headers.get("tracestate"))
+        invocation = self.worker.start(route.function, call, activity)
         try:
-            activity = request_activity(request.headers.get("traceparent"), request.headers.get("tracestate"))
-            result = invoke_with_timeout(route.name, lambda: run(route.name, route.handler, http_request,
-                                                                 activity=activity), self.function_timeout)
-        except FunctionTimeoutError:
+            answer = invocation.result(min(self.function_timeout, self.http_cap))
+        except FutureTimeoutError:
+            if self.http_cap < self.function_timeout:  # the platform's cut: the function runs on, unanswered
+                logger.warning("Functions.%s: no response within %g s: the platform answers 502", route.name,
+                               self.http_cap)
+                return Response(status=502)
+            logger.error("Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). Initiating "
+                         "cancellation.", format_timespan(self.function_timeout), route.name, uuid.uuid4())
             return Response(status=500)
         except Exception:
             logger.exception("Executed 'Functions.%s' (Failed)", route.name)
             return Response(status=500)
-        datum = HttpResponseConverter.encode(result, expected_type=None).value
-        headers = [(name, str(header.value)) for name, header in datum["headers"].items()]
-        return Response(datum["body"].value, status=int(datum["status_code"].value), headers=headers)
+        return Response(answer.body, status=answer.status, headers=answer.headers)
 
 
 def joined(pairs: list[tuple[str, str]], *, lower_case: bool = False, drop_empty: bool = False) -> dict[str, str]:
@@ -293,12 +307,17 @@ def function_timeout(host_json: Mapping[str, Any]) -> float:
     return host_timespan(str(raw), DEFAULT_FUNCTION_TIMEOUT)
 
 
-def build_host(host_json: Mapping[str, Any]) -> tuple[FunctionsHost, Functions]:
-    sys.path.insert(0, str(ROOT))
+def http_cap(env: Mapping[str, str]) -> float:
+    """The platform's cap on an HTTP response (LOCAL_HTTP_RESPONSE_CAP_SECONDS lowers it for tests)."""
+    raw = env.get(HTTP_CAP_SETTING)
+    return min(HTTP_RESPONSE_CAP, float(raw)) if raw else HTTP_RESPONSE_CAP
+
+
+def build_host(host_json: Mapping[str, Any], app_directory: Path = ROOT) -> tuple[FunctionsHost, Functions]:
+    worker = choose_worker(os.environ)
     try:
-        function_app = importlib.import_module("function_app")
-        functions = discover(function_app.app)
-    except Exception:  # as the worker's failed indexing: the host runs on with no function
+        functions = host_functions(worker.index(app_directory), route_prefix(host_json))
+    except IndexingError:  # as the worker's failed indexing: the host runs on with no function
         logger.exception("Worker failed to index functions: the host runs with no function (every route is 404)")
         functions = Functions([], [], [])
     key = os.environ.get("LOCAL_FUNCTION_KEY") or DEFAULT_LOCAL_KEY
@@ -308,8 +327,8 @@ def build_host(host_json: Mapping[str, Any]) -> tuple[FunctionsHost, Functions]:
         audience = os.environ.get("LOCAL_AUTH_AUDIENCE") or DEFAULT_LOCAL_AUDIENCE
         # The platform's openIdIssuer: the same issuer the Bicep gives the gateway (GATEWAY_TOKEN_ISSUER).
         authentication = PlatformAuthentication(os.environ.get("GATEWAY_TOKEN_ISSUER") or "", frozenset({audience}))
-    return FunctionsHost(functions.routes, key, master, function_timeout=function_timeout(host_json),
-                         authentication=authentication), functions
+    return FunctionsHost(functions.routes, key, master, worker=worker, function_timeout=function_timeout(host_json),
+                         http_cap=http_cap(os.environ), authentication=authentication), functions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,20 +344,24 @@ def main(argv: list[str] | None = None) -> int:
     load_local_settings(args.settings)
     host_json = json.loads(args.host_json.read_text())
     host, functions = build_host(host_json)
+    print(f"Worker: {host.worker.name} indexed the app and runs its functions (Python {sys.version.split()[0]}; "
+          f"{thread_count(os.environ)} threads)", flush=True)
     for route in host.routes:
         print(f"  {route.name}: {'/'.join(sorted(route.methods))} {route.pattern.pattern} ({route.auth_level})",
               flush=True)
     options = QueueOptions.from_host_json(host_json)
-    listeners = start_listeners(functions.queues, options, function_timeout=host.function_timeout)
+    listeners = start_listeners(functions.queues, options, function_timeout=host.function_timeout,
+                                submit=host.worker.submit)
     for listener in listeners:
         print(f"  {listener.function.name}: queue {listener.queue_name} (batch {options.batch_size}, then "
               f"{options.new_batch_threshold} more; poison after {options.max_dequeue_count}; lease "
               f"{listener.lease_seconds:g} s)", flush=True)
-    timers = start_timers(functions.timers, os.environ, function_timeout=host.function_timeout)
+    timers = start_timers(functions.timers, os.environ, function_timeout=host.function_timeout,
+                          submit=host.worker.submit)
     for timer in timers:
         print(f"  {timer.function.name}: timer {timer.schedule}", flush=True)
     server = quiet_server(host, args.port, request_handler=RawHeadersHandler)
-    print(f"Listening on http://127.0.0.1:{server.server_port}/{ROUTE_PREFIX}", flush=True)
+    print(f"Listening on http://127.0.0.1:{server.server_port}/{route_prefix(host_json)}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

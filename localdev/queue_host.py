@@ -26,20 +26,19 @@ import logging
 import os
 import re
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import azure.functions as func
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
 from localdev.invocation import run
+from localdev.worker_pool import FunctionTimeoutError, Submit, invoke_with_timeout, worker_pool
 
 logger = logging.getLogger("localdev.queue_host")
-_T = TypeVar("_T")
 
 #: Azure's lease of a message in flight (the extension renews it at half-time while the function runs).
 DEFAULT_LEASE_SECONDS = 600
@@ -54,44 +53,6 @@ def host_timespan(text: str | None, default: float) -> float:
     if not match:
         raise ValueError(f"not a host.json time span: {text!r}")
     return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
-
-
-def format_timespan(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
-class FunctionTimeoutError(Exception):
-    """An invocation ran past host.json's functionTimeout."""
-
-
-def invoke_with_timeout(name: str, invocation: Callable[[], _T], timeout: float) -> _T:
-    """Run one invocation, as the host does, for at most `timeout` seconds.
-
-    Past it the host logs the timeout and fails the invocation (the HTTP caller gets 500, a queue message
-    is retried); Python cannot stop the thread, which runs on unobserved, like the worker's thread does
-    until the host recycles it.
-    """
-    if timeout == float("inf"):
-        return invocation()
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = invocation()
-        except BaseException as error:  # handed to the caller as it is
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, name=f"invoke-{name}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        logger.error("Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). Initiating cancellation.",
-                     format_timespan(timeout), name, uuid.uuid4())
-        raise FunctionTimeoutError(name)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -150,15 +111,19 @@ class QueueListener:
     """Runs one queue function against one queue until `stop()`."""
 
     def __init__(self, function: QueueFunction, client: QueueClient, poison: QueueClient, options: QueueOptions, *,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS, function_timeout: float = float("inf")) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, function_timeout: float = float("inf"),
+                 submit: Submit | None = None) -> None:
         self.function = function
         self._client = client
         self._poison = poison
         self._options = options
         self._lease = max(2.0, lease_seconds)
         self._function_timeout = function_timeout
+        # The host's side: the messages in flight, each waiting for its invocation (up to batch + threshold).
         self._pool = ThreadPoolExecutor(options.batch_size + options.new_batch_threshold,
                                         thread_name_prefix=f"queue-{function.name}")
+        # The worker's side: the instance's one pool (localdev.worker_pool); a pool of its own when none is given.
+        self._submit = submit or worker_pool(os.environ).submit
         self._in_flight: dict[str, QueueMessage] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -224,7 +189,7 @@ class QueueListener:
             body = self._body(message.content)
             queued = func.QueueMessage(id=message.id, body=body, pop_receipt=message.pop_receipt)
             invoke_with_timeout(self.function.name, lambda: run(self.function.name, self.function.handler, queued),
-                                self._function_timeout)
+                                self._function_timeout, self._submit)
             failed = False
         except FunctionTimeoutError:
             failed = True
@@ -284,9 +249,9 @@ class QueueListener:
 
 
 def start_listeners(functions: list[QueueFunction], options: QueueOptions, env: Mapping[str, str] | None = None, *,
-                    function_timeout: float = float("inf")) -> list[QueueListener]:
+                    function_timeout: float = float("inf"), submit: Submit | None = None) -> list[QueueListener]:
     """A running listener per queue function whose bindings resolve; a function whose bindings do not is
-    reported in error (as the host reports it) and not run."""
+    reported in error (as the host reports it) and not run. `submit`: the instance's pool (localdev.worker_pool)."""
     env = os.environ if env is None else env
     lease = float(env.get("LOCAL_QUEUE_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS)
     listeners = []
@@ -303,7 +268,7 @@ def start_listeners(functions: list[QueueFunction], options: QueueOptions, env: 
             continue
         listener = QueueListener(function, QueueClient.from_connection_string(connection, queue),
                                  QueueClient.from_connection_string(connection, queue + POISON_SUFFIX), options,
-                                 lease_seconds=lease, function_timeout=function_timeout)
+                                 lease_seconds=lease, function_timeout=function_timeout, submit=submit)
         listener.start()
         listeners.append(listener)
     return listeners

@@ -37,6 +37,7 @@ from localdev.tokens import ALL_ROLES, LOCAL_TENANT_ID
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.catalogue import CATALOGUE
 from shared.configuration import ConfigurationError
+from shared.http.openapi_tenants import TENANT_EXAMPLE
 from shared.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ IDENTITY_SECRET = "local-identity-header"  # the fake endpoint's X-IDENTITY-HEAD
 LOCAL_MULTITENANT_APP_ID = "6f1c2d3e-4a5b-4c6d-8e7f-90a1b2c3d4e5"
 LOCAL_UAMI_CLIENT_ID = "0d1e2f30-4152-4637-8899-aabbccddeeff"
 LOCAL_CUSTOMER_TENANT = "c0c0c0c0-1111-4222-8333-444455556666"
-LOCAL_CUSTOMER_NAME = "contoso"
+LOCAL_CUSTOMER_NAME = TENANT_EXAMPLE  # the OpenAPI document's example tenant
 
 
 def host_environment(*, simulator_url: str, identity_url: str, storage_connection: str,

@@ -14,8 +14,8 @@ Follows the timer extension's TimerListener (azure-webjobs-sdk-extensions, Timer
   occurrence passed while no host ran); a run that starts late because the last one ran long is not past due;
   without a past-due occurrence, `runOnStartup` runs it once at start;
 - host.json's functionTimeout bounds each invocation; an exception is logged, and the schedule goes on;
-- the function gets the TimerInfo the host sends (`Schedule`, `ScheduleStatus` when monitored, `IsPastDue`)
-  through the Python library's own converter.
+- the function gets the TimerInfo the host sends (`Schedule`, `ScheduleStatus` when monitored, `IsPastDue`),
+  converted as the worker converts it (localdev.workers).
 
 In Azure the host also runs each timer function on one instance at a time (a blob lease); here each
 local host runs its own, which the maintenance sweep is written to allow (its writes are conditional).
@@ -23,19 +23,17 @@ local host runs its own, which the maintenance sweep is written to allow (its wr
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from azure.functions.meta import Datum
-from azure.functions.timer import TimerRequest, TimerRequestConverter
-
 from localdev.invocation import run
-from localdev.queue_host import FunctionTimeoutError, UnresolvedSettingError, invoke_with_timeout, resolve
+from localdev.queue_host import UnresolvedSettingError, resolve
 from localdev.timer_schedule import Schedule, ScheduleMonitor, ScheduleStatus, parse_schedule, uses_monitor
+from localdev.worker_pool import FunctionTimeoutError, Submit, invoke_with_timeout, worker_pool
+from localdev.workers import TimerCall, timer_request
 
 logger = logging.getLogger("localdev.timer_host")
 
@@ -52,14 +50,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def timer_request(status: ScheduleStatus | None, *, past_due: bool) -> TimerRequest:
-    """The TimerRequest the worker hands a timer function, from the TimerInfo JSON the host sends."""
-    info = {"Schedule": {"AdjustForDST": True}, "ScheduleStatus": status.as_json() if status else None,
-            "IsPastDue": past_due}
-    request: TimerRequest = TimerRequestConverter.decode(Datum(json.dumps(info), "json"), trigger_metadata={})
-    return request
-
-
 class TimerRunner:
     """Runs one timer function on its schedule until `stop()`.
 
@@ -69,8 +59,9 @@ class TimerRunner:
 
     def __init__(self, function: TimerFunction, schedule: Schedule, *, function_timeout: float = float("inf"),
                  monitor: ScheduleMonitor | None = None, clock: Callable[[], datetime] = utc_now,
-                 wait: Callable[[float], bool] | None = None) -> None:
+                 wait: Callable[[float], bool] | None = None, submit: Submit | None = None) -> None:
         self.function = function
+        self._submit = submit or worker_pool({}).submit  # the instance's pool (localdev.worker_pool)
         self.schedule = schedule
         self._function_timeout = function_timeout
         self._clock = clock
@@ -118,10 +109,11 @@ class TimerRunner:
     def _invoke(self, invocation_time: datetime, *, past_due: bool = False, on_startup: bool = False) -> None:
         """One run, then the status for the next, computed from the invocation time (InvokeJobFunction)."""
         self.invocations += 1
-        request = timer_request(self.status if self._monitor is not None else None, past_due=past_due)
+        status = self.status.as_json() if self.status is not None and self._monitor is not None else {}
+        request = timer_request(TimerCall(past_due, status))
         try:
             invoke_with_timeout(self.function.name, lambda: run(self.function.name, self.function.handler, request),
-                                self._function_timeout)
+                                self._function_timeout, self._submit)
         except FunctionTimeoutError:
             pass
         except Exception:
@@ -135,9 +127,11 @@ class TimerRunner:
 
 
 def start_timers(functions: list[TimerFunction], env: Mapping[str, str], *,
-                 function_timeout: float = float("inf"), monitor: ScheduleMonitor | None = None) -> list[TimerRunner]:
+                 function_timeout: float = float("inf"), submit: Submit | None = None,
+                 monitor: ScheduleMonitor | None = None) -> list[TimerRunner]:
     """A running TimerRunner per timer function whose schedule resolves and parses; one whose schedule does not is
-    reported in error. `monitor`: the schedule statuses (a new, empty one by default, as for a new app)."""
+    reported in error. `submit`: the instance's pool (localdev.worker_pool); `monitor`: the schedule statuses (a new,
+    empty one by default, as for a new app)."""
     monitor = monitor if monitor is not None else ScheduleMonitor()
     runners = []
     for function in functions:
@@ -147,7 +141,7 @@ def start_timers(functions: list[TimerFunction], env: Mapping[str, str], *,
             logger.error("The '%s' function is in error: Microsoft.Azure.WebJobs.Host: Error indexing method "
                          "'Functions.%s'. Microsoft.Azure.WebJobs.Host: %s", function.name, function.name, error)
             continue
-        runner = TimerRunner(function, schedule, function_timeout=function_timeout, monitor=monitor)
+        runner = TimerRunner(function, schedule, function_timeout=function_timeout, monitor=monitor, submit=submit)
         runner.start()
         runners.append(runner)
     return runners

@@ -105,6 +105,9 @@ class SimState:
     files: list[dict[str, Any]] = field(default_factory=seed_files)
     faults: list[Fault] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    #: Requests a latency fault is holding now: they have arrived and are not answered yet (the call log has them
+    #: only once answered), so a test can wait until a request is at Defender instead of sleeping.
+    held: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     #: Every tenant but the home one (LOCAL_TENANT_ID), by tenant id.
     tenants: dict[str, TenantData] = field(default_factory=dict)
@@ -177,7 +180,7 @@ class Simulator:
         if fault is not None:
             environ[FAULT_KEY] = fault.kind
             if fault.kind == "latency":
-                time.sleep(fault.delay)
+                self._hold(fault.delay)
             else:
                 return self._faulted(fault, environ)
         admitted, retry_after, window = self.windows.admit(caller_or_error, api, at=None if fault else arrived)
@@ -192,6 +195,15 @@ class Simulator:
         route = ROUTES[Api(api)][1].match(request.path)
         file_id = route["id"] if route else ""
         return self._file_alerts(file_id, tenant) if api == Api.FILE_ALERTS else self._file_info(file_id, tenant)
+
+    def _hold(self, delay: float) -> None:
+        with self.state.lock:
+            self.state.held += 1
+        try:
+            time.sleep(delay)  # the injected latency itself
+        finally:
+            with self.state.lock:
+                self.state.held -= 1
 
     def _authorize(self, request: Request, api: str) -> str | Response:
         header = request.headers.get("Authorization", "")
@@ -347,7 +359,7 @@ class Simulator:
         payload = request.get_json(force=True, silent=True) if request.method in ("POST", "PUT") else None
         with state.lock:
             if route == ("GET", "/_sim/calls"):
-                return _ok({"calls": list(state.calls)})
+                return _ok({"calls": list(state.calls), "held": state.held})
             if route == ("DELETE", "/_sim/calls"):
                 state.calls.clear()
                 return _ok({"cleared": True})

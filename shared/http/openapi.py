@@ -9,8 +9,8 @@ rest (routes, connector rules, the committed connector files).
     document(auth, host=None, schemes=("https",))   the document for one authentication mode
     served_document(auth, request_url)              what GET /api/openapi.json answers (the caller's host)
 
-The schemas are in shared.http.openapi_schemas; the Power Platform custom connector built from the document is
-scripts/connector.py's (only scripts/export_connector.py uses it).
+The parameters are in shared.http.openapi_parameters, the schemas in shared.http.openapi_schemas; the Power Platform
+custom connector built from the document is scripts/connector.py's (only scripts/export_connector.py uses it).
 
 Pure functions: nothing here reads settings, the environment or files.
 """
@@ -25,9 +25,22 @@ from urllib.parse import urlsplit
 from shared.answers.correlation import CORRELATION_HEADER
 from shared.answers.problems import PROBLEM_CONTENT_TYPE
 from shared.defender.facts import OPERATION_NAMES, Api
-from shared.http.openapi_blocks import JsonObject, ref, response_headers, unauthorized
-from shared.http.openapi_schemas import (
+from shared.http.openapi_blocks import (
     CORRELATION_ID_PATTERN,
+    HOST_401_MEDIA_TYPE,
+    JsonObject,
+    ref,
+    response_headers,
+    unauthorized,
+)
+from shared.http.openapi_parameters import (
+    FUNCTION_KEY_HEADER,
+    create_alert_parameters,
+    file_alerts_parameters,
+    key_parameters,
+    operation_parameters,
+)
+from shared.http.openapi_schemas import (
     FILE_HASH_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     OPERATION_ID_PARAMETER_PATTERN,
@@ -42,8 +55,8 @@ from shared.http.openapi_tenants import (
 from shared.http.settings import AuthMode
 from shared.validation import MAX_BODY_BYTES
 
-__all__ = ["CORRELATION_ID_PATTERN", "FILE_HASH_PATTERN", "IDEMPOTENCY_KEY_PATTERN", "OPERATION_ID_PARAMETER_PATTERN",
-           "document", "served_document"]
+__all__ = ["CORRELATION_ID_PATTERN", "FILE_HASH_PATTERN", "FUNCTION_KEY_HEADER", "IDEMPOTENCY_KEY_PATTERN",
+           "OPERATION_ID_PARAMETER_PATTERN", "document", "served_document"]
 
 # --- names, defined once ------------------------------------------------------------------------------------------
 
@@ -70,76 +83,8 @@ REDRIVE_PATH: Final = "/operator/redrive"
 TITLE: Final = "MDE Alert Gateway"
 VERSION: Final = "1.0"
 BASE_PATH: Final = "/api"
-FUNCTION_KEY_HEADER: Final = "x-functions-key"
 _ADMIN_KEY: Final = "admin (master) key"
 _SECURITY_NAMES: Final[Mapping[AuthMode, str]] = {AuthMode.ENTRA: "oauth2_auth", AuthMode.FUNCTION_KEY: "api_key"}
-
-
-# --- parameters ---------------------------------------------------------------------------------------------------
-
-def _header(name: str, summary: str, description: str, *, visibility: str = "advanced", required: bool = False,
-            **extra: Any) -> JsonObject:
-    return {"name": name, "in": "header", "required": required, "type": "string", "x-ms-summary": summary,
-            "description": description, "x-ms-visibility": visibility, **extra}
-
-
-def _correlation_parameter() -> JsonObject:
-    return _header(CORRELATION_HEADER, "Correlation ID",
-                   "Your id for this request (8-128 of A-Z a-z 0-9 . _ : -): kept in the answer, sent to Defender as "
-                   "client-request-id and written in every log line. Another value is replaced by a new id.",
-                   pattern=CORRELATION_ID_PATTERN)
-
-
-def _async_parameters() -> list[JsonObject]:
-    return [
-        _header("Prefer", "Prefer", "respond-async: answer 202 Accepted at once with a Location to poll "
-                "(GetOperation), and run the call in the background within the shared rate limit.",
-                enum=["respond-async"]),
-        _header("Idempotency-Key", "Idempotency Key",
-                "Your key for this request (1-255 printable ASCII characters): a repeat with the same key and the "
-                "same request gets the same operation and its answer, and spends no Defender quota; the same key "
-                "with another request is refused (422 idempotency-key-reuse).", pattern=IDEMPOTENCY_KEY_PATTERN,
-                minLength=1, maxLength=255),
-        _correlation_parameter(),
-    ]
-
-
-def _file_alerts_parameters() -> list[JsonObject]:
-    return [
-        {"name": "fileHash", "in": "path", "required": True, "type": "string", "x-ms-summary": "File Hash",
-         "description": "SHA-1 (40 hexadecimal characters) or SHA-256 (64) of the file, any letter case; a SHA-256 "
-                        "is resolved to the file's SHA-1 through Defender's file information API. MD5 is refused.",
-         "pattern": FILE_HASH_PATTERN, "x-ms-visibility": "important",
-         "x-example": "6532ec91d513acc05f43ee0aa3002599729fd3e1"},
-        _header("Cache-Control", "Cache Control", "no-cache: ask Defender even if the gateway holds a recent shared "
-                "answer for this file (and refresh that answer).", enum=["no-cache"]),
-        *_async_parameters(),
-    ]
-
-
-def _create_alert_parameters() -> list[JsonObject]:
-    return [
-        {"name": "body", "in": "body", "required": True, "x-ms-summary": "Alert Reference",
-         "description": f"A JSON object of at most {MAX_BODY_BYTES} bytes (Content-Type: application/json).",
-         "schema": ref("CreateAlertRequest")},
-        *_async_parameters(),
-    ]
-
-
-def _operation_parameters() -> list[JsonObject]:
-    return [
-        {"name": "operationId", "in": "path", "required": True, "type": "string", "x-ms-summary": "Operation ID",
-         "description": "The operation's id: the last segment of the Location a 202 answer gave.",
-         "pattern": OPERATION_ID_PARAMETER_PATTERN, "minLength": 1, "maxLength": 128, "x-ms-visibility": "important"},
-        _correlation_parameter(),
-    ]
-
-
-def _health_parameters(auth: AuthMode) -> list[JsonObject]:
-    if auth is AuthMode.FUNCTION_KEY:
-        return []  # the connection's key is the function key
-    return [_header(FUNCTION_KEY_HEADER, "Function Key", "A key of the gateway (health: a function key; the operator's "
-                    "routes: the admin key), even when Entra ID fronts it.", visibility="important", required=True)]
 
 
 # --- responses ----------------------------------------------------------------------------------------------------
@@ -200,7 +145,9 @@ def _call_responses(auth: AuthMode, success: JsonObject, statuses: Iterable[int]
 
 # --- operations ---------------------------------------------------------------------------------------------------
 
-_PRODUCES: Final = ["application/json", PROBLEM_CONTENT_TYPE]
+_JSON_OR_PROBLEM: Final = ["application/json", PROBLEM_CONTENT_TYPE]
+#: What the keyed operations answer: JSON, problems, and the host's empty 401 (see HOST_401_MEDIA_TYPE).
+_PRODUCES: Final = [*_JSON_OR_PROBLEM, HOST_401_MEDIA_TYPE]
 _LONG_RUNNING: Final[JsonObject] = {"x-ms-long-running-operation": True,
                                     "x-ms-long-running-operation-options": {"final-state-via": "location"}}
 
@@ -212,7 +159,7 @@ def _operations(auth: AuthMode) -> JsonObject:
         "description": "Returns Defender for Endpoint's alerts related to a file, by its SHA-1 or SHA-256, within the "
                        "gateway's shared rate limit (Defender allows 100 calls a minute and 1,500 an hour). A repeated "
                        "lookup within the cache time is answered from the shared answer without spending quota.",
-        "x-ms-visibility": "important", "produces": _PRODUCES, "parameters": _file_alerts_parameters(),
+        "x-ms-visibility": "important", "produces": _PRODUCES, "parameters": file_alerts_parameters(),
         "responses": _call_responses(auth, {
             "description": "Defender's answer, unchanged: the alerts related to the file (none for an unknown file).",
             "schema": ref("AlertList"),
@@ -227,7 +174,7 @@ def _operations(auth: AuthMode) -> JsonObject:
                        "merges it into an open alert with the same title on the same device), within the gateway's "
                        "shared rate limit (Defender allows 15 calls a minute).",
         "x-ms-visibility": "important", "consumes": ["application/json"], "produces": _PRODUCES,
-        "parameters": _create_alert_parameters(),
+        "parameters": create_alert_parameters(),
         "responses": _call_responses(auth, {
             "description": "Defender's answer, unchanged: the alert.", "schema": ref("Alert"),
             "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "RateLimit-Policy", "RateLimit")},
@@ -241,7 +188,7 @@ def _operations(auth: AuthMode) -> JsonObject:
         "description": "The Location a 202 answer gives, which Logic Apps and custom connectors poll: 202 while the "
                        "operation is pending, then exactly the answer the synchronous call gives (the alerts, the "
                        "alert, or its problem). 404 for an unknown or expired operation.",
-        "x-ms-visibility": "advanced", "produces": _PRODUCES, "parameters": _operation_parameters(),
+        "x-ms-visibility": "advanced", "produces": _PRODUCES, "parameters": operation_parameters(),
         "responses": {
             "200": {"description": "Done: " + replayed, "schema": ref("OperationResult"),
                     "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "Age", "RateLimit-Policy",
@@ -268,7 +215,8 @@ def _operations(auth: AuthMode) -> JsonObject:
         "description": "Reads whether the gateway's storage, queues and identity answer, the request queue's depth, "
                        "and each Defender API's budget left and pending operations. Takes a function key even when "
                        "Entra ID fronts the gateway, and then a token with any of the gateway's app roles.",
-        "x-ms-visibility": "advanced", "produces": ["application/json"], "parameters": _health_parameters(auth),
+        "x-ms-visibility": "advanced", "produces": ["application/json", HOST_401_MEDIA_TYPE],
+        "parameters": key_parameters(auth),
         "responses": {
             "200": {"description": "Healthy.", "schema": ref("Health"), "headers": response_headers("Cache-Control")},
             "401": unauthorized(auth, function_key=True), **_forbidden(auth),
@@ -296,12 +244,19 @@ def _operations(auth: AuthMode) -> JsonObject:
             **_operator_operations(auth)}
 
 
+#: Where a re-drive's input comes from: an entry of the state's `poisoned` (OpenAPI 3's link object, as `x-links`).
+_REDRIVE_LINK: Final[JsonObject] = {"RedrivePoisonedEntry": {
+    "operationId": REDRIVE_POISONED, "description": "Re-drive the first poisoned entry the state lists.",
+    "requestBody": {"queue": "$response.body#/poisoned/0/queue",
+                    "messageId": "$response.body#/poisoned/0/messageId"}}}
+
+
 def _operator_operations(auth: AuthMode) -> JsonObject:
     """The operator page, its state and the re-drive: the admin (master) key always, and with Entra ID a token with
     Gateway.Operate (internal to connectors)."""
-    common = {"x-ms-visibility": "internal", "parameters": _health_parameters(auth)}
+    common = {"x-ms-visibility": "internal", "parameters": key_parameters(auth)}
     page = {"operationId": GET_OPERATOR_PAGE, "summary": "Get the operator page",
-            "produces": ["text/html", PROBLEM_CONTENT_TYPE],
+            "produces": ["text/html", PROBLEM_CONTENT_TYPE, HOST_401_MEDIA_TYPE],
             "description": "An HTML page of the budgets, queues, poisoned requests and recent operations, refreshed "
                            "every 5 s; open it with ?code=<admin key>.", **common,
             "responses": {"200": {"description": "The page.", "schema": {"type": "string"},
@@ -309,9 +264,10 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
                           "401": unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth)}}
     state = {"operationId": GET_OPERATOR_STATE, "summary": "Get the operator page's state",
              "description": "The health report, each poison queue's first entries (re-drivable or why not) and the "
-                            "operations of the last 15 minutes.", "produces": ["application/json"], **common,
+                            "operations of the last 15 minutes.",
+             "produces": ["application/json", HOST_401_MEDIA_TYPE], **common,
              "responses": {"200": {"description": "Everything read.", "schema": ref("OperatorState"),
-                                   "headers": response_headers("Cache-Control")},
+                                   "headers": response_headers("Cache-Control"), "x-links": _REDRIVE_LINK},
                            "401": unauthorized(auth, function_key=True, key=_ADMIN_KEY), **_forbidden(auth),
                            "503": {"description": "Degraded: a part could not be read (it is null).",
                                    "schema": ref("OperatorState"), "headers": response_headers("Cache-Control")}}}
@@ -319,7 +275,7 @@ def _operator_operations(auth: AuthMode) -> JsonObject:
                "description": "Sends a poisoned request again under its own operation id; a create that was sent to "
                               "Defender at least once never is.", "consumes": ["application/json"],
                "produces": _PRODUCES, **common,
-               "parameters": [*_health_parameters(auth), {
+               "parameters": [*key_parameters(auth), {
                    "name": "body", "in": "body", "required": True, "schema": ref("RedriveRequest"),
                    "x-ms-summary": "Poisoned Entry", "description": "The poison queue and message id to re-drive."}],
                "responses": {"200": {"description": "Queued again.", "schema": ref("RedriveResult"),
@@ -371,8 +327,8 @@ def document(auth: AuthMode, host: str | None = None, schemes: Sequence[str] = (
     if host:
         spec["host"] = host
     spec.update({
-        "basePath": BASE_PATH, "schemes": list(schemes), "consumes": ["application/json"], "produces": _PRODUCES,
-        "paths": _operations(auth), "definitions": definitions(),
+        "basePath": BASE_PATH, "schemes": list(schemes), "consumes": ["application/json"],
+        "produces": _JSON_OR_PROBLEM, "paths": _operations(auth), "definitions": definitions(),
         "securityDefinitions": _security_definitions(auth), "security": [{_SECURITY_NAMES[auth]: []}],
         "tags": [],
         "x-ms-connector-metadata": [{"propertyName": "Categories", "propertyValue": "Security;IT Operations"}],

@@ -6,10 +6,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from shared.answers.correlation import CORRELATION_HEADER
+from shared.answers.correlation import CORRELATION_HEADER, CORRELATION_ID_FORMAT
 from shared.http.settings import AuthMode
 
 JsonObject = dict[str, Any]
+
+#: Every correlation id the gateway answers with: the caller's when well formed, else a new one (a UUID matches).
+CORRELATION_ID_PATTERN: Final = f"^{CORRELATION_ID_FORMAT.pattern}$"
+#: The media type of the host's (or the platform's) empty 401 as the local host gives it; Azure's host gives none.
+#: Swagger 2.0 names media types per operation, not per answer, so each keyed operation lists it in `produces`.
+HOST_401_MEDIA_TYPE: Final = "text/plain"
+
 
 def prop(summary: str, description: str, kind: str = "string", *, nullable: bool = False,
            **extra: Any) -> JsonObject:
@@ -57,7 +64,8 @@ def _h(summary: str, description: str, kind: str = "string", **extra: Any) -> Js
 
 #: Every response header the document names, defined once.
 RESPONSE_HEADERS: Final[Mapping[str, JsonObject]] = {
-    CORRELATION_HEADER: _h("Correlation ID", "The request's correlation id (yours if well formed, else a new one)."),
+    CORRELATION_HEADER: _h("Correlation ID", "The request's correlation id: yours if well formed (8-128 of A-Z a-z "
+                           "0-9 . _ : -), else a new one.", pattern=CORRELATION_ID_PATTERN),
     "Cache-Control": _h("Cache Control", "no-store, or private, max-age=<seconds> on a file-alerts answer the "
                         "gateway's shared answer cache may reuse."),
     "Age": _h("Age", "Seconds since the answer came from Defender (0: just now).", "integer", minimum=0),
@@ -80,10 +88,12 @@ def response_headers(*names: str) -> JsonObject:
 
 def unauthorized(auth: AuthMode, *, function_key: bool = False, key: str = "function key") -> JsonObject:
     """401: the host's (no or a wrong key: an empty body), or with Entra ID the platform's or the gateway's."""
+    empty = (f"with an empty body and no {CORRELATION_HEADER} (Azure's host sends no Content-Type; the local host "
+             f"{HOST_401_MEDIA_TYPE})")
     if auth is AuthMode.FUNCTION_KEY or function_key:
-        return {"description": f"No or a wrong {key}: the Functions host answers, with an empty body"
+        return {"description": f"No or a wrong {key}: the Functions host answers, {empty}"
                                + ("; or no valid Entra ID token." if auth is AuthMode.ENTRA else ".")}
-    return {"description": "No valid Entra ID token: App Service authentication answers, with an empty body, or the "
+    return {"description": f"No valid Entra ID token: App Service authentication answers, {empty}, or the "
                            "gateway, which validates the token itself (a problem, unauthenticated).",
             "schema": ref("Problem"),
             "headers": response_headers(CORRELATION_HEADER, "Cache-Control", "WWW-Authenticate")}

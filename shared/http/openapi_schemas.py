@@ -9,11 +9,11 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from shared.answers.correlation import CORRELATION_HEADER, CORRELATION_ID_FORMAT
+from shared.answers.correlation import CORRELATION_HEADER
 from shared.answers.problems import PROBLEM_TYPE_BASE
 from shared.asynchronous.operations import OPERATION_ID_PATTERN, State
 from shared.defender.facts import CATEGORIES, CREATE_FIELDS, OPERATION_NAMES, SEVERITIES, Api
-from shared.http.openapi_blocks import JsonObject, array, bare, obj, prop, ref
+from shared.http.openapi_blocks import CORRELATION_ID_PATTERN, JsonObject, array, bare, obj, prop, ref
 from shared.http.openapi_operator import operator_definitions
 from shared.identifiers import SHA1_ANY_CASE, SHA256_ANY_CASE
 from shared.validation import FORBIDDEN_IN_TEXT, MAX_REPORT_ID, MAX_TEXT_LENGTH
@@ -24,16 +24,19 @@ SHA1_PATTERN: Final = f"^{SHA1_ANY_CASE.pattern}$"
 FILE_HASH_PATTERN: Final = f"^(?:{SHA1_ANY_CASE.pattern}|{SHA256_ANY_CASE.pattern})$"
 MACHINE_ID_PATTERN: Final = SHA1_PATTERN
 #: The UTC form advanced hunting gives (the validator also reads a +00:00 zone and lower case; documented: Z).
-#: Years 0001-9999 (datetime's); months, days, hours, minutes and seconds in range (a 31st in a short month still
-#: passes the pattern and is refused by the validator).
-EVENT_TIME_PATTERN: Final = (r"^(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(?:0[1-9]|1[0-2])"
-                             r"-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,7})?Z$")
+#: Years 0001-9999 (datetime's), and only days the calendar has (Gregorian: 29 February in leap years alone), so that
+#: every time the pattern lets through the validator accepts; hours, minutes and seconds in range.
+_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+              r"|(?:0[13578]|1[02])-31)")
+EVENT_TIME_PATTERN: Final = (f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+                             r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,7})?Z$")
 #: The validator's class of characters refused in text, unbracketed, without its range of (unpaired) surrogates:
 #: JSON-schema tools cannot generate or match lone surrogates, so the document says it in words instead.
 _FORBIDDEN = FORBIDDEN_IN_TEXT.pattern[1:-1].replace(r"\ud800-\udfff", "")
 #: Non-empty, not only white space, without the characters the validator refuses.
 TEXT_PATTERN: Final = f"^[^{_FORBIDDEN}]*[^\\s{_FORBIDDEN}][^{_FORBIDDEN}]*$"
-CORRELATION_ID_PATTERN: Final = f"^{CORRELATION_ID_FORMAT.pattern}$"
 #: 1-255 printable ASCII characters, without surrounding spaces (a header value loses those anyway).
 IDEMPOTENCY_KEY_PATTERN: Final = r"^[\x21-\x7E](?:[\x20-\x7E]{0,253}[\x21-\x7E])?$"
 OPERATION_ID_PARAMETER_PATTERN: Final = f"^{OPERATION_ID_PATTERN}$"

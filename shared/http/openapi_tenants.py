@@ -13,6 +13,9 @@ from shared.identifiers import GUID
 GET_TENANT_FILE_RELATED_ALERTS = "GetTenantFileRelatedAlerts"
 CREATE_TENANT_ALERT_BY_REFERENCE = "CreateTenantAlertByReference"
 TENANT_PREFIX = "/tenants/{tenant}"
+#: The document's example tenant: the customer tenant the local stack lists (localdev.stack), so that a tester
+#: driven by the document reaches the tenant routes there.
+TENANT_EXAMPLE = "contoso"
 #: A listed tenant's id (a GUID) or short name, as MDE_TENANTS names it.
 TENANT_PATTERN = f"^({GUID.pattern}|{TENANT_NAME.pattern})$"
 
@@ -20,6 +23,7 @@ _TENANT_PARAMETER: JsonObject = {
     "name": "tenant", "in": "path", "required": True, "type": "string", "x-ms-summary": "Tenant",
     "description": "The customer tenant: its id or the short name the gateway gives it (MDE_TENANTS).",
     "pattern": TENANT_PATTERN, "x-ms-url-encoding": "single", "x-ms-visibility": "important",
+    "x-example": TENANT_EXAMPLE,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import sys
 import threading
 import time
 import uuid
@@ -35,6 +36,8 @@ from localdev.functions_host import (
 from localdev.queue_host import DEFAULT_LEASE_SECONDS, QueueFunction, QueueListener, QueueOptions, start_listeners
 from localdev.servers import RunningServer, quiet_server
 from localdev.simulator.data import SEED_FILE_SHA1
+from localdev.worker_pool import THREAD_COUNT_SETTING
+from localdev.workers import EmulatedWorker, IndexedFunction
 from tests.support.servers import FUNCTION_KEY, HostFactory, IdentityAdmin, SimulatorAdmin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +69,7 @@ def invocation(req: func.HttpRequest, context: func.Context) -> func.HttpRespons
 
 def route(name: str, template: str, handler: Callable[..., func.HttpResponse],
           methods: tuple[str, ...] = ("GET", "POST")) -> Route:
-    return Route(name, _route_regex(template), frozenset(methods), "function", handler)
+    return Route(name, _route_regex(template), frozenset(methods), "function", IndexedFunction(name, (), handler))
 
 
 @pytest.fixture(scope="module")
@@ -350,6 +353,59 @@ def test_an_unresolved_binding_puts_that_function_alone_in_error(azurite: Azurit
     assert any("'Bad' function is in error" in e and "'%MISSING_QUEUE%' does not resolve to a value" in e
                for e in errors), errors
     assert any("'NoConnection' function is in error" in e and "NoSuchConnection" in e for e in errors), errors
+
+
+def test_a_queue_function_waits_for_the_instances_one_thread_held_by_an_http_function(azurite: Azurite) -> None:
+    """One pool per instance (PYTHON_THREADPOOL_THREAD_COUNT=1 here), shared by HTTP and queue functions."""
+    held, release = threading.Event(), threading.Event()
+
+    def slow_http(req: func.HttpRequest) -> func.HttpResponse:
+        held.set()
+        release.wait(30)
+        return func.HttpResponse("done")
+
+    host = FunctionsHost([Route("Held", _route_regex("held"), frozenset({"GET"}), "anonymous",
+                                IndexedFunction("Held", (), slow_http))], KEY, "master-" + uuid.uuid4().hex,
+                         worker=EmulatedWorker({THREAD_COUNT_SETTING: "1"}))
+    server = quiet_server(host, request_handler=RawHeadersHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    running = RunningServer(server, threading.Thread())
+    name = "shared-" + uuid.uuid4().hex[:12]
+    client, poison = queue_pair(azurite, name)
+    client.create_queue()
+    recorder = Recorder()
+    listener = QueueListener(QueueFunction("Shared", name, "AzureWebJobsStorage", recorder), client, poison, FAST,
+                             submit=host.worker.submit)
+    answered: list[int] = []
+    request = threading.Thread(target=lambda: answered.append(
+        requests.get(f"{running.url}/api/held", timeout=30).status_code))
+    try:
+        request.start()
+        assert held.wait(30)
+        client.send_message("waits")
+        listener.start()
+        deadline = time.monotonic() + 15
+        while not listener.in_flight():  # taken from the queue, handed to the worker ...
+            assert time.monotonic() < deadline, "never taken"
+            time.sleep(0.05)
+        assert recorder.ran == []  # ... whose one thread runs the HTTP function
+        release.set()
+        assert recorder.started.wait(30)
+        assert recorder.ran == ["waits"]
+        request.join(30)
+        assert answered == [200]
+    finally:
+        release.set()
+        listener.stop()
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_host_names_the_worker_that_indexed_the_app(host_factory: HostFactory) -> None:
+    """On 3.13 and later azure-functions-runtime indexes the app and runs it, as in Azure; before, the emulation."""
+    gateway = host_factory()
+    expected = "azure-functions-runtime " if sys.version_info >= (3, 13) else "emulation "
+    assert f"Worker: {expected}" in gateway.host.log()
 
 
 # --- the app in a local host ------------------------------------------------------------------------------------------

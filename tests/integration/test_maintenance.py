@@ -70,7 +70,7 @@ def test_a_killed_instances_operations_are_finished_within_the_claim_lease_plus_
         return all(operation is not None and operation.in_flight for operation in found)
 
     wait_until(in_flight, 30, "both operations claimed")
-    time.sleep(0.5)  # the requests are at the simulator
+    wait_until(lambda: sim.held() == 2, 30, "both requests at the simulator")
     os.killpg(doomed.host.process.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     survivor = host_factory(**shared)

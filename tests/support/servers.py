@@ -51,6 +51,11 @@ class SimulatorAdmin:
         calls: list[dict[str, Any]] = requests.get(f"{self.url}/_sim/calls", timeout=5).json()["calls"]
         return [c for c in calls if api is None or c["api"] == api]
 
+    def held(self) -> int:
+        """How many requests a latency fault holds now: arrived at the simulator, not answered yet."""
+        held: int = requests.get(f"{self.url}/_sim/calls", timeout=5).json()["held"]
+        return held
+
     def wait_for_calls(self, count: int, api: str | None = None, *, timeout: float = 15) -> list[dict[str, Any]]:
         """The call log once it holds `count` calls: a delayed answer is logged when it is done, and must not
         land in the next test's log."""
