@@ -92,5 +92,6 @@ def test_the_function_gets_the_messages_dequeue_count_and_times(azurite: Azurite
     assert first.id == second.id == sent.id and first.get_body() == b"hello"
     assert first.insertion_time == sent.inserted_on and first.expiration_time == sent.expires_on
     assert isinstance(first.time_next_visible, datetime) and first.time_next_visible.tzinfo is not None
-    assert first.insertion_time is not None and first.time_next_visible > first.insertion_time  # taken for the host's lease from its receipt
+    assert first.insertion_time is not None
+    assert first.time_next_visible > first.insertion_time  # taken for the host's lease from its receipt
     assert first.pop_receipt and second.pop_receipt and first.pop_receipt != second.pop_receipt
