@@ -34,8 +34,8 @@ class MisconfiguredEdge:
         self.error = error
         self.auth = auth
         #: What a caller the host checked hears (the bad settings and why), and what anyone else hears.
-        self.listed = misconfigured_problem(error, listed=True) if error else start_failed_problem()
-        self.unlisted = misconfigured_problem(error, listed=False) if error else start_failed_problem()
+        self.listed = misconfigured_problem(error, listed=True) if error is not None else start_failed_problem()
+        self.unlisted = misconfigured_problem(error, listed=False) if error is not None else start_failed_problem()
 
     def respond(self, req: func.HttpRequest, api: Api, parse: Parse, tenant: str | None = None, *,
                 context: func.Context | None = None) -> func.HttpResponse:
