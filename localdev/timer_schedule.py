@@ -109,13 +109,17 @@ class ScheduleStatus:
     last: datetime | None = None
     last_updated: datetime | None = None
 
-    def as_json(self) -> dict[str, str | None]:
+    def as_json(self) -> dict[str, str]:
         """As the host serializes it into the TimerInfo the worker gets (`ScheduleStatus`)."""
         return {"Last": _iso(self.last), "Next": _iso(self.next), "LastUpdated": _iso(self.last_updated)}
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+#: How the host writes a status time it does not have (DateTime's default, serialized).
+DEFAULT_DATE_TIME = "0001-01-01T00:00:00"
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment is not None else DEFAULT_DATE_TIME
 
 
 class ScheduleMonitor:

@@ -126,7 +126,8 @@ def test_past_due_comes_only_from_the_monitors_check_at_start_up() -> None:
     job = run_timer(EVERY_MINUTE, runs=3, takes=5, start=NOON + timedelta(seconds=20), monitor=monitor)
     assert [request.past_due for request in job.requests] == [True, False, False]
     assert job.started == [NOON + timedelta(seconds=20), *minutes(1, 2)]
-    assert job.requests[0].schedule_status["Next"] == (last + timedelta(minutes=1)).isoformat()
+    assert job.requests[0].schedule_status == {"Last": last.isoformat(), "LastUpdated": last.isoformat(),
+                                               "Next": (last + timedelta(minutes=1)).isoformat()}
     status = monitor.status("Sweep")
     assert status is not None and status.last == minutes(2)[0] and status.next == minutes(3)[0]
 
@@ -137,6 +138,8 @@ def test_a_new_timer_is_not_past_due_and_run_on_startup_runs_it_once_at_start() 
                     monitor=monitor)
     assert job.started == [NOON + timedelta(seconds=20), *minutes(1, 2)]
     assert [request.past_due for request in job.requests] == [False, False, False]
+    assert job.requests[0].schedule_status == {"Last": "0001-01-01T00:00:00", "Next": minutes(1)[0].isoformat(),
+                                               "LastUpdated": (NOON + timedelta(seconds=20)).isoformat()}
 
 
 def test_a_schedule_firing_more_than_once_a_minute_is_not_monitored() -> None:
