@@ -99,10 +99,11 @@ browser:
 	  || echo "Chromium could not be installed: the operator page's browser test will be skipped (CI fails it)."; }
 
 ## make bench: the gateway's added latency and cold import time, the rate limiter under contention, the quota
-## a skewed lookup workload spends with and without the shared answer cache, a storm's drain, and the operator
-## page's state at 1 and 100 customer tenants (figures also in bench/results.json). `make bench QUICK=1`: each on a
-## few seconds of load (what `make test` runs).
-BENCHMARKS := gateway_bench ratelimit_bench cache_bench storm_bench health_bench failure_bench history_bench
+## a skewed lookup workload spends with and without the shared answer cache, a storm's drain, what one Flex
+## instance drains from the queue with the Bicep's thread count, and the operator page's state at 1 and 100 customer
+## tenants (figures also in bench/results.json). `make bench QUICK=1`: each on a few seconds of load (what `make
+## test` runs).
+BENCHMARKS := gateway_bench ratelimit_bench cache_bench storm_bench health_bench failure_bench drain_bench history_bench
 bench: venv node_modules/.installed
 	@set -e; for benchmark in $(BENCHMARKS); do $(PY) -m bench.$$benchmark $(if $(QUICK),--quick,); done
 

@@ -1,9 +1,11 @@
 """mde-alert-gateway: the Functions app.
 
-Reads its settings once and starts the gateway, then registers one blueprint per function. Bad settings
-never stop the import (the host would index no function and answer 404 everywhere): every HTTP function
-then answers 503 gateway-misconfigured naming them, and no queue or timer function is registered, so
-queued requests wait untouched until the settings are fixed.
+Reads its settings once and starts the gateway, then registers one blueprint per function. Bad settings, or any
+other exception while starting, never stop the import (the host would index no function and answer 404
+everywhere): every HTTP function then answers 503 gateway-misconfigured (naming the bad settings to a caller with a
+key), and no queue or timer function is registered, so queued requests wait untouched until the cause is fixed. A
+registered queue function could not leave them so: the host takes each message, and a function that fails moves
+it to the poison queue after maxDequeueCount attempts; only a function the host never indexed leaves the queue alone.
 """
 
 import azure.functions as func

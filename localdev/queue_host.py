@@ -15,7 +15,12 @@ The semantics come from host.json `extensions.queues` and the queue extension's 
   missing queue reads as empty, polled with exponential backoff up to `maxPollingInterval`;
 - `%NAME%` in a queue name is the app setting NAME; a setting that does not exist (or a connection
   that names none) puts that function alone in error, as the host does, and the others run on;
-- `messageEncoding` `base64` (the default) or `none`.
+- `messageEncoding` `base64` (the default) or `none`; with `base64`, a message that does not decode moves to
+  `<queue>-poison` as it is, at once and without running (the storage SDK's MessageDecodingFailed, which the
+  extension handles so), instead of failing `maxDequeueCount` times;
+- the function gets the message with its trigger metadata (Id, PopReceipt, DequeueCount, InsertionTime,
+  ExpirationTime, NextVisibleTime, as the extension reads them from the message it received), converted as the
+  worker converts it (localdev.workers): `dequeue_count` is 1 on the first delivery.
 """
 
 from __future__ import annotations
@@ -31,18 +36,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import azure.functions as func
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
 from localdev.invocation import run
 from localdev.worker_pool import FunctionTimeoutError, Submit, invoke_with_timeout, worker_pool
+from localdev.workers import QueueCall, queue_message
 
 logger = logging.getLogger("localdev.queue_host")
 
 #: Azure's lease of a message in flight (the extension renews it at half-time while the function runs).
 DEFAULT_LEASE_SECONDS = 600
 POISON_SUFFIX = "-poison"
+#: Why a message moves to the poison queue, as the host logs it.
+DEQUEUE_COUNT_REACHED = "Message has reached MaxDequeueCount of {}."
+NOT_DECODED = "Message could not be decoded as messageEncoding '{}' requires."
 
 
 def host_timespan(text: str | None, default: float) -> float:
@@ -176,18 +184,22 @@ class QueueListener:
             delay = 0.1
             for message in messages:
                 if (message.dequeue_count or 0) > self._options.max_dequeue_count:
-                    self._move_to_poison(message)  # failed too often elsewhere already: not run again
+                    self._move_to_poison(message, DEQUEUE_COUNT_REACHED.format(self._options.max_dequeue_count))
+                    continue  # failed too often elsewhere already: not run again
+                try:
+                    body = self._body(message.content)
+                except ValueError:  # binascii.Error: the SDK cannot decode it, so the extension poisons it
+                    self._move_to_poison(message, NOT_DECODED.format(self._options.message_encoding))
                     continue
                 with self._lock:
                     self._in_flight[message.id] = message
-                self._pool.submit(self._run, message.id)
+                self._pool.submit(self._run, message.id, body)
 
-    def _run(self, message_id: str) -> None:
+    def _run(self, message_id: str, body: bytes) -> None:
         with self._lock:
             message = self._in_flight[message_id]
         try:
-            body = self._body(message.content)
-            queued = func.QueueMessage(id=message.id, body=body, pop_receipt=message.pop_receipt)
+            queued = queue_message(queue_call(message, body))
             invoke_with_timeout(self.function.name, lambda: run(self.function.name, self.function.handler, queued),
                                 self._function_timeout, self._submit)
             failed = False
@@ -203,15 +215,16 @@ class QueueListener:
             if not failed:
                 self._client.delete_message(message.id, message.pop_receipt)
             elif (message.dequeue_count or 0) >= self._options.max_dequeue_count:
-                self._move_to_poison(message)
+                self._move_to_poison(message, DEQUEUE_COUNT_REACHED.format(self._options.max_dequeue_count))
             else:
                 self._client.update_message(message.id, message.pop_receipt,
                                             visibility_timeout=int(self._options.visibility_timeout))
         except AzureError as error:  # the lease may have passed to another host: it will run the message
             logger.warning("message %s: completion failed (%s)", message.id, type(error).__name__)
 
-    def _move_to_poison(self, message: QueueMessage) -> None:
-        """Copy to `<queue>-poison` (created if missing, as the extension does), then delete the original."""
+    def _move_to_poison(self, message: QueueMessage, reason: str) -> None:
+        """Copy to `<queue>-poison` as it is (created if missing, as the extension does), then delete the original;
+        `reason` starts the warning logged (never the message's content)."""
         try:
             try:
                 self._poison.send_message(message.content)
@@ -224,8 +237,7 @@ class QueueListener:
             logger.warning("message %s: not moved to %s (%s)", message.id, self._poison.queue_name,
                            type(error).__name__)
             return
-        logger.warning("Message has reached MaxDequeueCount of %d. Moving message %s to queue '%s'.",
-                       self._options.max_dequeue_count, message.id, self._poison.queue_name)
+        logger.warning("%s Moving message %s to queue '%s'.", reason, message.id, self._poison.queue_name)
 
     def _renew(self) -> None:
         while not self._stopping.wait(self._lease / 2):
@@ -242,10 +254,18 @@ class QueueListener:
                         self._in_flight[message.id].pop_receipt = receipt.pop_receipt
 
     def _body(self, content: Any) -> bytes:
+        """The message's body as the function gets it (binascii.Error, a ValueError: not base64 when it must be)."""
         raw = content if isinstance(content, bytes) else str(content or "").encode()
         if self._options.message_encoding == "base64":
-            return base64.b64decode(raw, validate=True)  # binascii.Error: the message fails, as in Azure
+            return base64.b64decode(raw, validate=True)
         return raw
+
+
+def queue_call(message: QueueMessage, body: bytes) -> QueueCall:
+    """A received message as the queue extension hands it to the worker: its body and its trigger metadata."""
+    return QueueCall(id=message.id, body=body, dequeue_count=int(message.dequeue_count or 0),
+                     pop_receipt=str(message.pop_receipt or ""), insertion_time=message.inserted_on,
+                     expiration_time=message.expires_on, next_visible_time=message.next_visible_on)
 
 
 def start_listeners(functions: list[QueueFunction], options: QueueOptions, env: Mapping[str, str] | None = None, *,

@@ -189,14 +189,21 @@ class EmulatedWorker:
                                        body=trigger.body)
             return http_answer(run(function.name, function.handler, request, activity=activity))
         if isinstance(trigger, QueueCall):
-            message = QueueMessage(id=trigger.id, body=trigger.body, pop_receipt=trigger.pop_receipt,
-                                   dequeue_count=trigger.dequeue_count, insertion_time=trigger.insertion_time,
-                                   expiration_time=trigger.expiration_time,
-                                   time_next_visible=trigger.next_visible_time)  # type: ignore[no-untyped-call]
-            return run(function.name, function.handler, message, activity=activity)
-        timer = TimerRequest(past_due=trigger.past_due, schedule_status=dict(trigger.schedule_status) or {},
-                             schedule={"AdjustForDST": True})
-        return run(function.name, function.handler, timer, activity=activity)
+            return run(function.name, function.handler, queue_message(trigger), activity=activity)
+        return run(function.name, function.handler, timer_request(trigger), activity=activity)
+
+
+def queue_message(call: QueueCall) -> QueueMessage:
+    """The QueueMessage the worker makes of a queue message and its trigger metadata."""
+    return QueueMessage(id=call.id, body=call.body, pop_receipt=call.pop_receipt,  # type: ignore[no-untyped-call]
+                        dequeue_count=call.dequeue_count, insertion_time=call.insertion_time,
+                        expiration_time=call.expiration_time, time_next_visible=call.next_visible_time)
+
+
+def timer_request(call: TimerCall) -> TimerRequest:
+    """The TimerRequest the worker makes of the TimerInfo the host sends."""
+    return TimerRequest(past_due=call.past_due, schedule_status=dict(call.schedule_status) or {},
+                        schedule={"AdjustForDST": True})
 
 
 def http_answer(result: Any) -> HttpAnswer:

@@ -5,7 +5,9 @@ function_app.py calls `start()` when the Functions host loads it; the entry poin
 `worker()` or `current()`. Nothing is built lazily. Bad settings never stop the import (in Azure the
 worker would then index no function and every route would be a silent 404): the runtime is then
 `Misconfigured`, logged at CRITICAL once, its edge answers every HTTP call 503 gateway-misconfigured,
-and function_app registers no queue function, so nothing queued is taken (or poisoned) meanwhile.
+and function_app registers no queue function, so nothing queued is taken (or poisoned) meanwhile. Any other
+exception while building the runtime (the settings passed, something else failed) ends the same way: caught
+here too, logged by its type and place only (its text may hold a secret), and answered without detail.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import functools
 import logging
 import os
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared.answers.mapping import Answers
 from shared.asynchronous.calls import AsyncCalls
@@ -60,7 +64,8 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Misconfigured:
-    """The settings are wrong: the edge that says which (its `error`), and all that serves meanwhile."""
+    """The settings are wrong, or the start failed otherwise: the edge that says so (its `error`: the bad settings,
+    None for another failure), and all that serves meanwhile."""
 
     edge: MisconfiguredEdge
 
@@ -138,7 +143,8 @@ def answer_cache(settings: Settings) -> AnswerCache | None:
 
 def start(env: Mapping[str, str] | None = None) -> Runtime | Misconfigured:
     """Read the settings (the process environment by default), build this process's runtime from them and keep it
-    for the entry points; Misconfigured when they are wrong (never raises for that)."""
+    for the entry points; Misconfigured when they are wrong or anything else fails while building (never raises:
+    an exception here would leave the app with no function at all, every route a 404)."""
     global _runtime
     env = os.environ if env is None else env
     try:
@@ -148,7 +154,21 @@ def start(env: Mapping[str, str] | None = None) -> Runtime | Misconfigured:
         logger.critical("The gateway is misconfigured and serves nothing until its app settings are fixed: %s",
                         problems)
         _runtime = Misconfigured(MisconfiguredEdge(error, requested_auth(env)))
+    except Exception as error:  # whatever else failed: still an app that says so rather than one with no function
+        logger.critical("The gateway could not start (%s raised at %s) and serves nothing until it is restarted with "
+                        "the cause fixed; the error's text is not logged, as it may hold a secret.",
+                        type(error).__name__, raised_at(error))
+        _runtime = Misconfigured(MisconfiguredEdge(None, requested_auth(env)))
     return _runtime
+
+
+def raised_at(error: BaseException) -> str:
+    """Where `error` was raised, as `file.py:line in function` (no values, so nothing secret)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "an unknown place"
+    frame = frames[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
 
 
 def current() -> Runtime:

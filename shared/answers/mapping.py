@@ -241,6 +241,16 @@ def misconfigured_problem(error: ConfigurationError, *, listed: bool) -> Problem
                    extensions=MappingProxyType({"settings": settings}))
 
 
+def start_failed_problem() -> Problem:
+    """503: something other than a setting failed while the gateway started (the settings passed their checks), so it
+    serves nothing until it is restarted with the cause fixed. The same problem type as bad settings, since the fix
+    is the operator's either way; no detail of the error, whose text may hold a secret (it is in the log by type and
+    place only)."""
+    return Problem(503, "gateway-misconfigured", "Gateway misconfigured",
+                   "The gateway could not start, so it answers no call and takes no queued request until it is "
+                   "restarted with the cause fixed (queued requests wait). Its operator finds the cause in the log.")
+
+
 def storage_problem() -> Problem:
     return Problem(503, "rate-limit-storage-unavailable", "Rate-limit storage unavailable",
                    "The gateway cannot reach the table that holds the shared Defender rate limit, so it does not call "

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "storm_bench": "storm_upstream_429",
     "health_bench": "health_ratio_10k_expired_vs_empty",
     "failure_bench": "failure_table_hanging_ratio",
+    "drain_bench": "drain_bicep_lookups_per_second",
     "history_bench": "operator_state_ratio_100_vs_1_tenants",
 }
 
