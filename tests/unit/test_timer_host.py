@@ -12,7 +12,6 @@ from azure.functions.timer import TimerRequest
 
 from localdev.timer_host import TimerFunction, TimerRunner, start_timers
 from localdev.timer_schedule import (
-    UNRECOGNIZED,
     ConstantSchedule,
     CronSchedule,
     ScheduleMonitor,
@@ -20,6 +19,7 @@ from localdev.timer_schedule import (
     parse_schedule,
 )
 from localdev.workers import IndexedFunction
+from shared.asynchronous.schedule import UNRECOGNIZED
 
 START = datetime(2026, 12, 6, 11, 59, 58, tzinfo=UTC)  # two seconds before a minute begins
 NOON = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
