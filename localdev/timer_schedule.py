@@ -29,6 +29,10 @@ from shared.asynchronous.schedule import CronExpression, TimeSpanInterval
 class CronSchedule(CronExpression):
     """An NCRONTAB expression: five fields, or six with the seconds first."""
 
+    @property
+    def with_seconds(self) -> bool:
+        return len(self.expression.split()) != 5
+
     def next_after(self, moment: datetime) -> datetime:
         """The first occurrence strictly after `moment` (NCrontab's GetNextOccurrence)."""
         found: datetime = croniter(self.expression, moment, second_at_beginning=self.with_seconds).get_next(datetime)

@@ -69,10 +69,6 @@ class CronExpression:
 
     expression: str
 
-    @property
-    def with_seconds(self) -> bool:
-        return len(self.expression.split()) != 5
-
 
 @dataclass(frozen=True)
 class TimeSpanInterval:
