@@ -158,12 +158,10 @@ def host_functions(indexed: list[IndexedFunction], prefix: str = DEFAULT_ROUTE_P
         trigger = function.trigger
         kind = trigger.get("type")
         if kind == "queueTrigger":
-            queue_functions.append(QueueFunction(function.name, str(trigger.get("queueName", "")),
-                                                 str(trigger.get("connection") or "AzureWebJobsStorage"),
-                                                 function.handler))
+            queue_functions.append(QueueFunction(function, str(trigger.get("queueName", "")),
+                                                 str(trigger.get("connection") or "AzureWebJobsStorage")))
         elif kind == "timerTrigger":
-            timers.append(TimerFunction(function.name, str(trigger.get("schedule", "")),
-                                        bool(trigger.get("runOnStartup")), function.handler))
+            timers.append(TimerFunction(function, str(trigger.get("schedule", "")), bool(trigger.get("runOnStartup"))))
         elif kind == "httpTrigger":
             methods = frozenset(str(m).upper() for m in (trigger.get("methods") or []))
             routes.append(Route(function.name, _route_regex(str(trigger.get("route") or function.name), prefix),
@@ -341,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # The worker's own log (logger "azure.functions": azure-functions-runtime names each invocation it runs) reaches
+    # the host's log as the Python worker forwards it in Azure; the Azure SDKs' chatter below WARNING does not.
+    logging.getLogger("azure.functions").setLevel(logging.getLogger().level)
     load_local_settings(args.settings)
     host_json = json.loads(args.host_json.read_text())
     host, functions = build_host(host_json)
@@ -351,13 +352,13 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     options = QueueOptions.from_host_json(host_json)
     listeners = start_listeners(functions.queues, options, function_timeout=host.function_timeout,
-                                submit=host.worker.submit)
+                                worker=host.worker)
     for listener in listeners:
         print(f"  {listener.function.name}: queue {listener.queue_name} (batch {options.batch_size}, then "
               f"{options.new_batch_threshold} more; poison after {options.max_dequeue_count}; lease "
               f"{listener.lease_seconds:g} s)", flush=True)
     timers = start_timers(functions.timers, os.environ, function_timeout=host.function_timeout,
-                          submit=host.worker.submit)
+                          worker=host.worker)
     for timer in timers:
         print(f"  {timer.function.name}: timer {timer.schedule}", flush=True)
     server = quiet_server(host, args.port, request_handler=RawHeadersHandler)

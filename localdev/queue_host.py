@@ -20,7 +20,9 @@ The semantics come from host.json `extensions.queues` and the queue extension's 
   extension handles so), instead of failing `maxDequeueCount` times;
 - the function gets the message with its trigger metadata (Id, PopReceipt, DequeueCount, InsertionTime,
   ExpirationTime, NextVisibleTime, as the extension reads them from the message it received), converted as the
-  worker converts it (localdev.workers): `dequeue_count` is 1 on the first delivery.
+  worker converts it: each invocation goes through the instance's worker (localdev.workers), the same object the
+  HTTP path uses, so on 3.13 azure-functions-runtime converts and runs it, before 3.13 the emulation;
+  `dequeue_count` is 1 on the first delivery.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +41,8 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
-from localdev.invocation import run
-from localdev.worker_pool import FunctionTimeoutError, Submit, invoke_with_timeout, worker_pool
-from localdev.workers import QueueCall, queue_message
+from localdev.worker_pool import FunctionTimeoutError
+from localdev.workers import EmulatedWorker, IndexedFunction, QueueCall, Worker, invoke
 
 logger = logging.getLogger("localdev.queue_host")
 
@@ -87,10 +88,13 @@ class QueueOptions:
 
 @dataclass(frozen=True)
 class QueueFunction:
-    name: str
+    function: IndexedFunction  # what the worker runs for each message (localdev.workers)
     queue: str
     connection: str
-    handler: Callable[..., None]  # called as the worker calls it (localdev.invocation.run)
+
+    @property
+    def name(self) -> str:
+        return self.function.name
 
 
 class UnresolvedSettingError(KeyError):
@@ -120,7 +124,7 @@ class QueueListener:
 
     def __init__(self, function: QueueFunction, client: QueueClient, poison: QueueClient, options: QueueOptions, *,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS, function_timeout: float = float("inf"),
-                 submit: Submit | None = None) -> None:
+                 worker: Worker | None = None) -> None:
         self.function = function
         self._client = client
         self._poison = poison
@@ -130,8 +134,9 @@ class QueueListener:
         # The host's side: the messages in flight, each waiting for its invocation (up to batch + threshold).
         self._pool = ThreadPoolExecutor(options.batch_size + options.new_batch_threshold,
                                         thread_name_prefix=f"queue-{function.name}")
-        # The worker's side: the instance's one pool (localdev.worker_pool); a pool of its own when none is given.
-        self._submit = submit or worker_pool(os.environ).submit
+        # The worker's side: the instance's worker, the one the HTTP path uses (localdev.workers); an emulated one
+        # of its own when none is given.
+        self._worker: Worker = worker or EmulatedWorker(os.environ)
         self._in_flight: dict[str, QueueMessage] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -199,9 +204,7 @@ class QueueListener:
         with self._lock:
             message = self._in_flight[message_id]
         try:
-            queued = queue_message(queue_call(message, body))
-            invoke_with_timeout(self.function.name, lambda: run(self.function.name, self.function.handler, queued),
-                                self._function_timeout, self._submit)
+            invoke(self._worker, self.function.function, queue_call(message, body), self._function_timeout)
             failed = False
         except FunctionTimeoutError:
             failed = True
@@ -269,9 +272,10 @@ def queue_call(message: QueueMessage, body: bytes) -> QueueCall:
 
 
 def start_listeners(functions: list[QueueFunction], options: QueueOptions, env: Mapping[str, str] | None = None, *,
-                    function_timeout: float = float("inf"), submit: Submit | None = None) -> list[QueueListener]:
+                    function_timeout: float = float("inf"), worker: Worker | None = None) -> list[QueueListener]:
     """A running listener per queue function whose bindings resolve; a function whose bindings do not is
-    reported in error (as the host reports it) and not run. `submit`: the instance's pool (localdev.worker_pool)."""
+    reported in error (as the host reports it) and not run. `worker`: the instance's worker (localdev.workers), which
+    runs every invocation on the instance's one pool."""
     env = os.environ if env is None else env
     lease = float(env.get("LOCAL_QUEUE_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS)
     listeners = []
@@ -288,7 +292,7 @@ def start_listeners(functions: list[QueueFunction], options: QueueOptions, env: 
             continue
         listener = QueueListener(function, QueueClient.from_connection_string(connection, queue),
                                  QueueClient.from_connection_string(connection, queue + POISON_SUFFIX), options,
-                                 lease_seconds=lease, function_timeout=function_timeout, submit=submit)
+                                 lease_seconds=lease, function_timeout=function_timeout, worker=worker)
         listener.start()
         listeners.append(listener)
     return listeners

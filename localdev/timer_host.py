@@ -15,7 +15,8 @@ Follows the timer extension's TimerListener (azure-webjobs-sdk-extensions, Timer
   without a past-due occurrence, `runOnStartup` runs it once at start;
 - host.json's functionTimeout bounds each invocation; an exception is logged, and the schedule goes on;
 - the function gets the TimerInfo the host sends (`Schedule`, `ScheduleStatus` when monitored, `IsPastDue`),
-  converted as the worker converts it (localdev.workers).
+  converted and run by the instance's worker (localdev.workers), the same object the HTTP path uses: on 3.13
+  azure-functions-runtime, before 3.13 the emulation.
 
 In Azure the host also runs each timer function on one instance at a time (a blob lease); here each
 local host runs its own, which the maintenance sweep is written to allow (its writes are conditional).
@@ -29,21 +30,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from localdev.invocation import run
 from localdev.queue_host import UnresolvedSettingError, resolve
 from localdev.timer_schedule import Schedule, ScheduleMonitor, ScheduleStatus, parse_schedule, uses_monitor
-from localdev.worker_pool import FunctionTimeoutError, Submit, invoke_with_timeout, worker_pool
-from localdev.workers import TimerCall, timer_request
+from localdev.worker_pool import FunctionTimeoutError
+from localdev.workers import EmulatedWorker, IndexedFunction, TimerCall, Worker, invoke
 
 logger = logging.getLogger("localdev.timer_host")
 
 
 @dataclass(frozen=True)
 class TimerFunction:
-    name: str
+    function: IndexedFunction  # what the worker runs for each tick (localdev.workers)
     schedule: str
     run_on_startup: bool
-    handler: Callable[..., None]  # called as the worker calls it (localdev.invocation.run)
+
+    @property
+    def name(self) -> str:
+        return self.function.name
 
 
 def utc_now() -> datetime:
@@ -59,9 +62,10 @@ class TimerRunner:
 
     def __init__(self, function: TimerFunction, schedule: Schedule, *, function_timeout: float = float("inf"),
                  monitor: ScheduleMonitor | None = None, clock: Callable[[], datetime] = utc_now,
-                 wait: Callable[[float], bool] | None = None, submit: Submit | None = None) -> None:
+                 wait: Callable[[float], bool] | None = None, worker: Worker | None = None) -> None:
         self.function = function
-        self._submit = submit or worker_pool({}).submit  # the instance's pool (localdev.worker_pool)
+        # The instance's worker, the one the HTTP path uses (localdev.workers); an emulated one of its own by default.
+        self._worker: Worker = worker or EmulatedWorker({})
         self.schedule = schedule
         self._function_timeout = function_timeout
         self._clock = clock
@@ -110,10 +114,8 @@ class TimerRunner:
         """One run, then the status for the next, computed from the invocation time (InvokeJobFunction)."""
         self.invocations += 1
         status = self.status.as_json() if self.status is not None and self._monitor is not None else {}
-        request = timer_request(TimerCall(past_due, status))
         try:
-            invoke_with_timeout(self.function.name, lambda: run(self.function.name, self.function.handler, request),
-                                self._function_timeout, self._submit)
+            invoke(self._worker, self.function.function, TimerCall(past_due, status), self._function_timeout)
         except FunctionTimeoutError:
             pass
         except Exception:
@@ -127,10 +129,10 @@ class TimerRunner:
 
 
 def start_timers(functions: list[TimerFunction], env: Mapping[str, str], *,
-                 function_timeout: float = float("inf"), submit: Submit | None = None,
+                 function_timeout: float = float("inf"), worker: Worker | None = None,
                  monitor: ScheduleMonitor | None = None) -> list[TimerRunner]:
     """A running TimerRunner per timer function whose schedule resolves and parses; one whose schedule does not is
-    reported in error. `submit`: the instance's pool (localdev.worker_pool); `monitor`: the schedule statuses (a new,
+    reported in error. `worker`: the instance's worker (localdev.workers); `monitor`: the schedule statuses (a new,
     empty one by default, as for a new app)."""
     monitor = monitor if monitor is not None else ScheduleMonitor()
     runners = []
@@ -141,7 +143,7 @@ def start_timers(functions: list[TimerFunction], env: Mapping[str, str], *,
             logger.error("The '%s' function is in error: Microsoft.Azure.WebJobs.Host: Error indexing method "
                          "'Functions.%s'. Microsoft.Azure.WebJobs.Host: %s", function.name, function.name, error)
             continue
-        runner = TimerRunner(function, schedule, function_timeout=function_timeout, monitor=monitor, submit=submit)
+        runner = TimerRunner(function, schedule, function_timeout=function_timeout, monitor=monitor, worker=worker)
         runner.start()
         runners.append(runner)
     return runners

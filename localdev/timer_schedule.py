@@ -1,10 +1,9 @@
 """Timer schedules and the schedule monitor, as the timer extension (azure-webjobs-sdk-extensions, Timers/) has them.
 
-- A schedule is tried as NCRONTAB first, then as a .NET TimeSpan (`TimerSchedule.Create`): an expression of exactly
-  five fields is cron without seconds (minute hour day month weekday), any other count is parsed with seconds, which
-  NCRONTAB accepts only as six fields (`CronSchedule.HasSeconds`); failing both, the function is in error with the
-  host's words. A TimeSpan (`[d.]hh:mm[:ss[.fffffff]]`, or a whole number of days) is a constant schedule: the next
-  occurrence is the base time plus the interval (`ConstantSchedule`).
+- A schedule is read as the host reads it, NCRONTAB (five or six fields) or a TimeSpan, by the app's own parser
+  (shared.asynchronous.schedule, which the app's settings check uses too); failing both, the function is in error
+  with the host's words. A TimeSpan is a constant schedule: the next occurrence is the base time plus the interval
+  (`ConstantSchedule`).
 - The next occurrence is always computed from a base time: the listener passes the invocation time (see
   localdev.timer_host), never the time the run ended.
 - The schedule monitor keeps, per timer, the last occurrence and the next one (`ScheduleStatus`), and at start-up
@@ -16,25 +15,19 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from croniter import croniter
 
-#: How the host words a schedule it cannot parse (TimerSchedule.Create).
-UNRECOGNIZED = "The schedule expression was not recognized as a valid cron expression or timespan string."
-#: .NET TimeSpan's invariant forms: `[d.]hh:mm[:ss[.fffffff]]`, or a whole number of days.
-_TIMESPAN = re.compile(r"\s*(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?\s*")
-_DAYS = re.compile(r"\s*(\d+)\s*")
+from shared.asynchronous import schedule as schedules
+from shared.asynchronous.schedule import CronExpression, TimeSpanInterval
 
 
 @dataclass(frozen=True)
-class CronSchedule:
+class CronSchedule(CronExpression):
     """An NCRONTAB expression: five fields, or six with the seconds first."""
-
-    expression: str
 
     @property
     def with_seconds(self) -> bool:
@@ -50,10 +43,8 @@ class CronSchedule:
 
 
 @dataclass(frozen=True)
-class ConstantSchedule:
+class ConstantSchedule(TimeSpanInterval):
     """A TimeSpan: every `interval` after the base time."""
-
-    interval: timedelta
 
     def next_after(self, moment: datetime) -> datetime:
         return moment + self.interval
@@ -67,29 +58,10 @@ Schedule = CronSchedule | ConstantSchedule
 
 def parse_schedule(expression: str) -> Schedule:
     """The schedule the host makes of a (resolved) expression; ValueError with the host's words when none."""
-    fields = expression.split()
-    if len(fields) in (5, 6) and croniter.is_valid(" ".join(fields), second_at_beginning=len(fields) == 6):
-        return CronSchedule(" ".join(fields))
-    interval = _timespan(expression)
-    if interval is None:
-        raise ValueError(UNRECOGNIZED)
-    if interval <= timedelta(0):  # the host would fire without pause; the local host refuses it instead
-        raise ValueError(f"{UNRECOGNIZED} (a TimeSpan schedule must be longer than zero)")
-    return ConstantSchedule(interval)
-
-
-def _timespan(text: str) -> timedelta | None:
-    """.NET `TimeSpan.TryParse` (invariant culture) for the forms a schedule uses; None when it is not one."""
-    if days := _DAYS.fullmatch(text):
-        return timedelta(days=int(days[1]))
-    match = _TIMESPAN.fullmatch(text)
-    if not match:
-        return None
-    hours, minutes, seconds = int(match[2]), int(match[3]), int(match[4] or 0)
-    if hours > 23 or minutes > 59 or seconds > 59:
-        return None
-    fraction = float(f"0.{match[5]}") if match[5] else 0.0
-    return timedelta(days=int(match[1] or 0), hours=hours, minutes=minutes, seconds=seconds + fraction)
+    parsed = schedules.parse_schedule(expression)
+    if isinstance(parsed, CronExpression):
+        return CronSchedule(parsed.expression)
+    return ConstantSchedule(parsed.interval)
 
 
 def uses_monitor(schedule: Schedule, now: datetime) -> bool:

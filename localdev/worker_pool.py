@@ -60,17 +60,16 @@ def format_timespan(seconds: float) -> str:
     return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
-def invoke_with_timeout(name: str, invocation: Callable[[], _T], timeout: float, submit: Submit) -> _T:
-    """Run one invocation on the instance's pool, as the host does, for at most `timeout` seconds (time spent
-    waiting for a free thread counts: the host's clock starts when it sends the invocation).
+def invoke_with_timeout(name: str, invocation: Future[_T], timeout: float) -> _T:
+    """Wait for one invocation the worker started (`Worker.start`), as the host does, for at most `timeout` seconds
+    (time spent waiting for a free thread counts: the host's clock starts when it sends the invocation).
 
     Past it the host logs the timeout and fails the invocation (the HTTP caller gets 500, a queue message is
     retried); Python cannot stop the thread, which runs on unobserved and keeps its pool thread, like the worker's
     thread does until the host recycles it.
     """
-    future = submit(invocation)
     try:
-        return future.result(None if timeout == float("inf") else timeout)  # type: ignore[no-any-return]
+        return invocation.result(None if timeout == float("inf") else timeout)
     except FutureTimeoutError:
         logger.error("Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). Initiating cancellation.",
                      format_timespan(timeout), name, uuid.uuid4())

@@ -29,8 +29,8 @@ from azure.functions.http import HttpResponseConverter
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from localdev.invocation import HostActivity, _call_of, run, takes_context
-from localdev.worker_pool import Submit, worker_pool
+from localdev.invocation import HostActivity, _call_of, new_activity, run, takes_context
+from localdev.worker_pool import Submit, invoke_with_timeout, worker_pool
 
 logger = logging.getLogger("localdev.workers")
 
@@ -118,6 +118,16 @@ class Worker(Protocol):
 
     def start(self, function: IndexedFunction, trigger: Trigger, activity: HostActivity) -> Future[Any]:
         """Run `function` for `trigger`: an HttpAnswer for an HTTP function, else None."""
+
+
+def invoke(worker: Worker, function: IndexedFunction, trigger: QueueCall | TimerCall, timeout: float) -> None:
+    """One queue or timer invocation as the host runs it: handed to `worker` (the same object the HTTP path uses, so
+    on 3.13 the library converts and runs it, before 3.13 the emulation), in a new trace (a message or a tick carries
+    none), waited for at most `timeout` (host.json's functionTimeout: FunctionTimeoutError), and logged as the host
+    logs it, naming the worker that ran it. The function's own exception is raised as it is."""
+    invoke_with_timeout(function.name, worker.start(function, trigger, new_activity()), timeout)
+    logger.info("Executed 'Functions.%s' (Succeeded, %s trigger, worker: %s)", function.name,
+                "queue" if isinstance(trigger, QueueCall) else "timer", worker.name)
 
 
 def find_app(module: Any) -> func.FunctionRegister:

@@ -129,8 +129,10 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Retries (0-20, backing off up to 5 minutes) of a queued request after a transient failure (Defender "
                 "5xx or unreachable, identity or storage down) before it fails. Throttling is never counted."),
     SettingSpec("MAINTENANCE_SCHEDULE", "0 */1 * * * *",
-                "When the maintenance sweep runs (the timer's NCRONTAB: second minute hour day month weekday): it "
-                "deletes expired operations and finishes operations an instance left in flight when it died.", True),
+                "When the maintenance sweep runs (the timer's schedule, as the host reads it: six-field NCRONTAB, "
+                "second minute hour day month weekday, five-field without the seconds, or a TimeSpan such as "
+                "00:05:00): it deletes expired operations and finishes operations an instance left in flight when it "
+                "died.", True),
     SettingSpec("AzureWebJobsStorage", None,
                 "Connection string of the storage account (local: Azurite). In Azure use the identity-based "
                 "`AzureWebJobsStorage__*` settings instead; no account keys."),

@@ -17,6 +17,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from shared.asynchronous.queue_names import MAX_REQUESTS_QUEUE_LENGTH, QUEUE_NAME
+from shared.asynchronous.schedule import parse_schedule
 from shared.asynchronous.settings import AsyncSettings
 from shared.catalogue import setting
 from shared.configuration import ConfigurationError, SettingProblem, showable, shown, shown_url
@@ -238,10 +239,6 @@ def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
 MAX_QUEUE_RETRIES = 20
 
 
-#: A six-field NCRONTAB expression (the timer trigger's schedule), as far as its form goes.
-_NCRONTAB = re.compile(r"[0-9*/,-]+(?:\s+[0-9A-Za-z*/,-]+){5}", re.ASCII)
-
-
 def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
     queue = setting(env, "REQUESTS_QUEUE") or ""
     if not QUEUE_NAME.fullmatch(queue) or len(queue) > MAX_REQUESTS_QUEUE_LENGTH:
@@ -254,10 +251,13 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
     async_on_throttle = _switch(env, "GATEWAY_ASYNC_ON_THROTTLE")
     retries = _whole(env, "QUEUE_MAX_RETRIES", minimum=0, maximum=MAX_QUEUE_RETRIES)
     schedule = setting(env, "MAINTENANCE_SCHEDULE") or ""
-    if not _NCRONTAB.fullmatch(schedule.strip()):
+    try:
+        parse_schedule(schedule)  # as the host reads the timer's schedule: else the timer function is in error
+    except ValueError:
         raise ConfigurationError(
-            "MAINTENANCE_SCHEDULE must be a six-field NCRONTAB expression (second minute hour day month weekday, "
-            f"e.g. '0 */1 * * * *'), got {shown(schedule)}.", setting="MAINTENANCE_SCHEDULE")
+            "MAINTENANCE_SCHEDULE must be a timer schedule the host accepts: NCRONTAB with six fields (second minute "
+            "hour day month weekday, e.g. '0 */1 * * * *') or five (no seconds, e.g. '*/5 * * * *'), or a TimeSpan "
+            f"longer than zero (e.g. '00:05:00'), got {shown(schedule)}.", setting="MAINTENANCE_SCHEDULE") from None
     return AsyncSettings(queue, table, hours * 3600, async_on_throttle, retries, _table_name(env, "HISTORY_TABLE"))
 
 

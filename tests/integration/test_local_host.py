@@ -228,6 +228,12 @@ def queue_pair(azurite: Azurite, name: str) -> tuple[QueueClient, QueueClient]:
             QueueClient.from_connection_string(azurite.connection_string, name + "-poison"))
 
 
+def queued(name: str, queue: str, handler: Callable[..., None],
+           connection: str = "AzureWebJobsStorage") -> QueueFunction:
+    """A queue function as the host reads it from the worker's metadata, run by the emulated worker."""
+    return QueueFunction(IndexedFunction(name, (), handler), queue, connection)
+
+
 FAST = QueueOptions(batch_size=4, new_batch_threshold=2, max_dequeue_count=5, visibility_timeout=0.0,
                     max_polling_interval=0.2, message_encoding="none")
 
@@ -241,7 +247,7 @@ def test_a_message_over_the_dequeue_count_goes_to_poison_without_running(azurite
         (taken,) = list(client.receive_messages(visibility_timeout=1))
         client.update_message(taken, visibility_timeout=0)
     recorder = Recorder()
-    listener = QueueListener(QueueFunction("Over", name, "AzureWebJobsStorage", recorder), client, poison, FAST)
+    listener = QueueListener(queued("Over", name, recorder), client, poison, FAST)
     listener.start()
     try:
         deadline = time.monotonic() + 15
@@ -269,7 +275,7 @@ def test_a_listener_does_not_create_the_queue_it_watches(azurite: Azurite) -> No
     assert isinstance(client, CountingQueueClient)
     poison = QueueClient.from_connection_string(azurite.connection_string, name + "-poison")
     recorder = Recorder()
-    listener = QueueListener(QueueFunction("Missing", name, "AzureWebJobsStorage", recorder), client, poison, FAST)
+    listener = QueueListener(queued("Missing", name, recorder), client, poison, FAST)
     listener.start()
     try:
         deadline = time.monotonic() + 15
@@ -296,7 +302,7 @@ def test_a_queue_function_that_takes_a_context_gets_a_new_trace_per_message(azur
     def handler(message: func.QueueMessage, context: func.Context) -> None:
         seen.append((message.get_body().decode(), context.trace_context.trace_parent))
 
-    listener = QueueListener(QueueFunction("Traced", name, "AzureWebJobsStorage", handler), client, poison, FAST)
+    listener = QueueListener(queued("Traced", name, handler), client, poison, FAST)
     listener.start()
     try:
         for body in ("one", "two"):
@@ -319,7 +325,7 @@ def test_the_default_lease_is_azures_ten_minutes_renewed_at_half(azurite: Azurit
     recorder = Recorder()
     recorder.release.clear()
     env = {"AzureWebJobsStorage": azurite.connection_string, "LEASE_QUEUE": name}
-    (listener,) = start_listeners([QueueFunction("Lease", "%LEASE_QUEUE%", "AzureWebJobsStorage", recorder)], FAST, env)
+    (listener,) = start_listeners([queued("Lease", "%LEASE_QUEUE%", recorder)], FAST, env)
     try:
         assert listener.lease_seconds == DEFAULT_LEASE_SECONDS == 600
         client.send_message("held")
@@ -339,9 +345,9 @@ def test_an_unresolved_binding_puts_that_function_alone_in_error(azurite: Azurit
     name = "resolved-" + uuid.uuid4().hex[:12]
     QueueClient.from_connection_string(azurite.connection_string, name).create_queue()
     env = {"AzureWebJobsStorage": azurite.connection_string, "GOOD_QUEUE": name}
-    functions = [QueueFunction("Bad", "%MISSING_QUEUE%-x", "AzureWebJobsStorage", Recorder()),
-                 QueueFunction("NoConnection", "%GOOD_QUEUE%", "NoSuchConnection", Recorder()),
-                 QueueFunction("Good", "%GOOD_QUEUE%", "AzureWebJobsStorage", Recorder())]
+    functions = [queued("Bad", "%MISSING_QUEUE%-x", Recorder()),
+                 queued("NoConnection", "%GOOD_QUEUE%", Recorder(), "NoSuchConnection"),
+                 queued("Good", "%GOOD_QUEUE%", Recorder())]
     listeners = start_listeners(functions, FAST, env)
     try:
         assert [listener.function.name for listener in listeners] == ["Good"]
@@ -374,8 +380,8 @@ def test_a_queue_function_waits_for_the_instances_one_thread_held_by_an_http_fun
     client, poison = queue_pair(azurite, name)
     client.create_queue()
     recorder = Recorder()
-    listener = QueueListener(QueueFunction("Shared", name, "AzureWebJobsStorage", recorder), client, poison, FAST,
-                             submit=host.worker.submit)
+    listener = QueueListener(queued("Shared", name, recorder), client, poison, FAST,
+                             worker=host.worker)
     answered: list[int] = []
     request = threading.Thread(target=lambda: answered.append(
         requests.get(f"{running.url}/api/held", timeout=30).status_code))
@@ -406,6 +412,26 @@ def test_the_host_names_the_worker_that_indexed_the_app(host_factory: HostFactor
     gateway = host_factory()
     expected = "azure-functions-runtime " if sys.version_info >= (3, 13) else "emulation "
     assert f"Worker: {expected}" in gateway.host.log()
+
+
+def test_queue_messages_and_timer_ticks_run_through_the_worker_that_runs_http(
+        host_factory: HostFactory, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    """One worker object per host runs every invocation: on 3.13 and later azure-functions-runtime converts and runs
+    HTTP, queue and timer invocations alike (its own log names each function it runs), before 3.13 the emulation."""
+    gateway = host_factory(MAINTENANCE_SCHEDULE="*/1 * * * * *")
+    accepted = gateway.get_alerts(SEED_FILE_SHA1, headers={"Prefer": "respond-async"})  # HTTP, then the queue
+    assert accepted.status_code == 202, accepted.text
+    assert gateway.wait_for_operation(accepted.headers["Location"]).status_code == 200
+    worker = "azure-functions-runtime " if sys.version_info >= (3, 13) else "emulation"
+    expected = [f"Executed 'Functions.ProcessRequestMessage' (Succeeded, queue trigger, worker: {worker}",
+                f"Executed 'Functions.MaintenanceSweep' (Succeeded, timer trigger, worker: {worker}"]
+    if sys.version_info >= (3, 13):  # the library's own line for each invocation it ran, HTTP included
+        expected += [f"Function name: {name}, Function Type: sync"
+                     for name in ("GetFileRelatedAlerts", "ProcessRequestMessage", "MaintenanceSweep")]
+    deadline = time.monotonic() + 30
+    while missing := [line for line in expected if line not in gateway.host.log()]:
+        assert time.monotonic() < deadline, missing
+        time.sleep(0.2)
 
 
 # --- the app in a local host ------------------------------------------------------------------------------------------

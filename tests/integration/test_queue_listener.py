@@ -18,6 +18,7 @@ from azure.storage.queue import QueueClient
 
 from localdev.azurite import Azurite
 from localdev.queue_host import QueueFunction, QueueListener, QueueOptions
+from localdev.workers import IndexedFunction
 
 #: base64 as the extension expects by default; a failed run's message comes back only after a minute, so a test
 #: that sees a message in the poison queue sooner knows it was never retried.
@@ -25,6 +26,12 @@ BASE64 = QueueOptions(batch_size=4, new_batch_threshold=2, max_dequeue_count=5, 
                       max_polling_interval=0.2, message_encoding="base64")
 NONE = QueueOptions(batch_size=4, new_batch_threshold=2, max_dequeue_count=5, visibility_timeout=0.0,
                     max_polling_interval=0.2, message_encoding="none")
+
+
+def queued(name: str, queue: str, handler: Callable[..., None],
+           connection: str = "AzureWebJobsStorage") -> QueueFunction:
+    """A queue function as the host reads it from the worker's metadata, run by the emulated worker."""
+    return QueueFunction(IndexedFunction(name, (), handler), queue, connection)
 
 
 def queue_pair(azurite: Azurite) -> tuple[QueueClient, QueueClient]:
@@ -52,8 +59,8 @@ def test_a_message_that_is_not_base64_goes_to_poison_at_once_without_running(azu
                                                                               caplog: pytest.LogCaptureFixture) -> None:
     client, poison = queue_pair(azurite)
     ran: list[bytes] = []
-    listener = QueueListener(QueueFunction("Decode", client.queue_name, "AzureWebJobsStorage",
-                                           lambda message: ran.append(message.get_body())), client, poison, BASE64)
+    listener = QueueListener(queued("Decode", client.queue_name, lambda message: ran.append(message.get_body())),
+                             client, poison, BASE64)
     client.send_message("{not base64: a producer that forgot to encode}")
     client.send_message(base64.b64encode(b"encoded").decode())
     listener.start()
@@ -79,8 +86,7 @@ def test_the_function_gets_the_messages_dequeue_count_and_times(azurite: Azurite
             raise RuntimeError("fails once, so the second delivery counts two")
         done.set()
 
-    listener = QueueListener(QueueFunction("Metadata", client.queue_name, "AzureWebJobsStorage", handler), client,
-                             poison, NONE)
+    listener = QueueListener(queued("Metadata", client.queue_name, handler), client, poison, NONE)
     sent = client.send_message("hello")
     listener.start()
     try:

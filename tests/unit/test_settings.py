@@ -273,3 +273,32 @@ def test_one_loopback_rule_for_every_url_that_may_point_here(host: str, loopback
     assert accepted(lambda: load_settings({**UNIT_ENV, **MANY_TENANTS,
                                            "MDE_AUTHORITY_HOST": f"https://{host}:8443"})) is loopback
     assert accepted(lambda: token_check(f"https://{host}:8443/{TENANT}/v2.0", "api://gateway")) is loopback
+
+
+#: Schedules the Functions host accepts for a timer (NCRONTAB with or without seconds, names, a TimeSpan).
+HOST_SCHEDULES = ["0 */1 * * * *", "*/5 * * * *", "0 0 * * MON-FRI", "0 30 9 * JAN,jul Sun", "0 0-30/10 * * * *",
+                  "00:05:00", "1.02:03:04.5", "01:30", "2"]
+#: Schedules it refuses (the timer function would be in error): neither cron nor a TimeSpan longer than zero.
+NOT_SCHEDULES = ["every minute", "61 * * * * *", "0 0 * * * * *", "* * * *", "0 0 * * 7", "0 0 0 0 * *",
+                 "*/0 * * * *", "30-10 * * * *", "0 0 * * FUNDAY", "24:00:00", "00:60", "00:00:00"]
+
+
+@pytest.mark.parametrize("schedule", HOST_SCHEDULES)
+def test_maintenance_schedule_takes_what_the_host_takes(schedule: str) -> None:
+    """Five-field cron and TimeSpan too, as the host's TimerSchedule.Create (read by the same parser as the local
+    host's timers: localdev.timer_schedule)."""
+    from localdev.timer_schedule import parse_schedule as host_parse
+
+    load_async_settings({"MAINTENANCE_SCHEDULE": schedule})
+    host_parse(schedule)
+
+
+@pytest.mark.parametrize("schedule", NOT_SCHEDULES)
+def test_maintenance_schedule_refuses_what_the_host_refuses_naming_it(schedule: str) -> None:
+    from localdev.timer_schedule import parse_schedule as host_parse
+
+    with pytest.raises(ConfigurationError, match="MAINTENANCE_SCHEDULE must be a timer schedule") as caught:
+        load_async_settings({"MAINTENANCE_SCHEDULE": schedule})
+    assert [problem.setting for problem in caught.value.problems] == ["MAINTENANCE_SCHEDULE"]
+    with pytest.raises(ValueError, match="not recognized"):
+        host_parse(schedule)

@@ -12,13 +12,14 @@ from azure.functions.timer import TimerRequest
 
 from localdev.timer_host import TimerFunction, TimerRunner, start_timers
 from localdev.timer_schedule import (
-    UNRECOGNIZED,
     ConstantSchedule,
     CronSchedule,
     ScheduleMonitor,
     ScheduleStatus,
     parse_schedule,
 )
+from localdev.workers import IndexedFunction
+from shared.asynchronous.schedule import UNRECOGNIZED
 
 START = datetime(2026, 12, 6, 11, 59, 58, tzinfo=UTC)  # two seconds before a minute begins
 NOON = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
@@ -66,8 +67,8 @@ def run_timer(schedule: str, *, runs: int, takes: float | list[float], start: da
               on_startup: bool = False, monitor: ScheduleMonitor | None = None) -> Job:
     clock = VirtualClock(start)
     job = Job(clock, runs, takes if isinstance(takes, list) else [takes])
-    runner = TimerRunner(TimerFunction("Sweep", schedule, on_startup, job), parse_schedule(schedule), monitor=monitor,
-                         clock=clock, wait=clock.wait)
+    runner = TimerRunner(TimerFunction(IndexedFunction("Sweep", (), job), schedule, on_startup),
+                         parse_schedule(schedule), monitor=monitor, clock=clock, wait=clock.wait)
     job.stop = runner.stop
     runner.run()  # on this thread: returns once the job has stopped the clock
     return job
@@ -107,8 +108,8 @@ def test_what_is_neither_cron_nor_a_timespan_is_refused_with_the_hosts_words(exp
 
 
 def test_a_schedule_that_does_not_parse_puts_that_function_alone_in_error(caplog: pytest.LogCaptureFixture) -> None:
-    runners = start_timers([TimerFunction("Bad", "%BAD%", False, lambda timer: None),
-                            TimerFunction("Good", "%GOOD%", False, lambda timer: None)],
+    runners = start_timers([TimerFunction(IndexedFunction("Bad", (), lambda timer: None), "%BAD%", False),
+                            TimerFunction(IndexedFunction("Good", (), lambda timer: None), "%GOOD%", False)],
                            {"BAD": "every minute", "GOOD": "*/5 * * * *"})
     try:
         assert [runner.function.name for runner in runners] == ["Good"]

@@ -330,6 +330,6 @@ def test_an_invocation_past_its_timeout_fails_and_keeps_its_thread() -> None:
     request.start()
     assert slow.started.wait(30)
     with pytest.raises(FunctionTimeoutError):
-        invoke_with_timeout("Queue", lambda: events.append("queue ran"), 0.1, host.worker.submit)
+        invoke_with_timeout("Queue", host.worker.submit(lambda: events.append("queue ran")), 0.1)
     slow.release.set()
     request.join(30)
