@@ -70,7 +70,9 @@ class AsyncCalls:
             return Accepted(stored.operation) if stored.same else KeyReused(stored.operation)
         try:
             # The message carries this call's trace, so the worker's span continues it.
-            self.queues.put_request(encode(RequestMessage(operation_id, request,
+            # It names its caller too: were its record purged while it waits, the worker recreates the operation
+            # for that caller (its reader) and checks again that it may act for the request's tenant.
+            self.queues.put_request(encode(RequestMessage(operation_id, request, caller=caller,
                                                           traceparent=self.telemetry.traceparent())))
         except Exception:
             if not self.operations.delete(stored.operation):

@@ -174,3 +174,24 @@ def test_a_redrive_is_refused_to_an_operator_not_allowed_for_the_requests_tenant
     assert queues.depth(queues.poison_name) == 1 and queues.depth(queues.requests_name) == 0  # left as it was
     assert redrive_as(ALICE).status_code == 200
     assert queues.depth(queues.requests_name) == 1
+
+
+def test_a_queued_request_names_its_caller_so_a_recreated_operation_is_checked_again() -> None:
+    """An Entra caller's 202: the message names the caller too, so were its record purged while it waits, the worker
+    recreates the operation for that caller and checks GATEWAY_TENANT_CALLERS again (not a caller-less operation that
+    skips the check and that its reader can no longer read)."""
+    rig = make_edge([alerts_reply({"id": "da-contoso"})], settings_env={
+        **ENTRA_MANY, "GATEWAY_TENANT_CALLERS": f"{ALICE}=contoso"},
+        tenant_credentials={CONTOSO: StaticCredential(tenant=CONTOSO, app=MULTI_APP)})
+    calls = rig.edge.async_calls
+    assert calls is not None
+    calls.submit("op-alice", DefenderRequest.file_alerts(SHA1).for_tenant(CONTOSO), ALICE, "corr-alice")
+    queues = rig.runtime.queues
+    (message,) = queues.peek(rig.runtime.settings.asynchronous.requests_queue)
+    assert json.loads(message.text)["caller"] == ALICE
+    stored = rig.runtime.operations.get("op-alice")
+    assert stored is not None and rig.runtime.operations.delete(stored)  # purged while the message waits
+    rig.runtime.worker.handle(message.text)
+    recreated = rig.runtime.operations.get("op-alice")
+    assert recreated is not None and recreated.caller == ALICE
+    assert recreated.answer is not None and recreated.answer.status == 200 and len(rig.transport.calls) == 1
