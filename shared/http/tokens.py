@@ -77,6 +77,9 @@ class IssuerKeys:
         except jwt.PyJWKClientConnectionError as error:
             logger.warning("the token issuer's keys could not be read: %s", error)
             raise KeysUnavailableError from None
+        except jwt.PyJWKSetError as error:  # the issuer published no key PyJWT can use: no token can be checked now
+            logger.warning("the token issuer's key set has no usable key: %s", type(error).__name__)
+            raise KeysUnavailableError from None
         except (jwt.PyJWKClientError, jwt.DecodeError) as error:
             raise TokenRefusedError(f"its signing key is not one the issuer publishes ({type(error).__name__})") \
                 from None

@@ -249,3 +249,16 @@ def test_unreadable_or_foreign_issuer_metadata_is_503_and_not_asked_for_on_every
                      {"issuer": check.issuer, "jwks_uri": "http://plain.example/keys"}, ["not", "an", "object"]):
         with pytest.raises(KeysUnavailableError):  # another issuer's keys, or keys over plain http: none
             IssuerKeys(check, get=FakeMetadata(document)).key_for("a.b.c")
+
+
+def test_an_issuer_key_set_with_no_usable_key_is_503_not_500() -> None:
+    """The issuer's JWKS answered, but with no key PyJWT can use: no token can be checked now (503 with Retry-After,
+    as for keys that cannot be read), not an error of the gateway's own (500)."""
+    check = token_check(UNIT_ENV["GATEWAY_TOKEN_ISSUER"], "api://gateway")
+    keys = IssuerKeys(check, get=FakeMetadata({"issuer": check.issuer, "jwks_uri": "https://issuer.example/keys"}))
+    client = jwt.PyJWKClient("https://issuer.example/keys")
+    client.fetch_data = lambda: {"keys": []}  # type: ignore[method-assign]  # what the issuer published: no key
+    keys._client = client
+    token = jwt.encode({"sub": "x"}, "k" * 32, algorithm="HS256", headers={"kid": "some-key"})
+    with pytest.raises(KeysUnavailableError):
+        keys.key_for(token)
