@@ -130,9 +130,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "5xx or unreachable, identity or storage down) before it fails. Throttling is never counted."),
     SettingSpec("MAINTENANCE_SCHEDULE", "0 */1 * * * *",
                 "When the maintenance sweep runs (the timer's schedule, as the host reads it: six-field NCRONTAB, "
-                "second minute hour day month weekday, five-field without the seconds, or a TimeSpan such as "
-                "00:05:00): it deletes expired operations and finishes operations an instance left in flight when it "
-                "died.", True),
+                "second minute hour day month weekday, or five-field without the seconds; not a TimeSpan, which the "
+                "host runs only on an App Service plan): it deletes expired operations and finishes operations an "
+                "instance left in flight when it died.", True),
     SettingSpec("AzureWebJobsStorage", None,
                 "Connection string of the storage account (local: Azurite). In Azure use the identity-based "
                 "`AzureWebJobsStorage__*` settings instead; no account keys."),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class ConfigurationError(ValueError):
 #: What a bad value may be repeated as it is: the characters of names, numbers, lists, GUIDs and schedules. A URL
 #: (':'), its user info ('@'), query ('?', '&', '%'), a connection string (';') or anything long never matches.
 _SHOWABLE = re.compile(r"[A-Za-z0-9 ._,*+/=-]{0,64}", re.ASCII)
+#: A run of base64 characters mixing letters and digits, as long as a key or a signature is at the least (a SAS
+#: `sig` value, a function key, an account key): never repeated, whichever setting it was put in. Names, GUIDs (runs
+#: of 12 at most), numbers and schedules have no such run.
+_KEY_LIKE = re.compile(r"(?=[A-Za-z0-9+/=]*[0-9])(?=[A-Za-z0-9+/=]*[A-Za-z])[A-Za-z0-9+/=]{20,}", re.ASCII)
 #: A URL's scheme and host as a problem may name them (a host as DNS or an IP address spells it).
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,15}", re.ASCII)
 _HOST = re.compile(r"[a-z0-9.-]{1,253}|[0-9a-f:.]{2,45}", re.ASCII)
@@ -46,7 +50,7 @@ _HOST = re.compile(r"[a-z0-9.-]{1,253}|[0-9a-f:.]{2,45}", re.ASCII)
 
 def showable(value: str) -> bool:
     """Whether a problem may repeat `value` as it is (see `shown`)."""
-    return _SHOWABLE.fullmatch(value) is not None
+    return _SHOWABLE.fullmatch(value) is not None and _KEY_LIKE.search(value) is None
 
 
 def shown(value: str) -> str:
@@ -56,6 +60,18 @@ def shown(value: str) -> str:
     if showable(value):
         return repr(value)
     return f"a value of {len(value)} characters (not shown: it may hold a secret)"
+
+
+def split_url(value: str) -> SplitResult | None:
+    """`value` split as a URL, or None where urllib cannot read it (a bad IPv6 host, a port that is not a number):
+    its error would repeat part of the value, and a ValueError escaping a settings check would hide every other
+    problem behind a start-up failure."""
+    try:
+        parts = urlsplit(value)
+        _ = (parts.hostname, parts.port)
+    except ValueError:
+        return None
+    return parts
 
 
 def shown_url(value: str) -> str:

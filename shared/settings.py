@@ -14,13 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from shared.asynchronous.queue_names import MAX_REQUESTS_QUEUE_LENGTH, QUEUE_NAME
-from shared.asynchronous.schedule import parse_schedule
+from shared.asynchronous.schedule import CronExpression, parse_schedule
 from shared.asynchronous.settings import AsyncSettings
 from shared.catalogue import setting
-from shared.configuration import ConfigurationError, SettingProblem, showable, shown, shown_url
+from shared.configuration import ConfigurationError, SettingProblem, showable, shown, shown_url, split_url
 from shared.defender.base_url import judge_base_url
 from shared.defender.clouds import CLOUDS
 from shared.defender.facts import Api
@@ -220,8 +219,9 @@ def _service_uri(env: Mapping[str, str], name: str, account: str | None, service
     """An identity-based endpoint: the `name` setting (a plain https URL), else the account's public one."""
     uri = setting(env, name)
     if uri:
-        parts = urlsplit(uri)
-        if parts.scheme != "https" or not parts.hostname or parts.query or parts.username or parts.password:
+        parts = split_url(uri)
+        if (parts is None or parts.scheme != "https" or not parts.hostname or parts.query or parts.username
+                or parts.password):
             raise ConfigurationError(f"{name} must be a plain https URL (no user info or query), "
                                      f"got {shown_url(uri)}.", setting=name)
         return uri.rstrip("/")
@@ -251,13 +251,15 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
     async_on_throttle = _switch(env, "GATEWAY_ASYNC_ON_THROTTLE")
     retries = _whole(env, "QUEUE_MAX_RETRIES", minimum=0, maximum=MAX_QUEUE_RETRIES)
     schedule = setting(env, "MAINTENANCE_SCHEDULE") or ""
-    try:
-        parse_schedule(schedule)  # as the host reads the timer's schedule: else the timer function is in error
+    try:  # as the host reads the timer's schedule: else the timer function is in error
+        cron = isinstance(parse_schedule(schedule), CronExpression)
     except ValueError:
+        cron = False
+    if not cron:  # a TimeSpan the host reads, but only on an App Service plan: this app runs on Flex Consumption
         raise ConfigurationError(
-            "MAINTENANCE_SCHEDULE must be a timer schedule the host accepts: NCRONTAB with six fields (second minute "
-            "hour day month weekday, e.g. '0 */1 * * * *') or five (no seconds, e.g. '*/5 * * * *'), or a TimeSpan "
-            f"longer than zero (e.g. '00:05:00'), got {shown(schedule)}.", setting="MAINTENANCE_SCHEDULE") from None
+            "MAINTENANCE_SCHEDULE must be an NCRONTAB schedule with six fields (second minute hour day month "
+            "weekday, e.g. '0 */1 * * * *') or five (no seconds, e.g. '*/5 * * * *'); a TimeSpan runs only on an App "
+            f"Service plan, not on Flex Consumption; got {shown(schedule)}.", setting="MAINTENANCE_SCHEDULE")
     return AsyncSettings(queue, table, hours * 3600, async_on_throttle, retries, _table_name(env, "HISTORY_TABLE"))
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
 from shared.catalogue import setting
-from shared.configuration import ConfigurationError, showable, shown, shown_url
+from shared.configuration import ConfigurationError, showable, shown, shown_url, split_url
 from shared.defender.clouds import Cloud, is_loopback
 from shared.defender.tenants import MultiTenant, parse_tenants
 from shared.http.settings import EVERY_TENANT, HOME_TENANT, TenantCallers
@@ -44,10 +43,9 @@ def _authority(raw: str | None, cloud: Cloud) -> str:
     goes nowhere else."""
     if not raw or raw.rstrip("/") == cloud.login:
         return cloud.login
-    parts = urlsplit(raw)
-    host = parts.hostname or ""
-    loopback = is_loopback(host)
-    if parts.scheme != "https" or not loopback or parts.path.strip("/") or parts.query or parts.username:
+    parts = split_url(raw)
+    if (parts is None or parts.scheme != "https" or not is_loopback(parts.hostname or "") or parts.path.strip("/")
+            or parts.query or parts.username):
         raise ConfigurationError(f"MDE_AUTHORITY_HOST must be {cloud.login} (the cloud's login endpoint) or an "
                                  f"https loopback URL (local use), got {shown_url(raw)}.",
                                  setting="MDE_AUTHORITY_HOST")

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult
 
-from shared.configuration import ConfigurationError
+from shared.configuration import ConfigurationError, shown_url, split_url
 from shared.defender.clouds import PUBLIC_LOGIN, US_GOVERNMENT_LOGIN, is_loopback
 from shared.defender.tenants import EVERY_TENANT as EVERY_TENANT
 from shared.defender.tenants import HOME_TENANT as HOME_TENANT
@@ -77,21 +77,24 @@ class TokenCheck:
         return f"{self.issuer}/.well-known/openid-configuration"
 
 
+def _is_issuer(parts: SplitResult) -> bool:
+    origin = f"{parts.scheme}://{parts.netloc}"
+    tenant, _, version = parts.path.strip("/").partition("/")
+    return (parts.scheme == "https" and (origin in ENTRA_LOGINS or is_loopback(parts.hostname or ""))
+            and not parts.query and not parts.fragment and not parts.username and is_guid(tenant)
+            and version == "v2.0")
+
+
 def token_check(issuer: str | None, audiences: str | None) -> TokenCheck:
     """GATEWAY_TOKEN_ISSUER and GATEWAY_TOKEN_AUDIENCES, checked: an issuer on an Entra login endpoint (or https
     loopback) with a tenant id, and at least one audience."""
     raw = (issuer or "").strip().rstrip("/")
-    parts = urlsplit(raw)
-    host = parts.hostname or ""
-    origin = f"{parts.scheme}://{parts.netloc}"
-    loopback = is_loopback(host)
-    tenant, _, version = parts.path.strip("/").partition("/")
-    if (parts.scheme != "https" or not (origin in ENTRA_LOGINS or loopback) or parts.query or parts.username
-            or not is_guid(tenant) or version != "v2.0"):
+    parts = split_url(raw)
+    if parts is None or not _is_issuer(parts):
         raise ConfigurationError(
             "GATEWAY_TOKEN_ISSUER must be the v2.0 issuer of the gateway's tenant, "
             f"{PUBLIC_LOGIN}/<tenant id>/v2.0 (or {US_GOVERNMENT_LOGIN}/...; https loopback locally), "
-            f"got {raw!r}.", setting="GATEWAY_TOKEN_ISSUER")
+            f"got {shown_url(raw)}.", setting="GATEWAY_TOKEN_ISSUER")
     accepted = frozenset(value.strip() for value in (audiences or "").split(",") if value.strip())
     if not accepted:
         raise ConfigurationError("GATEWAY_TOKEN_AUDIENCES must name the token audiences the gateway accepts (its "

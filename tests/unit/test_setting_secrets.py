@@ -46,6 +46,16 @@ AZURE = {"AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.window
          "MDE_MULTITENANT_CLIENT_ID": GUID.format(2), "AZURE_CLIENT_ID": GUID.format(3)}
 
 
+#: Entra ID in front: the settings only that mode reads (the token's issuer and audiences).
+ENTRA = {**LOCAL, "GATEWAY_AUTH": "entra", "WEBSITE_AUTH_ENABLED": "True",
+         "GATEWAY_TOKEN_ISSUER": f"https://login.microsoftonline.com/{GUID.format(4)}/v2.0",
+         "GATEWAY_TOKEN_AUDIENCES": f"{GUID.format(5)},api://mde-alert-gateway"}
+#: Secrets as they are, not inside a URL: a SAS signature's value, a function key, an account key put in the wrong
+#: setting.
+BARE_SECRETS = ("sv2ZQnVwq8XlR0mZ3y0FJw5Bq3cH1kq9GQm5VZb6D4E=", "Xq3lZ0e9W1cTj8w7yD5m2Kp4sNh6Gv0bRa9uYo1iQe3z==",
+                ACCOUNT_KEY)
+
+
 def _problem_text(env: dict[str, str]) -> str:
     try:
         load_settings(env)
@@ -54,13 +64,27 @@ def _problem_text(env: dict[str, str]) -> str:
     return ""
 
 
-@pytest.mark.parametrize("base", [LOCAL, AZURE], ids=["local", "azure"])
+@pytest.mark.parametrize("base", [LOCAL, AZURE, ENTRA], ids=["local", "azure", "entra"])
 @pytest.mark.parametrize("name", [spec.name for spec in CATALOGUE])
 def test_no_setting_repeats_a_secret_put_in_it(base: dict[str, str], name: str) -> None:
     assert _problem_text(dict(base)) == ""  # the base is good: any problem below is the setting's
     for value in SECRET_VALUES:
         text = _problem_text({**base, name: value})
         assert not [secret for secret in SECRETS if secret in text], (name, value, text)
+    for secret in BARE_SECRETS:
+        text = _problem_text({**base, name: secret})
+        assert secret not in text, (name, text)
+
+
+def test_a_setting_that_urllib_cannot_read_is_a_setting_problem_named_with_the_others() -> None:
+    """A bad IPv6 host makes urllib raise: still a problem naming the setting (not a start-up failure that hides the
+    rest), and the value is not repeated."""
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**ENTRA, "GATEWAY_TOKEN_ISSUER": f"https://[{PASSWORD}", "MDE_CLOUD": "mooncake",
+                       "AzureWebJobsStorage__queueServiceUri": f"https://[{SIGNATURE}"})
+    named = {problem.setting for problem in caught.value.problems}
+    assert {"GATEWAY_TOKEN_ISSUER", "MDE_CLOUD"} <= named
+    assert PASSWORD not in str(caught.value) and SIGNATURE not in str(caught.value)
 
 
 @pytest.mark.parametrize(("name", "value", "named"), [

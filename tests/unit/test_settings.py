@@ -275,9 +275,10 @@ def test_one_loopback_rule_for_every_url_that_may_point_here(host: str, loopback
     assert accepted(lambda: token_check(f"https://{host}:8443/{TENANT}/v2.0", "api://gateway")) is loopback
 
 
-#: Schedules the Functions host accepts for a timer (NCRONTAB with or without seconds, names, a TimeSpan).
-HOST_SCHEDULES = ["0 */1 * * * *", "*/5 * * * *", "0 0 * * MON-FRI", "0 30 9 * JAN,jul Sun", "0 0-30/10 * * * *",
-                  "00:05:00", "1.02:03:04.5", "01:30", "2"]
+#: Schedules the Functions host accepts for a timer on Flex Consumption (NCRONTAB with or without seconds, names).
+HOST_SCHEDULES = ["0 */1 * * * *", "*/5 * * * *", "0 0 * * MON-FRI", "0 30 9 * JAN,jul Sun", "0 0-30/10 * * * *"]
+#: TimeSpan schedules: the host reads them, but runs them only on an App Service plan.
+TIMESPANS = ["00:05:00", "1.02:03:04.5", "01:30", "2"]
 #: Schedules it refuses (the timer function would be in error): neither cron nor a TimeSpan longer than zero.
 NOT_SCHEDULES = ["every minute", "61 * * * * *", "0 0 * * * * *", "* * * *", "0 0 * * 7", "0 0 0 0 * *",
                  "*/0 * * * *", "30-10 * * * *", "0 0 * * FUNDAY", "24:00:00", "00:60", "00:00:00"]
@@ -285,8 +286,8 @@ NOT_SCHEDULES = ["every minute", "61 * * * * *", "0 0 * * * * *", "* * * *", "0 
 
 @pytest.mark.parametrize("schedule", HOST_SCHEDULES)
 def test_maintenance_schedule_takes_what_the_host_takes(schedule: str) -> None:
-    """Five-field cron and TimeSpan too, as the host's TimerSchedule.Create (read by the same parser as the local
-    host's timers: localdev.timer_schedule)."""
+    """Five-field cron too, as the host's TimerSchedule.Create (read by the same parser as the local host's timers:
+    localdev.timer_schedule)."""
     from localdev.timer_schedule import parse_schedule as host_parse
 
     load_async_settings({"MAINTENANCE_SCHEDULE": schedule})
@@ -297,8 +298,18 @@ def test_maintenance_schedule_takes_what_the_host_takes(schedule: str) -> None:
 def test_maintenance_schedule_refuses_what_the_host_refuses_naming_it(schedule: str) -> None:
     from localdev.timer_schedule import parse_schedule as host_parse
 
-    with pytest.raises(ConfigurationError, match="MAINTENANCE_SCHEDULE must be a timer schedule") as caught:
+    with pytest.raises(ConfigurationError, match="MAINTENANCE_SCHEDULE must be an NCRONTAB schedule") as caught:
         load_async_settings({"MAINTENANCE_SCHEDULE": schedule})
     assert [problem.setting for problem in caught.value.problems] == ["MAINTENANCE_SCHEDULE"]
     with pytest.raises(ValueError, match="not recognized"):
         host_parse(schedule)
+
+
+@pytest.mark.parametrize("schedule", TIMESPANS)
+def test_maintenance_schedule_refuses_a_timespan_which_flex_consumption_does_not_run(schedule: str) -> None:
+    """The local host runs a TimeSpan as the host reads it; the app's own timer is refused one, naming why."""
+    from localdev.timer_schedule import parse_schedule as host_parse
+
+    host_parse(schedule)
+    with pytest.raises(ConfigurationError, match="a TimeSpan runs only on an App Service plan"):
+        load_async_settings({"MAINTENANCE_SCHEDULE": schedule})
