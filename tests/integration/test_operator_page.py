@@ -92,6 +92,25 @@ def test_a_poisoned_lookup_is_listed_then_redriven_and_answered(host: GatewayCli
     assert_problem(again, 404)
 
 
+def browse(chromium: str, url: str, tmp_path: Path, *action: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium on `url` (its own profile under tmp_path, 8 s of virtual time for the page's script), doing
+    `action` (`--dump-dom`, `--screenshot=...`); it must succeed."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000"]
+    run = subprocess.run([chromium, *flags, *action, url], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run
+
+
+def screenshot(chromium: str, url: str, tmp_path: Path, name: str, size: str) -> Path:
+    """The page as Chromium draws it in a window of `size`, kept as tmp_path/name (a test artefact)."""
+    path = tmp_path / name
+    browse(chromium, url, tmp_path, f"--window-size={size}", f"--screenshot={path}")
+    assert path.stat().st_size > 10_000
+    return path
+
+
 def test_the_page_shows_budgets_queues_and_the_poisoned_request_in_a_browser(
         host: GatewayClient, sim: SimulatorAdmin, tmp_path: Path) -> None:
     require(CHROMIUM is not None, "Chromium", "`make browser` (or `make test`) installs Debian's chromium package")
@@ -100,23 +119,14 @@ def test_the_page_shows_budgets_queues_and_the_poisoned_request_in_a_browser(
     state_with(host, operation_id)
     host.get_alerts(SHA1)  # a decision seen, so the budget shows what it holds now
     url = f"{host.url}/api/operator?code={host.master_key}"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000"]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120,
-                         check=False)
-    assert dom.returncode == 0, dom.stderr[-2000:]
+    dom = browse(CHROMIUM, url, tmp_path, "--dump-dom")
     html = dom.stdout
     assert 'id="status" class="healthy">healthy<' in html  # the script ran, fetched the state and drew it
     for api in ("file_alerts", "create_alert", "file_info"):
         assert f'data-api="{api}"' in html
     assert f'data-operation-id="{operation_id}"' in html and "Re-drive" in html
     assert '<meter min="0" max="5000"' in html or 'max="5000"' in html  # the test host's window: 5000 calls
-    screenshot = tmp_path / "operator-page.png"
-    shot = subprocess.run([CHROMIUM, *flags, "--window-size=1280,1600", f"--screenshot={screenshot}", url],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
-    print(f"operator page screenshot: {screenshot}")
+    print(f"operator page screenshot: {screenshot(CHROMIUM, url, tmp_path, 'operator-page.png', '1280,1600')}")
 
 
 class Charts(HTMLParser):
@@ -170,12 +180,7 @@ def test_the_page_charts_a_storm_as_the_simulator_counted_it(
         assert time.monotonic() < deadline, state
         time.sleep(0.2)
     url = f"{storm.url}/api/operator?code={storm.master_key}"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000"]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120,
-                         check=False)
-    assert dom.returncode == 0, dom.stderr[-2000:]
+    dom = browse(CHROMIUM, url, tmp_path, "--dump-dom")
     charts = Charts()
     charts.feed(dom.stdout)
     budget = {"chart": "budget", "api": "file_alerts", "scope": "home"}
@@ -186,11 +191,7 @@ def test_the_page_charts_a_storm_as_the_simulator_counted_it(
     assert max(depth) >= 1  # the backlog (drained since: the live depth above is 0)
     assert "calls a minute; limit 24 a minute" in dom.stdout  # each chart names its unit (4 per 10 s: 24 a minute)
     for name, size in (("operator-page-storm.png", "1280,2400"), ("operator-page-storm-narrow.png", "420,4000")):
-        screenshot = tmp_path / name
-        shot = subprocess.run([CHROMIUM, *flags, f"--window-size={size}", f"--screenshot={screenshot}", url],
-                              capture_output=True, text=True, timeout=120, check=False)
-        assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
-        print(f"operator page screenshot after a storm: {screenshot}")
+        print(f"operator page screenshot after a storm: {screenshot(CHROMIUM, url, tmp_path, name, size)}")
 
 
 def test_with_entra_id_the_page_and_the_redrive_need_the_admin_key_and_a_token_with_gateway_operate(
