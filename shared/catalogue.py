@@ -90,6 +90,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("RATE_LIMIT_FILE_INFO", API_FACTS[Api.FILE_INFO].limits,
                 "Windows for GET files/{id} (file information, which resolves a SHA-256 to its SHA-1) as "
                 "`calls/seconds`, comma-separated.", True),
+    SettingSpec("RATE_LIMIT_HUNTING", API_FACTS[Api.HUNTING].limits,
+                "Windows for advanced hunting (Graph's runHuntingQuery) per tenant as `calls/seconds`, comma-separated; "
+                "Graph allows at least 45 a minute, more for a large tenant.", True),
     SettingSpec("RATE_LIMIT_MARGIN_SECONDS", "2",
                 "Safety margin added to every window (clock skew between instances, calls in flight)."),
     SettingSpec("RATE_LIMIT_TABLE", "mdegatewayratelimits",

@@ -10,6 +10,12 @@ GCC_SCOPE = "https://api-gcc.securitycenter.microsoft.us/.default"
 GOV_SCOPE = "https://api-gov.securitycenter.microsoft.us/.default"
 
 
+#: Microsoft Graph per national cloud (its hunting API, runHuntingQuery): the host and the token scope are the same.
+GLOBAL_GRAPH = "https://graph.microsoft.com"
+US_GOVERNMENT_L4_GRAPH = "https://graph.microsoft.us"
+US_GOVERNMENT_L5_GRAPH = "https://dod-graph.microsoft.us"
+CHINA_GRAPH = "https://microsoftgraph.chinacloudapi.cn"
+
 PUBLIC_LOGIN = "https://login.microsoftonline.com"
 US_GOVERNMENT_LOGIN = "https://login.microsoftonline.us"
 PUBLIC_EXCHANGE = "api://AzureADTokenExchange"
@@ -26,6 +32,12 @@ class Cloud:
     #: Its Entra ID login endpoint, and the audience a managed identity's assertion has there (many tenants).
     login: str = PUBLIC_LOGIN
     exchange_audience: str = PUBLIC_EXCHANGE
+    #: Microsoft Graph in this cloud (advanced hunting); its token scope is `{graph}/.default`.
+    graph: str = GLOBAL_GRAPH
+
+    @property
+    def graph_scope(self) -> str:
+        return f"{self.graph}/.default"
 
 
 CLOUDS: dict[str, Cloud] = {
@@ -39,10 +51,11 @@ CLOUDS: dict[str, Cloud] = {
         Cloud("swa", "https://swa.api.security.microsoft.com", COMMERCIAL_SCOPE),
         Cloud("ina", "https://ina.api.security.microsoft.com", COMMERCIAL_SCOPE),
         Cloud("gcc", "https://api-gcc.securitycenter.microsoft.us", GCC_SCOPE),
+        # GCC (moderate) uses the global Graph; GCC High is US Government L4, DoD is L5.
         Cloud("gcc-high", "https://api-gov.securitycenter.microsoft.us", GOV_SCOPE, US_GOVERNMENT_LOGIN,
-              US_GOVERNMENT_EXCHANGE),
+              US_GOVERNMENT_EXCHANGE, US_GOVERNMENT_L4_GRAPH),
         Cloud("dod", "https://api-gov.securitycenter.microsoft.us", GOV_SCOPE, US_GOVERNMENT_LOGIN,
-              US_GOVERNMENT_EXCHANGE),
+              US_GOVERNMENT_EXCHANGE, US_GOVERNMENT_L5_GRAPH),
     )
 }
 
