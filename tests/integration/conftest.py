@@ -13,6 +13,7 @@ import pytest
 
 from localdev.azurite import Azurite
 from localdev.stack import HostProcess, Server, Services, start_host, start_services
+from localdev.tokens import ALL_ROLES
 from tests.support.servers import (
     FUNCTION_KEY,
     MASTER_KEY,
@@ -58,10 +59,9 @@ def sim(simulator_server: Server) -> SimulatorAdmin:
 @pytest.fixture
 def identity(identity_server: Server) -> Iterator[IdentityAdmin]:
     admin = IdentityAdmin(identity_server.url)
-    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False, opaque=False,
-                    reset_stats=True)
+    admin.configure(roles=list(ALL_ROLES), fail=False, opaque=False, reset_stats=True)
     yield admin
-    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False, opaque=False)
+    admin.configure(roles=list(ALL_ROLES), fail=False, opaque=False)
 
 
 
