@@ -96,6 +96,14 @@ def test_a_query_of_the_subset_answers_the_rows_it_names(query: str, expected: l
     assert ids(query) == expected
 
 
+def test_the_third_playbooks_query_runs() -> None:
+    """playbooks/Hunt-And-Alert-DefenderFile's query, as it fills it in for a SHA-1 (its hash in any case)."""
+    query = ('DeviceFileEvents | where SHA1 =~ "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" and Timestamp > ago(7d) '
+             "| project Timestamp, ReportId, DeviceId, DeviceName | order by Timestamp desc | take 10")
+    assert [(r["ReportId"], r["DeviceName"]) for r in answer(query)] == [
+        (4, "ws-0042.contoso.com"), (1, "WS-0042.contoso.com")]  # 2: another file; 3: ten days ago
+
+
 def test_project_gives_those_columns_in_that_order_with_their_types() -> None:
     query = kql.parse("DeviceFileEvents | project ReportId, Timestamp, DeviceId | order by ReportId asc | take 1",
                       NOW_TICKS)
@@ -147,6 +155,8 @@ def test_what_the_subset_cannot_parse_is_refused_where_it_stops(query: str, toke
     ("DeviceFileEvents | project DeviceId | where SHA1 == 'a'",
      "'where' operator: Failed to resolve scalar expression named 'SHA1'"),
     ("DeviceFileEvents | project Nope", "'project' operator: Failed to resolve scalar expression named 'Nope'"),
+    ("DeviceFileEvents | project DeviceId, SHA1, DeviceId",
+     "'project' operator: the column 'DeviceId' is projected twice"),
     ("DeviceFileEvents | order by Nope", "'order by' operator: Failed to resolve scalar expression named 'Nope'"),
     ("DeviceFileEvents | where ReportId == '12'", "Cannot compare values of types long and string"),
     ("DeviceFileEvents | where SHA1 == 12", "Cannot compare values of types string and long"),
