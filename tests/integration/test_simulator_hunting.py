@@ -17,7 +17,7 @@ from azure.identity import ManagedIdentityCredential
 from localdev.identity_endpoint import IDENTITY_PATH
 from localdev.simulator.app import COMMERCIAL_AUDIENCE
 from localdev.simulator.data import SEED_FILE_SHA1
-from localdev.simulator.hunting import CPU_MESSAGE, TIMEOUT_MESSAGE
+from localdev.simulator.hunting import CPU_MESSAGE, SIZE_MESSAGE, TIMEOUT_MESSAGE
 from localdev.stack import IDENTITY_SECRET, Server
 from localdev.tokens import ALL_ROLES, LOCAL_TENANT_ID, issue_token
 from shared.defender.clouds import GLOBAL_GRAPH
@@ -223,6 +223,15 @@ def test_a_query_graph_cannot_run_is_a_400_with_its_diagnosis(sim: SimulatorAdmi
     message = graph_error(hunt(sim, {"Query": "DeviceFileEvents | where Sha1 == 'x'"}), 400, "BadRequest")
     assert message == "'where' operator: Failed to resolve scalar expression named 'Sha1'"
     assert graph_error(hunt(sim, {"Timespan": "P1D"}), 400, "BadRequest").startswith("The 'Query' parameter")
+
+
+def test_an_answer_over_graphs_size_limit_is_a_400(sim: SimulatorAdmin) -> None:
+    size = len(hunt(sim, {"Query": SEED_QUERY}).content)
+    requests.post(f"{sim.url}/_sim/hunting/size", json={"maxResultBytes": size - 1}, timeout=5).raise_for_status()
+    assert graph_error(hunt(sim, {"Query": SEED_QUERY}), 400, "BadRequest") == SIZE_MESSAGE
+    assert hunt(sim, {"Query": SEED_QUERY + " | take 1"}).status_code == 200
+    sim.reset()  # back to Graph's own limit
+    assert hunt(sim, {"Query": SEED_QUERY}).status_code == 200
 
 
 def test_generated_events_make_a_large_answer_and_are_each_creatable(sim: SimulatorAdmin) -> None:
