@@ -11,13 +11,30 @@ Pure functions: no settings, no HTTP library.
 from __future__ import annotations
 
 import json
+import math
 from types import MappingProxyType
 from typing import Any
 
 from shared.answers.answer import Answer
 from shared.answers.problems import Problem
-from shared.defender.facts import HUNTING_CPU_CYCLE_SECONDS, HUNTING_QUERY_TIMEOUT_SECONDS
-from shared.defender.outcomes import DefenderError
+from shared.defender.facts import (
+    API_FACTS,
+    GRAPH_APP_ID,
+    HUNTING_CPU_CYCLE_SECONDS,
+    HUNTING_QUERY_TIMEOUT_SECONDS,
+    Api,
+)
+from shared.defender.gateway import cpu_block_end
+from shared.defender.outcomes import (
+    DefenderError,
+    Outcome,
+    Rejected,
+    Throttled,
+    ThrottleKind,
+    Unauthorized,
+    hunting_timed_out,
+)
+from shared.defender.settings import DefenderSettings
 from shared.validation.hunting import HuntingShape
 
 #: Digits kept of Stats.ExecutionTime (seconds): a tenth of a millisecond, as Defender writes it.
@@ -90,3 +107,28 @@ def cpu_exhausted_problem(wait: int, error: DefenderError | None = None) -> Prob
                    f"(Retry-After) without sending them to Graph; with Prefer: respond-async the query waits in the "
                    f"queue instead.{_graph_said(error)}", extensions=_upstream(error), retry_after=wait)
 
+
+
+def hunting_problem(outcome: Outcome, now: float, defender: DefenderSettings, tenant: str | None) -> Problem | None:
+    """Graph's answers that mean something of their own for a hunting query (None: the common mapping's): its 400 (the
+    query), a query that ran too long, its 429s (the CPU's and the calls'), and its 401/403 (Graph's audience and
+    ThreatHunting.Read.All, not Defender's). `now`: when the call was decided (epoch seconds), for the CPU block."""
+    if isinstance(outcome, Rejected) and outcome.status == 400:
+        return query_rejected_problem(outcome.error)
+    if hunting_timed_out(outcome):
+        return query_timeout_problem()
+    if isinstance(outcome, Throttled) and outcome.kind is ThrottleKind.CPU:
+        end = cpu_block_end(now, outcome.until, outcome.retry_after)
+        return cpu_exhausted_problem(max(1, math.ceil(end - now)), outcome.error)
+    if isinstance(outcome, Unauthorized):
+        role = API_FACTS[Api.HUNTING].roles[0]
+        where = (f"In the customer tenant {tenant}, the gateway's multi-tenant app" if tenant is not None else
+                 "The gateway's identity")
+        return Problem(502, "upstream-unauthorized" if outcome.status == 401 else "upstream-forbidden",
+                       "Bad answer from Microsoft Graph",
+                       f"Microsoft Graph refused the gateway's token ({outcome.status}). {where} needs the application "
+                       f"permission {role} on Microsoft Graph (appId {GRAPH_APP_ID}; scripts/grant-defender-roles.sh, "
+                       f"scripts/onboard-customer-tenant.sh), and the token must be for {defender.cloud.graph_scope} "
+                       f"(MDE_CLOUD={defender.cloud.name}; GRAPH_BASE_URL).{_graph_said(outcome.error)}",
+                       extensions=_upstream(outcome.error))
+    return None
