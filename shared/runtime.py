@@ -27,6 +27,8 @@ from shared.asynchronous.maintenance import Maintenance
 from shared.asynchronous.operations import OperationStore
 from shared.asynchronous.operations_table import TableOperationStore
 from shared.asynchronous.queues import Queues, StorageQueues, queue_service
+from shared.asynchronous.results import ResultsStore
+from shared.asynchronous.results_blob import BlobResultsStore, blob_service
 from shared.asynchronous.worker import RequestWorker
 from shared.configuration import ConfigurationError
 from shared.defender.client import DefenderClient
@@ -86,28 +88,31 @@ def rate_limiters(settings: Settings) -> RateLimiters:
 def build(settings: Settings) -> Runtime:
     """One credential (token cache), one HTTP session, one client per table and queue service, one limiter per API."""
     storage, asynchronous = settings.storage, settings.asynchronous
+    results = BlobResultsStore.of(blob_service(storage), asynchronous.results_container)
     return compose(
         settings,
         DefenderClient(settings.defender, build_credential(settings.defender)),
         rate_limiters(settings),
         TableOperationStore(table_client(storage, asynchronous.operations_table, DURABLE_CLIENT_OPTIONS),
-                            asynchronous.retention_seconds),
+                            asynchronous.retention_seconds, results=results),
         StorageQueues(queue_service(storage), asynchronous),
         cache=answer_cache(settings),
         hash_map=FileHashMap(table_client(storage, settings.answer_cache.file_hash_table)),
         history=TableHistoryStore(table_client(storage, asynchronous.history_table)),
-        telemetry=start_telemetry(settings.telemetry))
+        telemetry=start_telemetry(settings.telemetry), results=results)
 
 
 def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, operations: OperationStore,
             queues: Queues, *, cache: AnswerCache | None = None, hash_map: FileHashMap | None = None,
             clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
             monotonic: Callable[[], float] = time.monotonic, telemetry: Telemetry | None = None,
-            keys: SigningKeys | None = None, history: HistoryStore | None = None) -> Runtime:
+            keys: SigningKeys | None = None, history: HistoryStore | None = None,
+            results: ResultsStore | None = None) -> Runtime:
     """The runtime over the given client, limiters and stores (Azure's in `build`; in-process twins in the unit
     tests): one gateway, one lookups object and one answer mapping that the edge and the worker share. `keys`: the
     Entra token issuer's signing keys (None: its published JWKS, read when a token first comes); `history`: where
-    the operator page's last hour is kept (None: no history)."""
+    the operator page's last hour is kept (None: no history); `results`: where answers too large for an operation's
+    record are kept (the operation store's; the sweep deletes them past their expiry)."""
     defender = settings.defender
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
@@ -130,7 +135,8 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     telemetry.observe(QUEUE_DEPTH, lambda: queue_readings(queues, gateway.apis))
     telemetry.observe(OLDEST_PENDING_AGE, lambda: oldest_pending_readings(operations, clock))
     return Runtime(settings, gateway, operations, queues, edge, worker,
-                   Maintenance(operations, queues, clock=clock, counters=counters, apis=gateway.apis))
+                   Maintenance(operations, queues, clock=clock, counters=counters, apis=gateway.apis,
+                               results=results))
 
 
 def answer_cache(settings: Settings) -> AnswerCache | None:

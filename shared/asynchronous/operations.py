@@ -94,6 +94,9 @@ class Operation:
     reply_queue: str | None = None
     replied: bool = False
     etag: str = ""
+    #: The blob that holds the answer's body when it is too large for the record (shared.asynchronous.results; ""
+    #: when the record holds it).
+    answer_blob: str = ""
 
     @property
     def api(self) -> Api:
@@ -190,15 +193,16 @@ class OperationStore(Protocol):
         """Store a new operation, or find the one that already has its id (an expired one is replaced)."""
 
     def get(self, operation_id: str) -> Operation | None:
-        """The operation, or None when there is none (or it expired)."""
+        """The operation, or None when there is none (or it expired); its answer whole, read from its blob if the
+        record names one."""
 
     def update(self, operation: Operation, **changes: Any) -> Operation | None:
         """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it.
         A done operation made pending again (a re-drive) is in the pending index again; a new `expires_at` is
-        the one `purge_expired` goes by."""
+        the one `purge_expired` goes by. A new answer too large for the record goes to a blob first."""
 
     def delete(self, operation: Operation) -> bool:
-        """Delete the record if unchanged since read."""
+        """Delete the record if unchanged since read (and the blob of its answer, if any)."""
 
     def pending(self) -> Iterator[PendingEntry]:
         """One entry per pending operation (an entry may outlive its operation by a crash until the next sweep)."""
@@ -213,7 +217,8 @@ class OperationStore(Protocol):
         """Delete up to `limit` expired records that no expiry entry names; how many went."""
 
     def recent(self, since: float, limit: int = 25) -> list[Operation]:
-        """Up to `limit` operations created since `since` (epoch seconds), the newest first (the operator page)."""
+        """Up to `limit` operations created since `since` (epoch seconds), the newest first (the operator page). An
+        answer kept in a blob is not read here: its body is empty, `answer_blob` names it."""
 
 
 def new_operation(operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
