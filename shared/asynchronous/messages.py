@@ -201,3 +201,22 @@ def reply(operation_id: str, answer: Answer) -> str:
         document["bodyOmitted"] = True  # larger than a queue message: GET /api/operations/{id} has it
         text = json.dumps(document)
     return text
+
+
+def _problem_field(answer: Answer, name: str) -> str:
+    try:
+        value = json.loads(answer.body).get(name)
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def problem_kind(answer: Answer) -> str:
+    """An answer's problem type, its last part (`hunting-query-rejected`), for the poison entry; else its status."""
+    kind = _problem_field(answer, "type")
+    return kind.rsplit(":", 1)[-1] if kind else f"status-{answer.status}"
+
+
+def problem_detail(answer: Answer) -> str:
+    """An answer's problem detail (empty when it has none)."""
+    return _problem_field(answer, "detail")

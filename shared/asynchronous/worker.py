@@ -49,7 +49,7 @@ from shared.answers.mapping import (
 )
 from shared.answers.problems import Problem
 from shared.asynchronous.claims import Claim
-from shared.asynchronous.messages import InvalidMessageError, parse, reply
+from shared.asynchronous.messages import InvalidMessageError, parse, problem_detail, problem_kind, reply
 from shared.asynchronous.operations import Created, Operation, OperationsStorageError, OperationStore, Source, State
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.asynchronous.queues import Queues, QueueStorageError
@@ -60,6 +60,7 @@ from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, 
 from shared.defender.outcomes import Outcome, Success, Throttled, Unavailable
 from shared.defender.tenants import HOME_TENANT
 from shared.lookups.file_alerts import Cached, Deferred, Fetched, FileAlertsLookups, UnknownFile
+from shared.lookups.hunting import HuntingLookups
 from shared.ratelimit import RateLimitStorageError
 from shared.telemetry import catalogue
 from shared.telemetry.catalogue import ErrorKind, SpanName
@@ -113,15 +114,17 @@ class RequestWorker:
 
     def __init__(self, gateway: Gateway, operations: OperationStore, queues: Queues, answers: Answers,
                  settings: AsyncSettings, *, lookups: FileAlertsLookups | None = None,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 hunting: HuntingLookups | None = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
                  may_act: Callable[[str, str | None], bool] | None = None) -> None:
         self.gateway = gateway
         self.operations = operations
         self.queues = queues
         self.answers = answers
         self.settings = settings
-        #: The file-alerts lookups the HTTP edge uses too (one per process: the lookups in flight are shared).
-        self.lookups = lookups or FileAlertsLookups(gateway)
+        #: The file-alerts lookups and hunting queries the HTTP edge takes too (one of each per process: what is in
+        #: flight is shared).
+        self.lookups, self.hunting = lookups or FileAlertsLookups(gateway), hunting or HuntingLookups(gateway)
         self._clock = clock
         self._sleep = sleep
         self._random = random.Random()  # noqa: S311 - jitter only
@@ -359,7 +362,7 @@ class RequestWorker:
             self.operations.update(operation, replied=True)
         if text is None and answer.status >= 400:
             self._poison(json.dumps({"version": 1, "id": operation.id, "operation": operation.api.value}),
-                         _kind(answer), _detail(answer), operation_id=operation.id, status=answer.status)
+                         problem_kind(answer), problem_detail(answer), operation_id=operation.id, status=answer.status)
 
     def _refuse(self, text: str, error: InvalidMessageError) -> None:
         """An invalid message: its operation (when it has an id) records the 400; the message goes to poison."""
@@ -381,20 +384,3 @@ class RequestWorker:
 
 def _retry_after(outcome: Outcome) -> float | None:
     return outcome.retry_after if isinstance(outcome, Unavailable) else None
-
-
-def _problem_field(answer: Answer, name: str) -> str:
-    try:
-        value = json.loads(answer.body).get(name)
-    except (ValueError, AttributeError):
-        return ""
-    return value if isinstance(value, str) else ""
-
-
-def _kind(answer: Answer) -> str:
-    kind = _problem_field(answer, "type")
-    return kind.rsplit(":", 1)[-1] if kind else f"status-{answer.status}"
-
-
-def _detail(answer: Answer) -> str:
-    return _problem_field(answer, "detail")
