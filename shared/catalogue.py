@@ -55,6 +55,11 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("MDE_BASE_URL", None,
                 "Override of the API base URL: https on a documented Defender domain, or http on loopback "
                 "(the local simulator). Anything else is refused at start-up."),
+    SettingSpec("GRAPH_BASE_URL", None,
+                "Override of Microsoft Graph's base URL (advanced hunting, runHuntingQuery); unset: the cloud's Graph "
+                "(MDE_CLOUD). https on exactly one of Graph's hosts (graph.microsoft.com, graph.microsoft.us, "
+                "dod-graph.microsoft.us, microsoftgraph.chinacloudapi.cn), or http on loopback (the local simulator). "
+                "The token is always for the cloud's Graph. Anything else is refused at start-up."),
     SettingSpec("MDE_CREDENTIAL", "managed-identity",
                 "`managed-identity` (Azure) or `default` (DefaultAzureCredential: local use against a real tenant).",
                 True),
@@ -77,6 +82,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "reaches the home tenant only if its entry names `home`, an unlisted one as before.", True),
     SettingSpec("MDE_CONNECT_TIMEOUT_SECONDS", "5", "TCP/TLS connect timeout for one call to Defender."),
     SettingSpec("MDE_READ_TIMEOUT_SECONDS", "30", "Read timeout for one call to Defender."),
+    SettingSpec("HUNTING_TIMEOUT_SECONDS", "200",
+                "Read timeout for one advanced-hunting call to Graph (Graph stops a query at 180 s). A synchronous "
+                "call still ends within MDE_TOTAL_TIMEOUT_SECONDS; the asynchronous path waits this long."),
     SettingSpec("MDE_TOTAL_TIMEOUT_SECONDS", "100",
                 "Upper bound for one gateway request including retries; kept below the function timeout."),
     SettingSpec("MDE_MAX_RETRIES", "3", "Retries of one call to Defender (GET: 429/502/503/504 and connection "
