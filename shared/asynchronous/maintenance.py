@@ -147,7 +147,7 @@ class Maintenance:
             if released is None:
                 continue  # changed meanwhile: a worker (or another sweep) has it
             self.queues.put_waiting(operation.api, encode(RequestMessage(
-                operation.id, operation.request, operation.reply_queue, operation.caller)))
+                operation.id, operation.request, operation.reply_queue, operation.caller, shape=operation.shape)))
             logger.warning("maintenance: %s operation %s was abandoned %s (its claim lease passed %.0f s ago); queued "
                            "again to be finished", operation.api, operation.id,
                            "in flight" if operation.in_flight else "waiting for a slot, never sent",

@@ -32,6 +32,7 @@ from shared.answers.answer import Answer
 from shared.asynchronous.queue_names import MESSAGE_TTL_SECONDS
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import OPERATION_NAMES, Api
+from shared.validation.hunting import HuntingShape
 
 logger = logging.getLogger("mde_alert_gateway.operations")
 
@@ -97,6 +98,8 @@ class Operation:
     #: The blob that holds the answer's body when it is too large for the record (shared.asynchronous.results; ""
     #: when the record holds it).
     answer_blob: str = ""
+    #: A hunting operation's answer shape, as its caller asked (Defender's or Graph's); None for the other APIs.
+    shape: HuntingShape | None = None
 
     @property
     def api(self) -> Api:
@@ -122,7 +125,7 @@ class Operation:
     def kept_until(self, now: float) -> float:
         """Its expiry once its request may leave at `now`: a create is kept as long as a copy of its message may
         come back (SENT_CREATE_RETENTION_SECONDS); a lookup keeps its retention (sent again, it is harmless)."""
-        if self.request.method != "POST":
+        if self.request.api is not Api.CREATE_ALERT:  # a hunting query sent again reads again: nothing duplicated
             return self.expires_at
         return max(self.expires_at, now + SENT_CREATE_RETENTION_SECONDS)
 
@@ -133,9 +136,12 @@ class Operation:
                 "createdAt": created, "attempts": self.attempts}
 
 
-def fingerprint(request: DefenderRequest) -> str:
-    """The same request gives the same fingerprint (the body is canonical once validated)."""
+def fingerprint(request: DefenderRequest, shape: HuntingShape | None = None) -> str:
+    """The same request gives the same fingerprint (the body is canonical once validated); a hunting query asked
+    for in another shape is another request."""
     fields: dict[str, object] = {"api": request.api.value, "path": request.path, "body": request.body}
+    if shape is not None:
+        fields["shape"] = shape.value
     if request.tenant:  # the home tenant's fingerprints are what they always were
         fields["tenant"] = request.tenant
     canonical = json.dumps(fields, sort_keys=True)
@@ -186,8 +192,8 @@ class OperationStore(Protocol):
     def name(self) -> str: ...
 
     def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
-            reply_queue: str | None = None) -> Operation:
-        """A pending operation, not stored yet."""
+            reply_queue: str | None = None, shape: HuntingShape | None = None) -> Operation:
+        """A pending operation, not stored yet (`shape`: a hunting query's answer shape)."""
 
     def create(self, operation: Operation) -> Created | Existing:
         """Store a new operation, or find the one that already has its id (an expired one is replaced)."""
@@ -222,7 +228,8 @@ class OperationStore(Protocol):
 
 
 def new_operation(operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
-                  now: float, retention_seconds: int, reply_queue: str | None = None) -> Operation:
+                  now: float, retention_seconds: int, reply_queue: str | None = None,
+                  shape: HuntingShape | None = None) -> Operation:
     """A pending operation created at `now`, not stored yet."""
-    return Operation(operation_id, request, fingerprint(request), caller, source, correlation_id, now,
-                     now + retention_seconds, reply_queue=reply_queue)
+    return Operation(operation_id, request, fingerprint(request, shape), caller, source, correlation_id, now,
+                     now + retention_seconds, reply_queue=reply_queue, shape=shape)

@@ -46,6 +46,7 @@ from shared.defender.client import DefenderRequest
 from shared.defender.facts import Api
 from shared.tables.chunks import integer, pack, unpack
 from shared.tables.errors import described, status_of, translated
+from shared.validation.hunting import HuntingShape
 
 logger = logging.getLogger("mde_alert_gateway.operations")
 
@@ -75,10 +76,11 @@ class TableOperationStore:
         return self._client.table_name
 
     def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
-            reply_queue: str | None = None) -> Operation:
+            reply_queue: str | None = None, shape: HuntingShape | None = None) -> Operation:
         """A pending operation, not stored yet."""
         return new_operation(operation_id, request, caller=caller, source=source, correlation_id=correlation_id,
-                             now=self._clock(), retention_seconds=self.retention_seconds, reply_queue=reply_queue)
+                             now=self._clock(), retention_seconds=self.retention_seconds, reply_queue=reply_queue,
+                             shape=shape)
 
     def create(self, operation: Operation) -> Created | Existing:
         """Store a new operation, or find the one that already has its id (an expired one is replaced).
@@ -325,7 +327,8 @@ def _fields_of(operation: Operation) -> dict[str, Any]:
     """Everything but the id and ETag: to re-use an expired record's id for a new operation."""
     return {name: getattr(operation, name) for name in (
         "request", "fingerprint", "caller", "source", "correlation_id", "created_at", "expires_at", "state",
-        "attempts", "failures", "lease_until", "in_flight", "answer", "reply_queue", "replied", "answer_blob")}
+        "attempts", "failures", "lease_until", "in_flight", "answer", "reply_queue", "replied", "answer_blob",
+        "shape")}
 
 
 def _entity(operation: Operation) -> dict[str, Any]:
@@ -338,7 +341,7 @@ def _entity(operation: Operation) -> dict[str, Any]:
         "ExpiresAt": _ms(operation.expires_at), "State": operation.state.value, "Attempts": operation.attempts,
         "Failures": operation.failures, "LeaseUntil": _ms(operation.lease_until), "InFlight": operation.in_flight,
         "ReplyQueue": operation.reply_queue or "", "Replied": operation.replied,
-        "Tenant": operation.request.tenant or "",
+        "Tenant": operation.request.tenant or "", "Shape": operation.shape.value if operation.shape else "",
     }
     answer = operation.answer
     if answer is not None and operation.answer_blob:
@@ -373,7 +376,8 @@ def _operation(entity: Mapping[str, Any]) -> Operation:
             lease_until=integer(entity.get("LeaseUntil", 0)) / 1000, in_flight=bool(entity.get("InFlight")),
             answer=answer, reply_queue=str(entity.get("ReplyQueue") or "") or None,
             replied=bool(entity.get("Replied")), etag=str(entity.metadata.get("etag", ""))
-            if hasattr(entity, "metadata") else "", answer_blob=blob)
+            if hasattr(entity, "metadata") else "", answer_blob=blob,
+            shape=HuntingShape(entity["Shape"]) if entity.get("Shape") else None)
     except (KeyError, TypeError, ValueError) as error:
         raise OperationsStorageError(f"operation record {entity.get('PartitionKey')!r} is unreadable: {error}") \
             from None
