@@ -22,7 +22,7 @@ VENV_STALE := FORCE
 endif
 CHECKOV_VENV := .checkov-venv
 CHECKOV_VERSION := 3.3.30
-TYPED := function_app.py file_alerts_fn create_alert_fn operations_fn health_fn request_queue_fn openapi_fn maintenance_fn operator_fn tenants_fn shared localdev tests bench scripts
+TYPED := function_app.py file_alerts_fn create_alert_fn hunting_fn operations_fn health_fn request_queue_fn openapi_fn maintenance_fn operator_fn tenants_fn shared localdev tests bench scripts
 
 .PHONY: run test lint typecheck pytest bench setup clean browser interpreter venv pythons unit-and-quickstart FORCE
 

@@ -13,6 +13,7 @@ import azure.functions as func
 from create_alert_fn import bp as create_alert_bp
 from file_alerts_fn import bp as file_alerts_bp
 from health_fn import bp as health_bp
+from hunting_fn import bp as hunting_bp
 from maintenance_fn import bp as maintenance_bp
 from openapi_fn import bp as openapi_bp
 from operations_fn import bp as operations_bp
@@ -29,7 +30,8 @@ gateway = runtime.start()
 # otherwise each call needs a function key.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if requested_auth() is AuthMode.ENTRA
                        else func.AuthLevel.FUNCTION)
-for blueprint in (file_alerts_bp, create_alert_bp, tenants_bp, operations_bp, health_bp, openapi_bp, operator_bp):
+for blueprint in (file_alerts_bp, create_alert_bp, hunting_bp, tenants_bp, operations_bp, health_bp, openapi_bp,
+                  operator_bp):
     app.register_functions(blueprint)
 if isinstance(gateway, runtime.Runtime):
     app.register_functions(request_queue_bp)

@@ -66,6 +66,7 @@ def host_environment(*, simulator_url: str, identity_url: str, storage_connectio
     env.update({
         "MDE_CLOUD": "commercial",
         "MDE_BASE_URL": simulator_url,
+        "GRAPH_BASE_URL": simulator_url,  # the simulator serves Graph's runHuntingQuery on the same port
         "IDENTITY_ENDPOINT": identity_url + IDENTITY_PATH,
         "IDENTITY_HEADER": IDENTITY_SECRET,
         "AzureWebJobsStorage": storage_connection,

@@ -16,8 +16,9 @@ import jwt
 LOCAL_SIGNING_KEY = "mde-alert-gateway-local-development-signing-key"
 LOCAL_TENANT_ID = "a839b112-1253-6432-9bf6-94542403f21c"
 LOCAL_APP_ID = "00000000-0000-0000-0000-00000000a11e"
-#: Every app role the gateway's identity holds: the alert roles and File.Read.All (Get file information).
-ALL_ROLES = ("Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All")
+#: Every app role the gateway's identity holds: the alert roles, File.Read.All (Get file information) and, on
+#: Microsoft Graph, ThreatHunting.Read.All (advanced hunting).
+ALL_ROLES = ("Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All", "ThreatHunting.Read.All")
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,11 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("MDE_BASE_URL", None,
                 "Override of the API base URL: https on a documented Defender domain, or http on loopback "
                 "(the local simulator). Anything else is refused at start-up."),
+    SettingSpec("GRAPH_BASE_URL", None,
+                "Override of Microsoft Graph's base URL (advanced hunting, runHuntingQuery); unset: the cloud's Graph "
+                "(MDE_CLOUD). https on exactly one of Graph's hosts (graph.microsoft.com, graph.microsoft.us, "
+                "dod-graph.microsoft.us, microsoftgraph.chinacloudapi.cn), or http on loopback (the local simulator). "
+                "The token is always for the cloud's Graph. Anything else is refused at start-up."),
     SettingSpec("MDE_CREDENTIAL", "managed-identity",
                 "`managed-identity` (Azure) or `default` (DefaultAzureCredential: local use against a real tenant).",
                 True),
@@ -77,6 +82,9 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "reaches the home tenant only if its entry names `home`, an unlisted one as before.", True),
     SettingSpec("MDE_CONNECT_TIMEOUT_SECONDS", "5", "TCP/TLS connect timeout for one call to Defender."),
     SettingSpec("MDE_READ_TIMEOUT_SECONDS", "30", "Read timeout for one call to Defender."),
+    SettingSpec("HUNTING_TIMEOUT_SECONDS", "200",
+                "Read timeout for one advanced-hunting call to Graph (Graph stops a query at 180 s). A synchronous "
+                "call still ends within MDE_TOTAL_TIMEOUT_SECONDS; the asynchronous path waits this long."),
     SettingSpec("MDE_TOTAL_TIMEOUT_SECONDS", "100",
                 "Upper bound for one gateway request including retries; kept below the function timeout."),
     SettingSpec("MDE_MAX_RETRIES", "3", "Retries of one call to Defender (GET: 429/502/503/504 and connection "
@@ -91,8 +99,8 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Windows for GET files/{id} (file information, which resolves a SHA-256 to its SHA-1) as "
                 "`calls/seconds`, comma-separated.", True),
     SettingSpec("RATE_LIMIT_HUNTING", API_FACTS[Api.HUNTING].limits,
-                "Windows for advanced hunting (Graph's runHuntingQuery) per tenant as `calls/seconds`, comma-separated; "
-                "Graph allows at least 45 a minute, more for a large tenant.", True),
+                "Windows for advanced hunting (Graph's runHuntingQuery) per tenant as `calls/seconds`, "
+                "comma-separated; Graph allows at least 45 a minute, more for a large tenant.", True),
     SettingSpec("RATE_LIMIT_MARGIN_SECONDS", "2",
                 "Safety margin added to every window (clock skew between instances, calls in flight)."),
     SettingSpec("RATE_LIMIT_TABLE", "mdegatewayratelimits",

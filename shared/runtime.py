@@ -31,6 +31,7 @@ from shared.asynchronous.worker import RequestWorker
 from shared.configuration import ConfigurationError
 from shared.defender.client import DefenderClient
 from shared.defender.credentials import build_credential
+from shared.defender.facts import Api
 from shared.defender.gateway import Gateway, RetryPolicy
 from shared.health import oldest_pending_readings, queue_readings
 from shared.history.counters import MinuteCounters
@@ -111,7 +112,8 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     defender = settings.defender
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
-                        attempt_seconds=defender.connect_timeout + defender.read_timeout)
+                        attempt_seconds=defender.attempt_seconds_of(Api.FILE_ALERTS),
+                        hunting_attempt_seconds=defender.attempt_seconds_of(Api.HUNTING))
     telemetry = telemetry or Telemetry()
     counters = MinuteCounters(history, clock=clock) if history is not None else None
     gateway = Gateway(client, limiters, retry, sleep=sleep, monotonic=monotonic, telemetry=telemetry,

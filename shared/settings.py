@@ -22,7 +22,7 @@ from shared.catalogue import setting
 from shared.configuration import ConfigurationError, SettingProblem, showable, shown, shown_url, split_url
 from shared.defender.base_url import judge_base_url
 from shared.defender.clouds import CLOUDS
-from shared.defender.facts import Api
+from shared.defender.facts import HUNTING_QUERY_TIMEOUT_SECONDS, Api, Service
 from shared.defender.settings import DefenderSettings
 from shared.http.settings import AuthMode, AuthSettings, token_check
 from shared.identifiers import GUID
@@ -77,6 +77,10 @@ def _switch(env: Mapping[str, str], name: str) -> bool:
     return raw == "true"
 
 
+#: The longest HUNTING_TIMEOUT_SECONDS: Graph's 3 minutes and room to spare (the asynchronous path waits it out).
+MAX_HUNTING_TIMEOUT_SECONDS = 2 * HUNTING_QUERY_TIMEOUT_SECONDS
+
+
 def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
     """Read and check the Defender settings; raises ConfigurationError with a clear message."""
     cloud_name = (setting(env, "MDE_CLOUD") or "").lower()
@@ -86,6 +90,8 @@ def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
                                  setting="MDE_CLOUD")
     base_url = setting(env, "MDE_BASE_URL") or cloud.base_url
     target = judge_base_url(base_url)
+    graph_base_url = setting(env, "GRAPH_BASE_URL") or cloud.graph
+    graph_target = judge_base_url(graph_base_url, setting_name="GRAPH_BASE_URL", service=Service.GRAPH)
     credential_kind = (setting(env, "MDE_CREDENTIAL") or "").lower()
     if credential_kind not in ("managed-identity", "default"):
         raise ConfigurationError(f"MDE_CREDENTIAL must be managed-identity or default, got {shown(credential_kind)}.",
@@ -107,6 +113,10 @@ def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
         total_timeout=total,
         max_retries=_whole(env, "MDE_MAX_RETRIES", minimum=0, maximum=10),
         max_retry_after=_number(env, "MDE_MAX_RETRY_AFTER_SECONDS", minimum=0, maximum=120),
+        graph_base_url=graph_base_url.rstrip("/"),
+        graph_target=graph_target,
+        hunting_timeout=_number(env, "HUNTING_TIMEOUT_SECONDS", minimum=1, maximum=MAX_HUNTING_TIMEOUT_SECONDS,
+                                unit="seconds"),
         multi_tenant=load_multi_tenant(env, cloud),
     )
 

@@ -12,6 +12,7 @@ import threading
 from localdev.identity_endpoint import IdentityEndpoint
 from localdev.servers import serve_in_thread
 from localdev.simulator.app import COMMERCIAL_AUDIENCE, Simulator
+from shared.defender.clouds import GLOBAL_GRAPH
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,8 +24,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="value the identity endpoint expects in X-IDENTITY-HEADER")
     parser.add_argument("--audience", action="append", default=None,
                         help="accepted token audience (repeatable); default the commercial cloud's")
+    parser.add_argument("--graph-audience", action="append", default=None,
+                        help="accepted token audience of Graph's runHuntingQuery (repeatable); default global Graph's")
     args = parser.parse_args(argv)
-    simulator = serve_in_thread(Simulator(tuple(args.audience or [COMMERCIAL_AUDIENCE])), args.port,
+    simulator = serve_in_thread(Simulator(tuple(args.audience or [COMMERCIAL_AUDIENCE]),
+                                          graph_audiences=tuple(args.graph_audience or [GLOBAL_GRAPH])), args.port,
                                 name="simulator")
     identity = None if args.no_identity else serve_in_thread(IdentityEndpoint(args.identity_secret),
                                                              args.identity_port, name="identity")

@@ -5,7 +5,8 @@ file alerts take SHA-1 only (400 InvalidHashValue); file information takes a SHA
 (ResourceNotFound) for a file Defender does not know; create finds the event by (reportId, eventTime,
 machineId) or 404s, and merges into an open alert with the same title on the same device; bearer tokens
 checked for audience (403) and app roles (403); sliding-window limits per tenant + app + API answered with
-429 + Retry-After. Paths, methods, roles and limits come from shared.defender.facts.
+429 + Retry-After. Paths, methods, roles and limits come from shared.defender.facts. Microsoft Graph's
+runHuntingQuery on the same port, with Graph's audience and error bodies: localdev/simulator/hunting.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import jwt
 from werkzeug.wrappers import Request, Response
 
 from localdev.servers import RECEIVED_AT_KEY
+from localdev.simulator import hunting
 from localdev.simulator.data import (
     file_entity,
     file_evidence,
@@ -38,11 +40,13 @@ from localdev.simulator.data import (
 )
 from localdev.simulator.throttle import SlidingWindows
 from localdev.tokens import LOCAL_TENANT_ID, read_token
+from shared.defender.clouds import GLOBAL_GRAPH
 from shared.defender.facts import (
     API_FACTS,
     CATEGORIES,
     CREATE_ALERT_PATH,
     CREATE_FIELDS,
+    GRAPH_HUNTING_PATH,
     SEVERITIES,
     Api,
     file_alerts_path,
@@ -64,11 +68,13 @@ def _route(path: str) -> re.Pattern[str]:
 FILE_ALERTS_PATH = _route(file_alerts_path(_ID))
 CREATE_PATH = _route(CREATE_ALERT_PATH)
 FILE_INFO_PATH = _route(file_info_path(_ID))
+HUNTING_PATH = _route(GRAPH_HUNTING_PATH)
 #: Each API's method and path, as Defender routes them.
 ROUTES: dict[Api, tuple[str, re.Pattern[str]]] = {
     Api.FILE_ALERTS: (API_FACTS[Api.FILE_ALERTS].method, FILE_ALERTS_PATH),
     Api.CREATE_ALERT: (API_FACTS[Api.CREATE_ALERT].method, CREATE_PATH),
     Api.FILE_INFO: (API_FACTS[Api.FILE_INFO].method, FILE_INFO_PATH),
+    Api.HUNTING: (API_FACTS[Api.HUNTING].method, HUNTING_PATH),
 }
 REQUIRED_ROLES = {api.value: facts.roles for api, facts in API_FACTS.items()}
 ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
@@ -76,7 +82,8 @@ ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true; IE
 
 @dataclass
 class Fault:
-    """An injected misbehaviour: `kind` is status | latency | malformed | drop; applies to `count` calls."""
+    """An injected misbehaviour: `kind` is status | latency | malformed | drop; applies to `count` calls. A status
+    fault with a `delay` answers after it (a hunting query that runs long, then 504)."""
 
     kind: str
     api: str = "*"
@@ -111,6 +118,8 @@ class SimState:
     lock: threading.RLock = field(default_factory=threading.RLock)
     #: Every tenant but the home one (LOCAL_TENANT_ID), by tenant id.
     tenants: dict[str, TenantData] = field(default_factory=dict)
+    #: Advanced hunting's CPU blocks per tenant, and the next generated event's report id.
+    hunting: hunting.HuntingState = field(default_factory=hunting.HuntingState)
 
     def of(self, tenant: str | None) -> SimState | TenantData:
         """The data of `tenant` (None or the home tenant: the seeded data)."""
@@ -138,8 +147,11 @@ class Simulator:
     """WSGI app simulating api.securitycenter.microsoft.com for the gateway's APIs."""
 
     def __init__(self, audiences: tuple[str, ...] = (COMMERCIAL_AUDIENCE,),
-                 base_url_for_context: str = "https://api.securitycenter.microsoft.com") -> None:
+                 base_url_for_context: str = "https://api.securitycenter.microsoft.com",
+                 graph_audiences: tuple[str, ...] = (GLOBAL_GRAPH,)) -> None:
         self.audiences = audiences
+        #: The audiences Graph's runHuntingQuery takes (its own, as Graph's host names it).
+        self.graph_audiences = graph_audiences
         self.context_base = base_url_for_context
         self.state = SimState()
         self.windows = SlidingWindows()
@@ -172,24 +184,29 @@ class Simulator:
         if api is None:
             return _error(404, "NotFound", f"No HTTP resource was found that matches the request URI "
                                            f"'{request.path}' and method {request.method}.")
-        caller_or_error = self._authorize(request, api)
+        graph = api == Api.HUNTING
+        caller_or_error = self._authorize_graph(request) if graph else self._authorize(request, api)
         if isinstance(caller_or_error, Response):
             return caller_or_error
         environ[CALLER_KEY] = caller_or_error
         fault = self._take_fault(api)
         if fault is not None:
             environ[FAULT_KEY] = fault.kind
-            if fault.kind == "latency":
+            if fault.kind == "latency" or (fault.kind == "status" and fault.delay > 0):
                 self._hold(fault.delay)
-            else:
-                return self._faulted(fault, environ)
+            if fault.kind != "latency":
+                return self._faulted(fault, environ, request if graph else None)
         admitted, retry_after, window = self.windows.admit(caller_or_error, api, at=None if fault else arrived)
         if not admitted and window is not None:
             limit, seconds = window
+            if graph:
+                return hunting.calls_exceeded(request, limit, seconds, retry_after)
             return _error(429, "TooManyRequests",
                           f"API calls quota exceeded! Maximum calls allowed is {limit} per {seconds:g} second(s). "
                           f"Please try again after {retry_after} second(s).", {"Retry-After": str(retry_after)})
         tenant = caller_or_error.split("|", 1)[0]  # Defender's data is the token's tenant's
+        if graph:
+            return self._hunt(request, tenant)
         if api == Api.CREATE_ALERT:
             return self._create_alert(request, tenant)
         route = ROUTES[Api(api)][1].match(request.path)
@@ -224,6 +241,40 @@ class Simulator:
                           + (", ".join(claims.roles) or "none"))
         return f"{claims.tenant_id}|{claims.app_id}"
 
+    def _authorize_graph(self, request: Request) -> str | Response:
+        """Graph's checks of the bearer token: 401 InvalidAuthenticationToken unless it is a valid token for Graph,
+        403 Authorization_RequestDenied without ThreatHunting.Read.All; else the caller (tenant|application)."""
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not header[len("Bearer "):].strip():
+            return hunting.graph_error(request, 401, "InvalidAuthenticationToken", "Access token is empty.")
+        try:
+            claims = read_token(header[len("Bearer "):])
+        except jwt.ExpiredSignatureError:
+            return hunting.graph_error(request, 401, "InvalidAuthenticationToken",
+                                       "Lifetime validation failed, the token is expired.")
+        except jwt.InvalidTokenError:
+            return hunting.graph_error(request, 401, "InvalidAuthenticationToken",
+                                       "Access token validation failure.")
+        if claims.audience.rstrip("/") not in {a.rstrip("/") for a in self.graph_audiences}:
+            return hunting.graph_error(request, 401, "InvalidAuthenticationToken",
+                                       "Access token validation failure. Invalid audience.")
+        if not set(REQUIRED_ROLES[Api.HUNTING.value]) & set(claims.roles):
+            return hunting.graph_error(request, 403, "Authorization_RequestDenied",
+                                       "Insufficient privileges to complete the operation. Required application "
+                                       "permission: " + " or ".join(REQUIRED_ROLES[Api.HUNTING.value]) + ".")
+        return f"{claims.tenant_id}|{claims.app_id}"
+
+    def _hunt(self, request: Request, tenant: str) -> Response:
+        """A query of `tenant`: 429 while its CPU is exhausted, else Graph's answer over its events."""
+        now = time.time()
+        key = None if tenant == LOCAL_TENANT_ID else tenant
+        with self.state.lock:
+            block = hunting.cpu_block_of(self.state.hunting, key, now)
+            events = list(self.state.of(tenant).events)
+        if block is not None:
+            return hunting.cpu_exceeded(request, block)
+        return hunting.run_query(request, events, now=now)
+
     def _take_fault(self, api: str) -> Fault | None:
         with self.state.lock:
             for fault in self.state.faults:
@@ -235,7 +286,9 @@ class Simulator:
         return None
 
     @staticmethod
-    def _faulted(fault: Fault, environ: dict[str, Any]) -> Response | None:
+    def _faulted(fault: Fault, environ: dict[str, Any], graph: Request | None = None) -> Response | None:
+        """The fault's answer (None: the connection dropped); `graph`: the request of a Graph call, answered with
+        Graph's error body (a 504 is Graph's query timeout)."""
         if fault.kind == "drop":
             sock = environ.get("werkzeug.socket")
             if isinstance(sock, socket.socket):
@@ -247,6 +300,11 @@ class Simulator:
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         codes = {429: "TooManyRequests", 500: "InternalServerError", 400: "BadRequest", 401: "Unauthorized",
                  403: "Forbidden", 404: "NotFound"}
+        if graph is not None:
+            if fault.status == 504:
+                return hunting.graph_error(graph, 504, "GatewayTimeout", hunting.TIMEOUT_MESSAGE, headers)
+            return hunting.graph_error(graph, fault.status, codes.get(fault.status, "ServiceUnavailable"),
+                                       f"Injected fault: {fault.status}.", headers)
         return _error(fault.status, codes.get(fault.status, "ServiceUnavailable"),
                       f"Injected fault: {fault.status}.", headers)
 
@@ -367,6 +425,7 @@ class Simulator:
                 fresh = SimState()
                 state.alerts, state.events, state.faults, state.calls = (fresh.alerts, fresh.events, [], [])
                 state.files = fresh.files
+                state.hunting = fresh.hunting
                 state.tenants.clear()
                 self.windows.reset()
                 return _ok({"reset": True})
@@ -402,6 +461,18 @@ class Simulator:
                 return _ok({"value": self.known_files()})
             if route == ("POST", "/_sim/files") and isinstance(payload, dict):
                 return self._add_file(payload)
+            if route == ("POST", "/_sim/hunting/cpu") and isinstance(payload, dict):
+                try:
+                    return _ok(hunting.set_cpu(state.hunting, None if tenant in (None, LOCAL_TENANT_ID) else tenant,
+                                               payload, time.time()))
+                except ValueError as error:
+                    return _error(400, "BadRequest", str(error))
+            if route == ("POST", "/_sim/hunting/events") and isinstance(payload, dict):
+                try:
+                    rows = hunting.add_events(state.hunting, state.of(tenant).events, payload, time.time())
+                except ValueError as error:
+                    return _error(400, "BadRequest", str(error))
+                return _ok({"added": len(rows), "results": rows}, 201)
             if route == ("POST", "/_sim/limits") and isinstance(payload, dict):
                 self.windows.set_limits({api: [(int(c), float(s)) for c, s in windows]
                                          for api, windows in payload.items()})

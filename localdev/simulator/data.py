@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -162,13 +162,79 @@ def seed_alerts() -> list[dict[str, Any]]:
     ]
 
 
-def seed_events() -> list[dict[str, Any]]:
-    """Events that CreateAlertByReference can find, as advanced hunting would return them."""
+def seed_events(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Events that CreateAlertByReference can find and advanced hunting returns (the same list: each is a row of
+    its `table`, see localdev/simulator/hunting.py): two old ones (a test's fixed event, and one of the sample
+    alert's device), then the recent events behind the seed alerts (RECENT_EVENTS), `now` minus their offsets."""
+    anchor = (now or datetime.now(UTC)).replace(microsecond=0)
+    recent = [dict(event, eventTime=event_time(anchor - timedelta(seconds=int(event.pop("secondsAgo"))),
+                                               str(event["reportId"])))
+              for event in copy.deepcopy(RECENT_EVENTS)]
     return [
         dict(SEED_EVENT, computerDnsName="ws-0042.contoso.com", sha1=SEED_FILE_SHA1, sha256=SEED_FILE_SHA256,
-             fileName="invoice.ps1"),
+             fileName="invoice.ps1", table="DeviceFileEvents", folderPath="c:\\users\\alice\\downloads"),
         {"reportId": "31337", "eventTime": "2026-11-20T08:15:42.1234567Z",
          "machineId": "111e6dd8c833c8a052ea231ec1b19adaf497b625",
          "computerDnsName": "temp123.middleeast.corp.microsoft.com",
-         "sha1": SAMPLE_FILE_SHA1, "sha256": SAMPLE_FILE_SHA256, "fileName": "suspicious.dll"},
+         "sha1": SAMPLE_FILE_SHA1, "sha256": SAMPLE_FILE_SHA256, "fileName": "suspicious.dll",
+         "table": "DeviceFileEvents", "folderPath": "c:\\temp"},
+        *recent,
     ]
+
+
+def event_time(moment: datetime, report_id: str) -> str:
+    """`moment` (whole seconds) in Defender's form, with seven fraction digits made from the report id: stable, and
+    precise, as advanced hunting's times are (Create alert by reference wants them exactly)."""
+    fraction = (int(report_id) * 7919) % 10**7 if report_id.isdigit() else 0
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{fraction:07d}Z"
+
+
+_SAMPLE_MACHINE_ID = "111e6dd8c833c8a052ea231ec1b19adaf497b625"
+_FS01_MACHINE_ID = "7c6b3dd4d1f0b0e1a5b3e2c9f6a7d8e9f0a1b2c3"
+#: The recent events behind the seed alerts (advanced hunting keeps 30 days): their time is the simulator's start
+#: (or reset) minus `secondsAgo`; everything else is fixed, so a query's answer is known (docs/local-development.md).
+RECENT_EVENTS: tuple[dict[str, Any], ...] = (
+    {"reportId": "7101", "secondsAgo": 3 * 3600, "machineId": SEED_MACHINE_ID, "computerDnsName": "ws-0042.contoso.com",
+     "table": "DeviceFileEvents", "actionType": "FileCreated", "sha1": SEED_FILE_SHA1, "sha256": SEED_FILE_SHA256,
+     "fileName": "invoice.ps1", "folderPath": "c:\\users\\alice\\downloads",
+     "initiatingProcessFileName": "msedge.exe"},
+    {"reportId": "7102", "secondsAgo": 3 * 3600 - 40, "machineId": SEED_MACHINE_ID,
+     "computerDnsName": "ws-0042.contoso.com", "table": "DeviceProcessEvents", "actionType": "ProcessCreated",
+     "sha1": SEED_FILE_SHA1, "sha256": SEED_FILE_SHA256, "fileName": "invoice.ps1",
+     "folderPath": "c:\\users\\alice\\downloads", "initiatingProcessFileName": "powershell.exe",
+     "processCommandLine": "powershell.exe -ExecutionPolicy Bypass -File c:\\users\\alice\\downloads\\invoice.ps1"},
+    {"reportId": "7103", "secondsAgo": 2 * 3600, "machineId": _FS01_MACHINE_ID, "computerDnsName": "fs-01.contoso.com",
+     "table": "DeviceFileEvents", "actionType": "FileCreated", "sha1": SEED_FILE_SHA1, "sha256": SEED_FILE_SHA256,
+     "fileName": "invoice.ps1", "folderPath": "d:\\share", "initiatingProcessFileName": "System"},
+    {"reportId": "7104", "secondsAgo": 2 * 3600 - 5, "machineId": _FS01_MACHINE_ID,
+     "computerDnsName": "fs-01.contoso.com", "table": "DeviceEvents", "actionType": "AntivirusDetection",
+     "sha1": SEED_FILE_SHA1, "sha256": SEED_FILE_SHA256, "fileName": "invoice.ps1", "folderPath": "d:\\share",
+     "initiatingProcessFileName": "MsMpEng.exe"},
+    {"reportId": "7105", "secondsAgo": 3600, "machineId": _SAMPLE_MACHINE_ID,
+     "computerDnsName": "temp123.middleeast.corp.microsoft.com", "table": "DeviceFileEvents",
+     "actionType": "FileCreated", "sha1": SAMPLE_FILE_SHA1, "sha256": SAMPLE_FILE_SHA256,
+     "fileName": "suspicious.dll", "folderPath": "c:\\temp", "initiatingProcessFileName": "rundll32.exe"},
+)
+
+
+def generated_events(sha1: str, count: int, *, first_report_id: int, start: datetime, spacing_seconds: int = 1,
+                     devices: int | None = None, table: str = "DeviceFileEvents", file_name: str = "sample.exe",
+                     action_type: str | None = None) -> list[dict[str, Any]]:
+    """`count` events about the file `sha1` (POST /_sim/hunting/events): report ids from `first_report_id` up,
+    event i at `start` minus i * `spacing_seconds`, on `devices` devices (default: one each), all derived from
+    the arguments, so the same call makes the same events."""
+    sha1 = sha1.lower()
+    anchor = start.replace(microsecond=0)
+    events = []
+    for index in range(count):
+        device = index % (devices or count)
+        report_id = str(first_report_id + index)
+        events.append({
+            "reportId": report_id, "eventTime": event_time(anchor - timedelta(seconds=index * spacing_seconds),
+                                                           report_id),
+            "machineId": hashlib.sha1(f"{sha1}/{device}".encode(), usedforsecurity=False).hexdigest(),
+            "computerDnsName": f"host-{device:05d}.contoso.com", "table": table, "actionType": action_type,
+            "sha1": sha1, "sha256": sha256_of(sha1), "fileName": file_name, "folderPath": "c:\\temp",
+            "initiatingProcessFileName": "explorer.exe",
+        })
+    return events

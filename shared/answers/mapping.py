@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Mapping
 from types import MappingProxyType
 
 from shared.answers.answer import Answer
 from shared.answers.correlation import CORRELATION_HEADER
 from shared.answers.headers import policy_header, rate_limit_headers
+from shared.answers.hunting import cpu_exhausted_problem, hunting_problem
 from shared.answers.problems import PROBLEM_CONTENT_TYPE, Problem
 from shared.configuration import ConfigurationError
 from shared.defender.client import IdentityError
@@ -33,11 +35,12 @@ from shared.defender.outcomes import (
     Rejected,
     Success,
     Throttled,
+    ThrottleKind,
     Unauthorized,
     Unavailable,
 )
 from shared.defender.settings import DefenderSettings
-from shared.ratelimit import RatePolicy
+from shared.ratelimit import RatePolicy, Reason
 from shared.validation import (
     BodyFault,
     BodyTooLargeError,
@@ -125,9 +128,13 @@ def _wait(seconds: float | None) -> int | None:
     return None if seconds is None else max(1, math.ceil(seconds))
 
 
-def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings, tenant: str | None = None) -> Problem:
+def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings, tenant: str | None = None,
+                    now: float | None = None) -> Problem:
     """The answer for a Defender outcome other than success: the one table of upstream mappings (`tenant`: the
-    customer tenant the call was for; None: the home tenant)."""
+    customer tenant the call was for; None: the home tenant; `now`: when the call was decided, epoch seconds)."""
+    if api is Api.HUNTING and (hunting := hunting_problem(outcome, time.time() if now is None else now, defender,
+                                                          tenant)) is not None:
+        return hunting
     audience = (f"The token audience must match the API host: MDE_CLOUD={defender.cloud.name} asks for "
                 f"{defender.cloud.scope} and calls {defender.base_url}; check MDE_CLOUD / MDE_BASE_URL.")
     if isinstance(outcome, Throttled):
@@ -200,6 +207,8 @@ def _unavailable_problem(api: Api, outcome: Unavailable) -> Problem:
 def refusal_problem(result: CallResult, api: Api, defender: DefenderSettings) -> Problem:
     """The answer when the shared budget refused the (last) attempt: wait, and say what was sent."""
     refused = result.decision
+    if refused.reason is Reason.BLOCKED and refused.blocked_kind == ThrottleKind.CPU.value:
+        return cpu_exhausted_problem(refused.retry_after)  # every instance holds the tenant's queries until then
     if isinstance(result.outcome, Throttled):
         # Defender's own 429 is why the retry was held: say so, and wait for the later of the two.
         defenders = _wait(result.outcome.retry_after) or DEFAULT_THROTTLE_SECONDS
@@ -293,7 +302,7 @@ class Answers:
                        **_common(correlation_id), **self._cache_headers(api, 0)}
             return _json(200, headers, last.outcome.body)
         problem = (refusal_problem(result, api, self.defender) if isinstance(last, Refused)
-                   else outcome_problem(api, last.outcome, self.defender, tenant))
+                   else outcome_problem(api, last.outcome, self.defender, tenant, last.decision.decided_at))
         # RateLimit says what the gateway will do with the next call: after Defender's 429 it holds every call
         # until the block ends; after Defender's 503 it holds none (Retry-After alone carries Defender's advice).
         held = problem.retry_after if isinstance(last, Sent) and isinstance(last.outcome, Throttled) else None

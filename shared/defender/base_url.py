@@ -1,8 +1,10 @@
-"""Whether a Defender base URL may receive the gateway's token, judged as the HTTP client will use it.
+"""Whether a Defender (or Microsoft Graph) base URL may receive the gateway's token, judged as the HTTP client will use
+it.
 
 The gateway sends its bearer token to this URL, so anything URL parsers may read differently is refused rather
 than interpreted, and the target judged here must be the one `requests` connects to (shared.defender.outbound). Used at
-start-up for MDE_BASE_URL (shared.settings); the client checks every request against the judged target again.
+start-up for MDE_BASE_URL and GRAPH_BASE_URL (shared.settings); the client checks every request against the judged
+target again.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import re
 from urllib.parse import urlsplit
 
 from shared.configuration import ConfigurationError, shown_url
-from shared.defender.clouds import ALLOWED_HOST_SUFFIXES, is_loopback
+from shared.defender.clouds import ALLOWED_HOST_SUFFIXES, GRAPH_HOSTS, is_loopback
+from shared.defender.facts import Service
 from shared.defender.outbound import DEFAULT_PORTS, Target, connection_target
 
 #: Printable ASCII without space (0x21-0x7E): no whitespace, control or non-ASCII character in a base URL.
@@ -20,8 +23,9 @@ _URL_CHARACTERS = re.compile(r"[!-~]+", re.ASCII)
 _DNS_NAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*", re.ASCII)
 
 
-def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
-    """Accept https on a documented Defender domain or http(s) on loopback and return where it connects.
+def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL", service: Service = Service.DEFENDER) -> Target:
+    """Accept https on a documented Defender domain (for Graph: exactly one of Graph's hosts, GRAPH_HOSTS) or
+    http(s) on loopback and return where it connects.
 
     The gateway sends its bearer token to this URL, so anything URL parsers may read differently is
     refused rather than interpreted (a backslash, `%`, `@`, whitespace, an IDN, a trailing dot, a
@@ -53,7 +57,8 @@ def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL") -> Target:
     if host.endswith("."):
         raise refused(f"host {host!r} must not end with a dot")
     judged = Target(parts.scheme, host, DEFAULT_PORTS[parts.scheme] if port is None else port)
-    problem = None if is_loopback(host) else _defender_target_problem(judged)
+    problem = None if is_loopback(host) else (
+        _graph_target_problem(judged) if service is Service.GRAPH else _defender_target_problem(judged))
     if problem:
         raise refused(problem)
     try:
@@ -79,3 +84,13 @@ def _defender_target_problem(judged: Target) -> str | None:
     return None
 
 
+def _graph_target_problem(judged: Target) -> str | None:
+    """Why `judged` is not https on port 443 of exactly one of Microsoft Graph's hosts, or None if it is."""
+    if judged.scheme != "https":
+        return "must use https unless it points at loopback"
+    if judged.host not in GRAPH_HOSTS:
+        return (f"host {judged.host!r} is not a Microsoft Graph host; allowed are exactly "
+                + ", ".join(sorted(GRAPH_HOSTS)) + " and loopback")
+    if judged.port != DEFAULT_PORTS["https"]:
+        return f"must use the default https port 443 on a Graph host, not {judged.port}"
+    return None

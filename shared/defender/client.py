@@ -1,5 +1,8 @@
 """The Defender for Endpoint client: a token from the managed identity, and one request per call.
 
+Advanced hunting (Api.HUNTING) goes to Microsoft Graph instead (Service.GRAPH): another base URL (GRAPH_BASE_URL),
+another judged target and a token for the cloud's Graph scope; everything else is the same path.
+
 `send` makes exactly one HTTP request (no transport-level retries) and returns a typed outcome
 (shared.defender.outcomes); retries, waiting and the caller's answer are decided above it.
 """
@@ -20,20 +23,30 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from shared.configuration import ConfigurationError
 from shared.defender.credentials import IdentityFailure, IdentityUnavailableError
-from shared.defender.facts import API_FACTS, CREATE_ALERT_PATH, Api, file_alerts_path, file_info_path
+from shared.defender.facts import (
+    API_FACTS,
+    CREATE_ALERT_PATH,
+    GRAPH_HUNTING_PATH,
+    Api,
+    Service,
+    file_alerts_path,
+    file_info_path,
+)
 from shared.defender.outbound import prepared_target
 from shared.defender.outcomes import Outcome, Reach, Unavailable, classify
-from shared.defender.settings import DefenderSettings
+from shared.defender.settings import DefenderSettings, Upstream
 from shared.defender.tenants import CONSENT_ERRORS, Tenant, TenantCredentials
 
 logger = logging.getLogger("mde_alert_gateway.defender")
 
 USER_AGENT = "mde-alert-gateway/0.1"
+#: Who a request went to, as the log names it.
+_NAMES = {Service.DEFENDER: "Defender", Service.GRAPH: "Graph"}
 
 
 @dataclass(frozen=True)
 class AccessToken:
-    """A bearer token for Defender; never logged, never returned to callers."""
+    """A bearer token for Defender (or Graph); never logged, never returned to callers."""
 
     value: str
 
@@ -62,7 +75,7 @@ class IdentityError(Exception):
 
 @dataclass(frozen=True)
 class DefenderRequest:
-    """One call to a Defender API: which one, its path and its JSON body."""
+    """One call to a Defender API (or Graph's hunting): which one, its path and its JSON body."""
 
     api: Api
     path: str
@@ -76,6 +89,11 @@ class DefenderRequest:
     @property
     def method(self) -> str:
         return API_FACTS[self.api].method
+
+    @property
+    def service(self) -> Service:
+        """Who serves it: Defender, or Microsoft Graph (hunting): its host and token scope."""
+        return API_FACTS[self.api].service
 
     @property
     def file_hash(self) -> str:
@@ -96,6 +114,26 @@ class DefenderRequest:
     def file_info(cls, sha256: str) -> DefenderRequest:
         """Get file information for a SHA-256: the file entity names its SHA-1 (404 for a file Defender lacks)."""
         return cls(Api.FILE_INFO, file_info_path(sha256))
+
+    @classmethod
+    def hunting(cls, query: str, timespan: str | None = None) -> DefenderRequest:
+        """Graph's runHuntingQuery: `{"Query": ..., "Timespan"?: ...}` (validated before: shared.validation)."""
+        body = {"Query": query} if timespan is None else {"Query": query, "Timespan": timespan}
+        return cls(Api.HUNTING, GRAPH_HUNTING_PATH, body)
+
+    @property
+    def query(self) -> str:
+        """The KQL of a hunting request."""
+        if self.api is not Api.HUNTING or self.body is None:
+            raise ValueError(f"a {self.api} request holds no query")
+        return self.body["Query"]
+
+    @property
+    def timespan(self) -> str | None:
+        """The Timespan of a hunting request (None: Graph's default)."""
+        if self.api is not Api.HUNTING or self.body is None:
+            raise ValueError(f"a {self.api} request holds no query")
+        return self.body.get("Timespan")
 
 
 #: After the identity gave no token (the home identity, or a customer tenant's exchange): seconds until it is asked
@@ -123,8 +161,9 @@ class DefenderClient:
         self._session = session or self._new_session()
         self._tenants = tenants or (TenantCredentials(settings.multi_tenant, credential)
                                     if settings.multi_tenant else None)
-        #: The identity's last failure per tenant ("" : the home tenant), answered from here until its backoff ends.
-        self._failures: dict[str, _Failure] = {}
+        #: The identity's last failure per (tenant ("": the home tenant), scope), answered from here until its
+        #: backoff ends: Graph's scope failing never answers a Defender call from memory, nor the other way round.
+        self._failures: dict[tuple[str, str], _Failure] = {}
         self._monotonic = monotonic
 
     @staticmethod
@@ -137,19 +176,21 @@ class DefenderClient:
         session.mount("http://", adapter)
         return session
 
-    def token(self, tenant: str | None = None) -> AccessToken:
-        """A token for the configured cloud's scope in the home tenant, or in customer tenant `tenant` (an id of
-        MDE_TENANTS) through the federated exchange; cached by azure-identity until near expiry.
+    def token(self, tenant: str | None = None, service: Service = Service.DEFENDER) -> AccessToken:
+        """A token for the configured cloud's scope of `service` (Defender's, or Graph's for hunting) in the home
+        tenant, or in customer tenant `tenant` (an id of MDE_TENANTS) through the federated exchange; cached by
+        azure-identity until near expiry.
 
         Raises IdentityError when the identity refuses or cannot be reached, or the tenant has not consented. A failure
-        is answered from memory until its backoff (IDENTITY_BACKOFF_SECONDS) ends, then the identity is asked again.
+        is answered from memory until its backoff (IDENTITY_BACKOFF_SECONDS) ends, then the identity is asked again;
+        failures are remembered per tenant and scope.
         """
-        scope = self.settings.cloud.scope
+        scope = self.settings.upstream(service).scope
         multi = self.settings.multi_tenant
         customer = multi.find(tenant) if tenant is not None and multi is not None else None
         if tenant is not None and (customer is None or self._tenants is None):
             raise IdentityError(scope, f"tenant {tenant} is not one of MDE_TENANTS")
-        key = customer.id if customer else ""
+        key = (customer.id if customer else "", scope)
         failed = self._failures.get(key)
         now = self._monotonic()
         if failed is not None and now < failed.until:
@@ -187,25 +228,26 @@ class DefenderClient:
              time_left: float | None = None) -> Outcome:
         """Make the one HTTP request for `request`, within `time_left` seconds if given, and classify it."""
         settings = self.settings
-        connect, read = settings.connect_timeout, settings.read_timeout
+        upstream = settings.upstream(request.service)
+        connect, read = settings.connect_timeout, settings.read_timeout_of(request.api)
         if time_left is not None:
             connect, read = min(connect, time_left), min(read, time_left)
         headers = {"Authorization": f"Bearer {token.value}", "client-request-id": correlation_id}
-        prepared = self._prepare(requests.Request(request.method, settings.base_url + request.path,
-                                                  json=request.body, headers=headers))
+        prepared = self._prepare(requests.Request(request.method, upstream.base_url + request.path,
+                                                  json=request.body, headers=headers), upstream)
         started = time.monotonic()
         try:
             response = self._session.send(prepared, timeout=(connect, read), allow_redirects=False)
         except requests.RequestException as error:
             outcome = _transport_outcome(error)
-            logger.warning("Defender %s %s failed after %.2f s: %s [correlation %s]", request.method, request.path,
-                           time.monotonic() - started, outcome.cause, correlation_id)
+            logger.warning("%s %s %s failed after %.2f s: %s [correlation %s]", _NAMES[request.service],
+                           request.method, request.path, time.monotonic() - started, outcome.cause, correlation_id)
             return outcome
-        logger.info("Defender %s %s -> %d in %.3f s [correlation %s]", request.method, request.path,
-                    response.status_code, time.monotonic() - started, correlation_id)
+        logger.info("%s %s %s -> %d in %.3f s [correlation %s]", _NAMES[request.service], request.method,
+                    request.path, response.status_code, time.monotonic() - started, correlation_id)
         return classify(request.api, response.status_code, response.headers, response.content)
 
-    def _prepare(self, request: requests.Request) -> requests.PreparedRequest:
+    def _prepare(self, request: requests.Request, upstream: Upstream) -> requests.PreparedRequest:
         """The request as it will go out, refused unless it connects to the target the allowlist judged.
 
         Second line of defence behind the start-up check: whatever reaches here, the token goes nowhere else.
@@ -214,17 +256,18 @@ class DefenderClient:
             prepared = self._session.prepare_request(request)
             actual = prepared_target(prepared)
         except ValueError as error:  # requests' InvalidURL and MissingSchema are ValueErrors too
-            self._refuse(f"nowhere (the URL {error})")
-        if actual != self.settings.target:
-            self._refuse(str(actual))
+            self._refuse(f"nowhere (the URL {error})", upstream)
+        if actual != upstream.target:
+            self._refuse(str(actual), upstream)
         return prepared
 
-    def _refuse(self, actual: str) -> NoReturn:
+    @staticmethod
+    def _refuse(actual: str, upstream: Upstream) -> NoReturn:
         # Only the base URL and the targets are named: never the headers, which carry the token.
-        message = (f"The call to Defender would connect to {actual}, not to the configured {self.settings.target} "
-                   f"(base URL {self.settings.base_url!r}); it was not sent. Check MDE_BASE_URL.")
+        message = (f"The call to {_NAMES[upstream.service]} would connect to {actual}, not to the configured "
+                   f"{upstream.target} (base URL {upstream.base_url!r}); it was not sent. Check {upstream.setting}.")
         logger.error("%s", message)
-        raise ConfigurationError(message, setting="MDE_BASE_URL")
+        raise ConfigurationError(message, setting=upstream.setting)
 
 
 def _transport_outcome(error: requests.RequestException) -> Unavailable:

@@ -15,6 +15,10 @@ GLOBAL_GRAPH = "https://graph.microsoft.com"
 US_GOVERNMENT_L4_GRAPH = "https://graph.microsoft.us"
 US_GOVERNMENT_L5_GRAPH = "https://dod-graph.microsoft.us"
 CHINA_GRAPH = "https://microsoftgraph.chinacloudapi.cn"
+#: The hosts a GRAPH_BASE_URL override may name over https: exactly these (Graph's national cloud deployments), no
+#: sub-domain, so a mistyped or malicious setting cannot make the gateway send its Graph token elsewhere.
+GRAPH_HOSTS: frozenset[str] = frozenset(url.removeprefix("https://") for url in (
+    GLOBAL_GRAPH, US_GOVERNMENT_L4_GRAPH, US_GOVERNMENT_L5_GRAPH, CHINA_GRAPH))
 
 PUBLIC_LOGIN = "https://login.microsoftonline.com"
 US_GOVERNMENT_LOGIN = "https://login.microsoftonline.us"

@@ -81,7 +81,8 @@ HUNTING_CPU_CYCLE_SECONDS = 15 * 60
 #: Graph ends a query after 3 minutes; results hold at most 100,000 rows, of the last 30 days.
 HUNTING_QUERY_TIMEOUT_SECONDS = 180
 HUNTING_MAX_ROWS = 100_000
-#: The longest `Query` the gateway takes (its documented limit: Graph documents none, a playbook's query is far shorter).
+#: The longest `Query` the gateway takes (its documented limit: Graph documents none, a playbook's query is far
+#: shorter).
 HUNTING_MAX_QUERY_CHARACTERS = 30_000
 
 #: The WindowsDefenderATP service principal, whose app roles the gateway's identity needs.

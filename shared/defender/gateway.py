@@ -5,6 +5,7 @@
         RateLimiter.acquire          shared budget in the state store (RateLimitStorageError: refuse)
         DefenderClient.send          one HTTP request -> typed outcome
         RateLimiter.block            a Defender 429 holds the API on every instance: exactly once per 429
+                                     (Graph's hunting CPU 429: until the time its body names, see cpu_block_end)
 
 Order matters: input is validated before this runs (no quota for bad input), the token comes before
 the slot (an identity failure spends nothing), and every request that may reach Defender has a slot.
@@ -17,11 +18,20 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from shared.defender.client import AccessToken, DefenderClient, DefenderRequest, IdentityError
 from shared.defender.credentials import principal_of
-from shared.defender.facts import DEFAULT_THROTTLE_SECONDS, Api
-from shared.defender.outcomes import Outcome, Reach, Throttled, Unavailable, outcome_name, outcome_status
+from shared.defender.facts import DEFAULT_THROTTLE_SECONDS, HUNTING_CPU_CYCLE_SECONDS, Api, Service
+from shared.defender.outcomes import (
+    Outcome,
+    Reach,
+    Throttled,
+    ThrottleKind,
+    Unavailable,
+    outcome_name,
+    outcome_status,
+)
 from shared.history.counters import MinuteCounters
 from shared.history.store import Count
 from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError, RatePolicy, WindowState
@@ -40,10 +50,12 @@ POST_RETRY_AFTER_STATUSES = frozenset({503})
 
 @dataclass(frozen=True)
 class Identity:
-    """The gateway's token and the principal whose Defender quota it spends (tenant | application)."""
+    """The gateway's token and the principal whose Defender quota it spends (tenant | application); `service`: whose
+    audience the token is for (Defender's, or Graph's for hunting: the same principal, another token)."""
 
     token: AccessToken
     principal: str
+    service: Service = Service.DEFENDER
 
     @property
     def tenant(self) -> str:
@@ -101,6 +113,20 @@ class RetryPolicy:
     attempt_seconds: float
     backoff_factor: float = 0.5
     backoff_max: float = 8.0
+    #: The longest one hunting attempt can take (connect + HUNTING_TIMEOUT_SECONDS; None: as `attempt_seconds`). A
+    #: synchronous call is still bounded by `total_timeout`; the queue worker waits this long.
+    hunting_attempt_seconds: float | None = None
+
+    def attempt_seconds_of(self, api: Api) -> float:
+        """The longest one attempt at `api` can take (a hunting query waits for Graph's, up to 3 minutes)."""
+        if api is Api.HUNTING and self.hunting_attempt_seconds is not None:
+            return self.hunting_attempt_seconds
+        return self.attempt_seconds
+
+    @property
+    def longest_attempt_seconds(self) -> float:
+        """The longest any one attempt can take (a lease over a send must outlast it)."""
+        return max(self.attempt_seconds, self.hunting_attempt_seconds or 0.0)
 
     def wait_before_retry(self, method: str, outcome: Outcome, retries_done: int) -> float | None:
         """Seconds to wait before retrying after `outcome`, or None: do not retry."""
@@ -116,7 +142,12 @@ class RetryPolicy:
 
     @staticmethod
     def retryable(method: str, outcome: Outcome) -> bool:
-        """Whether repeating a request after `outcome` is safe and may help (a POST only if it cannot duplicate)."""
+        """Whether repeating a request after `outcome` is safe and may help (a POST only if it cannot duplicate).
+
+        Never Graph's hunting CPU 429 (the tenant's CPU is spent until the block ends). A hunting query that ran too
+        long (504, or a read timeout after it left) is a POST that may have reached Graph: never repeated either."""
+        if isinstance(outcome, Throttled) and outcome.kind is ThrottleKind.CPU:
+            return False
         if method == "GET":
             return isinstance(outcome, Throttled) or (
                 isinstance(outcome, Unavailable) and (outcome.status is None or outcome.status in GET_RETRY_STATUSES))
@@ -167,18 +198,18 @@ class Gateway:
         """The APIs this gateway has a budget for."""
         return tuple(Api(name) for name in self._limiters.by_api)
 
-    def identity(self, tenant: str | None = None) -> Identity:
-        """The token to call with in the home tenant or customer tenant `tenant`, and whose quota it uses (each
-        tenant's own, see principal_of); IdentityError if the identity gives none, or one that names no tenant or
-        another tenant."""
-        token = self.client.token(tenant)
+    def identity(self, tenant: str | None = None, service: Service = Service.DEFENDER) -> Identity:
+        """The token to call `service` with (Defender, or Graph for hunting: `request.service`) in the home tenant or
+        customer tenant `tenant`, and whose quota it uses (each tenant's own, see principal_of); IdentityError if the
+        identity gives none, or one that names no tenant or another tenant."""
+        token = self.client.token(tenant, service)
         multi = self.client.settings.multi_tenant
         try:
             principal = principal_of(token.value, tenant, multi)
         except ValueError as error:  # fail closed: nothing is read, spent or sent for an unknown principal
-            raise IdentityError(self.client.settings.cloud.scope, str(error),
+            raise IdentityError(self.client.settings.upstream(service).scope, str(error),
                                 tenant=multi.find(tenant) if multi and tenant else None) from None
-        return Identity(token, principal)
+        return Identity(token, principal, service)
 
     def admit(self, api: Api, identity: Identity, correlation_id: str) -> Decision:
         """Take a slot of `api`'s shared budget (or be refused). Raises RateLimitStorageError if it cannot be read."""
@@ -222,6 +253,9 @@ class Gateway:
         admission: a GC pause, a CPU-starved instance, a slow table write) is not used: a new one is taken,
         and when none is free the call is Refused with nothing sent. See RateLimiter.stale.
         """
+        if identity.service is not request.service:  # a Defender token must never go to Graph, nor the reverse
+            raise ValueError(f"a {request.api} request needs the identity for {request.service}: "
+                             "gateway.identity(tenant, request.service)")
         limiter = self._limiters.for_api(request.api)
         while limiter.stale(decision):
             logger.warning("%s: the slot taken %.0f ms ago is too old to send on; taking a new one [correlation %s]",
@@ -235,18 +269,33 @@ class Gateway:
             outcome = self.client.send(request, identity.token, correlation_id=correlation_id, time_left=time_left)
             name, status = outcome_name(outcome), outcome_status(outcome)
             span.set_attributes({catalogue.OUTCOME: name, catalogue.STATUS: status or 0})
-        self.telemetry.defender_request(request.api.value, name, status, self._monotonic() - started)
+        self.telemetry.defender_request(request.api.value, name, status, self._monotonic() - started,
+                                        limit=outcome.kind.value if isinstance(outcome, Throttled) else "calls")
         if isinstance(outcome, Throttled):
             self._count(request.api, identity, Count.THROTTLED)
-            # Defender said 429: every instance holds this API until its Retry-After has passed.
-            wait = outcome.retry_after if outcome.retry_after is not None else DEFAULT_THROTTLE_SECONDS
-            try:
-                self._limiters.for_api(request.api).block(identity.principal, wait)
-            except RateLimitStorageError as error:
-                # This instance holds calls anyway (the block is kept in process before the write).
-                logger.warning("%s: could not share Defender's 429 block: %s [correlation %s]", request.api, error,
-                               correlation_id)
+            self._block(request.api, identity, outcome, correlation_id)
         return Sent(outcome, decision)
+
+    def _block(self, api: Api, identity: Identity, outcome: Throttled, correlation_id: str) -> None:
+        """Defender (or Graph) said 429: every instance holds this API until its Retry-After has passed, or, for
+        Graph's hunting CPU 429, until the end cpu_block_end gives."""
+        limiter = self._limiters.for_api(api)
+        try:
+            if outcome.kind is ThrottleKind.CPU:
+                now = limiter.clock.now()
+                end = cpu_block_end(now, outcome.until, outcome.retry_after)
+                limiter.block_until(identity.principal, end, kind=ThrottleKind.CPU.value)
+                self.telemetry.cpu_block(api.value)
+                logger.warning("%s: the tenant's hunting CPU quota is exhausted; every instance holds %s until %s "
+                               "(%.0f s) [correlation %s]", api, identity.tenant, _utc(end), end - now,
+                               correlation_id)
+            else:
+                limiter.block(identity.principal, outcome.retry_after if outcome.retry_after is not None
+                              else DEFAULT_THROTTLE_SECONDS)
+        except RateLimitStorageError as error:
+            # This instance holds calls anyway (the block is kept in process before the write).
+            logger.warning("%s: could not share %s's 429 block: %s [correlation %s]", api,
+                           "Graph" if api is Api.HUNTING else "Defender", error, correlation_id)
 
     def attempt(self, request: DefenderRequest, identity: Identity, correlation_id: str, *,
                 time_left: float | None = None) -> Attempt:
@@ -260,7 +309,7 @@ class Gateway:
         """The HTTP path: identity, then attempts retried as the policy allows, all within its total time."""
         with self.telemetry.span(SpanName.CALL, {catalogue.API: request.api.value,
                                                 catalogue.CORRELATION_ID: correlation_id}):
-            return self._call(request, correlation_id, identity or self.identity(request.tenant))
+            return self._call(request, correlation_id, identity or self.identity(request.tenant, request.service))
 
     def _call(self, request: DefenderRequest, correlation_id: str, identity: Identity) -> CallResult:
         deadline = self._monotonic() + self.retry.total_timeout
@@ -281,6 +330,23 @@ class Gateway:
                 return CallResult(attempt, sent, outcome)
             last, sent, outcome = attempt, sent + 1, attempt.outcome
             wait = self.retry.wait_before_retry(request.method, outcome, sent - 1)
+            # A retry starts only if an ordinary attempt (connect + MDE_READ_TIMEOUT_SECONDS) still fits, for hunting
+            # too: a query usually answers in seconds, and one that runs on is cut at the deadline (a timeout).
             if wait is None or self._monotonic() + wait + self.retry.attempt_seconds > deadline:
                 return CallResult(attempt, sent, outcome)
             self._sleep(wait)
+
+
+def cpu_block_end(now: float, until: float | None, retry_after: float | None) -> float:
+    """When a hunting CPU block ends (epoch seconds), from Graph's 429 at `now`: the time its message names, else
+    its Retry-After, else the next cycle boundary (UTC, HUNTING_CPU_CYCLE_SECONDS: Graph's CPU allocation renews
+    every 15 minutes); never later than that boundary plus one cycle (a clock or message gone wrong cannot hold the
+    tenant for hours), and at least a second from now (a named time already past, by clock skew, still holds)."""
+    cycle = HUNTING_CPU_CYCLE_SECONDS
+    boundary = (now // cycle + 1) * cycle
+    end = until if until is not None else now + retry_after if retry_after is not None else boundary
+    return max(now + 1.0, min(end, boundary + cycle))
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -6,9 +6,11 @@ Nothing here chooses an HTTP status for the gateway's caller or writes text for 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from datetime import UTC, datetime
+from enum import Enum, StrEnum
 from typing import Any
 
 from shared.defender.facts import Api
@@ -36,7 +38,8 @@ class AuthCause(Enum):
 
 @dataclass(frozen=True)
 class DefenderError:
-    """Defender's error body: `{"error": {"code", "message", "target"}}`."""
+    """Defender's error body: `{"error": {"code", "message", "target"}}` (Graph's has `innerError` instead of
+    `target`: its request ids, which the gateway does not pass on)."""
 
     code: str | None = None
     message: str | None = None
@@ -54,12 +57,24 @@ class Success:
     body: bytes
 
 
+class ThrottleKind(StrEnum):
+    """Which limit a 429 names: calls in a window (every API), or the tenant's CPU for advanced hunting (Graph)."""
+
+    CALLS = "calls"
+    CPU = "cpu"
+
+
 @dataclass(frozen=True)
 class Throttled:
-    """Defender answered 429. `retry_after` is its Retry-After in seconds (None when it sent none)."""
+    """Defender (or Graph) answered 429. `retry_after` is its Retry-After in seconds (None when it sent none).
+
+    `kind`: which limit (Graph's hunting 429 says in its message); `until`: for a CPU 429, the time (epoch seconds)
+    the message says queries are blocked until (None when it names none)."""
 
     retry_after: float | None
     error: DefenderError | None = None
+    kind: ThrottleKind = ThrottleKind.CALLS
+    until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -152,9 +167,41 @@ def file_entity_sha1(document: Any) -> str | None:
     return sha1.lower() if isinstance(sha1, str) and SHA1_ANY_CASE.fullmatch(sha1) else None
 
 
+#: An ISO 8601 UTC date-time as Graph writes one in a message (`2026-12-06T20:15:00Z`, fractions and `+00:00` too).
+_UTC_DATE_TIME = re.compile(r"\b(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d{1,7})?(?:Z|\+00:?00)(?![\d:])", re.ASCII)
+
+
+def first_utc_time(text: str) -> float | None:
+    """The first ISO 8601 UTC date-time in `text` as epoch seconds (fractions dropped), or None when it holds none."""
+    for match in _UTC_DATE_TIME.finditer(text):
+        try:
+            return datetime.fromisoformat(f"{match[1]}T{match[2]}").replace(tzinfo=UTC).timestamp()
+        except ValueError:  # a date that does not exist (2026-02-30): not a time
+            continue
+    return None
+
+
+def _throttled(api: Api, headers: Mapping[str, str], error: DefenderError | None) -> Throttled:
+    """A 429: for hunting, Graph's message says whether the calls quota or the tenant's CPU quota is exhausted
+    ("Tenant CPU quota for advanced hunting exceeded ... blocked until <time>"), and a CPU block's end."""
+    message = error.message if error and error.message else ""
+    if api is Api.HUNTING and "cpu" in message.lower():
+        return Throttled(retry_after_seconds(headers), error, ThrottleKind.CPU, first_utc_time(message))
+    return Throttled(retry_after_seconds(headers), error)
+
+
+def hunting_timed_out(outcome: Outcome) -> bool:
+    """Whether a hunting call ended as a query that ran too long: Graph's 504 (GatewayTimeout), or no answer within
+    the read timeout after the request left. Never repeated: the query may still be costing the tenant's CPU."""
+    return isinstance(outcome, Unavailable) and (
+        outcome.status == 504 or (outcome.status is None and outcome.timed_out and outcome.reach is Reach.MAYBE))
+
+
 def _documented_success(api: Api, document: Any) -> bool:
     if not isinstance(document, dict):
         return False
+    if api is Api.HUNTING:  # Graph's huntingQueryResults: `schema` and `results`, both lists
+        return isinstance(document.get("schema"), list) and isinstance(document.get("results"), list)
     if api is Api.FILE_ALERTS:
         return isinstance(document.get("value"), list)
     if api is Api.FILE_INFO:
@@ -172,7 +219,7 @@ def classify(api: Api, status: int, headers: Mapping[str, str], content: bytes) 
     if status == 200:
         return Success(content) if _documented_success(api, document) else Malformed(status, document is not None)
     if status == 429:
-        return Throttled(retry_after_seconds(headers), error)
+        return _throttled(api, headers, error)
     if status in (401, 403):
         message = (error.message or "").lower() if error else ""
         cause = AuthCause.AUDIENCE if "audience" in message else AuthCause.ROLE if "role" in message \

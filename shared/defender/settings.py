@@ -1,17 +1,31 @@
-"""Where and how the gateway calls Defender: values read and checked by shared.settings, never the environment."""
+"""Where and how the gateway calls Defender (and Microsoft Graph, for hunting): values read and checked by
+shared.settings, never the environment."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from shared.defender.clouds import Cloud
+from shared.defender.facts import Api, Service
 from shared.defender.outbound import Target
 from shared.defender.tenants import MultiTenant
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """One service the gateway calls: its base URL, where that connects (as the allowlist judged it, checked again
+    before every request), the token scope it takes, and the setting that names it (for messages)."""
+
+    service: Service
+    base_url: str
+    target: Target
+    scope: str
+    setting: str
+
+
+@dataclass(frozen=True)
 class DefenderSettings:
-    """Where and how the gateway calls Defender for Endpoint."""
+    """Where and how the gateway calls Defender for Endpoint, and Microsoft Graph for advanced hunting."""
 
     cloud: Cloud
     base_url: str
@@ -24,5 +38,26 @@ class DefenderSettings:
     total_timeout: float
     max_retries: int
     max_retry_after: float
+    #: GRAPH_BASE_URL (default: the cloud's Graph), and where it connects; its token is for the cloud's Graph scope.
+    graph_base_url: str
+    graph_target: Target
+    #: HUNTING_TIMEOUT_SECONDS: the read timeout of one Graph hunting call (Graph stops a query at 180 s).
+    hunting_timeout: float
     #: MDE_TENANTS: the customer tenants beside the home one (None: the home tenant alone, as before).
     multi_tenant: MultiTenant | None = None
+
+    def upstream(self, service: Service) -> Upstream:
+        """Defender's or Graph's base URL, target and token scope (the cloud's scope for either: an override of the
+        base URL moves where the call goes, as the simulator does locally, never whose token it carries)."""
+        if service is Service.GRAPH:
+            return Upstream(service, self.graph_base_url, self.graph_target, self.cloud.graph_scope, "GRAPH_BASE_URL")
+        return Upstream(service, self.base_url, self.target, self.cloud.scope, "MDE_BASE_URL")
+
+    def read_timeout_of(self, api: Api) -> float:
+        """The read timeout of one request to `api`: hunting waits for Graph's query, the others for Defender."""
+        return self.hunting_timeout if api is Api.HUNTING else self.read_timeout
+
+    def attempt_seconds_of(self, api: Api) -> float:
+        """The longest one request to `api` can take (connect + read timeout)."""
+        return self.connect_timeout + self.read_timeout_of(api)
+

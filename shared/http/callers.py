@@ -39,7 +39,7 @@ APPLICATION_ID_CLAIMS = ("appid", "azp")
 MAX_PRINCIPAL_BYTES = 16 * 1024
 #: The role each Defender operation needs.
 ROLE_OF_API = MappingProxyType({Api.FILE_ALERTS: Role.ALERTS_READ, Api.FILE_INFO: Role.ALERTS_READ,
-                                Api.CREATE_ALERT: Role.ALERTS_CREATE})
+                                Api.CREATE_ALERT: Role.ALERTS_CREATE, Api.HUNTING: Role.HUNTING_READ})
 #: /api/health: any of the gateway's roles (every caller the gateway serves may see whether it can).
 ANY_ROLE = frozenset(Role)
 #: How long a caller waits when the issuer's keys cannot be read.

@@ -24,6 +24,7 @@ import azure.functions as func
 
 from shared.answers.answer import Answer
 from shared.answers.correlation import correlation_id_for
+from shared.answers.hunting import in_shape
 from shared.answers.mapping import (
     Answers,
     identity_problem,
@@ -83,7 +84,9 @@ from shared.validation import (
     HashKind,
     InputError,
     InvalidInputError,
+    parse_json_object,
 )
+from shared.validation.hunting import HuntingShape, validate_hunting
 
 logger = logging.getLogger("mde_alert_gateway")
 
@@ -129,6 +132,19 @@ class HttpEdge:
         accept an operation), and answer. `context`: the invocation's, whose trace the request's span continues."""
         return self._handle(req, api, lambda incoming: self._call(incoming, api, parse().for_tenant(incoming.tenant)),
                             tenant, context)
+
+    def hunt(self, req: func.HttpRequest, shape: HuntingShape, tenant: str | None = None, *,
+             context: func.Context | None = None) -> func.HttpResponse:
+        """Advanced hunting (one Graph runHuntingQuery call): like `respond`, with the body checked for `shape` (the
+        path's: Defender's body and answer, or Graph's) before anything is spent, and a 200 given in that shape."""
+
+        def work(incoming: Incoming) -> Answer:
+            document = parse_json_object(req.get_body(), req.headers.get("Content-Type"))
+            query, timespan = validate_hunting(document, shape)
+            request = DefenderRequest.hunting(query, timespan).for_tenant(incoming.tenant)
+            return self._call(incoming, Api.HUNTING, request, shape=shape)
+
+        return self._handle(req, Api.HUNTING, work, tenant, context)
 
     def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash],
                            tenant: str | None = None, *, context: func.Context | None = None) -> func.HttpResponse:
@@ -237,30 +253,43 @@ class HttpEdge:
         return http_response(self.answers.accepted(operation.summary(), self._location(req, operation.id), POLL_SECONDS,
                                                    correlation_id))
 
-    def _call(self, incoming: Incoming, api: Api, request: DefenderRequest) -> Answer:
-        """Synchronous, or an operation when the caller asks for one (Prefer: respond-async, Idempotency-Key)."""
+    def _call(self, incoming: Incoming, api: Api, request: DefenderRequest, *,
+              shape: HuntingShape | None = None) -> Answer:
+        """Synchronous, or an operation when the caller asks for one (Prefer: respond-async, Idempotency-Key).
+        `shape`: a hunting call's answer shape (the synchronous answer, and the one an operation keeps, are in it)."""
         correlation_id, caller, key = incoming.correlation_id, incoming.caller, incoming.idempotency_key
         if self.async_calls is None or not incoming.wants_operation:
-            return self._synchronous_answer(incoming, api, request, self.gateway.call(request, correlation_id))
+            result, seconds = self._timed_call(request, correlation_id)
+            return self._synchronous_answer(incoming, api, request, result, shape=shape, seconds=seconds)
         operation_id = keyed_operation_id(caller, key, incoming.tenant) if key else new_operation_id()
         if incoming.asynchronous:
             return self._submitted(incoming, self.async_calls.submit(operation_id, request, caller, correlation_id))
         # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer (and what it sent).
         def run() -> tuple[Answer, int]:
-            result = self.gateway.call(request, correlation_id)
-            return self._synchronous_answer(incoming, api, request, result, may_queue=False), result.sent
+            result, seconds = self._timed_call(request, correlation_id)
+            return self._synchronous_answer(incoming, api, request, result, may_queue=False, shape=shape,
+                                            seconds=seconds), result.sent
 
         return self._submitted(incoming, self.async_calls.run_here(operation_id, request, caller, correlation_id, run))
 
+    def _timed_call(self, request: DefenderRequest, correlation_id: str) -> tuple[CallResult, float]:
+        """Gateway.call, and the seconds it took (a hunting answer in Defender's shape states them as its
+        Stats.ExecutionTime: Graph reports none)."""
+        started = time.monotonic()
+        result = self.gateway.call(request, correlation_id)
+        return result, time.monotonic() - started
+
     def _synchronous_answer(self, incoming: Incoming, api: Api, request: DefenderRequest, result: CallResult, *,
-                            may_queue: bool = True) -> Answer:
-        """The answer of a synchronous call; with GATEWAY_ASYNC_ON_THROTTLE, a refusal before anything was sent
-        becomes an operation (202) instead of a 429."""
+                            may_queue: bool = True, shape: HuntingShape | None = None,
+                            seconds: float = 0.0) -> Answer:
+        """The answer of a synchronous call (a hunting one in `shape`, its call having taken `seconds`); with
+        GATEWAY_ASYNC_ON_THROTTLE, a refusal before anything was sent becomes an operation (202) instead of a 429."""
         if (may_queue and self.async_calls is not None and self.async_on_throttle
                 and isinstance(result.last, Refused) and result.sent == 0):
             submitted = self.async_calls.submit(new_operation_id(), request, incoming.caller, incoming.correlation_id)
             return self._submitted(incoming, submitted, retry_after=result.decision.retry_after)
-        return self.answers.result(api, result, incoming.correlation_id, incoming.tenant)
+        answer = self.answers.result(api, result, incoming.correlation_id, incoming.tenant)
+        return answer if shape is None else in_shape(answer, shape, seconds)
 
     def _submitted(self, incoming: Incoming, submitted: Submitted, *, retry_after: int = POLL_SECONDS) -> Answer:
         operation = submitted.operation

@@ -23,6 +23,7 @@ from shared.defender.facts import Api
 from shared.http.edge import HttpEdge, Parse, http_response
 from shared.http.settings import AuthMode
 from shared.validation import FileHash
+from shared.validation.hunting import HuntingShape
 
 
 class MisconfiguredEdge:
@@ -43,6 +44,10 @@ class MisconfiguredEdge:
 
     def lookup_file_alerts(self, req: func.HttpRequest, parse_hash: Callable[[], FileHash],
                            tenant: str | None = None, *, context: func.Context | None = None) -> func.HttpResponse:
+        return self._answer(req, keyed=self._keyed_by_default)
+
+    def hunt(self, req: func.HttpRequest, shape: HuntingShape, tenant: str | None = None, *,
+             context: func.Context | None = None) -> func.HttpResponse:
         return self._answer(req, keyed=self._keyed_by_default)
 
     def operation_status(self, req: func.HttpRequest, operation_id: str) -> func.HttpResponse:

@@ -17,6 +17,7 @@ Pure functions: nothing here reads settings, the environment or files.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -33,6 +34,7 @@ from shared.http.openapi_blocks import (
     response_headers,
     unauthorized,
 )
+from shared.http.openapi_hunting import TENANT_TWINS, hunting_definitions, hunting_operations
 from shared.http.openapi_parameters import (
     FUNCTION_KEY_HEADER,
     create_alert_parameters,
@@ -97,8 +99,8 @@ _ERRORS: Final[Mapping[int, tuple[str, tuple[str, ...]]]] = {
     400: ("Invalid input, named field by field in errors (nothing was sent to Defender), or Defender rejected the "
           "request (upstreamError).", _PROBLEM_HEADERS),
     403: ("With Entra ID: the caller's token holds no app role for this call (Alerts.Read, Alerts.Create, "
-          "Operations.Read, Gateway.Operate), or it is not an allowed application or principal (caller-not-allowed); "
-          "nothing was sent to Defender.", _PROBLEM_HEADERS),
+          "Hunting.Read, Operations.Read, Gateway.Operate), or it is not an allowed application or principal "
+          "(caller-not-allowed); nothing was sent to Defender.", _PROBLEM_HEADERS),
     404: ("CreateAlertByReference: Defender found no event with this reportId, eventTime and machineId "
           "(event-not-found).", _PROBLEM_HEADERS),
     413: (f"The body is larger than {MAX_BODY_BYTES} bytes.", _PROBLEM_HEADERS),
@@ -136,10 +138,12 @@ def _forbidden(auth: AuthMode) -> dict[Any, Any]:
     return {"403": _error(403, headers=(CORRELATION_HEADER, "Cache-Control"))} if auth is AuthMode.ENTRA else {}
 
 
-def _call_responses(auth: AuthMode, success: JsonObject, statuses: Iterable[int]) -> JsonObject:
+def _call_responses(auth: AuthMode, success: JsonObject, statuses: Iterable[int],
+                    described: Mapping[int, str] | None = None) -> JsonObject:
+    """A call's answers; `described`: statuses whose meaning for this call differs from _ERRORS'."""
     responses: JsonObject = {"200": success, "202": _accepted(preference=True), **_forbidden(auth)}
     for status in sorted({*statuses, 401}):
-        responses[str(status)] = unauthorized(auth) if status == 401 else _error(status)
+        responses[str(status)] = unauthorized(auth) if status == 401 else _error(status, (described or {}).get(status))
     return responses
 
 
@@ -187,7 +191,8 @@ def _operations(auth: AuthMode) -> JsonObject:
         "summary": "Get an asynchronous operation",
         "description": "The Location a 202 answer gives, which Logic Apps and custom connectors poll: 202 while the "
                        "operation is pending, then exactly the answer the synchronous call gives (the alerts, the "
-                       "alert, or its problem). 404 for an unknown or expired operation.",
+                       "alert, the hunting results in the shape asked for, or its problem). 404 for an unknown or "
+                       "expired operation.",
         "x-ms-visibility": "advanced", "produces": _PRODUCES, "parameters": operation_parameters(),
         "responses": {
             "200": {"description": "Done: " + replayed, "schema": ref("OperationResult"),
@@ -235,12 +240,16 @@ def _operations(auth: AuthMode) -> JsonObject:
     }
     if auth is AuthMode.FUNCTION_KEY:
         document["security"] = []  # anonymous; with Entra ID, App Service authentication still asks for a token
-    return {FILE_ALERTS_PATH: {"get": file_alerts}, CREATE_ALERT_PATH: {"post": create_alert},
+    hunting = hunting_operations(functools.partial(_call_responses, auth), {"produces": _PRODUCES, **_LONG_RUNNING})
+    tenant_problem = response_headers(CORRELATION_HEADER, "Cache-Control")
+    return {FILE_ALERTS_PATH: {"get": file_alerts}, CREATE_ALERT_PATH: {"post": create_alert}, **hunting,
             OPERATION_PATH: {"get": operation}, HEALTH_PATH: {"get": health}, OPENAPI_PATH: {"get": document},
             TENANT_PREFIX + FILE_ALERTS_PATH: {"get": tenant_operation(
-                file_alerts, GET_TENANT_FILE_RELATED_ALERTS, response_headers(CORRELATION_HEADER, "Cache-Control"))},
+                file_alerts, GET_TENANT_FILE_RELATED_ALERTS, tenant_problem)},
             TENANT_PREFIX + CREATE_ALERT_PATH: {"post": tenant_operation(
-                create_alert, CREATE_TENANT_ALERT_BY_REFERENCE, response_headers(CORRELATION_HEADER, "Cache-Control"))},
+                create_alert, CREATE_TENANT_ALERT_BY_REFERENCE, tenant_problem)},
+            **{TENANT_PREFIX + path: {"post": tenant_operation(item["post"], TENANT_TWINS[item["post"]["operationId"]],
+                                                                 tenant_problem)} for path, item in hunting.items()},
             **_operator_operations(auth)}
 
 
@@ -304,7 +313,7 @@ def _security_definitions(auth: AuthMode) -> JsonObject:
             "authorizationUrl": "https://login.microsoftonline.com/common/oauth2/authorize",
             "tokenUrl": "https://login.microsoftonline.com/common/oauth2/authorize", "scopes": {},
             "description": "Microsoft Entra ID: a token for the gateway's audience holding the app role of the call "
-                           "(Alerts.Read, Alerts.Create, Operations.Read, Gateway.Operate)."}}
+                           "(Alerts.Read, Alerts.Create, Hunting.Read, Operations.Read, Gateway.Operate)."}}
     return {_SECURITY_NAMES[auth]: {
         "type": "apiKey", "in": "header", "name": FUNCTION_KEY_HEADER,
         "description": "A function key of the function app."}}
@@ -320,15 +329,17 @@ def document(auth: AuthMode, host: str | None = None, schemes: Sequence[str] = (
         "info": {
             "title": TITLE, "version": VERSION,
             "description": "A safe, shared front door to Microsoft Defender for Endpoint's file-alerts and "
-                           "create-alert APIs: validated input, one rate-limit budget shared by every caller, "
-                           "asynchronous operations and RFC 9457 problem details.",
+                           "create-alert APIs and to advanced hunting (through Microsoft Graph): validated input, one "
+                           "rate-limit budget shared by every caller, asynchronous operations and RFC 9457 problem "
+                           "details.",
         },
     }
     if host:
         spec["host"] = host
     spec.update({
         "basePath": BASE_PATH, "schemes": list(schemes), "consumes": ["application/json"],
-        "produces": _JSON_OR_PROBLEM, "paths": _operations(auth), "definitions": definitions(),
+        "produces": _JSON_OR_PROBLEM, "paths": _operations(auth),
+        "definitions": {**definitions(), **hunting_definitions()},
         "securityDefinitions": _security_definitions(auth), "security": [{_SECURITY_NAMES[auth]: []}],
         "tags": [],
         "x-ms-connector-metadata": [{"propertyName": "Categories", "propertyValue": "Security;IT Operations"}],

@@ -71,6 +71,16 @@ def create_alert_parameters() -> list[JsonObject]:
     ]
 
 
+def hunting_parameters(definition: str) -> list[JsonObject]:
+    """A hunting operation's: its body (the definition `definition`), and the headers that ask for an operation."""
+    return [
+        {"name": "body", "in": "body", "required": True, "x-ms-summary": "Hunting Query",
+         "description": f"A JSON object of at most {MAX_BODY_BYTES} bytes (Content-Type: application/json).",
+         "schema": ref(definition)},
+        *_async_parameters(),
+    ]
+
+
 def operation_parameters() -> list[JsonObject]:
     return [
         {"name": "operationId", "in": "path", "required": True, "type": "string", "x-ms-summary": "Operation ID",

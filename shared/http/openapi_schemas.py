@@ -165,7 +165,8 @@ def _operation_result() -> JsonObject:
     return bare(obj(
         "Operation Result",
         "The finished operation's answer, exactly as the synchronous call gives it: the alerts list (`value`) for "
-        "GetFileRelatedAlerts, the alert for CreateAlertByReference.",
+        "GetFileRelatedAlerts, the alert for CreateAlertByReference, a hunting query's results in the shape its path "
+        "answers (HuntingResult: Stats, Schema, Results; GraphHuntingResult: schema, results).",
         {"@odata.context": _ODATA_CONTEXT,
          "value": array("Alerts", "GetFileRelatedAlerts: the alerts related to the file.", ref("Alert")),
          **_ALERT_PROPERTIES}))

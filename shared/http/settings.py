@@ -46,6 +46,8 @@ class Role(StrEnum):
     ALERTS_READ = "Alerts.Read"
     #: POST alerts/CreateAlertByReference.
     ALERTS_CREATE = "Alerts.Create"
+    #: POST advancedqueries/run, advancedhunting/run and security/runHuntingQuery (advanced hunting through Graph).
+    HUNTING_READ = "Hunting.Read"
     #: GET operations/{id} (its own operations only).
     OPERATIONS_READ = "Operations.Read"
     #: The operator page, its state and the re-drive (which also need the admin key).

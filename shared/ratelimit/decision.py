@@ -57,3 +57,5 @@ class Decision:
     conflicts: int = 0
     #: The exact wait in milliseconds (0 when admitted): for a caller that waits in place (a queue worker).
     retry_after_ms: int = 0
+    #: With reason BLOCKED: what the block is for, as RateLimiter.block_until named it (e.g. `cpu`); "" = unnamed.
+    blocked_kind: str = ""

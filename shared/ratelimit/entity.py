@@ -3,7 +3,8 @@
 PartitionKey = the principal made key-safe, RowKey = the API name. Properties:
 `Format` (Int32, this layout's version), `Admissions` (Binary: big-endian int64 ms, ascending;
 absent when empty), `BlockedUntil` (Int64 ms; absent when 0) and `Since` (Int64 ms: since when
-the log is complete; absent when 0, as in entities written before it existed).
+the log is complete; absent when 0, as in entities written before it existed) and `BlockedKind` (String: what the
+block is for, e.g. `cpu`; absent when unnamed).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def to_entity(key: str, api: str, state: LogState) -> dict[str, Any]:
         entity["BlockedUntil"] = EntityProperty(state.blocked_until_ms, EdmType.INT64)
     if state.since_ms:
         entity["Since"] = EntityProperty(state.since_ms, EdmType.INT64)
+    if state.blocked_kind:
+        entity["BlockedKind"] = state.blocked_kind
     return entity
 
 
@@ -67,7 +70,10 @@ def from_entity(entity: Mapping[str, Any]) -> LogState:
     if not isinstance(packed, bytes) or len(packed) % _INT64.size:
         raise EntityFormatError("the Admissions property is not a packed list of int64")
     admissions = tuple(sorted(value for (value,) in _INT64.iter_unpack(packed)))
-    return LogState(admissions, _int64(entity, "BlockedUntil"), _int64(entity, "Since"))
+    kind = entity.get("BlockedKind", "")
+    if not isinstance(kind, str):
+        raise EntityFormatError("the BlockedKind property is not a string")
+    return LogState(admissions, _int64(entity, "BlockedUntil"), _int64(entity, "Since"), kind)
 
 
 def _int64(entity: Mapping[str, Any], name: str) -> int:

@@ -159,24 +159,32 @@ class RateLimiter:
         before = window_states(self.policy, self._margin_ms, state, now_ms, new_state_share=self._new_state_share)
         return self._decision(replace(verdict, windows=before), now, tally), state
 
-    def block(self, principal: str, seconds: float) -> None:
+    def block(self, principal: str, seconds: float, *, kind: str = "") -> None:
         """Refuse every call for `principal` for the next `seconds`, on every instance.
 
         For Defender's 429 + Retry-After. Recorded in this process first, then in the table
         (keeping the later end if one is already there). Raises RateLimitStorageError if the
         table cannot be updated; this process still honours the block.
         """
+        self.block_until(principal, self.clock.now() + seconds, kind=kind)
+
+    def block_until(self, principal: str, until: float, *, kind: str = "") -> None:
+        """Refuse every call for `principal` until `until` (epoch seconds on this limiter's clock), on every
+        instance; `kind` names what the block is for (refusals meanwhile carry it: Decision.blocked_kind).
+
+        For an upstream that names the end of its block (Graph's hunting CPU quota). As `block` otherwise.
+        """
         key = partition_key(principal)
         now_ms = to_ms(self.clock.now())
-        until_ms = now_ms + to_ms(seconds)
+        until_ms = to_ms(until)
         try:
-            self._store_block(key, until_ms)
+            self._store_block(key, until_ms, kind)
         finally:  # honoured here even if the store could not record it
             known = self._recall(key)
             if known is None or known.blocked_until_ms < until_ms:
-                self._remember(key, (known or LogState(since_ms=now_ms)).with_block(until_ms), None)
+                self._remember(key, (known or LogState(since_ms=now_ms)).with_block(until_ms, kind), None)
 
-    def _store_block(self, key: str, until_ms: int) -> None:
+    def _store_block(self, key: str, until_ms: int, kind: str) -> None:
         tally = Tally()
         for attempt in range(self._max_conflict_retries + 1):
             if attempt:
@@ -186,7 +194,7 @@ class RateLimiter:
             if state.blocked_until_ms >= until_ms and not restored:
                 self._remember(key, state, snapshot.etag)
                 return
-            blocked = state.with_block(until_ms)
+            blocked = state.with_block(until_ms, kind)
             etag = self._write(key, blocked, snapshot.etag, tally)
             if etag is not None:
                 self._remember(key, blocked, etag)
@@ -283,7 +291,8 @@ class RateLimiter:
         return Decision(api=self.api, admitted=verdict.admitted, reason=verdict.reason,
                         retry_after=verdict.retry_after, windows=verdict.windows, decided_at=now,
                         storage_round_trips=tally.round_trips, conflicts=tally.conflicts,
-                        retry_after_ms=verdict.retry_after_ms)
+                        retry_after_ms=verdict.retry_after_ms,
+                        blocked_kind=verdict.state.blocked_kind if verdict.reason is Reason.BLOCKED else "")
 
     def _recall_snapshot(self, key: str) -> Snapshot | None:
         with self._lock:
@@ -299,7 +308,7 @@ class RateLimiter:
         with self._lock:
             known = self._memory.pop(key, None)
             if known is not None and known.state.blocked_until_ms > state.blocked_until_ms:
-                state = state.with_block(known.state.blocked_until_ms)
+                state = state.with_block(known.state.blocked_until_ms, known.state.blocked_kind)
             self._memory[key] = Snapshot(state, etag)
             while len(self._memory) > self._memory_size:
                 self._memory.popitem(last=False)

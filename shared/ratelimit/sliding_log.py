@@ -35,10 +35,14 @@ class LogState:
     blocked_until_ms: int = 0
     #: Since when (ms) the log is known to hold every admission; 0 = since long before any window.
     since_ms: int = 0
+    #: What the block is for, as its setter named it (e.g. `cpu`: Graph's hunting CPU quota); "" = unnamed.
+    blocked_kind: str = ""
 
-    def with_block(self, until_ms: int) -> LogState:
-        """Blocks only ever get longer: keep the later of the two ends."""
-        return LogState(self.admissions_ms, max(self.blocked_until_ms, until_ms), self.since_ms)
+    def with_block(self, until_ms: int, kind: str = "") -> LogState:
+        """Blocks only ever get longer: keep the later of the two ends (and its kind)."""
+        if until_ms <= self.blocked_until_ms:
+            return self
+        return LogState(self.admissions_ms, until_ms, self.since_ms, kind)
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,8 @@ def merge(stored: LogState, remembered: LogState) -> LogState:
     last looked, so a re-created log stays young however much it remembers. Trim the result.
     """
     counts = Counter(stored.admissions_ms) | Counter(remembered.admissions_ms)
-    return LogState(tuple(sorted(counts.elements())), max(stored.blocked_until_ms, remembered.blocked_until_ms),
-                    stored.since_ms)
+    later = remembered if remembered.blocked_until_ms > stored.blocked_until_ms else stored
+    return LogState(tuple(sorted(counts.elements())), later.blocked_until_ms, stored.since_ms, later.blocked_kind)
 
 
 def missing_from(stored: LogState, merged: LogState) -> int:
@@ -137,7 +141,7 @@ def evaluate(policy: RatePolicy, margin_ms: int, state: LogState, now_ms: int, *
 def trim(policy: RatePolicy, margin_ms: int, state: LogState, now_ms: int) -> LogState:
     """Drop what no window can count any more and keep the newest max(N) entries."""
     return LogState(_trimmed(policy, margin_ms, list(state.admissions_ms), now_ms), state.blocked_until_ms,
-                    state.since_ms)
+                    state.since_ms, state.blocked_kind)
 
 
 def _append(policy: RatePolicy, margin_ms: int, log: tuple[int, ...], now_ms: int) -> tuple[int, ...]:

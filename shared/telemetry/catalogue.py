@@ -37,15 +37,22 @@ RESULT = "result"
 SOURCE = "source"
 QUEUE = "queue"
 ERROR = "kind"
+#: Which upstream limit a 429 named: `calls` (a window's calls) or `cpu` (Graph's hunting CPU quota).
+LIMIT = "limit"
 
 DEFENDER_REQUESTS = MetricSpec("mdegw.defender.requests", Kind.COUNTER, "{request}",
-                               "Requests sent to Defender, by API, outcome and HTTP status (0: no answer).",
-                               (API, OUTCOME, STATUS))
+                               "Requests sent to Defender (and to Graph: api=hunting), by API, outcome and HTTP status "
+                               "(0: no answer).", (API, OUTCOME, STATUS))
 DEFENDER_DURATION = MetricSpec("mdegw.defender.duration", Kind.HISTOGRAM, "s",
-                               "Time of one request to Defender, from sending to its classified answer.",
+                               "Time of one request to Defender (or Graph), from sending to its classified answer.",
                                (API, OUTCOME))
 UPSTREAM_THROTTLED = MetricSpec("mdegw.defender.throttled", Kind.COUNTER, "{response}",
-                                "Defender's 429 answers: the figure the gateway exists to keep at 0.", (API,))
+                                "Defender's (and Graph's) 429 answers by the limit they name: `calls`, the figure the "
+                                "gateway exists to keep at 0, or `cpu` (hunting: the tenant's CPU quota, which no "
+                                "call budget prevents).", (API, LIMIT))
+HUNTING_CPU_BLOCKS = MetricSpec("mdegw.hunting.cpu_blocks", Kind.COUNTER, "{block}",
+                                "Blocks of every instance's hunting calls after Graph's CPU 429, until the time it "
+                                "named (else Retry-After, else the next 15-minute boundary).", (API,))
 RATE_LIMIT_DECISIONS = MetricSpec("mdegw.ratelimit.decisions", Kind.COUNTER, "{decision}",
                                   "Slots asked of the shared budget: admitted, or refused and why.", (API, DECISION))
 RATE_LIMIT_REMAINING = MetricSpec("mdegw.ratelimit.remaining", Kind.GAUGE, "{call}",
@@ -78,9 +85,9 @@ ERRORS = MetricSpec("mdegw.errors", Kind.COUNTER, "{error}",
                     (ERROR,))
 
 METRICS: tuple[MetricSpec, ...] = (
-    DEFENDER_REQUESTS, DEFENDER_DURATION, UPSTREAM_THROTTLED, RATE_LIMIT_DECISIONS, RATE_LIMIT_REMAINING,
-    RATE_LIMIT_LIMIT, CACHE_LOOKUPS, SHA256_RESOLUTIONS, OPERATIONS_CREATED, OPERATIONS_FINISHED, OPERATION_DURATION,
-    QUEUE_DEPTH, OLDEST_PENDING_AGE, POISONED, ERRORS,
+    DEFENDER_REQUESTS, DEFENDER_DURATION, UPSTREAM_THROTTLED, HUNTING_CPU_BLOCKS, RATE_LIMIT_DECISIONS,
+    RATE_LIMIT_REMAINING, RATE_LIMIT_LIMIT, CACHE_LOOKUPS, SHA256_RESOLUTIONS, OPERATIONS_CREATED, OPERATIONS_FINISHED,
+    OPERATION_DURATION, QUEUE_DEPTH, OLDEST_PENDING_AGE, POISONED, ERRORS,
 )
 
 

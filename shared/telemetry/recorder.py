@@ -32,6 +32,7 @@ from shared.telemetry.catalogue import (
     DEFENDER_DURATION,
     DEFENDER_REQUESTS,
     ERRORS,
+    HUNTING_CPU_BLOCKS,
     METRICS,
     OPERATION_DURATION,
     OPERATIONS_CREATED,
@@ -74,12 +75,18 @@ class Telemetry:
 
     # --- the gateway's measurements ------------------------------------------------------------------------------
 
-    def defender_request(self, api: str, outcome: str, status: int | None, seconds: float) -> None:
-        """One request sent to Defender and what it came to (`status` None: no answer)."""
+    def defender_request(self, api: str, outcome: str, status: int | None, seconds: float, *,
+                         limit: str = "calls") -> None:
+        """One request sent to Defender (or Graph) and what it came to (`status` None: no answer); `limit`: which
+        limit a 429 named (calls, or cpu for Graph's hunting CPU quota)."""
         self._count(DEFENDER_REQUESTS, api=api, outcome=outcome, status=str(status or 0))
         self._histograms[DEFENDER_DURATION.name].record(seconds, {API_ATTRIBUTE: api, "outcome": outcome})
         if outcome == "throttled":
-            self._count(UPSTREAM_THROTTLED, api=api)
+            self._count(UPSTREAM_THROTTLED, api=api, limit=limit)
+
+    def cpu_block(self, api: str) -> None:
+        """Every instance's `api` calls held after Graph's CPU 429 (until when: the gateway's log says)."""
+        self._count(HUNTING_CPU_BLOCKS, api=api)
 
     def rate_limit_decision(self, api: str, decision: str) -> None:
         self._count(RATE_LIMIT_DECISIONS, api=api, decision=decision)

@@ -55,13 +55,16 @@ def sim(simulator_server: Server) -> SimulatorAdmin:
     return admin
 
 
+#: The app roles the local identity's tokens carry in a test: Defender's, and Graph's for advanced hunting.
+GRANTED_ROLES = ["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All", "ThreatHunting.Read.All"]
+
+
 @pytest.fixture
 def identity(identity_server: Server) -> Iterator[IdentityAdmin]:
     admin = IdentityAdmin(identity_server.url)
-    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False, opaque=False,
-                    reset_stats=True)
+    admin.configure(roles=GRANTED_ROLES, fail=False, opaque=False, reset_stats=True)
     yield admin
-    admin.configure(roles=["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All"], fail=False, opaque=False)
+    admin.configure(roles=GRANTED_ROLES, fail=False, opaque=False)
 
 
 

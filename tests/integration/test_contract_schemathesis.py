@@ -34,9 +34,17 @@ import requests
 
 from localdev.simulator.data import SEED_FILE_SHA1
 from localdev.stack import LOCAL_CUSTOMER_TENANT, many_tenants
+from shared.defender.facts import Api
 from shared.http import openapi
 from shared.http.settings import AuthMode
-from tests.support.servers import FUNCTION_KEY, MASTER_KEY, GatewayClient, HostFactory, SimulatorAdmin
+from tests.support.servers import (
+    FUNCTION_KEY,
+    GENEROUS_LIMITS,
+    MASTER_KEY,
+    GatewayClient,
+    HostFactory,
+    SimulatorAdmin,
+)
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SEED = 20251
@@ -53,7 +61,8 @@ def contract_gateway(host_factory: HostFactory) -> GatewayClient:
     poisoned at once (QUEUE_MAX_RETRIES=0). Defender's timeouts are generous: on a busy machine a slow simulator must
     not turn into a 504 that the document allows but the tool's not_a_server_error check counts."""
     return host_factory(**many_tenants(), FILE_ALERTS_CACHE_SECONDS="60", MDE_MAX_RETRY_AFTER_SECONDS="2",
-                        MDE_READ_TIMEOUT_SECONDS="20", MDE_TOTAL_TIMEOUT_SECONDS="50", QUEUE_MAX_RETRIES="0")
+                        MDE_READ_TIMEOUT_SECONDS="20", MDE_TOTAL_TIMEOUT_SECONDS="50", QUEUE_MAX_RETRIES="0",
+                        RATE_LIMIT_HUNTING="5000/1")
 
 
 def poison_lookups(gateway: GatewayClient, sim: SimulatorAdmin, count: int) -> None:
@@ -77,6 +86,9 @@ def schemathesis_run(gateway: GatewayClient, report: Path) -> subprocess.Complet
 
 def test_schemathesis_finds_no_disagreement_between_the_document_and_the_answers(
         contract_gateway: GatewayClient, sim: SimulatorAdmin, tmp_path: Path) -> None:
+    # Hunting as generous as the other APIs (the host's RATE_LIMIT_HUNTING too): each operation must answer more than
+    # its 429s, or the tool learns nothing of its answers.
+    sim.reset({**GENEROUS_LIMITS, Api.HUNTING.value: [[100000, 60]]})
     sim.add_alert(tenant=LOCAL_CUSTOMER_TENANT, sha1=SEED_FILE_SHA1, title="Contoso: suspicious PowerShell")
     poison_lookups(contract_gateway, sim, POISONED)
 

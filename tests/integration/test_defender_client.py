@@ -5,12 +5,16 @@ one request per send, retries and what each failure comes to for the caller."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import requests
 from azure.identity import ManagedIdentityCredential
 
 from localdev.identity_endpoint import IDENTITY_PATH
@@ -22,11 +26,19 @@ from shared.answers.problems import Problem
 from shared.configuration import ConfigurationError
 from shared.defender.client import DefenderClient, DefenderRequest, IdentityError
 from shared.defender.credentials import RenewingCredential, build_credential, principal_of
-from shared.defender.facts import Api
-from shared.defender.gateway import CallResult, Gateway, Refused, RetryPolicy
+from shared.defender.facts import Api, Service
+from shared.defender.gateway import CallResult, Gateway, Refused, RetryPolicy, Sent
 from shared.defender.outbound import Target, connection_target
-from shared.defender.outcomes import Success, Throttled, Unauthorized
-from shared.ratelimit import RatePolicy, build_rate_limiters, parse_windows
+from shared.defender.outcomes import (
+    Rejected,
+    Success,
+    Throttled,
+    ThrottleKind,
+    Unauthorized,
+    Unavailable,
+    hunting_timed_out,
+)
+from shared.ratelimit import RatePolicy, Reason, build_rate_limiters, parse_windows
 from shared.ratelimit.memory_store import MemoryStore
 from shared.settings import load_defender_settings
 from tests.support.scripted import FakeSleep
@@ -48,7 +60,8 @@ def make_client(monkeypatch: pytest.MonkeyPatch, simulator_server: Server, ident
     monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_SECRET)
 
     def make(**settings: str) -> DefenderClient:
-        env = {"MDE_BASE_URL": simulator_server.url, "MDE_READ_TIMEOUT_SECONDS": "2",
+        env = {"MDE_BASE_URL": simulator_server.url, "GRAPH_BASE_URL": simulator_server.url,
+               "MDE_READ_TIMEOUT_SECONDS": "2",
                "MDE_TOTAL_TIMEOUT_SECONDS": "15", "MDE_MAX_RETRY_AFTER_SECONDS": "2", **settings}
         defender_settings = load_defender_settings(env)
         return DefenderClient(defender_settings, build_credential(defender_settings))
@@ -297,3 +310,84 @@ def test_a_base_url_requests_cannot_prepare_is_a_configuration_error(make_client
     client = DefenderClient(dataclasses.replace(judged.settings, base_url="http://"), judged._credential)
     with pytest.raises(ConfigurationError, match="would connect to nowhere"):
         client.send(DefenderRequest.file_alerts(SEED_FILE_SHA1), client.token(), correlation_id="target-check-2")
+
+
+# --- advanced hunting: Graph's runHuntingQuery on the simulator, with Graph's token ---------------------------------
+
+HUNTED_SHA1 = "0123456789abcdef0123456789abcdef01234567"
+HUNT = DefenderRequest.hunting(f'DeviceFileEvents | where SHA1 == "{HUNTED_SHA1}" | project Timestamp, ReportId, '
+                               "DeviceId | take 5", "P1D")
+
+
+def add_hunting_events(sim: SimulatorAdmin, count: int = 3) -> list[dict[str, Any]]:
+    # A minute ago: an event stamped "now" gets a fraction of a second that may lie after the query's "now".
+    minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    response = requests.post(f"{sim.url}/_sim/hunting/events",
+                             json={"sha1": HUNTED_SHA1, "count": count, "timestamp": minute_ago}, timeout=5)
+    response.raise_for_status()
+    rows: list[dict[str, Any]] = response.json()["results"]
+    return rows
+
+
+def test_a_hunting_query_reaches_graph_with_a_token_for_graph(make_gateway: GatewayFactory, sim: SimulatorAdmin,
+                                                              identity: IdentityAdmin) -> None:
+    add_hunting_events(sim)
+    gateway = make_gateway()
+    result = gateway.call(HUNT, "hunt-test-1")
+    assert isinstance(result.outcome, Success) and result.sent == 1
+    document = json.loads(result.outcome.body)
+    assert [column["name"] for column in document["schema"]] == ["Timestamp", "ReportId", "DeviceId"]
+    assert len(document["results"]) == 3
+    assert [t["resource"] for t in identity.issued()] == ["https://graph.microsoft.com"]  # Graph's, not Defender's
+    assert [c["status"] for c in sim.calls("hunting")] == [200]
+
+
+def test_defenders_token_is_refused_by_graph(make_client: ClientFactory, sim: SimulatorAdmin) -> None:
+    """Why hunting needs a token of its own: Graph answers another audience 401 (the gateway never sends one)."""
+    client = make_client()
+    outcome = client.send(HUNT, client.token(), correlation_id="hunt-test-2")
+    assert isinstance(outcome, Unauthorized) and outcome.status == 401
+    assert isinstance(client.send(HUNT, client.token(service=Service.GRAPH), correlation_id="hunt-test-3"), Success)
+
+
+def test_a_query_graph_cannot_run_is_rejected_with_its_message(make_gateway: GatewayFactory,
+                                                              sim: SimulatorAdmin) -> None:
+    result = make_gateway().call(DefenderRequest.hunting("DeviceFileEvents | summarize count() by DeviceId"),
+                                 "hunt-test-4")
+    assert isinstance(result.outcome, Rejected) and result.outcome.status == 400 and result.sent == 1
+    assert result.outcome.error is not None and result.outcome.error.message
+
+
+def test_graphs_cpu_429_blocks_hunting_until_its_time_without_calling_again(make_gateway: GatewayFactory,
+                                                                            sim: SimulatorAdmin) -> None:
+    blocked = requests.post(f"{sim.url}/_sim/hunting/cpu", json={"exhaust": True}, timeout=5)
+    blocked.raise_for_status()
+    gateway = make_gateway()
+    result = gateway.call(HUNT, "hunt-test-5")
+    outcome = result.outcome
+    assert isinstance(outcome, Throttled) and outcome.kind is ThrottleKind.CPU and result.sent == 1
+    assert outcome.until is not None and outcome.until % 900 == 0  # the simulator names the next boundary
+    again = gateway.call(HUNT, "hunt-test-6")
+    assert isinstance(again.last, Refused) and again.sent == 0
+    assert (again.decision.reason, again.decision.blocked_kind) == (Reason.BLOCKED, "cpu")
+    assert 0 < again.decision.retry_after <= 900
+    assert isinstance(gateway.call(FILE_ALERTS, "hunt-test-7").outcome, Success)  # Defender's APIs are not held
+    assert len(sim.calls("hunting")) == 1
+
+
+def test_graphs_504_is_a_query_timeout_and_never_repeated(make_gateway: GatewayFactory, sim: SimulatorAdmin) -> None:
+    sim.fault("status", api="hunting", status=504, count=3)
+    result = make_gateway().call(HUNT, "hunt-test-8")
+    assert isinstance(result.outcome, Unavailable) and hunting_timed_out(result.outcome) and result.sent == 1
+    assert [c["status"] for c in sim.calls("hunting")] == [504]
+
+
+def test_a_hunting_read_timeout_is_a_query_timeout_and_never_repeated(make_gateway: GatewayFactory,
+                                                                     sim: SimulatorAdmin) -> None:
+    sim.fault("latency", api="hunting", delay=3, count=3)
+    gateway = make_gateway(HUNTING_TIMEOUT_SECONDS="1")
+    identity = gateway.identity(service=Service.GRAPH)
+    attempt = gateway.attempt(HUNT, identity, "hunt-test-9")  # the worker's way: no total timeout shortens it
+    assert isinstance(attempt, Sent) and hunting_timed_out(attempt.outcome)
+    assert isinstance(attempt.outcome, Unavailable) and attempt.outcome.timed_out
+    assert len(sim.wait_for_calls(1, "hunting")) == 1  # the held query is logged when it is done: sent once

@@ -11,6 +11,7 @@ import pytest
 
 import create_alert_fn
 import file_alerts_fn
+import hunting_fn
 import request_queue_fn
 import tenants_fn
 from localdev.functions_host import discover
@@ -96,13 +97,15 @@ def test_a_context_annotated_with_another_type_or_nothing_it_resolves_to_does_no
 def test_every_entry_point_that_calls_defender_takes_its_context() -> None:
     """The gateway's spans continue the host's invocation only if the function asks the worker for it."""
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for module in (file_alerts_fn, create_alert_fn, tenants_fn, request_queue_fn):
+    for module in (file_alerts_fn, create_alert_fn, hunting_fn, tenants_fn, request_queue_fn):
         app.register_functions(module.bp)
     names = {str(function.get_function_name()): takes_context(str(function.get_function_name()),
                                                               function.get_user_function())
              for function in app.get_functions()}
     assert names == dict.fromkeys(["GetFileRelatedAlerts", "CreateAlertByReference", "GetTenantFileRelatedAlerts",
-                                   "CreateTenantAlertByReference", "ProcessRequestMessage", "WaitCreateAlert",
+                                   "CreateTenantAlertByReference", "RunAdvancedQuery", "RunAdvancedHuntingQuery",
+                                   "RunHuntingQuery", "RunTenantAdvancedQuery", "RunTenantAdvancedHuntingQuery",
+                                   "RunTenantHuntingQuery", "ProcessRequestMessage", "WaitCreateAlert",
                                    "WaitFileAlerts", "WaitFileInfo"], True)
 
 

@@ -35,6 +35,14 @@ from shared.defender.facts import CATEGORIES, CREATE_FIELDS, OPERATION_NAMES, SE
 from shared.http import openapi, openapi_tenants
 from shared.http.incoming import Incoming
 from shared.http.openapi_blocks import HOST_401_MEDIA_TYPE
+from shared.http.openapi_hunting import (
+    RUN_ADVANCED_HUNTING_QUERY,
+    RUN_ADVANCED_QUERY,
+    RUN_HUNTING_QUERY,
+    RUN_TENANT_ADVANCED_HUNTING_QUERY,
+    RUN_TENANT_ADVANCED_QUERY,
+    RUN_TENANT_HUNTING_QUERY,
+)
 from shared.http.openapi_tenants import CREATE_TENANT_ALERT_BY_REFERENCE, GET_TENANT_FILE_RELATED_ALERTS
 from shared.http.settings import AuthMode
 from shared.validation import (
@@ -197,7 +205,7 @@ def test_every_202_follows_the_asynchronous_pattern(auth: AuthMode) -> None:
                  if "202" in operation["responses"]}
     assert set(accepting) == {openapi.GET_FILE_RELATED_ALERTS, openapi.CREATE_ALERT_BY_REFERENCE,
                               openapi.GET_OPERATION, GET_TENANT_FILE_RELATED_ALERTS,
-                              CREATE_TENANT_ALERT_BY_REFERENCE}
+                              CREATE_TENANT_ALERT_BY_REFERENCE, *HUNTING, *TENANT_HUNTING}
     for operation_id, operation in accepting.items():
         accepted = operation["responses"]["202"]
         assert accepted["schema"] == {"$ref": "#/definitions/Operation"}, operation_id
@@ -209,6 +217,10 @@ def test_every_202_follows_the_asynchronous_pattern(auth: AuthMode) -> None:
             assert {p["name"] for p in operation["parameters"]} >= {"Prefer", "Idempotency-Key", "X-Correlation-ID"}
     polled = spec["paths"][openapi.OPERATION_PATH]["get"]
     assert polled["operationId"] == openapi.GET_OPERATION and "Location" in polled["description"]
+
+
+HUNTING = (RUN_ADVANCED_QUERY, RUN_ADVANCED_HUNTING_QUERY, RUN_HUNTING_QUERY)
+TENANT_HUNTING = (RUN_TENANT_ADVANCED_QUERY, RUN_TENANT_ADVANCED_HUNTING_QUERY, RUN_TENANT_HUNTING_QUERY)
 
 
 def test_every_error_is_a_problem() -> None:
@@ -278,12 +290,15 @@ def test_statuses_of_each_operation() -> None:
         openapi.REDRIVE_POISONED: [200, 400, 401, 403, 404, 409, 413, 415, 500, 503],
         GET_TENANT_FILE_RELATED_ALERTS: [200, 202, 400, 401, 403, 404, 422, 429, 500, 502, 503, 504],
         CREATE_TENANT_ALERT_BY_REFERENCE: [200, 202, 400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504],
+        **{name: [200, 202, 400, 401, 403, 413, 415, 422, 429, 500, 502, 503, 504] for name in HUNTING},
+        **{name: [200, 202, 400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504] for name in TENANT_HUNTING},
     }
     assert paths[openapi.OPENAPI_PATH]["get"]["x-ms-visibility"] == "internal"
     keyed = openapi.document(AuthMode.FUNCTION_KEY)["paths"]  # function keys: no app roles, no 403 for them
     assert {operation["operationId"] for item in keyed.values() for operation in item.values()
             if "403" in operation["responses"]} == {openapi.GET_OPERATION, openapi.REDRIVE_POISONED,  # tenant's
-                                                    GET_TENANT_FILE_RELATED_ALERTS, CREATE_TENANT_ALERT_BY_REFERENCE}
+                                                    GET_TENANT_FILE_RELATED_ALERTS, CREATE_TENANT_ALERT_BY_REFERENCE,
+                                                    *TENANT_HUNTING}
     operator = keyed[openapi.REDRIVE_PATH]["post"]["responses"]["401"]["description"]
     assert "admin (master) key" in operator and "function key" not in operator
 
@@ -554,7 +569,8 @@ def test_operation_ids_and_names_are_the_codes() -> None:
     operation = KEYED["definitions"]["Operation"]["properties"]
     assert operation["status"]["enum"] == [State.PENDING.value]
     assert set(operation["operation"]["enum"]) == set(OPERATION_NAMES.values())
-    assert {openapi.GET_FILE_RELATED_ALERTS, openapi.CREATE_ALERT_BY_REFERENCE} == set(OPERATION_NAMES.values())
+    assert {openapi.GET_FILE_RELATED_ALERTS, openapi.CREATE_ALERT_BY_REFERENCE, RUN_HUNTING_QUERY} == \
+        set(OPERATION_NAMES.values())
     health_apis = KEYED["definitions"]["Health"]["properties"]["apis"]["properties"]
     assert set(health_apis) == {api.value for api in Api}
 

@@ -93,6 +93,7 @@ def test_a_setting_that_urllib_cannot_read_is_a_setting_problem_named_with_the_o
      "'https://acct.table.core.windows.net'"),
     ("MDE_AUTHORITY_HOST", f"https://user:{PASSWORD}@login.example.com/x?sig={SIGNATURE}", "'https://login.example.com'"),
     ("MDE_BASE_URL", f"https://api.example.com:{PASSWORD}", "'https://api.example.com'"),
+    ("GRAPH_BASE_URL", f"https://graph.microsoft.com:{PASSWORD}", "'https://graph.microsoft.com'"),
 ])
 def test_a_bad_url_setting_is_named_by_its_scheme_and_host(name: str, value: str, named: str) -> None:
     text = _problem_text({**AZURE, name: value})

@@ -1,6 +1,7 @@
 """Input checks for the functions; nothing invalid ever reaches Defender.
 
-Failures are InputErrors naming each bad field; the HTTP edge turns them into 400/413/415 answers.
+Failures are InputErrors naming each bad field; the HTTP edge turns them into 400/413/415 answers. The hunting
+query's checks are in shared.validation.hunting.
 """
 
 from __future__ import annotations
@@ -219,8 +220,10 @@ def _canonical(value: Any, allowed: tuple[str, ...]) -> str | None:
     return by_lower.get(text.lower())
 
 
-def _text(value: Any) -> str | None:
-    if (isinstance(value, str) and value.strip() and len(value) <= MAX_TEXT_LENGTH
+def checked_text(value: Any, limit: int = MAX_TEXT_LENGTH) -> str | None:
+    """`value` when it is a string of 1-`limit` characters, not only white space, without the characters
+    FORBIDDEN_IN_TEXT names; else None."""
+    if (isinstance(value, str) and value.strip() and len(value) <= limit
             and not FORBIDDEN_IN_TEXT.search(value)):
         return value
     return None
@@ -257,7 +260,7 @@ def validate_create_alert(document: dict[str, Any]) -> dict[str, str]:
     check("severity", _canonical(document.get("severity"), SEVERITIES), "must be one of " + ", ".join(SEVERITIES))
     check("category", _canonical(document.get("category"), CATEGORIES), "must be one of " + ", ".join(CATEGORIES))
     for name in ("title", "description", "recommendedAction"):
-        check(name, _text(document.get(name)),
+        check(name, checked_text(document.get(name)),
               f"must be a non-empty string of at most {MAX_TEXT_LENGTH} characters, without control characters "
               "(tab, CR and LF are fine) or unpaired surrogates")
 
