@@ -272,6 +272,11 @@ def main() -> None:
                        "description": "example alert", "recommendedAction": "nothing",
                        "eventTime": SEED_EVENT["eventTime"], "reportId": SEED_EVENT["reportId"],
                        "category": "Exploit"})
+    # Advanced hunting: the seed file's events, newest first, projecting what Create alert by reference needs.
+    hunt = json.dumps({"Query": f'DeviceFileEvents | where SHA1 == "{SEED_FILE_SHA1}" | order by Timestamp desc '
+                                f'| take 2 | project Timestamp, ReportId, DeviceId, DeviceName, FileName'})
+    # The interpreter running this (the venv's), as the command line can name it from the checkout.
+    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT) + os.sep) else sys.executable
     azurite = stack.azurite
     print(f"""
 mde-alert-gateway is running locally (no Azure tenant needed).
@@ -294,6 +299,20 @@ Try:
   curl -s -H 'x-functions-key: {key}' -H 'Content-Type: application/json' \\
        -d '{body}' \\
        {base}/api/alerts/CreateAlertByReference
+
+  curl -s -H 'x-functions-key: {key}' -H 'Content-Type: application/json' \\
+       -d '{hunt}' \\
+       {base}/api/advancedqueries/run
+
+  curl -s -H 'x-functions-key: {key}' -H 'Content-Type: application/json' \\
+       -d '{hunt}' \\
+       {base}/api/advancedqueries/run \\
+       | {python} scripts/alert_from_hunting.py --title 'Found by advanced hunting' \\
+       | curl -s -H 'x-functions-key: {key}' -H 'Content-Type: application/json' -d @- \\
+       {base}/api/alerts/CreateAlertByReference
+
+(the fourth hunts through Graph's runHuntingQuery, answered in Defender's own shape; the fifth turns the newest event
+it finds into an alert by reference.)
 
 Queue input: see "A request through the queue" in README.md. Ctrl-C stops everything.
 """, flush=True)

@@ -1,5 +1,6 @@
-"""The quickstart, as a stranger runs it: `make run` in a clean shell (PATH and HOME only), the three curl commands it
-prints, the README's queue snippet as printed, then Ctrl-C, after which every process and port is released.
+"""The quickstart, as a stranger runs it: `make run` in a clean shell (PATH and HOME only), the five curl commands it
+prints (the last hunts and pipes the event it found into a create), the README's queue snippet as printed, then
+Ctrl-C, after which every process and port is released.
 
 `make test` runs it once on each Python it tests: MDEGW_QUICKSTART_PYTHON names the interpreter to pass as
 `make run PYTHON=...` (unset: none, as a stranger types it); either way `make run` must say which it uses.
@@ -11,6 +12,7 @@ one of them (a developer's own `make run`), the test is skipped, except in CI, w
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -113,13 +115,23 @@ def test_make_run_and_what_it_prints_work_in_a_clean_shell(tmp_path: Path) -> No
             assert f":{port}" in banner, f"the banner does not show port {port}"
 
         commands = printed_curl_commands(banner)
-        assert len(commands) == 3, banner  # the home tenant's lookup, the create, and the customer tenant's lookup
+        # The home tenant's lookup, the customer tenant's, the create, a hunting query, and the same query piped
+        # into a create of the event it found.
+        assert len(commands) == 5, banner
+        answers = []
         for command in commands:
             done = subprocess.run(["bash", "-c", command + " -w '\\n%{http_code}'"], cwd=ROOT, env=clean_environment(),
                                   capture_output=True, text=True, timeout=60, check=False)
             assert done.stdout.rstrip().endswith("\n200"), f"{command}\n-> {done.stdout}{done.stderr}"
+            answers.append(done.stdout.rstrip().rsplit("\n", 1)[0])
             if "/tenants/" in command:  # contoso's own data, through the token exchange
                 assert "Contoso: suspicious PowerShell" in done.stdout, done.stdout
+        hunted = json.loads(answers[3])  # Defender's shape, served by Graph's runHuntingQuery
+        assert [column["Name"] for column in hunted["Schema"]][:3] == ["Timestamp", "ReportId", "DeviceId"], hunted
+        assert hunted["Results"] and "ExecutionTime" in hunted["Stats"], hunted
+        created = json.loads(answers[4])  # the alert Defender made from the newest event the query found
+        newest = hunted["Results"][0]
+        assert (created["title"], created["machineId"]) == ("Found by advanced hunting", newest["DeviceId"]), created
 
         snippet = subprocess.run(["bash", "-c", readme_snippet()], cwd=ROOT, env=clean_environment(),
                                  capture_output=True, text=True, timeout=120, check=False)
