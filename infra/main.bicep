@@ -15,8 +15,8 @@
 // Local modules only (no registry modules) so that checkov can scan everything; every parameter and
 // output has a @description; role assignments have deterministic guid() names; no secrets.
 //
-// The Defender for Endpoint app roles (Alert.Read.All, Alert.ReadWrite.All, File.Read.All) are granted by
-// defender-roles.bicep (Microsoft Graph Bicep extension), called from here only when
+// The Defender for Endpoint app roles (Alert.Read.All, Alert.ReadWrite.All, File.Read.All) and Microsoft Graph's
+// ThreatHunting.Read.All (advanced hunting) are granted by defender-roles.bicep (Microsoft Graph Bicep extension), called from here only when
 // grantDefenderAppRoles is true, because the deployer then needs Entra permissions that an Azure
 // subscription role does not give; scripts/grant-defender-roles.sh is the plain az CLI alternative.
 
@@ -103,6 +103,19 @@ param rateLimitCreateAlert string = '15/60'
 @description('Windows of GET files/{id} (file information: resolves a SHA-256 to its SHA-1) as calls/seconds, comma-separated (RATE_LIMIT_FILE_INFO). Defender allows 100 calls a minute and 1,500 an hour.')
 param rateLimitFileInfo string = '100/60,1500/3600'
 
+@description('Windows of advanced hunting (Microsoft Graph\'s runHuntingQuery, behind every hunting route of the gateway) as calls/seconds, comma-separated, per tenant (RATE_LIMIT_HUNTING). Graph allows at least 45 calls a minute per tenant (more for a large tenant) and Defender\'s hunting API 1,500 an hour; Graph\'s CPU allocation is honoured apart (its CPU 429 blocks every instance until the time it gives).')
+param rateLimitHunting string = '45/60,1500/3600'
+
+@minValue(0)
+@maxValue(3600)
+@description('Seconds within which identical hunting queries (same tenant, same Query and Timespan, byte for byte) share one Graph call (HUNTING_SHARE_SECONDS). 0 (default) turns sharing off: hunting results change by the second and a playbook that runs a query again expects a fresh answer.')
+param huntingShareSeconds int = 0
+
+@minLength(3)
+@maxLength(63)
+@description('Name of the blob container, in the app\'s own storage account, that holds asynchronous answers too large for an operation\'s table entity (RESULTS_CONTAINER): large hunting results, deleted with their operation. The identity holds Storage Blob Data Contributor on this container alone.')
+param resultsContainerName string = 'mdegatewayresults'
+
 @minLength(3)
 @maxLength(63)
 @description('Name of the Azure Table that holds the shared rate-limit state (RATE_LIMIT_TABLE); created here in the app\'s own storage account.')
@@ -157,12 +170,12 @@ param pythonThreadCount int = 16
 
 @minValue(0)
 @maxValue(3)
-@description('Flex Consumption: always-ready instances of each waiting-queue function (WaitCreateAlert, WaitFileAlerts, WaitFileInfo). A waiting queue holds delayed messages, which the scale controller does not see: with 0 (no standing cost) it scales a waiting function to zero, and a request that waited for its budget also waits for a cold start when it is due. 1 keeps one instance each (billed as always-ready baseline).')
+@description('Flex Consumption: always-ready instances of each waiting-queue function (WaitCreateAlert, WaitFileAlerts, WaitFileInfo, WaitHunting). A waiting queue holds delayed messages, which the scale controller does not see: with 0 (no standing cost) it scales a waiting function to zero, and a request that waited for its budget also waits for a cold start when it is due. 1 keeps one instance each (billed as always-ready baseline).')
 param waitingFunctionsAlwaysReady int = 0
 
 @minLength(3)
 @maxLength(43)
-@description('Name of the storage queue of asynchronous requests (REQUESTS_QUEUE): queue input from automation and the HTTP calls answered 202. Created beside it: the waiting queues <name>-create-alert, <name>-file-alerts and <name>-file-info (requests waiting for one Defender API\'s budget) and every queue\'s <queue>-poison. At most 43 characters, so that the longest of them fits a queue name.')
+@description('Name of the storage queue of asynchronous requests (REQUESTS_QUEUE): queue input from automation and the HTTP calls answered 202. Created beside it: the waiting queues <name>-create-alert, <name>-file-alerts, <name>-file-info and <name>-hunting (requests waiting for one upstream API\'s budget) and every queue\'s <queue>-poison. At most 43 characters, so that the longest of them fits a queue name.')
 param requestsQueueName string = 'mde-gateway-requests'
 
 @minLength(3)
@@ -216,7 +229,7 @@ param alertActionGroupId string = ''
 @description('Alert when the oldest operation still waiting for its answer is older than this many seconds.')
 param oldestPendingAlertSeconds int = 900
 
-@description('Also grant the app\'s identity the Defender for Endpoint app roles Alert.Read.All, Alert.ReadWrite.All and File.Read.All (file information: SHA-256 to SHA-1) through the Microsoft Graph Bicep extension (defender-roles.bicep). The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All in Microsoft Graph (or the Privileged Role Administrator role). False: grant them afterwards with scripts/grant-defender-roles.sh or defender-roles.bicep.')
+@description('Also grant the app\'s identity the Defender for Endpoint app roles Alert.Read.All, Alert.ReadWrite.All and File.Read.All (file information: SHA-256 to SHA-1), and Microsoft Graph\'s ThreatHunting.Read.All (advanced hunting through Graph\'s runHuntingQuery), through the Microsoft Graph Bicep extension (defender-roles.bicep). The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All in Microsoft Graph (or the Privileged Role Administrator role). False: grant them afterwards with scripts/grant-defender-roles.sh or defender-roles.bicep.')
 param grantDefenderAppRoles bool = false
 
 // ---------------------------------------------------------------------------------------------
@@ -296,6 +309,7 @@ module storage 'storage.bicep' = {
     fileHashTableName: fileHashTableName
     operationsTableName: operationsTableName
     requestsQueueName: requestsQueueName
+    resultsContainerName: resultsContainerName
   }
 }
 
@@ -373,6 +387,9 @@ var baseAppSettings = {
   RATE_LIMIT_FILE_ALERTS: rateLimitFileAlerts
   RATE_LIMIT_CREATE_ALERT: rateLimitCreateAlert
   RATE_LIMIT_FILE_INFO: rateLimitFileInfo
+  RATE_LIMIT_HUNTING: rateLimitHunting
+  HUNTING_SHARE_SECONDS: string(huntingShareSeconds)
+  RESULTS_CONTAINER: storage.outputs.resultsContainerName
   REQUESTS_QUEUE: requestsQueueName
   OPERATIONS_TABLE: operationsTableName
   RATE_LIMIT_TABLE: rateLimitTableName
@@ -475,6 +492,7 @@ module roles 'roles.bicep' = {
   name: 'roles-${resourceToken}'
   params: {
     storageAccountName: storage.outputs.name
+    resultsContainerName: storage.outputs.resultsContainerName
     appInsightsName: monitoring.outputs.appInsightsName
     identityPrincipalId: identityPrincipalId
     identityKey: identityKey
@@ -492,7 +510,7 @@ module federatedCredential 'federated-credential.bicep' = if (useFederatedCreden
   }
 }
 
-// Optional: the Defender for Endpoint app roles, through Microsoft Graph.
+// Optional: the Defender for Endpoint app roles and Graph's ThreatHunting.Read.All, through Microsoft Graph.
 module defenderAppRoles 'defender-roles.bicep' = if (grantDefenderAppRoles) {
   name: 'defender-app-roles-${resourceToken}'
   params: {
@@ -548,6 +566,9 @@ output REQUESTS_QUEUE string = storage.outputs.requestsQueueName
 
 @description('Name of the table of asynchronous operations.')
 output OPERATIONS_TABLE string = storage.outputs.operationsTableName
+
+@description('Name of the blob container of asynchronous answers too large for a table entity.')
+output RESULTS_CONTAINER string = storage.outputs.resultsContainerName
 
 @description('Name of the Application Insights component.')
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
