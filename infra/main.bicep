@@ -3,7 +3,7 @@
 // A Python function app (pythonVersion, 3.13 by default) on the Flex Consumption (FC1) plan, its storage account (deployment
 // packages, host state and the rate-limit table; no account keys), Log Analytics + Application
 // Insights (Entra-only ingestion), the RBAC role assignments of the app's managed identity, and
-// optionally App Service authentication (Entra ID) in front of the functions and the two Microsoft
+// optionally App Service authentication (Entra ID) in front of the functions and the three Microsoft
 // Sentinel playbooks that call the gateway through it (playbooks.bicep).
 //
 // Written for `azd up` (see azure.yaml) and for `az deployment group create` (see docs/deploy.md).
@@ -67,7 +67,7 @@ param mdeCloud string = 'commercial'
   'function-key'
   'entra'
 ])
-@description('How callers authenticate (GATEWAY_AUTH). function-key: callers present a function key (the operator routes the admin key). entra: App Service authentication (Entra ID) validates a bearer token on every call (unauthenticated calls get 401), and the gateway validates it again itself and requires the app role of each call (Alerts.Read, Alerts.Create, Operations.Read, Gateway.Operate; entra-auth.bicep); needs entraClientId.')
+@description('How callers authenticate (GATEWAY_AUTH). function-key: callers present a function key (the operator routes the admin key). entra: App Service authentication (Entra ID) validates a bearer token on every call (unauthenticated calls get 401), and the gateway validates it again itself and requires the app role of each call (Alerts.Read, Alerts.Create, Hunting.Read, Operations.Read, Gateway.Operate; entra-auth.bicep); needs entraClientId.')
 param gatewayAuth string = 'function-key'
 
 @description('Entra ID only (gatewayAuth=entra): application (client) id of the app registration that represents the gateway API. Callers request tokens for it (for example api://<client id>). No client secret is needed: the platform only validates tokens.')
@@ -91,7 +91,7 @@ param maintenanceSchedule string = '0 */1 * * * *'
 @description('Entra ID only: OpenID issuer of the tenant. Empty: <login endpoint of this cloud><tenant id>/v2.0.')
 param entraOpenIdIssuer string = ''
 
-@description('Entra ID only (ignored with gatewayAuth=function-key): also deploy the two Microsoft Sentinel playbooks (playbooks.bicep: Logic Apps that call the gateway with their system-assigned managed identity, for the first accepted audience) into this resource group, and, when entraAllowedPrincipalIds lists principals, add the playbooks\' principal ids to it (an empty list, any principal holding the gateway\'s app role, stays so); with entraAllowedApplications set, add the playbooks\' client ids to it yourself. With entraAppUniqueName their identities are assigned the gateway\'s app roles they need (enrich: Alerts.Read and Operations.Read; create: Alerts.Create and Operations.Read); without it, assign them yourself (docs/deploy.md). Not done here: each playbook identity needs the Microsoft Sentinel Responder role on the Sentinel workspace to comment on incidents (see playbooks/README.md); the outputs PLAYBOOK_*_PRINCIPAL_ID name the identities.')
+@description('Entra ID only (ignored with gatewayAuth=function-key): also deploy the three Microsoft Sentinel playbooks (playbooks.bicep: Logic Apps that call the gateway with their system-assigned managed identity, for the first accepted audience) into this resource group, and, when entraAllowedPrincipalIds lists principals, add the playbooks\' principal ids to it (an empty list, any principal holding the gateway\'s app role, stays so); with entraAllowedApplications set, add the playbooks\' client ids to it yourself. With entraAppUniqueName their identities are assigned the gateway\'s app roles they need (enrich: Alerts.Read and Operations.Read; create: Alerts.Create and Operations.Read; hunt: Hunting.Read, Alerts.Create and Operations.Read); without it, assign them yourself (docs/deploy.md). Not done here: each playbook identity needs the Microsoft Sentinel Responder role on the Sentinel workspace to comment on incidents (see playbooks/README.md); the outputs PLAYBOOK_*_PRINCIPAL_ID name the identities.')
 param deployPlaybooks bool = false
 
 @description('Windows of GET files/{sha1}/alerts as calls/seconds, comma-separated (RATE_LIMIT_FILE_ALERTS). Defender allows 100 calls a minute and 1,500 an hour.')
@@ -271,6 +271,11 @@ var createPlaybookRoles = [
   'Alerts.Create'
   'Operations.Read'
 ]
+var huntPlaybookRoles = [
+  'Hunting.Read'
+  'Alerts.Create'
+  'Operations.Read'
+]
 // The playbooks call the gateway with Entra tokens: without Entra authentication they are not deployed.
 var usePlaybooks = deployPlaybooks && useEntra
 // A list of allowed principals gets the playbooks' identities added; an empty list (any principal
@@ -280,6 +285,7 @@ var addPlaybookPrincipals = usePlaybooks && !empty(entraAllowedPrincipalIds)
 var allowedPrincipalIds = concat(entraAllowedPrincipalIds, addPlaybookPrincipals ? [
   playbooks!.outputs.enrichPlaybookPrincipalId
   playbooks!.outputs.createPlaybookPrincipalId
+  playbooks!.outputs.huntPlaybookPrincipalId
 ] : [])
 
 // ---------------------------------------------------------------------------------------------
@@ -443,6 +449,10 @@ module entraAuth 'entra-auth.bicep' = if (useEntra) {
         principalId: playbooks!.outputs.createPlaybookPrincipalId
         roles: createPlaybookRoles
       }
+      {
+        principalId: playbooks!.outputs.huntPlaybookPrincipalId
+        roles: huntPlaybookRoles
+      }
     ] : []
   }
 }
@@ -468,7 +478,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   ]
 }
 
-// Optional: the two Microsoft Sentinel playbooks (playbooks.bicep), Logic Apps that call the gateway
+// Optional: the three Microsoft Sentinel playbooks (playbooks.bicep), Logic Apps that call the gateway
 // with their managed identities. They need only the app's host name, so entraAuth (which needs
 // their principal ids) runs after them without a cycle. Microsoft Sentinel Responder on the
 // workspace is left to the operator (playbooks/README.md): the workspace is usually elsewhere.
@@ -590,3 +600,6 @@ output PLAYBOOK_ENRICH_PRINCIPAL_ID string = usePlaybooks ? playbooks!.outputs.e
 
 @description('Object (principal) id of the create playbook\'s managed identity (allowed through the gateway\'s Entra authentication; needs Microsoft Sentinel Responder on the workspace). Empty when the playbooks were not deployed (deployPlaybooks false or gatewayAuth not entra).')
 output PLAYBOOK_CREATE_PRINCIPAL_ID string = usePlaybooks ? playbooks!.outputs.createPlaybookPrincipalId : ''
+
+@description('Object (principal) id of the hunt playbook\'s managed identity (allowed through the gateway\'s Entra authentication; needs Microsoft Sentinel Responder on the workspace). Empty when the playbooks were not deployed (deployPlaybooks false or gatewayAuth not entra).')
+output PLAYBOOK_HUNT_PRINCIPAL_ID string = usePlaybooks ? playbooks!.outputs.huntPlaybookPrincipalId : ''
