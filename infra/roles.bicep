@@ -2,7 +2,8 @@
 // the same across re-deployments: blob data (host state, deployment packages), blob data on the results
 // container alone (the gateway's large asynchronous answers), queue data (the request and waiting queues), table
 // data (the gateway's tables) and metrics publishing (Entra-authenticated telemetry).
-// Deployed by main.bicep. The Defender for Endpoint app roles are defender-roles.bicep's.
+// Deployed by main.bicep. The Defender for Endpoint app roles and Graph's ThreatHunting.Read.All are
+// defender-roles.bicep's.
 
 @description('Name of the gateway\'s storage account (storage.bicep).')
 param storageAccountName string
