@@ -11,7 +11,7 @@
 // and no token store.
 //
 // App roles (shared/http/settings.py Role, one per right): Alerts.Read, Alerts.Create,
-// Operations.Read, Gateway.Operate. With appUniqueName (the uniqueName of the app registration
+// Hunting.Read, Operations.Read, Gateway.Operate. With appUniqueName (the uniqueName of the app registration
 // whose client id is clientId; an app made outside Bicep gets one with a PATCH, docs/deploy.md),
 // this module (through gateway-app-roles.bicep) defines them on the app registration through the Microsoft Graph Bicep extension,
 // asks for v2.0 access tokens (the issuer the gateway checks), requires assignment on its service

@@ -70,6 +70,7 @@ var waitingFunctionNames = [
   'WaitCreateAlert'
   'WaitFileAlerts'
   'WaitFileInfo'
+  'WaitHunting'
 ]
 var waitingAlwaysReady = [for name in waitingFunctionNames: {
   name: 'function:${toLower(name)}'

@@ -43,6 +43,14 @@ var gatewayRoles = [
     ]
   }
   {
+    value: 'Hunting.Read'
+    displayName: 'Run hunting queries'
+    description: 'Run advanced hunting queries through Microsoft Graph (POST advancedqueries/run, advancedhunting/run, security/runHuntingQuery), in the home tenant or a customer tenant the caller may act for.'
+    allowedMemberTypes: [
+      'Application'
+    ]
+  }
+  {
     value: 'Operations.Read'
     displayName: 'Read own operations'
     description: 'Read the asynchronous operations the caller started (GET operations/{id}).'

@@ -3,7 +3,7 @@
 // A Python function app (pythonVersion, 3.13 by default) on the Flex Consumption (FC1) plan, its storage account (deployment
 // packages, host state and the rate-limit table; no account keys), Log Analytics + Application
 // Insights (Entra-only ingestion), the RBAC role assignments of the app's managed identity, and
-// optionally App Service authentication (Entra ID) in front of the functions and the two Microsoft
+// optionally App Service authentication (Entra ID) in front of the functions and the three Microsoft
 // Sentinel playbooks that call the gateway through it (playbooks.bicep).
 //
 // Written for `azd up` (see azure.yaml) and for `az deployment group create` (see docs/deploy.md).
@@ -15,8 +15,8 @@
 // Local modules only (no registry modules) so that checkov can scan everything; every parameter and
 // output has a @description; role assignments have deterministic guid() names; no secrets.
 //
-// The Defender for Endpoint app roles (Alert.Read.All, Alert.ReadWrite.All, File.Read.All) are granted by
-// defender-roles.bicep (Microsoft Graph Bicep extension), called from here only when
+// The Defender for Endpoint app roles (Alert.Read.All, Alert.ReadWrite.All, File.Read.All) and Microsoft Graph's
+// ThreatHunting.Read.All (advanced hunting) are granted by defender-roles.bicep (Microsoft Graph Bicep extension), called from here only when
 // grantDefenderAppRoles is true, because the deployer then needs Entra permissions that an Azure
 // subscription role does not give; scripts/grant-defender-roles.sh is the plain az CLI alternative.
 
@@ -67,7 +67,7 @@ param mdeCloud string = 'commercial'
   'function-key'
   'entra'
 ])
-@description('How callers authenticate (GATEWAY_AUTH). function-key: callers present a function key (the operator routes the admin key). entra: App Service authentication (Entra ID) validates a bearer token on every call (unauthenticated calls get 401), and the gateway validates it again itself and requires the app role of each call (Alerts.Read, Alerts.Create, Operations.Read, Gateway.Operate; entra-auth.bicep); needs entraClientId.')
+@description('How callers authenticate (GATEWAY_AUTH). function-key: callers present a function key (the operator routes the admin key). entra: App Service authentication (Entra ID) validates a bearer token on every call (unauthenticated calls get 401), and the gateway validates it again itself and requires the app role of each call (Alerts.Read, Alerts.Create, Hunting.Read, Operations.Read, Gateway.Operate; entra-auth.bicep); needs entraClientId.')
 param gatewayAuth string = 'function-key'
 
 @description('Entra ID only (gatewayAuth=entra): application (client) id of the app registration that represents the gateway API. Callers request tokens for it (for example api://<client id>). No client secret is needed: the platform only validates tokens.')
@@ -91,7 +91,7 @@ param maintenanceSchedule string = '0 */1 * * * *'
 @description('Entra ID only: OpenID issuer of the tenant. Empty: <login endpoint of this cloud><tenant id>/v2.0.')
 param entraOpenIdIssuer string = ''
 
-@description('Entra ID only (ignored with gatewayAuth=function-key): also deploy the two Microsoft Sentinel playbooks (playbooks.bicep: Logic Apps that call the gateway with their system-assigned managed identity, for the first accepted audience) into this resource group, and, when entraAllowedPrincipalIds lists principals, add the playbooks\' principal ids to it (an empty list, any principal holding the gateway\'s app role, stays so); with entraAllowedApplications set, add the playbooks\' client ids to it yourself. With entraAppUniqueName their identities are assigned the gateway\'s app roles they need (enrich: Alerts.Read and Operations.Read; create: Alerts.Create and Operations.Read); without it, assign them yourself (docs/deploy.md). Not done here: each playbook identity needs the Microsoft Sentinel Responder role on the Sentinel workspace to comment on incidents (see playbooks/README.md); the outputs PLAYBOOK_*_PRINCIPAL_ID name the identities.')
+@description('Entra ID only (ignored with gatewayAuth=function-key): also deploy the three Microsoft Sentinel playbooks (playbooks.bicep: Logic Apps that call the gateway with their system-assigned managed identity, for the first accepted audience) into this resource group, and, when entraAllowedPrincipalIds lists principals, add the playbooks\' principal ids to it (an empty list, any principal holding the gateway\'s app role, stays so); with entraAllowedApplications set, add the playbooks\' client ids to it yourself. With entraAppUniqueName their identities are assigned the gateway\'s app roles they need (enrich: Alerts.Read and Operations.Read; create: Alerts.Create and Operations.Read; hunt: Hunting.Read, Alerts.Create and Operations.Read); without it, assign them yourself (docs/deploy.md). Not done here: each playbook identity needs the Microsoft Sentinel Responder role on the Sentinel workspace to comment on incidents (see playbooks/README.md); the outputs PLAYBOOK_*_PRINCIPAL_ID name the identities.')
 param deployPlaybooks bool = false
 
 @description('Windows of GET files/{sha1}/alerts as calls/seconds, comma-separated (RATE_LIMIT_FILE_ALERTS). Defender allows 100 calls a minute and 1,500 an hour.')
@@ -102,6 +102,19 @@ param rateLimitCreateAlert string = '15/60'
 
 @description('Windows of GET files/{id} (file information: resolves a SHA-256 to its SHA-1) as calls/seconds, comma-separated (RATE_LIMIT_FILE_INFO). Defender allows 100 calls a minute and 1,500 an hour.')
 param rateLimitFileInfo string = '100/60,1500/3600'
+
+@description('Windows of advanced hunting (Microsoft Graph\'s runHuntingQuery, behind every hunting route of the gateway) as calls/seconds, comma-separated, per tenant (RATE_LIMIT_HUNTING). Graph allows at least 45 calls a minute per tenant (more for a large tenant) and Defender\'s hunting API 1,500 an hour; Graph\'s CPU allocation is honoured apart (its CPU 429 blocks every instance until the time it gives).')
+param rateLimitHunting string = '45/60,1500/3600'
+
+@minValue(0)
+@maxValue(3600)
+@description('Seconds within which identical hunting queries (same tenant, same Query and Timespan, byte for byte) share one Graph call (HUNTING_SHARE_SECONDS). 0 (default) turns sharing off: hunting results change by the second and a playbook that runs a query again expects a fresh answer.')
+param huntingShareSeconds int = 0
+
+@minLength(3)
+@maxLength(63)
+@description('Name of the blob container, in the app\'s own storage account, that holds asynchronous answers too large for an operation\'s table entity (RESULTS_CONTAINER): large hunting results, deleted with their operation. The identity holds Storage Blob Data Contributor on this container alone.')
+param resultsContainerName string = 'mdegatewayresults'
 
 @minLength(3)
 @maxLength(63)
@@ -157,12 +170,12 @@ param pythonThreadCount int = 16
 
 @minValue(0)
 @maxValue(3)
-@description('Flex Consumption: always-ready instances of each waiting-queue function (WaitCreateAlert, WaitFileAlerts, WaitFileInfo). A waiting queue holds delayed messages, which the scale controller does not see: with 0 (no standing cost) it scales a waiting function to zero, and a request that waited for its budget also waits for a cold start when it is due. 1 keeps one instance each (billed as always-ready baseline).')
+@description('Flex Consumption: always-ready instances of each waiting-queue function (WaitCreateAlert, WaitFileAlerts, WaitFileInfo, WaitHunting). A waiting queue holds delayed messages, which the scale controller does not see: with 0 (no standing cost) it scales a waiting function to zero, and a request that waited for its budget also waits for a cold start when it is due. 1 keeps one instance each (billed as always-ready baseline).')
 param waitingFunctionsAlwaysReady int = 0
 
 @minLength(3)
 @maxLength(43)
-@description('Name of the storage queue of asynchronous requests (REQUESTS_QUEUE): queue input from automation and the HTTP calls answered 202. Created beside it: the waiting queues <name>-create-alert, <name>-file-alerts and <name>-file-info (requests waiting for one Defender API\'s budget) and every queue\'s <queue>-poison. At most 43 characters, so that the longest of them fits a queue name.')
+@description('Name of the storage queue of asynchronous requests (REQUESTS_QUEUE): queue input from automation and the HTTP calls answered 202. Created beside it: the waiting queues <name>-create-alert, <name>-file-alerts, <name>-file-info and <name>-hunting (requests waiting for one upstream API\'s budget) and every queue\'s <queue>-poison. At most 43 characters, so that the longest of them fits a queue name.')
 param requestsQueueName string = 'mde-gateway-requests'
 
 @minLength(3)
@@ -216,7 +229,7 @@ param alertActionGroupId string = ''
 @description('Alert when the oldest operation still waiting for its answer is older than this many seconds.')
 param oldestPendingAlertSeconds int = 900
 
-@description('Also grant the app\'s identity the Defender for Endpoint app roles Alert.Read.All, Alert.ReadWrite.All and File.Read.All (file information: SHA-256 to SHA-1) through the Microsoft Graph Bicep extension (defender-roles.bicep). The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All in Microsoft Graph (or the Privileged Role Administrator role). False: grant them afterwards with scripts/grant-defender-roles.sh or defender-roles.bicep.')
+@description('Also grant the app\'s identity the Defender for Endpoint app roles Alert.Read.All, Alert.ReadWrite.All and File.Read.All (file information: SHA-256 to SHA-1), and Microsoft Graph\'s ThreatHunting.Read.All (advanced hunting through Graph\'s runHuntingQuery), through the Microsoft Graph Bicep extension (defender-roles.bicep). The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All in Microsoft Graph (or the Privileged Role Administrator role). False: grant them afterwards with scripts/grant-defender-roles.sh or defender-roles.bicep.')
 param grantDefenderAppRoles bool = false
 
 // ---------------------------------------------------------------------------------------------
@@ -258,6 +271,11 @@ var createPlaybookRoles = [
   'Alerts.Create'
   'Operations.Read'
 ]
+var huntPlaybookRoles = [
+  'Hunting.Read'
+  'Alerts.Create'
+  'Operations.Read'
+]
 // The playbooks call the gateway with Entra tokens: without Entra authentication they are not deployed.
 var usePlaybooks = deployPlaybooks && useEntra
 // A list of allowed principals gets the playbooks' identities added; an empty list (any principal
@@ -267,6 +285,7 @@ var addPlaybookPrincipals = usePlaybooks && !empty(entraAllowedPrincipalIds)
 var allowedPrincipalIds = concat(entraAllowedPrincipalIds, addPlaybookPrincipals ? [
   playbooks!.outputs.enrichPlaybookPrincipalId
   playbooks!.outputs.createPlaybookPrincipalId
+  playbooks!.outputs.huntPlaybookPrincipalId
 ] : [])
 
 // ---------------------------------------------------------------------------------------------
@@ -296,6 +315,7 @@ module storage 'storage.bicep' = {
     fileHashTableName: fileHashTableName
     operationsTableName: operationsTableName
     requestsQueueName: requestsQueueName
+    resultsContainerName: resultsContainerName
   }
 }
 
@@ -373,6 +393,9 @@ var baseAppSettings = {
   RATE_LIMIT_FILE_ALERTS: rateLimitFileAlerts
   RATE_LIMIT_CREATE_ALERT: rateLimitCreateAlert
   RATE_LIMIT_FILE_INFO: rateLimitFileInfo
+  RATE_LIMIT_HUNTING: rateLimitHunting
+  HUNTING_SHARE_SECONDS: string(huntingShareSeconds)
+  RESULTS_CONTAINER: storage.outputs.resultsContainerName
   REQUESTS_QUEUE: requestsQueueName
   OPERATIONS_TABLE: operationsTableName
   RATE_LIMIT_TABLE: rateLimitTableName
@@ -426,6 +449,10 @@ module entraAuth 'entra-auth.bicep' = if (useEntra) {
         principalId: playbooks!.outputs.createPlaybookPrincipalId
         roles: createPlaybookRoles
       }
+      {
+        principalId: playbooks!.outputs.huntPlaybookPrincipalId
+        roles: huntPlaybookRoles
+      }
     ] : []
   }
 }
@@ -451,7 +478,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   ]
 }
 
-// Optional: the two Microsoft Sentinel playbooks (playbooks.bicep), Logic Apps that call the gateway
+// Optional: the three Microsoft Sentinel playbooks (playbooks.bicep), Logic Apps that call the gateway
 // with their managed identities. They need only the app's host name, so entraAuth (which needs
 // their principal ids) runs after them without a cycle. Microsoft Sentinel Responder on the
 // workspace is left to the operator (playbooks/README.md): the workspace is usually elsewhere.
@@ -475,6 +502,7 @@ module roles 'roles.bicep' = {
   name: 'roles-${resourceToken}'
   params: {
     storageAccountName: storage.outputs.name
+    resultsContainerName: storage.outputs.resultsContainerName
     appInsightsName: monitoring.outputs.appInsightsName
     identityPrincipalId: identityPrincipalId
     identityKey: identityKey
@@ -492,7 +520,7 @@ module federatedCredential 'federated-credential.bicep' = if (useFederatedCreden
   }
 }
 
-// Optional: the Defender for Endpoint app roles, through Microsoft Graph.
+// Optional: the Defender for Endpoint app roles and Graph's ThreatHunting.Read.All, through Microsoft Graph.
 module defenderAppRoles 'defender-roles.bicep' = if (grantDefenderAppRoles) {
   name: 'defender-app-roles-${resourceToken}'
   params: {
@@ -549,6 +577,9 @@ output REQUESTS_QUEUE string = storage.outputs.requestsQueueName
 @description('Name of the table of asynchronous operations.')
 output OPERATIONS_TABLE string = storage.outputs.operationsTableName
 
+@description('Name of the blob container of asynchronous answers too large for a table entity.')
+output RESULTS_CONTAINER string = storage.outputs.resultsContainerName
+
 @description('Name of the Application Insights component.')
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 
@@ -569,3 +600,6 @@ output PLAYBOOK_ENRICH_PRINCIPAL_ID string = usePlaybooks ? playbooks!.outputs.e
 
 @description('Object (principal) id of the create playbook\'s managed identity (allowed through the gateway\'s Entra authentication; needs Microsoft Sentinel Responder on the workspace). Empty when the playbooks were not deployed (deployPlaybooks false or gatewayAuth not entra).')
 output PLAYBOOK_CREATE_PRINCIPAL_ID string = usePlaybooks ? playbooks!.outputs.createPlaybookPrincipalId : ''
+
+@description('Object (principal) id of the hunt playbook\'s managed identity (allowed through the gateway\'s Entra authentication; needs Microsoft Sentinel Responder on the workspace). Empty when the playbooks were not deployed (deployPlaybooks false or gatewayAuth not entra).')
+output PLAYBOOK_HUNT_PRINCIPAL_ID string = usePlaybooks ? playbooks!.outputs.huntPlaybookPrincipalId : ''

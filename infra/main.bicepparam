@@ -13,6 +13,7 @@
 //   azd env set MDEGW_GRANT_DEFENDER_APP_ROLES true   # needs Graph permissions, see README.md (Deploy)
 //   azd env set MDEGW_DEPLOY_PLAYBOOKS true           # with entra: the Sentinel playbooks (playbooks/README.md)
 //   azd env set MDEGW_WAITING_ALWAYS_READY 1          # keep one instance of each waiting-queue function (billed)
+//   azd env set MDEGW_RATE_LIMIT_HUNTING 90/60,3000/3600  # a large tenant whose Graph allows more hunting calls
 //
 // The MDEGW_ prefix keeps these deployment choices apart from the app's own settings (MDE_CLOUD,
 // GATEWAY_AUTH, ...) that a developer may have in the shell for local runs. Parameters not listed
@@ -45,3 +46,5 @@ param grantDefenderAppRoles = toLower(readEnvironmentVariable('MDEGW_GRANT_DEFEN
 param deployPlaybooks = toLower(readEnvironmentVariable('MDEGW_DEPLOY_PLAYBOOKS', 'false')) == 'true'
 
 param waitingFunctionsAlwaysReady = int(readEnvironmentVariable('MDEGW_WAITING_ALWAYS_READY', '0'))
+
+param rateLimitHunting = readEnvironmentVariable('MDEGW_RATE_LIMIT_HUNTING', '45/60,1500/3600')

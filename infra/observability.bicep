@@ -41,9 +41,9 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
 var alertRules = [
   {
     name: 'upstream-429'
-    description: 'Defender answered 429: its own limit was hit although the gateway paces every call (mdegw.defender.throttled). Check for another client using the same application, or lower RATE_LIMIT_*.'
+    description: 'Defender (or Graph, for hunting) answered a calls 429: its own limit was hit although the gateway paces every call (mdegw.defender.throttled, limit calls). Check for another client using the same application, or lower RATE_LIMIT_*. Graph\'s hunting CPU 429s (limit cpu) are not counted here: no call budget prevents them, and the gateway holds every instance\'s hunting until Graph\'s time (mdegw.hunting.cpu_blocks, the workbook\'s hunting rows).'
     severity: 1
-    query: 'customMetrics | where name == "mdegw.defender.throttled" | summarize value = sum(valueSum)'
+    query: 'customMetrics | where name == "mdegw.defender.throttled" | where tostring(customDimensions["limit"]) != "cpu" | summarize value = sum(valueSum)'
     aggregation: 'Total'
     threshold: 0
   }

@@ -1,4 +1,4 @@
-// The two Microsoft Sentinel playbooks that call the gateway (playbooks/*/azuredeploy.json), deployed
+// The three Microsoft Sentinel playbooks that call the gateway (playbooks/*/azuredeploy.json), deployed
 // as modules from their ARM templates, into the resource group of this deployment.
 //
 // Each playbook is a Logic App with a system-assigned identity that calls the gateway with a token
@@ -28,6 +28,16 @@ param enrichPlaybookName string = 'Enrich-Incident-DefenderFileAlerts'
 @description('Name of the Logic App that creates Defender alerts from the ReportId, Timestamp and DeviceId custom details of an incident\'s alerts.')
 param createPlaybookName string = 'Create-DefenderAlert-FromIncident'
 
+@minLength(1)
+@maxLength(80)
+@description('Name of the Logic App that hunts the events of an incident\'s SHA-1/SHA-256 FileHash entities (advanced hunting through the gateway) and creates a Defender alert on each device\'s latest event, at most huntMaxDevices devices per file.')
+param huntPlaybookName string = 'Hunt-And-Alert-DefenderFile'
+
+@minValue(1)
+@maxValue(50)
+@description('The hunt playbook creates alerts on at most this many devices per file hash (those with the newest events).')
+param huntMaxDevices int = 10
+
 @allowed([
   'General'
   'CommandAndControl'
@@ -46,12 +56,12 @@ param createPlaybookName string = 'Create-DefenderAlert-FromIncident'
   'Ransomware'
   'SuspiciousActivity'
 ])
-@description('Category of the Defender alerts that the create playbook creates.')
+@description('Category of the Defender alerts that the create and hunt playbooks create.')
 param alertCategory string = 'SuspiciousActivity'
 
 @minLength(1)
 @maxLength(4096)
-@description('Recommended action of the Defender alerts that the create playbook creates.')
+@description('Recommended action of the Defender alerts that the create and hunt playbooks create.')
 param recommendedAction string = 'Investigate the device and the event in Microsoft Defender for Endpoint, and the Microsoft Sentinel incident named in the description.'
 
 module enrichPlaybook '../playbooks/Enrich-Incident-DefenderFileAlerts/azuredeploy.json' = {
@@ -74,14 +84,32 @@ module createPlaybook '../playbooks/Create-DefenderAlert-FromIncident/azuredeplo
   }
 }
 
+module huntPlaybook '../playbooks/Hunt-And-Alert-DefenderFile/azuredeploy.json' = {
+  name: 'playbook-hunt-and-alert-defender-file'
+  params: {
+    PlaybookName: huntPlaybookName
+    GatewayUrl: gatewayUrl
+    GatewayAudience: gatewayAudience
+    MaxDevices: huntMaxDevices
+    AlertCategory: alertCategory
+    RecommendedAction: recommendedAction
+  }
+}
+
 @description('Object (principal) id of the enrich playbook\'s managed identity: belongs in the gateway\'s entraAllowedPrincipalIds and needs Microsoft Sentinel Responder on the workspace.')
 output enrichPlaybookPrincipalId string = enrichPlaybook.outputs.principalId
 
 @description('Object (principal) id of the create playbook\'s managed identity: belongs in the gateway\'s entraAllowedPrincipalIds and needs Microsoft Sentinel Responder on the workspace.')
 output createPlaybookPrincipalId string = createPlaybook.outputs.principalId
 
+@description('Object (principal) id of the hunt playbook\'s managed identity: belongs in the gateway\'s entraAllowedPrincipalIds and needs Microsoft Sentinel Responder on the workspace.')
+output huntPlaybookPrincipalId string = huntPlaybook.outputs.principalId
+
 @description('Resource id of the enrich playbook (Logic App).')
 output enrichPlaybookId string = enrichPlaybook.outputs.playbookId
 
 @description('Resource id of the create playbook (Logic App).')
 output createPlaybookId string = createPlaybook.outputs.playbookId
+
+@description('Resource id of the hunt playbook (Logic App).')
+output huntPlaybookId string = huntPlaybook.outputs.playbookId

@@ -1,6 +1,7 @@
-// The gateway's storage account: Flex deployment packages and host state (blobs), the tables (rate limits,
-// shared answers, the SHA-256 map, operations) and the queues (requests, one waiting queue per Defender API,
-// each with its poison queue). Entra (RBAC) access only: no account keys, no SAS, no anonymous reads.
+// The gateway's storage account: Flex deployment packages and host state (blobs), the results too large for an
+// operation's table entity (blobs in the results container, RESULTS_CONTAINER), the tables (rate limits, shared
+// answers, the SHA-256 map, operations) and the queues (requests, one waiting queue per upstream API, each with
+// its poison queue). Entra (RBAC) access only: no account keys, no SAS, no anonymous reads.
 // Deployed by main.bicep.
 
 @minLength(3)
@@ -25,6 +26,11 @@ param skuName string
 
 @description('Blob container that Flex Consumption deploys the app package to.')
 param deploymentContainerName string
+
+@minLength(3)
+@maxLength(63)
+@description('Blob container of the asynchronous answers too large for an operation\'s table entity (RESULTS_CONTAINER): large hunting results, deleted with their operation.')
+param resultsContainerName string
 
 @description('Table of the shared rate-limit state (RATE_LIMIT_TABLE).')
 param rateLimitTableName string
@@ -115,6 +121,16 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// Large asynchronous answers (hunting results over a table entity's size): written and deleted by the gateway's
+// identity, which holds Storage Blob Data Contributor on this container alone for them (roles.bicep).
+resource resultsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: resultsContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -161,6 +177,7 @@ var waitingQueueSuffixes = [
   'create-alert'
   'file-alerts'
   'file-info'
+  'hunting'
 ]
 
 resource waitingQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for suffix in waitingQueueSuffixes: {
@@ -175,6 +192,9 @@ resource waitingPoisonQueues 'Microsoft.Storage/storageAccounts/queueServices/qu
 
 @description('Name of the storage account.')
 output name string = storage.name
+
+@description('Name of the blob container of large asynchronous answers.')
+output resultsContainerName string = resultsContainer.name
 
 @description('Name of the rate-limit table.')
 output rateLimitTableName string = rateLimitTable.name

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Grant the gateway's managed identity the Microsoft Defender for Endpoint app roles it needs, with
-# nothing but the Azure CLI (az rest against Microsoft Graph). The alternative to
-# infra/defender-roles.bicep (Microsoft Graph Bicep extension); both make the same assignments.
+# Grant the gateway's managed identity the app roles it needs upstream, with nothing but the Azure
+# CLI (az rest against Microsoft Graph): the Microsoft Defender for Endpoint app roles, and Microsoft
+# Graph's ThreatHunting.Read.All (advanced hunting runs through Graph's runHuntingQuery). The
+# alternative to infra/defender-roles.bicep (Microsoft Graph Bicep extension); both make the same
+# assignments.
 #
 #   GET  /api/files/{sha1}/alerts            needs Alert.Read.All (or Alert.ReadWrite.All)
 #   POST /api/alerts/CreateAlertByReference  needs Alert.ReadWrite.All
 #   GET  /api/files/{id}                     needs File.Read.All (file information: resolves a
 #                                            SHA-256 to its SHA-1; no alert role includes it)
+#   hunting (advancedqueries/run, advancedhunting/run, security/runHuntingQuery)
+#                                            needs ThreatHunting.Read.All on Microsoft Graph
 #
-# All three roles are granted by default (the roles of shared/defender.py API_FACTS). Least
+# All four roles are granted by default (the roles of shared/defender/facts.py API_FACTS). Least
 # privilege: Alert.ReadWrite.All alone covers both alert calls; pass
-# --roles Alert.Read.All,File.Read.All for a deployment that only ever reads.
+# --roles Alert.Read.All,File.Read.All for a deployment that only ever reads, and --graph-roles ''
+# for one that never hunts.
 #
 # Idempotent: role ids are looked up by value on the tenant's WindowsDefenderATP service principal
-# (appId fc780465-2017-40d4-a0c5-307022471b92), and a role the identity already holds is left alone.
+# (appId fc780465-2017-40d4-a0c5-307022471b92) and on Microsoft Graph's (appId
+# 00000003-0000-0000-c000-000000000000), and a role the identity already holds is left alone.
 #
 # Who can run it: the signed-in user (az login) needs, in Microsoft Graph,
 # AppRoleAssignment.ReadWrite.All and Application.Read.All, for example through the Entra role
@@ -26,12 +32,17 @@
 #   scripts/grant-defender-roles.sh            # inside an azd project: IDENTITY_PRINCIPAL_ID output
 # Options:
 #   --roles Alert.Read.All,Alert.ReadWrite.All,File.Read.All
-#                                                app role values to grant (comma-separated)
+#                                                WindowsDefenderATP app role values to grant
+#                                                (comma-separated)
+#   --graph-roles ThreatHunting.Read.All         Microsoft Graph app role values to grant
+#                                                (comma-separated; '' for none)
 #   --dry-run                                    show what would be granted, change nothing
 set -euo pipefail
 
 readonly DEFENDER_APP_ID="fc780465-2017-40d4-a0c5-307022471b92"
+readonly GRAPH_APP_ID="00000003-0000-0000-c000-000000000000"
 roles="Alert.Read.All,Alert.ReadWrite.All,File.Read.All"
+graph_roles="ThreatHunting.Read.All"
 principal_id=""
 function_app=""
 resource_group=""
@@ -52,6 +63,7 @@ while [[ $# -gt 0 ]]; do
     --function-app) function_app="${2:-}"; shift 2 ;;
     --resource-group) resource_group="${2:-}"; shift 2 ;;
     --roles) roles="${2:-}"; shift 2 ;;
+    --graph-roles) graph_roles="${2:-}"; shift 2 ;;
     --dry-run) dry_run=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -84,33 +96,48 @@ graph_get() { # url query
   az rest --method get --resource "$graph" --url "$1" --query "$2" -o tsv
 }
 
-defender_sp="$(graph_get "$graph/v1.0/servicePrincipals(appId='$DEFENDER_APP_ID')" "id")" \
-  || die "no WindowsDefenderATP service principal in this tenant (is Defender for Endpoint onboarded?)"
-[[ -n "$defender_sp" ]] || die "no WindowsDefenderATP service principal in this tenant"
-
 # Every role id first, so that a misspelt or missing role stops the script before any grant.
 role_names=()
 role_ids=()
-IFS=',' read -r -a role_values <<<"$roles"
-for role in "${role_values[@]}"; do
-  role="${role//[[:space:]]/}"
-  [[ -n "$role" ]] || continue
-  [[ "$role" =~ ^[A-Za-z.]+$ ]] || die "not an app role value: '$role'"
-  role_id="$(graph_get "$graph/v1.0/servicePrincipals/$defender_sp" \
-    "appRoles[?value=='$role' && contains(allowedMemberTypes, 'Application')].id | [0]")"
-  [[ -n "$role_id" && "$role_id" != "None" ]] || die "WindowsDefenderATP has no application role '$role'"
-  role_names+=("$role")
-  role_ids+=("$role_id")
-done
-[[ ${#role_names[@]} -gt 0 ]] || die "no app role to grant (--roles is empty)"
+role_resources=()
+resolve_roles() { # <service principal object id> <its name> <comma-separated role values>
+  local sp="$1" owner="$2" values role role_id
+  IFS=',' read -r -a values <<<"$3"
+  for role in "${values[@]}"; do
+    role="${role//[[:space:]]/}"
+    [[ -n "$role" ]] || continue
+    [[ "$role" =~ ^[A-Za-z.]+$ ]] || die "not an app role value: '$role'"
+    role_id="$(graph_get "$graph/v1.0/servicePrincipals/$sp" \
+      "appRoles[?value=='$role' && contains(allowedMemberTypes, 'Application')].id | [0]")"
+    [[ -n "$role_id" && "$role_id" != "None" ]] || die "$owner has no application role '$role'"
+    role_names+=("$role")
+    role_ids+=("$role_id")
+    role_resources+=("$sp")
+  done
+}
+
+if [[ -n "${roles//[[:space:],]/}" ]]; then
+  defender_sp="$(graph_get "$graph/v1.0/servicePrincipals(appId='$DEFENDER_APP_ID')" "id")" \
+    || die "no WindowsDefenderATP service principal in this tenant (is Defender for Endpoint onboarded?)"
+  [[ -n "$defender_sp" ]] || die "no WindowsDefenderATP service principal in this tenant"
+  resolve_roles "$defender_sp" "WindowsDefenderATP" "$roles"
+fi
+if [[ -n "${graph_roles//[[:space:],]/}" ]]; then
+  graph_sp="$(graph_get "$graph/v1.0/servicePrincipals(appId='$GRAPH_APP_ID')" "id")" \
+    || die "no Microsoft Graph service principal in this tenant"
+  [[ -n "$graph_sp" ]] || die "no Microsoft Graph service principal in this tenant"
+  resolve_roles "$graph_sp" "Microsoft Graph" "$graph_roles"
+fi
+[[ ${#role_names[@]} -gt 0 ]] || die "no app role to grant (--roles and --graph-roles are empty)"
 
 granted=0
 kept=0
 for i in "${!role_names[@]}"; do
   role="${role_names[$i]}"
   role_id="${role_ids[$i]}"
+  resource="${role_resources[$i]}"
   held="$(graph_get "$graph/v1.0/servicePrincipals/$principal_id/appRoleAssignments" \
-    "length(value[?resourceId=='$defender_sp' && appRoleId=='$role_id'])")"
+    "length(value[?resourceId=='$resource' && appRoleId=='$role_id'])")"
   if [[ "$held" != "0" ]]; then
     echo "already granted: $role ($role_id) to $principal_id"
     kept=$((kept + 1))
@@ -120,9 +147,9 @@ for i in "${!role_names[@]}"; do
     echo "would grant: $role ($role_id) to $principal_id"
     continue
   fi
-  body="{\"principalId\":\"$principal_id\",\"resourceId\":\"$defender_sp\",\"appRoleId\":\"$role_id\"}"
+  body="{\"principalId\":\"$principal_id\",\"resourceId\":\"$resource\",\"appRoleId\":\"$role_id\"}"
   if ! out="$(az rest --method post --resource "$graph" \
-      --url "$graph/v1.0/servicePrincipals/$defender_sp/appRoleAssignedTo" \
+      --url "$graph/v1.0/servicePrincipals/$resource/appRoleAssignedTo" \
       --headers "Content-Type=application/json" --body "$body" -o none 2>&1)"; then
     # Granted meanwhile (or on a page of assignments not read above): that is the goal, not a failure.
     if [[ "$out" == *"already exists"* ]]; then

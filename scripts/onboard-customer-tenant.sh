@@ -3,8 +3,9 @@
 # with nothing but the Azure CLI, signed in to the customer tenant (az login --tenant <customer tenant>):
 #
 #   1. consent: the MSSP's multi-tenant app gets a service principal in this tenant (if it has none yet);
-#   2. the Defender for Endpoint app roles the gateway needs are granted to that service principal
-#      (scripts/grant-defender-roles.sh: Alert.Read.All, Alert.ReadWrite.All, File.Read.All by default).
+#   2. the app roles the gateway needs are granted to that service principal (scripts/grant-defender-roles.sh):
+#      the Defender for Endpoint roles Alert.Read.All, Alert.ReadWrite.All, File.Read.All, and Microsoft
+#      Graph's ThreatHunting.Read.All (advanced hunting through Graph), by default.
 #
 # Then the MSSP adds this tenant's id to the gateway's MDE_TENANTS (customerTenants in infra/main.bicep).
 # Nothing secret changes hands: the gateway's user-assigned identity is the app's federated credential.
@@ -16,12 +17,14 @@
 # Usage:
 #   scripts/onboard-customer-tenant.sh --app-id <client id of the MSSP's multi-tenant app>
 # Options:
-#   --roles Alert.Read.All,Alert.ReadWrite.All,File.Read.All   app role values to grant (comma-separated)
+#   --roles Alert.Read.All,Alert.ReadWrite.All,File.Read.All   WindowsDefenderATP app role values to grant
+#   --graph-roles ThreatHunting.Read.All                       Microsoft Graph app role values to grant ('' for none)
 #   --dry-run                                                  show what would be done, change nothing
 set -euo pipefail
 
 app_id=""
 roles="Alert.Read.All,Alert.ReadWrite.All,File.Read.All"
+graph_roles="ThreatHunting.Read.All"
 dry_run=false
 
 usage() {
@@ -37,6 +40,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --app-id) app_id="${2:-}"; shift 2 ;;
     --roles) roles="${2:-}"; shift 2 ;;
+    --graph-roles) graph_roles="${2:-}"; shift 2 ;;
     --dry-run) dry_run=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -66,9 +70,9 @@ else
   echo "consented: the app $app_id has the service principal $sp in tenant $tenant"
 fi
 
-# 2. The Defender app roles, granted to that service principal.
+# 2. The Defender app roles and Graph's, granted to that service principal.
 if [[ -n "$sp" ]]; then
-  args=(--principal-id "$sp" --roles "$roles")
+  args=(--principal-id "$sp" --roles "$roles" --graph-roles "$graph_roles")
   $dry_run && args+=(--dry-run)
   "$(dirname "$0")/grant-defender-roles.sh" "${args[@]}"
 fi

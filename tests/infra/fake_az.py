@@ -1,4 +1,6 @@
-"""A stand-in for the Azure CLI with a fake Microsoft Graph, for testing scripts/grant-defender-roles.sh.
+"""A stand-in for the Azure CLI with a fake Microsoft Graph, for testing scripts/grant-defender-roles.sh (and
+scripts/onboard-customer-tenant.sh): the tenant's WindowsDefenderATP and Microsoft Graph service principals, whose
+app roles are granted, and other apps' service principals.
 
 It answers exactly the az commands (and JMESPath queries) the script uses, from and to a JSON state
 file named by FAKE_AZ_STATE, and records every call there. Anything else fails loudly (exit 2) so a
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 DEFENDER_APP_ID = "fc780465-2017-40d4-a0c5-307022471b92"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 
 def _options(args: list[str]) -> dict[str, str]:
@@ -82,9 +85,11 @@ def _rest(state: dict[str, Any], options: dict[str, str]) -> Any:
         _fail(2, f"fake az: not this cloud's Graph v1.0: {url}")
     path = url[len(graph) + len("/v1.0/"):]
     sp = state["defender_sp"]
+    graph_sp = state["graph_sp"]
+    resources = {sp["id"]: sp, graph_sp["id"]: graph_sp}  # the service principals whose roles are granted
     apps = state.setdefault("service_principals", {})  # other apps' service principals, by appId
     match = re.fullmatch(r"servicePrincipals\(appId='([0-9a-fA-F-]{36})'\)", path)
-    if method == "get" and match and match.group(1) != DEFENDER_APP_ID:
+    if method == "get" and match and match.group(1) not in (DEFENDER_APP_ID, GRAPH_APP_ID):
         if match.group(1) not in apps:
             _graph_error("Not Found", "Request_ResourceNotFound", f"Resource '{match.group(1)}' does not exist")
         return apps[match.group(1)]
@@ -101,17 +106,22 @@ def _rest(state: dict[str, Any], options: dict[str, str]) -> Any:
             if not state.get("defender_onboarded", True):
                 _graph_error("Not Found", "Request_ResourceNotFound", "Resource not found.")
             return sp
-        if path == f"servicePrincipals/{sp['id']}":
-            return sp
+        if path == f"servicePrincipals(appId='{GRAPH_APP_ID}')":
+            return graph_sp
+        match = re.fullmatch(r"servicePrincipals/([0-9a-f-]{36})", path)
+        if match and match.group(1) in resources:
+            return resources[match.group(1)]
         match = re.fullmatch(r"servicePrincipals/([0-9a-f-]{36})/appRoleAssignments", path)
         if match:
             if match.group(1) not in state["principals"]:
                 _graph_error("Not Found", "Request_ResourceNotFound", f"Resource '{match.group(1)}' does not exist")
             visible = [] if state.get("hide_assignments") else state["assignments"]
             return {"value": [a for a in visible if a["principalId"] == match.group(1)]}
-    if method == "post" and path == f"servicePrincipals/{sp['id']}/appRoleAssignedTo":
+    match = re.fullmatch(r"servicePrincipals/([0-9a-f-]{36})/appRoleAssignedTo", path)
+    if method == "post" and match and match.group(1) in resources:
         body = json.loads(options["--body"])
-        if body["resourceId"] != sp["id"] or body["appRoleId"] not in {r["id"] for r in sp["appRoles"]}:
+        resource = resources[match.group(1)]
+        if body["resourceId"] != resource["id"] or body["appRoleId"] not in {r["id"] for r in resource["appRoles"]}:
             _graph_error("Bad Request", "Request_BadRequest", "Invalid app role or resource.")
         if any(a["principalId"] == body["principalId"] and a["appRoleId"] == body["appRoleId"]
                for a in state["assignments"]):
@@ -130,7 +140,12 @@ DEFENDER_SP = "11111111-2222-4333-8444-555555555555"
 READ_ROLE = "aaaaaaaa-0000-4000-8000-000000000001"
 WRITE_ROLE = "aaaaaaaa-0000-4000-8000-000000000002"
 FILE_ROLE = "aaaaaaaa-0000-4000-8000-000000000004"
-ROLE_VALUES = {READ_ROLE: "Alert.Read.All", WRITE_ROLE: "Alert.ReadWrite.All", FILE_ROLE: "File.Read.All"}
+GRAPH_SP = "22222222-3333-4444-8555-666666666666"
+HUNTING_ROLE = "bbbbbbbb-0000-4000-8000-000000000001"
+ROLE_VALUES = {READ_ROLE: "Alert.Read.All", WRITE_ROLE: "Alert.ReadWrite.All", FILE_ROLE: "File.Read.All",
+               HUNTING_ROLE: "ThreatHunting.Read.All"}
+#: The service principal each role is granted on.
+ROLE_RESOURCES = {READ_ROLE: DEFENDER_SP, WRITE_ROLE: DEFENDER_SP, FILE_ROLE: DEFENDER_SP, HUNTING_ROLE: GRAPH_SP}
 PRINCIPAL = "99999999-8888-4777-8666-555555555555"
 UA_PRINCIPAL = "77777777-8888-4777-8666-555555555555"
 
@@ -149,6 +164,15 @@ def initial_state(graph: str) -> dict[str, Any]:
                 {"id": "aaaaaaaa-0000-4000-8000-000000000003", "value": "Machine.Isolate",
                  "allowedMemberTypes": ["Application"]},
                 {"id": FILE_ROLE, "value": "File.Read.All", "allowedMemberTypes": ["Application"]},
+            ],
+        },
+        "graph_sp": {
+            "id": GRAPH_SP,
+            "appId": GRAPH_APP_ID,
+            "appRoles": [
+                {"id": "bbbbbbbb-0000-4000-8000-000000000002", "value": "User.Read.All",
+                 "allowedMemberTypes": ["Application"]},
+                {"id": HUNTING_ROLE, "value": "ThreatHunting.Read.All", "allowedMemberTypes": ["Application"]},
             ],
         },
         "principals": [PRINCIPAL, UA_PRINCIPAL],

@@ -76,10 +76,20 @@ def test_settings_bound_to_parameters_default_like_the_catalogue() -> None:
     params = bm.main()["parameters"]
     bound = {name: value for name, value, _ in _settings() if isinstance(value, str) and value in params}
     assert set(bound) == {"MDE_CLOUD", "GATEWAY_AUTH", "RATE_LIMIT_FILE_ALERTS", "RATE_LIMIT_CREATE_ALERT",
-                          "RATE_LIMIT_FILE_INFO", "RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE", "FILE_HASH_TABLE",
-                          "REQUESTS_QUEUE", "OPERATIONS_TABLE", "MAINTENANCE_SCHEDULE", "GATEWAY_TENANT_CALLERS"}
+                          "RATE_LIMIT_FILE_INFO", "RATE_LIMIT_HUNTING", "RATE_LIMIT_TABLE", "ANSWER_CACHE_TABLE",
+                          "FILE_HASH_TABLE", "REQUESTS_QUEUE", "OPERATIONS_TABLE", "MAINTENANCE_SCHEDULE",
+                          "GATEWAY_TENANT_CALLERS"}
     for setting, param in bound.items():
         assert params[param]["default"] == CATALOGUE_BY_NAME[setting].default, setting
+    # Bound through a conversion or a module's output, the default still is the code's.
+    values = {name: value for name, value, _ in _settings()}
+    for setting, param in {"FILE_ALERTS_CACHE_SECONDS": "fileAlertsCacheSeconds",
+                           "HUNTING_SHARE_SECONDS": "huntingShareSeconds"}.items():
+        assert bm.function_call(values[setting], "string") == {"value_to_convert": param}, setting
+        assert str(params[param]["default"]) == CATALOGUE_BY_NAME[setting].default, setting
+    assert bm.module_output(values["RESULTS_CONTAINER"]) == ("storage", "resultsContainerName")
+    assert params["resultsContainerName"]["default"] == CATALOGUE_BY_NAME["RESULTS_CONTAINER"].default
+    assert bm.module_params("storage")["resultsContainerName"] == "resultsContainerName"
 
 
 def test_fixed_values() -> None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from shared.asynchronous.queue_names import MAX_REQUESTS_QUEUE_LENGTH, POISON_SUFFIX, waiting_suffix
 from shared.catalogue import CATALOGUE_BY_NAME
 from shared.defender.clouds import CLOUDS
-from shared.defender.facts import API_FACTS, Api
+from shared.defender.facts import API_FACTS, GRAPH_APP_ID, Api, Service
 from tests.infra import bicep_model as bm
 
 # Built-in Azure role definitions (the same ids in every tenant and cloud).
 BUILT_IN_ROLES = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
@@ -132,7 +135,7 @@ def test_identity_principal_and_key_follow_the_identity_type() -> None:
 # --- role assignments ----------------------------------------------------------------------------
 
 
-def test_role_assignments_are_exactly_the_four_data_and_telemetry_roles() -> None:
+def test_role_assignments_are_exactly_the_data_and_telemetry_roles_each_on_its_resource() -> None:
     assert bm.resources_of_type(bm.main(), "Microsoft.Authorization/roleAssignments") == {}  # roles.bicep's
     roles = bm.module("roles")
     assignments = bm.resources_of_type(roles, "Microsoft.Authorization/roleAssignments")
@@ -161,15 +164,20 @@ def test_role_assignments_are_exactly_the_four_data_and_telemetry_roles() -> Non
 
     assert granted == {
         ("storage", "Storage Blob Data Owner"),
+        ("resultsContainer", "Storage Blob Data Contributor"),  # the gateway's large answers: that container alone
         ("storage", "Storage Queue Data Contributor"),
         ("storage", "Storage Table Data Contributor"),
         ("appInsights", "Monitoring Metrics Publisher"),
     }
-    assert len(assignments) == 4
-    # The scopes are the gateway's own account and component, as main passes their names.
+    assert len(assignments) == 5
+    # The scopes are the gateway's own account, its results container and component, as main passes their names.
     existing = {name: bm.body(resource)["name"] for name, resource in roles["resources"].items()
                 if resource.get("existing")}
-    assert existing == {"storage": "storageAccountName", "appInsights": "appInsightsName"}
+    assert existing == {"storage": "storageAccountName", "blobService": "default",
+                        "resultsContainer": "resultsContainerName", "appInsights": "appInsightsName"}
+    assert bm.body(roles["resources"]["blobService"])["parent"] == "storage"
+    assert bm.body(roles["resources"]["resultsContainer"])["parent"] == "blobService"
+    assert bm.module_output(bm.module_params("roles")["resultsContainerName"]) == ("storage", "resultsContainerName")
 
 
 # --- storage ---------------------------------------------------------------------------------------
@@ -200,12 +208,13 @@ def test_storage_account_name_is_valid_for_azure() -> None:
     assert 3 <= len(match.group(1)) + 13 <= 24  # uniqueString() is 13 characters
 
 
-def test_deployment_container_and_rate_limit_table_exist() -> None:
+def test_deployment_and_results_containers_and_the_tables_exist() -> None:
     containers = bm.resources_of_type(bm.module("storage"), "Microsoft.Storage/storageAccounts/blobServices/containers")
-    assert len(containers) == 1
-    container = bm.body(next(iter(containers.values())))
-    assert container["properties"]["publicAccess"] == "None"
-    assert container["name"] == "deploymentContainerName"
+    assert {name: bm.body(container)["name"] for name, container in containers.items()} == {
+        "deploymentContainer": "deploymentContainerName", "resultsContainer": "resultsContainerName"}
+    for container in containers.values():
+        assert bm.body(container)["properties"]["publicAccess"] == "None"
+    assert _param("resultsContainerName")["default"] == CATALOGUE_BY_NAME["RESULTS_CONTAINER"].default
 
     tables = bm.resources_of_type(bm.module("storage"), "Microsoft.Storage/storageAccounts/tableServices/tables")
     assert sorted(bm.body(t)["name"] for t in tables.values()) == [
@@ -361,19 +370,33 @@ def test_defender_roles_are_optional_in_main() -> None:
     assert bm.body(module)["params"] == {"principalId": "identityPrincipalId"}
 
 
-def test_defender_roles_grants_alert_roles_on_windows_defender_atp_by_value() -> None:
+#: Each service principal the upstream roles are granted on: its appId, the parameter listing the roles, and the
+#: roles granted by default.
+UPSTREAM_ROLE_GRANTS = {
+    Service.DEFENDER: (DEFENDER_APP_ID, "appRoleValues", DEFENDER_APP_ROLES),
+    Service.GRAPH: (GRAPH_APP_ID, "graphAppRoleValues", ["ThreatHunting.Read.All"]),
+}
+
+
+@pytest.mark.parametrize("service", list(UPSTREAM_ROLE_GRANTS))
+def test_defender_roles_grants_each_services_roles_on_its_service_principal_by_value(service: Service) -> None:
+    """WindowsDefenderATP's roles on its service principal, Microsoft Graph's (ThreatHunting.Read.All: advanced
+    hunting through Graph) on Graph's: each role id looked up by value, never hard-coded."""
     tree = bm.parse(bm.INFRA / "defender-roles.bicep")
     assert set(tree.get("extensions", {})) == {"microsoftGraphV1"}
-    assert tree["parameters"]["appRoleValues"]["default"] == DEFENDER_APP_ROLES
+    app_id, parameter, default = UPSTREAM_ROLE_GRANTS[service]
+    assert tree["parameters"][parameter]["default"] == default
 
-    sp_name, sp = bm.the_resource(tree, "Microsoft.Graph/servicePrincipals")
+    principals = bm.resources_of_type(tree, "Microsoft.Graph/servicePrincipals")
+    assert len(principals) == len(UPSTREAM_ROLE_GRANTS)
+    (sp_name,) = [name for name, sp in principals.items() if bm.resolve(bm.body(sp)["appId"], tree) == app_id]
     assert tree["resources"][sp_name]["existing"] is True
-    assert bm.resolve(sp["appId"], tree) == DEFENDER_APP_ID
 
     assignments = bm.resources_of_type(tree, "Microsoft.Graph/appRoleAssignedTo")
-    assert len(assignments) == 1
-    element = next(iter(assignments.values()))
-    assert element["config"]["loop_type"]["detail"] == {"item_name": "roleValue", "array_name": "appRoleValues"}
+    assert len(assignments) == len(UPSTREAM_ROLE_GRANTS)
+    (element,) = [element for element in assignments.values()
+                  if element["config"]["loop_type"]["detail"]["array_name"] == parameter]
+    assert element["config"]["loop_type"]["detail"] == {"item_name": "roleValue", "array_name": parameter}
     spec = bm.body(element)
     assert spec["principalId"] == "principalId"
     assert bm.property_access(spec["resourceId"]) == (sp_name, "id")
@@ -389,13 +412,17 @@ def test_defender_roles_grants_alert_roles_on_windows_defender_atp_by_value() ->
     assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", str(spec)), "a hard-coded role id"
 
 
-def test_defender_roles_default_covers_every_defender_api_the_gateway_calls() -> None:
-    """Each API in shared/defender/facts.py needs one of its roles among the defaults (File.Read.All: SHA-256
-    lookups)."""
-    granted = set(bm.parse(bm.INFRA / "defender-roles.bicep")["parameters"]["appRoleValues"]["default"])
-    uncovered = {api.value: facts.roles for api, facts in API_FACTS.items() if not granted & set(facts.roles)}
+def test_defender_roles_default_covers_every_api_the_gateway_calls_on_the_service_that_serves_it() -> None:
+    """Each API in shared/defender/facts.py needs one of its roles among the defaults of its service's principal
+    (File.Read.All: SHA-256 lookups; ThreatHunting.Read.All on Microsoft Graph: hunting)."""
+    parameters = bm.parse(bm.INFRA / "defender-roles.bicep")["parameters"]
+    granted = {service: set(parameters[parameter]["default"])
+               for service, (_, parameter, _) in UPSTREAM_ROLE_GRANTS.items()}
+    uncovered = {api.value: facts.roles for api, facts in API_FACTS.items()
+                 if not granted[facts.service] & set(facts.roles)}
     assert not uncovered, f"no default app role allows {uncovered}"
-    assert granted == {role for facts in API_FACTS.values() for role in facts.roles}
+    for service, roles in granted.items():
+        assert roles == {role for facts in API_FACTS.values() if facts.service is service for role in facts.roles}
 
 
 # --- Microsoft Sentinel playbooks (playbooks.bicep) -------------------------------------------------

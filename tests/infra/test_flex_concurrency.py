@@ -58,7 +58,7 @@ def test_waiting_functions_can_be_kept_always_ready_by_their_flex_names() -> Non
     waiting = sorted(name for name, function in function_metadata().items()
                      for binding in function["bindings"]
                      if binding["type"] == "queueTrigger" and binding["queueName"] != "%REQUESTS_QUEUE%")
-    assert waiting == ["WaitCreateAlert", "WaitFileAlerts", "WaitFileInfo"]
+    assert waiting == ["WaitCreateAlert", "WaitFileAlerts", "WaitFileInfo", "WaitHunting"]
     app = bm.module("functionApp")
     assert app["variables"]["waitingFunctionNames"]["value"] == waiting
     loop = app["variables"]["waitingAlwaysReady"]["value"]

@@ -10,6 +10,8 @@ from shared.http.settings import Role
 from tests.infra import bicep_model as bm
 
 ROLES_BICEP = bm.INFRA / "gateway-app-roles.bicep"
+#: The gateway's app role of the hunting routes (shared.http.settings.Role.HUNTING_READ, the edge's).
+HUNTING_READ = "Hunting.Read"
 
 
 def _roles_tree() -> bm.Tree:
@@ -22,7 +24,9 @@ def _gateway_roles() -> list[dict[str, Any]]:
 
 def test_the_app_roles_are_the_ones_the_gateway_requires_one_per_right() -> None:
     roles = _gateway_roles()
-    assert [role["value"] for role in roles] == [role.value for role in Role]
+    values = [role["value"] for role in roles]
+    assert len(values) == len(set(values))
+    assert sorted(values) == sorted(role.value for role in Role)  # Hunting.Read too: the hunting routes' role
     for role in roles:
         assert "Application" in role["allowedMemberTypes"], role["value"]  # playbooks' managed identities
         assert role["displayName"] and len(role["description"]) > 30
@@ -80,15 +84,20 @@ def test_the_playbooks_identities_get_the_roles_of_their_calls() -> None:
     main = bm.main()
     callers = bm.operator(bm.body(main["modules"]["entraAuth"])["params"]["callerRoles"], "conditional")
     assert callers is not None and callers["condition"] == "usePlaybooks" and callers["false_value"] == []
-    enrich, create = callers["true_value"]
+    enrich, create, hunt = callers["true_value"]
     assert bm.module_output(enrich["principalId"]) == ("playbooks", "enrichPlaybookPrincipalId")
     assert bm.module_output(create["principalId"]) == ("playbooks", "createPlaybookPrincipalId")
+    assert bm.module_output(hunt["principalId"]) == ("playbooks", "huntPlaybookPrincipalId")
     values = {role.value for role in Role}
     enrich_roles = main["variables"][enrich["roles"]]["value"]
     create_roles = main["variables"][create["roles"]]["value"]
+    hunt_roles = main["variables"][hunt["roles"]]["value"]
     assert enrich_roles == [Role.ALERTS_READ.value, Role.OPERATIONS_READ.value]
     assert create_roles == [Role.ALERTS_CREATE.value, Role.OPERATIONS_READ.value]
-    assert set(enrich_roles) | set(create_roles) <= values and Role.OPERATE.value not in enrich_roles + create_roles
+    # Hunting.Read (Role.HUNTING_READ) for its hunting queries, then the create's roles for the alerts they feed.
+    assert hunt_roles == [HUNTING_READ, Role.ALERTS_CREATE.value, Role.OPERATIONS_READ.value]
+    granted = set(enrich_roles) | set(create_roles) | set(hunt_roles)
+    assert granted <= values and Role.OPERATE.value not in granted
 
 
 def test_the_gateway_checks_tokens_against_the_issuer_and_audiences_the_platform_is_given() -> None:

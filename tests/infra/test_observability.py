@@ -51,6 +51,13 @@ def test_the_workbook_parses_and_queries_only_catalogued_metrics() -> None:
     assert {"mdegw.ratelimit.remaining", "mdegw.ratelimit.limit", "mdegw.ratelimit.decisions",
             "mdegw.defender.throttled", "mdegw.queue.depth", "mdegw.operations.oldest_pending_age",
             "mdegw.lookups.cache", SpanName.DEFENDER.value, "mdegw.errors"} <= used
+    # Hunting (issue 27): its budget, Graph's 429s by the limit they name, the CPU blocks, its durations.
+    hunting = [query for query in queries if 'customDimensions["api"]) == "hunting"' in query
+               or "mdegw.hunting." in query]
+    assert {"mdegw.ratelimit.remaining", "mdegw.ratelimit.limit", "mdegw.defender.throttled",
+            "mdegw.hunting.cpu_blocks", "mdegw.defender.duration",
+            "mdegw.defender.requests"} <= set().union(*(names_in(query) for query in hunting))
+    assert any('customDimensions["limit"]' in query for query in hunting), "429s by kind"
 
 
 def _module() -> dict[str, Any]:
@@ -77,6 +84,9 @@ def test_alert_rules_watch_429s_poison_storage_and_identity_and_the_backlog() ->
     assert thresholds == {"upstream-429": 0, "poisoned-requests": 0, "storage-or-identity-down": 0,
                           "oldest-pending-age": "oldestPendingAlertSeconds"}
     assert all("summarize value =" in rule["query"] for rule in rules)  # the rules' measure column
+    # Graph's CPU 429 is no budget's failure: the calls 429s alone fire the rule.
+    upstream = next(rule["query"] for rule in rules if rule["name"] == "upstream-429")
+    assert 'where tostring(customDimensions["limit"]) != "cpu"' in upstream
 
 
 def test_each_rule_notifies_the_action_group_given_and_reads_with_its_own_identity() -> None:

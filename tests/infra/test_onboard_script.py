@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from tests.infra import bicep_model as bm
-from tests.infra.fake_az import DEFENDER_SP, FILE_ROLE, READ_ROLE, WRITE_ROLE, FakeCloud, fake_cloud
+from tests.infra.fake_az import (
+    DEFENDER_SP,
+    FILE_ROLE,
+    GRAPH_SP,
+    HUNTING_ROLE,
+    READ_ROLE,
+    WRITE_ROLE,
+    FakeCloud,
+    fake_cloud,
+)
 
 SCRIPT = bm.REPO / "scripts" / "onboard-customer-tenant.sh"
 APP = "6f1c2d3e-4a5b-4c6d-8e7f-90a1b2c3d4e5"
@@ -21,18 +30,26 @@ def posts(cloud: FakeCloud) -> list[tuple[str, dict[str, str]]]:
             for c in calls if c[:3] == ["rest", "--method", "post"]]
 
 
-def test_consents_then_grants_the_defender_roles_to_the_apps_service_principal(cloud: FakeCloud) -> None:
+def test_consents_then_grants_the_defender_roles_and_graphs_hunting_to_the_apps_service_principal(
+        cloud: FakeCloud) -> None:
     result = cloud.run("--app-id", APP)
     assert result.returncode == 0, result.stderr
     sp = cloud.state()["service_principals"][APP]["id"]
     assert posts(cloud) == [("servicePrincipals", {"appId": APP})] + [
-        (f"servicePrincipals/{DEFENDER_SP}/appRoleAssignedTo",
-         {"principalId": sp, "resourceId": DEFENDER_SP, "appRoleId": role})
-        for role in (READ_ROLE, WRITE_ROLE, FILE_ROLE)]
+        (f"servicePrincipals/{resource}/appRoleAssignedTo",
+         {"principalId": sp, "resourceId": resource, "appRoleId": role})
+        for resource, role in ((DEFENDER_SP, READ_ROLE), (DEFENDER_SP, WRITE_ROLE), (DEFENDER_SP, FILE_ROLE),
+                               (GRAPH_SP, HUNTING_ROLE))]  # hunting in this tenant: ThreatHunting.Read.All
     assert f"consented: the app {APP} has the service principal {sp}" in result.stdout
     assert "give the MSSP this tenant id" in result.stdout
     again = cloud.run("--app-id", APP)  # idempotent: nothing more is created or granted
-    assert again.returncode == 0 and "already consented" in again.stdout and len(posts(cloud)) == 4
+    assert again.returncode == 0 and "already consented" in again.stdout and len(posts(cloud)) == 5
+
+
+def test_the_graph_roles_can_be_left_out(cloud: FakeCloud) -> None:
+    result = cloud.run("--app-id", APP, "--graph-roles", "")
+    assert result.returncode == 0, result.stderr
+    assert [body["resourceId"] for _, body in posts(cloud)[1:]] == [DEFENDER_SP] * 3
 
 
 def test_a_dry_run_changes_nothing_and_a_bad_app_id_is_refused(cloud: FakeCloud) -> None:

@@ -37,7 +37,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from shared.asynchronous.operations import new_operation_id
-from shared.defender.facts import CATEGORIES, CREATE_FIELDS, SEVERITIES
+from shared.defender.facts import CATEGORIES, CREATE_FIELDS, OPERATION_NAMES, SEVERITIES, Api
 from shared.http import openapi
 from shared.http.edge import HttpEdge
 from shared.http.settings import AuthMode
@@ -46,6 +46,8 @@ from tests.playbooks import actions as pa
 
 JsonObject = dict[str, Any]
 
+#: The hunting operation's operationId (Graph's shape, which the hunt playbook calls).
+RUN_HUNTING_QUERY = OPERATION_NAMES[Api.HUNTING]
 #: The playbooks authenticate with their managed identity, so they need the gateway's Entra ID variant.
 ENTRA_DOCUMENT = openapi.document(AuthMode.ENTRA)
 FUNCTION_KEY_DOCUMENT = openapi.document(AuthMode.FUNCTION_KEY)
@@ -610,9 +612,9 @@ def _show(problems: list[str]) -> str:
 # --- the tests -----------------------------------------------------------------------------------------------------
 
 
-def test_both_playbooks_have_http_actions() -> None:
+def test_every_playbook_has_http_actions() -> None:
     assert {case.action.playbook for case in CASES} == {path.parent.name for path in pa.template_paths()}
-    assert len({path.parent.name for path in pa.template_paths()}) == 2
+    assert len({path.parent.name for path in pa.template_paths()}) == 3
 
 
 @each_action
@@ -662,6 +664,7 @@ def test_the_playbooks_call_every_operation_they_need() -> None:
     assert by_operation.get(openapi.GET_FILE_RELATED_ALERTS), "no action looks up a file's alerts"
     creates = by_operation.get(openapi.CREATE_ALERT_BY_REFERENCE, [])
     assert creates, "no action creates an alert"
+    assert by_operation.get(RUN_HUNTING_QUERY), "no action runs a hunting query"
     prefer = next(p for p in ENTRA_DOCUMENT["paths"][openapi.CREATE_ALERT_PATH]["post"]["parameters"]
                   if p["name"] == "Prefer")
     assert prefer["x-example"] == "respond-async"  # the preference the gateway honours (others it ignores)
@@ -753,6 +756,9 @@ def answer_reads(template: pa.Template, document: JsonObject) -> tuple[list[str]
                 schema = schema.get("items", {})
             elif key in schema.get("properties", {}):
                 schema = schema["properties"][key]
+            elif schema.get("additionalProperties"):  # a free-form object (a hunting row: its columns are the query's)
+                extra = schema["additionalProperties"]
+                schema = extra if isinstance(extra, dict) else {}
             else:
                 problems.append(f"{where}: reads {key!r}, the 200 answer's schema has no such field (it has "
                                 f"{sorted(schema.get('properties', {}))})")
@@ -794,6 +800,10 @@ EXPECTED_READS = {
         "id", "title", "severity", "status", "computerDnsName", "machineId")},
     "Create-DefenderAlert-FromIncident": {f"{openapi.CREATE_ALERT_BY_REFERENCE}.{field}" for field in (
         "id", "severity", "status")},
+    # Graph's shape: the rows of `results`, by the columns the query projects.
+    "Hunt-And-Alert-DefenderFile": {f"{RUN_HUNTING_QUERY}.results", f"{RUN_HUNTING_QUERY}.results.[].DeviceId",
+                                    *(f"{openapi.CREATE_ALERT_BY_REFERENCE}.{field}" for field in (
+                                        "id", "severity", "status"))},
 }
 
 
@@ -808,7 +818,9 @@ def test_fields_read_from_the_gateways_answers_are_documented(path: Any) -> None
 
 
 def _create() -> Case:
-    (case,) = [c for c in CASES if c.action.method == "POST"]
+    """The create playbook's create (the hunt playbook's create is checked by the same tests above)."""
+    (case,) = [c for c in CASES
+               if c.action.method == "POST" and c.action.playbook == "Create-DefenderAlert-FromIncident"]
     return case
 
 

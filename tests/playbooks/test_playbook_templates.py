@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shared.defender.facts import CATEGORIES, CREATE_ALERT_PATH, CREATE_FIELDS
+from shared.defender.facts import CATEGORIES, CREATE_ALERT_PATH, CREATE_FIELDS, GATEWAY_GRAPH_HUNTING_PATH
 from shared.http import openapi
 from shared.http.settings import AuthMode
 from tests.infra import bicep_model as bm
@@ -24,7 +24,10 @@ from tests.playbooks import actions as pa
 
 ENRICH = "Enrich-Incident-DefenderFileAlerts"
 CREATE = "Create-DefenderAlert-FromIncident"
-PLAYBOOKS = {ENRICH, CREATE}
+HUNT = "Hunt-And-Alert-DefenderFile"
+PLAYBOOKS = {ENRICH, CREATE, HUNT}
+#: The gateway's app role of hunting (shared.http.settings.Role.HUNTING_READ).
+HUNTING_READ = "Hunting.Read"
 
 METADATA_KEYS = {"title", "description", "prerequisites", "postDeployment", "lastUpdateTime", "entities", "tags",
                  "support", "author"}
@@ -80,10 +83,13 @@ def test_sentinel_metadata_block(name: str, template: pa.Template) -> None:
         assert needed in post, f"postDeployment does not mention {needed!r}"
     # The gateway's app role of the playbook's call (shared.http.settings.Role), which its identity must hold.
     assert ("Alerts.Read" if "files/{hash}/alerts" in metadata["description"] else "Alerts.Create") in post
+    if "runHuntingQuery" in metadata["description"]:
+        assert HUNTING_READ in post and "ThreatHunting.Read.All" in "\n".join(metadata["prerequisites"])
 
 
 def test_metadata_entities_name_what_the_playbooks_read() -> None:
     assert _template(ENRICH)["metadata"]["entities"] == ["FileHash"]
+    assert _template(HUNT)["metadata"]["entities"] == ["FileHash"]
 
 
 @each_template
@@ -258,6 +264,109 @@ def test_create_comments_every_outcome_including_failures() -> None:
     actions = pa.all_actions(_template(CREATE))
     condition = actions["Condition_-_alert_created"]
     assert set(condition["runAfter"]["Create_Defender_alert"]) == {"Succeeded", "Failed", "TimedOut"}
+
+
+def test_hunt_runs_one_query_per_file_hash_then_creates_an_alert_per_device() -> None:
+    template = _template(HUNT)
+    http = pa.http_actions(template)
+    assert [(a.method, a.path) for a in http] == [("POST", GATEWAY_GRAPH_HUNTING_PATH), ("POST", CREATE_ALERT_PATH)]
+    hunt, create = http
+    for action in http:  # both through the gateway's queue, polled: a query may run for minutes
+        headers = {key.lower(): value for key, value in action.headers.items()}
+        assert headers["content-type"] == "application/json" and headers["prefer"] == "respond-async"
+        assert re.fullmatch(r"PT\d+[HM]", action.raw["limit"]["timeout"])
+    # Graph's shape, Query alone (the gateway's body: Query and an optional Timespan).
+    assert hunt.body is not None and list(hunt.body) == ["Query"]
+    # A fresh hunt on each run; the creates are idempotent per incident, file and device.
+    assert "idempotency-key" not in {key.lower() for key in hunt.headers}
+    key = {k.lower(): v for k, v in create.headers.items()}["idempotency-key"]
+    for part in ("triggerBody()?['object']?['name']", "items('For_each_hash')?['Hash']", "items('For_each_device')"):
+        assert part in key
+    assert "utcNow" not in key and "guid()" not in key
+    actions = pa.all_actions(template)
+    loop = actions["For_each_hash"]
+    assert hunt.name in loop["actions"] and loop["runtimeConfiguration"]["concurrency"]["repetitions"] == 1
+    succeeded = loop["actions"]["Condition_-_hunt_succeeded"]
+    assert succeeded["expression"] == {"and": [{"equals": ["@outputs('Run_hunting_query')?['statusCode']", 200]}]}
+    assert set(succeeded["runAfter"][hunt.name]) == {"Succeeded", "Failed", "TimedOut"}  # a failure is commented
+    assert create.name in dict(pa.walk_actions(succeeded["actions"]["For_each_device"]["actions"]))
+
+
+def test_hunt_creates_on_at_most_max_devices_each_on_its_latest_event() -> None:
+    template = _template(HUNT)
+    actions = pa.all_actions(template)
+    results = "coalesce(body('Run_hunting_query')?['results'], json('[]'))"
+    assert actions["Select_device_ids"]["inputs"]["from"] == f"@{results}"
+    assert actions["Compose_distinct_devices"]["inputs"] == (
+        "@union(body('Select_device_ids'), body('Select_device_ids'))")  # each device once, in the rows' order
+    assert actions["Compose_devices"]["inputs"] == (
+        "@take(outputs('Compose_distinct_devices'), parameters('MaxDevices'))")
+    assert actions["For_each_device"]["foreach"] == "@outputs('Compose_devices')"
+    # The rows are newest first (order by Timestamp desc): a device's first row is its latest event.
+    events = actions["Filter_array_-_events_of_device"]["inputs"]
+    assert events["from"] == f"@{results}"
+    assert events["where"] == "@equals(string(item()?['DeviceId']), items('For_each_device'))"
+    reference = actions["Compose_event_reference"]["inputs"]
+    latest = "first(body('Filter_array_-_events_of_device'))"
+    assert reference == {"reportId": f"@{{string({latest}?['ReportId'])}}",
+                         "eventTime": f"@{{{latest}?['Timestamp']}}", "machineId": "@{items('For_each_device')}"}
+    create = pa.http_actions(template)[1]
+    assert create.body is not None and sorted(create.body) == sorted(CREATE_FIELDS)
+    for field in ("machineId", "eventTime", "reportId"):
+        assert create.body[field] == f"@{{outputs('Compose_event_reference')?['{field}']}}"
+    parameter = template["parameters"]["MaxDevices"]
+    assert parameter["type"] == "int" and parameter["defaultValue"] == 10 and parameter["minValue"] == 1
+    assert template["parameters"]["AlertCategory"]["allowedValues"] == list(CATEGORIES)
+    assert pa.definition(template)["parameters"]["MaxDevices"]["type"] == "Int"
+
+
+#: The query shapes the simulator answers (hunting-spec: `Table | where ... | project ... | order by X [asc|desc]
+#: | take N`, where-clauses joined by `and`): the hunt playbook's query stays within them, so that the same query
+#: runs on Graph and locally.
+_SUBSET = re.compile(
+    r"(?P<table>DeviceFileEvents|DeviceProcessEvents|DeviceEvents)"
+    r" \| where (?P<column>SHA1|SHA256) =~ \"(?P<hash>[0-9a-f]+)\" and Timestamp > ago\((?P<days>\d+)d\)"
+    r" \| project (?P<columns>\w+(?:, \w+)*)"
+    r" \| order by Timestamp desc"
+    r" \| take (?P<take>\d+)")
+
+
+@pytest.mark.parametrize("table", ["DeviceFileEvents", "DeviceProcessEvents", "DeviceEvents"])
+@pytest.mark.parametrize(("column", "file_hash"), [("SHA1", "a" * 40), ("SHA256", "b" * 64)])
+def test_hunt_query_names_the_event_columns_within_the_simulators_subset(table: str, column: str,
+                                                                         file_hash: str) -> None:
+    template = _template(HUNT)
+    assert template["parameters"]["HuntingTable"]["allowedValues"] == ["DeviceFileEvents", "DeviceProcessEvents",
+                                                                      "DeviceEvents"]
+    hunt = pa.http_actions(template)[0]
+    assert hunt.body is not None
+    samples = {"parameters('HuntingTable')": table, "items('For_each_hash')?['Column']": column,
+               "items('For_each_hash')?['Hash']": file_hash, "parameters('LookbackDays')": "7",
+               "parameters('MaxEvents')": "1000"}
+    query = str(hunt.body["Query"])
+    for inner in pa.interpolations(query):
+        query = query.replace("@{" + inner + "}", samples[inner], 1)
+    match = _SUBSET.fullmatch(query)
+    assert match, query
+    assert {"Timestamp", "ReportId", "DeviceId"} <= set(match["columns"].split(", "))  # what a create needs
+    assert (match["table"], match["column"], match["hash"]) == (table, column, file_hash)
+    for name, low, high in (("LookbackDays", 1, 30), ("MaxEvents", 1, 10000)):
+        parameter = template["parameters"][name]
+        assert parameter["type"] == "int" and (parameter["minValue"], parameter["maxValue"]) == (low, high)
+
+
+def test_hunt_puts_only_well_formed_hashes_into_its_query() -> None:
+    """A FileHash entity's value goes into a KQL string literal: anything that could end it is removed, and only a
+    value of a SHA-1's or SHA-256's length is hunted."""
+    actions = pa.all_actions(_template(HUNT))
+    assert "createArray('SHA1', 'SHA256')" in actions["Filter_array_-_SHA1_and_SHA256"]["inputs"]["where"]
+    cleaned = actions["Select_hashes"]["inputs"]["select"]["Hash"]
+    for removed in ("'\"'", "'\\'", "''''"):  # a double quote, a backslash, a single quote
+        assert f"{removed}, '')" in cleaned, removed
+    where = actions["Filter_array_-_well_formed_hashes"]["inputs"]["where"]
+    assert where == "@equals(length(item()?['Hash']), if(equals(item()?['Column'], 'SHA256'), 64, 40))"
+    assert actions["Compose_distinct_hashes"]["inputs"].startswith("@union(body('Filter_array_-_well_formed_hashes')")
+    assert actions["For_each_hash"]["foreach"] == "@outputs('Compose_distinct_hashes')"
 
 
 # --- expressions ----------------------------------------------------------------------------------------------------
