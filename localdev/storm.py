@@ -1,7 +1,7 @@
 """A storm of asynchronous requests against running local hosts, and how well the shared budget drained it.
 
-Used by tests/integration/test_storm.py and bench/storm_bench.py. Half of each kind arrives over HTTP with
-`Prefer: respond-async` (alternating between the hosts), half as queue messages; every request has
+Used by tests/integration/test_storm.py, test_hunting_storm.py and bench/storm_bench.py. Half of each kind arrives
+over HTTP with `Prefer: respond-async` (alternating between the hosts), half as queue messages; every request has
 its own id (creates their own title, so a duplicate at the simulator is visible). The ideal drain is
 the exact sliding log's own schedule for the same windows and margin, with a caller always waiting.
 """
@@ -31,6 +31,8 @@ class StormResult:
     answers: dict[str, tuple[int, Any]] = field(default_factory=dict)
     #: operation id -> the create's title (creates only)
     titles: dict[str, str] = field(default_factory=dict)
+    #: operation id -> the hunting query (hunts only)
+    queries: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -73,8 +75,13 @@ def slot_reuse(call_times: Sequence[float], windows: str, margin_seconds: float)
 
 
 def run_storm(host_urls: Sequence[str], key: str, connection_string: str, queue: str, *, creates: int,
-              lookups: int, create_body: dict[str, Any], sha1s: Sequence[str], timeout: float = 300) -> StormResult:
-    """Send the storm (all at once, from a pool of threads) and wait for every operation's final answer."""
+              lookups: int, create_body: dict[str, Any], sha1s: Sequence[str], hunts: Sequence[str] = (),
+              timeout: float = 300) -> StormResult:
+    """Send the storm (all at once, from a pool of threads) and wait for every operation's final answer.
+
+    `hunts`: advanced-hunting queries, one request each: over HTTP on Defender's path (`/api/advancedqueries/run`,
+    answered in Defender's shape), queued as `RunHuntingQuery` messages (Graph's shape); `result.queries` maps each
+    operation to its query."""
     result = StormResult()
     client = QueueClient.from_connection_string(connection_string, queue)
     with contextlib.suppress(ResourceExistsError):
@@ -86,6 +93,11 @@ def run_storm(host_urls: Sequence[str], key: str, connection_string: str, queue:
         result.titles[operation_id] = title
         work.append((operation_id, "create", {"version": 1, "id": operation_id, "operation": "CreateAlertByReference",
                                               "body": {**create_body, "title": title}}))
+    for query in hunts:
+        operation_id = uuid.uuid4().hex
+        result.queries[operation_id] = query
+        work.append((operation_id, "hunt", {"version": 1, "id": operation_id, "operation": "RunHuntingQuery",
+                                            "body": {"Query": query}}))
     for index in range(lookups):
         operation_id = uuid.uuid4().hex
         work.append((operation_id, "lookup", {"version": 1, "id": operation_id, "operation": "GetFileRelatedAlerts",
@@ -104,6 +116,9 @@ def run_storm(host_urls: Sequence[str], key: str, connection_string: str, queue:
         if kind == "create":
             response = requests.post(f"{host}/api/alerts/CreateAlertByReference", json=message["body"],
                                      headers=headers, timeout=60)
+        elif kind == "hunt":
+            response = requests.post(f"{host}/api/advancedqueries/run", json=message["body"], headers=headers,
+                                     timeout=60)
         else:
             response = requests.get(f"{host}/api/files/{message['fileHash']}/alerts", headers=headers, timeout=60)
         if response.status_code != 202:
@@ -113,8 +128,9 @@ def run_storm(host_urls: Sequence[str], key: str, connection_string: str, queue:
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(submit, enumerate(work)))
     # Creates over HTTP are named by their Location (an Idempotency-Key gives another operation id).
-    titles = dict(result.titles)
+    titles, queries = dict(result.titles), dict(result.queries)
     result.titles = {locations[operation_id].rsplit("/", 1)[1]: title for operation_id, title in titles.items()}
+    result.queries = {locations[operation_id].rsplit("/", 1)[1]: query for operation_id, query in queries.items()}
     deadline = started + timeout
     pending = {location.rsplit("/", 1)[1]: location for location in locations.values()}
     session = requests.Session()
