@@ -29,7 +29,8 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("GATEWAY_AUTH", "function-key",
                 "`function-key`: callers present a function key. `entra`: App Service authentication (Entra ID) "
                 "gates every call, and the gateway validates the caller's bearer token itself and requires the app "
-                "role of the call (Alerts.Read, Alerts.Create, Operations.Read, Gateway.Operate).", True),
+                "role of the call (Alerts.Read, Alerts.Create, Hunting.Read, Operations.Read, Gateway.Operate).",
+                True),
     SettingSpec("WEBSITE_AUTH_ENABLED", None,
                 "Set by the platform (`True`) while App Service authentication is on. With `GATEWAY_AUTH=entra` the "
                 "gateway serves only when it is (defence in depth: the gateway validates the bearer token itself, and "
