@@ -92,9 +92,10 @@ def query_timeout_problem() -> Problem:
     minutes = HUNTING_QUERY_TIMEOUT_SECONDS // 60
     return Problem(504, "hunting-query-timeout", "The query ran too long",
                    f"The query ran longer than Graph allows ({minutes} minutes), or than the gateway waits for it "
-                   "(HUNTING_TIMEOUT_SECONDS). Narrow it (a shorter Timespan or time filter, fewer tables, `take` "
-                   "or `project` early) and send it again; the gateway does not retry it, as every run costs the "
-                   "tenant's CPU allocation.")
+                   "(HUNTING_TIMEOUT_SECONDS; a synchronous call also within MDE_TOTAL_TIMEOUT_SECONDS). Narrow it (a "
+                   "shorter Timespan or time filter, fewer tables, `take` or `project` early), or ask for "
+                   "Prefer: respond-async, which waits for Graph's full time, and send it again; the gateway does not "
+                   "retry it, as every run costs the tenant's CPU allocation.")
 
 
 def cpu_exhausted_problem(wait: int, error: DefenderError | None = None) -> Problem:
