@@ -2,8 +2,9 @@
 
 Per API: whether a call would be admitted now and the budget each window has left (a read of the
 shared rate-limit state, no slot taken), pending operations and the oldest one's age, and the depth
-of its waiting queue. Overall: the request queue's depth, every poison queue's, and whether tables
-and queues answer.
+of its waiting queue. Overall: the request queue's depth, every poison queue's, whether tables
+and queues answer, and whether the identity gives a token for Defender (`identity`) and for Microsoft
+Graph (`graphIdentity`: advanced hunting), each asked on its own (one failing never hides the other).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from shared.asynchronous.operations import OperationsStorageError, OperationStor
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.asynchronous.queues import Queues
 from shared.defender.client import IdentityError
-from shared.defender.facts import Api
-from shared.defender.gateway import Gateway
+from shared.defender.facts import API_FACTS, Api, Service
+from shared.defender.gateway import Gateway, Identity
 from shared.ratelimit import Decision, RateLimitStorageError
 from shared.ratelimit.sliding_log import LogState
 from shared.telemetry import catalogue
@@ -43,17 +44,14 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
     depths = {name: (queues.depth(name), queues.depth(name + POISON_SUFFIX))
               for name in (queues.requests_name, *(queues.waiting_name(api) for api in gateway.apis))}
     queues_ok = all(depth is not None for pair in depths.values() for depth in pair)
-    identity_ok = True
-    try:
-        identity = gateway.identity()
-    except IdentityError:
-        identity_ok, identity = False, None
+    identities = {service: _identity(gateway, None, service) for service in _services(gateway)}
     apis: dict[str, Any] = {}
     for api in gateway.apis:
         entry: dict[str, Any] = {"pendingOperations": len(pending[api]),
                                  "oldestPendingAgeSeconds": int(now - min(pending[api])) if pending[api] else None,
                                  "waitingQueue": _queue(queues.waiting_name(api), depths)}
-        if identity is not None:
+        identity = identities[API_FACTS[api].service]
+        if isinstance(identity, Identity):
             try:
                 decision, log = gateway.inspect(api, identity)
                 if logs is not None:
@@ -62,11 +60,13 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
             except RateLimitStorageError:
                 tables_ok = False
         apis[api.value] = entry
-    healthy = tables_ok and queues_ok and identity_ok
+    identity_ok = {service: isinstance(identity, Identity) for service, identity in identities.items()}
+    healthy = tables_ok and queues_ok and all(identity_ok.values())
     report: dict[str, Any] = {
         "status": "healthy" if healthy else "degraded",
         "checkedAt": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "storage": {"tables": tables_ok, "queues": queues_ok}, "identity": identity_ok,
+        "storage": {"tables": tables_ok, "queues": queues_ok}, "identity": identity_ok[Service.DEFENDER],
+        **({"graphIdentity": identity_ok[Service.GRAPH]} if Service.GRAPH in identity_ok else {}),
         "queue": _queue(queues.requests_name, depths),
         "apis": apis,
     }
@@ -74,6 +74,19 @@ def health_report(gateway: Gateway, operations: OperationStore, queues: Queues, 
     if multi is not None:
         report["tenants"] = [_tenant(gateway, tenant.id, tenant.name, logs) for tenant in multi.tenants]
     return healthy, report
+
+
+def _services(gateway: Gateway) -> tuple[Service, ...]:
+    """Whose tokens the gateway needs: Defender's always, Graph's when it has a budget for an API Graph serves."""
+    return (Service.DEFENDER, *((Service.GRAPH,) if any(API_FACTS[api].service is Service.GRAPH
+                                                        for api in gateway.apis) else ()))
+
+
+def _identity(gateway: Gateway, tenant: str | None, service: Service) -> Identity | IdentityError:
+    try:
+        return gateway.identity(tenant, service)
+    except IdentityError as error:
+        return error
 
 
 def _budget(decision: Decision) -> dict[str, Any]:
@@ -85,9 +98,15 @@ def _budget(decision: Decision) -> dict[str, Any]:
 
 
 def _tenant(gateway: Gateway, tenant_id: str, name: str, logs: Logs | None) -> dict[str, Any]:
-    """A customer tenant's budgets (its own: Defender counts per tenant), or why its token is missing. A tenant
-    that has not consented does not make the gateway unhealthy: the others are served."""
+    """A customer tenant's budgets (its own: Defender counts per tenant), or why its token is missing; whether it
+    gives a token for Graph's scope too (`graphIdentity`, and `graphReason` when not). A tenant that has not
+    consented does not make the gateway unhealthy: the others are served."""
     entry: dict[str, Any] = {"id": tenant_id, "name": name}
+    if Service.GRAPH in _services(gateway):
+        graph = _identity(gateway, tenant_id, Service.GRAPH)
+        entry["graphIdentity"] = isinstance(graph, Identity)
+        if isinstance(graph, IdentityError):
+            entry["graphReason"] = graph.reason
     try:
         identity = gateway.identity(tenant_id)
     except IdentityError as error:

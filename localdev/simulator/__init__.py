@@ -1,4 +1,5 @@
-"""A Defender for Endpoint API simulator that follows the documented contract (see docs/local-development.md)."""
+"""A Defender for Endpoint API simulator that follows the documented contract, with Microsoft Graph's advanced hunting
+(runHuntingQuery) on the same port (see docs/local-development.md)."""
 
 from localdev.simulator.app import Simulator
 

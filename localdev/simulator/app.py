@@ -271,9 +271,10 @@ class Simulator:
         with self.state.lock:
             block = hunting.cpu_block_of(self.state.hunting, key, now)
             events = list(self.state.of(tenant).events)
+            max_result_bytes = self.state.hunting.max_result_bytes
         if block is not None:
             return hunting.cpu_exceeded(request, block)
-        return hunting.run_query(request, events, now=now)
+        return hunting.run_query(request, events, now=now, max_result_bytes=max_result_bytes)
 
     def _take_fault(self, api: str) -> Fault | None:
         with self.state.lock:
@@ -467,6 +468,12 @@ class Simulator:
                                                payload, time.time()))
                 except ValueError as error:
                     return _error(400, "BadRequest", str(error))
+            if route == ("POST", "/_sim/hunting/size") and isinstance(payload, dict):
+                size = payload.get("maxResultBytes", hunting.MAX_RESULT_BYTES)
+                if not isinstance(size, int) or size < 1:
+                    return _error(400, "BadRequest", "maxResultBytes must be a whole number, at least 1")
+                state.hunting.max_result_bytes = size
+                return _ok({"maxResultBytes": size})
             if route == ("POST", "/_sim/hunting/events") and isinstance(payload, dict):
                 try:
                     rows = hunting.add_events(state.hunting, state.of(tenant).events, payload, time.time())

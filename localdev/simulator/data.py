@@ -183,10 +183,11 @@ def seed_events(now: datetime | None = None) -> list[dict[str, Any]]:
 
 
 def event_time(moment: datetime, report_id: str) -> str:
-    """`moment` (whole seconds) in Defender's form, with seven fraction digits made from the report id: stable, and
-    precise, as advanced hunting's times are (Create alert by reference wants them exactly)."""
+    """A time in the second before `moment` (whole seconds; so never after it) in Defender's form, its seven
+    fraction digits made from the report id: stable, and precise, as advanced hunting's times are (Create alert by
+    reference wants them exactly)."""
     fraction = (int(report_id) * 7919) % 10**7 if report_id.isdigit() else 0
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{fraction:07d}Z"
+    return (moment - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.") + f"{fraction:07d}Z"
 
 
 _SAMPLE_MACHINE_ID = "111e6dd8c833c8a052ea231ec1b19adaf497b625"

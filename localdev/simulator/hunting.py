@@ -36,6 +36,10 @@ TIMEOUT_MESSAGE = ("Query execution has exceeded the allowed execution time. Mak
                    "narrow its Timespan, and try again.")
 CPU_MESSAGE = "Tenant CPU quota for advanced hunting exceeded. Queries are blocked until {until}."
 CPU_MESSAGE_WITHOUT_TIME = "Tenant CPU quota for advanced hunting exceeded. Try again later."
+#: The largest answer Graph gives (Defender documents 124 MB); a larger one is 400 with this message.
+MAX_RESULT_BYTES = 124 * 1000 * 1000
+SIZE_MESSAGE = ("Query execution has exceeded the allowed result size. Optimize your query by limiting the number of "
+                "results and try again.")
 #: The most events one POST /_sim/hunting/events adds.
 MAX_GENERATED_EVENTS = HUNTING_MAX_ROWS
 #: Graph's columns by the event fields they come from (the rest: ReportId, and the table's own defaults).
@@ -59,10 +63,12 @@ class CpuBlock:
 
 @dataclass
 class HuntingState:
-    """CPU blocks by tenant (None: the home tenant) and the next report id POST /_sim/hunting/events gives."""
+    """CPU blocks by tenant (None: the home tenant), the next report id POST /_sim/hunting/events gives, and the
+    largest answer (POST /_sim/hunting/size lowers it, so a test can meet Graph's 400 for a result too large)."""
 
     cpu: dict[str | None, CpuBlock] = field(default_factory=dict)
     next_report_id: int = 100_000
+    max_result_bytes: int = MAX_RESULT_BYTES
 
 
 def graph_error(request: Request, status: int, code: str, message: str,
@@ -125,8 +131,9 @@ def _body_error(request: Request, message: str) -> Response:
 
 
 def run_query(request: Request, events: list[dict[str, Any]], *, now: float | None = None,
-              graph_base: str = GLOBAL_GRAPH) -> Response:
-    """Graph's answer to the request's `{"Query", "Timespan"?}` over `events` (a copy of the tenant's events)."""
+              graph_base: str = GLOBAL_GRAPH, max_result_bytes: int = MAX_RESULT_BYTES) -> Response:
+    """Graph's answer to the request's `{"Query", "Timespan"?}` over `events` (a copy of the tenant's events); a
+    400 when the answer would be larger than `max_result_bytes`."""
     try:
         body = json.loads(request.get_data())
     except ValueError:
@@ -166,7 +173,10 @@ def run_query(request: Request, events: list[dict[str, Any]], *, now: float | No
     document = {"@odata.context": f"{graph_base}/v1.0/{ODATA_CONTEXT}",
                 "schema": [{"name": name, "type": kind.value} for name, kind in query.schema],
                 "results": results}
-    return Response(json.dumps(document), status=200,
+    encoded = json.dumps(document)
+    if len(encoded.encode()) > max_result_bytes:
+        return _body_error(request, SIZE_MESSAGE)
+    return Response(encoded, status=200,
                     content_type="application/json; odata.metadata=minimal; odata.streaming=true; "
                                  "IEEE754Compatible=false; charset=utf-8")
 

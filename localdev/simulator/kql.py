@@ -331,6 +331,9 @@ class _Parser:
                 columns = [self.column(types, "project")]
                 while self.accept("op", ","):
                     columns.append(self.column(types, "project"))
+                twice = next((name for index, name in enumerate(columns) if name in columns[:index]), None)
+                if twice is not None:
+                    raise QuerySemanticError(f"'project' operator: the column '{twice}' is projected twice")
                 operators.append(Project(tuple(columns)))
                 schema = tuple((name, types[name]) for name in columns)
             elif operator.text in ("order", "sort"):

@@ -53,9 +53,10 @@ class MultiTenant:
         return next((tenant for tenant in self.tenants if wanted in (tenant.id, tenant.name)), None)
 
     def consent_url(self, tenant: Tenant, scope: str) -> str:
-        """Where the tenant's administrator grants the app its Defender permissions (Microsoft identity platform's
-        admin consent, for `scope`, the Defender API's `.default`). The app needs a redirect URI for it (docs/
-        many-tenants.md); scripts/onboard-customer-tenant.sh does the same with the Azure CLI."""
+        """Where the tenant's administrator grants the app its permissions (Microsoft identity platform's admin
+        consent, for `scope`: the Defender API's `.default`, or Microsoft Graph's for advanced hunting, whichever
+        token the tenant refused). The app needs a redirect URI for it (docs/many-tenants.md);
+        scripts/onboard-customer-tenant.sh does the same with the Azure CLI."""
         return f"{self.authority}/{tenant.id}/v2.0/adminconsent?client_id={self.client_id}&scope={scope}"
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from localdev.azurite import Azurite
 from localdev.stack import HostProcess, Server, Services, start_host, start_services
+from localdev.tokens import ALL_ROLES
 from tests.support.servers import (
     FUNCTION_KEY,
     MASTER_KEY,
@@ -55,16 +56,12 @@ def sim(simulator_server: Server) -> SimulatorAdmin:
     return admin
 
 
-#: The app roles the local identity's tokens carry in a test: Defender's, and Graph's for advanced hunting.
-GRANTED_ROLES = ["Alert.Read.All", "Alert.ReadWrite.All", "File.Read.All", "ThreatHunting.Read.All"]
-
-
 @pytest.fixture
 def identity(identity_server: Server) -> Iterator[IdentityAdmin]:
     admin = IdentityAdmin(identity_server.url)
-    admin.configure(roles=GRANTED_ROLES, fail=False, opaque=False, reset_stats=True)
+    admin.configure(roles=list(ALL_ROLES), fail=False, opaque=False, reset_stats=True)
     yield admin
-    admin.configure(roles=GRANTED_ROLES, fail=False, opaque=False)
+    admin.configure(roles=list(ALL_ROLES), fail=False, opaque=False)
 
 
 

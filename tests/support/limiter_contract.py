@@ -154,6 +154,25 @@ class LimiterContract:
         # The block kept the log: 3 of 5 used, so 2 more, then refused.
         assert [a.acquire("p").admitted for _ in range(3)] == [True, True, False]
 
+    def test_a_block_until_a_time_carries_its_kind_to_every_instance(self, backend: LimiterBackend) -> None:
+        """Graph's hunting CPU 429 names when the block ends and what it is for; every instance refuses with both."""
+        clock = backend.clock
+        a, b = backend.limiter("5/600"), backend.limiter("5/600")
+        assert a.acquire("p").admitted
+        a.block_until("p", clock.now + 300, kind="cpu")
+        held = b.acquire("p")
+        assert (held.reason, held.blocked_kind, held.retry_after, held.storage_round_trips) == \
+            (Reason.BLOCKED, "cpu", 300, 1)
+        assert b.acquire("p").blocked_kind == "cpu"  # from memory now
+        b.block("p", 10)  # a shorter unnamed block changes neither the end nor the kind
+        assert backend.limiter("5/600").acquire("p").blocked_kind == "cpu"
+        a.block("p", 600)  # a later one wins, with its own (no) kind
+        later = backend.limiter("5/600").acquire("p")
+        assert (later.blocked_kind, later.retry_after) == ("", 600)
+        clock.advance(600)
+        admitted = b.acquire("p")
+        assert admitted.admitted and admitted.blocked_kind == ""
+
     def test_a_block_before_any_call_and_a_fractional_wait(self, backend: LimiterBackend) -> None:
         backend.limiter("5/60").block("fresh", 2.5)
         refused = backend.limiter("5/60").acquire("fresh")

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken as AzureAccessToken
 from azure.core.exceptions import ClientAuthenticationError
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from shared.configuration import ConfigurationError
 from shared.defender.client import DefenderClient, DefenderRequest, IdentityError
@@ -32,10 +34,12 @@ from shared.defender.outcomes import (
     first_utc_time,
     hunting_timed_out,
 )
+from shared.health import health_report
 from shared.ratelimit import Reason
 from shared.ratelimit.entity import from_entity, to_entity
 from shared.ratelimit.sliding_log import LogState, merge
 from shared.settings import load_defender_settings, load_settings
+from shared.telemetry.recorder import Telemetry
 from tests.support.rigs import UNIT_ENV, EdgeRig, make_edge
 from tests.support.scripted import (
     APP_ID,
@@ -379,3 +383,83 @@ def test_a_blocks_kind_is_kept_in_the_entity_and_the_later_block_wins() -> None:
     assert state.with_block(6_000) == LogState((1, 2), 6_000, 1, "")
     assert merge(LogState(blocked_until_ms=7_000), state).blocked_kind == ""
     assert merge(LogState(blocked_until_ms=1_000), state) == LogState((1, 2), 5_000, 0, "cpu")
+
+
+# --- health and many tenants --------------------------------------------------------------------------------------
+
+def test_health_reports_the_identity_for_graph_on_its_own() -> None:
+    rig = make_edge([], credential=FailingFor(f"{GRAPH}/.default"))
+    healthy, report = health_report(rig.gateway, rig.runtime.operations, rig.runtime.queues, clock=rig.clock)
+    assert not healthy and report["status"] == "degraded"
+    assert (report["identity"], report["graphIdentity"]) == (True, False)
+    assert "admitsNow" in report["apis"]["file_alerts"]  # Defender's budgets read with Defender's token
+    assert "admitsNow" not in report["apis"]["hunting"] and "waitingQueue" in report["apis"]["hunting"]
+    healthy, report = health_report(make_edge([]).gateway, rig.runtime.operations, rig.runtime.queues)
+    assert healthy and report["graphIdentity"] is True and report["apis"]["hunting"]["admitsNow"] is True
+
+
+CUSTOMER = "c0c0c0c0-1111-4222-8333-444455556666"
+MULTI_APP = "6f1c2d3e-4a5b-4c6d-8e7f-90a1b2c3d4e5"
+MANY = {"MDE_TENANTS": f"contoso={CUSTOMER}", "MDE_MULTITENANT_CLIENT_ID": MULTI_APP,
+        "AZURE_CLIENT_ID": "11111111-2222-4333-8444-555555555555"}
+
+
+class NotConsentedFor(StaticCredential):
+    """A customer tenant's exchange that refuses one scope: no consent for that resource there (AADSTS65001)."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(tenant=CUSTOMER, app=MULTI_APP)
+        self.refused_scope = scope
+
+    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
+                  enable_cae: bool = False, **kwargs: Any) -> AzureAccessToken:
+        if scopes == (self.refused_scope,):
+            self.scopes.append(scopes)
+            raise ClientAuthenticationError("AADSTS65001: The user or administrator has not consented to use the "
+                                            "application.\nTrace ID: x")
+        return super().get_token(*scopes)
+
+
+def test_a_customer_tenant_gets_a_graph_token_through_the_exchange_and_a_consent_url_for_graph() -> None:
+    exchange = NotConsentedFor(f"{GRAPH}/.default")
+    rig = make_edge([results_reply()], settings_env=MANY, tenant_credentials={CUSTOMER: exchange})
+    with pytest.raises(IdentityError) as refused:
+        rig.gateway.call(HUNT.for_tenant(CUSTOMER), CID)
+    consent = refused.value.consent_url
+    assert consent is not None and consent.endswith(f"&scope={GRAPH}/.default") and CUSTOMER in consent
+    assert rig.transport.calls == []  # nothing sent, nothing spent
+    assert rig.gateway.identity(CUSTOMER).principal == f"{CUSTOMER}|{MULTI_APP}"  # Defender's scope still answers
+    _, report = health_report(rig.gateway, rig.runtime.operations, rig.runtime.queues)
+    (tenant,) = report["tenants"]
+    assert (tenant["identity"], tenant["graphIdentity"]) == (True, False) and "AADSTS65001" in tenant["graphReason"]
+    consented = make_edge([results_reply()], settings_env=MANY, tenant_credentials={CUSTOMER: NotConsentedFor("-")})
+    result = consented.gateway.call(HUNT.for_tenant(CUSTOMER), CID)
+    assert isinstance(result.outcome, Success)
+    assert consented.limiter(Api.HUNTING).peek(f"{CUSTOMER}|{MULTI_APP}").windows[0].remaining == 44  # its own
+    assert consented.limiter(Api.HUNTING).peek(PRINCIPAL).windows[0].remaining == 45  # not the home tenant's
+
+
+# --- telemetry ----------------------------------------------------------------------------------------------------
+
+def _counts(reader: InMemoryMetricReader, name: str) -> list[tuple[dict[str, Any], float]]:
+    data = reader.get_metrics_data()
+    return [(dict(point.attributes or {}), point.value) for resource in (data.resource_metrics if data else [])
+            for scope in resource.scope_metrics for metric in scope.metrics if metric.name == name
+            for point in metric.data.data_points if isinstance(point, NumberDataPoint)]
+
+
+def test_graphs_429s_are_counted_by_limit_and_cpu_blocks_on_their_own() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    rig = make_edge([graph_error(429, "TooManyRequests", CALLS_MESSAGE, retry_after="30"), cpu_429()],
+                    telemetry=Telemetry(provider))
+    hunt(rig)
+    rig.clock.advance(30)
+    hunt(rig)
+    assert sorted((attributes["api"], attributes["limit"], value) for attributes, value in
+                  _counts(reader, "mdegw.defender.throttled")) == [("hunting", "calls", 1), ("hunting", "cpu", 1)]
+    assert _counts(reader, "mdegw.hunting.cpu_blocks") == [({"api": "hunting"}, 1)]
+    requests_by_status = {attributes["status"]: value for attributes, value in
+                          _counts(reader, "mdegw.defender.requests") if attributes["api"] == "hunting"}
+    assert requests_by_status == {"429": 2}
+    provider.shutdown()
