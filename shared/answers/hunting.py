@@ -80,9 +80,10 @@ def _upstream(error: DefenderError | None) -> MappingProxyType[str, object]:
 def query_rejected_problem(error: DefenderError | None) -> Problem:
     """400: Graph could not run the caller's query (its syntax, a table or column it does not know, a result over
     its size limit); Graph's message is the diagnosis of the caller's own query, so it is passed on."""
-    message = error.message if error and error.message else "(Graph gave no message)"
+    message = (error.message if error and error.message else "(Graph gave no message)").rstrip()
+    ended = message if message.endswith((".", "!", "?")) else message + "."
     return Problem(400, "hunting-query-rejected", "Graph rejected the query",
-                   f"Microsoft Graph could not run the query: {message} Nothing is retried; correct the query and "
+                   f"Microsoft Graph could not run the query: {ended} Nothing is retried; correct the query and "
                    "send it again.", extensions=_upstream(error))
 
 

@@ -332,7 +332,7 @@ class HttpEdge:
             return self.answers.problem(api, problem, correlation_id)
 
         if isinstance(error, InputError):
-            return answer(input_problem(error))
+            return answer(input_problem(error, api))
         kind = _ERROR_KINDS.get(type(error))
         if isinstance(error, IdentityError) and error.tenant is not None:
             kind = ErrorKind.TENANT_IDENTITY
