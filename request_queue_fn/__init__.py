@@ -44,3 +44,11 @@ def wait_file_alerts(message: func.QueueMessage, context: func.Context) -> None:
 def wait_file_info(message: func.QueueMessage, context: func.Context) -> None:
     worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True,
                     invocation=context.trace_context.trace_parent)
+
+
+@bp.function_name("WaitHunting")
+@bp.queue_trigger(arg_name="message", queue_name="%REQUESTS_QUEUE%" + waiting_suffix(Api.HUNTING),
+                  connection="AzureWebJobsStorage")
+def wait_hunting(message: func.QueueMessage, context: func.Context) -> None:
+    worker().handle(message.get_body().decode("utf-8", "replace"), waiting=True,
+                    invocation=context.trace_context.trace_parent)

@@ -119,6 +119,13 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("FILE_HASH_TABLE", "mdegatewayfilehashes",
                 "Table (created on first use) holding each SHA-256 that was resolved to its file's SHA-1, so a "
                 "repeated SHA-256 costs no file-information call.", True),
+    SettingSpec("HUNTING_SHARE_SECONDS", "0",
+                "How long (0-3600 s) a successful hunting answer is shared: a queued query identical to one (same "
+                "tenant, `Query` and `Timespan`, byte for byte) answered within that time is answered from Table "
+                "Storage (ANSWER_CACHE_TABLE) without a Graph call, and concurrent identical queries in one instance "
+                "share one call. 0 (the "
+                "default) turns sharing off: hunting results change by the second, and a playbook that runs a query "
+                "again expects a fresh answer."),
     SettingSpec("REQUESTS_QUEUE", "mde-gateway-requests",
                 "Storage queue of asynchronous requests: queue input from automation, and the HTTP calls answered "
                 "202. Requests the budget cannot take yet wait in `<name>-create-alert`, `<name>-file-alerts` and "
@@ -145,11 +152,19 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "second minute hour day month weekday, or five-field without the seconds; not a TimeSpan, which the "
                 "host runs only on an App Service plan): it deletes expired operations and finishes operations an "
                 "instance left in flight when it died.", True),
+    SettingSpec("RESULTS_CONTAINER", "mdegatewayresults",
+                "Blob container (created on first use) of the gateway's storage account holding operation answers "
+                "too large for a table entity (a large hunting result): each deleted with its operation, by the "
+                "maintenance sweep."),
     SettingSpec("AzureWebJobsStorage", None,
                 "Connection string of the storage account (local: Azurite). In Azure use the identity-based "
                 "`AzureWebJobsStorage__*` settings instead; no account keys."),
     SettingSpec("AzureWebJobsStorage__tableServiceUri", None,
                 "Identity-based storage: Table endpoint of the host's storage account.", True),
+    SettingSpec("AzureWebJobsStorage__blobServiceUri", None,
+                "Identity-based storage: Blob endpoint of the host's storage account (the host's own blobs, and the "
+                "gateway's results too large for a table entity, in RESULTS_CONTAINER). Unset: the account's, from "
+                "__accountName or the table endpoint.", True),
     SettingSpec("AzureWebJobsStorage__queueServiceUri", None,
                 "Identity-based storage: Queue endpoint of the host's storage account (the queue trigger and the "
                 "gateway's own queue writes).", True),

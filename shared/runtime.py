@@ -27,6 +27,8 @@ from shared.asynchronous.maintenance import Maintenance
 from shared.asynchronous.operations import OperationStore
 from shared.asynchronous.operations_table import TableOperationStore
 from shared.asynchronous.queues import Queues, StorageQueues, queue_service
+from shared.asynchronous.results import ResultsStore
+from shared.asynchronous.results_blob import BlobResultsStore, blob_service
 from shared.asynchronous.worker import RequestWorker
 from shared.configuration import ConfigurationError
 from shared.defender.client import DefenderClient
@@ -44,6 +46,7 @@ from shared.http.tokens import SigningKeys
 from shared.lookups.answer_cache import AnswerCache
 from shared.lookups.file_alerts import FileAlertsLookups
 from shared.lookups.hash_map import FileHashMap
+from shared.lookups.hunting import HUNTING_KIND, HuntingLookups
 from shared.ratelimit import RateLimiters, TableStore, build_rate_limiters
 from shared.settings import Settings, load_settings, requested_auth
 from shared.tables.clients import DURABLE_CLIENT_OPTIONS, table_client
@@ -61,6 +64,8 @@ class Runtime:
     edge: HttpEdge
     worker: RequestWorker
     maintenance: Maintenance
+    #: The hunting queries the edge and the worker share (their shared answers, the queries in flight).
+    hunting: HuntingLookups
 
 
 @dataclass(frozen=True)
@@ -87,28 +92,32 @@ def rate_limiters(settings: Settings) -> RateLimiters:
 def build(settings: Settings) -> Runtime:
     """One credential (token cache), one HTTP session, one client per table and queue service, one limiter per API."""
     storage, asynchronous = settings.storage, settings.asynchronous
+    results = BlobResultsStore.of(blob_service(storage), asynchronous.results_container)
     return compose(
         settings,
         DefenderClient(settings.defender, build_credential(settings.defender)),
         rate_limiters(settings),
         TableOperationStore(table_client(storage, asynchronous.operations_table, DURABLE_CLIENT_OPTIONS),
-                            asynchronous.retention_seconds),
+                            asynchronous.retention_seconds, results=results),
         StorageQueues(queue_service(storage), asynchronous),
         cache=answer_cache(settings),
         hash_map=FileHashMap(table_client(storage, settings.answer_cache.file_hash_table)),
         history=TableHistoryStore(table_client(storage, asynchronous.history_table)),
-        telemetry=start_telemetry(settings.telemetry))
+        telemetry=start_telemetry(settings.telemetry), results=results, hunting_cache=hunting_cache(settings))
 
 
 def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, operations: OperationStore,
             queues: Queues, *, cache: AnswerCache | None = None, hash_map: FileHashMap | None = None,
             clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
             monotonic: Callable[[], float] = time.monotonic, telemetry: Telemetry | None = None,
-            keys: SigningKeys | None = None, history: HistoryStore | None = None) -> Runtime:
+            keys: SigningKeys | None = None, history: HistoryStore | None = None,
+            results: ResultsStore | None = None, hunting_cache: AnswerCache | None = None) -> Runtime:
     """The runtime over the given client, limiters and stores (Azure's in `build`; in-process twins in the unit
     tests): one gateway, one lookups object and one answer mapping that the edge and the worker share. `keys`: the
     Entra token issuer's signing keys (None: its published JWKS, read when a token first comes); `history`: where
-    the operator page's last hour is kept (None: no history)."""
+    the operator page's last hour is kept (None: no history); `results`: where answers too large for an operation's
+    record are kept (the operation store's; the sweep deletes them past their expiry); `hunting_cache`: the shared
+    hunting answers (None: HUNTING_SHARE_SECONDS is 0, every query goes to Graph)."""
     defender = settings.defender
     retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
                         total_timeout=defender.total_timeout,
@@ -120,19 +129,22 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
                       counters=counters)
     answers = Answers(defender, settings.rate_limits.policies, cache.ttl_seconds if cache else None)
     lookups = FileAlertsLookups(gateway, cache, hash_map)
+    hunting = HuntingLookups(gateway, hunting_cache)
     asynchronous = settings.asynchronous
     async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30, clock=clock,
                              telemetry=telemetry)
     edge = HttpEdge(gateway, answers, settings.access, lookups=lookups, async_calls=async_calls,
                     async_on_throttle=asynchronous.async_on_throttle, clock=clock, keys=keys)
-    worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, clock=clock,
+    worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, hunting=hunting,
+                           clock=clock,
                            sleep=sleep, may_act=functools.partial(may_act, settings.access))
     telemetry.observe(RATE_LIMIT_REMAINING, gateway.budget_readings)
     telemetry.observe(RATE_LIMIT_LIMIT, gateway.limit_readings)
     telemetry.observe(QUEUE_DEPTH, lambda: queue_readings(queues, gateway.apis))
     telemetry.observe(OLDEST_PENDING_AGE, lambda: oldest_pending_readings(operations, clock))
     return Runtime(settings, gateway, operations, queues, edge, worker,
-                   Maintenance(operations, queues, clock=clock, counters=counters, apis=gateway.apis))
+                   Maintenance(operations, queues, clock=clock, counters=counters, apis=gateway.apis,
+                               results=results), hunting)
 
 
 def answer_cache(settings: Settings) -> AnswerCache | None:
@@ -141,6 +153,15 @@ def answer_cache(settings: Settings) -> AnswerCache | None:
     if not cache.ttl_seconds:
         return None
     return AnswerCache(table_client(settings.storage, cache.table_name), cache.ttl_seconds)
+
+
+def hunting_cache(settings: Settings) -> AnswerCache | None:
+    """The shared answers of identical hunting queries (None when HUNTING_SHARE_SECONDS is 0: the default)."""
+    cache = settings.answer_cache
+    if not cache.hunting_share_seconds:
+        return None
+    return AnswerCache(table_client(settings.storage, cache.table_name), cache.hunting_share_seconds,
+                       kind=HUNTING_KIND)
 
 
 def start(env: Mapping[str, str] | None = None) -> Runtime | Misconfigured:

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from shared.asynchronous.queue_names import MAX_REQUESTS_QUEUE_LENGTH, QUEUE_NAME
 from shared.asynchronous.schedule import CronExpression, parse_schedule
-from shared.asynchronous.settings import AsyncSettings
+from shared.asynchronous.settings import CONTAINER_NAME, AsyncSettings
 from shared.catalogue import setting
 from shared.configuration import ConfigurationError, SettingProblem, showable, shown, shown_url, split_url
 from shared.defender.base_url import judge_base_url
@@ -34,7 +34,7 @@ from shared.ratelimit import (
     RatePolicy,
     parse_windows,
 )
-from shared.tables.settings import StorageSettings
+from shared.tables.settings import StorageSettings, sibling_endpoint
 from shared.telemetry.settings import TelemetrySettings
 from shared.tenancy import load_multi_tenant, load_tenant_callers
 
@@ -223,7 +223,14 @@ def load_storage_settings(env: Mapping[str, str]) -> StorageSettings:
         raise ConfigurationError(
             "No queue endpoint for identity-based storage: set AzureWebJobsStorage__queueServiceUri (or "
             "__accountName).", setting="AzureWebJobsStorage__queueServiceUri")
-    return StorageSettings(None, endpoint, queue_endpoint, setting(env, "AzureWebJobsStorage__clientId"))
+    blob_endpoint = _service_uri(env, "AzureWebJobsStorage__blobServiceUri", account, "blob") \
+        or sibling_endpoint(endpoint, "table", "blob")
+    if blob_endpoint is None:
+        raise ConfigurationError(
+            "No blob endpoint for identity-based storage (results too large for a table entity): set "
+            "AzureWebJobsStorage__blobServiceUri (or __accountName).", setting="AzureWebJobsStorage__blobServiceUri")
+    return StorageSettings(None, endpoint, queue_endpoint, setting(env, "AzureWebJobsStorage__clientId"),
+                           blob_endpoint)
 
 
 def _service_uri(env: Mapping[str, str], name: str, account: str | None, service: str) -> str | None:
@@ -244,7 +251,9 @@ MAX_CACHE_SECONDS = 3600
 
 def load_answer_cache_settings(env: Mapping[str, str]) -> AnswerCacheSettings:
     seconds = _whole(env, "FILE_ALERTS_CACHE_SECONDS", minimum=0, maximum=MAX_CACHE_SECONDS, unit="seconds")
-    return AnswerCacheSettings(seconds, _table_name(env, "ANSWER_CACHE_TABLE"), _table_name(env, "FILE_HASH_TABLE"))
+    share = _whole(env, "HUNTING_SHARE_SECONDS", minimum=0, maximum=MAX_CACHE_SECONDS, unit="seconds")
+    return AnswerCacheSettings(seconds, _table_name(env, "ANSWER_CACHE_TABLE"), _table_name(env, "FILE_HASH_TABLE"),
+                               share)
 
 
 MAX_QUEUE_RETRIES = 20
@@ -271,7 +280,14 @@ def load_async_settings(env: Mapping[str, str]) -> AsyncSettings:
             "MAINTENANCE_SCHEDULE must be an NCRONTAB schedule with six fields (second minute hour day month "
             "weekday, e.g. '0 */1 * * * *') or five (no seconds, e.g. '*/5 * * * *'); a TimeSpan runs only on an App "
             f"Service plan, not on Flex Consumption; got {shown(schedule)}.", setting="MAINTENANCE_SCHEDULE")
-    return AsyncSettings(queue, table, hours * 3600, async_on_throttle, retries, _table_name(env, "HISTORY_TABLE"))
+    container = setting(env, "RESULTS_CONTAINER") or ""
+    if not CONTAINER_NAME.fullmatch(container):
+        raise ConfigurationError(
+            "RESULTS_CONTAINER must be a blob container name (3-63 lowercase letters, digits and single hyphens, "
+            f"starting and ending with a letter or digit), got {shown(container)}.", setting="RESULTS_CONTAINER")
+    return AsyncSettings(queue, table, hours * 3600, async_on_throttle, retries, _table_name(env, "HISTORY_TABLE"),
+                         container)
+
 
 
 def _guids(env: Mapping[str, str], name: str) -> frozenset[str]:

@@ -25,6 +25,7 @@ from shared.asynchronous.operations import Created, Operation, OperationStore, S
 from shared.asynchronous.queues import Queues
 from shared.defender.client import DefenderRequest
 from shared.telemetry.recorder import Telemetry
+from shared.validation.hunting import HuntingShape
 
 logger = logging.getLogger("mde_alert_gateway.operations")
 
@@ -58,13 +59,15 @@ class AsyncCalls:
         self._clock = clock
         self.telemetry = telemetry or Telemetry()
 
-    def submit(self, operation_id: str, request: DefenderRequest, caller: str, correlation_id: str) -> Submitted:
-        """Store and queue a new operation, or find the one this id names.
+    def submit(self, operation_id: str, request: DefenderRequest, caller: str, correlation_id: str, *,
+               shape: HuntingShape | None = None) -> Submitted:
+        """Store and queue a new operation, or find the one this id names (`shape`: a hunting query's answer shape,
+        kept in its message and record).
 
         Raises OperationsStorageError or QueueStorageError when it could not be accepted.
         """
         operation = self.operations.new(operation_id, request, caller=caller, source=Source.HTTP,
-                                        correlation_id=correlation_id)
+                                        correlation_id=correlation_id, shape=shape)
         stored = self.operations.create(operation)
         if not isinstance(stored, Created):
             return Accepted(stored.operation) if stored.same else KeyReused(stored.operation)
@@ -73,7 +76,7 @@ class AsyncCalls:
             # It names its caller too: were its record purged while it waits, the worker recreates the operation
             # for that caller (its reader) and checks again that it may act for the request's tenant.
             self.queues.put_request(encode(RequestMessage(operation_id, request, caller=caller,
-                                                          traceparent=self.telemetry.traceparent())))
+                                                          traceparent=self.telemetry.traceparent(), shape=shape)))
         except Exception:
             if not self.operations.delete(stored.operation):
                 logger.error("operation %s: not queued, and its record could not be removed", operation_id)
@@ -83,14 +86,14 @@ class AsyncCalls:
         return Accepted(stored.operation)
 
     def run_here(self, operation_id: str, request: DefenderRequest, caller: str, correlation_id: str,
-                 run: Callable[[], tuple[Answer, int]]) -> Submitted:
+                 run: Callable[[], tuple[Answer, int]], *, shape: HuntingShape | None = None) -> Submitted:
         """Run the operation in this call (once), keeping its answer; a repeat gets the kept answer (or 202 while
         the first is still running). `run` gives the answer and how many requests went to Defender.
 
         The claim marks it as sending before `run` (the synchronous path takes its slot inside the call): a crash
         during the call reads as a request that may have reached Defender."""
         operation = self.operations.new(operation_id, request, caller=caller, source=Source.HTTP,
-                                        correlation_id=correlation_id)
+                                        correlation_id=correlation_id, shape=shape)
         stored = self.operations.create(operation)
         if not isinstance(stored, Created):
             return Accepted(stored.operation) if stored.same else KeyReused(stored.operation)

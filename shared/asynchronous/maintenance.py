@@ -10,6 +10,10 @@
   The release is ETag-conditional, so of two sweeps (or a sweep and a late worker) only one acts. The
   instance's own message would come back only when the platform's 10-minute lease ends; it then finds
   the operation done and is dropped;
+- result blobs (answers too large for a record, shared.asynchronous.results) past the expiry they were written with:
+  their record's, which the purge deletes them with; this also takes the blob whose record never came to name it (a
+  crash between the two writes) or was deleted without it (a storage failure then). Names sort by expiry, so the
+  listing reads the expired ones and stops at the first one kept;
 - pending-index rows whose operation is done, or whose record never came (a crash between the two writes; after
   MISSING_RECORD_GRACE_SECONDS, since the record is written just after its row), are removed.
 
@@ -32,6 +36,7 @@ from shared.asynchronous.messages import RequestMessage, encode
 from shared.asynchronous.operations import OperationsStorageError, OperationStore, PendingEntry
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.asynchronous.queues import Queues
+from shared.asynchronous.results import ResultsStore
 from shared.defender.facts import Api
 from shared.history.counters import MinuteCounters
 from shared.history.store import RETENTION_MINUTES, HistoryStorageError, Reading, minute_of, queue_key
@@ -52,6 +57,8 @@ class SweepReport:
     recovered: tuple[str, ...]
     #: Pending-index rows removed because their operation was done or gone.
     stale_index_rows: int
+    #: Result blobs deleted past their expiry.
+    results_purged: int = 0
 
 
 class Maintenance:
@@ -59,8 +66,9 @@ class Maintenance:
 
     def __init__(self, operations: OperationStore, queues: Queues, *, purge_batch: int = PURGE_BATCH,
                  clock: Callable[[], float] = time.time, counters: MinuteCounters | None = None,
-                 apis: tuple[Api, ...] = tuple(Api)) -> None:
+                 apis: tuple[Api, ...] = tuple(Api), results: ResultsStore | None = None) -> None:
         self.operations = operations
+        self.results = results
         self.queues = queues
         self.counters = counters
         self.apis = apis
@@ -69,7 +77,8 @@ class Maintenance:
         self._unindexed_left = True
 
     def sweep(self) -> SweepReport:
-        """One pass. Raises OperationsStorageError or QueueStorageError when storage fails (the next sweep goes on)."""
+        """One pass. Raises OperationsStorageError (ResultsStorageError among them) or QueueStorageError when storage
+        fails (the next sweep goes on)."""
         pending = list(self.operations.pending())
         recovered, stale = self._finish_abandoned(pending)
         self.record(pending)
@@ -78,10 +87,13 @@ class Maintenance:
             unindexed = self.operations.purge_unindexed(self.purge_batch - purged)
             self._unindexed_left = unindexed > 0
             purged += unindexed
-        report = SweepReport(purged, tuple(recovered), stale)
-        if recovered or purged or stale:
+        # After the records: a record purged now has deleted its blob; what is left past its expiry is an orphan.
+        results = self.results.purge_expired(self._clock(), self.purge_batch) if self.results is not None else 0
+        report = SweepReport(purged, tuple(recovered), stale, results)
+        if recovered or purged or stale or results:
             logger.info("maintenance: %d expired record(s) deleted, %d abandoned operation(s) queued again (%s), "
-                        "%d stale pending row(s) removed", purged, len(recovered), ", ".join(recovered), stale)
+                        "%d stale pending row(s) removed, %d expired result blob(s) deleted", purged, len(recovered),
+                        ", ".join(recovered), stale, results)
         return report
 
     def record(self, pending: list[PendingEntry]) -> None:
@@ -135,7 +147,7 @@ class Maintenance:
             if released is None:
                 continue  # changed meanwhile: a worker (or another sweep) has it
             self.queues.put_waiting(operation.api, encode(RequestMessage(
-                operation.id, operation.request, operation.reply_queue, operation.caller)))
+                operation.id, operation.request, operation.reply_queue, operation.caller, shape=operation.shape)))
             logger.warning("maintenance: %s operation %s was abandoned %s (its claim lease passed %.0f s ago); queued "
                            "again to be finished", operation.api, operation.id,
                            "in flight" if operation.in_flight else "waiting for a slot, never sent",

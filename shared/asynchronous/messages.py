@@ -4,6 +4,11 @@
      "body": {<the 8 fields of CreateAlertByReference>}, "replyQueue": "<optional queue name>"}
     {"version": 1, "id": "<caller-chosen id>", "operation": "GetFileRelatedAlerts",
      "fileHash": "<sha1 or sha256>"}
+    {"version": 1, "id": "<caller-chosen id>", "operation": "RunHuntingQuery",
+     "body": {"Query": "<KQL>", "Timespan": "<ISO 8601, optional>"}, "shape": "graph" (default) or "defender"}
+
+A hunting query's `shape` is the answer's: Graph's (`schema`, `results`) or Defender's (`Stats`, `Schema`, `Results`,
+whose body then has `Query` alone); the operation keeps it, so GET /api/operations/{id} answers in it.
 
 A SHA-256 `fileHash` is kept as given (the operation's request is the lookup by SHA-256); the worker resolves
 it to the file's SHA-1 before the alerts call. `id` is the operation id and the idempotency key: a message
@@ -37,6 +42,7 @@ from shared.defender.tenants import MultiTenant, Tenant
 from shared.identifiers import GUID, GUID_ANY_CASE
 from shared.telemetry.catalogue import TRACEPARENT
 from shared.validation import FieldError, InvalidInputError, validate_create_alert, validate_file_hash
+from shared.validation.hunting import HuntingShape, validate_hunting
 
 VERSION = 1
 #: Queue messages are at most 64 KiB.
@@ -44,7 +50,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 #: The operation names of the queue format: the HTTP functions' names.
 OPERATIONS: dict[str, Api] = {name: api for api, name in OPERATION_NAMES.items()}
 _ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
-_FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue", "caller", "tenantId", TRACEPARENT}
+_FIELDS = {"version", "id", "operation", "body", "fileHash", "replyQueue", "caller", "tenantId", "shape", TRACEPARENT}
 #: A W3C trace context `traceparent` (version 00): trace id and parent id not all zero.
 _TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}", re.ASCII)
 
@@ -58,6 +64,8 @@ class RequestMessage:
     caller: str = ""
     #: The W3C trace context of the call that queued it (its span continues there); None: a trace of its own.
     traceparent: str | None = None
+    #: A hunting query's answer shape (None for the other operations).
+    shape: HuntingShape | None = None
 
 
 class InvalidMessageError(ValueError):
@@ -73,8 +81,10 @@ class InvalidMessageError(ValueError):
 def encode(message: RequestMessage) -> str:
     """The JSON text of `message` (what the gateway itself queues for an HTTP 202)."""
     document: dict[str, Any] = {"version": VERSION, "id": message.id, "operation": OPERATION_NAMES[message.request.api]}
-    if message.request.api is Api.CREATE_ALERT:
+    if message.request.api in (Api.CREATE_ALERT, Api.HUNTING):
         document["body"] = dict(message.request.body or {})
+        if message.shape is not None:
+            document["shape"] = message.shape.value
     else:
         document["fileHash"] = message.request.file_hash
     if message.reply_queue:
@@ -125,11 +135,12 @@ def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset(),
     operation = document.get("operation")
     api = OPERATIONS.get(operation) if isinstance(operation, str) else None
     request: DefenderRequest | None = None
+    shape = _shape(api, document.get("shape"), errors)
     if api is None:
         errors.append(FieldError("operation", "must be one of " + ", ".join(OPERATIONS)))
-    else:
+    elif shape is not None or api is not Api.HUNTING:
         try:
-            request = _request(api, document)
+            request = _request(api, document, shape)
         except InvalidInputError as error:
             errors.extend(error.errors)
     if errors or request is None:
@@ -139,10 +150,33 @@ def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset(),
     traceparent = document.get(TRACEPARENT)
     traceparent = traceparent if isinstance(traceparent, str) and _TRACEPARENT.fullmatch(traceparent) else None
     return RequestMessage(message_id, request.for_tenant(tenant.id if tenant else None), reply_queue,
-                          caller.lower() if isinstance(caller, str) else "", traceparent)
+                          caller.lower() if isinstance(caller, str) else "", traceparent, shape)
 
 
-def _request(api: Api, document: dict[str, Any]) -> DefenderRequest:
+def _shape(api: Api | None, value: Any, errors: list[FieldError]) -> HuntingShape | None:
+    """A hunting message's answer shape (Graph's by default); None for another operation (which names none)."""
+    if api is not Api.HUNTING:
+        if value is not None:
+            errors.append(FieldError("shape", f"is a field of {OPERATION_NAMES[Api.HUNTING]} messages only"))
+        return None
+    if value is None:
+        return HuntingShape.GRAPH
+    if value not in {shape.value for shape in HuntingShape}:
+        errors.append(FieldError("shape", "must be " + " or ".join(shape.value for shape in HuntingShape)))
+        return None
+    return HuntingShape(value)
+
+
+def _request(api: Api, document: dict[str, Any], shape: HuntingShape | None) -> DefenderRequest:
+    if api is Api.HUNTING:
+        if "fileHash" in document:
+            raise InvalidInputError([FieldError("fileHash", "is not a field of RunHuntingQuery messages")])
+        body = document.get("body")
+        if not isinstance(body, dict):
+            raise InvalidInputError([FieldError("body", "must be the JSON object runHuntingQuery takes: "
+                                                        '{"Query": "<KQL>", "Timespan"?: "<ISO 8601>"}')])
+        query, timespan = validate_hunting(body, shape or HuntingShape.GRAPH)
+        return DefenderRequest.hunting(query, timespan)
     if api is Api.CREATE_ALERT:
         if "fileHash" in document:
             raise InvalidInputError([FieldError("fileHash", "is not a field of CreateAlertByReference messages")])
@@ -201,3 +235,22 @@ def reply(operation_id: str, answer: Answer) -> str:
         document["bodyOmitted"] = True  # larger than a queue message: GET /api/operations/{id} has it
         text = json.dumps(document)
     return text
+
+
+def _problem_field(answer: Answer, name: str) -> str:
+    try:
+        value = json.loads(answer.body).get(name)
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def problem_kind(answer: Answer) -> str:
+    """An answer's problem type, its last part (`hunting-query-rejected`), for the poison entry; else its status."""
+    kind = _problem_field(answer, "type")
+    return kind.rsplit(":", 1)[-1] if kind else f"status-{answer.status}"
+
+
+def problem_detail(answer: Answer) -> str:
+    """An answer's problem detail (empty when it has none)."""
+    return _problem_field(answer, "detail")

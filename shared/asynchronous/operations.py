@@ -32,6 +32,7 @@ from shared.answers.answer import Answer
 from shared.asynchronous.queue_names import MESSAGE_TTL_SECONDS
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import OPERATION_NAMES, Api
+from shared.validation.hunting import HuntingShape
 
 logger = logging.getLogger("mde_alert_gateway.operations")
 
@@ -94,6 +95,11 @@ class Operation:
     reply_queue: str | None = None
     replied: bool = False
     etag: str = ""
+    #: The blob that holds the answer's body when it is too large for the record (shared.asynchronous.results; ""
+    #: when the record holds it).
+    answer_blob: str = ""
+    #: A hunting operation's answer shape, as its caller asked (Defender's or Graph's); None for the other APIs.
+    shape: HuntingShape | None = None
 
     @property
     def api(self) -> Api:
@@ -119,7 +125,7 @@ class Operation:
     def kept_until(self, now: float) -> float:
         """Its expiry once its request may leave at `now`: a create is kept as long as a copy of its message may
         come back (SENT_CREATE_RETENTION_SECONDS); a lookup keeps its retention (sent again, it is harmless)."""
-        if self.request.method != "POST":
+        if self.request.api is not Api.CREATE_ALERT:  # a hunting query sent again reads again: nothing duplicated
             return self.expires_at
         return max(self.expires_at, now + SENT_CREATE_RETENTION_SECONDS)
 
@@ -130,9 +136,12 @@ class Operation:
                 "createdAt": created, "attempts": self.attempts}
 
 
-def fingerprint(request: DefenderRequest) -> str:
-    """The same request gives the same fingerprint (the body is canonical once validated)."""
+def fingerprint(request: DefenderRequest, shape: HuntingShape | None = None) -> str:
+    """The same request gives the same fingerprint (the body is canonical once validated); a hunting query asked
+    for in another shape is another request."""
     fields: dict[str, object] = {"api": request.api.value, "path": request.path, "body": request.body}
+    if shape is not None:
+        fields["shape"] = shape.value
     if request.tenant:  # the home tenant's fingerprints are what they always were
         fields["tenant"] = request.tenant
     canonical = json.dumps(fields, sort_keys=True)
@@ -183,22 +192,23 @@ class OperationStore(Protocol):
     def name(self) -> str: ...
 
     def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
-            reply_queue: str | None = None) -> Operation:
-        """A pending operation, not stored yet."""
+            reply_queue: str | None = None, shape: HuntingShape | None = None) -> Operation:
+        """A pending operation, not stored yet (`shape`: a hunting query's answer shape)."""
 
     def create(self, operation: Operation) -> Created | Existing:
         """Store a new operation, or find the one that already has its id (an expired one is replaced)."""
 
     def get(self, operation_id: str) -> Operation | None:
-        """The operation, or None when there is none (or it expired)."""
+        """The operation, or None when there is none (or it expired); its answer whole, read from its blob if the
+        record names one."""
 
     def update(self, operation: Operation, **changes: Any) -> Operation | None:
         """Write `changes` if the record is unchanged since `operation` was read; None if someone else changed it.
         A done operation made pending again (a re-drive) is in the pending index again; a new `expires_at` is
-        the one `purge_expired` goes by."""
+        the one `purge_expired` goes by. A new answer too large for the record goes to a blob first."""
 
     def delete(self, operation: Operation) -> bool:
-        """Delete the record if unchanged since read."""
+        """Delete the record if unchanged since read (and the blob of its answer, if any)."""
 
     def pending(self) -> Iterator[PendingEntry]:
         """One entry per pending operation (an entry may outlive its operation by a crash until the next sweep)."""
@@ -213,11 +223,13 @@ class OperationStore(Protocol):
         """Delete up to `limit` expired records that no expiry entry names; how many went."""
 
     def recent(self, since: float, limit: int = 25) -> list[Operation]:
-        """Up to `limit` operations created since `since` (epoch seconds), the newest first (the operator page)."""
+        """Up to `limit` operations created since `since` (epoch seconds), the newest first (the operator page). An
+        answer kept in a blob is not read here: its body is empty, `answer_blob` names it."""
 
 
 def new_operation(operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
-                  now: float, retention_seconds: int, reply_queue: str | None = None) -> Operation:
+                  now: float, retention_seconds: int, reply_queue: str | None = None,
+                  shape: HuntingShape | None = None) -> Operation:
     """A pending operation created at `now`, not stored yet."""
-    return Operation(operation_id, request, fingerprint(request), caller, source, correlation_id, now,
-                     now + retention_seconds, reply_queue=reply_queue)
+    return Operation(operation_id, request, fingerprint(request, shape), caller, source, correlation_id, now,
+                     now + retention_seconds, reply_queue=reply_queue, shape=shape)

@@ -25,6 +25,7 @@ from shared.asynchronous.operations import (
     new_operation,
 )
 from shared.defender.client import DefenderRequest
+from shared.validation.hunting import HuntingShape
 
 
 class MemoryOperationStore:
@@ -43,9 +44,10 @@ class MemoryOperationStore:
         self.available = True
 
     def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
-            reply_queue: str | None = None) -> Operation:
+            reply_queue: str | None = None, shape: HuntingShape | None = None) -> Operation:
         return new_operation(operation_id, request, caller=caller, source=source, correlation_id=correlation_id,
-                             now=self._clock(), retention_seconds=self.retention_seconds, reply_queue=reply_queue)
+                             now=self._clock(), retention_seconds=self.retention_seconds, reply_queue=reply_queue,
+                             shape=shape)
 
     def create(self, operation: Operation) -> Created | Existing:
         with self._locked():

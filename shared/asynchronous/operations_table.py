@@ -1,7 +1,9 @@
 """Operations in Azure Table Storage (Azurite locally): TableOperationStore.
 
-One entity per operation: PartitionKey = the operation id, RowKey = "op", with the answer's body in chunks.
-Records expire after the retention: reads treat them as gone, `purge_expired` deletes them.
+One entity per operation: PartitionKey = the operation id, RowKey = "op", with the answer's body in chunks, or, when
+it is over RESULT_INLINE_LIMIT bytes and a ResultsStore is given, in a blob the record names (`AnswerBlob`; written
+before the record, deleted with it; shared.asynchronous.results). Records expire after the retention: reads treat them
+as gone, `purge_expired` deletes them.
 
 Two small indexes in the same table keep the periodic work proportional to what it is about, never
 to the table's history (ids cannot start with `~`, so their partitions are apart from any record):
@@ -39,10 +41,12 @@ from shared.asynchronous.operations import (
     State,
     new_operation,
 )
+from shared.asynchronous.results import ResultsStore, dropped, spilled
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import Api
 from shared.tables.chunks import integer, pack, unpack
 from shared.tables.errors import described, status_of, translated
+from shared.validation.hunting import HuntingShape
 
 logger = logging.getLogger("mde_alert_gateway.operations")
 
@@ -59,20 +63,24 @@ EXPIRY_PREFIX = "~expires-"
 class TableOperationStore:
     """Operation records in one table, shared by every instance. Failures raise OperationsStorageError."""
 
-    def __init__(self, client: TableClient, retention_seconds: int, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: TableClient, retention_seconds: int, *, clock: Callable[[], float] = time.time,
+                 results: ResultsStore | None = None) -> None:
         self._client = client
         self.retention_seconds = retention_seconds
         self._clock = clock
+        #: Where answers too large for a record go (None: kept in the record while it fits, else replaced by a note).
+        self.results = results
 
     @property
     def name(self) -> str:
         return self._client.table_name
 
     def new(self, operation_id: str, request: DefenderRequest, *, caller: str, source: Source, correlation_id: str,
-            reply_queue: str | None = None) -> Operation:
+            reply_queue: str | None = None, shape: HuntingShape | None = None) -> Operation:
         """A pending operation, not stored yet."""
         return new_operation(operation_id, request, caller=caller, source=source, correlation_id=correlation_id,
-                             now=self._clock(), retention_seconds=self.retention_seconds, reply_queue=reply_queue)
+                             now=self._clock(), retention_seconds=self.retention_seconds, reply_queue=reply_queue,
+                             shape=shape)
 
     def create(self, operation: Operation) -> Created | Existing:
         """Store a new operation, or find the one that already has its id (an expired one is replaced).
@@ -80,13 +88,14 @@ class TableOperationStore:
         One read when the id exists (a message coming back finds its operation); a new record is indexed
         (pending, expiry) before it is written, so no pending record is ever missing from the index.
         """
+        operation = spilled(self.results, operation, operation)
         entity = _entity(operation)
         for _ in range(3):
             found = self._get_entity(operation.id)
             if found is not None:
                 existing = _operation(found)
                 if existing.expires_at > self._clock():
-                    return Existing(existing, existing.fingerprint == operation.fingerprint)
+                    return Existing(self._loaded(existing), existing.fingerprint == operation.fingerprint)
                 # Expired: the id is free again, but only if nobody renewed it meanwhile.
                 self._index(operation)
                 if self.update(existing, **_fields_of(operation)) is not None:
@@ -100,10 +109,22 @@ class TableOperationStore:
                 return Created(replace(operation, etag=str(metadata.get("etag", ""))))
             except ResourceExistsError:
                 continue  # created meanwhile by another worker: read it
+        dropped(self.results, operation.answer_blob)
         raise OperationsStorageError(f"operation {operation.id}: could not be created (it keeps changing)")
 
     def get(self, operation_id: str) -> Operation | None:
         """The operation, or None when there is none (or it expired)."""
+        operation = self._unexpired(operation_id)
+        return self._loaded(operation) if operation is not None else None
+
+    def _loaded(self, operation: Operation) -> Operation:
+        """`operation` with its answer whole: read from its blob when the record names one."""
+        if operation.answer is None or not operation.answer_blob or self.results is None:
+            return operation
+        return replace(operation, answer=replace(operation.answer, body=self.results.get(operation.answer_blob)))
+
+    def _unexpired(self, operation_id: str) -> Operation | None:
+        """The record, unless gone or expired; an answer in a blob is named, not read (its body empty)."""
         found = self._get_entity(operation_id)
         if found is None:
             return None
@@ -116,7 +137,7 @@ class TableOperationStore:
         An operation that becomes done leaves the pending index (best effort: the sweep removes what is left). A
         new expiry gets its expiry row before the record says so (the row of the old one is dropped by the purge
         of its hour, which finds the record not expired)."""
-        updated = replace(operation, **changes)
+        updated = spilled(self.results, operation, replace(operation, **changes))
         if operation.done and not updated.done:
             self._index(updated)  # made pending again (a re-drive): indexed before the record says so
         elif updated.expires_at != operation.expires_at:
@@ -126,9 +147,13 @@ class TableOperationStore:
                 _entity(updated), mode=UpdateMode.REPLACE, etag=operation.etag,
                 match_condition=MatchConditions.IfNotModified))
         except HttpResponseError:  # what _call lets through: changed (412) or gone (404) meanwhile
+            if updated.answer_blob != operation.answer_blob:
+                dropped(self.results, updated.answer_blob)
             return None
         if updated.done and not operation.done:
             self.unindex_pending(operation.id)
+        if operation.answer_blob != updated.answer_blob:
+            dropped(self.results, operation.answer_blob)
         return replace(updated, etag=str(metadata.get("etag", "")))
 
     def delete(self, operation: Operation) -> bool:
@@ -139,6 +164,7 @@ class TableOperationStore:
         except HttpResponseError:
             return False
         self.unindex_pending(operation.id)
+        dropped(self.results, operation.answer_blob)
         return True
 
     def pending(self) -> Iterator[PendingEntry]:
@@ -167,7 +193,7 @@ class TableOperationStore:
                             candidates.append((created, str(row["RowKey"])))
         found: list[Operation] = []
         for _, operation_id in sorted(candidates, reverse=True):
-            operation = self.get(operation_id)
+            operation = self._unexpired(operation_id)
             if operation is not None and operation.created_at >= since:
                 found.append(operation)
                 if len(found) == limit:
@@ -301,7 +327,8 @@ def _fields_of(operation: Operation) -> dict[str, Any]:
     """Everything but the id and ETag: to re-use an expired record's id for a new operation."""
     return {name: getattr(operation, name) for name in (
         "request", "fingerprint", "caller", "source", "correlation_id", "created_at", "expires_at", "state",
-        "attempts", "failures", "lease_until", "in_flight", "answer", "reply_queue", "replied")}
+        "attempts", "failures", "lease_until", "in_flight", "answer", "reply_queue", "replied", "answer_blob",
+        "shape")}
 
 
 def _entity(operation: Operation) -> dict[str, Any]:
@@ -314,10 +341,13 @@ def _entity(operation: Operation) -> dict[str, Any]:
         "ExpiresAt": _ms(operation.expires_at), "State": operation.state.value, "Attempts": operation.attempts,
         "Failures": operation.failures, "LeaseUntil": _ms(operation.lease_until), "InFlight": operation.in_flight,
         "ReplyQueue": operation.reply_queue or "", "Replied": operation.replied,
-        "Tenant": operation.request.tenant or "",
+        "Tenant": operation.request.tenant or "", "Shape": operation.shape.value if operation.shape else "",
     }
     answer = operation.answer
-    if answer is not None:
+    if answer is not None and operation.answer_blob:
+        entity.update({"AnswerStatus": answer.status, "AnswerHeaders": json.dumps(dict(answer.headers)),
+                       "AnswerBlob": operation.answer_blob})
+    elif answer is not None:
         packed = pack(answer.body, "Answer")
         if packed is None:  # larger than an entity holds: keep the status and say why the body is missing
             packed = pack(json.dumps({"error": "answer-too-large"}).encode(), "Answer")
@@ -332,10 +362,11 @@ def _operation(entity: Mapping[str, Any]) -> Operation:
         request = DefenderRequest(Api(entity["Api"]), str(entity["Path"]), json.loads(body) if body else None,
                                   str(entity.get("Tenant") or "") or None)
         answer = None
+        blob = str(entity.get("AnswerBlob") or "")
         if entity.get("AnswerStatus") is not None:
             answer = Answer(integer(entity["AnswerStatus"]),
-                                  MappingProxyType(json.loads(entity.get("AnswerHeaders") or "{}")),
-                                  unpack(entity, "Answer"))
+                            MappingProxyType(json.loads(entity.get("AnswerHeaders") or "{}")),
+                            b"" if blob else unpack(entity, "Answer"))
         return Operation(
             id=str(entity["PartitionKey"]), request=request, fingerprint=str(entity["Fingerprint"]),
             caller=str(entity.get("Caller") or ""), source=Source(entity["Source"]),
@@ -345,7 +376,8 @@ def _operation(entity: Mapping[str, Any]) -> Operation:
             lease_until=integer(entity.get("LeaseUntil", 0)) / 1000, in_flight=bool(entity.get("InFlight")),
             answer=answer, reply_queue=str(entity.get("ReplyQueue") or "") or None,
             replied=bool(entity.get("Replied")), etag=str(entity.metadata.get("etag", ""))
-            if hasattr(entity, "metadata") else "")
+            if hasattr(entity, "metadata") else "", answer_blob=blob,
+            shape=HuntingShape(entity["Shape"]) if entity.get("Shape") else None)
     except (KeyError, TypeError, ValueError) as error:
         raise OperationsStorageError(f"operation record {entity.get('PartitionKey')!r} is unreadable: {error}") \
             from None

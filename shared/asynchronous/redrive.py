@@ -146,10 +146,12 @@ def _recorded(queue: str, peeked: Peeked, document: dict[str, Any], operations: 
             status if isinstance(status, int) else None)
     if operation is None:
         return Poisoned(*base, Refusal.EXPIRED, None)
-    if operation.request.method == "POST" and (reason == OUTCOME_UNKNOWN or operation.may_have_reached_defender):
+    # A create that may have reached Defender is never sent twice; a hunting query sent again only reads again.
+    if operation.api is Api.CREATE_ALERT and (reason == OUTCOME_UNKNOWN or operation.may_have_reached_defender):
         return Poisoned(*base, Refusal.MAY_HAVE_REACHED_DEFENDER, None)
     return Poisoned(*base, None, encode(RequestMessage(operation.id, operation.request, operation.reply_queue,
-                                                       operation.caller)), operation.request.tenant)
+                                                       operation.caller, shape=operation.shape)),
+                    operation.request.tenant)
 
 
 def poisoned(queues: Queues, operations: OperationStore, poison_queues: list[str],

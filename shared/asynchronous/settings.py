@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from shared.asynchronous.queue_names import POISON_SUFFIX, waiting_suffix
 from shared.defender.facts import Api
+
+#: A blob container's name (RESULTS_CONTAINER): 3-63 lowercase letters, digits and single hyphens, starting and ending
+#: with a letter or digit.
+CONTAINER_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,8 @@ class AsyncSettings:
     max_retries: int
     #: HISTORY_TABLE: the operator page's last hour (refusals, Defender's 429s, queue depths per minute).
     history_table: str
+    #: RESULTS_CONTAINER: the blob container of answers too large for an operation's record.
+    results_container: str
 
     @property
     def poison_queue(self) -> str:

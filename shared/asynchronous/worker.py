@@ -11,16 +11,17 @@
          sent (a message naming no caller is the queue writer's own: its data role is the boundary)
       -> a file-alerts lookup goes through shared.lookups (the path the HTTP GET takes too): a SHA-256's SHA-1
          from the shared map, else one file-information call within its own budget, paced, retried and answered
-         like any call (an unknown file is 200 with no alerts); then the shared answer, else Defender
+         like any call (an unknown file is 200 with no alerts); then the shared answer, else Defender. A hunting
+         query too (shared.asynchronous.hunting_runs): the shared answer, else Graph, answered in the caller's shape
       -> a slot of the shared budget. A message from the request queue is only tried: if the budget is spent, a
          copy goes to the API's own waiting queue (`<queue>-create-alert` ...) for when it frees, so a spent
          budget never holds up requests for the other APIs. A message from a waiting queue waits in place up to
          MAX_HOLD_SECONDS (the slot is taken the moment it frees), else it is queued there again for later.
          Neither counts as a failure: throttling never poisons
       -> claim (ETag), take the slot, mark a create as sending (ETag), send once, record the answer (a create
-         that may have been sent is kept SENT_CREATE_RETENTION_SECONDS); a Defender 429 is scheduled again like a
-         refusal;
-         transient failures back off and are retried QUEUE_MAX_RETRIES times, then the answer is final
+         that may have been sent is kept SENT_CREATE_RETENTION_SECONDS); a 429 is scheduled again like a refusal
+         (Graph's CPU 429: to the block's end); transient failures back off and are retried QUEUE_MAX_RETRIES
+         times (never a POST that may have left: a hunting timeout is its answer), then the answer is final
       -> reply queue, and the poison queue for any answer that is not a success
 
 The worker rescheduling by sending a new message (and completing the one it was given) keeps the
@@ -49,17 +50,19 @@ from shared.answers.mapping import (
 )
 from shared.answers.problems import Problem
 from shared.asynchronous.claims import Claim
-from shared.asynchronous.messages import InvalidMessageError, parse, reply
+from shared.asynchronous.hunting_runs import hunting_answer
+from shared.asynchronous.messages import InvalidMessageError, parse, problem_detail, problem_kind, reply
 from shared.asynchronous.operations import Created, Operation, OperationsStorageError, OperationStore, Source, State
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.asynchronous.queues import Queues, QueueStorageError
 from shared.asynchronous.settings import AsyncSettings
 from shared.defender.client import DefenderRequest, IdentityError
 from shared.defender.facts import API_FACTS, Api
-from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent
-from shared.defender.outcomes import Outcome, Success, Throttled, Unavailable
+from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent, cpu_block_end
+from shared.defender.outcomes import Outcome, Success, Throttled, ThrottleKind, Unavailable
 from shared.defender.tenants import HOME_TENANT
 from shared.lookups.file_alerts import Cached, Deferred, Fetched, FileAlertsLookups, UnknownFile
+from shared.lookups.hunting import HuntingLookups
 from shared.ratelimit import RateLimitStorageError
 from shared.telemetry import catalogue
 from shared.telemetry.catalogue import ErrorKind, SpanName
@@ -93,6 +96,7 @@ class _Sender:
         self.operation = operation
         self.identity = identity
         self.hold_until = hold_until
+        self.seconds = 0.0  # how long the last claim, slot and request took (a hunting answer's ExecutionTime)
 
     def __call__(self, request: DefenderRequest) -> CallResult | Deferred[_Later | None]:
         worker = self.worker
@@ -101,7 +105,9 @@ class _Sender:
             if not isinstance(sent, Sent):
                 return Deferred(_Later(Api.FILE_INFO, max(0.0, (sent or 0.0) - EARLY_SECONDS)))
             return CallResult(sent, 1, sent.outcome)
+        started = time.monotonic()
         claimed = worker._claim_and_send(self.operation, request, self.identity, self.hold_until)
+        self.seconds = time.monotonic() - started
         if isinstance(claimed, Deferred):
             return claimed
         self.operation, result = claimed
@@ -113,19 +119,17 @@ class RequestWorker:
 
     def __init__(self, gateway: Gateway, operations: OperationStore, queues: Queues, answers: Answers,
                  settings: AsyncSettings, *, lookups: FileAlertsLookups | None = None,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 hunting: HuntingLookups | None = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
                  may_act: Callable[[str, str | None], bool] | None = None) -> None:
-        self.gateway = gateway
-        self.operations = operations
-        self.queues = queues
-        self.answers = answers
+        self.gateway, self.operations, self.queues, self.answers = gateway, operations, queues, answers
         self.settings = settings
-        #: The file-alerts lookups the HTTP edge uses too (one per process: the lookups in flight are shared).
-        self.lookups = lookups or FileAlertsLookups(gateway)
-        self._clock = clock
-        self._sleep = sleep
+        #: The file-alerts lookups and hunting queries the HTTP edge takes too (one of each per process: what is in
+        #: flight is shared).
+        self.lookups, self.hunting = lookups or FileAlertsLookups(gateway), hunting or HuntingLookups(gateway)
+        self._clock, self._sleep = clock, sleep
         self._random = random.Random()  # noqa: S311 - jitter only
-        self._lease_seconds = gateway.retry.attempt_seconds + 30
+        self._lease_seconds = gateway.retry.longest_attempt_seconds + 30  # a hunting query may run 3 minutes
         #: With Entra ID, GATEWAY_TENANT_CALLERS: whether caller (an object id) may act for a tenant (None: home).
         self._may_act = may_act
         self._forbidden_replies = frozenset({*settings.queues, settings.poison_queue,
@@ -152,7 +156,8 @@ class RequestWorker:
             self._refuse(text, error)
             return
         operation = self.operations.new(message.id, message.request, caller=message.caller, source=Source.QUEUE,
-                                        correlation_id=message.id, reply_queue=message.reply_queue)
+                                        correlation_id=message.id, reply_queue=message.reply_queue,
+                                        shape=message.shape)
         stored = self.operations.create(operation)
         if not isinstance(stored, Created) and not stored.same:
             logger.warning("message %s names an operation of a different request: poisoned", message.id)
@@ -198,7 +203,7 @@ class RequestWorker:
                 request.tenant or HOME_TENANT), operation.correlation_id))
             return None
         try:
-            identity = self.gateway.identity(request.tenant)
+            identity = self.gateway.identity(request.tenant, request.service)  # Graph's token for hunting
         except IdentityError as error:
             self.gateway.telemetry.error(ErrorKind.IDENTITY if error.tenant is None else ErrorKind.TENANT_IDENTITY)
             return self._failed(operation, identity_problem(error))
@@ -206,6 +211,8 @@ class RequestWorker:
         try:
             if request.api is Api.FILE_ALERTS:
                 return self._look_up(sender, request.file_hash)
+            if request.api is Api.HUNTING:
+                return self._hunt(sender)
             result = sender(request)
             if isinstance(result, Deferred):
                 return result.reason
@@ -246,6 +253,14 @@ class RequestWorker:
         self._complete(sender.operation, answer, attempts=sender.operation.attempts + sent)
         return None
 
+    def _hunt(self, sender: _Sender) -> _Later | None:
+        """A hunting operation, its query sent by `sender` (a large answer goes to a blob with the record)."""
+        found = hunting_answer(self.hunting, self.answers, sender.operation, sender.identity, sender,
+                               lambda: sender.seconds)
+        if not isinstance(found, Deferred):
+            self._complete(sender.operation, found[0], attempts=sender.operation.attempts + found[1])
+        return found.reason if isinstance(found, Deferred) else None
+
     def _claim_and_send(self, operation: Operation, request: DefenderRequest, identity: Identity,
                         hold_until: float) -> tuple[Operation, CallResult] | Deferred[_Later | None]:
         """Claim the operation (ETag) and send `request` once on a slot: the claimed record and what Defender
@@ -277,9 +292,11 @@ class RequestWorker:
             return Deferred(_Later(request.api, max(0.0, sent - EARLY_SECONDS)) if released else None)
         outcome = sent.outcome
         attempts = claimed.attempts + 1
-        if isinstance(outcome, Throttled):
+        if isinstance(outcome, Throttled):  # Graph's CPU 429: back when the block every instance holds ends
             released = self._release(claimed, attempts=attempts)
-            return Deferred(_Later(request.api, outcome.retry_after or 60) if released else None)
+            wait = cpu_block_end(self._clock(), outcome.until, outcome.retry_after) - self._clock() \
+                if outcome.kind is ThrottleKind.CPU else outcome.retry_after or 60
+            return Deferred(_Later(request.api, wait) if released else None)
         if not isinstance(outcome, Success) and RetryPolicy.retryable(request.method, outcome) \
                 and claimed.failures < self.settings.max_retries:
             released = self._release(claimed, attempts=attempts, failures=claimed.failures + 1)
@@ -359,7 +376,7 @@ class RequestWorker:
             self.operations.update(operation, replied=True)
         if text is None and answer.status >= 400:
             self._poison(json.dumps({"version": 1, "id": operation.id, "operation": operation.api.value}),
-                         _kind(answer), _detail(answer), operation_id=operation.id, status=answer.status)
+                         problem_kind(answer), problem_detail(answer), operation_id=operation.id, status=answer.status)
 
     def _refuse(self, text: str, error: InvalidMessageError) -> None:
         """An invalid message: its operation (when it has an id) records the 400; the message goes to poison."""
@@ -381,20 +398,3 @@ class RequestWorker:
 
 def _retry_after(outcome: Outcome) -> float | None:
     return outcome.retry_after if isinstance(outcome, Unavailable) else None
-
-
-def _problem_field(answer: Answer, name: str) -> str:
-    try:
-        value = json.loads(answer.body).get(name)
-    except (ValueError, AttributeError):
-        return ""
-    return value if isinstance(value, str) else ""
-
-
-def _kind(answer: Answer) -> str:
-    kind = _problem_field(answer, "type")
-    return kind.rsplit(":", 1)[-1] if kind else f"status-{answer.status}"
-
-
-def _detail(answer: Answer) -> str:
-    return _problem_field(answer, "detail")

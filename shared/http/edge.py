@@ -263,14 +263,16 @@ class HttpEdge:
             return self._synchronous_answer(incoming, api, request, result, shape=shape, seconds=seconds)
         operation_id = keyed_operation_id(caller, key, incoming.tenant) if key else new_operation_id()
         if incoming.asynchronous:
-            return self._submitted(incoming, self.async_calls.submit(operation_id, request, caller, correlation_id))
+            return self._submitted(incoming, self.async_calls.submit(operation_id, request, caller, correlation_id,
+                                                                     shape=shape))
         # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer (and what it sent).
         def run() -> tuple[Answer, int]:
             result, seconds = self._timed_call(request, correlation_id)
             return self._synchronous_answer(incoming, api, request, result, may_queue=False, shape=shape,
                                             seconds=seconds), result.sent
 
-        return self._submitted(incoming, self.async_calls.run_here(operation_id, request, caller, correlation_id, run))
+        return self._submitted(incoming, self.async_calls.run_here(operation_id, request, caller, correlation_id, run,
+                                                                   shape=shape))
 
     def _timed_call(self, request: DefenderRequest, correlation_id: str) -> tuple[CallResult, float]:
         """Gateway.call, and the seconds it took (a hunting answer in Defender's shape states them as its
@@ -286,7 +288,8 @@ class HttpEdge:
         GATEWAY_ASYNC_ON_THROTTLE, a refusal before anything was sent becomes an operation (202) instead of a 429."""
         if (may_queue and self.async_calls is not None and self.async_on_throttle
                 and isinstance(result.last, Refused) and result.sent == 0):
-            submitted = self.async_calls.submit(new_operation_id(), request, incoming.caller, incoming.correlation_id)
+            submitted = self.async_calls.submit(new_operation_id(), request, incoming.caller, incoming.correlation_id,
+                                                shape=shape)
             return self._submitted(incoming, submitted, retry_after=result.decision.retry_after)
         answer = self.answers.result(api, result, incoming.correlation_id, incoming.tenant)
         return answer if shape is None else in_shape(answer, shape, seconds)

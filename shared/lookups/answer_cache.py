@@ -1,6 +1,8 @@
-"""Shared answers for repeated file-alerts lookups, in Table Storage: every instance reads what any instance stored.
+"""Shared answers for repeated file-alerts lookups (and hunting queries), in Table Storage: every instance reads what
+any instance stored.
 
-One entity per (principal, SHA-1): PartitionKey = the principal made key-safe, RowKey = `file_alerts~<sha1>`.
+One entity per (principal, SHA-1): PartitionKey = the principal made key-safe, RowKey = `file_alerts~<sha1>` (a hunting
+query's: `hunting~<SHA-256 of the query and timespan>`, shared.lookups.hunting; each kind a cache of its own TTL).
 Properties: `Format` (2), `StoredAt` (Int64 ms), `Encoding` (`zlib`), `BodyChunks` (Int32) and `Body0`..`BodyN`
 (binary). Defender's answer is compressed (alert JSON shrinks about tenfold) and split into chunks below Table
 Storage's 64 KiB per property; an answer that would not fit well under the 1 MiB entity limit is not kept.
@@ -39,18 +41,21 @@ class CachedAnswer:
 
 
 class AnswerCache:
-    """Answers kept for `ttl_seconds`, shared by every instance through `client`'s table."""
+    """Answers of one `kind` (`file_alerts`, `hunting`) kept for `ttl_seconds`, shared by every instance through
+    `client`'s table."""
 
-    def __init__(self, client: TableClient, ttl_seconds: int, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: TableClient, ttl_seconds: int, *, clock: Callable[[], float] = time.time,
+                 kind: str = "file_alerts") -> None:
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive (a TTL of 0 means: no cache at all)")
         self.ttl_seconds = ttl_seconds
+        self.kind = kind
         self._client = client
         self._clock = clock
 
-    def get(self, principal: str, sha1: str) -> CachedAnswer | None:
-        """The answer stored for `sha1` within the TTL, or None."""
-        entity = read_or_none(self._client, partition_key(principal), _row(sha1), logger, "answer cache")
+    def get(self, principal: str, key: str) -> CachedAnswer | None:
+        """The answer stored for `key` (a SHA-1, a query's hash) within the TTL, or None."""
+        entity = read_or_none(self._client, partition_key(principal), self._row(key), logger, "answer cache")
         if entity is None:
             return None
         try:
@@ -59,22 +64,21 @@ class AnswerCache:
                 return None  # expired (or from a clock far ahead): ask again
             body = unpack(entity, "Body")
         except (KeyError, TypeError, zlib.error):
-            logger.warning("answer cache: entry for %s is unreadable; asking Defender", sha1)
+            logger.warning("answer cache: entry for %s is unreadable; asking Defender", key)
             return None
         return CachedAnswer(body, age_ms // 1000)
 
-    def put(self, principal: str, sha1: str, body: bytes) -> bool:
-        """Keep `body` for `sha1`; False when it is too large to keep or the store failed (logged)."""
+    def put(self, principal: str, key: str, body: bytes) -> bool:
+        """Keep `body` for `key`; False when it is too large to keep or the store failed (logged)."""
         chunks = pack(body, "Body")
         if chunks is None:
-            logger.info("answer cache: %d bytes for %s is too large to keep", len(body), sha1)
+            logger.info("answer cache: %d bytes for %s is too large to keep", len(body), key)
             return False
         entity: dict[str, Any] = {
-            "PartitionKey": partition_key(principal), "RowKey": _row(sha1), "Format": FORMAT,
+            "PartitionKey": partition_key(principal), "RowKey": self._row(key), "Format": FORMAT,
             "StoredAt": EntityProperty(round(self._clock() * 1000), EdmType.INT64), "Encoding": "zlib", **chunks,
         }
         return upsert_best_effort(self._client, entity, logger, "answer cache")
 
-
-def _row(sha1: str) -> str:
-    return f"file_alerts~{sha1}"
+    def _row(self, key: str) -> str:
+        return f"{self.kind}~{key}"

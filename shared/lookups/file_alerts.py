@@ -15,15 +15,15 @@ total timeout), the queue worker on a slot it claims and may hold for, and it ma
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from shared.defender.client import DefenderRequest
 from shared.defender.gateway import CallResult, Gateway, Identity, Sent
 from shared.defender.outcomes import Malformed, Rejected, Success, file_entity_sha1
 from shared.lookups.answer_cache import AnswerCache, CachedAnswer
+from shared.lookups.flights import Flights
 from shared.lookups.hash_map import FileHashMap
 
 _P = TypeVar("_P")
@@ -85,12 +85,6 @@ _RESOLUTION_RESULTS: dict[type, str] = {Resolved: "resolved", UnknownFile: "unkn
 Lookup = Cached | Fetched | UnknownFile | Unresolved
 
 
-@dataclass
-class _Flight:
-    done: threading.Event = field(default_factory=threading.Event)
-    result: CallResult | None = None
-
-
 def complete_answer(body: bytes) -> bool:
     """A whole list of alerts: no `@odata.nextLink` (a page of a longer list is not kept)."""
     try:
@@ -109,8 +103,7 @@ class FileAlertsLookups:
         self.gateway = gateway
         self.cache = cache
         self.hash_map = hash_map
-        self._flights: dict[tuple[str, str], _Flight] = {}
-        self._lock = threading.Lock()
+        self._flights: Flights[CallResult] = Flights()
 
     def lookup(self, file_hash: str, identity: Identity, send: Send[_P], *, refresh: bool = False,
                tenant: str | None = None) -> Lookup | Deferred[_P]:
@@ -155,26 +148,15 @@ class FileAlertsLookups:
         return lambda request: self.gateway.call(request, correlation_id, identity=identity)
 
     def _fetch(self, sha1: str, identity: Identity, send: Send[_P], tenant: str | None) -> Fetched | Deferred[_P]:
-        key = (identity.principal, sha1)
-        with self._lock:
-            flight = self._flights.get(key)
-            leading = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
         # Another thread is asking Defender for the same file: its answer is this one's too (if it comes in time).
-        if not leading and flight.done.wait(self.gateway.retry.total_timeout + 5) and flight.result is not None:
-            return Fetched(sha1, flight.result, joined=True)
-        try:
-            result = send(DefenderRequest.file_alerts(sha1).for_tenant(tenant))
-            if leading and not isinstance(result, Deferred):
-                flight.result = result
-        finally:
-            if leading:
-                with self._lock:
-                    del self._flights[key]
-                flight.done.set()
+        result, joined = self._flights.run((identity.principal, sha1),
+                                           lambda: send(DefenderRequest.file_alerts(sha1).for_tenant(tenant)),
+                                           lambda found: not isinstance(found, Deferred),
+                                           self.gateway.retry.total_timeout + 5)
         if isinstance(result, Deferred):
             return result
+        if joined:
+            return Fetched(sha1, result, joined=True)
         last = result.last
         if self.cache is not None and isinstance(last, Sent) and isinstance(last.outcome, Success) \
                 and complete_answer(last.outcome.body):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.configuration import split_url
+
 
 @dataclass(frozen=True)
 class StorageSettings:
-    """The storage account of the rate-limit table: a connection string (local), or an endpoint and identity."""
+    """The function app's storage account (tables, queues, result blobs): a connection string (local), or endpoints and
+    an identity."""
 
     #: `AzureWebJobsStorage` (Azurite locally); wins when set.
     connection_string: str | None
@@ -17,3 +20,18 @@ class StorageSettings:
     queue_endpoint: str | None
     #: Client id of a user-assigned identity for storage (None: system-assigned).
     client_id: str | None
+    #: The Blob endpoint for identity-based access (None with a connection string, which names its own): where
+    #: results too large for a table entity are kept (RESULTS_CONTAINER).
+    blob_endpoint: str | None = None
+
+
+def sibling_endpoint(endpoint: str, service: str, sibling: str) -> str | None:
+    """The same account's endpoint for another service (`https://acct.table.<suffix>` -> `https://acct.blob.<suffix>`),
+    or None when `endpoint` is not of that form (a custom domain)."""
+    parts = split_url(endpoint)
+    host = parts.hostname if parts is not None else None
+    labels = host.split(".") if host else []
+    if len(labels) < 3 or labels[1] != service or parts is None or parts.port is not None:
+        return None
+    return f"https://{labels[0]}.{sibling}.{'.'.join(labels[2:])}"
+

@@ -11,10 +11,8 @@ from tests.infra import bicep_model as bm
 # Settings the templates set that the gateway's code does not read, so they are not in the
 # catalogue: the Functions host, its Python worker and the platform read them.
 HOST_SETTINGS = {
-    # Identity-based host storage (AzureWebJobsStorage__*): the host's blob endpoint (locks,
-    # function keys; Flex Consumption deployment). The table and queue endpoints and
+    # Identity-based host storage (AzureWebJobsStorage__*): the blob, table and queue endpoints and
     # __credential / __clientId are in the catalogue because the gateway reads them too.
-    "AzureWebJobsStorage__blobServiceUri": "Functions host",
     # Telemetry to Application Insights, authenticated with the app's identity (local auth is off).
     # The Python worker's threads for synchronous functions (tests/infra/test_flex_concurrency.py).
     "PYTHON_THREADPOOL_THREAD_COUNT": "Python worker",

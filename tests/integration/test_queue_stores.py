@@ -20,7 +20,7 @@ from tests.support.scripted import FakeClock
 
 @pytest.fixture(params=["memory", "storage"])
 def queues(request: pytest.FixtureRequest) -> Iterator[Queues]:
-    settings = AsyncSettings("q" + uuid.uuid4().hex[:20], "ops", 3600, False, 3, "history")
+    settings = AsyncSettings("q" + uuid.uuid4().hex[:20], "ops", 3600, False, 3, "history", "results")
     if request.param == "memory":
         yield MemoryQueues(settings, clock=FakeClock())
         return

@@ -106,7 +106,7 @@ def test_every_entry_point_that_calls_defender_takes_its_context() -> None:
                                    "CreateTenantAlertByReference", "RunAdvancedQuery", "RunAdvancedHuntingQuery",
                                    "RunHuntingQuery", "RunTenantAdvancedQuery", "RunTenantAdvancedHuntingQuery",
                                    "RunTenantHuntingQuery", "ProcessRequestMessage", "WaitCreateAlert",
-                                   "WaitFileAlerts", "WaitFileInfo"], True)
+                                   "WaitFileAlerts", "WaitFileInfo", "WaitHunting"], True)
 
 
 def test_a_function_that_does_not_index_leaves_the_app_with_no_function() -> None:

@@ -215,7 +215,7 @@ def test_the_apps_own_functions_are_indexed_alike(form: str) -> None:
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     functions = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(functions) == 21
+    assert len(functions) == 22
     assert functions["GetFileRelatedAlerts"][0] == {"direction": "IN", "type": "httpTrigger", "name": "req",
                                                     "methods": ["GET"], "authLevel": "FUNCTION",
                                                     "route": "files/{fileHash}/alerts"}
