@@ -120,7 +120,7 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Table (created on first use) holding each SHA-256 that was resolved to its file's SHA-1, so a "
                 "repeated SHA-256 costs no file-information call.", True),
     SettingSpec("HUNTING_SHARE_SECONDS", "0",
-                "How long (0-3600 s) a successful hunting answer is shared: a queued query identical to one (same "
+                "How long (0-3600 s) a successful hunting answer is shared: a query identical to one (same "
                 "tenant, `Query` and `Timespan`, byte for byte) answered within that time is answered from Table "
                 "Storage (ANSWER_CACHE_TABLE) without a Graph call, and concurrent identical queries in one instance "
                 "share one call. 0 (the "

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import azure.functions as func
 import pytest
+from azure.data.tables import TableClient
 
 import hunting_fn
 import tenants_fn
 from shared.defender.facts import GRAPH_HUNTING_PATH, HUNTING_MAX_QUERY_CHARACTERS
+from shared.http.edge import HttpEdge
 from shared.http.settings import Role
+from shared.lookups.answer_cache import AnswerCache
+from shared.lookups.hunting import HUNTING_KIND, HuntingLookups
 from tests.support.rigs import GATEWAY_URL, EdgeRig, bearer, make_edge, response_problem
-from tests.support.scripted import APP_ID, FakeClock, Reply, StaticCredential, read_timeout
+from tests.support.scripted import APP_ID, FakeClock, FakeTable, Reply, StaticCredential, read_timeout
 
 GRAPH = "https://graph.microsoft.com"
 QUERY = 'DeviceProcessEvents | where SHA1 == "6532ec91d513acc05f43ee0aa3002599729fd3e1" | take 10'
@@ -243,3 +247,24 @@ def test_an_idempotency_key_keeps_the_answer_in_the_callers_shape_once(hunt: Cal
     again = hunt(rig, "advancedqueries/run", {"Query": QUERY}, headers=key)
     assert first.status_code == again.status_code == 200 and len(rig.transport.calls) == 1
     assert first.get_body() == again.get_body() and json.loads(again.get_body())["Results"] == ROWS
+
+
+def test_with_sharing_identical_synchronous_queries_share_one_graph_call(
+        hunt: Callable[..., func.HttpResponse]) -> None:
+    """HUNTING_SHARE_SECONDS > 0: the same tenant's identical query (Query and Timespan byte for byte) is answered
+    from the shared answer, in each caller's shape; another Timespan, or Cache-Control: no-cache, goes to Graph."""
+    rig = make_edge([results(), results(), results()])
+    table = FakeTable()
+    cache = AnswerCache(cast(TableClient, table), 60, clock=rig.clock, kind=HUNTING_KIND)
+    rig.edge = HttpEdge(rig.gateway, rig.edge.answers, rig.edge.access,
+                        hunting=HuntingLookups(rig.gateway, cache))
+    first = hunt(rig, "advancedqueries/run", {"Query": QUERY})
+    shared = hunt(rig, "advancedqueries/run", {"Query": QUERY})
+    graphs = hunt(rig, "security/runHuntingQuery", {"Query": QUERY})
+    assert len(rig.transport.calls) == 1
+    assert json.loads(shared.get_body())["Results"] == json.loads(first.get_body())["Results"] == ROWS
+    assert json.loads(shared.get_body())["Stats"]["ExecutionTime"] == 0  # no call was made for it
+    assert json.loads(graphs.get_body()) == GRAPH_ANSWER
+    assert hunt(rig, "security/runHuntingQuery", {"Query": QUERY, "Timespan": "P1D"}).status_code == 200
+    assert hunt(rig, "advancedqueries/run", {"Query": QUERY}, headers={"Cache-Control": "no-cache"}).status_code == 200
+    assert sent(rig) == [{"Query": QUERY}, {"Query": QUERY, "Timespan": "P1D"}, {"Query": QUERY}]
