@@ -23,6 +23,7 @@ from shared.defender.facts import (
     HUNTING_CPU_CYCLE_SECONDS,
     HUNTING_QUERY_TIMEOUT_SECONDS,
     Api,
+    Service,
 )
 from shared.defender.gateway import cpu_block_end
 from shared.defender.outcomes import (
@@ -124,13 +125,15 @@ def hunting_problem(outcome: Outcome, now: float, defender: DefenderSettings, te
         return cpu_exhausted_problem(max(1, math.ceil(end - now)), outcome.error)
     if isinstance(outcome, Unauthorized):
         role = API_FACTS[Api.HUNTING].roles[0]
+        graph = defender.upstream(Service.GRAPH)
         where = (f"In the customer tenant {tenant}, the gateway's multi-tenant app" if tenant is not None else
                  "The gateway's identity")
         return Problem(502, "upstream-unauthorized" if outcome.status == 401 else "upstream-forbidden",
                        "Bad answer from Microsoft Graph",
                        f"Microsoft Graph refused the gateway's token ({outcome.status}). {where} needs the application "
                        f"permission {role} on Microsoft Graph (appId {GRAPH_APP_ID}; scripts/grant-defender-roles.sh, "
-                       f"scripts/onboard-customer-tenant.sh), and the token must be for {defender.cloud.graph_scope} "
-                       f"(MDE_CLOUD={defender.cloud.name}; GRAPH_BASE_URL).{_graph_said(outcome.error)}",
+                       f"scripts/onboard-customer-tenant.sh), and the token audience must match the host: "
+                       f"MDE_CLOUD={defender.cloud.name} asks for {graph.scope} and calls {graph.base_url}; check "
+                       f"MDE_CLOUD / {graph.setting}.{_graph_said(outcome.error)}",
                        extensions=_upstream(outcome.error))
     return None
