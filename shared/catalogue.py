@@ -29,7 +29,8 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("GATEWAY_AUTH", "function-key",
                 "`function-key`: callers present a function key. `entra`: App Service authentication (Entra ID) "
                 "gates every call, and the gateway validates the caller's bearer token itself and requires the app "
-                "role of the call (Alerts.Read, Alerts.Create, Operations.Read, Gateway.Operate).", True),
+                "role of the call (Alerts.Read, Alerts.Create, Hunting.Read, Operations.Read, Gateway.Operate).",
+                True),
     SettingSpec("WEBSITE_AUTH_ENABLED", None,
                 "Set by the platform (`True`) while App Service authentication is on. With `GATEWAY_AUTH=entra` the "
                 "gateway serves only when it is (defence in depth: the gateway validates the bearer token itself, and "
@@ -119,7 +120,7 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Table (created on first use) holding each SHA-256 that was resolved to its file's SHA-1, so a "
                 "repeated SHA-256 costs no file-information call.", True),
     SettingSpec("HUNTING_SHARE_SECONDS", "0",
-                "How long (0-3600 s) a successful hunting answer is shared: a queued query identical to one (same "
+                "How long (0-3600 s) a successful hunting answer is shared: a query identical to one (same "
                 "tenant, `Query` and `Timespan`, byte for byte) answered within that time is answered from Table "
                 "Storage (ANSWER_CACHE_TABLE) without a Graph call, and concurrent identical queries in one instance "
                 "share one call. 0 (the "

@@ -134,7 +134,7 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30, clock=clock,
                              telemetry=telemetry)
     edge = HttpEdge(gateway, answers, settings.access, lookups=lookups, async_calls=async_calls,
-                    async_on_throttle=asynchronous.async_on_throttle, clock=clock, keys=keys)
+                    async_on_throttle=asynchronous.async_on_throttle, clock=clock, keys=keys, hunting=hunting)
     worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, hunting=hunting,
                            clock=clock,
                            sleep=sleep, may_act=functools.partial(may_act, settings.access))

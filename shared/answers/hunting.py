@@ -23,6 +23,7 @@ from shared.defender.facts import (
     HUNTING_CPU_CYCLE_SECONDS,
     HUNTING_QUERY_TIMEOUT_SECONDS,
     Api,
+    Service,
 )
 from shared.defender.gateway import cpu_block_end
 from shared.defender.outcomes import (
@@ -80,9 +81,10 @@ def _upstream(error: DefenderError | None) -> MappingProxyType[str, object]:
 def query_rejected_problem(error: DefenderError | None) -> Problem:
     """400: Graph could not run the caller's query (its syntax, a table or column it does not know, a result over
     its size limit); Graph's message is the diagnosis of the caller's own query, so it is passed on."""
-    message = error.message if error and error.message else "(Graph gave no message)"
+    message = (error.message if error and error.message else "(Graph gave no message)").rstrip()
+    ended = message if message.endswith((".", "!", "?")) else message + "."
     return Problem(400, "hunting-query-rejected", "Graph rejected the query",
-                   f"Microsoft Graph could not run the query: {message} Nothing is retried; correct the query and "
+                   f"Microsoft Graph could not run the query: {ended} Nothing is retried; correct the query and "
                    "send it again.", extensions=_upstream(error))
 
 
@@ -92,9 +94,10 @@ def query_timeout_problem() -> Problem:
     minutes = HUNTING_QUERY_TIMEOUT_SECONDS // 60
     return Problem(504, "hunting-query-timeout", "The query ran too long",
                    f"The query ran longer than Graph allows ({minutes} minutes), or than the gateway waits for it "
-                   "(HUNTING_TIMEOUT_SECONDS). Narrow it (a shorter Timespan or time filter, fewer tables, `take` "
-                   "or `project` early) and send it again; the gateway does not retry it, as every run costs the "
-                   "tenant's CPU allocation.")
+                   "(HUNTING_TIMEOUT_SECONDS; a synchronous call also within MDE_TOTAL_TIMEOUT_SECONDS). Narrow it (a "
+                   "shorter Timespan or time filter, fewer tables, `take` or `project` early), or ask for "
+                   "Prefer: respond-async, which waits for Graph's full time, and send it again; the gateway does not "
+                   "retry it, as every run costs the tenant's CPU allocation.")
 
 
 def cpu_exhausted_problem(wait: int, error: DefenderError | None = None) -> Problem:
@@ -122,13 +125,15 @@ def hunting_problem(outcome: Outcome, now: float, defender: DefenderSettings, te
         return cpu_exhausted_problem(max(1, math.ceil(end - now)), outcome.error)
     if isinstance(outcome, Unauthorized):
         role = API_FACTS[Api.HUNTING].roles[0]
+        graph = defender.upstream(Service.GRAPH)
         where = (f"In the customer tenant {tenant}, the gateway's multi-tenant app" if tenant is not None else
                  "The gateway's identity")
         return Problem(502, "upstream-unauthorized" if outcome.status == 401 else "upstream-forbidden",
                        "Bad answer from Microsoft Graph",
                        f"Microsoft Graph refused the gateway's token ({outcome.status}). {where} needs the application "
                        f"permission {role} on Microsoft Graph (appId {GRAPH_APP_ID}; scripts/grant-defender-roles.sh, "
-                       f"scripts/onboard-customer-tenant.sh), and the token must be for {defender.cloud.graph_scope} "
-                       f"(MDE_CLOUD={defender.cloud.name}; GRAPH_BASE_URL).{_graph_said(outcome.error)}",
+                       f"scripts/onboard-customer-tenant.sh), and the token audience must match the host: "
+                       f"MDE_CLOUD={defender.cloud.name} asks for {graph.scope} and calls {graph.base_url}; check "
+                       f"MDE_CLOUD / {graph.setting}.{_graph_said(outcome.error)}",
                        extensions=_upstream(outcome.error))
     return None

@@ -24,7 +24,7 @@ from shared.answers.problems import PROBLEM_CONTENT_TYPE, Problem
 from shared.configuration import ConfigurationError
 from shared.defender.client import IdentityError
 from shared.defender.credentials import IdentityFailure
-from shared.defender.facts import API_FACTS, DEFAULT_THROTTLE_SECONDS, DEFENDER_APP_ID, Api
+from shared.defender.facts import API_FACTS, DEFAULT_THROTTLE_SECONDS, DEFENDER_APP_ID, Api, Service
 from shared.defender.gateway import CallResult, Refused, Sent
 from shared.defender.outcomes import (
     AuthCause,
@@ -55,15 +55,21 @@ logger = logging.getLogger("mde_alert_gateway")
 STORAGE_RETRY_AFTER = 5
 
 _BODY_FAULTS = {
-    None: "The request has invalid fields: {fields}. Nothing was sent to Defender.",
+    None: "The request has invalid fields: {fields}. Nothing was sent to {upstream}.",
     BodyFault.NOT_JSON: "The request body is not valid JSON.",
     BodyFault.UNACCEPTABLE_JSON: "The request body is not JSON this API accepts.",
     BodyFault.NOT_AN_OBJECT: "The request body must be a JSON object.",
 }
 
 
-def input_problem(error: InputError) -> Problem:
-    """400 naming every bad field, 413 for a body too large, 415 for a body that is not JSON."""
+def upstream_name(api: Api | None) -> str:
+    """Who serves `api`, as an answer names it: Defender, or Microsoft Graph (advanced hunting)."""
+    return "Microsoft Graph" if api is not None and API_FACTS[api].service is Service.GRAPH else "Defender"
+
+
+def input_problem(error: InputError, api: Api | None = None) -> Problem:
+    """400 naming every bad field, 413 for a body too large, 415 for a body that is not JSON (`api`: the call's, whose
+    upstream the detail names)."""
     if isinstance(error, BodyTooLargeError):
         return Problem(413, "payload-too-large", "Request body too large",
                        f"The body is {error.size} bytes; at most {error.limit} are accepted.")
@@ -73,8 +79,8 @@ def input_problem(error: InputError) -> Problem:
                        headers=MappingProxyType({"Accept-Post": "application/json"}))
     if isinstance(error, InvalidInputError):
         fields = ", ".join(e.field for e in error.errors)
-        return Problem(400, "validation-error", "Invalid request", _BODY_FAULTS[error.fault].format(fields=fields),
-                       errors=error.errors)
+        detail = _BODY_FAULTS[error.fault].format(fields=fields, upstream=upstream_name(api))
+        return Problem(400, "validation-error", "Invalid request", detail, errors=error.errors)
     raise TypeError(f"no answer for {type(error).__name__}")
 
 
@@ -138,7 +144,7 @@ def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings, tena
     audience = (f"The token audience must match the API host: MDE_CLOUD={defender.cloud.name} asks for "
                 f"{defender.cloud.scope} and calls {defender.base_url}; check MDE_CLOUD / MDE_BASE_URL.")
     if isinstance(outcome, Throttled):
-        return _throttled_problem(outcome, _wait(outcome.retry_after) or DEFAULT_THROTTLE_SECONDS)
+        return _throttled_problem(api, outcome, _wait(outcome.retry_after) or DEFAULT_THROTTLE_SECONDS)
     if isinstance(outcome, Rejected) and outcome.status == 400:
         return Problem(400, "upstream-bad-request", "Defender rejected the request",
                        f"Defender for Endpoint answered 400.{_said(outcome.error)}",
@@ -177,10 +183,12 @@ def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings, tena
     raise TypeError("a success is not a problem")
 
 
-def _throttled_problem(outcome: Throttled, wait: int) -> Problem:
-    return Problem(429, "upstream-throttled", "Defender is throttling",
-                   f"Defender for Endpoint answered 429; retry after {wait} s. Every gateway instance holds calls to "
-                   f"this API until then.{_said(outcome.error)}", retry_after=wait)
+def _throttled_problem(api: Api, outcome: Throttled, wait: int) -> Problem:
+    upstream = upstream_name(api)
+    return Problem(429, "upstream-throttled", f"{upstream} is throttling",
+                   f"{'Defender for Endpoint' if upstream == 'Defender' else upstream} answered 429; retry after "
+                   f"{wait} s. Every gateway instance holds calls to this API until then.{_said(outcome.error)}",
+                   retry_after=wait)
 
 
 def _unavailable_problem(api: Api, outcome: Unavailable) -> Problem:
@@ -212,15 +220,16 @@ def refusal_problem(result: CallResult, api: Api, defender: DefenderSettings) ->
     if isinstance(result.outcome, Throttled):
         # Defender's own 429 is why the retry was held: say so, and wait for the later of the two.
         defenders = _wait(result.outcome.retry_after) or DEFAULT_THROTTLE_SECONDS
-        return _throttled_problem(result.outcome, max(defenders, refused.retry_after))
+        return _throttled_problem(api, result.outcome, max(defenders, refused.retry_after))
+    upstream = upstream_name(api)
     if result.outcome is None:
-        sent = "Nothing was sent to Defender."
+        sent = f"Nothing was sent to {upstream}."
     else:
         said = outcome_problem(api, result.outcome, defender).detail
-        sent = (f"Defender was tried {result.sent} time(s) before that, the last time with this result: {said} "
+        sent = (f"{upstream} was tried {result.sent} time(s) before that, the last time with this result: {said} "
                 "A retry would have exceeded the shared budget.")
     return Problem(429, "rate-limited", "Rate limit reached",
-                   f"The gateway holds this call so that Defender never throttles the shared identity; retry after "
+                   f"The gateway holds this call so that {upstream} never throttles the shared identity; retry after "
                    f"{refused.retry_after} s. {sent}", retry_after=refused.retry_after)
 
 

@@ -75,6 +75,7 @@ from shared.lookups.file_alerts import (
     UnknownFile,
     Unresolved,
 )
+from shared.lookups.hunting import HuntingLookups, Shared
 from shared.ratelimit import RateLimitStorageError
 from shared.telemetry import catalogue
 from shared.telemetry.catalogue import ErrorKind, SpanName
@@ -115,12 +116,14 @@ class HttpEdge:
     def __init__(self, gateway: Gateway, answers: Answers, access: AuthSettings, *,
                  lookups: FileAlertsLookups | None = None, async_calls: AsyncCalls | None = None,
                  async_on_throttle: bool = False, clock: Callable[[], float] = time.time,
-                 keys: SigningKeys | None = None) -> None:
+                 keys: SigningKeys | None = None, hunting: HuntingLookups | None = None) -> None:
         self.gateway = gateway
         self.answers = answers
         self.access = access
         self.callers = CallerCheck(access, keys)
         self.lookups = lookups or FileAlertsLookups(gateway)
+        #: Hunting queries, shared with the queue worker (HUNTING_SHARE_SECONDS: identical queries share an answer).
+        self.hunting = hunting or HuntingLookups(gateway)
         self.async_calls = async_calls
         #: GATEWAY_ASYNC_ON_THROTTLE: a synchronous call the budget refuses becomes an operation (202).
         self.async_on_throttle = async_on_throttle
@@ -135,14 +138,26 @@ class HttpEdge:
 
     def hunt(self, req: func.HttpRequest, shape: HuntingShape, tenant: str | None = None, *,
              context: func.Context | None = None) -> func.HttpResponse:
-        """Advanced hunting (one Graph runHuntingQuery call): like `respond`, with the body checked for `shape` (the
-        path's: Defender's body and answer, or Graph's) before anything is spent, and a 200 given in that shape."""
+        """Advanced hunting (one Graph call): like `respond`, the body checked for `shape` (the path's: Defender's or
+        Graph's) before anything is spent, a 200 in that shape. With HUNTING_SHARE_SECONDS a synchronous query may be
+        answered from an identical recent one's answer (Stats.ExecutionTime 0: no call), unless `Cache-Control:
+        no-cache`."""
 
         def work(incoming: Incoming) -> Answer:
             document = parse_json_object(req.get_body(), req.headers.get("Content-Type"))
             query, timespan = validate_hunting(document, shape)
             request = DefenderRequest.hunting(query, timespan).for_tenant(incoming.tenant)
-            return self._call(incoming, Api.HUNTING, request, shape=shape)
+            if not self.hunting.sharing or incoming.fresh or (self.async_calls is not None
+                                                                and incoming.wants_operation):
+                return self._call(incoming, Api.HUNTING, request, shape=shape)
+            started = time.monotonic()
+            found = self.hunting.call(request, self.gateway.identity(incoming.tenant, request.service),
+                                      incoming.correlation_id)
+            if isinstance(found, Shared):
+                shared = self.answers.cached(Api.HUNTING, found.answer.body, found.answer.age, incoming.correlation_id)
+                return in_shape(shared, shape, 0.0)
+            return self._synchronous_answer(incoming, Api.HUNTING, request, found.result, shape=shape,
+                                            seconds=time.monotonic() - started)
 
         return self._handle(req, Api.HUNTING, work, tenant, context)
 
@@ -275,8 +290,7 @@ class HttpEdge:
                                                                    shape=shape))
 
     def _timed_call(self, request: DefenderRequest, correlation_id: str) -> tuple[CallResult, float]:
-        """Gateway.call, and the seconds it took (a hunting answer in Defender's shape states them as its
-        Stats.ExecutionTime: Graph reports none)."""
+        """Gateway.call, and the seconds it took (Defender's hunting shape states them: Stats.ExecutionTime)."""
         started = time.monotonic()
         result = self.gateway.call(request, correlation_id)
         return result, time.monotonic() - started
@@ -335,7 +349,7 @@ class HttpEdge:
             return self.answers.problem(api, problem, correlation_id)
 
         if isinstance(error, InputError):
-            return answer(input_problem(error))
+            return answer(input_problem(error, api))
         kind = _ERROR_KINDS.get(type(error))
         if isinstance(error, IdentityError) and error.tenant is not None:
             kind = ErrorKind.TENANT_IDENTITY

@@ -283,6 +283,8 @@ def _health() -> JsonObject:
             "queues": prop("Queues", "Every queue of the gateway and its poison queue answer.", "boolean"),
         }, required=["tables", "queues"]),
         "identity": prop("Identity", "The managed identity gives a token for Defender.", "boolean"),
+        "graphIdentity": prop("Graph Identity", "The managed identity gives a token for Microsoft Graph (advanced "
+                              "hunting; absent when no API the gateway serves is Graph's).", "boolean"),
         "queue": queue("Queue", "The request queue of asynchronous operations; its poison queue holds the "
                        "requests that failed for good, with their reason."),
         "apis": obj("APIs", "Each Defender API behind the gateway, by the name its rate-limit state has.", apis),
@@ -292,6 +294,10 @@ def _health() -> JsonObject:
                              "name": prop("Name", "Its short name (its id when it has none)."),
                              "identity": prop("Identity", "Whether it gave the gateway a token.", "boolean"),
                              "reason": prop("Reason", "Why it gave none (absent when it did).", nullable=True),
+                             "graphIdentity": prop("Graph Identity", "Whether it gave the gateway a token for "
+                                                   "Microsoft Graph (advanced hunting).", "boolean"),
+                             "graphReason": prop("Graph Reason", "Why it gave none for Graph (absent when it did).",
+                                                 nullable=True),
                              "apis": prop("APIs", "Each API's admitsNow, retryAfter and windows, as above.",
                                           "object"),
                          }, required=["id", "name", "identity"]))),

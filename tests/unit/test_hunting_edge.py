@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import azure.functions as func
 import pytest
+from azure.data.tables import TableClient
 
 import hunting_fn
 import tenants_fn
 from shared.defender.facts import GRAPH_HUNTING_PATH, HUNTING_MAX_QUERY_CHARACTERS
+from shared.http.edge import HttpEdge
 from shared.http.settings import Role
+from shared.lookups.answer_cache import AnswerCache
+from shared.lookups.hunting import HUNTING_KIND, HuntingLookups
 from tests.support.rigs import GATEWAY_URL, EdgeRig, bearer, make_edge, response_problem
-from tests.support.scripted import APP_ID, FakeClock, Reply, StaticCredential, read_timeout
+from tests.support.scripted import APP_ID, FakeClock, FakeTable, Reply, StaticCredential, read_timeout
 
 GRAPH = "https://graph.microsoft.com"
 QUERY = 'DeviceProcessEvents | where SHA1 == "6532ec91d513acc05f43ee0aa3002599729fd3e1" | take 10'
@@ -136,7 +140,9 @@ def test_graphs_path_answers_graphs_body_unchanged_and_passes_the_timespan(
 def test_a_bad_body_is_400_naming_the_field_and_spends_nothing(
         hunt: Callable[..., func.HttpResponse], route: str, body: Any, fields: tuple[str, ...]) -> None:
     rig = make_edge([], settings_env=MANY, tenant_credentials={CONTOSO: StaticCredential()})
-    problem(hunt(rig, route, body), 400, "validation-error", *fields)
+    document = problem(hunt(rig, route, body), 400, "validation-error", *fields)
+    if not isinstance(body, bytes | list):
+        assert document["detail"].endswith("Nothing was sent to Microsoft Graph.")
     assert rig.transport.calls == [] and rig.store.writes == [] and rig.credential.scopes == []
 
 
@@ -151,11 +157,11 @@ def test_a_body_that_is_not_json_is_415_or_400_and_spends_nothing(hunt: Callable
 # --- Graph's errors keep their meaning ------------------------------------------------------------------------------
 
 def test_a_query_graph_rejects_is_400_naming_graphs_message_once(hunt: Callable[..., func.HttpResponse]) -> None:
-    message = "Query could not be parsed at 'wher' on line [1,22]"
+    message = "Query could not be parsed at 'wher' on line [1,22]"  # no final period, as Graph writes it
     rig = make_edge([graph_error(400, "BadRequest", message)])
     document = problem(hunt(rig, "advancedqueries/run", {"Query": "DeviceEvents | wher x"}), 400,
                        "hunting-query-rejected")
-    assert message in document["detail"] and document["upstreamError"]["message"] == message
+    assert f"{message}. Nothing is retried" in document["detail"] and document["upstreamError"]["message"] == message
     assert len(rig.transport.calls) == 1
     assert rig.credential.token not in json.dumps(document)
 
@@ -195,14 +201,17 @@ def test_graphs_calls_429_is_throttling_not_the_cpu(hunt: Callable[..., func.Htt
     rig = make_edge([graph_error(429, "TooManyRequests", "API calls quota exceeded! maximum allowed 45 per 00:01:00",
                                  retry_after="120")])
     response = hunt(rig, "advancedqueries/run", {"Query": QUERY})
-    problem(response, 429, "upstream-throttled")
-    assert response.headers["Retry-After"] == "120"
+    document = problem(response, 429, "upstream-throttled")
+    assert response.headers["Retry-After"] == "120" and document["detail"].startswith("Microsoft Graph answered 429")
 
 
 def test_graphs_403_names_graphs_permission(hunt: Callable[..., func.HttpResponse]) -> None:
     rig = make_edge([graph_error(403, "Authorization_RequestDenied", "Insufficient privileges")])
     document = problem(hunt(rig, "security/runHuntingQuery", {"Query": QUERY}), 502, "upstream-forbidden")
     assert "ThreatHunting.Read.All" in document["detail"] and "Microsoft Graph" in document["detail"]
+    assert f"asks for {GRAPH}/.default and calls {GRAPH}" in document["detail"]
+    assert "GRAPH_BASE_URL" in document["detail"]
+    assert "WindowsDefenderATP" not in document["detail"]
 
 
 # --- tenants, roles, operations ---------------------------------------------------------------------------------------
@@ -241,3 +250,24 @@ def test_an_idempotency_key_keeps_the_answer_in_the_callers_shape_once(hunt: Cal
     again = hunt(rig, "advancedqueries/run", {"Query": QUERY}, headers=key)
     assert first.status_code == again.status_code == 200 and len(rig.transport.calls) == 1
     assert first.get_body() == again.get_body() and json.loads(again.get_body())["Results"] == ROWS
+
+
+def test_with_sharing_identical_synchronous_queries_share_one_graph_call(
+        hunt: Callable[..., func.HttpResponse]) -> None:
+    """HUNTING_SHARE_SECONDS > 0: the same tenant's identical query (Query and Timespan byte for byte) is answered
+    from the shared answer, in each caller's shape; another Timespan, or Cache-Control: no-cache, goes to Graph."""
+    rig = make_edge([results(), results(), results()])
+    table = FakeTable()
+    cache = AnswerCache(cast(TableClient, table), 60, clock=rig.clock, kind=HUNTING_KIND)
+    rig.edge = HttpEdge(rig.gateway, rig.edge.answers, rig.edge.access,
+                        hunting=HuntingLookups(rig.gateway, cache))
+    first = hunt(rig, "advancedqueries/run", {"Query": QUERY})
+    shared = hunt(rig, "advancedqueries/run", {"Query": QUERY})
+    graphs = hunt(rig, "security/runHuntingQuery", {"Query": QUERY})
+    assert len(rig.transport.calls) == 1
+    assert json.loads(shared.get_body())["Results"] == json.loads(first.get_body())["Results"] == ROWS
+    assert json.loads(shared.get_body())["Stats"]["ExecutionTime"] == 0  # no call was made for it
+    assert json.loads(graphs.get_body()) == GRAPH_ANSWER
+    assert hunt(rig, "security/runHuntingQuery", {"Query": QUERY, "Timespan": "P1D"}).status_code == 200
+    assert hunt(rig, "advancedqueries/run", {"Query": QUERY}, headers={"Cache-Control": "no-cache"}).status_code == 200
+    assert sent(rig) == [{"Query": QUERY}, {"Query": QUERY, "Timespan": "P1D"}, {"Query": QUERY}]
