@@ -166,8 +166,9 @@ class Simulator:
         request.get_data()  # read (and cache) the body before any fault can close the connection
         api = self._api_of(request)
         response = self._serve(request, api, environ, arrived)
-        if response is None:  # dropped connection
+        if response is None:  # a dropped connection: logged first, so that a caller who saw it finds it logged
             self._log(request, api, 0, started, environ)
+            self._drop(environ)
             return []
         self._log(request, api, response.status_code, started, environ)
         return response(environ, start_response)
@@ -287,15 +288,19 @@ class Simulator:
         return None
 
     @staticmethod
+    def _drop(environ: dict[str, Any]) -> None:
+        """Close the request's connection without an answer."""
+        sock = environ.get("werkzeug.socket")
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    @staticmethod
     def _faulted(fault: Fault, environ: dict[str, Any], graph: Request | None = None) -> Response | None:
         """The fault's answer (None: the connection dropped); `graph`: the request of a Graph call, answered with
         Graph's error body (a 504 is Graph's query timeout)."""
         if fault.kind == "drop":
-            sock = environ.get("werkzeug.socket")
-            if isinstance(sock, socket.socket):
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            return None
+            return None  # __call__ logs the call, then drops the connection
         if fault.kind == "malformed":
             return Response("<html><body>502 Bad Gateway</body></html>", status=200, mimetype="text/html")
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from localdev.stack import Services
+from shared.defender.facts import Api
 from shared.http.settings import Role
 from tests.support.requirements import require
 from tests.support.servers import GatewayClient, HostFactory, SimulatorAdmin, assert_problem, entra_bearer
@@ -71,7 +72,7 @@ def test_every_operator_function_needs_the_admin_key_not_a_function_key(host: Ga
 def test_a_poisoned_lookup_is_listed_then_redriven_and_answered(host: GatewayClient, sim: SimulatorAdmin) -> None:
     operation_id = poison_a_lookup(host, sim)
     state = state_with(host, operation_id)
-    assert state["status"] == "healthy" and set(state["apis"]) == {"file_alerts", "create_alert", "file_info"}
+    assert state["status"] == "healthy" and set(state["apis"]) == {api.value for api in Api}  # hunting too
     (entry,) = [entry for entry in state["poisoned"] if entry["operationId"] == operation_id]
     assert entry["redrivable"] is True and entry["status"] == 400
     assert any(recent["id"] == operation_id and recent["answerStatus"] == 400 for recent in state["recent"])
