@@ -17,14 +17,16 @@ import requests
 from shared.asynchronous.operations import State
 from shared.asynchronous.operations_memory import MemoryOperationStore
 from shared.asynchronous.queues_memory import MemoryQueues
-from shared.asynchronous.worker import EARLY_SECONDS, MAX_HOLD_SECONDS
+from shared.asynchronous.worker import EARLY_SECONDS, LEASE_MARGIN_SECONDS, MAX_HOLD_SECONDS
 from shared.defender.facts import GRAPH_HUNTING_PATH, HUNTING_CPU_CYCLE_SECONDS, Api
 from shared.lookups.hunting import HuntingLookups
+from tests.support.inputs import VALID
 from tests.support.rigs import EdgeRig, function_metadata, make_edge
-from tests.support.scripted import FakeClock, FakeTable, Reply
+from tests.support.scripted import FakeClock, FakeTable, Reply, alert_reply, alerts_reply
 
 GRAPH = "https://graph.microsoft.com"
-QUERY = 'DeviceFileEvents | where SHA1 == "6532ec91d513acc05f43ee0aa3002599729fd3e1" | take 5'
+SHA1 = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
+QUERY = f'DeviceFileEvents | where SHA1 == "{SHA1}" | take 5'
 ROWS = [{"Timestamp": "2026-12-06T10:00:00.1234567Z", "ReportId": 7101,
          "DeviceId": "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"}]
 GRAPH_ANSWER = {"@odata.context": f"{GRAPH}/v1.0/$metadata#microsoft.graph.security.huntingQueryResults",
@@ -171,3 +173,28 @@ def test_with_sharing_a_queued_query_joins_the_identical_one_in_flight_in_this_p
     assert json.loads(leader.answer.body) == json.loads(follower.answer.body) == GRAPH_ANSWER
     assert (leader.attempts, follower.attempts) == (1, 0)  # the joiner sent nothing of its own
     assert len(table.entities) == 1  # the answer kept once, for every instance
+
+
+def test_a_claims_lease_is_its_own_apis_longest_attempt_not_a_hunting_querys() -> None:
+    """A hunting query's claim outlasts Graph's 3 minutes (else another worker claims it again: a second Graph call);
+    a create's or a lookup's stays its own attempt's, so the sweep finishes a dead instance's within that + a sweep."""
+    rig = make_edge([results(), alert_reply(), alerts_reply()])
+    leases: dict[str, float] = {}
+    handling: list[str] = []
+
+    def record_lease(_: requests.PreparedRequest) -> None:  # the request is leaving: its operation is claimed
+        leases[handling[-1]] = operation_of(rig, handling[-1]).lease_until - rig.clock.now
+
+    rig.transport.on_send = record_lease
+    messages = {"hunt": {"operation": "RunHuntingQuery", "body": {"Query": QUERY}},
+                "create": {"operation": "CreateAlertByReference", "body": VALID},
+                "lookup": {"operation": "GetFileRelatedAlerts", "fileHash": SHA1}}
+    for operation_id, fields in messages.items():
+        handling.append(operation_id)
+        rig.runtime.worker.handle(json.dumps({"version": 1, "id": operation_id, **fields}))
+        assert operation_of(rig, operation_id).state is State.DONE
+    retry = rig.gateway.retry
+    assert leases == {"hunt": retry.attempt_seconds_of(Api.HUNTING) + LEASE_MARGIN_SECONDS,
+                      "create": retry.attempt_seconds_of(Api.CREATE_ALERT) + LEASE_MARGIN_SECONDS,
+                      "lookup": retry.attempt_seconds_of(Api.FILE_ALERTS) + LEASE_MARGIN_SECONDS}
+    assert leases["create"] < leases["hunt"]
