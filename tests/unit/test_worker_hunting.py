@@ -186,7 +186,7 @@ def test_a_claims_lease_is_its_own_apis_longest_attempt_not_a_hunting_querys() -
         leases[handling[-1]] = operation_of(rig, handling[-1]).lease_until - rig.clock.now
 
     rig.transport.on_send = record_lease
-    messages = {"hunt": {"operation": "RunHuntingQuery", "body": {"Query": QUERY}},
+    messages: dict[str, dict[str, Any]] = {"hunt": {"operation": "RunHuntingQuery", "body": {"Query": QUERY}},
                 "create": {"operation": "CreateAlertByReference", "body": VALID},
                 "lookup": {"operation": "GetFileRelatedAlerts", "fileHash": SHA1}}
     for operation_id, fields in messages.items():
@@ -198,3 +198,17 @@ def test_a_claims_lease_is_its_own_apis_longest_attempt_not_a_hunting_querys() -
                       "create": retry.attempt_seconds_of(Api.CREATE_ALERT) + LEASE_MARGIN_SECONDS,
                       "lookup": retry.attempt_seconds_of(Api.FILE_ALERTS) + LEASE_MARGIN_SECONDS}
     assert leases["create"] < leases["hunt"]
+
+
+def test_a_queued_query_answered_from_the_shared_answer_says_its_age_and_the_original_calls_time() -> None:
+    rig = make_edge([results(takes=4.25)], settings_env={"HUNTING_SHARE_SECONDS": "60"})
+    worker = rig.runtime.worker
+    worker.handle(hunt_message("fresh", shape="defender"))
+    rig.clock.advance(12)
+    worker.handle(hunt_message("shared", shape="defender"))
+    fresh, shared = operation_of(rig, "fresh").answer, operation_of(rig, "shared").answer
+    assert len(rig.transport.calls) == 1 and operation_of(rig, "shared").attempts == 0
+    assert json.loads(shared.body)["Stats"] == json.loads(fresh.body)["Stats"]
+    assert json.loads(shared.body)["Stats"]["ExecutionTime"] == 4.25  # the Graph call's, kept with the answer
+    assert (fresh.headers["Age"], shared.headers["Age"]) == ("0", "12")
+    assert shared.headers["Cache-Control"] == "private, max-age=60"
