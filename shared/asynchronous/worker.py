@@ -95,7 +95,6 @@ class _Sender:
 
     def __init__(self, worker: RequestWorker, operation: Operation, identity: Identity, hold_until: float) -> None:
         self.worker, self.operation, self.identity, self.hold_until = worker, operation, identity, hold_until
-        self.seconds = 0.0  # how long the last claim, slot and request took (a hunting answer's ExecutionTime)
 
     def __call__(self, request: DefenderRequest) -> CallResult | Deferred[_Later | None]:
         worker = self.worker
@@ -104,9 +103,7 @@ class _Sender:
             if not isinstance(sent, Sent):
                 return Deferred(_Later(Api.FILE_INFO, max(0.0, (sent or 0.0) - EARLY_SECONDS)))
             return CallResult(sent, 1, sent.outcome)
-        started = time.monotonic()
         claimed = worker._claim_and_send(self.operation, request, self.identity, self.hold_until)
-        self.seconds = time.monotonic() - started
         if isinstance(claimed, Deferred):
             return claimed
         self.operation, result = claimed
@@ -253,8 +250,7 @@ class RequestWorker:
 
     def _hunt(self, sender: _Sender) -> _Later | None:
         """A hunting operation, its query sent by `sender` (a large answer goes to a blob with the record)."""
-        found = hunting_answer(self.hunting, self.answers, sender.operation, sender.identity, sender,
-                               lambda: sender.seconds)
+        found = hunting_answer(self.hunting, self.answers, sender.operation, sender.identity, sender)
         if not isinstance(found, Deferred):
             self._complete(sender.operation, found[0], attempts=sender.operation.attempts + found[1])
         return found.reason if isinstance(found, Deferred) else None

@@ -186,9 +186,10 @@ def test_a_claims_lease_is_its_own_apis_longest_attempt_not_a_hunting_querys() -
         leases[handling[-1]] = operation_of(rig, handling[-1]).lease_until - rig.clock.now
 
     rig.transport.on_send = record_lease
-    messages: dict[str, dict[str, Any]] = {"hunt": {"operation": "RunHuntingQuery", "body": {"Query": QUERY}},
-                "create": {"operation": "CreateAlertByReference", "body": VALID},
-                "lookup": {"operation": "GetFileRelatedAlerts", "fileHash": SHA1}}
+    messages: dict[str, dict[str, Any]] = {
+        "hunt": {"operation": "RunHuntingQuery", "body": {"Query": QUERY}},
+        "create": {"operation": "CreateAlertByReference", "body": VALID},
+        "lookup": {"operation": "GetFileRelatedAlerts", "fileHash": SHA1}}
     for operation_id, fields in messages.items():
         handling.append(operation_id)
         rig.runtime.worker.handle(json.dumps({"version": 1, "id": operation_id, **fields}))
