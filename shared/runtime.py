@@ -127,9 +127,10 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     counters = MinuteCounters(history, clock=clock) if history is not None else None
     gateway = Gateway(client, limiters, retry, sleep=sleep, monotonic=monotonic, telemetry=telemetry,
                       counters=counters)
-    answers = Answers(defender, settings.rate_limits.policies, cache.ttl_seconds if cache else None)
+    answers = Answers(defender, settings.rate_limits.policies, cache.ttl_seconds if cache else None,
+                      hunting_share=hunting_cache.ttl_seconds if hunting_cache else None)
     lookups = FileAlertsLookups(gateway, cache, hash_map)
-    hunting = HuntingLookups(gateway, hunting_cache)
+    hunting = HuntingLookups(gateway, hunting_cache, monotonic=monotonic)
     asynchronous = settings.asynchronous
     async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30, clock=clock,
                              telemetry=telemetry)

@@ -297,9 +297,11 @@ class Answers:
     """Outcomes, refusals and problems as answers: statuses, problem+json bodies and headers, decided once."""
 
     def __init__(self, defender: DefenderSettings, policies: Mapping[Api, RatePolicy],
-                 cache_ttl: int | None = None) -> None:
+                 cache_ttl: int | None = None, *, hunting_share: int | None = None) -> None:
         self.defender = defender
-        self.cache_ttl = cache_ttl
+        #: How long a success may be reused (Cache-Control max-age, with Age), per API that shares answers:
+        #: FILE_ALERTS_CACHE_SECONDS, HUNTING_SHARE_SECONDS (None or 0: not shared).
+        self.cache_ttls = {Api.FILE_ALERTS: cache_ttl, Api.HUNTING: hunting_share}
         self.policy_headers = {api: policy_header(policy) for api, policy in policies.items()}
 
     def result(self, api: Api, result: CallResult, correlation_id: str, tenant: str | None = None) -> Answer:
@@ -348,10 +350,12 @@ class Answers:
         return _json(202, {"Location": location, "Retry-After": str(retry_after), **_common(correlation_id)}, body)
 
     def _cache_headers(self, api: Api, age: int) -> dict[str, str]:
-        """A successful lookup may be reused for the cache's TTL (by this gateway, and by the caller)."""
-        if api is not Api.FILE_ALERTS or not self.cache_ttl:
+        """A successful lookup (or hunting query) may be reused for its shared answers' TTL (by this gateway, and by
+        the caller)."""
+        ttl = self.cache_ttls.get(api)
+        if not ttl:
             return {}
-        return {"Cache-Control": f"private, max-age={self.cache_ttl}", "Age": str(age)}
+        return {"Cache-Control": f"private, max-age={ttl}", "Age": str(age)}
 
 
 def _json(status: int, headers: Mapping[str, str], body: bytes) -> Answer:

@@ -77,6 +77,8 @@ EARLY_SECONDS = 1.0
 #: Backoff after the n-th transient failure: 5, 10, 20, 40 ... seconds, at most 5 minutes, with jitter.
 BACKOFF_FIRST = 5.0
 BACKOFF_MAX = 300.0
+#: A claim's lease outlasts the longest attempt at its API by this much (the time around the request itself).
+LEASE_MARGIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,7 @@ class _Sender:
     it may hold for; any other after claiming the operation, so it is sent once. Keeps the claimed record."""
 
     def __init__(self, worker: RequestWorker, operation: Operation, identity: Identity, hold_until: float) -> None:
-        self.worker = worker
-        self.operation = operation
-        self.identity = identity
-        self.hold_until = hold_until
-        self.seconds = 0.0  # how long the last claim, slot and request took (a hunting answer's ExecutionTime)
+        self.worker, self.operation, self.identity, self.hold_until = worker, operation, identity, hold_until
 
     def __call__(self, request: DefenderRequest) -> CallResult | Deferred[_Later | None]:
         worker = self.worker
@@ -105,9 +103,7 @@ class _Sender:
             if not isinstance(sent, Sent):
                 return Deferred(_Later(Api.FILE_INFO, max(0.0, (sent or 0.0) - EARLY_SECONDS)))
             return CallResult(sent, 1, sent.outcome)
-        started = time.monotonic()
         claimed = worker._claim_and_send(self.operation, request, self.identity, self.hold_until)
-        self.seconds = time.monotonic() - started
         if isinstance(claimed, Deferred):
             return claimed
         self.operation, result = claimed
@@ -129,7 +125,6 @@ class RequestWorker:
         self.lookups, self.hunting = lookups or FileAlertsLookups(gateway), hunting or HuntingLookups(gateway)
         self._clock, self._sleep = clock, sleep
         self._random = random.Random()  # noqa: S311 - jitter only
-        self._lease_seconds = gateway.retry.longest_attempt_seconds + 30  # a hunting query may run 3 minutes
         #: With Entra ID, GATEWAY_TENANT_CALLERS: whether caller (an object id) may act for a tenant (None: home).
         self._may_act = may_act
         self._forbidden_replies = frozenset({*settings.queues, settings.poison_queue,
@@ -255,8 +250,7 @@ class RequestWorker:
 
     def _hunt(self, sender: _Sender) -> _Later | None:
         """A hunting operation, its query sent by `sender` (a large answer goes to a blob with the record)."""
-        found = hunting_answer(self.hunting, self.answers, sender.operation, sender.identity, sender,
-                               lambda: sender.seconds)
+        found = hunting_answer(self.hunting, self.answers, sender.operation, sender.identity, sender)
         if not isinstance(found, Deferred):
             self._complete(sender.operation, found[0], attempts=sender.operation.attempts + found[1])
         return found.reason if isinstance(found, Deferred) else None
@@ -274,10 +268,12 @@ class RequestWorker:
         # request: the windows' margin covers it, and a slot grown stale is never used); a lookup, harmless to
         # send again, is claimed as sending at once.
         post = request.method == "POST"
-        claimed = self.operations.update(operation, lease_until=self._clock() + self._lease_seconds, in_flight=not post)
+        # Per API: a hunting query's lease (Graph's 3 minutes) never delays finishing a dead instance's create.
+        lease = self.gateway.retry.attempt_seconds_of(request.api) + LEASE_MARGIN_SECONDS
+        claimed = self.operations.update(operation, lease_until=self._clock() + lease, in_flight=not post)
         if claimed is None:  # another worker changed it since it was read: look again
             return Deferred(_Later(request.api, 1))
-        claim = Claim(self.operations, claimed, self._clock, self._lease_seconds) if post else None
+        claim = Claim(self.operations, claimed, self._clock, lease) if post else None
         try:
             sent = self._send_on_a_slot(request, identity, operation.correlation_id, hold_until, claim)
         except RateLimitStorageError:
@@ -316,7 +312,7 @@ class RequestWorker:
                 if claim is not None and not claim.sending():
                     return None
                 attempt = self.gateway.send(request, identity, decision, correlation_id,
-                                            time_left=self._lease_seconds - 30)
+                                            time_left=self.gateway.retry.attempt_seconds_of(request.api))
                 if isinstance(attempt, Sent):
                     return attempt
                 decision = attempt.decision  # the slot went stale and no other was free: nothing left

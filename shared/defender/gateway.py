@@ -123,11 +123,6 @@ class RetryPolicy:
             return self.hunting_attempt_seconds
         return self.attempt_seconds
 
-    @property
-    def longest_attempt_seconds(self) -> float:
-        """The longest any one attempt can take (a lease over a send must outlast it)."""
-        return max(self.attempt_seconds, self.hunting_attempt_seconds or 0.0)
-
     def wait_before_retry(self, method: str, outcome: Outcome, retries_done: int) -> float | None:
         """Seconds to wait before retrying after `outcome`, or None: do not retry."""
         if retries_done >= self.max_retries or not self.retryable(method, outcome):

@@ -140,8 +140,8 @@ class HttpEdge:
              context: func.Context | None = None) -> func.HttpResponse:
         """Advanced hunting (one Graph call): like `respond`, the body checked for `shape` (the path's: Defender's or
         Graph's) before anything is spent, a 200 in that shape. With HUNTING_SHARE_SECONDS a synchronous query may be
-        answered from an identical recent one's answer (Stats.ExecutionTime 0: no call), unless `Cache-Control:
-        no-cache`."""
+        answered from an identical recent one's answer (with its Age; Stats.ExecutionTime: the time of the call that
+        got it), unless `Cache-Control: no-cache`."""
 
         def work(incoming: Incoming) -> Answer:
             document = parse_json_object(req.get_body(), req.headers.get("Content-Type"))
@@ -150,14 +150,13 @@ class HttpEdge:
             if not self.hunting.sharing or incoming.fresh or (self.async_calls is not None
                                                                 and incoming.wants_operation):
                 return self._call(incoming, Api.HUNTING, request, shape=shape)
-            started = time.monotonic()
             found = self.hunting.call(request, self.gateway.identity(incoming.tenant, request.service),
                                       incoming.correlation_id)
-            if isinstance(found, Shared):
+            if isinstance(found, Shared):  # its age said (Age), and the time of the Graph call that got it
                 shared = self.answers.cached(Api.HUNTING, found.answer.body, found.answer.age, incoming.correlation_id)
-                return in_shape(shared, shape, 0.0)
+                return in_shape(shared, shape, found.answer.seconds)
             return self._synchronous_answer(incoming, Api.HUNTING, request, found.result, shape=shape,
-                                            seconds=time.monotonic() - started)
+                                            seconds=found.seconds)
 
         return self._handle(req, Api.HUNTING, work, tenant, context)
 

@@ -4,6 +4,8 @@ and the gateway told the issuer and audiences the platform validates against."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from shared.http.settings import Role
@@ -113,3 +115,37 @@ def test_the_gateway_checks_tokens_against_the_issuer_and_audiences_the_platform
     assert audiences is not None and audiences["false_value"] == ""
     assert bm.function_call(audiences["true_value"], "join") == {"input_array": bm.resolve("entraAudiences", main),
                                                                  "delimiter": ","}
+
+
+DEPLOY_DOC = bm.INFRA.parent / "docs" / "deploy.md"
+
+
+def _doc_role_table() -> dict[str, str]:
+    """docs/deploy.md's table of the gateway's app roles: role value -> member types."""
+    rows = re.findall(r"^\s*\| `([A-Za-z]+\.[A-Za-z]+)` \| [^|]+ \| ([A-Za-z, ]+) \|$", DEPLOY_DOC.read_text(),
+                      re.MULTILINE)
+    return {value: members.strip() for value, members in rows}
+
+
+def _doc_role_json() -> list[dict[str, Any]]:
+    """The app roles docs/deploy.md's `az ad app update --app-roles` example defines (each id a `uuidgen`)."""
+    text = DEPLOY_DOC.read_text()
+    start = text.index("--app-roles '[") + len("--app-roles '")
+    block = text[start:text.index("]'", start) + 1].replace("\"'$(uuidgen)'\"", '"generated"')
+    roles: list[dict[str, Any]] = json.loads(block)
+    return roles
+
+
+def test_the_deploy_docs_and_the_gatewayauth_description_list_every_role_as_the_bicep_defines_it() -> None:
+    """docs/deploy.md's role table and its az CLI example, and main.bicep's gatewayAuth description, name the roles
+    the gateway requires (Hunting.Read among them), with the member types gateway-app-roles.bicep gives each."""
+    defined = {role["value"]: role["allowedMemberTypes"] for role in _gateway_roles()}
+    table = _doc_role_table()
+    assert list(table) == [role["value"] for role in _gateway_roles()]
+    assert all(table[value] == ", ".join(members) for value, members in defined.items())
+    example = _doc_role_json()
+    assert [role["value"] for role in example] == list(defined)
+    assert all(role["allowedMemberTypes"] == defined[role["value"]] and role["isEnabled"] for role in example)
+    described = bm.main()["parameters"]["gatewayAuth"]["decorators"]
+    description = next(d["argument"] for d in described if d["type"] == "description")
+    assert all(role.value in description for role in Role)

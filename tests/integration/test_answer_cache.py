@@ -12,6 +12,7 @@ from azure.data.tables import TableClient
 from localdev.azurite import Azurite
 from localdev.processes import free_port
 from shared.lookups.answer_cache import AnswerCache
+from shared.lookups.hunting import HUNTING_KIND
 from shared.ratelimit import CLIENT_OPTIONS
 from shared.tables.chunks import CHUNK_BYTES
 from tests.support.scripted import FakeClock
@@ -36,6 +37,17 @@ def test_an_answer_round_trips_and_ages(client: TableClient) -> None:
     assert cache.get("other|app", "ab" * 20) is None  # answers are per principal
     clock.advance(47.5)  # 60 s after storing: expired
     assert cache.get("tenant|app", "ab" * 20) is None
+
+
+def test_a_hunting_answer_keeps_the_time_of_the_call_that_got_it(client: TableClient) -> None:
+    """A shared hunting answer's Stats.ExecutionTime is the Graph call's that got it: kept as a Double beside it; an
+    answer kept without it (a file lookup's, or one an older version stored) reads as 0."""
+    cache = AnswerCache(client, 60, clock=FakeClock(), kind=HUNTING_KIND)
+    assert cache.put("tenant|app", "query-a", b'{"results": []}', seconds=2.0)  # whole: still a Double
+    assert cache.put("tenant|app", "query-b", b'{"results": []}', seconds=0.8312)
+    assert cache.put("tenant|app", "query-c", b'{"results": []}')
+    found = [cache.get("tenant|app", key) for key in ("query-a", "query-b", "query-c")]
+    assert [hit.seconds if hit else None for hit in found] == [2.0, 0.8312, 0.0]
 
 
 def test_a_long_answer_is_split_across_properties(client: TableClient) -> None:

@@ -117,3 +117,20 @@ def test_a_cpu_429_is_429_and_the_next_call_is_refused_without_reaching_graph(ho
     assert assert_problem(again, 429)["type"].endswith(":hunting-cpu-exhausted")
     assert 0 < int(again.headers["Retry-After"]) <= wait
     assert len(sim.calls("hunting")) == 1  # held by the gateway: Graph never saw it
+
+
+def test_with_sharing_an_identical_query_is_answered_with_its_age_and_the_graph_calls_time(
+        host_factory: HostFactory, sim: SimulatorAdmin) -> None:
+    """HUNTING_SHARE_SECONDS > 0: the second identical query is answered from the shared answer in Azurite (one Graph
+    call in the simulator's log), with `Age` as a shared file lookup, and the Stats of the call that got it."""
+    gateway = host_factory(HUNTING_SHARE_SECONDS="60")
+    first = hunt(gateway, "advancedqueries/run", {"Query": QUERY})
+    shared = hunt(gateway, "advancedqueries/run", {"Query": QUERY})
+    assert first.status_code == shared.status_code == 200, shared.text
+    assert len(sim.calls("hunting")) == 1
+    assert first.headers["Age"] == "0" and int(shared.headers["Age"]) >= 0
+    assert first.headers["Cache-Control"] == shared.headers["Cache-Control"] == "private, max-age=60"
+    assert "RateLimit" not in shared.headers  # no slot was taken for it
+    assert shared.json() == first.json()  # Results, and Stats.ExecutionTime of the one Graph call
+    fresh = hunt(gateway, "advancedqueries/run", {"Query": QUERY}, **{"Cache-Control": "no-cache"})
+    assert fresh.status_code == 200 and len(sim.calls("hunting")) == 2

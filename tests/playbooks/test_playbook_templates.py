@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from localdev.simulator import kql
 from shared.defender.facts import CATEGORIES, CREATE_ALERT_PATH, CREATE_FIELDS, GATEWAY_GRAPH_HUNTING_PATH
 from shared.http import openapi
 from shared.http.settings import AuthMode
@@ -320,36 +321,43 @@ def test_hunt_creates_on_at_most_max_devices_each_on_its_latest_event() -> None:
     assert pa.definition(template)["parameters"]["MaxDevices"]["type"] == "Int"
 
 
-#: The query shapes the simulator answers (hunting-spec: `Table | where ... | project ... | order by X [asc|desc]
-#: | take N`, where-clauses joined by `and`): the hunt playbook's query stays within them, so that the same query
-#: runs on Graph and locally.
-_SUBSET = re.compile(
-    r"(?P<table>DeviceFileEvents|DeviceProcessEvents|DeviceEvents)"
-    r" \| where (?P<column>SHA1|SHA256) =~ \"(?P<hash>[0-9a-f]+)\" and Timestamp > ago\((?P<days>\d+)d\)"
-    r" \| project (?P<columns>\w+(?:, \w+)*)"
-    r" \| order by Timestamp desc"
-    r" \| take (?P<take>\d+)")
+#: "Now" for the hunt query's `ago()` (ticks), fixed: the rows below are placed around it.
+_NOW = kql.ticks_of(datetime(2026, 12, 6, 12, 0, tzinfo=UTC))
+
+
+def _event(table: str, ticks: int, report_id: int, **values: str) -> kql.Row:
+    """A row of `table` with every column the simulator knows (strings empty unless given)."""
+    blank = {name: "" if kind is kql.ColumnType.STRING else 0 for name, kind in kql.TABLES[table]}
+    return {**blank, "Timestamp": kql.format_ticks(ticks), "ReportId": report_id, **values}
 
 
 @pytest.mark.parametrize("table", ["DeviceFileEvents", "DeviceProcessEvents", "DeviceEvents"])
 @pytest.mark.parametrize(("column", "file_hash"), [("SHA1", "a" * 40), ("SHA256", "b" * 64)])
-def test_hunt_query_names_the_event_columns_within_the_simulators_subset(table: str, column: str,
-                                                                         file_hash: str) -> None:
+def test_hunt_query_is_one_the_simulators_own_parser_runs(table: str, column: str, file_hash: str) -> None:
+    """The hunt playbook's query, its parameters filled in, parsed by the simulator's KQL parser
+    (localdev.simulator.kql, the subset it answers, as Graph parses it) and run over events: the file's events
+    within the lookback, newest first, at most MaxEvents, with the columns a create by reference needs. A query
+    outside the subset fails here with the parser's message, so the playbook and the simulator cannot drift."""
     template = _template(HUNT)
-    assert template["parameters"]["HuntingTable"]["allowedValues"] == ["DeviceFileEvents", "DeviceProcessEvents",
-                                                                      "DeviceEvents"]
+    assert sorted(template["parameters"]["HuntingTable"]["allowedValues"]) == sorted(kql.TABLES)
     hunt = pa.http_actions(template)[0]
     assert hunt.body is not None
     samples = {"parameters('HuntingTable')": table, "items('For_each_hash')?['Column']": column,
                "items('For_each_hash')?['Hash']": file_hash, "parameters('LookbackDays')": "7",
-               "parameters('MaxEvents')": "1000"}
-    query = str(hunt.body["Query"])
-    for inner in pa.interpolations(query):
-        query = query.replace("@{" + inner + "}", samples[inner], 1)
-    match = _SUBSET.fullmatch(query)
-    assert match, query
-    assert {"Timestamp", "ReportId", "DeviceId"} <= set(match["columns"].split(", "))  # what a create needs
-    assert (match["table"], match["column"], match["hash"]) == (table, column, file_hash)
+               "parameters('MaxEvents')": "2"}
+    text = str(hunt.body["Query"])
+    for inner in pa.interpolations(text):
+        text = text.replace("@{" + inner + "}", samples[inner], 1)
+    query = kql.parse(text, _NOW)  # KqlError (Graph's 400 locally) when the simulator could not run it
+    assert query.table == table
+    assert {"Timestamp", "ReportId", "DeviceId"} <= {name for name, _ in query.schema}  # what a create needs
+    day = 86_400 * kql.TICKS_PER_SECOND
+    events = [_event(table, _NOW - 1 * day, 1, **{column: file_hash.upper()}),  # the hash in any case
+              _event(table, _NOW - 2 * day, 2, **{column: file_hash}),
+              _event(table, _NOW - 1 * day + 1, 3, **{column: file_hash}),  # the newest
+              _event(table, _NOW - 8 * day, 4, **{column: file_hash}),  # beyond LookbackDays
+              _event(table, _NOW - 1 * day, 5, **{column: "c" * len(file_hash)})]  # another file
+    assert [row["ReportId"] for row in kql.run(query, events)] == [3, 1]  # newest first, MaxEvents of them
     for name, low, high in (("LookbackDays", 1, 30), ("MaxEvents", 1, 10000)):
         parameter = template["parameters"][name]
         assert parameter["type"] == "int" and (parameter["minValue"], parameter["maxValue"]) == (low, high)

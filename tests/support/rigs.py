@@ -33,6 +33,7 @@ from shared.history.memory_store import MemoryHistoryStore
 from shared.http.edge import HttpEdge
 from shared.lookups.answer_cache import AnswerCache
 from shared.lookups.hash_map import FileHashMap
+from shared.lookups.hunting import HUNTING_KIND
 from shared.ratelimit.factory import RateLimiters, build_rate_limiters
 from shared.ratelimit.limiter import RateLimiter
 from shared.runtime import Runtime
@@ -109,13 +110,14 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
               limits: Mapping[Api, str] | None = None, clock: FakeClock | None = None,
               store: RecordingStore | None = None, credential: StaticCredential | None = None,
               telemetry: Telemetry | None = None, cache_table: FakeTable | None = None,
-              hash_table: FakeTable | None = None,
+              hash_table: FakeTable | None = None, hunting_table: FakeTable | None = None,
               tenant_credentials: Mapping[str, StaticCredential] | None = None,
               history: MemoryHistoryStore | None = None) -> EdgeRig:
     """The gateway's real edge, gateway, client and limiters over a scripted Defender, built from settings.
 
     `limits` sets RATE_LIMIT_* per API; `settings_env` overrides any app setting (MDE_TENANTS among them: then
-    `tenant_credentials` hands out each customer tenant's token, by tenant id). Pass another rig's `store`
+    `tenant_credentials` hands out each customer tenant's token, by tenant id; HUNTING_SHARE_SECONDS above 0: the
+    shared hunting answers over `hunting_table`, a new one when not given). Pass another rig's `store`
     (and `clock`) to get a second instance sharing its rate-limit state. The limiters' clock and the
     gateway's monotonic clock both move only with FakeSleep (the gateway's waits) and scripted `takes`.
     """
@@ -144,9 +146,19 @@ def make_edge(script: Iterable[Step] = (), *, settings_env: Mapping[str, str] | 
                             monotonic=monotonic, telemetry=telemetry,
                             cache=AnswerCache(cast(TableClient, cache_table), 60, clock=clock) if cache_table else None,
                             hash_map=FileHashMap(cast(TableClient, hash_table)) if hash_table else None,
+                            hunting_cache=_hunting_cache(settings, hunting_table, clock),
                             keys=UNIT_SIGNING_KEY, history=history if history is not None else MemoryHistoryStore())
     return EdgeRig(built.edge, built.gateway, client, session, transport, store, limiters, settings,
                    credential, clock, monotonic, sleep, built)
+
+
+def _hunting_cache(settings: Settings, table: FakeTable | None, clock: FakeClock) -> AnswerCache | None:
+    """The shared hunting answers as runtime.hunting_cache builds them, over a dict-backed table."""
+    seconds = settings.answer_cache.hunting_share_seconds
+    if not seconds:
+        return None
+    return AnswerCache(cast(TableClient, table if table is not None else FakeTable()), seconds, clock=clock,
+                       kind=HUNTING_KIND)
 
 
 class StaticTenantCredentials(TenantCredentials):

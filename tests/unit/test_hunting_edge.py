@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.data.tables import TableClient
 
 import hunting_fn
 import tenants_fn
 from shared.defender.facts import GRAPH_HUNTING_PATH, HUNTING_MAX_QUERY_CHARACTERS
-from shared.http.edge import HttpEdge
 from shared.http.settings import Role
-from shared.lookups.answer_cache import AnswerCache
-from shared.lookups.hunting import HUNTING_KIND, HuntingLookups
 from tests.support.rigs import GATEWAY_URL, EdgeRig, bearer, make_edge, response_problem
 from tests.support.scripted import APP_ID, FakeClock, FakeTable, Reply, StaticCredential, read_timeout
 
@@ -255,18 +251,23 @@ def test_an_idempotency_key_keeps_the_answer_in_the_callers_shape_once(hunt: Cal
 def test_with_sharing_identical_synchronous_queries_share_one_graph_call(
         hunt: Callable[..., func.HttpResponse]) -> None:
     """HUNTING_SHARE_SECONDS > 0: the same tenant's identical query (Query and Timespan byte for byte) is answered
-    from the shared answer, in each caller's shape; another Timespan, or Cache-Control: no-cache, goes to Graph."""
-    rig = make_edge([results(), results(), results()])
+    from the shared answer, in each caller's shape, with its Age and the ExecutionTime of the Graph call that got it
+    (as a shared file lookup answers); another Timespan, or Cache-Control: no-cache, goes to Graph."""
     table = FakeTable()
-    cache = AnswerCache(cast(TableClient, table), 60, clock=rig.clock, kind=HUNTING_KIND)
-    rig.edge = HttpEdge(rig.gateway, rig.edge.answers, rig.edge.access,
-                        hunting=HuntingLookups(rig.gateway, cache))
+    rig = make_edge([Reply(200, GRAPH_ANSWER, takes=2.5), results(), results()],
+                    settings_env={"HUNTING_SHARE_SECONDS": "60"}, hunting_table=table)
     first = hunt(rig, "advancedqueries/run", {"Query": QUERY})
+    rig.clock.advance(7)
     shared = hunt(rig, "advancedqueries/run", {"Query": QUERY})
     graphs = hunt(rig, "security/runHuntingQuery", {"Query": QUERY})
-    assert len(rig.transport.calls) == 1
+    assert len(rig.transport.calls) == 1 and len(table.entities) == 1
     assert json.loads(shared.get_body())["Results"] == json.loads(first.get_body())["Results"] == ROWS
-    assert json.loads(shared.get_body())["Stats"]["ExecutionTime"] == 0  # no call was made for it
+    # The call that got the answer took 2.5 s (on the scripted clock): the shared answer says so, not 0.
+    assert json.loads(shared.get_body())["Stats"] == json.loads(first.get_body())["Stats"]
+    assert json.loads(first.get_body())["Stats"]["ExecutionTime"] == 2.5
+    assert (first.headers["Age"], shared.headers["Age"], graphs.headers["Age"]) == ("0", "7", "7")
+    assert shared.headers["Cache-Control"] == first.headers["Cache-Control"] == "private, max-age=60"
+    assert "RateLimit" not in shared.headers  # no slot was taken for it
     assert json.loads(graphs.get_body()) == GRAPH_ANSWER
     assert hunt(rig, "security/runHuntingQuery", {"Query": QUERY, "Timespan": "P1D"}).status_code == 200
     assert hunt(rig, "advancedqueries/run", {"Query": QUERY}, headers={"Cache-Control": "no-cache"}).status_code == 200

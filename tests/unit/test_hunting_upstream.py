@@ -124,7 +124,7 @@ def test_one_attempt_outside_the_synchronous_path_waits_the_hunting_timeout() ->
     assert isinstance(attempt, Sent) and isinstance(attempt.outcome, Success)
     assert rig.transport.calls[0].timeout == (5.0, 240.0)
     retry = rig.gateway.retry
-    assert retry.attempt_seconds_of(Api.HUNTING) == retry.longest_attempt_seconds == 245.0
+    assert retry.attempt_seconds_of(Api.HUNTING) == 245.0
     assert retry.attempt_seconds_of(Api.FILE_ALERTS) == 35.0  # Defender's calls keep their own
 
 
