@@ -64,7 +64,7 @@ _BODY_FAULTS = {
 
 def upstream_name(api: Api | None) -> str:
     """Who serves `api`, as an answer names it: Defender, or Microsoft Graph (advanced hunting)."""
-    return "Microsoft Graph" if api is not None and API_FACTS[api].service is Service.GRAPH else "Defender"
+    return (API_FACTS[api].service if api is not None else Service.DEFENDER).display_name
 
 
 def input_problem(error: InputError, api: Api | None = None) -> Problem:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from shared.defender.client import AccessToken, DefenderClient, DefenderRequest, IdentityError
 from shared.defender.credentials import principal_of
-from shared.defender.facts import DEFAULT_THROTTLE_SECONDS, HUNTING_CPU_CYCLE_SECONDS, Api, Service
+from shared.defender.facts import API_FACTS, DEFAULT_THROTTLE_SECONDS, HUNTING_CPU_CYCLE_SECONDS, Api, Service
 from shared.defender.outcomes import (
     Outcome,
     Reach,
@@ -32,6 +32,7 @@ from shared.defender.outcomes import (
     outcome_name,
     outcome_status,
 )
+from shared.defender.settings import DefenderSettings
 from shared.history.counters import MinuteCounters
 from shared.history.store import Count
 from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError, RatePolicy, WindowState
@@ -104,29 +105,41 @@ class RetryPolicy:
     GET: throttling, 502/503/504 and transport failures. POST: only when it surely did not reach
     Defender, or Defender said 429/503 with a Retry-After, so a create is never duplicated.
     A Retry-After above `max_retry_after` is handed back to the caller instead of waited out.
+    How long an attempt and a synchronous call may take is the settings' (DefenderSettings.attempt_seconds_of,
+    deadline_of): defined there once, read here.
     """
 
-    max_retries: int
-    max_retry_after: float
-    total_timeout: float
-    #: The longest one attempt can take (connect + read timeout): no retry starts that cannot finish in time.
-    attempt_seconds: float
+    settings: DefenderSettings
     backoff_factor: float = 0.5
     backoff_max: float = 8.0
-    #: The longest one hunting attempt can take (connect + HUNTING_TIMEOUT_SECONDS; None: as `attempt_seconds`). A
-    #: synchronous call is still bounded by `total_timeout`; the queue worker waits this long.
-    hunting_attempt_seconds: float | None = None
+
+    @property
+    def max_retries(self) -> int:
+        return self.settings.max_retries
+
+    @property
+    def max_retry_after(self) -> float:
+        return self.settings.max_retry_after
 
     def attempt_seconds_of(self, api: Api) -> float:
         """The longest one attempt at `api` can take (a hunting query waits for Graph's, up to 3 minutes)."""
-        if api is Api.HUNTING and self.hunting_attempt_seconds is not None:
-            return self.hunting_attempt_seconds
-        return self.attempt_seconds
+        return self.settings.attempt_seconds_of(api)
+
+    def deadline_of(self, api: Api) -> float:
+        """The longest a synchronous call to `api` takes, retries included."""
+        return self.settings.deadline_of(api)
 
     @property
     def longest_attempt_seconds(self) -> float:
         """The longest any one attempt can take (a lease over a send must outlast it)."""
-        return max(self.attempt_seconds, self.hunting_attempt_seconds or 0.0)
+        return max(self.attempt_seconds_of(api) for api in Api)
+
+    @property
+    def retry_room_seconds(self) -> float:
+        """What must still fit before the deadline for a retry to start: an ordinary attempt (connect +
+        MDE_READ_TIMEOUT_SECONDS), for hunting too: a query usually answers in seconds, and one that runs on is cut
+        at the deadline (a timeout)."""
+        return self.attempt_seconds_of(Api.CREATE_ALERT)
 
     def wait_before_retry(self, method: str, outcome: Outcome, retries_done: int) -> float | None:
         """Seconds to wait before retrying after `outcome`, or None: do not retry."""
@@ -295,7 +308,7 @@ class Gateway:
         except RateLimitStorageError as error:
             # This instance holds calls anyway (the block is kept in process before the write).
             logger.warning("%s: could not share %s's 429 block: %s [correlation %s]", api,
-                           "Graph" if api is Api.HUNTING else "Defender", error, correlation_id)
+                           API_FACTS[api].service.display_name, error, correlation_id)
 
     def attempt(self, request: DefenderRequest, identity: Identity, correlation_id: str, *,
                 time_left: float | None = None) -> Attempt:
@@ -312,7 +325,7 @@ class Gateway:
             return self._call(request, correlation_id, identity or self.identity(request.tenant, request.service))
 
     def _call(self, request: DefenderRequest, correlation_id: str, identity: Identity) -> CallResult:
-        deadline = self._monotonic() + self.retry.total_timeout
+        deadline = self._monotonic() + self.retry.deadline_of(request.api)
         sent = 0
         outcome: Outcome | None = None
         last: Sent | None = None
@@ -330,9 +343,7 @@ class Gateway:
                 return CallResult(attempt, sent, outcome)
             last, sent, outcome = attempt, sent + 1, attempt.outcome
             wait = self.retry.wait_before_retry(request.method, outcome, sent - 1)
-            # A retry starts only if an ordinary attempt (connect + MDE_READ_TIMEOUT_SECONDS) still fits, for hunting
-            # too: a query usually answers in seconds, and one that runs on is cut at the deadline (a timeout).
-            if wait is None or self._monotonic() + wait + self.retry.attempt_seconds > deadline:
+            if wait is None or self._monotonic() + wait + self.retry.retry_room_seconds > deadline:
                 return CallResult(attempt, sent, outcome)
             self._sleep(wait)
 

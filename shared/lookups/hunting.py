@@ -31,6 +31,8 @@ from shared.lookups.flights import Flights
 
 _P = TypeVar("_P")
 
+#: How much longer than the running query's longest attempt an identical one waits for its answer.
+JOIN_MARGIN_SECONDS = 5.0
 #: The answer cache's kind (RowKey prefix) of shared hunting answers.
 HUNTING_KIND = "hunting"
 
@@ -66,10 +68,11 @@ class HuntingLookups:
     """Hunting queries over the shared answers (`cache`: HUNTING_SHARE_SECONDS as its TTL; None: sharing off). One per
     process: it also keeps the queries in flight."""
 
-    def __init__(self, gateway: Gateway, cache: AnswerCache | None = None) -> None:
+    def __init__(self, gateway: Gateway, cache: AnswerCache | None = None, *,
+                 flights: Flights[CallResult] | None = None) -> None:
         self.gateway = gateway
         self.cache = cache
-        self._flights: Flights[CallResult] = Flights()
+        self._flights: Flights[CallResult] = flights or Flights()
 
     @property
     def sharing(self) -> bool:
@@ -86,10 +89,11 @@ class HuntingLookups:
         hit = self.cache.get(identity.principal, key)
         if hit is not None:
             return Shared(hit)
-        # An identical query of this process is running: its answer is this one's too (if it comes in time).
+        # An identical query of this process is running: its answer is this one's too, waited for as long as the
+        # running one's Graph call can take (a queued query's whole attempt; a synchronous one ends sooner).
         result, joined = self._flights.run((identity.principal, key), lambda: send(request),
                                            lambda found: not isinstance(found, Deferred),
-                                           self.gateway.retry.total_timeout + 5)
+                                           self.gateway.retry.attempt_seconds_of(Api.HUNTING) + JOIN_MARGIN_SECONDS)
         if isinstance(result, Deferred):
             return result
         last = result.last
