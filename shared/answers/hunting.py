@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from types import MappingProxyType
 from typing import Any
 
@@ -119,17 +120,21 @@ def cpu_exhausted_problem(wait: int, error: DefenderError | None = None) -> Prob
 
 
 
-def hunting_problem(outcome: Outcome, now: float, defender: DefenderSettings, tenant: str | None) -> Problem | None:
+def hunting_problem(outcome: Outcome, defender: DefenderSettings, tenant: str | None,
+                    blocked_for: float | None = None) -> Problem | None:
     """Graph's answers that mean something of their own for a hunting query (None: the common mapping's): its 400 (the
     query), a query that ran too long, its 429s (the CPU's and the calls'), and its 401/403 (Graph's audience and
-    ThreatHunting.Read.All, not Defender's). `now`: when the call was decided (epoch seconds), for the CPU block."""
+    ThreatHunting.Read.All, not Defender's). `blocked_for`: how long the shared block a CPU 429 set holds from the
+    answer (Sent.blocked_for: its end computed once, where the gateway set it); None: the block's end as of now."""
     if isinstance(outcome, Rejected) and outcome.status == 400:
         return query_rejected_problem(outcome.error)
     if hunting_timed_out(outcome):
         return query_timeout_problem(isinstance(outcome, Unavailable) and outcome.status == 504, defender)
     if isinstance(outcome, Throttled) and outcome.kind is ThrottleKind.CPU:
-        end = cpu_block_end(now, outcome.until, outcome.retry_after)
-        return cpu_exhausted_problem(max(1, math.ceil(end - now)), outcome.error)
+        if blocked_for is None:  # no block of this answer's (a detail about an earlier answer): as of now
+            now = time.time()
+            blocked_for = cpu_block_end(now, outcome.until, outcome.retry_after) - now
+        return cpu_exhausted_problem(max(1, math.ceil(blocked_for)), outcome.error)
     if isinstance(outcome, Unauthorized):
         role = API_FACTS[Api.HUNTING].roles[0]
         graph = defender.upstream(Service.GRAPH)

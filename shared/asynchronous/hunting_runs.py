@@ -3,7 +3,6 @@ HUNTING_SHARE_SECONDS, else one Graph call), in the shape its caller asked for (
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TypeVar
 
 from shared.answers.answer import Answer
@@ -20,10 +19,10 @@ _P = TypeVar("_P")
 
 
 def hunting_answer(hunting: HuntingLookups, answers: Answers, operation: Operation, identity: Identity,
-                   send: Send[_P], seconds: Callable[[], float]) -> tuple[Answer, int] | Deferred[_P]:
+                   send: Send[_P]) -> tuple[Answer, int] | Deferred[_P]:
     """The operation's answer and how many requests went to Graph for it, or Deferred when `send` did not send.
-    `seconds()`: how long the Graph request took (Defender's shape states it as Stats.ExecutionTime). A timeout or
-    Graph's 400 is an answer like any other (never sent again); Answers gives each its problem."""
+    Defender's shape states how long the Graph request itself took (CallResult.seconds) as Stats.ExecutionTime. A
+    timeout or Graph's 400 is an answer like any other (never sent again); Answers gives each its problem."""
     found = hunting.run(operation.request, identity, send)
     if isinstance(found, Deferred):
         return found
@@ -33,4 +32,4 @@ def hunting_answer(hunting: HuntingLookups, answers: Answers, operation: Operati
         return in_shape(answer, operation.shape or HuntingShape.GRAPH, 0.0), 0
     answer = answers.result(Api.HUNTING, found.result, correlation_id, operation.request.tenant)
     sent = 0 if isinstance(found, Ran) and found.joined else found.result.sent
-    return in_shape(answer, operation.shape or HuntingShape.GRAPH, seconds()), sent
+    return in_shape(answer, operation.shape or HuntingShape.GRAPH, found.result.seconds), sent

@@ -58,8 +58,8 @@ from shared.asynchronous.queues import Queues, QueueStorageError
 from shared.asynchronous.settings import AsyncSettings
 from shared.defender.client import DefenderRequest, IdentityError
 from shared.defender.facts import API_FACTS, Api
-from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent, cpu_block_end
-from shared.defender.outcomes import Outcome, Success, Throttled, ThrottleKind, Unavailable
+from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent
+from shared.defender.outcomes import Outcome, Success, Throttled, Unavailable
 from shared.defender.tenants import HOME_TENANT
 from shared.lookups.file_alerts import Cached, Deferred, Fetched, FileAlertsLookups, UnknownFile
 from shared.lookups.hunting import HuntingLookups
@@ -96,7 +96,6 @@ class _Sender:
         self.operation = operation
         self.identity = identity
         self.hold_until = hold_until
-        self.seconds = 0.0  # how long the last claim, slot and request took (a hunting answer's ExecutionTime)
 
     def __call__(self, request: DefenderRequest) -> CallResult | Deferred[_Later | None]:
         worker = self.worker
@@ -105,9 +104,7 @@ class _Sender:
             if not isinstance(sent, Sent):
                 return Deferred(_Later(Api.FILE_INFO, max(0.0, (sent or 0.0) - EARLY_SECONDS)))
             return CallResult(sent, 1, sent.outcome)
-        started = time.monotonic()
         claimed = worker._claim_and_send(self.operation, request, self.identity, self.hold_until)
-        self.seconds = time.monotonic() - started
         if isinstance(claimed, Deferred):
             return claimed
         self.operation, result = claimed
@@ -255,8 +252,7 @@ class RequestWorker:
 
     def _hunt(self, sender: _Sender) -> _Later | None:
         """A hunting operation, its query sent by `sender` (a large answer goes to a blob with the record)."""
-        found = hunting_answer(self.hunting, self.answers, sender.operation, sender.identity, sender,
-                               lambda: sender.seconds)
+        found = hunting_answer(self.hunting, self.answers, sender.operation, sender.identity, sender)
         if not isinstance(found, Deferred):
             self._complete(sender.operation, found[0], attempts=sender.operation.attempts + found[1])
         return found.reason if isinstance(found, Deferred) else None
@@ -294,8 +290,7 @@ class RequestWorker:
         attempts = claimed.attempts + 1
         if isinstance(outcome, Throttled):  # Graph's CPU 429: back when the block every instance holds ends
             released = self._release(claimed, attempts=attempts)
-            wait = cpu_block_end(self._clock(), outcome.until, outcome.retry_after) - self._clock() \
-                if outcome.kind is ThrottleKind.CPU else outcome.retry_after or 60
+            wait = sent.blocked_for if sent.blocked_for is not None else outcome.retry_after or 60
             return Deferred(_Later(request.api, wait) if released else None)
         if not isinstance(outcome, Success) and RetryPolicy.retryable(request.method, outcome) \
                 and claimed.failures < self.settings.max_retries:

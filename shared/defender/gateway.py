@@ -77,6 +77,12 @@ class Sent:
 
     outcome: Outcome
     decision: Decision
+    #: How long the request itself took (monotonic seconds around DefenderClient.send: no token, slot or backoff);
+    #: Defender's hunting shape states it as Stats.ExecutionTime.
+    seconds: float = 0.0
+    #: Graph's hunting CPU 429: how long the shared block it set holds from the answer, in seconds (its end computed
+    #: once, in Gateway._block: the caller's Retry-After and the worker's reschedule both take it). None otherwise.
+    blocked_for: float | None = None
 
 
 Attempt = Refused | Sent
@@ -91,6 +97,11 @@ class CallResult:
     sent: int
     #: Defender's last answer, None if nothing was sent.
     outcome: Outcome | None
+
+    @property
+    def seconds(self) -> float:
+        """How long the last request itself took (Sent.seconds; 0 if the last attempt sent nothing)."""
+        return self.last.seconds if isinstance(self.last, Sent) else 0.0
 
     @property
     def decision(self) -> Decision:
@@ -282,21 +293,24 @@ class Gateway:
             outcome = self.client.send(request, identity.token, correlation_id=correlation_id, time_left=time_left)
             name, status = outcome_name(outcome), outcome_status(outcome)
             span.set_attributes({catalogue.OUTCOME: name, catalogue.STATUS: status or 0})
-        self.telemetry.defender_request(request.api.value, name, status, self._monotonic() - started,
+        seconds = self._monotonic() - started
+        self.telemetry.defender_request(request.api.value, name, status, seconds,
                                         limit=outcome.kind.value if isinstance(outcome, Throttled) else "calls")
+        blocked_for = None
         if isinstance(outcome, Throttled):
             self._count(request.api, identity, Count.THROTTLED)
-            self._block(request.api, identity, outcome, correlation_id)
-        return Sent(outcome, decision)
+            blocked_for = self._block(request.api, identity, outcome, correlation_id)
+        return Sent(outcome, decision, seconds, blocked_for)
 
-    def _block(self, api: Api, identity: Identity, outcome: Throttled, correlation_id: str) -> None:
+    def _block(self, api: Api, identity: Identity, outcome: Throttled, correlation_id: str) -> float | None:
         """Defender (or Graph) said 429: every instance holds this API until its Retry-After has passed, or, for
-        Graph's hunting CPU 429, until the end cpu_block_end gives."""
+        Graph's hunting CPU 429, until the end cpu_block_end gives (computed here alone: returned as the seconds it
+        holds from now, for the caller's Retry-After and the worker's reschedule; None for any other 429)."""
         limiter = self._limiters.for_api(api)
+        now = limiter.clock.now()
+        end = cpu_block_end(now, outcome.until, outcome.retry_after) if outcome.kind is ThrottleKind.CPU else None
         try:
-            if outcome.kind is ThrottleKind.CPU:
-                now = limiter.clock.now()
-                end = cpu_block_end(now, outcome.until, outcome.retry_after)
+            if end is not None:
                 limiter.block_until(identity.principal, end, kind=ThrottleKind.CPU.value)
                 self.telemetry.cpu_block(api.value)
                 logger.warning("%s: the tenant's hunting CPU quota is exhausted; every instance holds %s until %s "
@@ -309,6 +323,7 @@ class Gateway:
             # This instance holds calls anyway (the block is kept in process before the write).
             logger.warning("%s: could not share %s's 429 block: %s [correlation %s]", api,
                            API_FACTS[api].service.display_name, error, correlation_id)
+        return None if end is None else end - now
 
     def attempt(self, request: DefenderRequest, identity: Identity, correlation_id: str, *,
                 time_left: float | None = None) -> Attempt:

@@ -10,19 +10,22 @@ import json
 import threading
 from typing import cast
 
+import azure.functions as func
 import pytest
 from azure.data.tables import TableClient
 
+from shared.asynchronous.queues_memory import MemoryQueues
 from shared.defender.client import DefenderRequest
-from shared.defender.facts import API_FACTS, Api, Service
-from shared.defender.gateway import CallResult, Sent
+from shared.defender.facts import API_FACTS, MDE_HUNTING_PATH, Api, Service
+from shared.defender.gateway import CallResult, Refused, Sent
 from shared.defender.outcomes import Success
 from shared.defender.settings import LONGEST_SYNCHRONOUS_SECONDS
 from shared.lookups.answer_cache import AnswerCache
 from shared.lookups.file_alerts import Deferred
 from shared.lookups.flights import Flights
 from shared.lookups.hunting import HUNTING_KIND, HuntingLookups, Ran
-from tests.support.rigs import make_edge
+from shared.validation.hunting import HuntingShape
+from tests.support.rigs import GATEWAY_URL, make_edge
 from tests.support.scripted import FakeClock, FakeTable, Reply, Step, read_timeout
 
 GRAPH = "https://graph.microsoft.com"
@@ -148,3 +151,80 @@ def test_an_identical_queued_query_waits_for_the_running_one_past_the_total_time
     assert len(rig.transport.calls) == 1  # one Graph call for both
     assert waits == [rig.gateway.retry.attempt_seconds_of(Api.HUNTING) + 5] == [210.0]
     assert len(found) == 1 and isinstance(found[0], Ran) and not found[0].joined
+
+
+# --- finding 4: Stats.ExecutionTime is the Graph request's own time ------------------------------------------------
+
+#: The Graph request's own time (the scripted answer takes it: the fake clocks move inside the send alone).
+GRAPH_SECONDS = 7.25
+CALLS_429 = Reply(429, {"error": {"code": "TooManyRequests", "message": "API calls quota exceeded! maximum allowed 45 "
+                                  "per 00:01:00"}}, headers={"Retry-After": "2"}, takes=3.0)
+
+
+def hunting_request(headers: dict[str, str] | None = None) -> func.HttpRequest:
+    return func.HttpRequest("POST", f"{GATEWAY_URL}{MDE_HUNTING_PATH}", body=json.dumps({"Query": QUERY}).encode(),
+                            headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def test_execution_time_is_the_graph_calls_own_not_the_retry_or_its_wait() -> None:
+    # A calls-429 that took 3 s, its Retry-After of 2 s waited out, then the answer in 7.25 s: the call took 12.25 s,
+    # its Graph request 7.25 s.
+    rig = make_edge([CALLS_429, results(takes=GRAPH_SECONDS)])
+    response = rig.edge.hunt(hunting_request(), HuntingShape.DEFENDER)
+    assert response.status_code == 200 and len(rig.transport.calls) == 2 and rig.sleep.waits == [2.0]
+    assert rig.monotonic.now == 1000.0 + 3.0 + 2.0 + GRAPH_SECONDS
+    assert json.loads(response.get_body())["Stats"]["ExecutionTime"] == GRAPH_SECONDS
+
+
+def test_a_queued_querys_execution_time_is_the_graph_calls_own() -> None:
+    rig = make_edge([results(takes=GRAPH_SECONDS)])
+    built = rig.runtime
+    assert isinstance(built.queues, MemoryQueues)
+    accepted = rig.edge.hunt(hunting_request({"Prefer": "respond-async"}), HuntingShape.DEFENDER)
+    assert accepted.status_code == 202
+    rig.monotonic.advance(40.0)  # time in the queue is no part of it
+    (message,) = built.queues.take(built.queues.requests_name)
+    built.worker.handle(message.text)
+    operation = built.operations.get(json.loads(message.text)["id"])
+    assert operation is not None and operation.answer is not None and operation.answer.status == 200
+    assert json.loads(operation.answer.body)["Stats"]["ExecutionTime"] == GRAPH_SECONDS
+
+
+# --- finding 8: a CPU block's end, computed once, is what every answer says -----------------------------------------
+
+#: 2027-01-15T08:01:00Z: a minute into a 15-minute cycle (the block below ends within the cap).
+START = 1_800_000_060.0
+#: The time Graph's message names: 640 s after the slot's decision at START.
+UNTIL, UNTIL_TEXT = START + 640, "2027-01-15T08:11:40Z"
+
+
+def cpu_429(takes: float) -> Reply:
+    return Reply(429, {"error": {"code": "TooManyRequests", "message": "Tenant CPU quota for advanced hunting "
+                                 f"exceeded. Queries are blocked until {UNTIL_TEXT}."}},
+                 headers={"Retry-After": "900"}, takes=takes)
+
+
+def test_a_cpu_429s_retry_after_runs_from_the_answer_to_the_end_of_the_block_it_set() -> None:
+    # A 40 s query ends with Graph's CPU 429 naming a time 640 s after the slot's decision: the block every instance
+    # holds ends then, and the caller, answered 40 s after the decision, is told 600 s (not 640 from the decision).
+    clock = FakeClock(START)
+    rig = make_edge([cpu_429(takes=40.0)], clock=clock)
+    response = rig.edge.hunt(hunting_request(), HuntingShape.DEFENDER)
+    assert clock.now == START + 40
+    assert response.status_code == 429 and response.headers["Retry-After"] == "600"
+    assert rig.store.blocks("hunting") == [round(UNTIL * 1000)]
+    held = rig.gateway.call(HUNT, CID)  # right after the answer: held for the same 600 s, nothing sent
+    assert isinstance(held.last, Refused) and held.decision.retry_after == 600 and len(rig.transport.calls) == 1
+
+
+def test_the_worker_reschedules_a_cpu_429_to_the_end_of_the_block_it_set() -> None:
+    clock = FakeClock(START)
+    rig = make_edge([cpu_429(takes=40.0)], clock=clock)
+    built = rig.runtime
+    assert isinstance(built.queues, MemoryQueues)
+    assert rig.edge.hunt(hunting_request({"Prefer": "respond-async"}), HuntingShape.DEFENDER).status_code == 202
+    (message,) = built.queues.take(built.queues.requests_name)
+    built.worker.handle(message.text)
+    (waiting,) = built.queues.messages[built.queues.waiting_name(Api.HUNTING)]
+    assert rig.store.blocks("hunting") == [round(UNTIL * 1000)]
+    assert waiting.visible_at == UNTIL  # back when the block ends, not before
