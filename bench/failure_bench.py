@@ -113,9 +113,7 @@ def gateway_on(simulator_url: str, **settings: str) -> Gateway:
     client = DefenderClient(defender, build_credential(defender))
     limiters = build_rate_limiters(MemoryStore(), [RatePolicy(api, parse_windows("1000/60")) for api in Api],
                                    margin_seconds=0, max_conflict_retries=3, new_state_share=1.0)
-    retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
-                        total_timeout=defender.total_timeout,
-                        attempt_seconds=defender.connect_timeout + defender.read_timeout)
+    retry = RetryPolicy(defender)
     return Gateway(client, limiters, retry)
 
 

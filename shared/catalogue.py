@@ -85,9 +85,11 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("MDE_READ_TIMEOUT_SECONDS", "30", "Read timeout for one call to Defender."),
     SettingSpec("HUNTING_TIMEOUT_SECONDS", "200",
                 "Read timeout for one advanced-hunting call to Graph (Graph stops a query at 180 s). A synchronous "
-                "call still ends within MDE_TOTAL_TIMEOUT_SECONDS; the asynchronous path waits this long."),
+                "call waits connect + this long too (not MDE_TOTAL_TIMEOUT_SECONDS), at most 220 s in all so that "
+                "its answer leaves before Azure's 230 s HTTP cut; the asynchronous path waits this long."),
     SettingSpec("MDE_TOTAL_TIMEOUT_SECONDS", "100",
-                "Upper bound for one gateway request including retries; kept below the function timeout."),
+                "Upper bound for one gateway request including retries (at most 220 s: below Azure's 230 s HTTP cut); "
+                "a synchronous hunting query has its own (HUNTING_TIMEOUT_SECONDS)."),
     SettingSpec("MDE_MAX_RETRIES", "3", "Retries of one call to Defender (GET: 429/502/503/504 and connection "
                 "errors; POST: only when it surely did not reach Defender, or 429/503 with Retry-After)."),
     SettingSpec("MDE_MAX_RETRY_AFTER_SECONDS", "10",

@@ -119,10 +119,7 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     record are kept (the operation store's; the sweep deletes them past their expiry); `hunting_cache`: the shared
     hunting answers (None: HUNTING_SHARE_SECONDS is 0, every query goes to Graph)."""
     defender = settings.defender
-    retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
-                        total_timeout=defender.total_timeout,
-                        attempt_seconds=defender.attempt_seconds_of(Api.FILE_ALERTS),
-                        hunting_attempt_seconds=defender.attempt_seconds_of(Api.HUNTING))
+    retry = RetryPolicy(defender)
     telemetry = telemetry or Telemetry()
     counters = MinuteCounters(history, clock=clock) if history is not None else None
     gateway = Gateway(client, limiters, retry, sleep=sleep, monotonic=monotonic, telemetry=telemetry,
@@ -130,10 +127,11 @@ def compose(settings: Settings, client: DefenderClient, limiters: RateLimiters, 
     answers = Answers(defender, settings.rate_limits.policies, cache.ttl_seconds if cache else None,
                       hunting_share=hunting_cache.ttl_seconds if hunting_cache else None)
     lookups = FileAlertsLookups(gateway, cache, hash_map)
-    hunting = HuntingLookups(gateway, hunting_cache, monotonic=monotonic)
+    hunting = HuntingLookups(gateway, hunting_cache)
     asynchronous = settings.asynchronous
-    async_calls = AsyncCalls(operations, queues, lease_seconds=defender.total_timeout + 30, clock=clock,
-                             telemetry=telemetry)
+    # An operation run here (Idempotency-Key on a synchronous call) holds its lease for the longest synchronous call.
+    async_calls = AsyncCalls(operations, queues, lease_seconds=max(map(defender.deadline_of, Api)) + 30,
+                             clock=clock, telemetry=telemetry)
     edge = HttpEdge(gateway, answers, settings.access, lookups=lookups, async_calls=async_calls,
                     async_on_throttle=asynchronous.async_on_throttle, clock=clock, keys=keys, hunting=hunting)
     worker = RequestWorker(gateway, operations, queues, answers, asynchronous, lookups=lookups, hunting=hunting,

@@ -23,7 +23,7 @@ from shared.configuration import ConfigurationError, SettingProblem, showable, s
 from shared.defender.base_url import judge_base_url
 from shared.defender.clouds import CLOUDS
 from shared.defender.facts import HUNTING_QUERY_TIMEOUT_SECONDS, Api, Service
-from shared.defender.settings import DefenderSettings
+from shared.defender.settings import LONGEST_SYNCHRONOUS_SECONDS, DefenderSettings
 from shared.http.settings import AuthMode, AuthSettings, token_check
 from shared.identifiers import GUID
 from shared.lookups.settings import AnswerCacheSettings
@@ -96,7 +96,7 @@ def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
     if credential_kind not in ("managed-identity", "default"):
         raise ConfigurationError(f"MDE_CREDENTIAL must be managed-identity or default, got {shown(credential_kind)}.",
                                  setting="MDE_CREDENTIAL")
-    total = _number(env, "MDE_TOTAL_TIMEOUT_SECONDS", minimum=1, maximum=220)
+    total = _number(env, "MDE_TOTAL_TIMEOUT_SECONDS", minimum=1, maximum=LONGEST_SYNCHRONOUS_SECONDS)
     connect = _number(env, "MDE_CONNECT_TIMEOUT_SECONDS", minimum=0.1, maximum=60)
     read = _number(env, "MDE_READ_TIMEOUT_SECONDS", minimum=0.1, maximum=200)
     if connect + read > total:

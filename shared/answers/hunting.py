@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from types import MappingProxyType
 from typing import Any
 
@@ -33,6 +34,7 @@ from shared.defender.outcomes import (
     Throttled,
     ThrottleKind,
     Unauthorized,
+    Unavailable,
     hunting_timed_out,
 )
 from shared.defender.settings import DefenderSettings
@@ -88,16 +90,22 @@ def query_rejected_problem(error: DefenderError | None) -> Problem:
                    "send it again.", extensions=_upstream(error))
 
 
-def query_timeout_problem() -> Problem:
-    """504: the query ran longer than Graph allows, or than the gateway waits for it; never retried (a query costs
-    the tenant's CPU allocation)."""
+def query_timeout_problem(graph_stopped: bool, defender: DefenderSettings) -> Problem:
+    """504: the query ran too long, and which limit ended it: Graph's own (`graph_stopped`: its 504), or the gateway's
+    read timeout (HUNTING_TIMEOUT_SECONDS; a synchronous call within its deadline, DefenderSettings.deadline_of).
+    Never retried (a query costs the tenant's CPU allocation)."""
     minutes = HUNTING_QUERY_TIMEOUT_SECONDS // 60
+    if graph_stopped:
+        which = f"Microsoft Graph stopped the query: it ran longer than Graph allows ({minutes} minutes)."
+    else:
+        which = (f"The gateway stopped waiting for Graph's answer: HUNTING_TIMEOUT_SECONDS is "
+                 f"{defender.hunting_timeout:g} s, and a synchronous call ends within "
+                 f"{defender.deadline_of(Api.HUNTING):g} s so that its answer leaves before Azure's 230 s HTTP cut "
+                 f"(Graph itself allows a query {minutes} minutes); the query may still be running at Graph.")
     return Problem(504, "hunting-query-timeout", "The query ran too long",
-                   f"The query ran longer than Graph allows ({minutes} minutes), or than the gateway waits for it "
-                   "(HUNTING_TIMEOUT_SECONDS; a synchronous call also within MDE_TOTAL_TIMEOUT_SECONDS). Narrow it (a "
-                   "shorter Timespan or time filter, fewer tables, `take` or `project` early), or ask for "
-                   "Prefer: respond-async, which waits for Graph's full time, and send it again; the gateway does not "
-                   "retry it, as every run costs the tenant's CPU allocation.")
+                   f"{which} Narrow it (a shorter Timespan or time filter, fewer tables, `take` or `project` early) "
+                   "and send it again; the gateway does not retry it, as every run costs the tenant's CPU "
+                   "allocation.")
 
 
 def cpu_exhausted_problem(wait: int, error: DefenderError | None = None) -> Problem:
@@ -112,17 +120,21 @@ def cpu_exhausted_problem(wait: int, error: DefenderError | None = None) -> Prob
 
 
 
-def hunting_problem(outcome: Outcome, now: float, defender: DefenderSettings, tenant: str | None) -> Problem | None:
+def hunting_problem(outcome: Outcome, defender: DefenderSettings, tenant: str | None,
+                    blocked_for: float | None = None) -> Problem | None:
     """Graph's answers that mean something of their own for a hunting query (None: the common mapping's): its 400 (the
     query), a query that ran too long, its 429s (the CPU's and the calls'), and its 401/403 (Graph's audience and
-    ThreatHunting.Read.All, not Defender's). `now`: when the call was decided (epoch seconds), for the CPU block."""
+    ThreatHunting.Read.All, not Defender's). `blocked_for`: how long the shared block a CPU 429 set holds from the
+    answer (Sent.blocked_for: its end computed once, where the gateway set it); None: the block's end as of now."""
     if isinstance(outcome, Rejected) and outcome.status == 400:
         return query_rejected_problem(outcome.error)
     if hunting_timed_out(outcome):
-        return query_timeout_problem()
+        return query_timeout_problem(isinstance(outcome, Unavailable) and outcome.status == 504, defender)
     if isinstance(outcome, Throttled) and outcome.kind is ThrottleKind.CPU:
-        end = cpu_block_end(now, outcome.until, outcome.retry_after)
-        return cpu_exhausted_problem(max(1, math.ceil(end - now)), outcome.error)
+        if blocked_for is None:  # no block of this answer's (a detail about an earlier answer): as of now
+            now = time.time()
+            blocked_for = cpu_block_end(now, outcome.until, outcome.retry_after) - now
+        return cpu_exhausted_problem(max(1, math.ceil(blocked_for)), outcome.error)
     if isinstance(outcome, Unauthorized):
         role = API_FACTS[Api.HUNTING].roles[0]
         graph = defender.upstream(Service.GRAPH)

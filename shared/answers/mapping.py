@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -64,7 +63,7 @@ _BODY_FAULTS = {
 
 def upstream_name(api: Api | None) -> str:
     """Who serves `api`, as an answer names it: Defender, or Microsoft Graph (advanced hunting)."""
-    return "Microsoft Graph" if api is not None and API_FACTS[api].service is Service.GRAPH else "Defender"
+    return (API_FACTS[api].service if api is not None else Service.DEFENDER).display_name
 
 
 def input_problem(error: InputError, api: Api | None = None) -> Problem:
@@ -135,11 +134,11 @@ def _wait(seconds: float | None) -> int | None:
 
 
 def outcome_problem(api: Api, outcome: Outcome, defender: DefenderSettings, tenant: str | None = None,
-                    now: float | None = None) -> Problem:
+                    blocked_for: float | None = None) -> Problem:
     """The answer for a Defender outcome other than success: the one table of upstream mappings (`tenant`: the
-    customer tenant the call was for; None: the home tenant; `now`: when the call was decided, epoch seconds)."""
-    if api is Api.HUNTING and (hunting := hunting_problem(outcome, time.time() if now is None else now, defender,
-                                                          tenant)) is not None:
+    customer tenant the call was for; None: the home tenant; `blocked_for`: Sent.blocked_for, how long the block a
+    hunting CPU 429 set holds from the answer)."""
+    if api is Api.HUNTING and (hunting := hunting_problem(outcome, defender, tenant, blocked_for)) is not None:
         return hunting
     audience = (f"The token audience must match the API host: MDE_CLOUD={defender.cloud.name} asks for "
                 f"{defender.cloud.scope} and calls {defender.base_url}; check MDE_CLOUD / MDE_BASE_URL.")
@@ -313,7 +312,7 @@ class Answers:
                        **_common(correlation_id), **self._cache_headers(api, 0)}
             return _json(200, headers, last.outcome.body)
         problem = (refusal_problem(result, api, self.defender) if isinstance(last, Refused)
-                   else outcome_problem(api, last.outcome, self.defender, tenant, last.decision.decided_at))
+                   else outcome_problem(api, last.outcome, self.defender, tenant, last.blocked_for))
         # RateLimit says what the gateway will do with the next call: after Defender's 429 it holds every call
         # until the block ends; after Defender's 503 it holds none (Retry-After alone carries Defender's advice).
         held = problem.retry_after if isinstance(last, Sent) and isinstance(last.outcome, Throttled) else None

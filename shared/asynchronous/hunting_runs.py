@@ -21,8 +21,9 @@ _P = TypeVar("_P")
 def hunting_answer(hunting: HuntingLookups, answers: Answers, operation: Operation, identity: Identity,
                    send: Send[_P]) -> tuple[Answer, int] | Deferred[_P]:
     """The operation's answer and how many requests went to Graph for it, or Deferred when `send` did not send.
-    Defender's shape states how long the Graph call took (Stats.ExecutionTime; a shared answer's: the call that got
-    it). A timeout or Graph's 400 is an answer like any other (never sent again); Answers gives each its problem."""
+    Defender's shape states how long the Graph request itself took (CallResult.seconds; a shared answer's: the call
+    that got it) as Stats.ExecutionTime. A timeout or Graph's 400 is an answer like any other (never sent again);
+    Answers gives each its problem."""
     found = hunting.run(operation.request, identity, send)
     if isinstance(found, Deferred):
         return found
@@ -33,4 +34,4 @@ def hunting_answer(hunting: HuntingLookups, answers: Answers, operation: Operati
         return in_shape(answer, shape, found.answer.seconds), 0
     answer = answers.result(Api.HUNTING, found.result, correlation_id, operation.request.tenant)
     sent = 0 if isinstance(found, Ran) and found.joined else found.result.sent
-    return in_shape(answer, shape, found.seconds), sent
+    return in_shape(answer, shape, found.result.seconds), sent

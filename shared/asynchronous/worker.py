@@ -58,8 +58,8 @@ from shared.asynchronous.queues import Queues, QueueStorageError
 from shared.asynchronous.settings import AsyncSettings
 from shared.defender.client import DefenderRequest, IdentityError
 from shared.defender.facts import API_FACTS, Api
-from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent, cpu_block_end
-from shared.defender.outcomes import Outcome, Success, Throttled, ThrottleKind, Unavailable
+from shared.defender.gateway import CallResult, Gateway, Identity, RetryPolicy, Sent
+from shared.defender.outcomes import Outcome, Success, Throttled, Unavailable
 from shared.defender.tenants import HOME_TENANT
 from shared.lookups.file_alerts import Cached, Deferred, Fetched, FileAlertsLookups, UnknownFile
 from shared.lookups.hunting import HuntingLookups
@@ -290,8 +290,7 @@ class RequestWorker:
         attempts = claimed.attempts + 1
         if isinstance(outcome, Throttled):  # Graph's CPU 429: back when the block every instance holds ends
             released = self._release(claimed, attempts=attempts)
-            wait = cpu_block_end(self._clock(), outcome.until, outcome.retry_after) - self._clock() \
-                if outcome.kind is ThrottleKind.CPU else outcome.retry_after or 60
+            wait = sent.blocked_for if sent.blocked_for is not None else outcome.retry_after or 60
             return Deferred(_Later(request.api, wait) if released else None)
         if not isinstance(outcome, Success) and RetryPolicy.retryable(request.method, outcome) \
                 and claimed.failures < self.settings.max_retries:

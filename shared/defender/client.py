@@ -40,8 +40,6 @@ from shared.defender.tenants import CONSENT_ERRORS, Tenant, TenantCredentials
 logger = logging.getLogger("mde_alert_gateway.defender")
 
 USER_AGENT = "mde-alert-gateway/0.1"
-#: Who a request went to, as the log names it.
-_NAMES = {Service.DEFENDER: "Defender", Service.GRAPH: "Graph"}
 
 
 @dataclass(frozen=True)
@@ -240,10 +238,10 @@ class DefenderClient:
             response = self._session.send(prepared, timeout=(connect, read), allow_redirects=False)
         except requests.RequestException as error:
             outcome = _transport_outcome(error)
-            logger.warning("%s %s %s failed after %.2f s: %s [correlation %s]", _NAMES[request.service],
+            logger.warning("%s %s %s failed after %.2f s: %s [correlation %s]", request.service.display_name,
                            request.method, request.path, time.monotonic() - started, outcome.cause, correlation_id)
             return outcome
-        logger.info("%s %s %s -> %d in %.3f s [correlation %s]", _NAMES[request.service], request.method,
+        logger.info("%s %s %s -> %d in %.3f s [correlation %s]", request.service.display_name, request.method,
                     request.path, response.status_code, time.monotonic() - started, correlation_id)
         return classify(request.api, response.status_code, response.headers, response.content)
 
@@ -264,7 +262,7 @@ class DefenderClient:
     @staticmethod
     def _refuse(actual: str, upstream: Upstream) -> NoReturn:
         # Only the base URL and the targets are named: never the headers, which carry the token.
-        message = (f"The call to {_NAMES[upstream.service]} would connect to {actual}, not to the configured "
+        message = (f"The call to {upstream.service.display_name} would connect to {actual}, not to the configured "
                    f"{upstream.target} (base URL {upstream.base_url!r}); it was not sent. Check {upstream.setting}.")
         logger.error("%s", message)
         raise ConfigurationError(message, setting=upstream.setting)

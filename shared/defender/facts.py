@@ -15,6 +15,11 @@ class Service(StrEnum):
     DEFENDER = "defender"
     GRAPH = "graph"
 
+    @property
+    def display_name(self) -> str:
+        """How logs and answers name it: "Defender", or "Microsoft Graph"."""
+        return "Microsoft Graph" if self is Service.GRAPH else "Defender"
+
 
 class Api(StrEnum):
     """The Defender APIs behind the gateway. The value names the API in rate-limit state, logs and headers."""

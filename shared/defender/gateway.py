@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from shared.defender.client import AccessToken, DefenderClient, DefenderRequest, IdentityError
 from shared.defender.credentials import principal_of
-from shared.defender.facts import DEFAULT_THROTTLE_SECONDS, HUNTING_CPU_CYCLE_SECONDS, Api, Service
+from shared.defender.facts import API_FACTS, DEFAULT_THROTTLE_SECONDS, HUNTING_CPU_CYCLE_SECONDS, Api, Service
 from shared.defender.outcomes import (
     Outcome,
     Reach,
@@ -32,6 +32,7 @@ from shared.defender.outcomes import (
     outcome_name,
     outcome_status,
 )
+from shared.defender.settings import DefenderSettings
 from shared.history.counters import MinuteCounters
 from shared.history.store import Count
 from shared.ratelimit import Decision, RateLimiters, RateLimitStorageError, RatePolicy, WindowState
@@ -76,6 +77,12 @@ class Sent:
 
     outcome: Outcome
     decision: Decision
+    #: How long the request itself took (monotonic seconds around DefenderClient.send: no token, slot or backoff);
+    #: Defender's hunting shape states it as Stats.ExecutionTime.
+    seconds: float = 0.0
+    #: Graph's hunting CPU 429: how long the shared block it set holds from the answer, in seconds (its end computed
+    #: once, in Gateway._block: the caller's Retry-After and the worker's reschedule both take it). None otherwise.
+    blocked_for: float | None = None
 
 
 Attempt = Refused | Sent
@@ -92,6 +99,11 @@ class CallResult:
     outcome: Outcome | None
 
     @property
+    def seconds(self) -> float:
+        """How long the last request itself took (Sent.seconds; 0 if the last attempt sent nothing)."""
+        return self.last.seconds if isinstance(self.last, Sent) else 0.0
+
+    @property
     def decision(self) -> Decision:
         """The last rate-limit decision: the state the caller's RateLimit headers describe."""
         return self.last.decision
@@ -104,24 +116,36 @@ class RetryPolicy:
     GET: throttling, 502/503/504 and transport failures. POST: only when it surely did not reach
     Defender, or Defender said 429/503 with a Retry-After, so a create is never duplicated.
     A Retry-After above `max_retry_after` is handed back to the caller instead of waited out.
+    How long an attempt and a synchronous call may take is the settings' (DefenderSettings.attempt_seconds_of,
+    deadline_of): defined there once, read here.
     """
 
-    max_retries: int
-    max_retry_after: float
-    total_timeout: float
-    #: The longest one attempt can take (connect + read timeout): no retry starts that cannot finish in time.
-    attempt_seconds: float
+    settings: DefenderSettings
     backoff_factor: float = 0.5
     backoff_max: float = 8.0
-    #: The longest one hunting attempt can take (connect + HUNTING_TIMEOUT_SECONDS; None: as `attempt_seconds`). A
-    #: synchronous call is still bounded by `total_timeout`; the queue worker waits this long.
-    hunting_attempt_seconds: float | None = None
+
+    @property
+    def max_retries(self) -> int:
+        return self.settings.max_retries
+
+    @property
+    def max_retry_after(self) -> float:
+        return self.settings.max_retry_after
 
     def attempt_seconds_of(self, api: Api) -> float:
         """The longest one attempt at `api` can take (a hunting query waits for Graph's, up to 3 minutes)."""
-        if api is Api.HUNTING and self.hunting_attempt_seconds is not None:
-            return self.hunting_attempt_seconds
-        return self.attempt_seconds
+        return self.settings.attempt_seconds_of(api)
+
+    def deadline_of(self, api: Api) -> float:
+        """The longest a synchronous call to `api` takes, retries included."""
+        return self.settings.deadline_of(api)
+
+    @property
+    def retry_room_seconds(self) -> float:
+        """What must still fit before the deadline for a retry to start: an ordinary attempt (connect +
+        MDE_READ_TIMEOUT_SECONDS), for hunting too: a query usually answers in seconds, and one that runs on is cut
+        at the deadline (a timeout)."""
+        return self.attempt_seconds_of(Api.CREATE_ALERT)
 
     def wait_before_retry(self, method: str, outcome: Outcome, retries_done: int) -> float | None:
         """Seconds to wait before retrying after `outcome`, or None: do not retry."""
@@ -264,21 +288,24 @@ class Gateway:
             outcome = self.client.send(request, identity.token, correlation_id=correlation_id, time_left=time_left)
             name, status = outcome_name(outcome), outcome_status(outcome)
             span.set_attributes({catalogue.OUTCOME: name, catalogue.STATUS: status or 0})
-        self.telemetry.defender_request(request.api.value, name, status, self._monotonic() - started,
+        seconds = self._monotonic() - started
+        self.telemetry.defender_request(request.api.value, name, status, seconds,
                                         limit=outcome.kind.value if isinstance(outcome, Throttled) else "calls")
+        blocked_for = None
         if isinstance(outcome, Throttled):
             self._count(request.api, identity, Count.THROTTLED)
-            self._block(request.api, identity, outcome, correlation_id)
-        return Sent(outcome, decision)
+            blocked_for = self._block(request.api, identity, outcome, correlation_id)
+        return Sent(outcome, decision, seconds, blocked_for)
 
-    def _block(self, api: Api, identity: Identity, outcome: Throttled, correlation_id: str) -> None:
+    def _block(self, api: Api, identity: Identity, outcome: Throttled, correlation_id: str) -> float | None:
         """Defender (or Graph) said 429: every instance holds this API until its Retry-After has passed, or, for
-        Graph's hunting CPU 429, until the end cpu_block_end gives."""
+        Graph's hunting CPU 429, until the end cpu_block_end gives (computed here alone: returned as the seconds it
+        holds from now, for the caller's Retry-After and the worker's reschedule; None for any other 429)."""
         limiter = self._limiters.for_api(api)
+        now = limiter.clock.now()
+        end = cpu_block_end(now, outcome.until, outcome.retry_after) if outcome.kind is ThrottleKind.CPU else None
         try:
-            if outcome.kind is ThrottleKind.CPU:
-                now = limiter.clock.now()
-                end = cpu_block_end(now, outcome.until, outcome.retry_after)
+            if end is not None:
                 limiter.block_until(identity.principal, end, kind=ThrottleKind.CPU.value)
                 self.telemetry.cpu_block(api.value)
                 logger.warning("%s: the tenant's hunting CPU quota is exhausted; every instance holds %s until %s "
@@ -290,7 +317,8 @@ class Gateway:
         except RateLimitStorageError as error:
             # This instance holds calls anyway (the block is kept in process before the write).
             logger.warning("%s: could not share %s's 429 block: %s [correlation %s]", api,
-                           "Graph" if api is Api.HUNTING else "Defender", error, correlation_id)
+                           API_FACTS[api].service.display_name, error, correlation_id)
+        return None if end is None else end - now
 
     def attempt(self, request: DefenderRequest, identity: Identity, correlation_id: str, *,
                 time_left: float | None = None) -> Attempt:
@@ -307,7 +335,7 @@ class Gateway:
             return self._call(request, correlation_id, identity or self.identity(request.tenant, request.service))
 
     def _call(self, request: DefenderRequest, correlation_id: str, identity: Identity) -> CallResult:
-        deadline = self._monotonic() + self.retry.total_timeout
+        deadline = self._monotonic() + self.retry.deadline_of(request.api)
         sent = 0
         outcome: Outcome | None = None
         last: Sent | None = None
@@ -325,9 +353,7 @@ class Gateway:
                 return CallResult(attempt, sent, outcome)
             last, sent, outcome = attempt, sent + 1, attempt.outcome
             wait = self.retry.wait_before_retry(request.method, outcome, sent - 1)
-            # A retry starts only if an ordinary attempt (connect + MDE_READ_TIMEOUT_SECONDS) still fits, for hunting
-            # too: a query usually answers in seconds, and one that runs on is cut at the deadline (a timeout).
-            if wait is None or self._monotonic() + wait + self.retry.attempt_seconds > deadline:
+            if wait is None or self._monotonic() + wait + self.retry.retry_room_seconds > deadline:
                 return CallResult(attempt, sent, outcome)
             self._sleep(wait)
 

@@ -10,6 +10,11 @@ from shared.defender.facts import Api, Service
 from shared.defender.outbound import Target
 from shared.defender.tenants import MultiTenant
 
+#: The longest a synchronous call may take, retries included: Azure's front end cuts an HTTP answer at 230 s (Flex
+#: Consumption, whatever host.json's functionTimeout says; the local host's LOCAL_HTTP_RESPONSE_CAP_SECONDS too),
+#: and 10 s are left for the connection, the token, the slot and the answer. MDE_TOTAL_TIMEOUT_SECONDS's maximum.
+LONGEST_SYNCHRONOUS_SECONDS = 220.0
+
 
 @dataclass(frozen=True)
 class Upstream:
@@ -58,6 +63,15 @@ class DefenderSettings:
         return self.hunting_timeout if api is Api.HUNTING else self.read_timeout
 
     def attempt_seconds_of(self, api: Api) -> float:
-        """The longest one request to `api` can take (connect + read timeout)."""
+        """The longest one request to `api` can take (connect + read timeout): the one definition (the retry policy,
+        the queue worker's lease and a shared query's joiners read it here)."""
         return self.connect_timeout + self.read_timeout_of(api)
+
+    def deadline_of(self, api: Api) -> float:
+        """The longest a synchronous call to `api` takes, retries included: MDE_TOTAL_TIMEOUT_SECONDS; for hunting at
+        least one whole attempt (connect + HUNTING_TIMEOUT_SECONDS: a query Graph answers in its 3 minutes is
+        answered, as Defender's hunting API answered within 200 s), never past LONGEST_SYNCHRONOUS_SECONDS."""
+        if api is Api.HUNTING:
+            return min(max(self.total_timeout, self.attempt_seconds_of(api)), LONGEST_SYNCHRONOUS_SECONDS)
+        return self.total_timeout
 

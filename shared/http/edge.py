@@ -155,8 +155,7 @@ class HttpEdge:
             if isinstance(found, Shared):  # its age said (Age), and the time of the Graph call that got it
                 shared = self.answers.cached(Api.HUNTING, found.answer.body, found.answer.age, incoming.correlation_id)
                 return in_shape(shared, shape, found.answer.seconds)
-            return self._synchronous_answer(incoming, Api.HUNTING, request, found.result, shape=shape,
-                                            seconds=found.seconds)
+            return self._synchronous_answer(incoming, Api.HUNTING, request, found.result, shape=shape)
 
         return self._handle(req, Api.HUNTING, work, tenant, context)
 
@@ -273,39 +272,32 @@ class HttpEdge:
         `shape`: a hunting call's answer shape (the synchronous answer, and the one an operation keeps, are in it)."""
         correlation_id, caller, key = incoming.correlation_id, incoming.caller, incoming.idempotency_key
         if self.async_calls is None or not incoming.wants_operation:
-            result, seconds = self._timed_call(request, correlation_id)
-            return self._synchronous_answer(incoming, api, request, result, shape=shape, seconds=seconds)
+            result = self.gateway.call(request, correlation_id)
+            return self._synchronous_answer(incoming, api, request, result, shape=shape)
         operation_id = keyed_operation_id(caller, key, incoming.tenant) if key else new_operation_id()
         if incoming.asynchronous:
             return self._submitted(incoming, self.async_calls.submit(operation_id, request, caller, correlation_id,
                                                                      shape=shape))
         # An Idempotency-Key on a synchronous call: run it here, once, and keep its answer (and what it sent).
         def run() -> tuple[Answer, int]:
-            result, seconds = self._timed_call(request, correlation_id)
-            return self._synchronous_answer(incoming, api, request, result, may_queue=False, shape=shape,
-                                            seconds=seconds), result.sent
+            result = self.gateway.call(request, correlation_id)
+            return self._synchronous_answer(incoming, api, request, result, may_queue=False, shape=shape), result.sent
 
         return self._submitted(incoming, self.async_calls.run_here(operation_id, request, caller, correlation_id, run,
                                                                    shape=shape))
 
-    def _timed_call(self, request: DefenderRequest, correlation_id: str) -> tuple[CallResult, float]:
-        """Gateway.call, and the seconds it took (Defender's hunting shape states them: Stats.ExecutionTime)."""
-        started = time.monotonic()
-        result = self.gateway.call(request, correlation_id)
-        return result, time.monotonic() - started
-
     def _synchronous_answer(self, incoming: Incoming, api: Api, request: DefenderRequest, result: CallResult, *,
-                            may_queue: bool = True, shape: HuntingShape | None = None,
-                            seconds: float = 0.0) -> Answer:
-        """The answer of a synchronous call (a hunting one in `shape`, its call having taken `seconds`); with
-        GATEWAY_ASYNC_ON_THROTTLE, a refusal before anything was sent becomes an operation (202) instead of a 429."""
+                            may_queue: bool = True, shape: HuntingShape | None = None) -> Answer:
+        """The answer of a synchronous call (a hunting one in `shape`: Stats.ExecutionTime is its Graph request's own
+        time, CallResult.seconds); with GATEWAY_ASYNC_ON_THROTTLE, a refusal before anything was sent becomes an
+        operation (202) instead of a 429."""
         if (may_queue and self.async_calls is not None and self.async_on_throttle
                 and isinstance(result.last, Refused) and result.sent == 0):
             submitted = self.async_calls.submit(new_operation_id(), request, incoming.caller, incoming.correlation_id,
                                                 shape=shape)
             return self._submitted(incoming, submitted, retry_after=result.decision.retry_after)
         answer = self.answers.result(api, result, incoming.correlation_id, incoming.tenant)
-        return answer if shape is None else in_shape(answer, shape, seconds)
+        return answer if shape is None else in_shape(answer, shape, result.seconds)
 
     def _submitted(self, incoming: Incoming, submitted: Submitted, *, retry_after: int = POLL_SECONDS) -> Answer:
         operation = submitted.operation

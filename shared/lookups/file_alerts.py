@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from shared.defender.client import DefenderRequest
+from shared.defender.facts import Api
 from shared.defender.gateway import CallResult, Gateway, Identity, Sent
 from shared.defender.outcomes import Malformed, Rejected, Success, file_entity_sha1
 from shared.lookups.answer_cache import AnswerCache, CachedAnswer
@@ -152,7 +153,7 @@ class FileAlertsLookups:
         result, joined = self._flights.run((identity.principal, sha1),
                                            lambda: send(DefenderRequest.file_alerts(sha1).for_tenant(tenant)),
                                            lambda found: not isinstance(found, Deferred),
-                                           self.gateway.retry.total_timeout + 5)
+                                           self.gateway.retry.deadline_of(Api.FILE_ALERTS) + 5)
         if isinstance(result, Deferred):
             return result
         if joined:

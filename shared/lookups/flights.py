@@ -19,9 +19,10 @@ class _Flight(Generic[_R]):
 
 
 class Flights(Generic[_R]):
-    """The calls in flight, by key."""
+    """The calls in flight, by key. `event`: makes each flight's done-signal (a test's may keep its own time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, event: Callable[[], threading.Event] = threading.Event) -> None:
+        self._event = event
         self._flights: dict[Hashable, _Flight[_R]] = {}
         self._lock = threading.Lock()
 
@@ -34,7 +35,7 @@ class Flights(Generic[_R]):
             flight = self._flights.get(key)
             leading = flight is None
             if flight is None:
-                flight = self._flights[key] = _Flight()
+                flight = self._flights[key] = _Flight(self._event())
         if not leading and flight.done.wait(wait_seconds) and flight.result is not None:
             return flight.result, True
         try:

@@ -6,7 +6,7 @@ Graph call when HUNTING_SHARE_SECONDS is above 0.
       sharing on: the shared answer of the same query (same principal: tenant and app; same `Query` and `Timespan`,
       byte for byte) within HUNTING_SHARE_SECONDS: Shared, nothing sent; else one Graph call per query per process
       at a time (a concurrent identical query joins it), whose success is kept as the shared answer for every
-      instance, with how long that call took (a shared answer's Stats.ExecutionTime is the call's that got it)
+      instance, with how long its Graph request took (a shared answer's Stats.ExecutionTime is the call's that got it)
 
 Off by default: hunting results change by the second (new events arrive all the time), and a playbook that runs a
 query again expects a fresh answer; sharing suits many playbooks running the same query at once (an incident that
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,6 +31,8 @@ from shared.lookups.flights import Flights
 
 _P = TypeVar("_P")
 
+#: How much longer than the running query's longest attempt an identical one waits for its answer.
+JOIN_MARGIN_SECONDS = 5.0
 #: The answer cache's kind (RowKey prefix) of shared hunting answers.
 HUNTING_KIND = "hunting"
 
@@ -47,11 +47,10 @@ class Shared:
 @dataclass(frozen=True)
 class Ran:
     """Graph's answer to this query. `joined`: an identical query of this process was running; this one took its
-    answer (nothing sent for this one). `seconds`: how long the Graph call took (the joined one's, for a joiner)."""
+    answer (nothing sent for this one)."""
 
     result: CallResult
     joined: bool = False
-    seconds: float = 0.0
 
 
 Hunt = Shared | Ran
@@ -67,14 +66,13 @@ def query_key(request: DefenderRequest) -> str:
 
 class HuntingLookups:
     """Hunting queries over the shared answers (`cache`: HUNTING_SHARE_SECONDS as its TTL; None: sharing off). One per
-    process: it also keeps the queries in flight. `monotonic`: the clock a Graph call is timed by."""
+    process: it also keeps the queries in flight."""
 
     def __init__(self, gateway: Gateway, cache: AnswerCache | None = None, *,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 flights: Flights[CallResult] | None = None) -> None:
         self.gateway = gateway
         self.cache = cache
-        self._monotonic = monotonic
-        self._flights: Flights[Ran] = Flights()
+        self._flights: Flights[CallResult] = flights or Flights()
 
     @property
     def sharing(self) -> bool:
@@ -85,27 +83,23 @@ class HuntingLookups:
         if request.api is not Api.HUNTING:
             raise ValueError(f"a {request.api} request is no hunting query")
         if self.cache is None:
-            return self._timed(request, send)
+            result = send(request)
+            return result if isinstance(result, Deferred) else Ran(result)
         key = query_key(request)
         hit = self.cache.get(identity.principal, key)
         if hit is not None:
             return Shared(hit)
-        # An identical query of this process is running: its answer is this one's too (if it comes in time).
-        found, joined = self._flights.run((identity.principal, key), lambda: self._timed(request, send),
-                                          lambda ran: not isinstance(ran, Deferred),
-                                          self.gateway.retry.total_timeout + 5)
-        if isinstance(found, Deferred):
-            return found
-        last = found.result.last
+        # An identical query of this process is running: its answer is this one's too, waited for as long as the
+        # running one's Graph call can take (a queued query's whole attempt; a synchronous one ends sooner).
+        result, joined = self._flights.run((identity.principal, key), lambda: send(request),
+                                           lambda found: not isinstance(found, Deferred),
+                                           self.gateway.retry.attempt_seconds_of(Api.HUNTING) + JOIN_MARGIN_SECONDS)
+        if isinstance(result, Deferred):
+            return result
+        last = result.last
         if not joined and isinstance(last, Sent) and isinstance(last.outcome, Success):
-            self.cache.put(identity.principal, key, last.outcome.body, seconds=found.seconds)
-        return Ran(found.result, joined, found.seconds)
-
-    def _timed(self, request: DefenderRequest, send: Send[_P]) -> Ran | Deferred[_P]:
-        """`send(request)` and how long it took."""
-        started = self._monotonic()
-        result = send(request)
-        return result if isinstance(result, Deferred) else Ran(result, seconds=self._monotonic() - started)
+            self.cache.put(identity.principal, key, last.outcome.body, seconds=result.seconds)
+        return Ran(result, joined)
 
     def call(self, request: DefenderRequest, identity: Identity, correlation_id: str) -> Hunt:
         """`run` with the HTTP path's sending: `Gateway.call`, which always comes to a result."""

@@ -79,9 +79,7 @@ def make_gateway(make_client: ClientFactory) -> GatewayFactory:
         limiters = build_rate_limiters(MemoryStore(), policies, margin_seconds=0, max_conflict_retries=3,
                                        new_state_share=1.0)
         defender = client.settings
-        retry = RetryPolicy(max_retries=defender.max_retries, max_retry_after=defender.max_retry_after,
-                            total_timeout=defender.total_timeout,
-                            attempt_seconds=defender.connect_timeout + defender.read_timeout)
+        retry = RetryPolicy(defender)
         return Gateway(client, limiters, retry, sleep=sleep)
 
     return make

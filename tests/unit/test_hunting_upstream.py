@@ -105,8 +105,8 @@ def test_a_hunting_query_goes_to_graph_with_a_token_for_graph() -> None:
     assert sent.json() == {"Query": QUERY, "Timespan": "P7D"}
     assert sent.headers["Authorization"] == f"Bearer {rig.credential.token}"
     assert rig.credential.scopes == [(f"{GRAPH}/.default",)]  # Graph's audience, not Defender's
-    # A synchronous call waits for Graph at most what is left of MDE_TOTAL_TIMEOUT_SECONDS (100 s here).
-    assert sent.timeout == (5.0, 100.0)
+    # A synchronous call waits for Graph the whole HUNTING_TIMEOUT_SECONDS (200 s), not MDE_TOTAL_TIMEOUT_SECONDS.
+    assert sent.timeout == (5.0, 200.0)
     rig.transport.assert_done()
 
 
