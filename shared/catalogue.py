@@ -58,9 +58,10 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "(the local simulator). Anything else is refused at start-up."),
     SettingSpec("GRAPH_BASE_URL", None,
                 "Override of Microsoft Graph's base URL (advanced hunting, runHuntingQuery); unset: the cloud's Graph "
-                "(MDE_CLOUD). https on exactly one of Graph's hosts (graph.microsoft.com, graph.microsoft.us, "
-                "dod-graph.microsoft.us, microsoftgraph.chinacloudapi.cn), or http on loopback (the local simulator). "
-                "The token is always for the cloud's Graph. Anything else is refused at start-up."),
+                "(MDE_CLOUD). https on exactly MDE_CLOUD's Graph host (graph.microsoft.com; graph.microsoft.us for "
+                "gcc-high, dod-graph.microsoft.us for dod), or http on loopback (the local simulator). The token is "
+                "always for the cloud's Graph, so another cloud's Graph host is refused too. Anything else is refused "
+                "at start-up."),
     SettingSpec("MDE_CREDENTIAL", "managed-identity",
                 "`managed-identity` (Azure) or `default` (DefaultAzureCredential: local use against a real tenant).",
                 True),
