@@ -86,11 +86,13 @@ def _requests() -> JsonObject:
         if set(HUNTING_FIELDS[shape]) - set(fields):
             raise ValueError(f"hunting fields not documented: {sorted(set(HUNTING_FIELDS[shape]) - set(fields))}")
     return {
-        "HuntingRequest": bare(obj("Hunting Query", "Defender's hunting body: exactly Query (names case-sensitive).",
+        "HuntingRequest": bare(obj("Hunting Query", "Defender's hunting body: exactly Query (names matched in any "
+                                   "case, as Defender reads them; two spellings of one name are refused).",
                                    {name: fields[name] for name in HUNTING_FIELDS[HuntingShape.DEFENDER]},
                                    required=["Query"], additionalProperties=False)),
         "GraphHuntingRequest": bare(obj("Hunting Query", "Graph's runHuntingQuery body: Query and an optional "
-                                        "Timespan, nothing else (names case-sensitive).",
+                                        "Timespan, nothing else (names matched in any case, as Graph reads them, "
+                                        "and sent as Query and Timespan; two spellings of one name are refused).",
                                         {name: fields[name] for name in HUNTING_FIELDS[HuntingShape.GRAPH]},
                                         required=["Query"], additionalProperties=False)),
     }
