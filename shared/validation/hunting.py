@@ -11,12 +11,13 @@ shape whichever path it took.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from shared.defender.facts import HUNTING_MAX_QUERY_CHARACTERS
+from shared.defender.facts import HUNTING_MAX_QUERY_BYTES, HUNTING_MAX_QUERY_CHARACTERS
 from shared.validation import FORBIDDEN_IN_TEXT, FieldError, InvalidInputError, checked_text
 
 
@@ -82,10 +83,20 @@ def is_timespan(value: str) -> bool:
     return bool(_DURATION.fullmatch(start)) and _is_utc_date_time(end)
 
 
+def query_json_bytes(query: str) -> int:
+    """The bytes `query` takes in a queue message: JSON text in UTF-8 (shared.asynchronous.messages.encode)."""
+    return len(json.dumps(query, ensure_ascii=False).encode("utf-8"))
+
+
 def _query_problem(value: Any) -> str | None:
     """What is wrong with `Query`, or None."""
     if checked_text(value, HUNTING_MAX_QUERY_CHARACTERS) is not None:
-        return None
+        size = query_json_bytes(value)
+        if size <= HUNTING_MAX_QUERY_BYTES:
+            return None
+        return (f"is {size} bytes as UTF-8 JSON; the gateway takes queries of at most {HUNTING_MAX_QUERY_BYTES} "
+                f"(so that a queued query fits a queue message): about {HUNTING_MAX_QUERY_BYTES // 4} characters "
+                f"of 4-byte text such as emoji, {HUNTING_MAX_QUERY_BYTES // 3} of 3-byte text such as CJK")
     if not isinstance(value, str):
         return "must be a string: the KQL query to run"
     if not value.strip():
