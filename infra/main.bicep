@@ -113,7 +113,7 @@ param huntingShareSeconds int = 0
 
 @minLength(3)
 @maxLength(63)
-@description('Name of the blob container, in the app\'s own storage account, that holds asynchronous answers too large for an operation\'s table entity (RESULTS_CONTAINER): large hunting results, deleted with their operation. The identity holds Storage Blob Data Contributor on this container alone.')
+@description('Name of the blob container, in the app\'s own storage account, that holds asynchronous answers too large for an operation\'s table entity (RESULTS_CONTAINER): large hunting results, deleted with their operation. The identity holds Storage Blob Data Contributor on this container (what the gateway needs) and, for the Functions host, Storage Blob Data Owner on the whole account, which reaches this container too.')
 param resultsContainerName string = 'mdegatewayresults'
 
 @minLength(3)

@@ -1,6 +1,7 @@
 // The Azure roles of the app's managed identity, each on the one resource it needs, with guid() names that stay
-// the same across re-deployments: blob data (host state, deployment packages), blob data on the results
-// container alone (the gateway's large asynchronous answers), queue data (the request and waiting queues), table
+// the same across re-deployments: blob data (host state, deployment packages; account-wide Owner, so it reaches
+// the results container too), blob data on the results container (the gateway's large asynchronous answers: what
+// the gateway itself needs), queue data (the request and waiting queues), table
 // data (the gateway's tables) and metrics publishing (Entra-authenticated telemetry).
 // Deployed by main.bicep. The Defender for Endpoint app roles and Graph's ThreatHunting.Read.All are
 // defender-roles.bicep's.

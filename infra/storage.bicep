@@ -122,7 +122,8 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 }
 
 // Large asynchronous answers (hunting results over a table entity's size): written and deleted by the gateway's
-// identity, which holds Storage Blob Data Contributor on this container alone for them (roles.bicep).
+// identity, which holds Storage Blob Data Contributor on this container for them (roles.bicep); its account-wide
+// Storage Blob Data Owner (the Functions host's) reaches this container too.
 resource resultsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: resultsContainerName

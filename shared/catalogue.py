@@ -58,9 +58,10 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "(the local simulator). Anything else is refused at start-up."),
     SettingSpec("GRAPH_BASE_URL", None,
                 "Override of Microsoft Graph's base URL (advanced hunting, runHuntingQuery); unset: the cloud's Graph "
-                "(MDE_CLOUD). https on exactly one of Graph's hosts (graph.microsoft.com, graph.microsoft.us, "
-                "dod-graph.microsoft.us, microsoftgraph.chinacloudapi.cn), or http on loopback (the local simulator). "
-                "The token is always for the cloud's Graph. Anything else is refused at start-up."),
+                "(MDE_CLOUD). https on exactly MDE_CLOUD's Graph host (graph.microsoft.com; graph.microsoft.us for "
+                "gcc-high, dod-graph.microsoft.us for dod), or http on loopback (the local simulator). The token is "
+                "always for the cloud's Graph, so another cloud's Graph host is refused too. Anything else is refused "
+                "at start-up."),
     SettingSpec("MDE_CREDENTIAL", "managed-identity",
                 "`managed-identity` (Azure) or `default` (DefaultAzureCredential: local use against a real tenant).",
                 True),
@@ -103,7 +104,8 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "`calls/seconds`, comma-separated.", True),
     SettingSpec("RATE_LIMIT_HUNTING", API_FACTS[Api.HUNTING].limits,
                 "Windows for advanced hunting (Graph's runHuntingQuery) per tenant as `calls/seconds`, "
-                "comma-separated; Graph allows at least 45 a minute, more for a large tenant.", True),
+                "comma-separated; Graph allows at least 45 a minute, more for a large tenant. Graph counts every "
+                "hunting client of the tenant: lower it when other apps hunt in the tenant too.", True),
     SettingSpec("RATE_LIMIT_MARGIN_SECONDS", "2",
                 "Safety margin added to every window (clock skew between instances, calls in flight)."),
     SettingSpec("RATE_LIMIT_TABLE", "mdegatewayratelimits",
@@ -127,7 +129,7 @@ CATALOGUE: tuple[SettingSpec, ...] = (
                 "Storage (ANSWER_CACHE_TABLE) without a Graph call, and concurrent identical queries in one instance "
                 "share one call. 0 (the "
                 "default) turns sharing off: hunting results change by the second, and a playbook that runs a query "
-                "again expects a fresh answer."),
+                "again expects a fresh answer.", True),
     SettingSpec("REQUESTS_QUEUE", "mde-gateway-requests",
                 "Storage queue of asynchronous requests: queue input from automation, and the HTTP calls answered "
                 "202. Requests the budget cannot take yet wait in `<name>-create-alert`, `<name>-file-alerts` and "
@@ -157,7 +159,7 @@ CATALOGUE: tuple[SettingSpec, ...] = (
     SettingSpec("RESULTS_CONTAINER", "mdegatewayresults",
                 "Blob container (created on first use) of the gateway's storage account holding operation answers "
                 "too large for a table entity (a large hunting result): each deleted with its operation, by the "
-                "maintenance sweep."),
+                "maintenance sweep.", True),
     SettingSpec("AzureWebJobsStorage", None,
                 "Connection string of the storage account (local: Azurite). In Azure use the identity-based "
                 "`AzureWebJobsStorage__*` settings instead; no account keys."),

@@ -20,7 +20,7 @@ from shared.asynchronous.schedule import CronExpression, parse_schedule
 from shared.asynchronous.settings import CONTAINER_NAME, AsyncSettings
 from shared.catalogue import setting
 from shared.configuration import ConfigurationError, SettingProblem, showable, shown, shown_url, split_url
-from shared.defender.base_url import judge_base_url
+from shared.defender.base_url import judge_base_url, judge_graph_base_url
 from shared.defender.clouds import CLOUDS
 from shared.defender.facts import HUNTING_QUERY_TIMEOUT_SECONDS, Api, Service
 from shared.defender.settings import LONGEST_SYNCHRONOUS_SECONDS, DefenderSettings
@@ -91,7 +91,7 @@ def load_defender_settings(env: Mapping[str, str]) -> DefenderSettings:
     base_url = setting(env, "MDE_BASE_URL") or cloud.base_url
     target = judge_base_url(base_url)
     graph_base_url = setting(env, "GRAPH_BASE_URL") or cloud.graph
-    graph_target = judge_base_url(graph_base_url, setting_name="GRAPH_BASE_URL", service=Service.GRAPH)
+    graph_target = judge_graph_base_url(graph_base_url, cloud)
     credential_kind = (setting(env, "MDE_CREDENTIAL") or "").lower()
     if credential_kind not in ("managed-identity", "default"):
         raise ConfigurationError(f"MDE_CREDENTIAL must be managed-identity or default, got {shown(credential_kind)}.",

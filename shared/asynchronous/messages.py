@@ -79,7 +79,8 @@ class InvalidMessageError(ValueError):
 
 
 def encode(message: RequestMessage) -> str:
-    """The JSON text of `message` (what the gateway itself queues for an HTTP 202)."""
+    """The JSON text of `message` (what the gateway itself queues for an HTTP 202), in UTF-8 rather than `\\uXXXX`
+    escapes (6 bytes a character), so that a valid query always fits (HUNTING_MAX_QUERY_BYTES)."""
     document: dict[str, Any] = {"version": VERSION, "id": message.id, "operation": OPERATION_NAMES[message.request.api]}
     if message.request.api in (Api.CREATE_ALERT, Api.HUNTING):
         document["body"] = dict(message.request.body or {})
@@ -95,7 +96,7 @@ def encode(message: RequestMessage) -> str:
         document["tenantId"] = message.request.tenant
     if message.traceparent:
         document[TRACEPARENT] = message.traceparent
-    return json.dumps(document)
+    return json.dumps(document, ensure_ascii=False)
 
 
 def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset(),

@@ -335,7 +335,10 @@ def _entity(operation: Operation) -> dict[str, Any]:
     entity: dict[str, Any] = {
         "PartitionKey": operation.id, "RowKey": ROW_KEY, "Format": FORMAT,
         "Api": operation.api.value, "Path": operation.request.path,
-        "Body": json.dumps(operation.request.body) if operation.request.body is not None else "",
+        # UTF-8 bytes (Edm.Binary, up to 64 KiB), not a string (64 KiB of UTF-16) of `\uXXXX` escapes: any valid
+        # query (HUNTING_MAX_QUERY_BYTES) fits. A string Body of an older record still reads (json.loads takes both).
+        "Body": json.dumps(operation.request.body, ensure_ascii=False).encode()
+        if operation.request.body is not None else "",
         "Fingerprint": operation.fingerprint, "Caller": operation.caller, "Source": operation.source.value,
         "CorrelationId": operation.correlation_id, "CreatedAt": _ms(operation.created_at),
         "ExpiresAt": _ms(operation.expires_at), "State": operation.state.value, "Attempts": operation.attempts,

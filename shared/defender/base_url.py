@@ -13,7 +13,7 @@ import re
 from urllib.parse import urlsplit
 
 from shared.configuration import ConfigurationError, shown_url
-from shared.defender.clouds import ALLOWED_HOST_SUFFIXES, GRAPH_HOSTS, is_loopback
+from shared.defender.clouds import ALLOWED_HOST_SUFFIXES, GRAPH_HOSTS, Cloud, is_loopback
 from shared.defender.facts import Service
 from shared.defender.outbound import DEFAULT_PORTS, Target, connection_target
 
@@ -67,6 +67,17 @@ def judge_base_url(url: str, *, setting_name: str = "MDE_BASE_URL", service: Ser
         raise refused(str(error)) from None
     if actual != judged:
         raise refused(f"would connect to {actual}, not to {judged} as it reads")
+    return judged
+
+
+def judge_graph_base_url(url: str, cloud: Cloud) -> Target:
+    """judge_base_url for GRAPH_BASE_URL, and over https exactly `cloud`'s Graph host: the Graph token is always
+    for MDE_CLOUD's Graph, so another cloud's Graph host would make that token leave its cloud."""
+    judged = judge_base_url(url, setting_name="GRAPH_BASE_URL", service=Service.GRAPH)
+    if not is_loopback(judged.host) and judged.host != cloud.graph_host:
+        raise ConfigurationError(
+            f"GRAPH_BASE_URL must be the Microsoft Graph of MDE_CLOUD {cloud.name} ({cloud.graph}) or loopback: "
+            f"the gateway's Graph token is for that cloud, got {shown_url(url)}.", setting="GRAPH_BASE_URL")
     return judged
 
 

@@ -43,6 +43,11 @@ class Cloud:
     def graph_scope(self) -> str:
         return f"{self.graph}/.default"
 
+    @property
+    def graph_host(self) -> str:
+        """The host of its Graph: the only one an https GRAPH_BASE_URL may name (its token is for this Graph)."""
+        return self.graph.removeprefix("https://")
+
 
 CLOUDS: dict[str, Cloud] = {
     cloud.name: cloud

@@ -89,6 +89,11 @@ HUNTING_MAX_ROWS = 100_000
 #: The longest `Query` the gateway takes (its documented limit: Graph documents none, a playbook's query is far
 #: shorter).
 HUNTING_MAX_QUERY_CHARACTERS = 30_000
+#: The longest `Query` as JSON text in UTF-8 (its escapes included), in bytes: a queued hunting request (the query in
+#: a queue message beside an envelope of well under 1 KiB) then always fits a queue message's 64 KiB, whatever the
+#: script. It binds only for text of more than 2 bytes a character (30,000 characters of emoji would be 120,000
+#: bytes): about 16,000 characters of 4-byte text, 21,000 of 3-byte (CJK).
+HUNTING_MAX_QUERY_BYTES = 63 * 1024
 
 #: The WindowsDefenderATP service principal, whose app roles the gateway's identity needs.
 DEFENDER_APP_ID = "fc780465-2017-40d4-a0c5-307022471b92"

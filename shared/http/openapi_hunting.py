@@ -16,6 +16,7 @@ from shared.defender.facts import (
     API_FACTS,
     GATEWAY_GRAPH_HUNTING_PATH,
     HUNTING_CPU_CYCLE_SECONDS,
+    HUNTING_MAX_QUERY_BYTES,
     HUNTING_MAX_QUERY_CHARACTERS,
     HUNTING_MAX_ROWS,
     HUNTING_QUERY_TIMEOUT_SECONDS,
@@ -68,7 +69,9 @@ _LIMITS = (f"Each query is one Microsoft Graph runHuntingQuery call within the t
 # --- schemas --------------------------------------------------------------------------------------------------------
 
 def _query() -> JsonObject:
-    query = prop("Query", f"The KQL query: at most {HUNTING_MAX_QUERY_CHARACTERS} characters, not only white space, "
+    query = prop("Query", f"The KQL query: at most {HUNTING_MAX_QUERY_CHARACTERS} characters and "
+                 f"{HUNTING_MAX_QUERY_BYTES} bytes as UTF-8 JSON (about {HUNTING_MAX_QUERY_BYTES // 4} characters of "
+                 "4-byte text such as emoji: a queued query must fit a queue message), not only white space, "
                  "without control characters (tab, CR and LF are fine) or unpaired surrogates.", minLength=1,
                  maxLength=HUNTING_MAX_QUERY_CHARACTERS, pattern=TEXT_PATTERN, example=QUERY_EXAMPLE)
     query["x-ms-visibility"] = "important"
@@ -86,11 +89,13 @@ def _requests() -> JsonObject:
         if set(HUNTING_FIELDS[shape]) - set(fields):
             raise ValueError(f"hunting fields not documented: {sorted(set(HUNTING_FIELDS[shape]) - set(fields))}")
     return {
-        "HuntingRequest": bare(obj("Hunting Query", "Defender's hunting body: exactly Query (names case-sensitive).",
+        "HuntingRequest": bare(obj("Hunting Query", "Defender's hunting body: exactly Query (names matched in any "
+                                   "case, as Defender reads them; two spellings of one name are refused).",
                                    {name: fields[name] for name in HUNTING_FIELDS[HuntingShape.DEFENDER]},
                                    required=["Query"], additionalProperties=False)),
         "GraphHuntingRequest": bare(obj("Hunting Query", "Graph's runHuntingQuery body: Query and an optional "
-                                        "Timespan, nothing else (names case-sensitive).",
+                                        "Timespan, nothing else (names matched in any case, as Graph reads them, "
+                                        "and sent as Query and Timespan; two spellings of one name are refused).",
                                         {name: fields[name] for name in HUNTING_FIELDS[HuntingShape.GRAPH]},
                                         required=["Query"], additionalProperties=False)),
     }

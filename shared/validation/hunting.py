@@ -11,12 +11,13 @@ shape whichever path it took.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from shared.defender.facts import HUNTING_MAX_QUERY_CHARACTERS
+from shared.defender.facts import HUNTING_MAX_QUERY_BYTES, HUNTING_MAX_QUERY_CHARACTERS
 from shared.validation import FORBIDDEN_IN_TEXT, FieldError, InvalidInputError, checked_text
 
 
@@ -82,10 +83,20 @@ def is_timespan(value: str) -> bool:
     return bool(_DURATION.fullmatch(start)) and _is_utc_date_time(end)
 
 
+def query_json_bytes(query: str) -> int:
+    """The bytes `query` takes in a queue message: JSON text in UTF-8 (shared.asynchronous.messages.encode)."""
+    return len(json.dumps(query, ensure_ascii=False).encode("utf-8"))
+
+
 def _query_problem(value: Any) -> str | None:
     """What is wrong with `Query`, or None."""
     if checked_text(value, HUNTING_MAX_QUERY_CHARACTERS) is not None:
-        return None
+        size = query_json_bytes(value)
+        if size <= HUNTING_MAX_QUERY_BYTES:
+            return None
+        return (f"is {size} bytes as UTF-8 JSON; the gateway takes queries of at most {HUNTING_MAX_QUERY_BYTES} "
+                f"(so that a queued query fits a queue message): about {HUNTING_MAX_QUERY_BYTES // 4} characters "
+                f"of 4-byte text such as emoji, {HUNTING_MAX_QUERY_BYTES // 3} of 3-byte text such as CJK")
     if not isinstance(value, str):
         return "must be a string: the KQL query to run"
     if not value.strip():
@@ -97,26 +108,47 @@ def _query_problem(value: Any) -> str | None:
     return "must not contain control characters (tab, CR and LF are fine) or unpaired surrogates"
 
 
+def _spellings(document: dict[str, Any], allowed: tuple[str, ...]) -> tuple[dict[str, list[str]], list[str]]:
+    """The body's names by the field each spells in any case (Graph's OData and Defender's ASP.NET binding read
+    them so), and the names that spell none."""
+    by_lower = {field.lower(): field for field in allowed}
+    spelled: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    for name in document:
+        field = by_lower.get(name.lower())
+        if field is None:
+            unknown.append(name)
+        else:
+            spelled.setdefault(field, []).append(name)
+    return spelled, sorted(unknown)
+
+
 def validate_hunting(document: dict[str, Any], shape: HuntingShape) -> HuntingQuery:
-    """Check a hunting body for `shape`; every bad field is named (InvalidInputError), nothing is changed."""
+    """Check a hunting body for `shape`; every bad field is named (InvalidInputError). Names are matched in any case
+    (`query`, `TIMESPAN`) and the answer is canonical (`Query`, `Timespan`); two spellings of one name are refused."""
     allowed = HUNTING_FIELDS[shape]
     errors: list[FieldError] = []
-    for name in sorted(set(document) - set(allowed)):
-        by_lower = {field.lower(): field for field in allowed}
-        close = by_lower.get(name.lower()) or next(iter(difflib.get_close_matches(name, allowed, n=1, cutoff=0.8)),
-                                                   None)
-        hint = f" Did you mean '{close}'?" if close else ""
+    spelled, unknown = _spellings(document, allowed)
+    for name in unknown:
+        close = next(iter(difflib.get_close_matches(name.lower(), [field.lower() for field in allowed], n=1,
+                                                    cutoff=0.8)), None)
+        hint = f" Did you mean '{next(f for f in allowed if f.lower() == close)}'?" if close else ""
         where = "Defender's hunting API takes only Query" if shape is HuntingShape.DEFENDER else \
             "runHuntingQuery takes only Query and Timespan"
         errors.append(FieldError(f"body.{name}", f"is not a field of this request ({where}; names are "
-                                                 f"case-sensitive).{hint}"))
-    query = document.get("Query")
-    if "Query" not in document:
+                                                 f"matched in any case).{hint}"))
+    for field, names in spelled.items():
+        if len(names) > 1:
+            errors.append(FieldError(f"body.{field}", f"is given {len(names)} times, as " + ", ".join(
+                repr(name) for name in names) + ": names are matched in any case, so give it once"))
+    values = {field: document[names[0]] for field, names in spelled.items() if len(names) == 1}
+    query = values.get("Query")
+    if "Query" not in spelled:
         errors.append(FieldError("body.Query", "is required: the KQL query to run"))
-    elif (problem := _query_problem(query)) is not None:
+    elif "Query" in values and (problem := _query_problem(query)) is not None:
         errors.append(FieldError("body.Query", problem))
-    timespan = document.get("Timespan")
-    if shape is HuntingShape.GRAPH and "Timespan" in document and not (
+    timespan = values.get("Timespan")
+    if shape is HuntingShape.GRAPH and "Timespan" in values and not (
             isinstance(timespan, str) and is_timespan(timespan)):
         errors.append(FieldError("body.Timespan", "must be an ISO 8601 duration (P7D, PT12H, P1DT6H, P2W) or interval "
                                                   "(<start>/<end>, <start>/<duration>, <duration>/<end>, start and "

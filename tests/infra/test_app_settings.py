@@ -54,6 +54,13 @@ def test_every_setting_the_catalogue_marks_for_templates_is_always_set() -> None
     assert not missing, f"set_by_templates=True but not set (unconditionally) by infra/main.bicep: {sorted(missing)}"
 
 
+def test_every_catalogued_setting_the_templates_always_set_is_marked_so() -> None:
+    """The other direction: docs/configuration.md's "set by templates" column comes from the catalogue's flag."""
+    always = {name for name, _, unconditional in _settings() if unconditional}
+    unmarked = {spec.name for spec in CATALOGUE if not spec.set_by_templates} & always
+    assert not unmarked, f"set unconditionally by infra/main.bicep but set_by_templates=False: {sorted(unmarked)}"
+
+
 def test_only_the_user_assigned_identity_settings_are_conditional() -> None:
     conditional = {name for name, _, unconditional in _settings() if not unconditional}
     assert conditional == USER_ASSIGNED_ONLY

@@ -180,6 +180,17 @@ def test_role_assignments_are_exactly_the_data_and_telemetry_roles_each_on_its_r
     assert bm.module_output(bm.module_params("roles")["resultsContainerName"]) == ("storage", "resultsContainerName")
 
 
+def test_results_container_role_is_described_with_the_account_wide_owner_that_reaches_it_too() -> None:
+    """The identity's Storage Blob Data Owner is account-wide (the Functions host's), so nothing may say the
+    results container is reached through its own Contributor assignment alone."""
+    assert bm.body(bm.module("roles")["resources"]["blobDataOwner"])["scope"] == "storage"  # the whole account
+    description = bm.decorators(bm.main()["parameters"]["resultsContainerName"])["description"]
+    assert "Storage Blob Data Owner" in description and "whole account" in description
+    for path in [*bm.bicep_files(), *sorted((bm.INFRA.parent / "docs").glob("*.md"))]:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        assert not re.search(r"container alone(?![^.]*Owner)", text), f"{path.name}: 'container alone' unqualified"
+
+
 # --- storage ---------------------------------------------------------------------------------------
 
 

@@ -23,6 +23,8 @@ from shared.asynchronous.queues_memory import MemoryQueues
 from shared.asynchronous.results import RESULT_INLINE_LIMIT
 from shared.asynchronous.results_blob import BlobResultsStore
 from shared.asynchronous.settings import AsyncSettings
+from shared.defender.facts import HUNTING_MAX_QUERY_BYTES
+from shared.validation.hunting import query_json_bytes
 from tests.support.servers import FUNCTION_KEY, GatewayClient, HostFactory, IdentityAdmin, SimulatorAdmin
 
 ASYNC = {"Prefer": "respond-async"}
@@ -137,3 +139,30 @@ def test_a_large_answer_goes_through_a_blob_gone_after_the_sweep(
     Maintenance(store, queues, clock=lambda: later, results=BlobResultsStore(blobs)).sweep()
     assert blob not in list(blobs.list_blob_names())
     assert store.get(operation_id) is None
+
+
+def test_the_longest_valid_query_in_4_byte_utf8_is_queued_and_answered(
+        hunting_gateway: GatewayClient, sim: SimulatorAdmin, identity: IdentityAdmin) -> None:
+    """Review 27 #5: the queue message is UTF-8 (not 6-byte `\\uXXXX` escapes), and the validated limit in bytes keeps
+    any valid query, with its message's envelope, within a queue message's 64 KiB: the largest query of emoji the
+    validator takes is queued (not 503 queue-unavailable forever) and answered; one more emoji is a 400 naming
+    body.Query, nothing queued and nothing sent."""
+    sha1 = uuid.uuid4().hex + "22222222"
+    rows = add_events(sim, sha1, 1)
+    head, tail = f'DeviceFileEvents | where SHA1 == "{sha1}" and FileName != "', '" | project ReportId'
+    emoji = (HUNTING_MAX_QUERY_BYTES - query_json_bytes(head + tail)) // 4
+    query = head + "\U0001f600" * emoji + tail
+    assert query_json_bytes(query) <= HUNTING_MAX_QUERY_BYTES < query_json_bytes(query + "\U0001f600")
+
+    def hunt_utf8(text: str) -> requests.Response:
+        return requests.post(f"{hunting_gateway.url}{GRAPH_PATH}", timeout=60,
+                             data=json.dumps({"Query": text}, ensure_ascii=False).encode(),
+                             headers={"x-functions-key": FUNCTION_KEY, "Content-Type": "application/json", **ASYNC})
+
+    calls = len(sim.calls("hunting"))
+    too_long = hunt_utf8(head + "\U0001f600" * (emoji + 1) + tail)
+    assert too_long.status_code == 400 and "body.Query" in too_long.text, too_long.text
+    assert len(sim.calls("hunting")) == calls
+    final = hunting_gateway.wait_for_operation(accepted(hunt_utf8(query)))
+    assert final.status_code == 200, final.text
+    assert [row["ReportId"] for row in final.json()["results"]] == [row["ReportId"] for row in rows]

@@ -55,3 +55,13 @@ def test_every_description_of_the_home_tenants_callers_says_what_the_code_does()
     meaning = " ".join(CATALOGUE_BY_NAME["GATEWAY_TENANT_CALLERS"].description.split())
     assert HOME_RULE in meaning and HOME_RULE in row
     assert "every allowed caller's." not in meaning
+
+
+def test_the_hunting_calls_budget_is_said_to_be_exact_only_for_the_gateways_own_calls() -> None:
+    """Graph counts every hunting call of the tenant: other hunting clients share Graph's limit with the gateway."""
+    page = (ROOT / "docs" / "migration-hunting.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| calls |"))
+    assert "storm of playbooks never earns" not in row
+    assert "exact for the gateway's own calls" in row and "lower `RATE_LIMIT_HUNTING`" in row
+    meaning = " ".join(CATALOGUE_BY_NAME["RATE_LIMIT_HUNTING"].description.split())
+    assert "lower it when other apps hunt in the tenant" in meaning

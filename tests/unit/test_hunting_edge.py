@@ -118,6 +118,21 @@ def test_graphs_path_answers_graphs_body_unchanged_and_passes_the_timespan(
     assert sent(rig) == [{"Query": QUERY, "Timespan": "P7D"}]
 
 
+@pytest.mark.parametrize(("route", "body", "canonical"), [
+    ("advancedqueries/run", {"query": QUERY}, {"Query": QUERY}),
+    ("advancedhunting/run", {"QUERY": QUERY}, {"Query": QUERY}),
+    ("security/runHuntingQuery", {"query": QUERY, "timespan": "P7D"}, {"Query": QUERY, "Timespan": "P7D"}),
+    ("security/runHuntingQuery", {"TimeSpan": "P7D", "qUeRy": QUERY}, {"Query": QUERY, "Timespan": "P7D"}),
+])
+def test_field_names_in_any_case_are_sent_to_graph_canonical(
+        hunt: Callable[..., func.HttpResponse], route: str, body: dict[str, str], canonical: dict[str, str]) -> None:
+    """Graph's OData and Defender's ASP.NET binding read the names in any case: a caller that switches only its base
+    URL keeps working, and Graph gets `Query`/`Timespan`."""
+    rig = make_edge([results()])
+    assert hunt(rig, route, body).status_code == 200
+    assert sent(rig) == [canonical]
+
+
 # --- validation before anything is spent ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("route", "body", "fields"), [
@@ -128,7 +143,8 @@ def test_graphs_path_answers_graphs_body_unchanged_and_passes_the_timespan(
     ("advancedhunting/run", {"Query": QUERY, "Timespan": "P7D"}, ("body.Timespan",)),
     ("security/runHuntingQuery", {"Query": QUERY, "Timespan": "7 days"}, ("body.Timespan",)),
     ("security/runHuntingQuery", {"Query": QUERY, "Timespan": 7}, ("body.Timespan",)),
-    ("security/runHuntingQuery", {"query": QUERY}, ("body.query", "body.Query")),
+    ("security/runHuntingQuery", {"query": QUERY, "Query": QUERY}, ("body.Query",)),  # one name, two spellings
+    ("advancedqueries/run", {"query": QUERY, "timespan": "P7D"}, ("body.timespan",)),
     ("tenants/{tenant}/security/runHuntingQuery", {"Query": ""}, ("body.Query",)),
     ("security/runHuntingQuery", [QUERY], ("body",)),
     ("security/runHuntingQuery", b'{"Query": "a", "Query": "b"}', ("body.Query",)),

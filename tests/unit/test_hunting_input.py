@@ -75,11 +75,22 @@ def test_the_longest_query_is_taken() -> None:
 
 def test_unknown_fields_are_named_timespan_on_defenders_shape_too() -> None:
     assert set(refused({"Query": QUERY, "Timespan": "P7D"}, HuntingShape.DEFENDER)) == {"body.Timespan"}
-    errors = refused({"query": QUERY}, HuntingShape.GRAPH)
-    assert set(errors) == {"body.query", "body.Query"}
-    assert "Did you mean 'Query'?" in errors["body.query"]
-    errors = refused({"Query": QUERY, "timespan": "P7D", "Top": 5}, HuntingShape.GRAPH)
-    assert set(errors) == {"body.timespan", "body.Top"} and "Did you mean 'Timespan'?" in errors["body.timespan"]
+    assert set(refused({"query": QUERY, "timespan": "P7D"}, HuntingShape.DEFENDER)) == {"body.timespan"}
+    errors = refused({"Query": QUERY, "Timespan": "P7D", "Top": 5, "Querry": QUERY}, HuntingShape.GRAPH)
+    assert set(errors) == {"body.Top", "body.Querry"} and "Did you mean 'Query'?" in errors["body.Querry"]
+
+
+def test_names_are_matched_in_any_case_and_canonicalised() -> None:
+    assert validate_hunting({"query": QUERY}, HuntingShape.DEFENDER) == HuntingQuery(QUERY, None)
+    assert validate_hunting({"QUERY": QUERY, "timeSpan": "P7D"}, HuntingShape.GRAPH) == HuntingQuery(QUERY, "P7D")
+    assert set(refused({"query": "  ", "TIMESPAN": "7 days"}, HuntingShape.GRAPH)) == {"body.Query", "body.Timespan"}
+
+
+def test_two_spellings_of_one_name_are_refused_naming_it() -> None:
+    errors = refused({"Query": QUERY, "query": QUERY}, HuntingShape.GRAPH)
+    assert set(errors) == {"body.Query"} and "'Query', 'query'" in errors["body.Query"]
+    errors = refused({"Query": QUERY, "Timespan": "P7D", "TIMESPAN": "P1D"}, HuntingShape.GRAPH)
+    assert set(errors) == {"body.Timespan"}
 
 
 @pytest.mark.parametrize("timespan", [
@@ -162,6 +173,10 @@ def test_the_request_schemas_are_the_validators() -> None:
     assert graph["properties"]["Timespan"]["pattern"] == TIMESPAN_PATTERN
     example = {name: schema["example"] for name, schema in graph["properties"].items()}
     assert validate_hunting(example, HuntingShape.GRAPH)
+    for schema in (defender, graph):  # names in any case, one spelling each (the validator's rule)
+        assert "names matched in any case" in schema["description"] and "case-sensitive" not in schema["description"]
+        assert validate_hunting({name.lower(): value for name, value in example.items()
+                                 if name in schema["properties"]}, HuntingShape.GRAPH)
 
 
 def test_each_path_asks_for_its_shapes_body_and_answers_in_it() -> None:

@@ -5,13 +5,16 @@ request of the same query."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
-from shared.asynchronous.messages import InvalidMessageError, RequestMessage, encode, parse
+from shared.asynchronous.messages import MAX_MESSAGE_BYTES, InvalidMessageError, RequestMessage, encode, parse
 from shared.asynchronous.operations import fingerprint
 from shared.defender.client import DefenderRequest
-from shared.validation.hunting import HuntingShape
+from shared.defender.facts import HUNTING_MAX_QUERY_BYTES, HUNTING_MAX_QUERY_CHARACTERS
+from shared.validation import InvalidInputError
+from shared.validation.hunting import HuntingShape, query_json_bytes, validate_hunting
 
 QUERY = 'DeviceFileEvents | where SHA1 == "6532ec91d513acc05f43ee0aa3002599729fd3e1" | take 5'
 
@@ -49,3 +52,35 @@ def test_only_a_hunting_message_has_a_shape() -> None:
         parse(json.dumps({"version": 1, "id": "m", "operation": "GetFileRelatedAlerts", "fileHash": "ab" * 20,
                           "shape": "graph"}))
     assert [error.field for error in raised.value.errors] == ["shape"]
+
+
+def _largest(text: str) -> str:
+    """`text` repeated to the longest query the validator takes, in a where-clause."""
+    head, tail = 'DeviceFileEvents | where FileName != "', '" | take 5'
+    count = min((HUNTING_MAX_QUERY_BYTES - query_json_bytes(head + tail)) // (query_json_bytes(text) - 2),  # quotes
+                (HUNTING_MAX_QUERY_CHARACTERS - len(head + tail)) // len(text))
+    return head + text * count + tail
+
+
+@pytest.mark.parametrize("text", ["\U0001f600", "报", "отчёт_квартал.docx", '\\"\t', "x"])
+def test_the_longest_valid_query_with_the_largest_envelope_fits_a_queue_message(text: str) -> None:
+    """Review 27 #5: encoded in UTF-8 (not 6-byte escapes), and limited in bytes, any query the validator takes fits
+    a queue message with the largest envelope (the longest id, reply queue and Timespan, a caller, tenant and trace)."""
+    query = validate_hunting({"Query": _largest(text)}, HuntingShape.GRAPH).query
+    timespan = "2026-12-01T00:00:00.1234567Z/P999999999Y999999999M999999999DT999999999H999999999M999999999.9999999S"
+    request = DefenderRequest.hunting(query, timespan).for_tenant(str(uuid.UUID(int=1)))
+    encoded = encode(RequestMessage("i" * 128, request, reply_queue="q" * 63, caller=str(uuid.UUID(int=2)),
+                                    traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01", shape=HuntingShape.GRAPH))
+    assert len(encoded.encode("utf-8")) <= MAX_MESSAGE_BYTES
+    assert parse(encoded).request == request  # and it reads back as it went
+    with pytest.raises(InvalidInputError) as refused:  # beyond either limit: refused naming the field
+        validate_hunting({"Query": _largest(text) + text * 2}, HuntingShape.GRAPH)
+    assert [error.field for error in refused.value.errors] == ["body.Query"]
+    if query_json_bytes(text) - 2 > 2 * len(text):  # more than 2 bytes a character: the byte limit binds first
+        assert "bytes as UTF-8 JSON" in refused.value.errors[0].message
+
+
+def test_messages_are_utf8_not_ascii_escapes() -> None:
+    request = DefenderRequest.hunting('DeviceFileEvents | where FileName == "отчёт.docx"')
+    encoded = encode(RequestMessage("hunt-1", request))
+    assert "отчёт.docx" in encoded and "\\u" not in encoded

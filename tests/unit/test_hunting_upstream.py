@@ -335,16 +335,29 @@ def test_graph_is_the_clouds_by_default(cloud: str, graph: str) -> None:
     assert settings.hunting_timeout == 200
 
 
-@pytest.mark.parametrize("url", [
-    "https://graph.microsoft.com", "https://graph.microsoft.us/", "https://dod-graph.microsoft.us",
-    "https://microsoftgraph.chinacloudapi.cn", "https://GRAPH.microsoft.com", "http://127.0.0.1:7071",
-    "http://localhost:8080", "https://[::1]:8443",
+@pytest.mark.parametrize(("cloud", "url"), [
+    ("commercial", "https://graph.microsoft.com"), ("gcc", "https://GRAPH.microsoft.com/"),
+    ("gcc-high", "https://graph.microsoft.us/"), ("dod", "https://dod-graph.microsoft.us"),
+    ("commercial", "http://127.0.0.1:7071"), ("gcc-high", "http://localhost:8080"), ("dod", "https://[::1]:8443"),
 ])
-def test_graph_base_url_accepts_exactly_graphs_hosts_and_loopback(url: str) -> None:
-    settings = load_defender_settings({"GRAPH_BASE_URL": url})
+def test_graph_base_url_accepts_exactly_the_clouds_graph_host_and_loopback(cloud: str, url: str) -> None:
+    settings = load_defender_settings({"MDE_CLOUD": cloud, "GRAPH_BASE_URL": url})
     assert settings.graph_base_url == url.rstrip("/")
     # Overridden or not, the token is for the cloud's Graph.
-    assert settings.upstream(Service.GRAPH).scope == "https://graph.microsoft.com/.default"
+    assert settings.upstream(Service.GRAPH).scope == f"{CLOUDS[cloud].graph}/.default"
+
+
+@pytest.mark.parametrize(("cloud", "url"), [
+    ("gcc-high", "https://graph.microsoft.com"), ("dod", "https://graph.microsoft.us"),
+    ("commercial", "https://graph.microsoft.us"), ("gcc", "https://dod-graph.microsoft.us"),
+    ("commercial", "https://microsoftgraph.chinacloudapi.cn"), ("gcc-high", "https://dod-graph.microsoft.us/"),
+])
+def test_graph_base_url_naming_another_clouds_graph_is_a_start_up_problem(cloud: str, url: str) -> None:
+    """The Graph token is for MDE_CLOUD's Graph: another cloud's Graph host would take it out of its cloud."""
+    with pytest.raises(ConfigurationError) as refused:
+        load_defender_settings({"MDE_CLOUD": cloud, "GRAPH_BASE_URL": url})
+    assert refused.value.problems[0].setting == "GRAPH_BASE_URL"
+    assert "MDE_CLOUD" in str(refused.value) and CLOUDS[cloud].graph in str(refused.value)
 
 
 @pytest.mark.parametrize(("url", "says"), [
