@@ -22,7 +22,7 @@ from shared.catalogue import setting
 from shared.configuration import ConfigurationError, SettingProblem, showable, shown, shown_url, split_url
 from shared.defender.base_url import judge_base_url, judge_graph_base_url
 from shared.defender.clouds import CLOUDS
-from shared.defender.facts import HUNTING_QUERY_TIMEOUT_SECONDS, Api, Service
+from shared.defender.facts import HUNTING_QUERY_TIMEOUT_SECONDS, Api
 from shared.defender.settings import LONGEST_SYNCHRONOUS_SECONDS, DefenderSettings
 from shared.http.settings import AuthMode, AuthSettings, token_check
 from shared.identifiers import GUID
