@@ -288,10 +288,10 @@ class RequestWorker:
             return Deferred(_Later(request.api, max(0.0, sent - EARLY_SECONDS)) if released else None)
         outcome = sent.outcome
         attempts = claimed.attempts + 1
-        if isinstance(outcome, Throttled):  # Graph's CPU 429: back when the block every instance holds ends
+        if isinstance(outcome, Throttled):  # back when the block it set on every instance ends (Graph's CPU too)
             released = self._release(claimed, attempts=attempts)
-            wait = sent.blocked_for if sent.blocked_for is not None else outcome.retry_after or 60
-            return Deferred(_Later(request.api, wait) if released else None)
+            assert sent.blocked_for is not None, "Gateway.send sets the block of every 429"
+            return Deferred(_Later(request.api, sent.blocked_for) if released else None)
         if not isinstance(outcome, Success) and RetryPolicy.retryable(request.method, outcome) \
                 and claimed.failures < self.settings.max_retries:
             released = self._release(claimed, attempts=attempts, failures=claimed.failures + 1)

@@ -80,8 +80,9 @@ class Sent:
     #: How long the request itself took (monotonic seconds around DefenderClient.send: no token, slot or backoff);
     #: Defender's hunting shape states it as Stats.ExecutionTime.
     seconds: float = 0.0
-    #: Graph's hunting CPU 429: how long the shared block it set holds from the answer, in seconds (its end computed
-    #: once, in Gateway._block: the caller's Retry-After and the worker's reschedule both take it). None otherwise.
+    #: After a 429: how long the shared block it set holds from the answer, in seconds (computed once, in
+    #: Gateway._block: the caller's Retry-After for Graph's CPU 429 and the worker's reschedule both take it). None
+    #: when the answer was no 429.
     blocked_for: float | None = None
 
 
@@ -297,13 +298,16 @@ class Gateway:
             blocked_for = self._block(request.api, identity, outcome, correlation_id)
         return Sent(outcome, decision, seconds, blocked_for)
 
-    def _block(self, api: Api, identity: Identity, outcome: Throttled, correlation_id: str) -> float | None:
-        """Defender (or Graph) said 429: every instance holds this API until its Retry-After has passed, or, for
-        Graph's hunting CPU 429, until the end cpu_block_end gives (computed here alone: returned as the seconds it
-        holds from now, for the caller's Retry-After and the worker's reschedule; None for any other 429)."""
+    def _block(self, api: Api, identity: Identity, outcome: Throttled, correlation_id: str) -> float:
+        """Defender (or Graph) said 429: every instance holds this API until its Retry-After has passed (else
+        DEFAULT_THROTTLE_SECONDS), or, for Graph's hunting CPU 429, until the end cpu_block_end gives. Computed here
+        alone: returned as the seconds the block holds from now, for the caller's Retry-After and the worker's
+        reschedule."""
         limiter = self._limiters.for_api(api)
         now = limiter.clock.now()
         end = cpu_block_end(now, outcome.until, outcome.retry_after) if outcome.kind is ThrottleKind.CPU else None
+        wait = end - now if end is not None else \
+            outcome.retry_after if outcome.retry_after is not None else float(DEFAULT_THROTTLE_SECONDS)
         try:
             if end is not None:
                 limiter.block_until(identity.principal, end, kind=ThrottleKind.CPU.value)
@@ -312,13 +316,12 @@ class Gateway:
                                "(%.0f s) [correlation %s]", api, identity.tenant, _utc(end), end - now,
                                correlation_id)
             else:
-                limiter.block(identity.principal, outcome.retry_after if outcome.retry_after is not None
-                              else DEFAULT_THROTTLE_SECONDS)
+                limiter.block(identity.principal, wait)
         except RateLimitStorageError as error:
             # This instance holds calls anyway (the block is kept in process before the write).
             logger.warning("%s: could not share %s's 429 block: %s [correlation %s]", api,
                            API_FACTS[api].service.display_name, error, correlation_id)
-        return None if end is None else end - now
+        return wait
 
     def attempt(self, request: DefenderRequest, identity: Identity, correlation_id: str, *,
                 time_left: float | None = None) -> Attempt:
