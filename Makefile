@@ -45,7 +45,7 @@ ifeq ($(PYTHON),)
 	@if [ ! -e .venv ] && [ ! -L .venv ] || [[ "$$(readlink .venv)" == .venvs/* ]]; then ln -sfn $(VENV) .venv; fi
 endif
 
-node_modules/.installed: package.json package-lock.json
+node_modules/.installed: package.json package-lock.json $(wildcard patches/*.patch)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
