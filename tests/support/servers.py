@@ -130,8 +130,15 @@ class GatewayClient:
             if response.status_code != 202 and not (queued and response.status_code == 404):
                 return response
             if time.monotonic() > deadline:
-                raise AssertionError(f"operation {location} still pending after {timeout} s: {response.text}")
+                raise AssertionError(f"operation {location} still pending after {timeout} s: {response.text}\n"
+                                     f"the host's last warnings and errors:\n{self.host_warnings()}")
             time.sleep(0.2)
+
+    def host_warnings(self, last: int = 12) -> str:
+        """The host log's `last` WARNING and ERROR lines (cut to 300 characters each): what a failed wait shows, for
+        CI prints the test's output and not the host's log."""
+        lines = [line[:300] for line in self.host.log().splitlines() if " WARNING " in line or " ERROR " in line]
+        return "\n".join(lines[-last:]) or "(none)"
 
 
 def assert_problem(response: requests.Response, status: int, *fields: str) -> dict[str, Any]:
