@@ -35,7 +35,7 @@ from typing import Any
 
 from shared.answers.answer import Answer
 from shared.asynchronous.operations import OPERATION_ID_PATTERN
-from shared.asynchronous.queue_names import QUEUE_NAME
+from shared.asynchronous.queue_names import MAX_MESSAGE_BYTES, QUEUE_NAME
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import OPERATION_NAMES, Api
 from shared.defender.tenants import MultiTenant, Tenant
@@ -45,8 +45,6 @@ from shared.validation import FieldError, InvalidInputError, validate_create_ale
 from shared.validation.hunting import HuntingShape, validate_hunting
 
 VERSION = 1
-#: Queue messages are at most 64 KiB.
-MAX_MESSAGE_BYTES = 64 * 1024
 #: The operation names of the queue format: the HTTP functions' names.
 OPERATIONS: dict[str, Api] = {name: api for api, name in OPERATION_NAMES.items()}
 _ID = re.compile(OPERATION_ID_PATTERN, re.ASCII)
@@ -97,6 +95,33 @@ def encode(message: RequestMessage) -> str:
     if message.traceparent:
         document[TRACEPARENT] = message.traceparent
     return json.dumps(document, ensure_ascii=False)
+
+
+def poison_entry(text: str, reason: str, detail: str, **extra: object) -> str:
+    """The worker's entry on the poison queue: why (`reason`, `detail`, `extra`) and the message `text`, in UTF-8.
+
+    Within a queue message's 64 KiB: a message too long to go along whole (one that is invalid, near the limit) is
+    cut to fit, and `truncatedFrom` gives its size in bytes. Such an entry is never re-driven
+    (shared.asynchronous.redrive: the sender must send a correct message), so the cut loses nothing it is for; an
+    entry that did not fit would fail on every try, and the host would poison the message without its reason."""
+    entry: dict[str, object] = {"reason": reason, "detail": detail, **extra, "message": text}
+    encoded = json.dumps(entry, ensure_ascii=False)
+    if _size(encoded) <= MAX_MESSAGE_BYTES:
+        return encoded
+    entry["truncatedFrom"] = _size(text)
+    fits, too_long = 0, len(text)  # the longest prefix of the message that fits, found by halving
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if _size(json.dumps({**entry, "message": text[:middle]}, ensure_ascii=False)) <= MAX_MESSAGE_BYTES:
+            fits = middle
+        else:
+            too_long = middle
+    return json.dumps({**entry, "message": text[:fits]}, ensure_ascii=False)
+
+
+def _size(text: str) -> int:
+    """A text's size on a queue: its UTF-8 bytes (a lone surrogate counted as the 3 bytes it would take)."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset(),
@@ -191,7 +216,7 @@ def _request(api: Api, document: dict[str, Any], shape: HuntingShape | None) -> 
 
 
 def _document(text: str) -> dict[str, Any]:
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+    if _size(text) > MAX_MESSAGE_BYTES:
         raise InvalidMessageError("message-too-large", [FieldError("message", "is larger than 64 KiB")], None)
     stripped = text.strip()
     if stripped and not stripped.startswith("{"):

@@ -1,5 +1,6 @@
-"""The gateway's queue names, defined once: a valid name, the poison queue of any queue, and the waiting queue of
-each Defender API (the Bicep, the queue triggers and the settings all derive theirs from here)."""
+"""The gateway's queue names and Azure's queue facts, defined once: a valid name, a message's lifetime and largest
+size, the poison queue of any queue, and the waiting queue of each Defender API (the Bicep, the queue triggers and the
+settings all derive theirs from here)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", re.ASCII)
 #: How long a message the gateway puts on a queue lives (Azure's default, set explicitly on every message it sends).
 #: The Functions host copies a message it gives up on to `<queue>-poison` with the same default.
 MESSAGE_TTL_SECONDS = 7 * 24 * 3600
+#: The largest queue message Azure Storage takes: 64 KiB of text (UTF-8). A larger one is refused (413).
+MAX_MESSAGE_BYTES = 64 * 1024
 #: The poison queue of any queue `q` (the Functions host's name for it): `q-poison`.
 POISON_SUFFIX = "-poison"
 

@@ -51,7 +51,7 @@ from shared.answers.mapping import (
 from shared.answers.problems import Problem
 from shared.asynchronous.claims import Claim
 from shared.asynchronous.hunting_runs import hunting_answer
-from shared.asynchronous.messages import InvalidMessageError, parse, problem_detail, problem_kind, reply
+from shared.asynchronous.messages import InvalidMessageError, parse, poison_entry, problem_detail, problem_kind, reply
 from shared.asynchronous.operations import Created, Operation, OperationsStorageError, OperationStore, Source, State
 from shared.asynchronous.queue_names import POISON_SUFFIX
 from shared.asynchronous.queues import Queues, QueueStorageError
@@ -387,7 +387,7 @@ class RequestWorker:
         self._poison(text, error.reason, problem.detail, errors=[e.to_json() for e in error.errors])
 
     def _poison(self, text: str, reason: str, detail: str, **extra: object) -> None:
-        self.queues.put_poison(json.dumps({"reason": reason, "detail": detail, **extra, "message": text}))
+        self.queues.put_poison(poison_entry(text, reason, detail, **extra))
         self.gateway.telemetry.request_poisoned(reason)
 
 

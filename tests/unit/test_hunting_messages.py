@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
-from shared.asynchronous.messages import MAX_MESSAGE_BYTES, InvalidMessageError, RequestMessage, encode, parse
+from shared.asynchronous.messages import InvalidMessageError, RequestMessage, encode, parse
 from shared.asynchronous.operations import fingerprint
+from shared.asynchronous.queue_names import MAX_MESSAGE_BYTES
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import HUNTING_MAX_QUERY_BYTES, HUNTING_MAX_QUERY_CHARACTERS
 from shared.validation import InvalidInputError

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from shared.asynchronous.maintenance import Maintenance
+from shared.asynchronous.messages import poison_entry
 from shared.asynchronous.operations import SENT_CREATE_RETENTION_SECONDS, Source, Stage, State
 from shared.asynchronous.operations_memory import MemoryOperationStore
-from shared.asynchronous.queue_names import MESSAGE_TTL_SECONDS
+from shared.asynchronous.queue_names import MAX_MESSAGE_BYTES, MESSAGE_TTL_SECONDS
 from shared.asynchronous.queues_memory import MemoryQueues
+from shared.asynchronous.redrive import Refusal, poisoned
 from shared.asynchronous.worker import EARLY_SECONDS, MAX_HOLD_SECONDS, RequestWorker
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import Api
@@ -143,6 +145,45 @@ def test_an_invalid_message_gets_a_400_operation_and_goes_to_poison_with_its_rea
     (poison,) = w.poisoned()
     assert poison["reason"] == "invalid-message" and [e["field"] for e in poison["errors"]] == ["fileHash"]
     assert w.rig.transport.calls == []
+
+
+def test_an_invalid_message_of_nearly_64_kib_goes_to_poison_with_its_reason_cut_to_fit() -> None:
+    """Its entry (reason, errors and the message) would be over a queue message's 64 KiB, which Azure refuses: the
+    message goes cut, saying its size, and the worker raises nothing (else the host would try it again and again,
+    then poison it without its reason). The operator page sees an entry that is not to be re-driven."""
+    head = '{"version": 1, "id": "huge", "operation": "RunHuntingQuery", "body": {"Query": "'
+    query = "\U0001f600" * ((MAX_MESSAGE_BYTES - len(head) - 2) // 4)  # over the query limit, within a message
+    text = head + query + '"}}'
+    whole = json.dumps({"reason": "invalid-message", "message": text}, ensure_ascii=False)
+    assert len(text.encode()) <= MAX_MESSAGE_BYTES < len(whole.encode())
+    w = worker_rig([])
+    w.handle(text)
+    operation = w.operations.get("huge")
+    assert operation is not None and operation.answer is not None and operation.answer.status == 400
+    (entry,) = w.queues.messages[w.queues.poison_name]
+    assert len(entry.text.encode()) <= MAX_MESSAGE_BYTES
+    poison = json.loads(entry.text)
+    assert poison["reason"] == "invalid-message" and [e["field"] for e in poison["errors"]] == ["body.Query"]
+    assert poison["truncatedFrom"] == len(text.encode()) and text.startswith(poison["message"])
+    assert len(poison["message"]) > len(text) * 0.9  # cut no more than the entry's own fields need
+    (described,) = poisoned(w.queues, w.operations, [w.queues.poison_name])
+    assert described.refusal is Refusal.INVALID and described.requeue is None
+    assert w.rig.transport.calls == []
+
+
+@pytest.mark.parametrize("text", ["", "plain", '{"quoted": "\\"}', "\U0001f600" * 10, "a\u2028b\x00c"])
+def test_a_poison_entry_that_fits_keeps_the_message_whole(text: str) -> None:
+    entry = json.loads(poison_entry(text, "invalid-message", "why", errors=[]))
+    assert entry == {"reason": "invalid-message", "detail": "why", "errors": [], "message": text}
+
+
+def test_a_poison_entry_too_large_keeps_the_longest_prefix_that_fits() -> None:
+    text = '"' * MAX_MESSAGE_BYTES  # each quote takes two bytes in the entry
+    encoded = poison_entry(text, "not-json", "why")
+    entry = json.loads(encoded)
+    longer = json.dumps({**entry, "message": text[:len(entry["message"]) + 1]}, ensure_ascii=False)
+    assert len(encoded.encode()) <= MAX_MESSAGE_BYTES < len(longer.encode())
+    assert entry["truncatedFrom"] == MAX_MESSAGE_BYTES and set(entry["message"]) == {'"'}
 
 
 def test_an_id_used_for_another_request_goes_to_poison() -> None:
