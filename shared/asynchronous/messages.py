@@ -35,7 +35,7 @@ from typing import Any
 
 from shared.answers.answer import Answer
 from shared.asynchronous.operations import OPERATION_ID_PATTERN
-from shared.asynchronous.queue_names import MAX_MESSAGE_BYTES, QUEUE_NAME
+from shared.asynchronous.queue_names import MAX_MESSAGE_BYTES, QUEUE_NAME, message_bytes
 from shared.defender.client import DefenderRequest
 from shared.defender.facts import OPERATION_NAMES, Api
 from shared.defender.tenants import MultiTenant, Tenant
@@ -106,22 +106,17 @@ def poison_entry(text: str, reason: str, detail: str, **extra: object) -> str:
     entry that did not fit would fail on every try, and the host would poison the message without its reason."""
     entry: dict[str, object] = {"reason": reason, "detail": detail, **extra, "message": text}
     encoded = json.dumps(entry, ensure_ascii=False)
-    if _size(encoded) <= MAX_MESSAGE_BYTES:
+    if message_bytes(encoded) <= MAX_MESSAGE_BYTES:
         return encoded
-    entry["truncatedFrom"] = _size(text)
+    entry["truncatedFrom"] = message_bytes(text)
     fits, too_long = 0, len(text)  # the longest prefix of the message that fits, found by halving
     while too_long - fits > 1:
         middle = (fits + too_long) // 2
-        if _size(json.dumps({**entry, "message": text[:middle]}, ensure_ascii=False)) <= MAX_MESSAGE_BYTES:
+        if message_bytes(json.dumps({**entry, "message": text[:middle]}, ensure_ascii=False)) <= MAX_MESSAGE_BYTES:
             fits = middle
         else:
             too_long = middle
     return json.dumps({**entry, "message": text[:fits]}, ensure_ascii=False)
-
-
-def _size(text: str) -> int:
-    """A text's size on a queue: its UTF-8 bytes (a lone surrogate counted as the 3 bytes it would take)."""
-    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def parse(text: str, *, forbidden_reply_queues: frozenset[str] = frozenset(),
@@ -216,7 +211,7 @@ def _request(api: Api, document: dict[str, Any], shape: HuntingShape | None) -> 
 
 
 def _document(text: str) -> dict[str, Any]:
-    if _size(text) > MAX_MESSAGE_BYTES:
+    if message_bytes(text) > MAX_MESSAGE_BYTES:
         raise InvalidMessageError("message-too-large", [FieldError("message", "is larger than 64 KiB")], None)
     stripped = text.strip()
     if stripped and not stripped.startswith("{"):

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from shared.asynchronous.queue_names import MAX_MESSAGE_BYTES
+from shared.asynchronous.queue_names import MAX_MESSAGE_BYTES, message_bytes
 from shared.asynchronous.queues import MAX_PEEK, Hidden, Peeked, Queues, QueueStorageError, visibility_delay
 from shared.asynchronous.settings import AsyncSettings
 
@@ -42,7 +42,7 @@ class MemoryQueues(Queues):
     def put(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
         if not self.available:
             raise QueueStorageError(f"queue {queue}: unavailable")
-        if len(text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:  # refused as Azure refuses it (413)
+        if message_bytes(text) > MAX_MESSAGE_BYTES:  # refused as Azure refuses it (413)
             raise QueueStorageError(f"queue {queue}: a message larger than 64 KiB")
         with self._lock:
             now = self._clock()
