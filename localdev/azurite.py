@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from localdev.processes import free_port, stop_process, wait_for_port
+from localdev.processes import start_listening, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / "node_modules" / ".bin" / "azurite"
@@ -40,24 +40,20 @@ class Azurite:
 
 def start_azurite(*, blob_port: int = 0, queue_port: int = 0, table_port: int = 0,
                   quiet: bool = True) -> Azurite:
-    """Start an in-memory Azurite; port 0 means a free port."""
+    """Start an in-memory Azurite and wait until it listens; port 0 means a free port (see start_listening)."""
     if not AZURITE_BIN.exists():
         raise FileNotFoundError(f"{AZURITE_BIN} is missing: run `npm ci` (make does it for you).")
-    ports = [p or free_port() for p in (blob_port, queue_port, table_port)]
-    command = [
-        str(AZURITE_BIN), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck",
-        "--loose", "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
-        "--blobPort", str(ports[0]), "--queuePort", str(ports[1]), "--tablePort", str(ports[2]),
-    ]
-    if quiet:
-        command.append("--silent")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL if quiet else None,
-                               stderr=subprocess.DEVNULL if quiet else None, start_new_session=True)
-    azurite = Azurite(process, *ports)
-    try:
-        for port in ports:
-            wait_for_port(port, timeout=60)
-    except TimeoutError:
-        azurite.stop()
-        raise
-    return azurite
+
+    def start(ports: tuple[int, ...]) -> subprocess.Popen[bytes]:
+        command = [
+            str(AZURITE_BIN), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck",
+            "--loose", "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
+            "--blobPort", str(ports[0]), "--queuePort", str(ports[1]), "--tablePort", str(ports[2]),
+        ]
+        if quiet:
+            command.append("--silent")
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL if quiet else None,
+                                stderr=subprocess.DEVNULL if quiet else None, start_new_session=True)
+
+    process, (blob, queue, table) = start_listening(start, (blob_port, queue_port, table_port), timeout=60)
+    return Azurite(process, blob, queue, table)

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from azure.storage.queue import QueueServiceClient
 from localdev.azurite import DEV_ACCOUNT, Azurite, start_azurite
 from localdev.functions_host import DEFAULT_LOCAL_AUDIENCE, DEFAULT_LOCAL_KEY
 from localdev.identity_endpoint import IDENTITY_PATH, IdentityEndpoint
-from localdev.processes import free_port, stop_process, wait_for_port
+from localdev.processes import ChildExitedError, start_listening, stop_process
 from localdev.servers import serve_in_thread
 from localdev.simulator.app import Simulator
 from localdev.simulator.data import SEED_EVENT, SEED_FILE_SHA1
@@ -139,23 +138,20 @@ def start_host(env: dict[str, str], *, log_path: Path, port: int = 0, timeout: f
     """
     if provision:
         provision_queues(env)
-    port = port or free_port()
-    command = [sys.executable, "-m", "localdev.functions_host", "--port", str(port)]
-    if host_json is not None:
-        command += ["--host-json", str(host_json)]
-    with log_path.open("wb") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    host = HostProcess(process, port, log_path)
-    deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            wait_for_port(port, timeout=0.2)
-            return host
-        except TimeoutError:
-            continue
-    host.stop()
-    raise RuntimeError(f"the local Functions host did not start:\n{host.log()}")
+    def start(ports: tuple[int, ...]) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "localdev.functions_host", "--port", str(ports[0])]
+        if host_json is not None:
+            command += ["--host-json", str(host_json)]
+        with log_path.open("wb") as log:  # the child keeps its own descriptor
+            return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    try:
+        process, (chosen,) = start_listening(start, (port,), timeout=timeout)
+    except (ChildExitedError, TimeoutError):
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        raise RuntimeError(f"the local Functions host did not start:\n{log}") from None
+    return HostProcess(process, chosen, log_path)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from localdev.processes import free_port, stop_process, wait_for_port
+from localdev.processes import start_listening, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,13 +31,10 @@ class SimulatorProcess:
 
 def start_simulator_process(port: int = 0) -> SimulatorProcess:
     """`python -m localdev.simulator --no-identity` on `port` (0: a free one), once it listens."""
-    port = port or free_port()
-    process = subprocess.Popen([sys.executable, "-m", "localdev.simulator", "--port", str(port), "--no-identity"],
-                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for_port(port, timeout=30)
-    except TimeoutError:
-        stop_process(process)
-        raise
-    return SimulatorProcess(process, port)
+    def start(ports: tuple[int, ...]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "localdev.simulator", "--port", str(ports[0]), "--no-identity"],
+                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    process, (chosen,) = start_listening(start, (port,), timeout=30)
+    return SimulatorProcess(process, chosen)
