@@ -185,7 +185,10 @@ def test_the_page_charts_a_storm_as_the_simulator_counted_it(
     charts = Charts()
     charts.feed(dom.stdout)
     budget = {"chart": "budget", "api": "file_alerts", "scope": "home"}
-    assert sum(charts.points("admitted", **budget)) == sent  # every call Defender saw had its slot
+    # Every call Defender saw had its slot, and nothing else did, but for a rate-limit write that timed out: Azurite
+    # (slow on a busy core) may have kept that admission while the gateway, never sure, sent nothing on it.
+    ambiguous = storm.host.log().count("rate-limit storage")  # the worker, the gateway and the edge log each
+    assert sent <= sum(charts.points("admitted", **budget)) <= sent + ambiguous, storm.host_warnings()
     assert sum(charts.points("Defender 429s", **budget)) == throttled
     assert sum(charts.points("refused", **budget)) >= len(queued)  # each queued call was refused a slot first
     depth = charts.points("depth", chart="depth", queue=waiting["name"])
